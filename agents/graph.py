@@ -1,0 +1,279 @@
+"""The outreach agent: a LangGraph ``StateGraph`` executed inside the workflow.
+
+gather_facts → (stop | plan) → guard → execute → (record_outcome | wait → guard)
+
+Every node and router is ``async def``. Nodes never touch the world directly:
+they go through an :class:`AgentRuntime` (the workflow), which turns tool
+calls into activities, waits into durable timers and approvals into updates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any, Protocol, TypeVar
+
+from langgraph.graph import END, START, StateGraph
+from pydantic import BaseModel
+
+from agents.approvals import ApprovalDecision, DecisionResult, PendingApproval
+from agents.facts import RunFacts
+from agents.planner import PlannerInput, PlannerOutput
+from agents.state import TERMINAL, ActionRecord, OutreachState
+from guardrails.deadlines import next_contact_time, tcm_contact_due
+from guardrails.rules import check_run, evaluate_action
+from tools.care_plan import DraftCarePlanArgs, DraftCarePlanInput
+from tools.clinical import ClinicalContext, ClinicalContextInput
+from tools.eligibility import EligibilityInput, EligibilityResult
+from tools.errors import CONTACT_NOT_ALLOWED, OUTSIDE_CONTACT_HOURS
+from tools.member import LookupMemberInput, MemberProfile
+from tools.outreach import SendOutreachArgs, SendOutreachInput
+from tools.risk import RiskInput, RiskScore
+from tools.tasks import CreateTaskArgs, CreateTaskInput
+from tools.writes import WriteResult
+
+__all__ = ["AgentRuntime", "ToolFailure", "build_outreach_graph", "run_status"]
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class ToolFailure(Exception):
+    """A tool failed for good (non-retryable, or retries exhausted)."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class AgentRuntime(Protocol):
+    """What the graph needs from its host (the Temporal workflow)."""
+
+    def now(self) -> datetime: ...
+
+    async def call_tool(self, name: str, data: BaseModel, result_type: type[T]) -> T: ...
+
+    async def plan(self, data: PlannerInput) -> PlannerOutput: ...
+
+    def request_approvals(self, items: list[PendingApproval]) -> None: ...
+
+    async def wait_for_decisions(
+        self, until: datetime | None
+    ) -> list[tuple[ApprovalDecision, DecisionResult, PendingApproval]]: ...
+
+    def publish(self, state: OutreachState, status: str) -> None: ...
+
+
+def run_status(state: OutreachState) -> str:
+    """The run's status word, derived from its state."""
+    if state.stop is not None:
+        return "ineligible" if state.facts and state.facts.clinical.stay.discharged_at else "not_discharged"
+    statuses = {r.status for r in state.actions}
+    if "awaiting_approval" in statuses:
+        return "awaiting_approval"
+    if "deferred" in statuses:
+        return "deferred"
+    if statuses <= TERMINAL:
+        return "needs_attention" if "failed" in statuses else "completed"
+    return "executing"
+
+
+def build_outreach_graph(rt: AgentRuntime) -> Any:
+    """Compile the agent graph bound to one runtime (one workflow run)."""
+
+    async def gather_facts(state: OutreachState) -> dict[str, Any]:
+        req = state.request
+        rt.publish(state, "gathering")
+        member, clinical = await asyncio.gather(
+            rt.call_tool("tools.lookup_member", LookupMemberInput(member_id=req.member_id), MemberProfile),
+            rt.call_tool(
+                "tools.get_clinical_context",
+                ClinicalContextInput(member_id=req.member_id, encounter_id=req.encounter_id),
+                ClinicalContext,
+            ),
+        )
+        stay = clinical.stay
+        on_date = (stay.discharged_at or stay.admitted_at).date()
+        eligibility, risk = await asyncio.gather(
+            rt.call_tool("tools.check_eligibility",
+                         EligibilityInput(member_id=req.member_id, on_date=on_date), EligibilityResult),
+            rt.call_tool(
+                "tools.score_readmission_risk",
+                RiskInput(length_of_stay_days=stay.length_of_stay_days, acute_admission=stay.acute_admission,
+                          condition_codes=clinical.condition_codes, ed_visits_6mo=clinical.ed_visits_6mo),
+                RiskScore,
+            ),
+        )
+        policy = req.policy
+        due = None
+        if stay.discharged_at is not None:
+            due = tcm_contact_due(stay.discharged_at, member.time_zone,
+                                  business_days=policy.tcm_contact_business_days,
+                                  end_of_business_hour=policy.business_day_end_hour, holidays=policy.holidays)
+        facts = RunFacts(member=member, clinical=clinical, eligibility=eligibility, risk=risk, tcm_contact_due=due)
+        stop = check_run(facts, policy)
+        verdicts = [*state.verdicts, stop] if stop else state.verdicts
+        return {"facts": facts, "stop": stop, "verdicts": verdicts}
+
+    async def plan(state: OutreachState) -> dict[str, Any]:
+        rt.publish(state, "planning")
+        facts = _facts(state)
+        out = await rt.plan(PlannerInput(workflow_id=state.request.workflow_id, facts=facts,
+                                         policy=state.request.policy))
+        seen: set[str] = set()
+        records = []
+        for proposal in out.proposals:
+            if proposal.action_id in seen:
+                raise ToolFailure("InvalidPlan", f"planner {out.planner} proposed action id {proposal.action_id} twice")
+            seen.add(proposal.action_id)
+            records.append(ActionRecord(action=proposal, proposed_digest=proposal.digest))
+        return {"planner": out.planner, "actions": records}
+
+    async def guard(state: OutreachState) -> dict[str, Any]:
+        facts, policy, now = _facts(state), state.request.policy, rt.now()
+        actions = [r.model_copy(deep=True) for r in state.actions]
+        verdicts = list(state.verdicts)
+        requests: list[PendingApproval] = []
+        for record in actions:
+            due = record.status == "deferred" and record.not_before is not None and record.not_before <= now
+            if record.status not in ("proposed", "approved") and not due:
+                continue
+            verdict = evaluate_action(record.action, facts, policy, now=now, approved_role=record.approver_role)
+            verdicts.append(verdict)
+            record.not_before = None
+            if verdict.decision == "allow":
+                record.status = "ready"
+            elif verdict.decision == "block":
+                record.status, record.reason = "blocked", "; ".join(verdict.reasons)
+            elif verdict.decision == "defer":
+                record.status, record.not_before = "deferred", verdict.defer_until
+            else:
+                record.status = "awaiting_approval"
+                record.approval_requests += 1
+                requests.append(_pending(state, record, verdict.reasons, verdict.required_role or "md", now))
+        if requests:
+            rt.request_approvals(requests)
+        return {"actions": actions, "verdicts": verdicts}
+
+    async def execute(state: OutreachState) -> dict[str, Any]:
+        actions = [r.model_copy(deep=True) for r in state.actions]
+        if any(r.status == "ready" for r in actions):
+            rt.publish(state, "executing")
+        for record in actions:
+            if record.status != "ready":
+                continue
+            try:
+                record.result = await rt.call_tool(*_write_call(state, record), WriteResult)
+                record.status = "executed"
+            except ToolFailure as failure:
+                if failure.error_type == OUTSIDE_CONTACT_HOURS:
+                    record.status = "deferred"
+                    record.not_before = _next_opening(state, rt.now())
+                elif failure.error_type == CONTACT_NOT_ALLOWED:
+                    record.status, record.reason = "blocked", str(failure)
+                else:
+                    record.status, record.reason = "failed", f"{failure.error_type}: {failure}"
+        return {"actions": actions}
+
+    async def wait(state: OutreachState) -> dict[str, Any]:
+        rt.publish(state, run_status(state))
+        deferred = [r.not_before for r in state.actions if r.status == "deferred" and r.not_before]
+        decisions = await rt.wait_for_decisions(min(deferred) if deferred else None)
+        if not decisions:
+            return {}
+        actions = [r.model_copy(deep=True) for r in state.actions]
+        by_id = {r.action.action_id: r for r in actions}
+        for decision, result, item in decisions:
+            record = by_id[item.action_id]
+            record.approved_by, record.approver_role = decision.approver, decision.role
+            if decision.decision == "reject":
+                record.status, record.reason = "rejected", f"rejected by {decision.approver}: {decision.reason}"
+            else:
+                if decision.decision == "edit" and decision.arguments is not None:
+                    record.action = record.action.model_copy(update={"arguments": decision.arguments})
+                    record.edited = True
+                record.status = "approved"
+        return {"actions": actions}
+
+    async def record_outcome(state: OutreachState) -> dict[str, Any]:
+        rt.publish(state, run_status(state))
+        return {}
+
+    async def after_gather(state: OutreachState) -> str:
+        return "record_outcome" if state.stop else "plan"
+
+    async def after_execute(state: OutreachState) -> str:
+        return "record_outcome" if all(r.status in TERMINAL for r in state.actions) else "wait"
+
+    graph = StateGraph(OutreachState)
+    graph.add_node("gather_facts", gather_facts)
+    graph.add_node("plan", plan)
+    graph.add_node("guard", guard)
+    graph.add_node("execute", execute)
+    graph.add_node("wait", wait)
+    graph.add_node("record_outcome", record_outcome)
+    graph.add_edge(START, "gather_facts")
+    graph.add_conditional_edges("gather_facts", after_gather, ["plan", "record_outcome"])
+    graph.add_edge("plan", "guard")
+    graph.add_edge("guard", "execute")
+    graph.add_conditional_edges("execute", after_execute, ["wait", "record_outcome"])
+    graph.add_edge("wait", "guard")
+    graph.add_edge("record_outcome", END)
+    return graph.compile()
+
+
+def _facts(state: OutreachState) -> RunFacts:
+    if state.facts is None:
+        raise ToolFailure("MissingFacts", "the graph reached planning without facts")
+    return state.facts
+
+
+def _pending(state: OutreachState, record: ActionRecord, reasons: list[str], role: Any, now: datetime
+             ) -> PendingApproval:
+    action = record.action
+    return PendingApproval(
+        approval_id=f"{action.action_id}.{record.approval_requests}",
+        workflow_id=state.request.workflow_id,
+        action_id=action.action_id,
+        tool=action.tool,
+        arguments=action.arguments,
+        digest=action.digest,
+        rationale=action.rationale,
+        evidence=action.evidence,
+        confidence=action.confidence,
+        signals=action.signals,
+        reasons=reasons,
+        required_role=role,
+        member_pseudonym=_facts(state).member.pseudonym,
+        requested_at=now,
+        policy_id=state.request.policy.policy_id,
+    )
+
+
+def _next_opening(state: OutreachState, now: datetime) -> datetime:
+    policy = state.request.policy
+    opening = next_contact_time(now, _facts(state).member.time_zone,
+                                start_hour=policy.contact_window_start_hour, end_hour=policy.contact_window_end_hour)
+    # The tool saw a closed window the workflow clock had not reached yet: look again in a minute.
+    return opening or now + timedelta(minutes=1)
+
+
+def _write_call(state: OutreachState, record: ActionRecord) -> tuple[str, BaseModel]:
+    req, args = state.request, record.action.arguments
+    key = f"{req.workflow_id}/{record.action.action_id}"
+    common = {"member_id": req.member_id, "encounter_id": req.encounter_id, "idempotency_key": key,
+              "approved_by": record.approved_by}
+    if isinstance(args, DraftCarePlanArgs):
+        return "tools.draft_care_plan", DraftCarePlanInput(**common, arguments=args, authored_at=_authored(state))
+    if isinstance(args, CreateTaskArgs):
+        return "tools.create_task", CreateTaskInput(**common, arguments=args, authored_at=_authored(state))
+    if isinstance(args, SendOutreachArgs):
+        policy = req.policy
+        return "tools.send_outreach", SendOutreachInput(
+            **common, arguments=args, contact_window_start_hour=policy.contact_window_start_hour,
+            contact_window_end_hour=policy.contact_window_end_hour, sms_max_chars=policy.sms_max_chars)
+    raise ToolFailure("UnknownTool", f"no write tool for {type(args).__name__}")
+
+
+def _authored(state: OutreachState) -> datetime:
+    stay = _facts(state).clinical.stay
+    return stay.discharged_at or stay.admitted_at

@@ -1,0 +1,55 @@
+"""The outreach agent's graph state: typed, compact, identifiers not records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from agents.actions import ProposedAction
+from agents.facts import RunFacts
+from guardrails.policy import GuardrailPolicy, Role
+from guardrails.verdicts import GuardrailVerdict
+from tools.writes import WriteResult
+
+__all__ = ["ActionRecord", "ActionStatus", "OutreachRequest", "OutreachState", "TERMINAL"]
+
+ActionStatus = Literal[
+    "proposed", "awaiting_approval", "approved", "deferred", "ready", "executed", "rejected", "blocked", "failed",
+]
+TERMINAL: frozenset[str] = frozenset({"executed", "rejected", "blocked", "failed"})
+
+
+class ActionRecord(BaseModel):
+    """One proposed action and everything that happened to it."""
+
+    action: ProposedAction = Field(description="The current action (after an edit, the edited one).")
+    proposed_digest: str = Field(description="Digest of the planner's original arguments.")
+    status: ActionStatus = "proposed"
+    not_before: datetime | None = Field(default=None, description="Deferred until (UTC).")
+    approval_requests: int = 0
+    approved_by: str | None = None
+    approver_role: Role | None = None
+    edited: bool = False
+    reason: str | None = Field(default=None, description="Why rejected, blocked or failed.")
+    result: WriteResult | None = None
+
+
+class OutreachRequest(BaseModel):
+    """The run's identity and rules, fixed at start."""
+
+    workflow_id: str
+    member_id: str
+    encounter_id: str
+    policy: GuardrailPolicy
+    initiated_by: str
+
+
+class OutreachState(BaseModel):
+    request: OutreachRequest
+    facts: RunFacts | None = None
+    stop: GuardrailVerdict | None = Field(default=None, description="Run-level block (e.g. ineligible).")
+    planner: str | None = None
+    actions: list[ActionRecord] = Field(default_factory=list)
+    verdicts: list[GuardrailVerdict] = Field(default_factory=list)

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Set up careloom's virtual environment if needed, then run a command in it.
+
+    python3 bootstrap.py demo      # the demo (careloom demo --exit and friends take flags)
+    python3 bootstrap.py test      # the test suite (extra args go to pytest)
+    python3 bootstrap.py careloom ARGS...   # any careloom command
+
+Only the Python standard library is used here, so this works on a fresh
+machine with Python 3.11+. The environment is rebuilt when requirements.lock
+or pyproject.toml change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".careloom-installed"
+
+
+def _fingerprint() -> str:
+    digest = hashlib.sha256()
+    for name in ("requirements.lock", "pyproject.toml"):
+        digest.update((ROOT / name).read_bytes())
+    return digest.hexdigest()
+
+
+def ensure_environment() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"careloom needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    wanted = _fingerprint()
+    if STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    if not (BIN / "python").exists():
+        print("bootstrap: creating .venv", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    python = str(BIN / "python")
+    print("bootstrap: installing pinned dependencies (requirements.lock)", flush=True)
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "-r", str(ROOT / "requirements.lock")],
+                   check=True)
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "-e", str(ROOT)], check=True)
+    STAMP.write_text(wanted)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    ensure_environment()
+    command, rest = argv[0], argv[1:]
+    if command == "test":
+        cmd = [str(BIN / "python"), "-m", "pytest", *rest]
+    elif command == "demo":
+        cmd = [str(BIN / "careloom"), "demo", *rest]
+    elif command == "careloom":
+        cmd = [str(BIN / "careloom"), *rest]
+    else:
+        print(f"bootstrap: unknown command {command!r}; use demo, test or careloom", file=sys.stderr)
+        return 2
+    os.chdir(ROOT)
+    return subprocess.call(cmd)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

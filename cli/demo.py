@@ -1,0 +1,150 @@
+"""``careloom demo`` and ``careloom up``."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import structlog
+from rich.progress import Progress
+from rich.table import Table
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from cli.output import console, print_json
+from runtime.settings import Settings
+from runtime.stack import running_stack
+from store.importer import import_ndjson
+from store.records import SqliteCareRecordStore
+from workflows.outreach import MemberOutreachWorkflow, OutreachStatus
+from workflows.outreach_client import start_outreach
+
+__all__ = ["SAMPLE_DATA", "run_demo", "serve"]
+
+log = structlog.get_logger(__name__)
+
+SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data" / "fhir_r4"
+DEMO_USER = "careloom-demo"
+_PARKED = {"awaiting_approval", "deferred"}
+_CLI = ".venv/bin/careloom"
+
+
+def discharges(store: SqliteCareRecordStore, since: str, until: str) -> list[tuple[str, str]]:
+    """(member id, encounter id) for every inpatient stay discharged in [since, until)."""
+    found = []
+    for encounter in store.ended_between("Encounter", since, until):
+        if (encounter.get("class") or {}).get("code") in ("IMP", "ACUTE", "NONAC"):
+            member = ((encounter.get("subject") or {}).get("reference") or "").removeprefix("Patient/")
+            found.append((member, encounter["id"]))
+    return found
+
+
+async def _settled(client: Client, workflow_id: str) -> OutreachStatus | None:
+    """The run's status once it is closed or parked; None while it is still working."""
+    handle = client.get_workflow_handle_for(MemberOutreachWorkflow.run, workflow_id)
+    description = await handle.describe()
+    status = await handle.query(MemberOutreachWorkflow.status)
+    if description.status != WorkflowExecutionStatus.RUNNING or status.status in _PARKED:
+        return status
+    return None
+
+
+async def _wait_for(client: Client, workflow_ids: list[str], timeout: float = 300.0) -> dict[str, OutreachStatus]:
+    done: dict[str, OutreachStatus] = {}
+    deadline = time.monotonic() + timeout
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("outreach runs", total=len(workflow_ids))
+        while len(done) < len(workflow_ids) and time.monotonic() < deadline:
+            for workflow_id in workflow_ids:
+                if workflow_id in done:
+                    continue
+                settled = await _settled(client, workflow_id)
+                if settled is not None:
+                    done[workflow_id] = settled
+                    progress.advance(task)
+            await asyncio.sleep(0.3)
+    return done
+
+
+def _summary(statuses: Iterable[OutreachStatus], eligibility: dict[str, str]) -> Table:
+    table = Table(title="Post-discharge outreach runs")
+    for column in ("member", "eligibility", "LACE", "executed", "waiting for approval", "blocked / deferred",
+                   "status"):
+        table.add_column(column)
+    for s in statuses:
+        executed = [a.tool for a in s.actions if a.status == "executed"]
+        waiting = [f"{p.approval_id} ({p.required_role})" for p in s.pending_approvals]
+        held = [f"{a.tool}: {a.status}" for a in s.actions if a.status in ("blocked", "deferred", "rejected")]
+        table.add_row(s.member_pseudonym or "?", eligibility.get(s.workflow_id, "?"),
+                      "-" if s.lace is None else str(s.lace), ", ".join(executed) or "-",
+                      ", ".join(waiting) or "-", ", ".join(held) or "-", s.status)
+    return table
+
+
+def _eligibility(status: OutreachStatus) -> str:
+    stop = next((v for v in status.verdicts if v.action_id == "run"), None)
+    return "not eligible" if stop else "eligible"
+
+
+async def run_demo(settings: Settings, *, data: Path, since: str, until: str, exit_after: bool,
+                   as_json: bool) -> None:
+    async with running_stack(settings) as stack:
+        report = import_ndjson(stack.store, data)
+        if not as_json:
+            console.print(f"imported {data}: {report.total('inserted')} new, {report.total('updated')} updated, "
+                          f"{report.total('unchanged')} unchanged, {report.skipped} skipped")
+        policy = settings.guardrail_policy()
+        workflow_ids = []
+        for member_id, encounter_id in discharges(stack.store, since, until):
+            handle, _ = await start_outreach(
+                stack.client, member_id=member_id, encounter_id=encounter_id, policy=policy,
+                task_queue=settings.task_queue, initiated_by=DEMO_USER, tool_attempts=settings.tool_attempts)
+            workflow_ids.append(handle.id)
+        statuses = await _wait_for(stack.client, workflow_ids)
+        ordered = [statuses[w] for w in workflow_ids if w in statuses]
+        if as_json:
+            print_json({"runs": [s.model_dump(mode="json") for s in ordered],
+                        "unsettled": [w for w in workflow_ids if w not in statuses], "ui": stack.ui_url})
+        else:
+            console.print(_summary(ordered, {s.workflow_id: _eligibility(s) for s in ordered}))
+            _print_next_steps(ordered, stack.ui_url, exit_after)
+        if not exit_after:
+            await _until_signalled("demo serving: worker and server stay up; Ctrl-C to stop")
+
+
+def _print_next_steps(statuses: list[OutreachStatus], ui_url: str | None, exit_after: bool) -> None:
+    counts: dict[str, int] = {}
+    for s in statuses:
+        counts[s.status] = counts.get(s.status, 0) + 1
+    console.print("runs by status: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    pending = next((p for s in statuses for p in s.pending_approvals), None)
+    if pending is not None:
+        role = pending.required_role
+        where = ("in another terminal (the demo keeps serving)" if not exit_after
+                 else f"after starting the server and worker again with `{_CLI} up` in another terminal")
+        console.print(f"\nApprove one {where}:")
+        console.print(f"  {_CLI} approvals list")
+        console.print(f"  {_CLI} approvals show {pending.workflow_id} {pending.approval_id}")
+        console.print(f"  {_CLI} approvals approve {pending.workflow_id} {pending.approval_id} "
+                      f"--digest {pending.digest} --as dr.rivera --role {role}")
+        console.print(f"  {_CLI} outreach status {pending.workflow_id}")
+    if ui_url:
+        console.print(f"\nTemporal Web UI: {ui_url}  (while the server runs)")
+
+
+async def _until_signalled(message: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    console.print(message)
+    await stop.wait()
+
+
+async def serve(settings: Settings) -> None:
+    async with running_stack(settings) as stack:
+        where = stack.server.address if stack.server else settings.target_host
+        await _until_signalled(f"careloom up: Temporal at {where}, worker on task queue {settings.task_queue}"
+                               + (f", Web UI {stack.ui_url}" if stack.ui_url else "") + "; Ctrl-C to stop")

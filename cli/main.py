@@ -1,0 +1,172 @@
+"""The ``careloom`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import TypeAdapter, ValidationError
+
+from cli import approvals as approvals_cli
+from cli import demo as demo_cli
+from cli.output import console, fail, print_json
+from runtime.errors import CareloomError
+from runtime.logging import configure_logging
+from runtime.settings import Settings
+
+app = typer.Typer(help="careloom: durable, agentic care-management workflows for health plans.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+outreach_app = typer.Typer(help="Start and inspect post-discharge outreach runs.", no_args_is_help=True)
+app.add_typer(outreach_app, name="outreach")
+app.add_typer(approvals_cli.app, name="approvals")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+def settings() -> Settings:
+    try:
+        value = Settings()
+    except ValidationError as err:
+        fail(f"invalid settings: {err.errors()[0]['loc']}: {err.errors()[0]['msg']}")
+        raise  # unreachable; fail() exits
+    configure_logging(value.log_level, value.log_format)
+    return value
+
+
+def run(coro: object) -> object:
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except CareloomError as err:
+        fail(str(err))
+
+
+@app.command()
+def demo(
+    exit_after: Annotated[bool, typer.Option("--exit", help="Stop after the summary instead of serving.")] = False,
+    data: Annotated[Path, typer.Option(help="FHIR NDJSON folder to import.")] = demo_cli.SAMPLE_DATA,
+    since: Annotated[str, typer.Option(help="First discharge date of the window (YYYY-MM-DD).")] = "2024-01-01",
+    until: Annotated[str, typer.Option(help="Day after the last discharge date of the window.")] = "2025-01-01",
+    as_json: JsonFlag = False,
+) -> None:
+    """The main job: embedded server + worker, sample data, an outreach run per discharge, a summary."""
+    run(demo_cli.run_demo(settings(), data=data, since=since, until=until, exit_after=exit_after,
+                          as_json=as_json))
+
+
+@app.command()
+def up() -> None:
+    """Run the embedded Temporal server (unless TEMPORAL_ADDRESS is set) and a worker until Ctrl-C."""
+    run(demo_cli.serve(settings()))
+
+
+@app.command("import")
+def import_(
+    path: Annotated[Path, typer.Argument(help="A folder of <Type>.ndjson files (FHIR Bulk Data) or one file.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Import FHIR R4 NDJSON into the care records store. Exit 1 if any line was skipped."""
+    from store.importer import import_ndjson
+    from store.records import SqliteCareRecordStore
+
+    cfg = settings()
+    try:
+        report = import_ndjson(SqliteCareRecordStore(cfg.records_path), path)
+    except CareloomError as err:
+        fail(str(err), code=2)
+        return
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        for rtype, outcomes in report.as_dict()["by_type"].items():
+            console.print(f"{rtype:>14}: " + ", ".join(f"{n} {o}" for o, n in outcomes.items()))
+        for problem in report.problems:
+            console.print(f"[yellow]skipped[/] {problem}")
+        console.print(f"{report.total('inserted')} inserted, {report.total('updated')} updated, "
+                      f"{report.total('unchanged')} unchanged, {report.skipped} skipped")
+    if report.skipped:
+        raise typer.Exit(1)
+
+
+@outreach_app.command("start")
+def outreach_start(
+    member: Annotated[str, typer.Option(help="Patient id.")],
+    encounter: Annotated[str, typer.Option(help="Discharge (inpatient) Encounter id.")],
+    as_user: Annotated[str, typer.Option("--as", help="Who starts the run (may not approve it).")] = "system",
+    as_json: JsonFlag = False,
+) -> None:
+    """Start post-discharge outreach for one discharge (the same episode never runs twice)."""
+
+    async def go() -> None:
+        from runtime.temporal_client import connect
+        from workflows.outreach_client import start_outreach
+
+        cfg = settings()
+        client = await connect(cfg)
+        handle, started = await start_outreach(
+            client, member_id=member, encounter_id=encounter, policy=cfg.guardrail_policy(),
+            task_queue=cfg.task_queue, initiated_by=as_user, tool_attempts=cfg.tool_attempts)
+        if as_json:
+            print_json({"workflow_id": handle.id, "started": started})
+        else:
+            console.print(f"{'started' if started else 'already exists'}: {handle.id}")
+
+    run(go())
+
+
+@outreach_app.command("status")
+def outreach_status(
+    workflow_id: Annotated[str, typer.Argument(help="outreach-<member>-<encounter>")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a run's status, actions, verdicts and pending approvals."""
+
+    async def go() -> None:
+        from runtime.temporal_client import connect
+        from workflows.outreach import MemberOutreachWorkflow
+
+        cfg = settings()
+        client = await connect(cfg)
+        handle = client.get_workflow_handle_for(MemberOutreachWorkflow.run, workflow_id)
+        try:
+            status = await handle.query(MemberOutreachWorkflow.status)
+        except Exception as err:  # noqa: BLE001 - the server's message names the problem
+            fail(f"cannot read {workflow_id}: {err}. Check the id with `careloom approvals list` "
+                 "or the Web UI")
+            return
+        if as_json:
+            print_json(status)
+            return
+        console.print(f"[bold]{status.workflow_id}[/]  status={status.status}  member={status.member_pseudonym}"
+                      f"  LACE={status.lace}  planner={status.planner}")
+        for action in status.actions:
+            extra = action.reference or action.reason or ""
+            console.print(f"  {action.action_id:<18} {action.tool:<16} {action.status:<18} {extra}")
+        for verdict in status.verdicts:
+            console.print(f"  verdict {verdict.action_id:<18} {verdict.decision:<17} {'; '.join(verdict.reasons)}")
+        for item in status.pending_approvals:
+            console.print(f"  [yellow]pending[/] {item.approval_id} needs {item.required_role} "
+                          f"digest={item.digest}")
+
+    run(go())
+
+
+def parse_arguments(text: str) -> object:
+    """Edit arguments from JSON text or @file."""
+    from agents.actions import ActionArguments
+
+    raw = Path(text[1:]).read_text() if text.startswith("@") else text
+    try:
+        return TypeAdapter(ActionArguments).validate_python(json.loads(raw))
+    except json.JSONDecodeError as err:
+        fail(f"--arguments is not valid JSON ({err.msg}); pass a JSON object or @file.json")
+    except ValidationError as err:
+        first = err.errors()[0]
+        fail(f"--arguments invalid at {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+    return None
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,61 @@
+"""Clocks from the rules: TCPA contact hours and TCM business-day deadlines.
+
+Pure functions of their arguments (no clock reads), so workflow code can call
+them with ``workflow.now()`` and replay gets the same answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+__all__ = ["add_business_days", "next_contact_time", "tcm_contact_due"]
+
+
+def next_contact_time(
+    now: datetime, time_zone: str, *, start_hour: int, end_hour: int
+) -> datetime | None:
+    """None if ``now`` is inside the member-local contact window, else the next window opening (UTC).
+
+    The window is ``[start_hour:00, end_hour:00)`` local time, so a call at
+    21:30 with a 08–21 window moves to 08:00 the next day.
+    """
+    zone = ZoneInfo(time_zone)
+    local = now.astimezone(zone)
+    if start_hour <= local.hour < end_hour:
+        return None
+    day = local.date() if local.hour < start_hour else local.date() + timedelta(days=1)
+    opening = datetime.combine(day, time(start_hour), tzinfo=zone)
+    return opening.astimezone(UTC)
+
+
+def add_business_days(start: date, days: int, holidays: Iterable[date] = ()) -> date:
+    """The date ``days`` business days (Mon–Fri, not a holiday) after ``start``."""
+    closed = set(holidays)
+    current = start
+    remaining = days
+    while remaining > 0:
+        current += timedelta(days=1)
+        if current.weekday() < 5 and current not in closed:
+            remaining -= 1
+    return current
+
+
+def tcm_contact_due(
+    discharged_at: datetime,
+    time_zone: str,
+    *,
+    business_days: int = 2,
+    end_of_business_hour: int = 17,
+    holidays: Iterable[date] = (),
+) -> datetime:
+    """End of business on the 2nd business day after discharge (TCM interactive contact), in UTC.
+
+    A Friday discharge is due Tuesday at end of business.
+    """
+    zone = ZoneInfo(time_zone)
+    local_day = discharged_at.astimezone(zone).date()
+    due_day = add_business_days(local_day, business_days, holidays)
+    hour = min(end_of_business_hour, 23)
+    return datetime.combine(due_day, time(hour), tzinfo=zone).astimezone(UTC)

@@ -1,0 +1,159 @@
+"""One validated settings object for every careloom process.
+
+Values come from ``CARELOOM_*`` environment variables (and a ``.env`` file in
+the working directory), plus Temporal's own ``TEMPORAL_ADDRESS``,
+``TEMPORAL_NAMESPACE`` and ``TEMPORAL_API_KEY``. A bad value fails at start
+with a message naming the variable, never later inside a workflow.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import holidays
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from guardrails.policy import GuardrailPolicy
+
+__all__ = ["Settings", "get_settings"]
+
+_PLACEHOLDER_SALT = "careloom-development-pseudonym-salt"
+
+
+class Settings(BaseSettings):
+    """careloom configuration; every field maps to ``CARELOOM_<FIELD>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CARELOOM_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    environment: Literal["development", "production"] = "development"
+
+    # --- Temporal -----------------------------------------------------------
+    temporal_address: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CARELOOM_TEMPORAL_ADDRESS", "TEMPORAL_ADDRESS"),
+        description="host:port of a Temporal cluster or Temporal Cloud. Unset: "
+        "careloom starts its embedded dev server.",
+    )
+    temporal_namespace: str = Field(
+        default="default",
+        validation_alias=AliasChoices("CARELOOM_TEMPORAL_NAMESPACE", "TEMPORAL_NAMESPACE"),
+    )
+    temporal_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CARELOOM_TEMPORAL_API_KEY", "TEMPORAL_API_KEY"),
+    )
+    temporal_tls: bool = Field(
+        default=False, description="Use TLS to reach the cluster (implied by an API key)."
+    )
+    temporal_tls_cert: Path | None = Field(default=None, description="mTLS client certificate (PEM).")
+    temporal_tls_key: Path | None = Field(default=None, description="mTLS client private key (PEM).")
+    temporal_tls_ca: Path | None = Field(default=None, description="CA bundle for the server (PEM).")
+    task_queue: str = "careloom"
+
+    # --- embedded dev server --------------------------------------------------
+    embedded_port: int = Field(default=7233, ge=1, le=65535)
+    embedded_ui_port: int = Field(default=8233, ge=1, le=65535)
+    embedded_ui: bool = True
+
+    # --- local state ------------------------------------------------------------
+    state_dir: Path = Field(default=Path(".careloom"), description="Folder for the embedded "
+                            "server's database and the care records store.")
+    database_url: str | None = Field(
+        default=None,
+        description="Care records store. Only sqlite:///PATH is supported today; "
+        "unset means <state_dir>/records.db.",
+    )
+    pseudonym_salt: SecretStr = Field(
+        default=SecretStr(_PLACEHOLDER_SALT),
+        description="Secret salt for member pseudonyms shown in summaries and search attributes.",
+    )
+
+    # --- logging ----------------------------------------------------------------
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # --- guardrail thresholds (copied into the versioned policy) ---------------
+    min_confidence: float = Field(default=0.75, ge=0.0, le=1.0)
+    high_risk_lace: int = Field(default=10, ge=0, le=19)
+    contact_window_start_hour: int = Field(default=8, ge=0, le=23)
+    contact_window_end_hour: int = Field(default=21, ge=1, le=24)
+
+    holiday_calendar: Literal["US", "none"] = Field(
+        default="US", description="Non-business days for TCM clocks: US federal holidays, or none.")
+
+    # --- activity behaviour -------------------------------------------------------
+    tool_attempts: int = Field(default=10, ge=1, description="Attempts for a retryable tool failure.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _only_sqlite(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("sqlite:///"):
+            raise ValueError(
+                "CARELOOM_DATABASE_URL must look like sqlite:///path/to/records.db; "
+                "other backends are not implemented yet"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _production_guards(self) -> "Settings":
+        if self.contact_window_end_hour <= self.contact_window_start_hour:
+            raise ValueError(
+                "CARELOOM_CONTACT_WINDOW_END_HOUR must be after CARELOOM_CONTACT_WINDOW_START_HOUR"
+            )
+        if self.environment == "production":
+            if self.pseudonym_salt.get_secret_value() == _PLACEHOLDER_SALT:
+                raise ValueError(
+                    "CARELOOM_PSEUDONYM_SALT still has its development placeholder; "
+                    "set a secret value in production"
+                )
+            if self.temporal_address is None:
+                raise ValueError(
+                    "CARELOOM_ENVIRONMENT=production needs TEMPORAL_ADDRESS: the embedded "
+                    "dev server is for development only"
+                )
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            raise ValueError("set both CARELOOM_TEMPORAL_TLS_CERT and CARELOOM_TEMPORAL_TLS_KEY, or neither")
+        return self
+
+    @property
+    def records_path(self) -> Path:
+        """Path of the SQLite care records store."""
+        if self.database_url:
+            return Path(self.database_url.removeprefix("sqlite:///"))
+        return self.state_dir / "records.db"
+
+    @property
+    def embedded(self) -> bool:
+        """True when careloom must run its own Temporal dev server."""
+        return self.temporal_address is None
+
+    @property
+    def target_host(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.embedded_port}"
+
+
+    def guardrail_policy(self, today: date | None = None) -> GuardrailPolicy:
+        """The versioned guardrail policy with this deployment's thresholds."""
+        year = (today or date.today()).year
+        holiday_dates: tuple[date, ...] = ()
+        if self.holiday_calendar == "US":
+            holiday_dates = tuple(sorted(holidays.US(years=range(year - 3, year + 2))))
+        return GuardrailPolicy(
+            min_confidence=self.min_confidence,
+            high_risk_lace=self.high_risk_lace,
+            contact_window_start_hour=self.contact_window_start_hour,
+            contact_window_end_hour=self.contact_window_end_hour,
+            holidays=holiday_dates,
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

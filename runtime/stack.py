@@ -1,0 +1,48 @@
+"""The local stack: Temporal (embedded or configured), the records store and a worker.
+
+``careloom up`` and ``careloom demo`` run it; with ``TEMPORAL_ADDRESS`` set
+nothing is started except the worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from temporalio.client import Client
+
+from runtime.settings import Settings
+from runtime.temporal_client import connect
+from runtime.temporal_server import EmbeddedTemporalServer
+from store.records import SqliteCareRecordStore
+
+__all__ = ["Stack", "running_stack"]
+
+
+@dataclass
+class Stack:
+    client: Client
+    store: SqliteCareRecordStore
+    server: EmbeddedTemporalServer | None
+
+    @property
+    def ui_url(self) -> str | None:
+        return self.server.ui_url if self.server else None
+
+
+@asynccontextmanager
+async def running_stack(settings: Settings, *, with_worker: bool = True) -> AsyncIterator[Stack]:
+    """Start what is needed, yield it, and stop it all in reverse order."""
+    from worker import build_worker  # worker imports the workflows; keep CLI start-up light
+
+    async with AsyncExitStack() as stack:
+        server = None
+        if settings.embedded:
+            server = await stack.enter_async_context(EmbeddedTemporalServer(settings))
+        client = await connect(settings)
+        store = SqliteCareRecordStore(settings.records_path)
+        stack.callback(store.close)
+        if with_worker:
+            await stack.enter_async_context(build_worker(client, settings, store))
+        yield Stack(client=client, store=store, server=server)

@@ -1,0 +1,48 @@
+"""Connecting to Temporal with careloom's data converter.
+
+Client, worker, CLI and replayer all use :data:`DATA_CONVERTER`, so typed
+pydantic models survive every hop.
+"""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import TLSConfig
+
+from runtime.errors import ConfigurationError
+from runtime.settings import Settings
+
+__all__ = ["DATA_CONVERTER", "connect", "tls_config"]
+
+DATA_CONVERTER = pydantic_data_converter
+
+
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """TLS for a real cluster: mTLS when a client certificate is set, plain TLS with an API key."""
+    if settings.temporal_tls_cert is not None and settings.temporal_tls_key is not None:
+        ca = settings.temporal_tls_ca.read_bytes() if settings.temporal_tls_ca else None
+        return TLSConfig(
+            server_root_ca_cert=ca,
+            client_cert=settings.temporal_tls_cert.read_bytes(),
+            client_private_key=settings.temporal_tls_key.read_bytes(),
+        )
+    return settings.temporal_tls or settings.temporal_api_key is not None
+
+
+async def connect(settings: Settings, *, target_host: str | None = None) -> Client:
+    """Connect to the configured cluster (or the embedded server's address)."""
+    host = target_host or settings.target_host
+    try:
+        return await Client.connect(
+            host,
+            namespace=settings.temporal_namespace,
+            api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
+            tls=tls_config(settings),
+            data_converter=DATA_CONVERTER,
+        )
+    except RuntimeError as err:
+        raise ConfigurationError(
+            f"cannot reach Temporal at {host} (namespace {settings.temporal_namespace}): {err}. "
+            "Start it with `careloom up`, or set TEMPORAL_ADDRESS to a running cluster"
+        ) from err

@@ -1,0 +1,99 @@
+"""FHIR R4 validation: ``fhir.resources.R4B`` structure plus the required value sets.
+
+The library checks required elements, primitive formats and unknown fields but
+not value-set bindings (``Task.status="bogus"`` passes), so the required
+bindings careloom relies on are enforced here (see ``shared/DOMAIN.md``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+__all__ = ["InvalidResource", "REQUIRED_BINDINGS", "validate_resource"]
+
+
+class InvalidResource(ValueError):
+    """A resource is not valid FHIR R4 or breaks a required value-set binding."""
+
+
+_TASK_STATUS = {"draft", "requested", "received", "accepted", "rejected", "ready", "cancelled",
+                "in-progress", "on-hold", "failed", "completed", "entered-in-error"}
+_TASK_INTENT = {"unknown", "proposal", "plan", "order", "original-order", "reflex-order",
+                "filler-order", "instance-order", "option"}
+_PRIORITY = {"routine", "urgent", "asap", "stat"}
+_CAREPLAN_STATUS = {"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"}
+_CAREPLAN_INTENT = {"proposal", "plan", "order", "option"}
+_ACTIVITY_STATUS = {"not-started", "scheduled", "in-progress", "on-hold", "completed", "cancelled",
+                    "stopped", "unknown", "entered-in-error"}
+_GOAL_STATUS = {"proposed", "planned", "accepted", "active", "on-hold", "completed", "cancelled",
+                "entered-in-error", "rejected"}
+_COVERAGE_STATUS = {"active", "cancelled", "draft", "entered-in-error"}
+_ELIG_PURPOSE = {"auth-requirements", "benefits", "discovery", "validation"}
+_ELIG_OUTCOME = {"queued", "complete", "error", "partial"}
+_CONSENT_STATUS = {"draft", "proposed", "active", "rejected", "inactive", "entered-in-error"}
+_EVENT_STATUS = {"preparation", "in-progress", "not-done", "on-hold", "stopped", "completed",
+                 "entered-in-error", "unknown"}
+
+# (resource type, dotted path) -> allowed codes. A path segment that is a list
+# is checked element by element.
+REQUIRED_BINDINGS: dict[tuple[str, str], set[str]] = {
+    ("Task", "status"): _TASK_STATUS,
+    ("Task", "intent"): _TASK_INTENT,
+    ("Task", "priority"): _PRIORITY,
+    ("CarePlan", "status"): _CAREPLAN_STATUS,
+    ("CarePlan", "intent"): _CAREPLAN_INTENT,
+    ("CarePlan", "activity.detail.status"): _ACTIVITY_STATUS,
+    ("Goal", "lifecycleStatus"): _GOAL_STATUS,
+    ("Coverage", "status"): _COVERAGE_STATUS,
+    ("CoverageEligibilityRequest", "purpose"): _ELIG_PURPOSE,
+    ("CoverageEligibilityResponse", "purpose"): _ELIG_PURPOSE,
+    ("CoverageEligibilityResponse", "outcome"): _ELIG_OUTCOME,
+    ("Consent", "status"): _CONSENT_STATUS,
+    ("Communication", "status"): _EVENT_STATUS,
+    ("Communication", "priority"): _PRIORITY,
+}
+
+
+def _values_at(obj: Any, path: list[str]) -> list[Any]:
+    if not path:
+        return obj if isinstance(obj, list) else [obj]
+    if isinstance(obj, list):
+        return [v for item in obj for v in _values_at(item, path)]
+    if not isinstance(obj, dict) or path[0] not in obj:
+        return []
+    return _values_at(obj[path[0]], path[1:])
+
+
+def validate_resource(resource: dict[str, Any]) -> dict[str, Any]:
+    """Validate one resource (as JSON-like dict); return it unchanged or raise InvalidResource."""
+    if not isinstance(resource, dict):
+        raise InvalidResource(f"expected a JSON object, got {type(resource).__name__}")
+    resource_type = resource.get("resourceType")
+    if not isinstance(resource_type, str):
+        raise InvalidResource("missing resourceType")
+    try:
+        model = get_fhir_model_class(resource_type)
+    except ValueError:
+        raise InvalidResource(f"unknown resourceType {resource_type!r}") from None
+    try:
+        model.model_validate(resource)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(root)"
+        raise InvalidResource(
+            f"{resource_type} is not valid FHIR R4B: {where}: {first['msg']} "
+            f"({err.error_count()} error(s))"
+        ) from None
+    for (rtype, dotted), allowed in REQUIRED_BINDINGS.items():
+        if rtype != resource_type:
+            continue
+        for value in _values_at(resource, dotted.split(".")):
+            if value not in allowed:
+                raise InvalidResource(
+                    f"{resource_type}.{dotted} = {value!r} is not in its required value set "
+                    f"({', '.join(sorted(allowed))})"
+                )
+    return resource

@@ -1,0 +1,101 @@
+"""Every care tool as a Temporal activity, with frozen names.
+
+:class:`CareTools` binds the tools to a records store and settings (never
+passed through activity inputs, which history records). Activities are
+synchronous: the worker runs them in a thread pool, and SQLite calls block.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import structlog
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from runtime.settings import Settings
+from store.fhir_validation import InvalidResource
+from store.records import CareRecordStore
+from tools import care_plan, clinical, eligibility, member, outreach, risk, tasks
+from tools.errors import INVALID_RESOURCE, tool_error
+from tools.writes import WriteResult
+
+__all__ = ["CareTools"]
+
+log = structlog.get_logger(__name__)
+
+
+def _bind() -> structlog.typing.FilteringBoundLogger:
+    info = activity.info()
+    return log.bind(workflow_id=info.workflow_id, run_id=info.workflow_run_id,
+                    activity=info.activity_type, attempt=info.attempt)
+
+
+class CareTools:
+    """The read and write tools, bound to one store."""
+
+    def __init__(self, store: CareRecordStore, settings: Settings) -> None:
+        self._store = store
+        self._salt = settings.pseudonym_salt.get_secret_value()
+
+    def activities(self) -> list[object]:
+        return [
+            self.lookup_member,
+            self.check_eligibility,
+            self.get_clinical_context,
+            self.score_readmission_risk,
+            self.draft_care_plan,
+            self.create_task,
+            self.send_outreach,
+        ]
+
+    # --- read tools -------------------------------------------------------
+    @activity.defn(name="tools.lookup_member")
+    def lookup_member(self, data: member.LookupMemberInput) -> member.MemberProfile:
+        result = member.lookup_member(self._store, data, salt=self._salt, today=datetime.now(UTC).date())
+        _bind().info("tool.lookup_member", pseudonym=result.pseudonym, channels=len(result.channels))
+        return result
+
+    @activity.defn(name="tools.check_eligibility")
+    def check_eligibility(self, data: eligibility.EligibilityInput) -> eligibility.EligibilityResult:
+        result = eligibility.check_eligibility(self._store, data)
+        _bind().info("tool.check_eligibility", outcome=result.outcome, inforce=result.inforce)
+        return result
+
+    @activity.defn(name="tools.get_clinical_context")
+    def get_clinical_context(self, data: clinical.ClinicalContextInput) -> clinical.ClinicalContext:
+        result = clinical.get_clinical_context(self._store, data)
+        _bind().info("tool.get_clinical_context", conditions=len(result.condition_codes),
+                     ed_visits=result.ed_visits_6mo)
+        return result
+
+    @activity.defn(name="tools.score_readmission_risk")
+    def score_readmission_risk(self, data: risk.RiskInput) -> risk.RiskScore:
+        result = risk.score_readmission_risk(data)
+        _bind().info("tool.score_readmission_risk", status=result.status, lace=result.lace)
+        return result
+
+    # --- write tools --------------------------------------------------------
+    def _write(self, name: str, write: object) -> WriteResult:
+        try:
+            result = write()  # type: ignore[operator]
+        except InvalidResource as err:
+            raise tool_error(INVALID_RESOURCE, f"{name} built an invalid resource: {err}") from None
+        except ApplicationError:
+            raise
+        _bind().info(f"tool.{name}", reference=result.reference, created=result.created)
+        return result
+
+    @activity.defn(name="tools.draft_care_plan")
+    def draft_care_plan(self, data: care_plan.DraftCarePlanInput) -> WriteResult:
+        return self._write("draft_care_plan", lambda: care_plan.draft_care_plan(self._store, data))
+
+    @activity.defn(name="tools.create_task")
+    def create_task(self, data: tasks.CreateTaskInput) -> WriteResult:
+        return self._write("create_task", lambda: tasks.create_task(self._store, data))
+
+    @activity.defn(name="tools.send_outreach")
+    def send_outreach(self, data: outreach.SendOutreachInput) -> WriteResult:
+        return self._write(
+            "send_outreach", lambda: outreach.send_outreach(self._store, data, now=datetime.now(UTC))
+        )

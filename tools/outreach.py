@@ -1,0 +1,100 @@
+"""``send_outreach``: a Communication to the member on the preferred channel.
+
+Recorded in the care records store, not delivered (no messaging gateway is
+configured). The tool re-checks what the guardrails checked, because it is
+the last line before a member is contacted: opt-out, the channel's contact
+point, TCPA hours in the member's time zone, and the 160-character SMS limit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from guardrails.deadlines import next_contact_time
+from store.records import CareRecordStore
+from tools.errors import (
+    CONTACT_NOT_ALLOWED,
+    MEMBER_NOT_FOUND,
+    NO_CONTACT_POINT,
+    OUTSIDE_CONTACT_HOURS,
+    tool_error,
+)
+from tools.member import Channel, contact_points, is_opted_out, member_time_zone
+from tools.writes import WriteResult, resource_id
+
+__all__ = ["SendOutreachArgs", "SendOutreachInput", "send_outreach"]
+
+_MEDIUM = {
+    "sms": ("WRITTEN", "SMS text message"),
+    "phone": ("PHONE", "telephone"),
+    "email": ("EMAILWRIT", "email"),
+    "letter": ("MAILWRIT", "mailed letter"),
+}
+_TIMED_CHANNELS = {"sms", "phone"}  # TCPA governs calls and texts
+
+
+class SendOutreachArgs(BaseModel):
+    """A member-facing message; no marketing or billing content."""
+
+    tool: Literal["send_outreach"] = "send_outreach"
+    channel: Channel
+    template: Literal["post-discharge-check-in", "follow-up-reminder"]
+    message: str = Field(min_length=3, max_length=1000)
+
+
+class SendOutreachInput(BaseModel):
+    member_id: str
+    encounter_id: str
+    idempotency_key: str
+    arguments: SendOutreachArgs
+    approved_by: str | None = None
+    contact_window_start_hour: int = Field(ge=0, le=23)
+    contact_window_end_hour: int = Field(ge=1, le=24)
+    sms_max_chars: int = 160
+
+
+def build_communication(data: SendOutreachInput, sent_at: datetime) -> dict[str, Any]:
+    code, display = _MEDIUM[data.arguments.channel]
+    return {
+        "resourceType": "Communication",
+        "id": resource_id(data.idempotency_key, "communication"),
+        "status": "completed",
+        "category": [{"text": "post-discharge outreach"}],
+        "medium": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode",
+                                "code": code}], "text": display}],
+        "subject": {"reference": f"Patient/{data.member_id}"},
+        "recipient": [{"reference": f"Patient/{data.member_id}"}],
+        "encounter": {"reference": f"Encounter/{data.encounter_id}"},
+        "topic": {"text": data.arguments.template},
+        "sent": sent_at.isoformat(),
+        "payload": [{"contentString": data.arguments.message}],
+        "note": [{"text": "Recorded by careloom; not delivered (no messaging gateway configured)."}],
+    }
+
+
+def send_outreach(store: CareRecordStore, data: SendOutreachInput, *, now: datetime) -> WriteResult:
+    existing = store.by_idempotency_key(data.idempotency_key)
+    if existing is not None:
+        return WriteResult(reference=f"Communication/{existing['id']}", created=False)
+    patient = store.get("Patient", data.member_id)
+    if patient is None:
+        raise tool_error(MEMBER_NOT_FOUND, f"no Patient with id {data.member_id!r} in the care records store")
+    if is_opted_out(store.find_for_member("Consent", data.member_id)):
+        raise tool_error(CONTACT_NOT_ALLOWED, "the member has opted out of outreach; nothing was sent")
+    channel = data.arguments.channel
+    if channel not in contact_points(patient):
+        raise tool_error(NO_CONTACT_POINT, f"the member has no contact point for channel {channel!r}")
+    if channel == "sms" and len(data.arguments.message) > data.sms_max_chars:
+        raise tool_error(CONTACT_NOT_ALLOWED, f"an SMS must be at most {data.sms_max_chars} characters")
+    if channel in _TIMED_CHANNELS:
+        zone, _ = member_time_zone(patient)
+        opening = next_contact_time(
+            now, zone, start_hour=data.contact_window_start_hour, end_hour=data.contact_window_end_hour
+        )
+        if opening is not None:
+            raise tool_error(OUTSIDE_CONTACT_HOURS, f"outside TCPA contact hours; next opening {opening.isoformat()}")
+    stored, created = store.create_once([build_communication(data, now)], data.idempotency_key)
+    return WriteResult(reference=f"Communication/{stored[0]['id']}", created=created)

@@ -1,0 +1,87 @@
+"""``score_readmission_risk``: the LACE index (van Walraven et al., CMAJ 2010;182(6):551-7).
+
+Missing inputs give ``insufficient_data`` naming what is missing; nothing is
+imputed. The score prioritises outreach; it never decides coverage.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from tools.charlson import charlson_categories, charlson_index
+
+__all__ = ["LaceComponents", "RiskInput", "RiskScore", "lace", "lace_components", "score_readmission_risk"]
+
+
+def _los_points(days: int) -> int:
+    if days < 1:
+        return 0
+    if days <= 3:
+        return days
+    if days <= 6:
+        return 4
+    if days <= 13:
+        return 5
+    return 7
+
+
+def _cci_points(cci: int) -> int:
+    return cci if cci <= 3 else 5
+
+
+def _ed_points(visits: int) -> int:
+    return min(visits, 4)
+
+
+class LaceComponents(BaseModel):
+    l: int = Field(description="Length of stay points (0-7).")
+    a: int = Field(description="Acute admission points (0 or 3).")
+    c: int = Field(description="Charlson points (0-5).")
+    e: int = Field(description="ED visit points (0-4).")
+
+    @property
+    def total(self) -> int:
+        return self.l + self.a + self.c + self.e
+
+
+def lace_components(los: int, acute: bool, cci: int, ed: int) -> LaceComponents:
+    return LaceComponents(l=_los_points(los), a=3 if acute else 0, c=_cci_points(cci), e=_ed_points(ed))
+
+
+def lace(los: int, acute: bool, cci: int, ed: int) -> int:
+    """LACE total, 0-19."""
+    return lace_components(los, acute, cci, ed).total
+
+
+class RiskInput(BaseModel):
+    length_of_stay_days: int | None = Field(ge=0)
+    acute_admission: bool | None
+    condition_codes: list[str] | None = Field(description="ICD-10 codes known at discharge; None if unknown.")
+    ed_visits_6mo: int | None = Field(ge=0)
+
+
+class RiskScore(BaseModel):
+    status: Literal["scored", "insufficient_data"]
+    lace: int | None = None
+    components: LaceComponents | None = None
+    charlson_index: int | None = None
+    charlson_categories: list[str] = Field(default_factory=list)
+    missing: list[str] = Field(default_factory=list, description="Inputs that were missing (never imputed).")
+
+
+def score_readmission_risk(data: RiskInput) -> RiskScore:
+    los, acute, codes, ed = data.length_of_stay_days, data.acute_admission, data.condition_codes, data.ed_visits_6mo
+    if los is None or acute is None or codes is None or ed is None:
+        named = {"length_of_stay_days": los, "acute_admission": acute, "condition_codes": codes, "ed_visits_6mo": ed}
+        return RiskScore(status="insufficient_data", missing=[k for k, v in named.items() if v is None])
+    cci = charlson_index(codes)
+    parts = lace_components(los, acute, cci, ed)
+    return RiskScore(
+        status="scored",
+        lace=parts.total,
+        components=parts,
+        charlson_index=cci,
+        charlson_categories=sorted(charlson_categories(codes)),
+    )

@@ -1,0 +1,81 @@
+"""``create_task``: a FHIR Task for a care-management work queue."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from guardrails.policy import ServiceEffect
+from store.records import CareRecordStore
+from tools.writes import WriteResult, resource_id
+
+__all__ = ["ADVERSE_TASK_KINDS", "CreateTaskArgs", "CreateTaskInput", "TaskKind", "create_task"]
+
+TaskKind = Literal[
+    "tcm-interactive-contact",
+    "medication-reconciliation",
+    "follow-up-visit",
+    "care-plan-review",
+    "outreach-follow-up",
+    "close-care-episode",
+    "reduce-service",
+]
+
+ADVERSE_TASK_KINDS: dict[str, ServiceEffect] = {
+    "close-care-episode": "terminates",
+    "reduce-service": "reduces",
+}
+"""Task kinds that are adverse by nature, whatever effect a planner declares."""
+
+
+class CreateTaskArgs(BaseModel):
+    """A work item for a human care manager."""
+
+    tool: Literal["create_task"] = "create_task"
+    kind: TaskKind
+    queue: str = Field(min_length=1, max_length=80, pattern=r"^[a-z0-9][a-z0-9/_-]*$",
+                       description="Owner work queue, e.g. care-management/post-discharge.")
+    priority: Literal["routine", "urgent", "asap", "stat"]
+    description: str = Field(min_length=3, max_length=300)
+    reason: str = Field(min_length=3, max_length=300)
+    due: datetime = Field(description="End of the period the task must be done in (UTC).")
+    service_effect: ServiceEffect = Field(
+        default="none", description="Declared effect on the member's services; adverse needs an MD.")
+
+
+class CreateTaskInput(BaseModel):
+    member_id: str
+    encounter_id: str
+    idempotency_key: str
+    arguments: CreateTaskArgs
+    approved_by: str | None = None
+    authored_at: datetime
+
+
+def build_task(data: CreateTaskInput) -> dict[str, Any]:
+    args = data.arguments
+    task: dict[str, Any] = {
+        "resourceType": "Task",
+        "id": resource_id(data.idempotency_key, "task"),
+        "status": "requested",
+        "intent": "order",
+        "priority": args.priority,
+        "code": {"coding": [{"system": "urn:careloom:task-kind", "code": args.kind}], "text": args.kind},
+        "description": args.description,
+        "for": {"reference": f"Patient/{data.member_id}"},
+        "focus": {"reference": f"Encounter/{data.encounter_id}"},
+        "authoredOn": data.authored_at.isoformat(),
+        "owner": {"identifier": {"system": "urn:careloom:queue", "value": args.queue}, "display": args.queue},
+        "reasonCode": {"text": args.reason},
+        "restriction": {"period": {"start": data.authored_at.isoformat(), "end": args.due.isoformat()}},
+    }
+    if data.approved_by:
+        task["note"] = [{"text": f"Approved by {data.approved_by}."}]
+    return task
+
+
+def create_task(store: CareRecordStore, data: CreateTaskInput) -> WriteResult:
+    stored, created = store.create_once([build_task(data)], data.idempotency_key)
+    return WriteResult(reference=f"Task/{stored[0]['id']}", created=created)

@@ -1,0 +1,93 @@
+"""careloom's Temporal worker: every workflow and activity on one task queue.
+
+Run on its own (``python worker.py``) against a running server (``TEMPORAL_ADDRESS``
+or the embedded one started by ``careloom up``); SIGTERM/SIGINT shut it down
+cleanly, letting running activities finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import structlog
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from agents.offline_planner import OfflinePlanner
+from agents.planner import Planner, PlannerActivity
+from runtime.logging import configure_logging
+from runtime.settings import Settings, get_settings
+from runtime.temporal_client import connect
+from store.records import SqliteCareRecordStore
+from tools.activities import CareTools
+from workflows.outreach import MemberOutreachWorkflow
+
+__all__ = ["WORKFLOWS", "build_worker", "main", "workflow_runner"]
+
+log = structlog.get_logger(__name__)
+
+WORKFLOWS = [MemberOutreachWorkflow]
+
+# Modules the sandbox must not re-import per workflow: third-party libraries
+# (LangGraph, pydantic, FHIR models) and careloom's own pure modules, which
+# workflow code only uses deterministically.
+_PASSTHROUGH = (
+    "langgraph", "langchain_core", "langsmith", "pydantic", "pydantic_core", "fhir", "fhir_core",
+    "agents", "guardrails", "tools", "store", "runtime", "structlog", "zoneinfo",
+)
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*_PASSTHROUGH)
+    )
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    store: SqliteCareRecordStore,
+    *,
+    planner: Planner | None = None,
+    task_queue: str | None = None,
+    executor: ThreadPoolExecutor | None = None,
+) -> Worker:
+    """A worker with every careloom workflow and activity."""
+    tools = CareTools(store, settings)
+    planning = PlannerActivity(planner or OfflinePlanner())
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=[*tools.activities(), planning.plan_outreach],
+        activity_executor=executor or ThreadPoolExecutor(max_workers=16, thread_name_prefix="careloom-tool"),
+        workflow_runner=workflow_runner(),
+    )
+
+
+async def run_until_signalled(worker: Worker) -> None:
+    """Run the worker until SIGTERM or SIGINT, then shut it down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with worker:
+        log.info("worker.started", task_queue=worker.task_queue)
+        await stop.wait()
+        log.info("worker.stopping")
+    log.info("worker.stopped")
+
+
+async def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    client = await connect(settings)
+    store = SqliteCareRecordStore(settings.records_path)
+    await run_until_signalled(build_worker(client, settings, store))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
