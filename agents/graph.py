@@ -252,7 +252,7 @@ def _pending(state: OutreachState, record: ActionRecord, reasons: list[str], rol
 def _next_opening(state: OutreachState, now: datetime) -> datetime:
     policy = state.request.policy
     opening = next_contact_time(now, _facts(state).member.time_zone,
-                                start_hour=policy.contact_window_start_hour, end_hour=policy.contact_window_end_hour)
+                                start=policy.contact_window_start, end=policy.contact_window_end)
     # The tool saw a closed window the workflow clock had not reached yet: look again in a minute.
     return opening or now + timedelta(minutes=1)
 
@@ -269,8 +269,8 @@ def _write_call(state: OutreachState, record: ActionRecord) -> tuple[str, BaseMo
     if isinstance(args, SendOutreachArgs):
         policy = req.policy
         return "tools.send_outreach", SendOutreachInput(
-            **common, arguments=args, contact_window_start_hour=policy.contact_window_start_hour,
-            contact_window_end_hour=policy.contact_window_end_hour, sms_max_chars=policy.sms_max_chars)
+            **common, arguments=args, contact_window_start=policy.contact_window_start,
+            contact_window_end=policy.contact_window_end, sms_max_chars=policy.sms_max_chars)
     raise ToolFailure("UnknownTool", f"no write tool for {type(args).__name__}")
 
 

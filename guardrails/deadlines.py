@@ -13,21 +13,18 @@ from zoneinfo import ZoneInfo
 __all__ = ["add_business_days", "next_contact_time", "tcm_contact_due"]
 
 
-def next_contact_time(
-    now: datetime, time_zone: str, *, start_hour: int, end_hour: int
-) -> datetime | None:
-    """None if ``now`` is inside the member-local contact window, else the next window opening (UTC).
+def next_contact_time(now: datetime, time_zone: str, *, start: time, end: time) -> datetime | None:
+    """None if ``now`` is inside the member-local contact window ``[start, end)``, else the next opening (UTC).
 
-    The window is ``[start_hour:00, end_hour:00)`` local time, so a call at
-    21:30 with a 08–21 window moves to 08:00 the next day.
+    With the TCPA window 08:00-21:00, a call at 21:30 moves to 08:00 the next
+    day and a call at 06:00 to 08:00 the same day.
     """
     zone = ZoneInfo(time_zone)
     local = now.astimezone(zone)
-    if start_hour <= local.hour < end_hour:
+    if start <= local.time() < end:
         return None
-    day = local.date() if local.hour < start_hour else local.date() + timedelta(days=1)
-    opening = datetime.combine(day, time(start_hour), tzinfo=zone)
-    return opening.astimezone(UTC)
+    day = local.date() if local.time() < start else local.date() + timedelta(days=1)
+    return datetime.combine(day, start, tzinfo=zone).astimezone(UTC)
 
 
 def add_business_days(start: date, days: int, holidays: Iterable[date] = ()) -> date:

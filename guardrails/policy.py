@@ -8,7 +8,7 @@ which rules routed a case, even when a threshold was overridden by settings.
 from __future__ import annotations
 
 import hashlib
-from datetime import date
+from datetime import date, time
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -39,10 +39,9 @@ class GuardrailPolicy(BaseModel):
     low_confidence_clinical_approver: Role = Field(
         default="rn", description="Approver for a low-confidence care plan (clinical content).")
     adverse_approver: Role = Field(default="md", description="Always required for an adverse action.")
-    contact_window_start_hour: int = Field(default=8, ge=0, le=23,
-                                           description="TCPA: first allowed hour, member-local time.")
-    contact_window_end_hour: int = Field(default=21, ge=1, le=24,
-                                         description="TCPA: calls and texts must end before this hour.")
+    contact_window_start: time = Field(default=time(8), description="TCPA: earliest contact, member-local.")
+    contact_window_end: time = Field(default=time(21),
+                                     description="TCPA: no contact at or after this member-local time.")
     sms_max_chars: int = Field(default=160, ge=1)
     business_day_end_hour: int = Field(default=17, ge=1, le=24,
                                        description="End of business for TCM due dates.")
@@ -54,9 +53,13 @@ class GuardrailPolicy(BaseModel):
 
     @model_validator(mode="after")
     def _window_is_ordered(self) -> "GuardrailPolicy":
-        if self.contact_window_end_hour <= self.contact_window_start_hour:
-            raise ValueError("contact_window_end_hour must be after contact_window_start_hour")
+        if self.contact_window_end <= self.contact_window_start:
+            raise ValueError("contact_window_end must be after contact_window_start")
         return self
+
+    @property
+    def contact_window_label(self) -> str:
+        return f"{self.contact_window_start:%H:%M}-{self.contact_window_end:%H:%M}"
 
     @property
     def policy_id(self) -> str:

@@ -78,13 +78,13 @@ def evaluate_action(
         if hits:
             blocks.append(f"message contains marketing or billing content ({', '.join(hits)})")
         if now is not None and args.channel in _TIMED_CHANNELS and not blocks:
-            opening = next_contact_time(now, member.time_zone, start_hour=policy.contact_window_start_hour,
-                                        end_hour=policy.contact_window_end_hour)
+            opening = next_contact_time(now, member.time_zone, start=policy.contact_window_start,
+                                        end=policy.contact_window_end)
             if opening is not None:
                 defer_until = opening
                 defers.append(
-                    f"outside TCPA contact hours ({policy.contact_window_start_hour:02d}:00-"
-                    f"{policy.contact_window_end_hour:02d}:00 {member.time_zone}); next opening {opening.isoformat()}"
+                    f"outside TCPA contact hours ({policy.contact_window_label} {member.time_zone}); "
+                    f"next opening {opening.isoformat()}"
                 )
 
     if isinstance(args, DraftCarePlanArgs):

@@ -8,7 +8,7 @@ with a message naming the variable, never later inside a workflow.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, time
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -147,8 +147,8 @@ class Settings(BaseSettings):
         return GuardrailPolicy(
             min_confidence=self.min_confidence,
             high_risk_lace=self.high_risk_lace,
-            contact_window_start_hour=self.contact_window_start_hour,
-            contact_window_end_hour=self.contact_window_end_hour,
+            contact_window_start=time(self.contact_window_start_hour),
+            contact_window_end=time.max if self.contact_window_end_hour == 24 else time(self.contact_window_end_hour),
             holidays=holiday_dates,
         )
 

@@ -8,7 +8,7 @@ point, TCPA hours in the member's time zone, and the 160-character SMS limit.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -51,8 +51,8 @@ class SendOutreachInput(BaseModel):
     idempotency_key: str
     arguments: SendOutreachArgs
     approved_by: str | None = None
-    contact_window_start_hour: int = Field(ge=0, le=23)
-    contact_window_end_hour: int = Field(ge=1, le=24)
+    contact_window_start: time
+    contact_window_end: time
     sms_max_chars: int = 160
 
 
@@ -91,9 +91,7 @@ def send_outreach(store: CareRecordStore, data: SendOutreachInput, *, now: datet
         raise tool_error(CONTACT_NOT_ALLOWED, f"an SMS must be at most {data.sms_max_chars} characters")
     if channel in _TIMED_CHANNELS:
         zone, _ = member_time_zone(patient)
-        opening = next_contact_time(
-            now, zone, start_hour=data.contact_window_start_hour, end_hour=data.contact_window_end_hour
-        )
+        opening = next_contact_time(now, zone, start=data.contact_window_start, end=data.contact_window_end)
         if opening is not None:
             raise tool_error(OUTSIDE_CONTACT_HOURS, f"outside TCPA contact hours; next opening {opening.isoformat()}")
     stored, created = store.create_once([build_communication(data, now)], data.idempotency_key)
