@@ -9,6 +9,7 @@ reaches history) and nothing is ever auto-approved.
 from __future__ import annotations
 
 import asyncio
+from contextlib import aclosing
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -143,8 +144,15 @@ class MemberOutreachWorkflow:
     @workflow.run
     async def run(self, data: OutreachInput) -> OutreachResult:
         graph = build_outreach_graph(self)
+        final: Any = self._state
         try:
-            final = await graph.ainvoke(self._state, config={"recursion_limit": _GRAPH_STEP_LIMIT})
+            # Drive the stream ourselves and close it inside the workflow loop: Temporal's loop
+            # installs no async-generator finalizer, so a cancelled run (eviction, worker shutdown)
+            # would otherwise leave LangGraph's generators to be finalized by GC off the loop.
+            async with aclosing(graph.astream(self._state, config={"recursion_limit": _GRAPH_STEP_LIMIT},
+                                              stream_mode="values")) as stream:
+                async for final in stream:
+                    pass
         except ToolFailure as failure:
             raise ApplicationError(str(failure), type=failure.error_type, non_retryable=True) from None
         state = OutreachState.model_validate(final)

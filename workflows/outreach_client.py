@@ -5,6 +5,7 @@ from __future__ import annotations
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from agents.approvals import ApprovalDecision, DecisionResult, PendingApproval
 from guardrails.policy import GuardrailPolicy
@@ -67,3 +68,10 @@ async def decide(client: Client, workflow_id: str, decision: ApprovalDecision) -
         cause = err.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
         raise DecisionRejected(message) from None
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise DecisionRejected(
+                f"{workflow_id} is not running ({err.message}); it has completed or the id is wrong. "
+                "See `careloom outreach status` for its outcome"
+            ) from None
+        raise

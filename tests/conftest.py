@@ -1,0 +1,100 @@
+"""Shared fixtures: one real Temporal dev server per session, a real SQLite store, a worker per test."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import time
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from guardrails.policy import GuardrailPolicy
+from runtime.search_attributes import ALL_KEYS
+from runtime.settings import Settings
+from runtime.temporal_client import DATA_CONVERTER
+from runtime.temporal_server import temporal_binary
+from store.records import SqliteCareRecordStore
+from worker import build_worker
+from workflows.outreach import MemberOutreachWorkflow, OutreachStatus
+from workflows.outreach_client import start_outreach
+
+OPEN_WINDOW = GuardrailPolicy(contact_window_start=time(0), contact_window_end=time.max)
+"""A policy whose contact window never closes: for tests that are not about TCPA hours."""
+
+
+@pytest_asyncio.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_binary()),
+        data_converter=DATA_CONVERTER,
+        search_attributes=ALL_KEYS,
+        dev_server_log_level="error",
+    )
+    # Shut down only at the very end of the session (sdk-python#300: one environment per session).
+    yield environment
+    await environment.shutdown()
+
+
+@pytest.fixture(scope="session")
+def client(env: WorkflowEnvironment) -> Client:
+    return env.client
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("careloom-state")
+
+
+@pytest.fixture(scope="session")
+def settings(state_dir: Path) -> Settings:
+    return Settings(state_dir=state_dir, tool_attempts=1, _env_file=None)
+
+
+@pytest.fixture(scope="session")
+def store(settings: Settings) -> SqliteCareRecordStore:
+    return SqliteCareRecordStore(settings.records_path)
+
+
+@pytest_asyncio.fixture
+async def task_queue(client: Client, settings: Settings, store: SqliteCareRecordStore) -> AsyncIterator[str]:
+    """A worker on a task queue of this test's own."""
+    queue = f"test-{uuid.uuid4().hex[:12]}"
+    async with build_worker(client, settings, store, task_queue=queue):
+        yield queue
+
+
+StartRun = Callable[..., Awaitable[WorkflowHandle]]
+
+
+@pytest.fixture
+def start_run(client: Client, task_queue: str) -> StartRun:
+    async def start(member, *, policy: GuardrailPolicy = OPEN_WINDOW, initiated_by: str = "care-ops-bot"):
+        handle, started = await start_outreach(
+            client, member_id=member.member_id, encounter_id=member.encounter_id, policy=policy,
+            task_queue=task_queue, initiated_by=initiated_by, tool_attempts=1)
+        assert started
+        return handle
+
+    return start
+
+
+async def wait_for_status(
+    handle: WorkflowHandle, predicate: Callable[[OutreachStatus], bool], timeout: float = 30.0
+) -> OutreachStatus:
+    """Poll the ``status`` query until the predicate holds; fail with the last status."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: OutreachStatus | None = None
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            last = await handle.query(MemberOutreachWorkflow.status)
+            if predicate(last):
+                return last
+        except Exception:  # noqa: BLE001 - the first workflow task may not have run yet
+            pass
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"status never matched within {timeout}s; last: {last}")
