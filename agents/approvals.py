@@ -18,7 +18,7 @@ from agents.facts import RunFacts
 from guardrails.policy import ROLE_RANK, GuardrailPolicy, Role
 from guardrails.rules import evaluate_action
 
-__all__ = ["ApprovalDecision", "DecisionRefused", "DecisionResult", "PendingApproval", "approved_digest", "check_decision"]
+__all__ = ["ApprovalDecision", "DecisionRefused", "DecisionResult", "PendingApproval", "ReceivedDecision", "approved_digest", "check_decision"]
 
 
 class PendingApproval(BaseModel):
@@ -74,6 +74,14 @@ class DecisionResult(BaseModel):
     reason: str | None
     decided_at: datetime
     approved_digest: str | None = Field(description="Digest of the action that will run (edits: the new one).")
+
+
+class ReceivedDecision(BaseModel):
+    """An accepted decision waiting to be applied by the agent on its next step."""
+
+    decision: ApprovalDecision
+    result: DecisionResult
+    approval: PendingApproval
 
 
 class DecisionRefused(ValueError):

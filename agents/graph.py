@@ -1,10 +1,17 @@
 """The outreach agent: a LangGraph ``StateGraph`` executed inside the workflow.
 
-gather_facts → (stop | plan) → guard → execute → (record_outcome | wait → guard)
+    first step:  START → gather_facts → (record_outcome | plan → guard → execute → …)
+    on resume:   START → apply_decisions → guard → execute → …
+    … → (record_outcome → END | END while parked)
 
 Every node and router is ``async def``. Nodes never touch the world directly:
 they go through an :class:`AgentRuntime` (the workflow), which turns tool
-calls into activities, waits into durable timers and approvals into updates.
+calls into activities. The graph never waits for people or clocks: when
+actions are awaiting approval or deferred, one invocation ends ("parked") and
+the workflow waits durably (update or timer), then invokes the graph again
+with the received decisions in ``state.inbox``. A parked run so holds no
+suspended LangGraph frames, which keeps thousands of parked runs cheap and
+lets Temporal evict them cleanly.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel
 
-from agents.approvals import ApprovalDecision, DecisionResult, PendingApproval
+from agents.approvals import PendingApproval
 from agents.facts import RunFacts
 from agents.planner import PlannerInput, PlannerOutput
 from agents.state import TERMINAL, ActionRecord, OutreachState
@@ -55,10 +62,6 @@ class AgentRuntime(Protocol):
     async def plan(self, data: PlannerInput) -> PlannerOutput: ...
 
     def request_approvals(self, items: list[PendingApproval]) -> None: ...
-
-    async def wait_for_decisions(
-        self, until: datetime | None
-    ) -> list[tuple[ApprovalDecision, DecisionResult, PendingApproval]]: ...
 
     def publish(self, state: OutreachState, status: str) -> None: ...
 
@@ -174,16 +177,11 @@ def build_outreach_graph(rt: AgentRuntime) -> Any:
                     record.status, record.reason = "failed", f"{failure.error_type}: {failure}"
         return {"actions": actions}
 
-    async def wait(state: OutreachState) -> dict[str, Any]:
-        rt.publish(state, run_status(state))
-        deferred = [r.not_before for r in state.actions if r.status == "deferred" and r.not_before]
-        decisions = await rt.wait_for_decisions(min(deferred) if deferred else None)
-        if not decisions:
-            return {}
+    async def apply_decisions(state: OutreachState) -> dict[str, Any]:
         actions = [r.model_copy(deep=True) for r in state.actions]
         by_id = {r.action.action_id: r for r in actions}
-        for decision, result, item in decisions:
-            record = by_id[item.action_id]
+        for received in state.inbox:
+            decision, record = received.decision, by_id[received.approval.action_id]
             record.approved_by, record.approver_role = decision.approver, decision.role
             if decision.decision == "reject":
                 record.status, record.reason = "rejected", f"rejected by {decision.approver}: {decision.reason}"
@@ -192,7 +190,7 @@ def build_outreach_graph(rt: AgentRuntime) -> Any:
                     record.action = record.action.model_copy(update={"arguments": decision.arguments})
                     record.edited = True
                 record.status = "approved"
-        return {"actions": actions}
+        return {"actions": actions, "inbox": []}
 
     async def record_outcome(state: OutreachState) -> dict[str, Any]:
         rt.publish(state, run_status(state))
@@ -202,21 +200,24 @@ def build_outreach_graph(rt: AgentRuntime) -> Any:
         return "record_outcome" if state.stop else "plan"
 
     async def after_execute(state: OutreachState) -> str:
-        return "record_outcome" if all(r.status in TERMINAL for r in state.actions) else "wait"
+        return "record_outcome" if state.finished else END
+
+    async def entry(state: OutreachState) -> str:
+        return "gather_facts" if state.facts is None else "apply_decisions"
 
     graph = StateGraph(OutreachState)
     graph.add_node("gather_facts", gather_facts)
     graph.add_node("plan", plan)
     graph.add_node("guard", guard)
     graph.add_node("execute", execute)
-    graph.add_node("wait", wait)
+    graph.add_node("apply_decisions", apply_decisions)
     graph.add_node("record_outcome", record_outcome)
-    graph.add_edge(START, "gather_facts")
+    graph.add_conditional_edges(START, entry, ["gather_facts", "apply_decisions"])
     graph.add_conditional_edges("gather_facts", after_gather, ["plan", "record_outcome"])
     graph.add_edge("plan", "guard")
     graph.add_edge("guard", "execute")
-    graph.add_conditional_edges("execute", after_execute, ["wait", "record_outcome"])
-    graph.add_edge("wait", "guard")
+    graph.add_conditional_edges("execute", after_execute, ["record_outcome", END])
+    graph.add_edge("apply_decisions", "guard")
     graph.add_edge("record_outcome", END)
     return graph.compile()
 

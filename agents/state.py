@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from agents.actions import ProposedAction
+from agents.approvals import ReceivedDecision
 from agents.facts import RunFacts
 from guardrails.policy import GuardrailPolicy, Role
 from guardrails.verdicts import GuardrailVerdict
@@ -53,3 +54,17 @@ class OutreachState(BaseModel):
     planner: str | None = None
     actions: list[ActionRecord] = Field(default_factory=list)
     verdicts: list[GuardrailVerdict] = Field(default_factory=list)
+    inbox: list[ReceivedDecision] = Field(default_factory=list,
+                                          description="Decisions received while parked, applied on resume.")
+
+    @property
+    def finished(self) -> bool:
+        """Stopped before planning, or every action reached a final status."""
+        return self.stop is not None or (self.facts is not None and self.planner is not None
+                                         and all(r.status in TERMINAL for r in self.actions))
+
+    @property
+    def next_wake_up(self) -> datetime | None:
+        """When the earliest deferred action may be tried again (None: wait for decisions only)."""
+        times = [r.not_before for r in self.actions if r.status == "deferred" and r.not_before is not None]
+        return min(times) if times else None

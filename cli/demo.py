@@ -25,7 +25,7 @@ __all__ = ["SAMPLE_DATA", "run_demo", "serve"]
 
 log = structlog.get_logger(__name__)
 
-SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data" / "fhir_r4"
+SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
 DEMO_USER = "careloom-demo"
 _PARKED = {"awaiting_approval", "deferred"}
 _CLI = ".venv/bin/careloom"

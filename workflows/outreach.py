@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         ApprovalDecision,
         DecisionResult,
         PendingApproval,
+        ReceivedDecision,
         approved_digest,
         check_decision,
     )
@@ -44,9 +45,8 @@ __all__ = [
 
 T = TypeVar("T", bound=BaseModel)
 
-# Graph steps per run: 3 per wake-up (wait, guard, execute); generous so a run
-# with many decisions and deferrals never hits LangGraph's recursion limit.
-_GRAPH_STEP_LIMIT = 10_000
+# Graph steps per invocation: at most six nodes run before the graph finishes or parks.
+_GRAPH_STEP_LIMIT = 50
 
 
 def outreach_workflow_id(member_id: str, encounter_id: str) -> str:
@@ -138,26 +138,48 @@ class MemberOutreachWorkflow:
         self._status = "starting"
         self._pending: dict[str, PendingApproval] = {}
         self._decided: dict[str, tuple[ApprovalDecision, DecisionResult]] = {}
-        self._inbox: list[tuple[ApprovalDecision, DecisionResult, PendingApproval]] = []
+        self._inbox: list[ReceivedDecision] = []
         self._search_attributes: dict[str, Any] = {}
 
     @workflow.run
     async def run(self, data: OutreachInput) -> OutreachResult:
         graph = build_outreach_graph(self)
-        final: Any = self._state
+        state = self._state
+        while True:
+            state = await self._step(graph, state)
+            if state.finished:
+                break
+            self.publish(state, run_status(state))
+            # Parked: wait durably for a decision or for the earliest deferral to end.
+            received = await self._wait_for_decisions(state.next_wake_up)
+            state = state.model_copy(update={"inbox": received})
+        self._state = state
+        return self._result(state)
+
+    async def _step(self, graph: Any, state: OutreachState) -> OutreachState:
+        """One graph invocation, from the start or a resume, until finished or parked."""
+        final: Any = state
         try:
-            # Drive the stream ourselves and close it inside the workflow loop: Temporal's loop
-            # installs no async-generator finalizer, so a cancelled run (eviction, worker shutdown)
-            # would otherwise leave LangGraph's generators to be finalized by GC off the loop.
-            async with aclosing(graph.astream(self._state, config={"recursion_limit": _GRAPH_STEP_LIMIT},
+            # Closing the stream inside the workflow loop: Temporal's loop installs no
+            # async-generator finalizer, so an unclosed generator would be finalized by GC.
+            async with aclosing(graph.astream(state, config={"recursion_limit": _GRAPH_STEP_LIMIT},
                                               stream_mode="values")) as stream:
                 async for final in stream:
                     pass
         except ToolFailure as failure:
             raise ApplicationError(str(failure), type=failure.error_type, non_retryable=True) from None
-        state = OutreachState.model_validate(final)
-        self._state = state
-        return self._result(state)
+        return OutreachState.model_validate(final)
+
+    async def _wait_for_decisions(self, until: datetime | None) -> list[ReceivedDecision]:
+        if not self._inbox:
+            timeout = None if until is None else (until - workflow.now()).total_seconds()
+            if timeout is None or timeout > 0:
+                try:
+                    await workflow.wait_condition(lambda: bool(self._inbox), timeout=timeout)
+                except asyncio.TimeoutError:
+                    pass
+        drained, self._inbox = self._inbox, []
+        return drained
 
     # --- AgentRuntime ---------------------------------------------------------
     def now(self) -> datetime:
@@ -189,19 +211,6 @@ class MemberOutreachWorkflow:
                 "approval_id": item.approval_id, "tool": item.tool, "required_role": item.required_role,
                 "digest": item.digest[:12]})
 
-    async def wait_for_decisions(
-        self, until: datetime | None
-    ) -> list[tuple[ApprovalDecision, DecisionResult, PendingApproval]]:
-        if not self._inbox:
-            timeout = None if until is None else (until - workflow.now()).total_seconds()
-            if timeout is None or timeout > 0:
-                try:
-                    await workflow.wait_condition(lambda: bool(self._inbox), timeout=timeout)
-                except asyncio.TimeoutError:
-                    pass
-        drained, self._inbox = self._inbox, []
-        return drained
-
     def publish(self, state: OutreachState, status: str) -> None:
         self._state, self._status = state, status
         self._sync_search_attributes()
@@ -224,7 +233,7 @@ class MemberOutreachWorkflow:
             approved_digest=approved_digest(decision, item),
         )
         self._decided[decision.approval_id] = (decision, result)
-        self._inbox.append((decision, result, item))
+        self._inbox.append(ReceivedDecision(decision=decision, result=result, approval=item))
         self._sync_search_attributes()
         workflow.logger.info("approval decided", extra={
             "approval_id": item.approval_id, "decision": decision.decision, "role": decision.role})
