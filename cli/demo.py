@@ -68,15 +68,19 @@ async def _wait_for(client: Client, workflow_ids: list[str], timeout: float = 30
     return done
 
 
+_SHORT = {"create_task": "task", "send_outreach": "message", "draft_care_plan": "care plan"}
+
+
 def _summary(statuses: Iterable[OutreachStatus], eligibility: dict[str, str]) -> Table:
     table = Table(title="Post-discharge outreach runs")
     for column in ("member", "eligibility", "LACE", "executed", "waiting for approval", "blocked / deferred",
                    "status"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for s in statuses:
-        executed = [a.tool for a in s.actions if a.status == "executed"]
-        waiting = [f"{p.approval_id} ({p.required_role})" for p in s.pending_approvals]
-        held = [f"{a.tool}: {a.status}" for a in s.actions if a.status in ("blocked", "deferred", "rejected")]
+        executed = [_SHORT.get(a.tool, a.tool) for a in s.actions if a.status == "executed"]
+        waiting = [f"{_SHORT.get(p.tool, p.tool)} ({p.required_role})" for p in s.pending_approvals]
+        held = [f"{_SHORT.get(a.tool, a.tool)} {a.status}" for a in s.actions
+                if a.status in ("blocked", "deferred", "rejected")]
         table.add_row(s.member_pseudonym or "?", eligibility.get(s.workflow_id, "?"),
                       "-" if s.lace is None else str(s.lace), ", ".join(executed) or "-",
                       ", ".join(waiting) or "-", ", ".join(held) or "-", s.status)
@@ -121,15 +125,17 @@ def _print_next_steps(statuses: list[OutreachStatus], ui_url: str | None, exit_a
     console.print("runs by status: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
     pending = next((p for s in statuses for p in s.pending_approvals), None)
     if pending is not None:
-        role = pending.required_role
         where = ("in another terminal (the demo keeps serving)" if not exit_after
                  else f"after starting the server and worker again with `{_CLI} up` in another terminal")
         console.print(f"\nApprove one {where}:")
-        console.print(f"  {_CLI} approvals list")
-        console.print(f"  {_CLI} approvals show {pending.workflow_id} {pending.approval_id}")
-        console.print(f"  {_CLI} approvals approve {pending.workflow_id} {pending.approval_id} "
-                      f"--digest {pending.digest} --as dr.rivera --role {role}")
-        console.print(f"  {_CLI} outreach status {pending.workflow_id}")
+        for line in (
+            f"{_CLI} approvals list",
+            f"{_CLI} approvals show {pending.workflow_id} {pending.approval_id}",
+            f"{_CLI} approvals approve {pending.workflow_id} {pending.approval_id} --digest {pending.digest} "
+            f"--as dr.rivera --role {pending.required_role}",
+            f"{_CLI} outreach status {pending.workflow_id}",
+        ):
+            console.print("  " + line, soft_wrap=True, highlight=False)
     if ui_url:
         console.print(f"\nTemporal Web UI: {ui_url}  (while the server runs)")
 

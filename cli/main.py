@@ -52,7 +52,14 @@ def demo(
     as_json: JsonFlag = False,
 ) -> None:
     """The main job: embedded server + worker, sample data, an outreach run per discharge, a summary."""
-    run(demo_cli.run_demo(settings(), data=data, since=since, until=until, exit_after=exit_after,
+    cfg = settings()
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = cfg.state_dir / "demo.log"
+    # The console is for the summary; the run's logs go to a file (identifiers only, no PHI).
+    configure_logging(cfg.log_level, "json", stream=log_path.open("a", encoding="utf-8"))
+    if not as_json:
+        console.print(f"logs: {log_path}")
+    run(demo_cli.run_demo(cfg, data=data, since=since, until=until, exit_after=exit_after,
                           as_json=as_json))
 
 

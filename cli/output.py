@@ -12,7 +12,7 @@ from rich.console import Console
 __all__ = ["console", "err_console", "fail", "print_json"]
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
 def print_json(value: Any) -> None:

@@ -247,3 +247,16 @@ def test_clinosim_stay_still_in_hospital(sample_store):
         sample_store, ClinicalContextInput(member_id="pt-434de0d5ef8e", encounter_id="enc-deb68c19eabe"))
 
     assert (None, 1) == (context.stay.discharged_at, context.ed_visits_6mo)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: get_clinical_context ignores Condition.verificationStatus; a "
+                                       "diagnosis marked entered-in-error still enters condition_codes (and LACE C)")
+def test_condition_entered_in_error_is_not_used(store):
+    """A Condition whose verificationStatus is entered-in-error is not a comorbidity."""
+    member = make_member(store, discharged_at=DISCHARGED)
+    status = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                          "code": "entered-in-error"}]}
+    store.put_many([_condition(member.member_id, "cond-error", "C78.0", DISCHARGED - timedelta(days=30),
+                               verificationStatus=status)])
+
+    assert [] == _context(store, member).condition_codes

@@ -1,0 +1,111 @@
+"""The ``careloom`` command as a user runs it: real processes, the embedded server, the sample data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CARELOOM = [sys.executable, "-m", "cli.main"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOM_", "TEMPORAL_"))}
+    env.update({
+        "CARELOOM_STATE_DIR": str(tmp_path / "state"),
+        "CARELOOM_EMBEDDED_PORT": str(free_port()),
+        "CARELOOM_EMBEDDED_UI_PORT": str(free_port()),
+        "CARELOOM_LOG_FORMAT": "json",
+        "CARELOOM_LOG_LEVEL": "WARNING",
+    })
+    return env
+
+
+def careloom(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CARELOOM, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_demo_then_approve_from_the_cli_completes_the_run(cli_env: dict[str, str]) -> None:
+    """`demo --exit` parks some runs and completes others; after `up`, a CLI approval finishes one."""
+    demo = careloom(cli_env, "demo", "--exit", "--json")
+    assert 0 == demo.returncode, demo.stderr[-3000:]
+    runs = json.loads(demo.stdout)["runs"]
+    statuses = {r["status"] for r in runs}
+    assert {"completed", "awaiting_approval"} <= statuses, statuses
+    assert 15 == len(runs)  # every 2024 discharge in the sample
+
+    again = careloom(cli_env, "demo", "--exit", "--json")  # same episodes: no second runs
+    assert sorted(r["workflow_id"] for r in runs) == sorted(r["workflow_id"] for r in json.loads(again.stdout)["runs"])
+
+    up = subprocess.Popen([*CARELOOM, "up"], cwd=ROOT, env=cli_env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+    try:
+        pending = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not pending:
+            listed = careloom(cli_env, "approvals", "list", "--role", "rn", "--json")
+            pending = json.loads(listed.stdout) if listed.returncode == 0 else []
+            time.sleep(0.5)
+        assert pending, "no rn approvals listed after `careloom up`"
+        item = pending[0]
+        assert "rn" == item["required_role"]
+        wf, approval = item["workflow_id"], item["approval_id"]
+
+        stale = careloom(cli_env, "approvals", "approve", wf, approval, "--digest", "0" * 64,
+                         "--as", "dr.rivera", "--role", "rn")
+        assert 1 == stale.returncode
+        assert "stale digest" in stale.stderr
+
+        approved = careloom(cli_env, "approvals", "approve", wf, approval, "--digest", item["digest"],
+                            "--as", "dr.rivera", "--role", "rn", "--json")
+        assert 0 == approved.returncode, approved.stderr
+        assert "approve" == json.loads(approved.stdout)["decision"]
+
+        status = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and status.get("status") != "completed":
+            shown = careloom(cli_env, "outreach", "status", wf, "--json")
+            status = json.loads(shown.stdout) if shown.returncode == 0 else {}
+            time.sleep(0.5)
+        assert "completed" == status.get("status"), status
+    finally:
+        up.send_signal(signal.SIGTERM)
+        code = up.wait(timeout=60)
+    assert 0 == code, up.stderr.read()[-3000:] if up.stderr else ""
+
+
+def test_import_reports_bad_lines_and_exits_non_zero(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """A malformed line is reported as file:line and the exit status says something was skipped."""
+    folder = tmp_path / "bulk"
+    folder.mkdir()
+    good = {"resourceType": "Patient", "id": "pt-cli-1", "gender": "female"}
+    (folder / "Patient.ndjson").write_text(json.dumps(good) + "\n{not json\n")
+    result = careloom(cli_env, "import", str(folder), "--json")
+    assert 1 == result.returncode
+    report = json.loads(result.stdout)
+    assert (1, 1) == (report["inserted"], report["skipped"])
+    assert report["problems"][0].startswith(f"{folder / 'Patient.ndjson'}:2: not valid JSON")
+    assert 0 == careloom(cli_env, "import", str(ROOT / "sample_data")).returncode
+
+
+def test_import_of_a_missing_folder_names_the_path(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """A path that does not exist is a clear error (exit 2), not a traceback."""
+    result = careloom(cli_env, "import", str(tmp_path / "nowhere"))
+    assert 2 == result.returncode
+    assert "nowhere does not exist" in result.stderr
