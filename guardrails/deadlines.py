@@ -54,5 +54,6 @@ def tcm_contact_due(
     zone = ZoneInfo(time_zone)
     local_day = discharged_at.astimezone(zone).date()
     due_day = add_business_days(local_day, business_days, holidays)
-    hour = min(end_of_business_hour, 23)
-    return datetime.combine(due_day, time(hour), tzinfo=zone).astimezone(UTC)
+    if end_of_business_hour >= 24:  # end of business at midnight closing the due day
+        return datetime.combine(due_day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
+    return datetime.combine(due_day, time(end_of_business_hour), tzinfo=zone).astimezone(UTC)

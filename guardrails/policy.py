@@ -48,8 +48,10 @@ class GuardrailPolicy(BaseModel):
     tcm_contact_business_days: int = Field(default=2, ge=1)
     holidays: tuple[date, ...] = Field(default=(), description="Non-business days for TCM clocks.")
     marketing_terms: tuple[str, ...] = Field(
-        default=("offer", "discount", "upgrade your plan", "promotion", "premium payment", "bill"),
-        description="Words that make a message marketing or billing content (not TCPA-exempt).")
+        default=("special offer", "discount", "upgrade your plan", "promotion", "premium payment",
+                 "pay your bill", "billing", "past due"),
+        description="Phrases (matched as whole words) that make a message marketing or billing "
+                    "content, which the TCPA healthcare exemption does not cover.")
 
     @model_validator(mode="after")
     def _window_is_ordered(self) -> "GuardrailPolicy":

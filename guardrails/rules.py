@@ -7,6 +7,7 @@ nobody is asked to approve a message that could not go out anyway.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from agents.actions import ProposedAction
@@ -74,7 +75,7 @@ def evaluate_action(
         if args.channel == "sms" and len(args.message) > policy.sms_max_chars:
             blocks.append(f"SMS text is {len(args.message)} characters; the limit is {policy.sms_max_chars}")
         lowered = args.message.lower()
-        hits = [t for t in policy.marketing_terms if t in lowered]
+        hits = [t for t in policy.marketing_terms if re.search(rf"\b{re.escape(t)}\b", lowered)]
         if hits:
             blocks.append(f"message contains marketing or billing content ({', '.join(hits)})")
         if now is not None and args.channel in _TIMED_CHANNELS and not blocks:

@@ -71,7 +71,7 @@ def _expected_type(path: Path) -> str:
 
 def _parse_line(raw: str, expected: str) -> dict[str, Any]:
     try:
-        resource = json.loads(raw)
+        resource = json.loads(raw.strip())
     except json.JSONDecodeError as err:
         raise InvalidResource(f"not valid JSON ({err.msg} at column {err.colno})") from None
     if not isinstance(resource, dict):

@@ -277,14 +277,13 @@ class SqliteCareRecordStore:
                 "SELECT content FROM resources WHERE idempotency_key = ?", (idempotency_key,)
             ).fetchone()
             if existing:
-                found = [json.loads(existing[0])]
-                for key in keys[1:]:
-                    row = conn.execute(
-                        "SELECT content FROM resources WHERE idempotency_key = ?", (key,)
-                    ).fetchone()
-                    if row:
-                        found.append(json.loads(row[0]))
-                return found, False
+                # Everything written under this key, whatever the retry passed in.
+                siblings = conn.execute(
+                    "SELECT idempotency_key, content FROM resources WHERE substr(idempotency_key, 1, ?) = ?",
+                    (len(idempotency_key) + 1, f"{idempotency_key}#"),
+                ).fetchall()
+                ordered = sorted(siblings, key=lambda row: int(row[0].rsplit("#", 1)[1]))
+                return [json.loads(existing[0]), *(json.loads(row[1]) for row in ordered)], False
             now = datetime.now(UTC).isoformat()
             for resource, key in zip(resources, keys, strict=True):
                 row = self._row(resource)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from store.records import CareRecordStore
+from store.records import CareRecordStore, member_of
 from tools.clinical import parse_instant
 from tools.errors import ENCOUNTER_NOT_FOUND, tool_error
 from tools.writes import WriteResult, resource_id
@@ -93,8 +93,11 @@ def build_care_plan(data: DraftCarePlanInput, discharged_at: datetime) -> list[d
 
 def draft_care_plan(store: CareRecordStore, data: DraftCarePlanInput) -> WriteResult:
     encounter = store.get("Encounter", data.encounter_id)
-    discharged = parse_instant(((encounter or {}).get("period") or {}).get("end"))
-    if encounter is None or discharged is None:
+    if encounter is None or member_of(encounter) != data.member_id:
+        raise tool_error(ENCOUNTER_NOT_FOUND,
+                         f"no Encounter {data.encounter_id!r} for member {data.member_id!r}; check both ids")
+    discharged = parse_instant((encounter.get("period") or {}).get("end"))
+    if discharged is None:
         raise tool_error(ENCOUNTER_NOT_FOUND, f"Encounter {data.encounter_id!r} has no discharge to plan from")
     resources = build_care_plan(data, discharged)
     stored, created = store.create_once(resources, data.idempotency_key)

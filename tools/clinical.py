@@ -10,17 +10,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
-from store.records import CareRecordStore
+from store.records import CareRecordStore, member_of
 from tools.errors import ENCOUNTER_NOT_FOUND, MEMBER_NOT_FOUND, NOT_AN_INPATIENT_STAY, tool_error
+from tools.member import member_time_zone
 
 __all__ = ["ClinicalContext", "ClinicalContextInput", "IndexStay", "get_clinical_context", "parse_instant"]
 
 _INPATIENT_CLASSES = {"IMP", "ACUTE", "NONAC"}
 _EMERGENCY_CLASSES = {"EMER"}
-_EMERGENT_PRIORITIES = {"EM", "UR", "A", "S", "CR"}
+_EMERGENT_PRIORITIES = {"EM", "UR", "A", "S"}
+_NOT_A_DIAGNOSIS = {"entered-in-error", "refuted"}
 _ED_LOOKBACK = timedelta(days=182)
 _INDEX_ED_GAP = timedelta(hours=24)
 _MAX_CODES = 60
@@ -79,12 +82,11 @@ def _acute(encounter: dict[str, Any]) -> bool | None:
 
 
 def get_clinical_context(store: CareRecordStore, data: ClinicalContextInput) -> ClinicalContext:
-    if store.get("Patient", data.member_id) is None:
+    patient = store.get("Patient", data.member_id)
+    if patient is None:
         raise tool_error(MEMBER_NOT_FOUND, f"no Patient with id {data.member_id!r} in the care records store")
     encounter = store.get("Encounter", data.encounter_id)
-    if encounter is None or (encounter.get("subject") or {}).get("reference") not in (
-        f"Patient/{data.member_id}", f"urn:uuid:{data.member_id}"
-    ):
+    if encounter is None or member_of(encounter) != data.member_id:
         raise tool_error(
             ENCOUNTER_NOT_FOUND,
             f"no Encounter {data.encounter_id!r} for member {data.member_id!r}; check both ids",
@@ -100,11 +102,16 @@ def get_clinical_context(store: CareRecordStore, data: ClinicalContextInput) -> 
         )
     discharged = parse_instant(period.get("end"))
     hospitalization = encounter.get("hospitalization") or {}
+    # Calendar days in local time (the member's zone stands in for the hospital's): a stay
+    # from 23:30 to 10:00 the next morning is one day, whatever UTC says.
+    zone = ZoneInfo(member_time_zone(patient)[0])
     stay = IndexStay(
         encounter_id=data.encounter_id,
         admitted_at=admitted,
         discharged_at=discharged,
-        length_of_stay_days=(discharged.date() - admitted.date()).days if discharged else None,
+        length_of_stay_days=(
+            (discharged.astimezone(zone).date() - admitted.astimezone(zone).date()).days if discharged else None
+        ),
         admit_source=_code(hospitalization.get("admitSource")),
         acute_admission=_acute(encounter),
         discharge_disposition=_code(hospitalization.get("dischargeDisposition")),
@@ -114,6 +121,8 @@ def get_clinical_context(store: CareRecordStore, data: ClinicalContextInput) -> 
     for condition in store.find_for_member("Condition", data.member_id):
         recorded = parse_instant(condition.get("recordedDate")) or parse_instant(condition.get("onsetDateTime"))
         if recorded is None or recorded > known_at:
+            continue
+        if _code(condition.get("verificationStatus")) in _NOT_A_DIAGNOSIS:
             continue
         abated = parse_instant(condition.get("abatementDateTime"))
         if abated is not None and abated < admitted:

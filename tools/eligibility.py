@@ -20,7 +20,9 @@ PlanType = Literal[
 
 # Ordered: the first matching phrase in Coverage.type (text or display) wins.
 _PLAN_PHRASES: tuple[tuple[str, PlanType], ...] = (
-    ("dual", "dual"),
+    ("dual eligible", "dual"),
+    ("medicare + medicaid", "dual"),
+    ("medicare-medicaid", "dual"),
     ("medicare advantage", "medicare_advantage"),
     ("part c", "medicare_advantage"),
     ("medicare", "medicare"),
@@ -28,7 +30,8 @@ _PLAN_PHRASES: tuple[tuple[str, PlanType], ...] = (
     ("chip", "chip"),
     ("self-pay", "self_pay"),
     ("uninsured", "self_pay"),
-    ("va ", "other_public"),
+    ("va /", "other_public"),
+    ("veterans", "other_public"),
     ("tricare", "other_public"),
     ("employer", "commercial"),
     ("private", "commercial"),
@@ -83,6 +86,7 @@ def check_eligibility(store: CareRecordStore, data: EligibilityInput) -> Eligibi
         return EligibilityResult(**base, outcome="complete", inforce=False, reason="no coverage on file")
     undecidable = 0
     lapsed: dict[str, Any] | None = None
+    self_pay: dict[str, Any] | None = None
     for coverage in coverages:
         covers = _covers(coverage, data.on_date)
         if covers is None:
@@ -97,9 +101,12 @@ def check_eligibility(store: CareRecordStore, data: EligibilityInput) -> Eligibi
             continue
         plan = plan_type_of(coverage)
         if plan == "self_pay":
-            return EligibilityResult(**base, outcome="complete", inforce=False, plan_type=plan,
-                                     coverage_id=coverage["id"], reason="self-pay: no health plan coverage")
+            self_pay = coverage  # keep looking: a real plan on the same date wins
+            continue
         return EligibilityResult(**base, outcome="complete", inforce=True, plan_type=plan, coverage_id=coverage["id"])
+    if self_pay is not None:
+        return EligibilityResult(**base, outcome="complete", inforce=False, plan_type="self_pay",
+                                 coverage_id=self_pay["id"], reason="self-pay: no health plan coverage")
     if undecidable == len(coverages):
         return EligibilityResult(**base, outcome="error", inforce=False,
                                  reason="coverage periods are unreadable; fix the Coverage records")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -89,13 +89,18 @@ class MemberProfile(BaseModel):
     opted_out: bool = Field(description="An active Consent denies automated outreach.")
 
 
-def contact_points(patient: dict[str, Any]) -> dict[Channel, str]:
-    """Channel → contact value (phone number, email) from Patient.telecom; mobile phones allow sms."""
+def contact_points(patient: dict[str, Any], on: date | None = None) -> dict[Channel, str]:
+    """Channel → contact value (phone number, email) from Patient.telecom; mobile phones allow sms.
+
+    A telecom whose period ended before ``on`` (default today) is no longer in use.
+    """
+    today = (on or datetime.now(UTC).date()).isoformat()
     found: dict[Channel, str] = {}
     ranked = sorted(patient.get("telecom") or [], key=lambda t: t.get("rank", 99))
     for telecom in ranked:
         value, system, use = telecom.get("value"), telecom.get("system"), telecom.get("use")
-        if not value or (telecom.get("period") or {}).get("end"):
+        ended = (telecom.get("period") or {}).get("end")
+        if not value or (ended and ended[:10] < today):
             continue
         if system == "phone":
             if use == "mobile":
@@ -136,7 +141,7 @@ def lookup_member(store: CareRecordStore, data: LookupMemberInput, *, salt: str,
     if patient is None:
         raise tool_error(MEMBER_NOT_FOUND, f"no Patient with id {data.member_id!r} in the care records store")
     zone, known = member_time_zone(patient)
-    points = contact_points(patient)
+    points = contact_points(patient, today)
     channels: list[Channel] = [c for c in ("sms", "phone", "email", "letter") if c in points]
     language = None
     for comm in patient.get("communication") or []:

@@ -164,9 +164,6 @@ def test_end_of_business_hour_is_configurable():
     assert datetime(2024, 6, 11, 22, 0, tzinfo=UTC) == tcm_contact_due(discharged, NY, end_of_business_hour=18)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: tcm_contact_due clamps end_of_business_hour to 23, although "
-                                       "GuardrailPolicy.business_day_end_hour accepts 24 (end of day); the "
-                                       "deadline comes out at 23:00 local instead of 24:00")
 def test_end_of_business_at_hour_24_is_midnight():
     """An end of business at hour 24 (the policy's maximum) is midnight at the end of the due day."""
     discharged = datetime(2024, 6, 7, 19, 0, tzinfo=UTC)  # Fri 15:00 EDT

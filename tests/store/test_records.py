@@ -140,8 +140,6 @@ def test_create_once_returns_every_resource_of_a_group(store):
     assert (group, False) == store.create_once(group, "key-1")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: on a used key create_once looks up only as many key#i rows as the "
-                                       "retry passes, so a retry with fewer resources gets back a truncated group")
 def test_create_once_retry_with_fewer_resources_returns_what_was_made(store):
     """A retry under a used key returns everything the key made, whatever the retry passes."""
     group = [_task("t1"), _task("t2"), _task("t3")]

@@ -124,8 +124,6 @@ def test_still_admitted_stay_cannot_get_a_care_plan(store):
                                               store.count("CarePlan"))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: draft_care_plan never checks that the Encounter belongs to "
-                                       "member_id; it plans from another member's discharge and links it")
 def test_encounter_of_another_member_is_refused(store):
     """A care plan for member A built on member B's encounter is refused (EncounterNotFound), nothing written."""
     first = make_member(store, discharged_at=DISCHARGED)

@@ -47,7 +47,7 @@ def test_code_maps_to_its_category(code, category):
     (["B20"], 6),
 ])
 def test_original_charlson_weights(codes, index):
-    """Original weights: mostly 1; 2 complicated diabetes, hemiplegia, renal, cancer; 3 severe liver; 6 metastases/AIDS."""
+    """Weights: mostly 1; 2 for complicated diabetes, hemiplegia, renal, cancer; 3 severe liver; 6 metastases/AIDS."""
     assert index == charlson_index(codes)
 
 

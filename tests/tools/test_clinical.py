@@ -249,8 +249,6 @@ def test_clinosim_stay_still_in_hospital(sample_store):
     assert (None, 1) == (context.stay.discharged_at, context.ed_visits_6mo)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: get_clinical_context ignores Condition.verificationStatus; a "
-                                       "diagnosis marked entered-in-error still enters condition_codes (and LACE C)")
 def test_condition_entered_in_error_is_not_used(store):
     """A Condition whose verificationStatus is entered-in-error is not a comorbidity."""
     member = make_member(store, discharged_at=DISCHARGED)

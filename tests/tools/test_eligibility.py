@@ -110,8 +110,6 @@ def test_later_active_coverage_wins_over_an_expired_one(store):
     assert (True, "cov-new", "medicaid") == (result.inforce, result.coverage_id, result.plan_type)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: check_eligibility returns at the first covering Coverage; a "
-                                       "Self-Pay record listed first hides an active plan that covers the date")
 def test_self_pay_record_does_not_hide_an_active_plan(store):
     """A member with a Self-Pay record and an active Medicaid Coverage on the date is in force."""
     member = make_member(store, coverage_type="Self-Pay / Uninsured")  # period starts 2020-01-01
@@ -145,8 +143,6 @@ def test_plan_type_from_clinosim_type_text(text, plan):
     assert plan == plan_type_of({"type": {"text": text}})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: plan_type_of matches the phrase 'dual' inside 'individual', so "
-                                       "'Private insurance (individual market)' (16 clinosim members) is 'dual'")
 def test_individual_market_plan_is_commercial():
     """clinosim's 'Private insurance (individual market)' is a commercial plan."""
     assert "commercial" == plan_type_of({"type": {"text": "Private insurance (individual market)"}})

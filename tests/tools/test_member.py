@@ -182,8 +182,6 @@ def test_unknown_member_is_a_non_retryable_member_not_found(store):
     assert ("MemberNotFound", True) == (raised.value.type, raised.value.non_retryable)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: contact_points drops any telecom that has a period.end, even one "
-                                       "in the future, so a number still in use is not a contact point")
 def test_contact_point_with_future_end_is_still_used():
     """A mobile number whose period ends in 2099 is still in use: sms and phone."""
     patient = {"telecom": [{"system": "phone", "value": "555", "use": "mobile", "period": {"end": "2099-12-31"}}]}
