@@ -28,6 +28,7 @@ from agents.facts import RunFacts
 from agents.planner import PlannerInput, PlannerOutput
 from agents.state import TERMINAL, ActionRecord, OutreachState
 from guardrails.deadlines import next_contact_time, tcm_contact_due
+from guardrails.policy import Role
 from guardrails.rules import check_run, evaluate_action
 from tools.care_plan import DraftCarePlanArgs, DraftCarePlanInput
 from tools.clinical import ClinicalContext, ClinicalContextInput
@@ -228,7 +229,7 @@ def _facts(state: OutreachState) -> RunFacts:
     return state.facts
 
 
-def _pending(state: OutreachState, record: ActionRecord, reasons: list[str], role: Any, now: datetime
+def _pending(state: OutreachState, record: ActionRecord, reasons: list[str], role: Role, now: datetime
              ) -> PendingApproval:
     action = record.action
     return PendingApproval(

@@ -27,11 +27,14 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON ou
 
 
 def settings() -> Settings:
+    """Read and validate the settings once; a bad value exits with the variable named."""
     try:
         value = Settings()
     except ValidationError as err:
-        fail(f"invalid settings: {err.errors()[0]['loc']}: {err.errors()[0]['msg']}")
-        raise  # unreachable; fail() exits
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        fail(f"invalid setting {where} (CARELOOM_{where.upper()}): {first['msg']}", code=2)
+        raise SystemExit(2) from None  # fail() already exited; this keeps type checkers honest
     configure_logging(value.log_level, value.log_format)
     return value
 

@@ -7,6 +7,7 @@ synchronous: the worker runs them in a thread pool, and SQLite calls block.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import structlog
@@ -76,9 +77,9 @@ class CareTools:
         return result
 
     # --- write tools --------------------------------------------------------
-    def _write(self, name: str, write: object) -> WriteResult:
+    def _write(self, name: str, write: Callable[[], WriteResult]) -> WriteResult:
         try:
-            result = write()  # type: ignore[operator]
+            result = write()
         except InvalidResource as err:
             raise tool_error(INVALID_RESOURCE, f"{name} built an invalid resource: {err}") from None
         except ApplicationError:
