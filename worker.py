@@ -21,6 +21,7 @@ from agents.planner import Planner, PlannerActivity
 from runtime.logging import configure_logging
 from runtime.settings import Settings, get_settings
 from runtime.temporal_client import connect
+from store.ledger import DecisionLedger, LedgerActivities
 from store.records import SqliteCareRecordStore
 from tools.activities import CareTools
 from workflows.outreach import MemberOutreachWorkflow
@@ -58,11 +59,12 @@ def build_worker(
     """A worker with every careloom workflow and activity."""
     tools = CareTools(store, settings)
     planning = PlannerActivity(planner or OfflinePlanner())
+    ledger = LedgerActivities(DecisionLedger(store.path))
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
-        activities=[*tools.activities(), planning.plan_outreach],
+        activities=[*tools.activities(), planning.plan_outreach, ledger.append],
         activity_executor=executor or ThreadPoolExecutor(max_workers=16, thread_name_prefix="careloom-tool"),
         workflow_runner=workflow_runner(),
     )

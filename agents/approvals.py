@@ -2,13 +2,17 @@
 
 :func:`check_decision` is what the workflow's ``decide`` update validator
 runs: it refuses unknown approvals, stale digests, conflicting repeats,
-self-approval, insufficient roles and edits that fail validation or the
-guardrails, before anything reaches history.
+self-approval, insufficient roles, a second sign-off by the first approver,
+ineligible bulk items and edits that fail validation or the guardrails —
+before anything reaches history. Each refusal has a ``code`` the API maps to
+an HTTP status.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+import json
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -16,9 +20,47 @@ from pydantic import BaseModel, Field, model_validator
 from agents.actions import ActionArguments, ConfidenceSignal, ProposedAction, action_digest
 from agents.facts import RunFacts
 from guardrails.policy import ROLE_RANK, GuardrailPolicy, Role
+from guardrails.routing import Priority
 from guardrails.rules import evaluate_action
 
-__all__ = ["ApprovalDecision", "DecisionRefused", "DecisionResult", "PendingApproval", "ReceivedDecision", "approved_digest", "check_decision"]
+__all__ = [
+    "ApprovalDecision",
+    "DecisionRefused",
+    "DecisionResult",
+    "PendingApproval",
+    "ReceivedDecision",
+    "RefusalCode",
+    "ReviewContext",
+    "SignOff",
+    "check_decision",
+    "decision_key",
+    "edited_digest",
+]
+
+RefusalCode = Literal["not_found", "conflict", "forbidden", "invalid"]
+
+
+class ReviewContext(BaseModel):
+    """What a reviewer needs to judge the action (minimum necessary: codes and counts, no identifiers)."""
+
+    lace: int | None
+    lace_components: str | None = Field(description="e.g. L5 A3 C1 E1")
+    risk_status: str
+    charlson_categories: list[str]
+    plan_type: str | None
+    discharged_on: date | None
+    discharge_disposition: str | None
+    length_of_stay_days: int | None
+    tcm_contact_due: datetime | None
+    age_years: int | None
+    preferred_channel: str | None
+
+
+class SignOff(BaseModel):
+    approver: str
+    role: Role
+    at: datetime
+    digest: str
 
 
 class PendingApproval(BaseModel):
@@ -39,6 +81,15 @@ class PendingApproval(BaseModel):
     member_pseudonym: str
     requested_at: datetime
     policy_id: str
+    queue: str
+    priority: Priority
+    sla_deadline: datetime
+    remind_at: datetime
+    reminded: bool = False
+    escalation_level: int = 0
+    dual_signoff: bool = Field(default=False, description="Two distinct approvers are required.")
+    signoffs: list[SignOff] = Field(default_factory=list)
+    context: ReviewContext
 
 
 class ApprovalDecision(BaseModel):
@@ -46,11 +97,13 @@ class ApprovalDecision(BaseModel):
 
     approval_id: str
     digest: str = Field(description="Digest of the action the approver saw.")
-    decision: Literal["approve", "reject", "edit"]
-    approver: str = Field(min_length=1, max_length=120, description="Approver's user id.")
+    decision: Literal["approve", "reject", "edit", "reassign"]
+    approver: str = Field(min_length=1, max_length=120, description="Approver's user id (authenticated).")
     role: Role
     reason: str | None = Field(default=None, max_length=500)
     arguments: ActionArguments | None = Field(default=None, description="New arguments (edit only).")
+    queue: str | None = Field(default=None, description="Target queue (reassign only).")
+    bulk_tool: str | None = Field(default=None, description="Set by bulk decisions: the tool every item must have.")
 
     @model_validator(mode="after")
     def _complete(self) -> "ApprovalDecision":
@@ -60,6 +113,12 @@ class ApprovalDecision(BaseModel):
             raise ValueError("an edit needs the new arguments")
         if self.decision != "edit" and self.arguments is not None:
             raise ValueError("arguments are only accepted with decision=edit")
+        if self.decision == "reassign" and not self.queue:
+            raise ValueError("a reassignment needs the target queue")
+        if self.decision != "reassign" and self.queue is not None:
+            raise ValueError("queue is only accepted with decision=reassign")
+        if self.bulk_tool is not None and self.decision not in ("approve", "reject"):
+            raise ValueError("bulk decisions are approve or reject")
         return self
 
 
@@ -68,24 +127,36 @@ class DecisionResult(BaseModel):
 
     approval_id: str
     action_id: str
-    decision: Literal["approve", "reject", "edit"]
+    decision: Literal["approve", "reject", "edit", "reassign"]
+    outcome: Literal["approved", "rejected", "edited", "reassigned", "awaiting_second_signoff"]
     approver: str
     role: Role
     reason: str | None
     decided_at: datetime
     approved_digest: str | None = Field(description="Digest of the action that will run (edits: the new one).")
+    queue: str | None = Field(default=None, description="The item's queue after the decision.")
 
 
 class ReceivedDecision(BaseModel):
-    """An accepted decision waiting to be applied by the agent on its next step."""
+    """A final outcome for an approval, applied by the agent on its next step."""
 
-    decision: ApprovalDecision
-    result: DecisionResult
-    approval: PendingApproval
+    kind: Literal["decided", "expired"] = "decided"
+    decision: ApprovalDecision | None = None
+    result: DecisionResult | None = None
+    approval: PendingApproval = Field(description="The item as finally decided (its arguments are the ones to run).")
 
 
 class DecisionRefused(ValueError):
     """The decision cannot be accepted; the message names the fix."""
+
+    def __init__(self, code: RefusalCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def decision_key(decision: ApprovalDecision) -> str:
+    """Identity of a decision for idempotent repeats."""
+    return hashlib.sha256(json.dumps(decision.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
 def check_decision(
@@ -93,56 +164,68 @@ def check_decision(
     *,
     pending: dict[str, PendingApproval],
     decided: dict[str, tuple[ApprovalDecision, DecisionResult]],
+    answered: set[str],
     actions: dict[str, ProposedAction],
     facts: RunFacts | None,
     policy: GuardrailPolicy,
     initiated_by: str,
 ) -> None:
     """Raise :class:`DecisionRefused` unless the decision may be applied (or is an identical repeat)."""
+    if decision_key(decision) in answered:
+        return
     if decision.approval_id in decided:
         first, _ = decided[decision.approval_id]
-        if first == decision:
-            return
-        raise DecisionRefused(
+        raise DecisionRefused("conflict", (
             f"approval {decision.approval_id} was already decided ({first.decision} by {first.approver}); "
-            "a different decision is refused"
-        )
+            "a different decision is refused"))
     item = pending.get(decision.approval_id)
     if item is None:
-        raise DecisionRefused(
-            f"unknown approval {decision.approval_id!r}; list pending approvals with `careloom approvals list`"
-        )
+        raise DecisionRefused("not_found", (
+            f"unknown approval {decision.approval_id!r}; list pending approvals with `careloom approvals list`"))
     if decision.digest != item.digest:
-        raise DecisionRefused(
+        raise DecisionRefused("conflict", (
             f"stale digest for approval {decision.approval_id}: the action is now {item.digest[:12]}, "
-            f"you saw {decision.digest[:12]}; reload it and decide again"
-        )
-    if decision.approver == initiated_by or decision.approver == "system":
-        raise DecisionRefused(f"{decision.approver} initiated this run and may not approve its actions")
+            f"you saw {decision.digest[:12]}; reload it and decide again"))
+    if decision.approver in (initiated_by, "system"):
+        raise DecisionRefused("forbidden", f"{decision.approver} initiated this run and may not approve its actions")
     if ROLE_RANK[decision.role] < ROLE_RANK[item.required_role]:
-        raise DecisionRefused(
-            f"approval {decision.approval_id} needs role {item.required_role}; {decision.approver} has {decision.role}"
-        )
+        raise DecisionRefused("forbidden", (
+            f"approval {decision.approval_id} needs role {item.required_role}; {decision.approver} has {decision.role}"))
+    if any(s.approver == decision.approver for s in item.signoffs):
+        raise DecisionRefused("forbidden", (
+            f"{decision.approver} already signed off {decision.approval_id}; the second approver must be someone else"))
+    if decision.bulk_tool is not None:
+        if decision.bulk_tool != item.tool:
+            raise DecisionRefused("invalid", (
+                f"bulk decisions must be homogeneous: {decision.approval_id} is {item.tool}, not {decision.bulk_tool}"))
+        if item.dual_signoff or item.required_role == "md":
+            raise DecisionRefused("forbidden", (
+                f"{decision.approval_id} needs an {item.required_role} decision on its own; it cannot be bulk-decided"))
+    if decision.decision == "reassign":
+        if decision.queue not in policy.approvals.queues:
+            raise DecisionRefused("invalid", (
+                f"unknown queue {decision.queue!r}; known: {', '.join(sorted(policy.approvals.queues))}"))
+        if decision.queue == item.queue:
+            raise DecisionRefused("invalid", f"{decision.approval_id} is already in queue {item.queue}")
+        return
     if decision.decision != "edit":
         return
     edited_args = decision.arguments
     if edited_args is None or edited_args.tool != item.tool:
-        raise DecisionRefused(f"an edit must keep the tool {item.tool}")
+        raise DecisionRefused("invalid", f"an edit must keep the tool {item.tool}")
     if facts is None:
-        raise DecisionRefused("the run has no facts yet; an edit cannot be checked")
+        raise DecisionRefused("invalid", "the run has no facts yet; an edit cannot be checked")
     edited = actions[item.action_id].model_copy(update={"arguments": edited_args})
     verdict = evaluate_action(edited, facts, policy, now=None, approved_role=decision.role)
     if verdict.decision == "block":
-        raise DecisionRefused(f"the edited action would be blocked: {'; '.join(verdict.reasons)}")
+        raise DecisionRefused("invalid", f"the edited action would be blocked: {'; '.join(verdict.reasons)}")
     if verdict.decision == "require_approval":
-        raise DecisionRefused(
-            f"the edited action needs role {verdict.required_role}: {'; '.join(verdict.reasons)}"
-        )
+        raise DecisionRefused("forbidden", (
+            f"the edited action needs role {verdict.required_role}: {'; '.join(verdict.reasons)}"))
 
 
-def approved_digest(decision: ApprovalDecision, item: PendingApproval) -> str | None:
-    if decision.decision == "reject":
-        return None
+def edited_digest(decision: ApprovalDecision, item: PendingApproval) -> str:
+    """Digest of the action after this decision (edits: the new arguments)."""
     if decision.decision == "edit" and decision.arguments is not None:
         return action_digest(decision.arguments)
     return item.digest

@@ -23,13 +23,15 @@ from typing import Any, Protocol, TypeVar
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel
 
-from agents.approvals import PendingApproval
+from agents.actions import ProposedAction
+from agents.approvals import PendingApproval, ReviewContext
 from agents.facts import RunFacts
 from agents.planner import PlannerInput, PlannerOutput
 from agents.state import TERMINAL, ActionRecord, OutreachState
 from guardrails.deadlines import next_contact_time, tcm_contact_due
-from guardrails.policy import Role
-from guardrails.rules import check_run, evaluate_action
+from guardrails.policy import ROLE_RANK, Role
+from guardrails.routing import clock_for
+from guardrails.rules import check_run, evaluate_action, service_effect
 from tools.care_plan import DraftCarePlanArgs, DraftCarePlanInput
 from tools.clinical import ClinicalContext, ClinicalContextInput
 from tools.eligibility import EligibilityInput, EligibilityResult
@@ -182,15 +184,28 @@ def build_outreach_graph(rt: AgentRuntime) -> Any:
         actions = [r.model_copy(deep=True) for r in state.actions]
         by_id = {r.action.action_id: r for r in actions}
         for received in state.inbox:
-            decision, record = received.decision, by_id[received.approval.action_id]
-            record.approved_by, record.approver_role = decision.approver, decision.role
+            item = received.approval
+            record = by_id[item.action_id]
+            if received.kind == "expired":
+                record.status = "expired"
+                record.reason = (f"no decision before the SLA deadline in queue {item.queue} after "
+                                 f"{item.escalation_level} escalation(s); not executed")
+                actions.append(_follow_up(item, rt.now()))
+                continue
+            decision = received.decision
+            if decision is None:
+                continue
+            approvers = [s.approver for s in item.signoffs] + [decision.approver]
+            # With two sign-offs the action carries the authority of the more senior one (e.g. the MD).
+            senior = max([s.role for s in item.signoffs] + [decision.role], key=lambda r: ROLE_RANK[r])
+            record.approved_by, record.approver_role = ", ".join(approvers), senior
             if decision.decision == "reject":
                 record.status, record.reason = "rejected", f"rejected by {decision.approver}: {decision.reason}"
-            else:
-                if decision.decision == "edit" and decision.arguments is not None:
-                    record.action = record.action.model_copy(update={"arguments": decision.arguments})
-                    record.edited = True
-                record.status = "approved"
+                continue
+            if item.arguments != record.action.arguments:
+                record.action = record.action.model_copy(update={"arguments": item.arguments})
+                record.edited = True
+            record.status = "approved"
         return {"actions": actions, "inbox": []}
 
     async def record_outcome(state: OutreachState) -> dict[str, Any]:
@@ -231,7 +246,14 @@ def _facts(state: OutreachState) -> RunFacts:
 
 def _pending(state: OutreachState, record: ActionRecord, reasons: list[str], role: Role, now: datetime
              ) -> PendingApproval:
-    action = record.action
+    action, facts, policy = record.action, _facts(state), state.request.policy
+    routing = policy.approvals
+    clock = clock_for(routing.entry_queue[role], role, policy, now)
+    effect = service_effect(action)
+    args = action.arguments
+    urgent = (effect != "none" or (facts.lace or 0) >= policy.high_risk_lace or facts.risk.status != "scored"
+              or (isinstance(args, CreateTaskArgs) and args.priority != "routine"))
+    stay, parts = facts.clinical.stay, facts.risk.components
     return PendingApproval(
         approval_id=f"{action.action_id}.{record.approval_requests}",
         workflow_id=state.request.workflow_id,
@@ -244,11 +266,46 @@ def _pending(state: OutreachState, record: ActionRecord, reasons: list[str], rol
         confidence=action.confidence,
         signals=action.signals,
         reasons=reasons,
-        required_role=role,
-        member_pseudonym=_facts(state).member.pseudonym,
+        required_role=clock.role,
+        member_pseudonym=facts.member.pseudonym,
         requested_at=now,
-        policy_id=state.request.policy.policy_id,
+        policy_id=policy.policy_id,
+        queue=clock.queue,
+        priority="urgent" if urgent else "routine",
+        sla_deadline=clock.deadline,
+        remind_at=clock.remind_at,
+        dual_signoff=effect in routing.dual_signoff_effects,
+        context=ReviewContext(
+            lace=facts.lace,
+            lace_components=f"L{parts.l} A{parts.a} C{parts.c} E{parts.e}" if parts else None,
+            risk_status=facts.risk.status,
+            charlson_categories=facts.risk.charlson_categories,
+            plan_type=facts.eligibility.plan_type,
+            discharged_on=stay.discharged_at.date() if stay.discharged_at else None,
+            discharge_disposition=stay.discharge_disposition,
+            length_of_stay_days=stay.length_of_stay_days,
+            tcm_contact_due=facts.tcm_contact_due,
+            age_years=facts.member.age_years,
+            preferred_channel=facts.member.preferred_channel,
+        ),
     )
+
+
+def _follow_up(item: PendingApproval, now: datetime) -> ActionRecord:
+    """A human Task for an approval nobody decided in time: the action itself is never run."""
+    action = ProposedAction(
+        action_id=f"{item.action_id}-follow-up"[:40],
+        arguments=CreateTaskArgs(
+            kind="expired-approval-review", queue=item.queue, priority="urgent",
+            description=f"Approval {item.approval_id} ({item.tool}) expired unanswered; review the run and decide "
+                        "by hand",
+            reason=f"SLA chain exhausted at queue {item.queue}", due=now + timedelta(days=1),
+        ),
+        rationale="An approval expired after its escalation chain; a person must follow up.",
+        evidence=[f"approval={item.approval_id}", f"queue={item.queue}", f"escalations={item.escalation_level}"],
+        confidence=1.0,
+    )
+    return ActionRecord(action=action, proposed_digest=action.digest)
 
 
 def _next_opening(state: OutreachState, now: datetime) -> datetime:

@@ -18,8 +18,9 @@ __all__ = ["ActionRecord", "ActionStatus", "OutreachRequest", "OutreachState", "
 
 ActionStatus = Literal[
     "proposed", "awaiting_approval", "approved", "deferred", "ready", "executed", "rejected", "blocked", "failed",
+    "expired",
 ]
-TERMINAL: frozenset[str] = frozenset({"executed", "rejected", "blocked", "failed"})
+TERMINAL: frozenset[str] = frozenset({"executed", "rejected", "blocked", "failed", "expired"})
 
 
 class ActionRecord(BaseModel):

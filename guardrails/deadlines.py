@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-__all__ = ["add_business_days", "next_contact_time", "tcm_contact_due"]
+__all__ = ["add_business_days", "add_business_time", "next_contact_time", "tcm_contact_due"]
 
 
 def next_contact_time(now: datetime, time_zone: str, *, start: time, end: time) -> datetime | None:
@@ -57,3 +57,36 @@ def tcm_contact_due(
     if end_of_business_hour >= 24:  # end of business at midnight closing the due day
         return datetime.combine(due_day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
     return datetime.combine(due_day, time(end_of_business_hour), tzinfo=zone).astimezone(UTC)
+
+
+def add_business_time(
+    start: datetime,
+    duration: timedelta,
+    time_zone: str,
+    *,
+    day_start_hour: int,
+    day_end_hour: int,
+    holidays: Iterable[date] = (),
+) -> datetime:
+    """``start`` plus ``duration`` counted only in business hours (Mon–Fri, not holidays), in UTC.
+
+    Eight business hours from Friday 15:00 with a 08–17 day end on Monday 14:00.
+    """
+    zone = ZoneInfo(time_zone)
+    closed = set(holidays)
+    current = start.astimezone(zone)
+    remaining = duration
+    while True:
+        day = current.date()
+        opens = datetime.combine(day, time(day_start_hour), tzinfo=zone)
+        closes = (datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone) if day_end_hour >= 24
+                  else datetime.combine(day, time(day_end_hour), tzinfo=zone))
+        if day.weekday() >= 5 or day in closed or current >= closes:
+            current = datetime.combine(day + timedelta(days=1), time(day_start_hour), tzinfo=zone)
+            continue
+        current = max(current, opens)
+        available = closes - current
+        if remaining <= available:
+            return (current + remaining).astimezone(UTC)
+        remaining -= available
+        current = closes

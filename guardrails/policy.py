@@ -8,12 +8,12 @@ which rules routed a case, even when a threshold was overridden by settings.
 from __future__ import annotations
 
 import hashlib
-from datetime import date, time
+from datetime import date, time, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["GuardrailPolicy", "ROLE_RANK", "Role", "ServiceEffect"]
+__all__ = ["ApprovalRouting", "GuardrailPolicy", "QueueRule", "ROLE_RANK", "Role", "ServiceEffect", "SlaRule"]
 
 Role = Literal["care_coordinator", "rn", "md"]
 """Approver roles, least to most authority."""
@@ -22,6 +22,76 @@ ROLE_RANK: dict[str, int] = {"care_coordinator": 1, "rn": 2, "md": 3}
 
 ServiceEffect = Literal["none", "denies", "delays", "reduces", "terminates"]
 """What an action does to a member's services; anything but ``none`` is adverse."""
+
+
+class SlaRule(BaseModel):
+    """How long a queue has to decide, and when to remind."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    clock: Literal["business", "calendar"] = Field(
+        default="business", description="business: only business hours count; calendar: every hour counts.")
+    duration: timedelta = Field(description="Time to decide, e.g. PT8H.", gt=timedelta(0))
+    remind_at_fraction: float = Field(default=0.75, gt=0.0, lt=1.0,
+                                      description="A reminder is recorded when this share of the time is gone.")
+
+
+class QueueRule(BaseModel):
+    """One approval queue: who may decide there, its clock and where it escalates."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: Role
+    sla: SlaRule
+    escalate_to: str | None = Field(default=None, description="Next tier; None ends the chain.")
+
+
+def _default_queues() -> dict[str, QueueRule]:
+    hours = lambda n: SlaRule(duration=timedelta(hours=n))  # noqa: E731
+    return {
+        "care-coordination": QueueRule(role="care_coordinator", sla=hours(8), escalate_to="care-coordination-lead"),
+        "care-coordination-lead": QueueRule(role="rn", sla=hours(4)),
+        "clinical-review": QueueRule(role="rn", sla=hours(8), escalate_to="clinical-review-lead"),
+        "clinical-review-lead": QueueRule(role="rn", sla=hours(4), escalate_to="medical-review"),
+        # Adverse actions: prior-authorization style clocks (CMS-0057-F expedited 72 h).
+        "medical-review": QueueRule(role="md", sla=SlaRule(clock="calendar", duration=timedelta(hours=72)),
+                                    escalate_to="medical-director"),
+        "medical-director": QueueRule(role="md", sla=SlaRule(clock="calendar", duration=timedelta(hours=24))),
+    }
+
+
+class ApprovalRouting(BaseModel):
+    """Queues, SLA clocks, escalation chains and dual sign-off. Nothing here ever approves."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    queues: dict[str, QueueRule] = Field(default_factory=_default_queues)
+    entry_queue: dict[Role, str] = Field(default_factory=lambda: {
+        "care_coordinator": "care-coordination", "rn": "clinical-review", "md": "medical-review"})
+    dual_signoff_effects: tuple[ServiceEffect, ...] = Field(
+        default=("denies", "delays", "reduces", "terminates"),
+        description="Effects that need two distinct approvers: the required role, then a second reviewer.")
+    second_signoff_role: Role = "rn"
+    business_time_zone: str = Field(default="America/New_York", description="Zone of the reviewers' hours.")
+    business_day_start_hour: int = Field(default=8, ge=0, le=23)
+
+    @model_validator(mode="after")
+    def _chains_are_sound(self) -> "ApprovalRouting":
+        for role, queue in self.entry_queue.items():
+            if queue not in self.queues:
+                raise ValueError(f"entry queue {queue!r} for role {role} is not defined in queues")
+        for name, rule in self.queues.items():
+            seen = {name}
+            current = rule
+            while current.escalate_to is not None:
+                nxt = current.escalate_to
+                if nxt not in self.queues:
+                    raise ValueError(f"queue {name!r} escalates to undefined queue {nxt!r}")
+                if nxt in seen:
+                    raise ValueError(f"escalation chain from {name!r} loops at {nxt!r}")
+                seen.add(nxt)
+                current = self.queues[nxt]
+        return self
 
 
 class GuardrailPolicy(BaseModel):
@@ -47,6 +117,7 @@ class GuardrailPolicy(BaseModel):
                                        description="End of business for TCM due dates.")
     tcm_contact_business_days: int = Field(default=2, ge=1)
     holidays: tuple[date, ...] = Field(default=(), description="Non-business days for TCM clocks.")
+    approvals: ApprovalRouting = Field(default_factory=ApprovalRouting)
     marketing_terms: tuple[str, ...] = Field(
         default=("special offer", "discount", "upgrade your plan", "promotion", "premium payment",
                  "pay your bill", "billing", "past due"),

@@ -21,6 +21,7 @@ TaskKind = Literal[
     "outreach-follow-up",
     "close-care-episode",
     "reduce-service",
+    "expired-approval-review",
 ]
 
 ADVERSE_TASK_KINDS: dict[str, ServiceEffect] = {

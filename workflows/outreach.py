@@ -21,18 +21,23 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from agents.approvals import (
         ApprovalDecision,
+        DecisionRefused,
         DecisionResult,
         PendingApproval,
         ReceivedDecision,
-        approved_digest,
+        SignOff,
         check_decision,
+        decision_key,
+        edited_digest,
     )
     from agents.graph import ToolFailure, build_outreach_graph, run_status
     from agents.planner import PLAN_ACTIVITY, PlannerInput, PlannerOutput
     from agents.state import ActionRecord, OutreachRequest, OutreachState
     from guardrails.policy import GuardrailPolicy
+    from guardrails.routing import clock_for
     from guardrails.verdicts import GuardrailVerdict
     from runtime import search_attributes as sa
+    from store.ledger import LedgerAppend, LedgerEntry
 
 __all__ = [
     "ActionOutcome",
@@ -128,6 +133,7 @@ class MemberOutreachWorkflow:
     @workflow.init
     def __init__(self, data: OutreachInput) -> None:
         self._input = data
+        self._policy = data.policy
         self._state = OutreachState(request=OutreachRequest(
             workflow_id=workflow.info().workflow_id,
             member_id=data.member_id,
@@ -138,7 +144,11 @@ class MemberOutreachWorkflow:
         self._status = "starting"
         self._pending: dict[str, PendingApproval] = {}
         self._decided: dict[str, tuple[ApprovalDecision, DecisionResult]] = {}
+        self._answered: dict[str, DecisionResult] = {}  # decision_key -> result, for identical repeats
         self._inbox: list[ReceivedDecision] = []
+        self._ledger_outbox: list[LedgerEntry] = []
+        self._ledger_seq = 0
+        self._revision = 0  # bumped when a pending item changes (reassign, sign-off): re-arm the clocks
         self._search_attributes: dict[str, Any] = {}
 
     @workflow.run
@@ -147,11 +157,12 @@ class MemberOutreachWorkflow:
         state = self._state
         while True:
             state = await self._step(graph, state)
+            await self._flush_ledger()
             if state.finished:
                 break
             self.publish(state, run_status(state))
-            # Parked: wait durably for a decision or for the earliest deferral to end.
-            received = await self._wait_for_decisions(state.next_wake_up)
+            # Parked: wait durably for decisions, SLA clocks or the earliest deferral.
+            received = await self._wait(state)
             state = state.model_copy(update={"inbox": received})
         self._state = state
         return self._result(state)
@@ -170,16 +181,52 @@ class MemberOutreachWorkflow:
             raise ApplicationError(str(failure), type=failure.error_type, non_retryable=True) from None
         return OutreachState.model_validate(final)
 
-    async def _wait_for_decisions(self, until: datetime | None) -> list[ReceivedDecision]:
-        if not self._inbox:
-            timeout = None if until is None else (until - workflow.now()).total_seconds()
-            if timeout is None or timeout > 0:
+    async def _wait(self, state: OutreachState) -> list[ReceivedDecision]:
+        """Until a final decision or expiry arrives, or a deferral is due; reminders and escalations on the way."""
+        while not self._inbox:
+            now = workflow.now()
+            deferral = state.next_wake_up
+            if deferral is not None and deferral <= now:
+                break
+            clocks = [p.sla_deadline for p in self._pending.values()]
+            clocks += [p.remind_at for p in self._pending.values() if not p.reminded]
+            wake = min([t for t in [deferral, *clocks] if t is not None], default=None)
+            revision = self._revision
+            if wake is None or wake > now:
                 try:
-                    await workflow.wait_condition(lambda: bool(self._inbox), timeout=timeout)
+                    await workflow.wait_condition(
+                        lambda: bool(self._inbox) or self._revision != revision,
+                        timeout=None if wake is None else (wake - now).total_seconds())
                 except asyncio.TimeoutError:
                     pass
+            self._tick_clocks(workflow.now())
+            await self._flush_ledger()
+            self._sync_search_attributes()
         drained, self._inbox = self._inbox, []
         return drained
+
+    def _tick_clocks(self, now: datetime) -> None:
+        """Record reminders; escalate items past their deadline; expire them when the chain ends."""
+        routing = self._policy.approvals
+        for approval_id, item in list(self._pending.items()):
+            if not item.reminded and now >= item.remind_at:
+                item = item.model_copy(update={"reminded": True})
+                self._pending[approval_id] = item
+                self._ledger(item, "reminded", "system")
+            if now < item.sla_deadline:
+                continue
+            next_queue = routing.queues[item.queue].escalate_to
+            if next_queue is None:
+                del self._pending[approval_id]
+                self._inbox.append(ReceivedDecision(kind="expired", approval=item))
+                self._ledger(item, "expired", "system", reason="escalation chain exhausted; nothing was executed")
+                continue
+            clock = clock_for(next_queue, item.required_role, self._policy, now)
+            item = item.model_copy(update={
+                "queue": clock.queue, "required_role": clock.role, "sla_deadline": clock.deadline,
+                "remind_at": clock.remind_at, "reminded": False, "escalation_level": item.escalation_level + 1})
+            self._pending[approval_id] = item
+            self._ledger(item, "escalated", "system", reason=f"SLA deadline passed; now in {clock.queue}")
 
     # --- AgentRuntime ---------------------------------------------------------
     def now(self) -> datetime:
@@ -207,49 +254,111 @@ class MemberOutreachWorkflow:
     def request_approvals(self, items: list[PendingApproval]) -> None:
         for item in items:
             self._pending[item.approval_id] = item
+            self._ledger(item, "requested", "system", reason="; ".join(item.reasons))
             workflow.logger.info("approval requested", extra={
-                "approval_id": item.approval_id, "tool": item.tool, "required_role": item.required_role,
-                "digest": item.digest[:12]})
+                "approval_id": item.approval_id, "tool": item.tool, "queue": item.queue,
+                "required_role": item.required_role, "digest": item.digest[:12]})
 
     def publish(self, state: OutreachState, status: str) -> None:
         self._state, self._status = state, status
         self._sync_search_attributes()
 
+    # --- decision ledger ----------------------------------------------------------
+    def _ledger(self, item: PendingApproval, event: str, actor: str, *, role: str | None = None,
+                reason: str | None = None, digest: str | None = None) -> None:
+        self._ledger_seq += 1
+        self._ledger_outbox.append(LedgerEntry(
+            event_id=f"{item.workflow_id}/{self._ledger_seq}", workflow_id=item.workflow_id,
+            approval_id=item.approval_id, event=event, actor=actor, role=role, at=workflow.now(),
+            digest=digest or item.digest, queue=item.queue, reason=reason, policy_id=item.policy_id))
+
+    async def _flush_ledger(self) -> None:
+        if not self._ledger_outbox:
+            return
+        entries, self._ledger_outbox = self._ledger_outbox, []
+        await workflow.execute_activity(
+            "ledger.append", LedgerAppend(entries=entries), result_type=int,
+            start_to_close_timeout=timedelta(seconds=30),
+            # The ledger is the 6-year record: keep trying (backing off) rather than lose an entry.
+            retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)))
+
     # --- approvals --------------------------------------------------------------
     @workflow.update(name="decide")
     def decide(self, decision: ApprovalDecision) -> DecisionResult:
         """Apply a supervisor's decision to a pending approval (validated first)."""
-        if decision.approval_id in self._decided:
-            return self._decided[decision.approval_id][1]
-        item = self._pending.pop(decision.approval_id)
-        result = DecisionResult(
-            approval_id=item.approval_id,
-            action_id=item.action_id,
-            decision=decision.decision,
-            approver=decision.approver,
-            role=decision.role,
-            reason=decision.reason,
-            decided_at=workflow.now(),
-            approved_digest=approved_digest(decision, item),
-        )
-        self._decided[decision.approval_id] = (decision, result)
-        self._inbox.append(ReceivedDecision(decision=decision, result=result, approval=item))
+        key = decision_key(decision)
+        if key in self._answered:
+            return self._answered[key]
+        item = self._pending[decision.approval_id]
+        now = workflow.now()
+        result = self._apply(decision, item, now)
+        self._answered[key] = result
+        self._revision += 1
         self._sync_search_attributes()
         workflow.logger.info("approval decided", extra={
-            "approval_id": item.approval_id, "decision": decision.decision, "role": decision.role})
+            "approval_id": item.approval_id, "decision": decision.decision, "outcome": result.outcome,
+            "role": decision.role})
         return result
+
+    def _apply(self, decision: ApprovalDecision, item: PendingApproval, now: datetime) -> DecisionResult:
+        base = {"approval_id": item.approval_id, "action_id": item.action_id, "decision": decision.decision,
+                "approver": decision.approver, "role": decision.role, "reason": decision.reason, "decided_at": now}
+        if decision.decision == "reassign":
+            clock = clock_for(decision.queue or item.queue, item.required_role, self._policy, now)
+            moved = item.model_copy(update={
+                "queue": clock.queue, "required_role": clock.role, "sla_deadline": clock.deadline,
+                "remind_at": clock.remind_at, "reminded": False})
+            self._pending[item.approval_id] = moved
+            self._ledger(moved, "reassigned", decision.approver, role=decision.role, reason=decision.reason)
+            return DecisionResult(**base, outcome="reassigned", approved_digest=None, queue=clock.queue)
+        if decision.decision == "reject":
+            del self._pending[item.approval_id]
+            result = DecisionResult(**base, outcome="rejected", approved_digest=None, queue=item.queue)
+            self._finish(decision, result, item)
+            self._ledger(item, "rejected", decision.approver, role=decision.role, reason=decision.reason)
+            return result
+        digest = edited_digest(decision, item)
+        arguments = decision.arguments if decision.decision == "edit" and decision.arguments else item.arguments
+        signed = item.model_copy(update={
+            "arguments": arguments, "digest": digest,
+            "signoffs": [*item.signoffs, SignOff(approver=decision.approver, role=decision.role, at=now,
+                                                 digest=digest)]})
+        if item.dual_signoff and not item.signoffs:
+            # First of two sign-offs: the item stays pending for a second, distinct reviewer.
+            routing = self._policy.approvals
+            second_role = routing.second_signoff_role
+            waiting = signed.model_copy(update={"required_role": second_role})
+            self._pending[item.approval_id] = waiting
+            self._ledger(waiting, "signed_off", decision.approver, role=decision.role, reason=decision.reason)
+            return DecisionResult(**base, outcome="awaiting_second_signoff", approved_digest=digest,
+                                  queue=item.queue)
+        del self._pending[item.approval_id]
+        outcome = "edited" if decision.decision == "edit" else "approved"
+        result = DecisionResult(**base, outcome=outcome, approved_digest=digest, queue=item.queue)
+        final = signed.model_copy(update={"signoffs": item.signoffs})  # signoffs before this, for the record
+        self._finish(decision, result, final)
+        self._ledger(final, outcome, decision.approver, role=decision.role, reason=decision.reason, digest=digest)
+        return result
+
+    def _finish(self, decision: ApprovalDecision, result: DecisionResult, item: PendingApproval) -> None:
+        self._decided[item.approval_id] = (decision, result)
+        self._inbox.append(ReceivedDecision(decision=decision, result=result, approval=item))
 
     @decide.validator
     def _validate_decide(self, decision: ApprovalDecision) -> None:
-        check_decision(
-            decision,
-            pending=self._pending,
-            decided=self._decided,
-            actions={r.action.action_id: r.action for r in self._state.actions},
-            facts=self._state.facts,
-            policy=self._input.policy,
-            initiated_by=self._input.initiated_by,
-        )
+        try:
+            check_decision(
+                decision,
+                pending=self._pending,
+                decided=self._decided,
+                answered=set(self._answered),
+                actions={r.action.action_id: r.action for r in self._state.actions},
+                facts=self._state.facts,
+                policy=self._policy,
+                initiated_by=self._input.initiated_by,
+            )
+        except DecisionRefused as refused:
+            raise ApplicationError(str(refused), type=refused.code, non_retryable=True) from None
 
     @workflow.query(name="status")
     def status(self) -> OutreachStatus:
@@ -267,21 +376,27 @@ class MemberOutreachWorkflow:
 
     # --- helpers ------------------------------------------------------------------
     def _sync_search_attributes(self) -> None:
+        pending = list(self._pending.values())
         wanted: dict[str, Any] = {
             sa.STATUS.name: self._status,
-            sa.PENDING_APPROVALS.name: len(self._pending),
-            sa.APPROVAL_ROLES.name: sorted({p.required_role for p in self._pending.values()}),
+            sa.PENDING_APPROVALS.name: len(pending),
+            sa.APPROVAL_ROLES.name: sorted({p.required_role for p in pending}),
+            sa.QUEUES.name: sorted({p.queue for p in pending}),
+            sa.PRIORITY.name: ("urgent" if any(p.priority == "urgent" for p in pending)
+                               else "routine" if pending else None),
+            sa.SLA_DEADLINE.name: min((p.sla_deadline for p in pending), default=None),
         }
         if self._state.facts is not None:
             wanted[sa.MEMBER.name] = self._state.facts.member.pseudonym
-        changed = {k: v for k, v in wanted.items() if self._search_attributes.get(k) != v}
+        changed = {k: v for k, v in wanted.items() if self._search_attributes.get(k, "<unset>") != v}
         if not changed:
             return
         self._search_attributes.update(changed)
         updates = []
-        for key in (sa.STATUS, sa.PENDING_APPROVALS, sa.APPROVAL_ROLES, sa.MEMBER):
+        for key in sa.ALL_KEYS:
             if key.name in changed:
-                updates.append(key.value_set(changed[key.name]))
+                value = changed[key.name]
+                updates.append(key.value_unset() if value is None else key.value_set(value))
         workflow.upsert_search_attributes(updates)
 
     def _result(self, state: OutreachState) -> OutreachResult:

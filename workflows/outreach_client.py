@@ -2,21 +2,43 @@
 
 from __future__ import annotations
 
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+import asyncio
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from agents.approvals import ApprovalDecision, DecisionResult, PendingApproval
-from guardrails.policy import GuardrailPolicy
+from guardrails.policy import GuardrailPolicy, Role
 from runtime import search_attributes as sa
 from workflows.outreach import MemberOutreachWorkflow, OutreachInput, OutreachStatus, outreach_workflow_id
 
-__all__ = ["DecisionRejected", "decide", "list_pending_approvals", "start_outreach"]
+__all__ = [
+    "BulkItem",
+    "BulkItemResult",
+    "DecisionRejected",
+    "InboxFilter",
+    "InboxPage",
+    "decide",
+    "decide_bulk",
+    "get_approval",
+    "inbox_query",
+    "list_inbox",
+    "list_pending_approvals",
+    "start_outreach",
+]
 
 
 class DecisionRejected(Exception):
-    """The workflow's validator refused a decision; the message says why."""
+    """The workflow refused a decision; ``code`` is not_found, conflict, forbidden or invalid."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 async def start_outreach(
@@ -46,17 +68,112 @@ async def start_outreach(
         return client.get_workflow_handle_for(MemberOutreachWorkflow.run, workflow_id), False
 
 
+class InboxFilter(BaseModel):
+    """Filters for the cross-run inbox; all optional."""
+
+    queue: str | None = None
+    role: Role | None = None
+    priority: Literal["routine", "urgent"] | None = None
+    due_before: datetime | None = None
+    member: str | None = Field(default=None, description="Member pseudonym.")
+
+
+class InboxPage(BaseModel):
+    items: list[PendingApproval]
+    total_runs: int = Field(description="Runs with matching pending approvals.")
+    next_cursor: str | None = Field(description="Pass back to get the next page; None on the last page.")
+
+
+def _quote(value: str) -> str:
+    if '"' in value or "\\" in value:
+        raise ValueError(f"invalid filter value {value!r}")
+    return f'"{value}"'
+
+
+def inbox_query(filters: InboxFilter) -> str:
+    """The visibility query for runs with pending approvals matching the filters."""
+    clauses = ['WorkflowType = "MemberOutreachWorkflow"', 'ExecutionStatus = "Running"',
+               f"{sa.PENDING_APPROVALS.name} > 0"]
+    if filters.queue:
+        clauses.append(f"{sa.QUEUES.name} = {_quote(filters.queue)}")
+    if filters.role:
+        clauses.append(f"{sa.APPROVAL_ROLES.name} = {_quote(filters.role)}")
+    if filters.priority:
+        clauses.append(f"{sa.PRIORITY.name} = {_quote(filters.priority)}")
+    if filters.due_before:
+        clauses.append(f"{sa.SLA_DEADLINE.name} < {_quote(filters.due_before.astimezone(UTC).isoformat())}")
+    if filters.member:
+        clauses.append(f"{sa.MEMBER.name} = {_quote(filters.member)}")
+    return " AND ".join(clauses)
+
+
+async def list_inbox(client: Client, filters: InboxFilter | None = None, *, page_size: int = 50,
+                     cursor: str | None = None, concurrency: int = 32) -> InboxPage:
+    """A page of pending approvals across all runs, earliest SLA deadline first.
+
+    The dev server's SQL visibility has no ORDER BY, so every matching run's id
+    and deadline come from one visibility scan (search attributes only, no
+    workflow is queried), are sorted here, and only the runs on the requested
+    page are queried for their items. The cursor is the offset into that order.
+    """
+    filters = filters or InboxFilter()
+    runs: list[tuple[datetime, str]] = []
+    far = datetime.max.replace(tzinfo=UTC)
+    async for execution in client.list_workflows(inbox_query(filters), page_size=1000):
+        deadline = execution.typed_search_attributes.get(sa.SLA_DEADLINE)
+        runs.append((deadline or far, execution.id))
+    runs.sort()
+    start = int(cursor or 0)
+    if start < 0:
+        raise ValueError("cursor must be a value returned by a previous page")
+    page_runs = [wid for _, wid in runs[start:start + page_size]]
+    limit = asyncio.Semaphore(concurrency)
+
+    async def items_of(workflow_id: str) -> list[PendingApproval]:
+        async with limit:
+            handle = client.get_workflow_handle_for(MemberOutreachWorkflow.run, workflow_id)
+            try:
+                status: OutreachStatus = await handle.query(MemberOutreachWorkflow.status)
+            except (RPCError, WorkflowQueryFailedError):
+                return []  # closed between the scan and the query: nothing pending any more
+            return [p for p in status.pending_approvals if _matches(p, filters)]
+
+    found = [item for batch in await asyncio.gather(*(items_of(w) for w in page_runs)) for item in batch]
+    found.sort(key=lambda p: (p.sla_deadline, p.workflow_id, p.approval_id))
+    end = start + page_size
+    return InboxPage(items=found, total_runs=len(runs), next_cursor=str(end) if end < len(runs) else None)
+
+
+def _matches(item: PendingApproval, filters: InboxFilter) -> bool:
+    return ((filters.queue is None or item.queue == filters.queue)
+            and (filters.role is None or item.required_role == filters.role)
+            and (filters.priority is None or item.priority == filters.priority)
+            and (filters.due_before is None or item.sla_deadline < filters.due_before))
+
+
 async def list_pending_approvals(client: Client, *, role: str | None = None) -> list[PendingApproval]:
-    """Pending approvals across all running outreach runs, oldest request first."""
-    query = f'WorkflowType = "MemberOutreachWorkflow" AND ExecutionStatus = "Running" AND {sa.PENDING_APPROVALS.name} > 0'
-    if role:
-        query += f' AND {sa.APPROVAL_ROLES.name} = "{role}"'
+    """Every pending approval across all running outreach runs, earliest deadline first."""
     items: list[PendingApproval] = []
-    async for execution in client.list_workflows(query):
-        handle = client.get_workflow_handle_for(MemberOutreachWorkflow.run, execution.id)
+    cursor: str | None = None
+    while True:
+        page = await list_inbox(client, InboxFilter(role=role), page_size=500, cursor=cursor)
+        items.extend(page.items)
+        if page.next_cursor is None:
+            return items
+        cursor = page.next_cursor
+
+
+async def get_approval(client: Client, workflow_id: str, approval_id: str) -> PendingApproval:
+    """One pending approval; DecisionRejected(not_found) if the run or the item is unknown."""
+    handle = client.get_workflow_handle_for(MemberOutreachWorkflow.run, workflow_id)
+    try:
         status: OutreachStatus = await handle.query(MemberOutreachWorkflow.status)
-        items.extend(p for p in status.pending_approvals if role is None or p.required_role == role)
-    return sorted(items, key=lambda p: (p.requested_at, p.workflow_id, p.approval_id))
+    except RPCError as err:
+        raise DecisionRejected("not_found", f"no run {workflow_id!r}: {err.message}") from None
+    for item in status.pending_approvals:
+        if item.approval_id == approval_id:
+            return item
+    raise DecisionRejected("not_found", f"no pending approval {approval_id!r} in {workflow_id}")
 
 
 async def decide(client: Client, workflow_id: str, decision: ApprovalDecision) -> DecisionResult:
@@ -66,12 +183,48 @@ async def decide(client: Client, workflow_id: str, decision: ApprovalDecision) -
         return await handle.execute_update(MemberOutreachWorkflow.decide, decision)
     except WorkflowUpdateFailedError as err:
         cause = err.cause
-        message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
-        raise DecisionRejected(message) from None
+        if isinstance(cause, ApplicationError):
+            raise DecisionRejected(cause.type or "invalid", cause.message) from None
+        raise DecisionRejected("invalid", str(cause or err)) from None
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            raise DecisionRejected(
+            raise DecisionRejected("not_found", (
                 f"{workflow_id} is not running ({err.message}); it has completed or the id is wrong. "
-                "See `careloom outreach status` for its outcome"
-            ) from None
+                "See `careloom outreach status` for its outcome")) from None
         raise
+
+
+class BulkItem(BaseModel):
+    workflow_id: str
+    approval_id: str
+    digest: str
+
+
+class BulkItemResult(BaseModel):
+    workflow_id: str
+    approval_id: str
+    ok: bool
+    result: DecisionResult | None = None
+    error_code: str | None = None
+    error: str | None = None
+
+
+async def decide_bulk(client: Client, items: list[BulkItem], *, decision: Literal["approve", "reject"],
+                      tool: str, approver: str, role: Role, reason: str | None = None,
+                      concurrency: int = 16) -> list[BulkItemResult]:
+    """Decide many homogeneous items; each is validated on its own and reported on its own."""
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(item: BulkItem) -> BulkItemResult:
+        base = {"workflow_id": item.workflow_id, "approval_id": item.approval_id}
+        async with limit:
+            try:
+                payload = ApprovalDecision(approval_id=item.approval_id, digest=item.digest, decision=decision,
+                                           approver=approver, role=role, reason=reason, bulk_tool=tool)
+                return BulkItemResult(**base, ok=True, result=await decide(client, item.workflow_id, payload))
+            except DecisionRejected as err:
+                return BulkItemResult(**base, ok=False, error_code=err.code, error=str(err))
+            except ValueError as err:
+                return BulkItemResult(**base, ok=False, error_code="invalid", error=str(err))
+
+    return list(await asyncio.gather(*(one(i) for i in items)))

@@ -75,9 +75,10 @@ async def test_run_survives_a_killed_worker_and_no_completed_activity_runs_again
         "tools.lookup_member": 1, "tools.get_clinical_context": 1, "tools.check_eligibility": 1,
         "tools.score_readmission_risk": 1, "agents.plan_outreach": 1, "tools.create_task": 1,
         "tools.send_outreach": 1, "tools.draft_care_plan": 1,
+        "ledger.append": 2,  # the approval request, then the decision
     } == dict(scheduled)
     attempts = [e.activity_task_started_event_attributes.attempt
                 for e in history.events if e.HasField("activity_task_started_event_attributes")]
-    assert [1] * 8 == attempts
+    assert [1] * 10 == attempts
     assert (1, 1, 1) == tuple(len(store.find_for_member(t, member.member_id))
                               for t in ("Task", "Communication", "CarePlan"))

@@ -248,20 +248,34 @@ async def test_outreach_outside_tcpa_hours_is_deferred_not_sent_and_not_sent_to_
     assert "care_coordinator" == next(p for p in status.pending_approvals if p.approval_id == "a2-check-in.1").required_role
 
 
-async def test_adverse_action_goes_to_an_md_whatever_the_confidence(start_run: StartRun, store, client) -> None:
-    """Closing a deceased member's episode terminates a service: an RN may not approve it, an MD may."""
+async def test_adverse_action_needs_an_md_and_a_second_reviewer_whatever_the_confidence(
+    start_run: StartRun, store, client
+) -> None:
+    """Closing a deceased member's episode terminates a service: an MD signs off, then a second, distinct reviewer."""
     member = make_member(store, deceased=True)
     handle = await start_run(member)
     [pending] = (await wait_for_status(handle, parked)).pending_approvals
-    assert ("create_task", "md") == (pending.tool, pending.required_role)
+    assert ("create_task", "md", True, "medical-review") == (
+        pending.tool, pending.required_role, pending.dual_signoff, pending.queue)
     assert pending.confidence >= OPEN_WINDOW.min_confidence
+    approve = {"approval_id": pending.approval_id, "digest": pending.digest, "decision": "approve"}
     with pytest.raises(DecisionRejected, match="needs role md"):
-        await decide(client, handle.id, ApprovalDecision(
-            approval_id=pending.approval_id, digest=pending.digest, decision="approve", approver="rn.kim", role="rn"))
-    await decide(client, handle.id, ApprovalDecision(
-        approval_id=pending.approval_id, digest=pending.digest, decision="approve", approver="md.lee", role="md"))
+        await decide(client, handle.id, ApprovalDecision(**approve, approver="rn.kim", role="rn"))
+
+    first = await decide(client, handle.id, ApprovalDecision(**approve, approver="md.lee", role="md"))
+    assert "awaiting_second_signoff" == first.outcome
+    [waiting] = (await handle.query(MemberOutreachWorkflow.status)).pending_approvals
+    assert (["md.lee"], "rn") == ([s.approver for s in waiting.signoffs], waiting.required_role)
+    assert first == await decide(client, handle.id, ApprovalDecision(**approve, approver="md.lee", role="md"))
+    with pytest.raises(DecisionRejected, match="second approver must be someone else") as refused:
+        await decide(client, handle.id, ApprovalDecision(**approve, approver="md.lee", role="md", reason="again"))
+    assert "forbidden" == refused.value.code
+
+    second = await decide(client, handle.id, ApprovalDecision(**approve, approver="rn.kim", role="rn"))
+    assert "approved" == second.outcome
     result = await handle.result()
-    assert [("a1-close-episode", "executed", "md")] == [(a.action_id, a.status, a.approver_role) for a in result.actions]
+    assert [("a1-close-episode", "executed", "md.lee, rn.kim")] == [
+        (a.action_id, a.status, a.approved_by) for a in result.actions]
 
 
 async def test_an_edit_that_makes_an_action_adverse_needs_an_md(start_run: StartRun, store, client) -> None:

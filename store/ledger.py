@@ -1,0 +1,153 @@
+"""The decision ledger: an append-only, hash-chained record of approval requests and decisions.
+
+Temporal Cloud keeps closed histories at most 90 days; HIPAA documentation is
+kept 6 years. Every approval request, reminder, escalation, expiry, sign-off
+and decision is appended here (who, role, when, action digest, decision,
+reason, policy version). Each entry's hash covers the previous entry's hash,
+so :meth:`DecisionLedger.verify` detects an altered, removed or reordered
+entry. SQLite triggers refuse UPDATE and DELETE on the table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from temporalio import activity
+
+__all__ = ["GENESIS", "DecisionLedger", "LedgerActivities", "LedgerAppend", "LedgerEntry", "LedgerProblem"]
+
+GENESIS = "0" * 64
+
+LedgerEvent = Literal["requested", "reminded", "escalated", "expired", "reassigned", "signed_off", "approved",
+                      "rejected", "edited"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS decision_ledger (
+    seq          INTEGER PRIMARY KEY,
+    event_id     TEXT NOT NULL UNIQUE,
+    body         TEXT NOT NULL,
+    prev_hash    TEXT NOT NULL,
+    entry_hash   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_ledger_event ON decision_ledger (event_id);
+CREATE TRIGGER IF NOT EXISTS decision_ledger_no_update BEFORE UPDATE ON decision_ledger
+BEGIN SELECT RAISE(ABORT, 'decision_ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS decision_ledger_no_delete BEFORE DELETE ON decision_ledger
+BEGIN SELECT RAISE(ABORT, 'decision_ledger is append-only'); END;
+"""
+
+
+class LedgerEntry(BaseModel):
+    """One fact about one approval. Identifiers and codes only, no PHI."""
+
+    event_id: str = Field(description="Unique per event (workflow id / sequence): retries append once.")
+    workflow_id: str
+    approval_id: str
+    event: LedgerEvent
+    actor: str = Field(description="User id, or 'system' for clocks.")
+    role: str | None = None
+    at: datetime
+    digest: str
+    queue: str | None = None
+    reason: str | None = None
+    policy_id: str
+
+
+class LedgerAppend(BaseModel):
+    entries: list[LedgerEntry]
+
+
+@dataclass(frozen=True)
+class LedgerProblem:
+    seq: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"entry {self.seq}: {self.message}"
+
+
+def _hash(prev_hash: str, body: str) -> str:
+    return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
+
+
+class DecisionLedger:
+    """The ledger table in the care records database file."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as conn:
+            conn.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def append(self, entries: list[LedgerEntry]) -> int:
+        """Append entries in order; an event id already present is skipped. Returns how many were added."""
+        added = 0
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            last = conn.execute("SELECT entry_hash FROM decision_ledger ORDER BY seq DESC LIMIT 1").fetchone()
+            prev = last[0] if last else GENESIS
+            for entry in entries:
+                if conn.execute("SELECT 1 FROM decision_ledger WHERE event_id = ?", (entry.event_id,)).fetchone():
+                    continue
+                body = json.dumps(entry.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+                digest = _hash(prev, body)
+                conn.execute("INSERT INTO decision_ledger (event_id, body, prev_hash, entry_hash) VALUES (?,?,?,?)",
+                             (entry.event_id, body, prev, digest))
+                prev = digest
+                added += 1
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+        return added
+
+    def entries(self, workflow_id: str | None = None) -> list[LedgerEntry]:
+        with self._connect() as conn:
+            rows = conn.execute("SELECT body FROM decision_ledger ORDER BY seq").fetchall()
+        found = [LedgerEntry.model_validate_json(r[0]) for r in rows]
+        return [e for e in found if workflow_id is None or e.workflow_id == workflow_id]
+
+    def verify(self) -> tuple[int, list[LedgerProblem]]:
+        """(entries checked, problems): recomputes every hash and link of the chain."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT seq, body, prev_hash, entry_hash FROM decision_ledger ORDER BY seq").fetchall()
+        problems: list[LedgerProblem] = []
+        prev = GENESIS
+        expected_seq = rows[0][0] if rows else 1
+        for seq, body, prev_hash, entry_hash in rows:
+            if seq != expected_seq:
+                problems.append(LedgerProblem(seq, f"entries {expected_seq}..{seq - 1} are missing"))
+            if prev_hash != prev:
+                problems.append(LedgerProblem(seq, "does not link to the entry before it (removed or reordered)"))
+            if _hash(prev_hash, body) != entry_hash:
+                problems.append(LedgerProblem(seq, "content does not match its hash (altered)"))
+            prev, expected_seq = entry_hash, seq + 1
+        if rows and rows[0][0] != 1:
+            problems.insert(0, LedgerProblem(rows[0][0], f"entries 1..{rows[0][0] - 1} are missing"))
+        return len(rows), problems
+
+
+class LedgerActivities:
+    """The ``ledger.append`` activity."""
+
+    def __init__(self, ledger: DecisionLedger) -> None:
+        self._ledger = ledger
+
+    @activity.defn(name="ledger.append")
+    def append(self, data: LedgerAppend) -> int:
+        return self._ledger.append(data.entries)
