@@ -79,7 +79,7 @@ def run_status(state: OutreachState) -> str:
     if "deferred" in statuses:
         return "deferred"
     if statuses <= TERMINAL:
-        return "needs_attention" if "failed" in statuses else "completed"
+        return "needs_attention" if statuses & {"failed", "expired"} else "completed"
     return "executing"
 
 
