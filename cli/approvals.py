@@ -1,7 +1,11 @@
-"""``careloom approvals``: list pending approvals and decide them from the command line."""
+"""``careloom approvals``: the cross-run inbox and decisions, from the command line."""
 
 from __future__ import annotations
 
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,8 +19,9 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON ou
 WorkflowArg = Annotated[str, typer.Argument(help="Workflow id (outreach-<member>-<encounter>).")]
 ApprovalArg = Annotated[str, typer.Argument(help="Approval id, e.g. a3-care-plan.1")]
 DigestOpt = Annotated[str, typer.Option(help="Digest of the action you reviewed (from `approvals show`).")]
-AsOpt = Annotated[str, typer.Option("--as", help="Your user id.")]
-RoleOpt = Annotated[str, typer.Option(help="Your role: care_coordinator, rn or md.")]
+AsOpt = Annotated[str | None, typer.Option("--as", help="Your user id (local users file).")]
+TokenOpt = Annotated[str | None, typer.Option(help="Your API token or IdP bearer token (instead of --as).")]
+ReasonOpt = Annotated[str | None, typer.Option(help="Why (required to reject; recorded in the ledger).")]
 
 
 def _settings():  # noqa: ANN202 - late import keeps `--help` fast
@@ -25,74 +30,112 @@ def _settings():  # noqa: ANN202 - late import keeps `--help` fast
     return settings()
 
 
-async def _client():  # noqa: ANN202
+async def _client(cfg):  # noqa: ANN001, ANN202
     from runtime.temporal_client import connect
 
-    return await connect(_settings())
+    return await connect(cfg)
+
+
+def _run(coro: object) -> None:
+    from cli.main import run
+
+    run(coro)
+
+
+def _identity(cfg, as_user: str | None, token: str | None):  # noqa: ANN001, ANN202
+    from api.auth import acting_identity
+    from api.identity import AuthError
+
+    try:
+        return acting_identity(cfg, as_user=as_user, token=token)
+    except AuthError as err:
+        fail(str(err), code=2)
 
 
 @app.command("list")
 def list_(
-    role: Annotated[str | None, typer.Option(help="Only items this role can decide.")] = None,
+    queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
+    role: Annotated[str | None, typer.Option(help="Only items this role decides: care_coordinator, rn, md.")] = None,
+    priority: Annotated[str | None, typer.Option(help="routine or urgent.")] = None,
+    due_before: Annotated[datetime | None, typer.Option(help="Only items due before this time (ISO).")] = None,
+    page_size: Annotated[int, typer.Option(help="Runs per page.")] = 50,
+    cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Pending approvals across every running outreach run."""
-    from workflows.outreach_client import list_pending_approvals
+    """Pending approvals across every running outreach run, earliest SLA deadline first."""
+    from pydantic import ValidationError
+
+    from workflows.outreach_client import InboxFilter, list_inbox
+
+    try:
+        filters = InboxFilter(queue=queue, role=role, priority=priority, due_before=due_before)
+    except ValidationError as err:
+        fail(f"invalid filter: {err.errors()[0]['loc'][0]}: {err.errors()[0]['msg']}", code=2)
+        return
 
     async def go() -> None:
-        items = await list_pending_approvals(await _client(), role=role)
+        cfg = _settings()
+        page = await list_inbox(await _client(cfg), filters, page_size=page_size, cursor=cursor)
         if as_json:
-            print_json([i.model_dump(mode="json") for i in items])
+            print_json([i.model_dump(mode="json") for i in page.items])
             return
-        table = Table(title=f"{len(items)} pending approval(s)")
-        for column in ("workflow", "approval", "tool", "role", "confidence", "digest", "reasons"):
-            table.add_column(column)
-        for i in items:
-            table.add_row(i.workflow_id, i.approval_id, i.tool, i.required_role, f"{i.confidence:.2f}",
-                          i.digest[:12], "; ".join(i.reasons))
+        table = Table(title=f"{len(page.items)} pending approval(s) in {page.total_runs} run(s)")
+        for column in ("due", "queue", "role", "priority", "workflow", "approval", "tool", "digest"):
+            table.add_column(column, overflow="fold")
+        for i in page.items:
+            table.add_row(i.sla_deadline.strftime("%Y-%m-%d %H:%M:%SZ"), i.queue, i.required_role, i.priority,
+                          i.workflow_id, i.approval_id, i.tool, i.digest[:12])
         console.print(table)
+        if page.next_cursor:
+            console.print(f"more: --cursor {page.next_cursor}")
 
     _run(go())
 
 
 @app.command()
 def show(workflow_id: WorkflowArg, approval_id: ApprovalArg, as_json: JsonFlag = False) -> None:
-    """One pending approval in full: the exact action, its digest, rationale and evidence."""
-    from workflows.outreach import MemberOutreachWorkflow
+    """One pending approval in full: the exact action, its digest, context, rationale and evidence."""
+    from workflows.outreach_client import DecisionRejected, get_approval
 
     async def go() -> None:
-        client = await _client()
-        status = await client.get_workflow_handle_for(MemberOutreachWorkflow.run, workflow_id).query(
-            MemberOutreachWorkflow.status)
-        item = next((p for p in status.pending_approvals if p.approval_id == approval_id), None)
-        if item is None:
-            fail(f"no pending approval {approval_id!r} in {workflow_id}; see `careloom approvals list`")
+        cfg = _settings()
+        try:
+            item = await get_approval(await _client(cfg), workflow_id, approval_id)
+        except DecisionRejected as err:
+            fail(f"{err}; see `careloom approvals list`")
             return
         if as_json:
             print_json(item)
             return
-        console.print(f"[bold]{item.approval_id}[/] in {item.workflow_id} — {item.tool}, needs {item.required_role}")
-        console.print(f"digest: {item.digest}")
-        console.print(f"why a human: {'; '.join(item.reasons)}")
-        console.print(f"rationale: {item.rationale}")
-        console.print(f"evidence: {', '.join(item.evidence)}")
-        console.print(f"confidence: {item.confidence:.2f} "
-                      + ", ".join(f"{s.name}={s.value:.2f}×{s.weight:.2f}" for s in item.signals))
+        console.print(f"[bold]{item.approval_id}[/] in {item.workflow_id}: {item.tool}, queue {item.queue}, "
+                      f"needs {item.required_role}, {item.priority}, due {item.sla_deadline.isoformat()}",
+                      soft_wrap=True)
+        console.print(f"digest: {item.digest}", soft_wrap=True, highlight=False)
+        console.print(f"why a human: {'; '.join(item.reasons)}", soft_wrap=True)
+        console.print(f"rationale: {item.rationale}", soft_wrap=True)
+        console.print(f"evidence: {', '.join(item.evidence)}", soft_wrap=True)
+        console.print(f"confidence: {item.confidence:.2f} ("
+                      + ", ".join(f"{s.name}={s.value:.2f}x{s.weight:.2f}" for s in item.signals) + ")")
+        if item.signoffs:
+            console.print("signed off by: " + ", ".join(f"{s.approver} ({s.role})" for s in item.signoffs))
         console.print_json(item.arguments.model_dump_json())
 
     _run(go())
 
 
-def _decide(workflow_id: str, approval_id: str, *, digest: str, approver: str, role: str, decision: str,
-            reason: str | None = None, arguments: object = None, as_json: bool = False) -> None:
+def _decide(workflow_id: str, approval_id: str, *, digest: str, as_user: str | None, token: str | None,
+            decision: str, reason: str | None = None, arguments: object = None, queue: str | None = None,
+            as_json: bool = False) -> None:
     from pydantic import ValidationError
 
     from agents.approvals import ApprovalDecision
     from workflows.outreach_client import DecisionRejected, decide
 
+    cfg = _settings()
+    who = _identity(cfg, as_user, token)
     try:
-        payload = ApprovalDecision(approval_id=approval_id, digest=digest, decision=decision, approver=approver,
-                                   role=role, reason=reason, arguments=arguments)
+        payload = ApprovalDecision(approval_id=approval_id, digest=digest, decision=decision, approver=who.user_id,
+                                   role=who.role, reason=reason, arguments=arguments, queue=queue)
     except ValidationError as err:
         first = err.errors()[0]
         fail(f"invalid decision: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}", code=2)
@@ -100,49 +143,92 @@ def _decide(workflow_id: str, approval_id: str, *, digest: str, approver: str, r
 
     async def go() -> None:
         try:
-            result = await decide(await _client(), workflow_id, payload)
+            result = await decide(await _client(cfg), workflow_id, payload)
         except DecisionRejected as err:
-            fail(f"refused: {err}")
+            fail(f"refused ({err.code}): {err}")
             return
         if as_json:
             print_json(result)
         else:
-            console.print(f"{result.decision} recorded for {result.approval_id} by {result.approver} "
-                          f"({result.role}) at {result.decided_at.isoformat()}")
+            console.print(f"{result.outcome}: {result.approval_id} by {result.approver} ({result.role}) at "
+                          f"{result.decided_at.isoformat()}", soft_wrap=True)
 
     _run(go())
 
 
 @app.command()
-def approve(workflow_id: WorkflowArg, approval_id: ApprovalArg, digest: DigestOpt, as_user: AsOpt,
-            role: RoleOpt, as_json: JsonFlag = False) -> None:
+def approve(workflow_id: WorkflowArg, approval_id: ApprovalArg, digest: DigestOpt, as_user: AsOpt = None,
+            token: TokenOpt = None, reason: ReasonOpt = None, as_json: JsonFlag = False) -> None:
     """Approve exactly the action you reviewed."""
-    _decide(workflow_id, approval_id, digest=digest, approver=as_user, role=role, decision="approve",
-            as_json=as_json)
-
-
-@app.command()
-def reject(workflow_id: WorkflowArg, approval_id: ApprovalArg, digest: DigestOpt, as_user: AsOpt, role: RoleOpt,
-           reason: Annotated[str, typer.Option(help="Why (required, recorded).")], as_json: JsonFlag = False,
-           ) -> None:
-    """Reject an action, with a reason."""
-    _decide(workflow_id, approval_id, digest=digest, approver=as_user, role=role, decision="reject",
+    _decide(workflow_id, approval_id, digest=digest, as_user=as_user, token=token, decision="approve",
             reason=reason, as_json=as_json)
 
 
 @app.command()
-def edit(workflow_id: WorkflowArg, approval_id: ApprovalArg, digest: DigestOpt, as_user: AsOpt, role: RoleOpt,
+def reject(workflow_id: WorkflowArg, approval_id: ApprovalArg, digest: DigestOpt,
+           reason: Annotated[str, typer.Option(help="Why (required, recorded).")], as_user: AsOpt = None,
+           token: TokenOpt = None, as_json: JsonFlag = False) -> None:
+    """Reject an action, with a reason."""
+    _decide(workflow_id, approval_id, digest=digest, as_user=as_user, token=token, decision="reject",
+            reason=reason, as_json=as_json)
+
+
+@app.command()
+def edit(workflow_id: WorkflowArg, approval_id: ApprovalArg, digest: DigestOpt,
          arguments: Annotated[str, typer.Option(help="New arguments: a JSON object or @file.json.")],
-         reason: Annotated[str | None, typer.Option(help="Why the edit.")] = None,
-         as_json: JsonFlag = False) -> None:
+         as_user: AsOpt = None, token: TokenOpt = None, reason: ReasonOpt = None, as_json: JsonFlag = False) -> None:
     """Edit an action's arguments and approve the edited action (re-validated and re-guarded)."""
     from cli.main import parse_arguments
 
-    _decide(workflow_id, approval_id, digest=digest, approver=as_user, role=role, decision="edit",
+    _decide(workflow_id, approval_id, digest=digest, as_user=as_user, token=token, decision="edit",
             reason=reason, arguments=parse_arguments(arguments), as_json=as_json)
 
 
-def _run(coro: object) -> None:
-    from cli.main import run
+@app.command()
+def reassign(workflow_id: WorkflowArg, approval_id: ApprovalArg, digest: DigestOpt,
+             queue: Annotated[str, typer.Option(help="Target queue.")], as_user: AsOpt = None,
+             token: TokenOpt = None, reason: ReasonOpt = None, as_json: JsonFlag = False) -> None:
+    """Move an item to another queue (its clock restarts there; the role it needs never drops)."""
+    _decide(workflow_id, approval_id, digest=digest, as_user=as_user, token=token, decision="reassign",
+            reason=reason, queue=queue, as_json=as_json)
 
-    run(coro)
+
+@app.command()
+def bulk(
+    decision: Annotated[str, typer.Argument(help="approve or reject")],
+    items: Annotated[str, typer.Option(help="JSON list of {workflow_id, approval_id, digest} (e.g. the output of "
+                                            "`approvals list --json`), a file path, or - for stdin.")],
+    tool: Annotated[str, typer.Option(help="Every item must be this tool (homogeneous selection).")],
+    as_user: AsOpt = None, token: TokenOpt = None, reason: ReasonOpt = None, as_json: JsonFlag = False,
+) -> None:
+    """Approve or reject a selected set of homogeneous low-risk items; each is validated and reported."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from workflows.outreach_client import BulkItem, decide_bulk
+
+    if decision not in ("approve", "reject"):
+        fail("bulk decisions are approve or reject", code=2)
+    raw = sys.stdin.read() if items == "-" else (Path(items).read_text() if Path(items).exists() else items)
+    try:
+        selected = TypeAdapter(list[BulkItem]).validate_python(
+            [{k: i[k] for k in ("workflow_id", "approval_id", "digest")} for i in json.loads(raw)])
+    except (json.JSONDecodeError, KeyError, TypeError, ValidationError) as err:
+        fail(f"--items must be a JSON list of objects with workflow_id, approval_id and digest ({err})", code=2)
+        return
+    cfg = _settings()
+    who = _identity(cfg, as_user, token)
+
+    async def go() -> None:
+        results = await decide_bulk(await _client(cfg), selected, decision=decision, tool=tool,
+                                    approver=who.user_id, role=who.role, reason=reason)
+        if as_json:
+            print_json([r.model_dump(mode="json") for r in results])
+        else:
+            for r in results:
+                console.print(f"{'ok ' if r.ok else 'ERR'} {r.workflow_id} {r.approval_id} "
+                              f"{r.result.outcome if r.result else f'{r.error_code}: {r.error}'}", soft_wrap=True)
+            console.print(f"{sum(r.ok for r in results)} of {len(results)} decided")
+        if not all(r.ok for r in results):
+            raise SystemExit(1)
+
+    _run(go())

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import structlog
@@ -14,6 +16,7 @@ from rich.table import Table
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from cli.output import console, print_json
+from runtime.errors import ConfigurationError
 from runtime.settings import Settings
 from runtime.stack import running_stack
 from store.importer import import_ndjson
@@ -94,6 +97,7 @@ def _eligibility(status: OutreachStatus) -> str:
 
 async def run_demo(settings: Settings, *, data: Path, since: str, until: str, exit_after: bool,
                    as_json: bool) -> None:
+    tokens = ensure_demo_approvers(settings)
     async with running_stack(settings) as stack:
         report = import_ndjson(stack.store, data)
         if not as_json:
@@ -114,8 +118,14 @@ async def run_demo(settings: Settings, *, data: Path, since: str, until: str, ex
         else:
             console.print(_summary(ordered, {s.workflow_id: _eligibility(s) for s in ordered}))
             _print_next_steps(ordered, stack.ui_url, exit_after)
+        if not as_json and tokens:
+            console.print("\nDemo approvers (tokens shown once; `careloom users rotate NAME` makes new ones):")
+            for user_id, token in tokens.items():
+                console.print(f"  {user_id}: {token}", soft_wrap=True, highlight=False)
         if not exit_after:
-            await _until_signalled("demo serving: worker and server stay up; Ctrl-C to stop")
+            async with api_server(settings, stack.client) as api_url:
+                await _until_signalled(f"demo serving: inbox {api_url}/inbox; worker and server stay up; "
+                                       "Ctrl-C to stop")
 
 
 def _print_next_steps(statuses: list[OutreachStatus], ui_url: str | None, exit_after: bool) -> None:
@@ -132,12 +142,16 @@ def _print_next_steps(statuses: list[OutreachStatus], ui_url: str | None, exit_a
             f"{_CLI} approvals list",
             f"{_CLI} approvals show {pending.workflow_id} {pending.approval_id}",
             f"{_CLI} approvals approve {pending.workflow_id} {pending.approval_id} --digest {pending.digest} "
-            f"--as dr.rivera --role {pending.required_role}",
+            f"--as {_approver_for(pending.required_role)}",
             f"{_CLI} outreach status {pending.workflow_id}",
         ):
             console.print("  " + line, soft_wrap=True, highlight=False)
     if ui_url:
         console.print(f"\nTemporal Web UI: {ui_url}  (while the server runs)")
+
+
+def _approver_for(role: str) -> str:
+    return next(user for user, user_role, _ in DEMO_APPROVERS if user_role == role)
 
 
 async def _until_signalled(message: str) -> None:
@@ -149,8 +163,58 @@ async def _until_signalled(message: str) -> None:
     await stop.wait()
 
 
+@asynccontextmanager
+async def api_server(settings: Settings, client: Client) -> AsyncIterator[str]:
+    """The HTTP API and web inbox on settings.api_host:api_port, for as long as the context lasts."""
+    import uvicorn
+
+    from api.app import create_app
+
+    config = uvicorn.Config(create_app(settings, client=client), host=settings.api_host, port=settings.api_port,
+                            log_config=None, access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign] # careloom owns the signals
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise ConfigurationError(f"the API could not start on {settings.api_host}:{settings.api_port}; "
+                                     "set CARELOOM_API_PORT to a free port")
+        await asyncio.sleep(0.05)
+    try:
+        yield f"http://{settings.api_host}:{settings.api_port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
 async def serve(settings: Settings) -> None:
-    async with running_stack(settings) as stack:
+    async with running_stack(settings) as stack, api_server(settings, stack.client) as api_url:
         where = stack.server.address if stack.server else settings.target_host
-        await _until_signalled(f"careloom up: Temporal at {where}, worker on task queue {settings.task_queue}"
-                               + (f", Web UI {stack.ui_url}" if stack.ui_url else "") + "; Ctrl-C to stop")
+        await _until_signalled(f"careloom up: Temporal at {where}, worker on task queue {settings.task_queue}, "
+                               f"inbox {api_url}/inbox, API {api_url}/docs"
+                               + (f", Temporal Web UI {stack.ui_url}" if stack.ui_url else "") + "; Ctrl-C to stop")
+
+
+async def serve_api(settings: Settings) -> None:
+    from runtime.temporal_client import connect
+
+    client = await connect(settings)
+    async with api_server(settings, client) as api_url:
+        await _until_signalled(f"careloom api: inbox {api_url}/inbox, API {api_url}/docs; Ctrl-C to stop")
+
+
+DEMO_APPROVERS = (("dr.rivera", "md", "Dr. Ana Rivera"), ("rn.kim", "rn", "Jae Kim, RN"),
+                  ("cc.jones", "care_coordinator", "Sam Jones"))
+
+
+def ensure_demo_approvers(settings: Settings) -> dict[str, str]:
+    """Create the demo's approvers if missing; returns the tokens of the ones created now (shown once)."""
+    from api.identity import UserDirectory
+
+    directory = UserDirectory(settings.users_path)
+    created = {}
+    for user_id, role, name in DEMO_APPROVERS:
+        if directory.get(user_id) is None:
+            created[user_id] = directory.add_user(user_id, role, name)  # type: ignore[arg-type]
+    return created

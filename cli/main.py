@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from pydantic import TypeAdapter, ValidationError
 
+from cli import admin
 from cli import approvals as approvals_cli
 from cli import demo as demo_cli
 from cli.output import console, fail, print_json
@@ -22,6 +23,8 @@ app = typer.Typer(help="careloom: durable, agentic care-management workflows for
 outreach_app = typer.Typer(help="Start and inspect post-discharge outreach runs.", no_args_is_help=True)
 app.add_typer(outreach_app, name="outreach")
 app.add_typer(approvals_cli.app, name="approvals")
+app.add_typer(admin.users_app, name="users")
+app.add_typer(admin.ledger_app, name="ledger")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
@@ -68,8 +71,14 @@ def demo(
 
 @app.command()
 def up() -> None:
-    """Run the embedded Temporal server (unless TEMPORAL_ADDRESS is set) and a worker until Ctrl-C."""
+    """Embedded Temporal server (unless TEMPORAL_ADDRESS is set), a worker and the HTTP API/inbox, until Ctrl-C."""
     run(demo_cli.serve(settings()))
+
+
+@app.command()
+def api() -> None:
+    """Only the HTTP API and web inbox, against a running Temporal (embedded or TEMPORAL_ADDRESS)."""
+    run(demo_cli.serve_api(settings()))
 
 
 @app.command("import")

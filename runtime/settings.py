@@ -74,6 +74,19 @@ class Settings(BaseSettings):
         description="Secret salt for member pseudonyms shown in summaries and search attributes.",
     )
 
+    # --- approvers and the HTTP API ------------------------------------------------
+    auth_mode: Literal["tokens", "jwt"] = Field(
+        default="tokens", description="tokens: users and hashed API tokens in users_file; jwt: signed bearer "
+        "tokens from an identity provider.")
+    users_file: Path | None = Field(default=None, description="Unset means <state_dir>/users.json.")
+    jwt_key_file: Path | None = Field(default=None, description="PEM public key (or HS secret file) of the IdP.")
+    jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256"])
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_roles_claim: str = "roles"
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+
     # --- logging ----------------------------------------------------------------
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -117,6 +130,9 @@ class Settings(BaseSettings):
                     "CARELOOM_ENVIRONMENT=production needs TEMPORAL_ADDRESS: the embedded "
                     "dev server is for development only"
                 )
+        if self.auth_mode == "jwt" and not (self.jwt_key_file and self.jwt_issuer and self.jwt_audience):
+            raise ValueError("CARELOOM_AUTH_MODE=jwt needs CARELOOM_JWT_KEY_FILE, CARELOOM_JWT_ISSUER and "
+                             "CARELOOM_JWT_AUDIENCE")
         if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
             raise ValueError("set both CARELOOM_TEMPORAL_TLS_CERT and CARELOOM_TEMPORAL_TLS_KEY, or neither")
         return self
@@ -127,6 +143,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return Path(self.database_url.removeprefix("sqlite:///"))
         return self.state_dir / "records.db"
+
+    @property
+    def users_path(self) -> Path:
+        return self.users_file or self.state_dir / "users.json"
 
     @property
     def embedded(self) -> bool:

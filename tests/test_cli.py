@@ -30,6 +30,7 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
         "CARELOOM_STATE_DIR": str(tmp_path / "state"),
         "CARELOOM_EMBEDDED_PORT": str(free_port()),
         "CARELOOM_EMBEDDED_UI_PORT": str(free_port()),
+        "CARELOOM_API_PORT": str(free_port()),
         "CARELOOM_LOG_FORMAT": "json",
         "CARELOOM_LOG_LEVEL": "WARNING",
     })
@@ -68,14 +69,18 @@ def test_demo_then_approve_from_the_cli_completes_the_run(cli_env: dict[str, str
         wf, approval = item["workflow_id"], item["approval_id"]
 
         stale = careloom(cli_env, "approvals", "approve", wf, approval, "--digest", "0" * 64,
-                         "--as", "dr.rivera", "--role", "rn")
+                         "--as", "rn.kim")
         assert 1 == stale.returncode
         assert "stale digest" in stale.stderr
 
         approved = careloom(cli_env, "approvals", "approve", wf, approval, "--digest", item["digest"],
-                            "--as", "dr.rivera", "--role", "rn", "--json")
+                            "--as", "rn.kim", "--json")
         assert 0 == approved.returncode, approved.stderr
-        assert "approve" == json.loads(approved.stdout)["decision"]
+        assert ("approve", "rn.kim", "rn") == tuple(json.loads(approved.stdout)[k] for k in ("decision", "approver", "role"))
+
+        unknown = careloom(cli_env, "approvals", "approve", wf, approval, "--digest", item["digest"], "--as", "nobody")
+        assert 2 == unknown.returncode
+        assert "unknown user 'nobody'" in unknown.stderr
 
         status = {}
         deadline = time.monotonic() + 60

@@ -1,0 +1,105 @@
+"""``careloom users`` (approvers and API tokens) and ``careloom ledger`` (the decision ledger)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cli.output import console, fail, print_json
+
+users_app = typer.Typer(help="Approvers, their roles and API tokens (embedded identity store).",
+                        no_args_is_help=True)
+ledger_app = typer.Typer(help="The append-only, hash-chained decision ledger.", no_args_is_help=True)
+
+
+def _settings():  # noqa: ANN202
+    from cli.main import settings
+
+    return settings()
+
+
+def _directory():  # noqa: ANN202
+    from api.identity import UserDirectory
+
+    return UserDirectory(_settings().users_path)
+
+
+@users_app.command("add")
+def add(user_id: str, role: Annotated[str, typer.Option(help="care_coordinator, rn or md")],
+        name: Annotated[str | None, typer.Option(help="Display name.")] = None) -> None:
+    """Add an approver; prints their API token once (only its hash is stored)."""
+    from api.identity import UserDirectoryError
+
+    try:
+        token = _directory().add_user(user_id, role, name)  # type: ignore[arg-type]
+    except UserDirectoryError as err:
+        fail(str(err), code=2)
+        return
+    console.print(f"{user_id} ({role}) added. API token (shown once): {token}", soft_wrap=True, highlight=False)
+
+
+@users_app.command("rotate")
+def rotate(user_id: str) -> None:
+    """Issue a new token; the old one stops working."""
+    from api.identity import UserDirectoryError
+
+    try:
+        token = _directory().rotate_token(user_id)
+    except UserDirectoryError as err:
+        fail(str(err), code=2)
+        return
+    console.print(f"new API token for {user_id} (shown once): {token}", soft_wrap=True, highlight=False)
+
+
+@users_app.command("remove")
+def remove(user_id: str) -> None:
+    """Remove an approver (their token stops working)."""
+    from api.identity import UserDirectoryError
+
+    try:
+        _directory().remove_user(user_id)
+    except UserDirectoryError as err:
+        fail(str(err), code=2)
+        return
+    console.print(f"{user_id} removed")
+
+
+@users_app.command("list")
+def list_users(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Approvers and roles (never tokens)."""
+    found = _directory().users()
+    if as_json:
+        print_json([u.model_dump() for u in found])
+    else:
+        for user in found:
+            console.print(f"{user.user_id:<24} {user.role}")
+
+
+@ledger_app.command("verify")
+def verify() -> None:
+    """Recompute the hash chain; exit 1 if an entry was altered, removed or reordered."""
+    from store.ledger import DecisionLedger
+
+    checked, problems = DecisionLedger(_settings().records_path).verify()
+    for problem in problems:
+        console.print(f"[red]{problem}[/]")
+    if problems:
+        fail(f"decision ledger: {len(problems)} problem(s) in {checked} entries")
+    console.print(f"decision ledger intact: {checked} entries, chain verified")
+
+
+@ledger_app.command("show")
+def show(workflow: Annotated[str | None, typer.Option(help="Only this workflow id.")] = None,
+         as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Ledger entries (who, role, when, digest, decision, reason, policy)."""
+    from store.ledger import DecisionLedger
+
+    entries = DecisionLedger(_settings().records_path).entries(workflow)
+    if as_json:
+        print_json([e.model_dump(mode="json") for e in entries])
+        return
+    for e in entries:
+        console.print(f"{e.at.isoformat()} {e.workflow_id} {e.approval_id} {e.event} by {e.actor}"
+                      f"{f' ({e.role})' if e.role else ''} digest={e.digest[:12]} {e.reason or ''}",
+                      soft_wrap=True, highlight=False)
