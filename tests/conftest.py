@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import time
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from guardrails.policy import GuardrailPolicy
@@ -71,16 +73,27 @@ async def task_queue(client: Client, settings: Settings, store: SqliteCareRecord
 StartRun = Callable[..., Awaitable[WorkflowHandle]]
 
 
-@pytest.fixture
-def start_run(client: Client, task_queue: str) -> StartRun:
+@pytest_asyncio.fixture
+async def start_run(client: Client, task_queue: str) -> AsyncIterator[StartRun]:
+    """Start outreach runs on this test's worker; runs still open at the end are terminated.
+
+    Parked runs would otherwise outlive their worker, and queries to them would wait for a worker
+    that never comes.
+    """
+    started: list[WorkflowHandle] = []
+
     async def start(member, *, policy: GuardrailPolicy = OPEN_WINDOW, initiated_by: str = "care-ops-bot"):
-        handle, started = await start_outreach(
+        handle, was_started = await start_outreach(
             client, member_id=member.member_id, encounter_id=member.encounter_id, policy=policy,
             task_queue=task_queue, initiated_by=initiated_by, tool_attempts=1)
-        assert started
+        assert was_started
+        started.append(handle)
         return handle
 
-    return start
+    yield start
+    for handle in started:
+        with contextlib.suppress(RPCError):  # already closed: nothing to clean up
+            await handle.terminate("test finished")
 
 
 async def wait_for_status(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -82,6 +82,9 @@ class InboxPage(BaseModel):
     items: list[PendingApproval]
     total_runs: int = Field(description="Runs with matching pending approvals.")
     next_cursor: str | None = Field(description="Pass back to get the next page; None on the last page.")
+    unavailable: list[str] = Field(default_factory=list, description=(
+        "Runs on this page that did not answer in time (no worker polling their task queue): their items "
+        "are missing from this page, not lost."))
 
 
 def _quote(value: str) -> str:
@@ -108,7 +111,8 @@ def inbox_query(filters: InboxFilter) -> str:
 
 
 async def list_inbox(client: Client, filters: InboxFilter | None = None, *, page_size: int = 50,
-                     cursor: str | None = None, concurrency: int = 32) -> InboxPage:
+                     cursor: str | None = None, concurrency: int = 32,
+                     query_timeout: timedelta = timedelta(seconds=5)) -> InboxPage:
     """A page of pending approvals across all runs, earliest SLA deadline first.
 
     The dev server's SQL visibility has no ORDER BY, so every matching run's id
@@ -129,19 +133,27 @@ async def list_inbox(client: Client, filters: InboxFilter | None = None, *, page
     page_runs = [wid for _, wid in runs[start:start + page_size]]
     limit = asyncio.Semaphore(concurrency)
 
+    unavailable: list[str] = []
+
     async def items_of(workflow_id: str) -> list[PendingApproval]:
         async with limit:
             handle = client.get_workflow_handle_for(MemberOutreachWorkflow.run, workflow_id)
             try:
-                status: OutreachStatus = await handle.query(MemberOutreachWorkflow.status)
-            except (RPCError, WorkflowQueryFailedError):
+                status: OutreachStatus = await handle.query(MemberOutreachWorkflow.status,
+                                                            rpc_timeout=query_timeout)
+            except WorkflowQueryFailedError:
                 return []  # closed between the scan and the query: nothing pending any more
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    unavailable.append(workflow_id)
+                return []
             return [p for p in status.pending_approvals if _matches(p, filters)]
 
     found = [item for batch in await asyncio.gather(*(items_of(w) for w in page_runs)) for item in batch]
     found.sort(key=lambda p: (p.sla_deadline, p.workflow_id, p.approval_id))
     end = start + page_size
-    return InboxPage(items=found, total_runs=len(runs), next_cursor=str(end) if end < len(runs) else None)
+    return InboxPage(items=found, total_runs=len(runs), next_cursor=str(end) if end < len(runs) else None,
+                     unavailable=sorted(unavailable))
 
 
 def _matches(item: PendingApproval, filters: InboxFilter) -> bool:

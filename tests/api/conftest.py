@@ -1,0 +1,36 @@
+"""A real HTTP server (uvicorn on loopback) running the careloom app against the session's Temporal server."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+
+from api.identity import UserDirectory
+from cli.demo import api_server
+from runtime.settings import Settings
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def approvers(settings: Settings) -> dict[str, str]:
+    """user id -> API token, in the session's users file."""
+    directory = UserDirectory(settings.users_path)
+    return {user: directory.add_user(user, role) for user, role in
+            (("md.lee", "md"), ("rn.kim", "rn"), ("rn.ortiz", "rn"), ("cc.jones", "care_coordinator"),
+             ("care-ops-bot", "rn"))}
+
+
+@pytest_asyncio.fixture(scope="session")
+async def api_url(settings: Settings, client: Client, approvers: dict[str, str]) -> AsyncIterator[str]:
+    served = settings.model_copy(update={"api_port": _free_port()})
+    async with api_server(served, client) as url:
+        yield url

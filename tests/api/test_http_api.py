@@ -1,0 +1,116 @@
+"""The HTTP API over a real socket: authentication, status codes, decisions, bulk, OpenAPI."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import OPEN_WINDOW, StartRun, wait_for_status
+from tests.fhir_factory import make_member
+
+HIGH_RISK = {"los_days": 7, "codes": ("I50.9",), "ed_visits": 1}
+ASK_ALL = OPEN_WINDOW.model_copy(update={"min_confidence": 0.999})
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def http(api_url: str):  # noqa: ANN201
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as session:
+        yield session
+
+
+async def test_requests_without_a_valid_token_get_401(http: httpx.AsyncClient) -> None:
+    """No token, a malformed header and a forged token are all 401 and name the problem."""
+    missing = await http.get("/api/approvals")
+    forged = await http.get("/api/approvals", headers=auth("clt_forged"))
+    basic = await http.get("/api/approvals", headers={"Authorization": "Basic abc"})
+    assert (401, 401, 401) == (missing.status_code, forged.status_code, basic.status_code)
+    assert "bearer" in missing.json()["detail"].lower()
+
+
+async def test_openapi_schema_lists_the_operations(http: httpx.AsyncClient) -> None:
+    """The OpenAPI document describes the approval operations."""
+    paths = (await http.get("/openapi.json")).json()["paths"]
+    assert {"/api/approvals", "/api/approvals/bulk", "/api/approvals/{workflow_id}/{approval_id}/decision"} <= set(paths)
+
+
+async def test_decisions_map_refusals_to_status_codes(
+    start_run: StartRun, store, http: httpx.AsyncClient, approvers: dict[str, str]
+) -> None:
+    """404 unknown, 403 wrong role or self-approval, 422 invalid edit or missing reason, 409 stale digest,
+    then 200 for the approval and 409 for a conflicting second decision."""
+    handle = await start_run(make_member(store, **HIGH_RISK), initiated_by="care-ops-bot")
+    [item] = (await wait_for_status(handle, lambda s: len(s.pending_approvals) == 1)).pending_approvals
+    url = f"/api/approvals/{handle.id}/{item.approval_id}"
+    approve = {"decision": "approve", "digest": item.digest}
+
+    shown = await http.get(url, headers=auth(approvers["rn.kim"]))
+    assert 200 == shown.status_code
+    assert "CarePlan" == shown.json()["preview"][0]["resourceType"]
+    assert "(member)" == shown.json()["preview"][0]["subject"]["reference"].removeprefix("Patient/")
+
+    cases = [
+        (404, f"/api/approvals/{handle.id}/a9-nothing.1/decision", approve, "md.lee"),
+        (404, "/api/approvals/outreach-nobody-nothing/a1.1/decision", approve, "md.lee"),
+        (403, f"{url}/decision", approve, "cc.jones"),
+        (403, f"{url}/decision", approve, "care-ops-bot"),
+        (422, f"{url}/decision", {"decision": "reject", "digest": item.digest}, "rn.kim"),
+        (422, f"{url}/decision", {"decision": "edit", "digest": item.digest, "arguments": {"tool": "draft_care_plan",
+                                                                                         "title": "x"}}, "rn.kim"),
+        (409, f"{url}/decision", {"decision": "approve", "digest": "0" * 64}, "rn.kim"),
+    ]
+    for expected, path, body, user in cases:
+        response = await http.post(path, json=body, headers=auth(approvers[user]))
+        assert expected == response.status_code, (path, body, user, response.text)
+
+    ok = await http.post(f"{url}/decision", json=approve, headers=auth(approvers["rn.kim"]))
+    assert (200, "approved", "rn.kim") == (ok.status_code, ok.json()["outcome"], ok.json()["approver"])
+    again = await http.post(f"{url}/decision", json=approve, headers=auth(approvers["rn.kim"]))
+    assert (200, ok.json()) == (again.status_code, again.json())
+    conflict = await http.post(f"{url}/decision", json={"decision": "reject", "digest": item.digest,
+                                                        "reason": "no"}, headers=auth(approvers["md.lee"]))
+    assert 409 == conflict.status_code
+
+
+async def test_bulk_endpoint_reports_every_item(
+    start_run: StartRun, store, http: httpx.AsyncClient, approvers: dict[str, str]
+) -> None:
+    """A bulk approval of task items answers 200 with one result per item, failures included."""
+    handles = [await start_run(make_member(store), policy=ASK_ALL) for _ in range(2)]
+    items = []
+    for handle in handles:
+        status = await wait_for_status(handle, lambda s: len(s.pending_approvals) == 3)
+        task = next(p for p in status.pending_approvals if p.tool == "create_task")
+        items.append({"workflow_id": handle.id, "approval_id": task.approval_id, "digest": task.digest})
+    items.append({"workflow_id": handles[0].id, "approval_id": "a9-none.1", "digest": "0" * 64})
+
+    response = await http.post("/api/approvals/bulk", headers=auth(approvers["rn.kim"]),
+                               json={"decision": "approve", "tool": "create_task", "items": items})
+
+    body = response.json()
+    assert (200, 2, 1) == (response.status_code, body["decided"], body["failed"])
+    assert [True, True, False] == [r["ok"] for r in body["results"]]
+    assert "not_found" == body["results"][2]["error_code"]
+
+
+async def test_listing_filters_by_role_and_queue(
+    start_run: StartRun, store, http: httpx.AsyncClient, approvers: dict[str, str]
+) -> None:
+    """GET /api/approvals filters by role and queue and returns items sorted by deadline."""
+    handle = await start_run(make_member(store, **HIGH_RISK))
+    await wait_for_status(handle, lambda s: len(s.pending_approvals) == 1)
+    for _ in range(50):
+        page = (await http.get("/api/approvals", params={"role": "rn", "queue": "clinical-review",
+                                                          "page_size": 500},
+                               headers=auth(approvers["rn.kim"]))).json()
+        if any(i["workflow_id"] == handle.id for i in page["items"]):
+            break
+    assert any(i["workflow_id"] == handle.id for i in page["items"])
+    assert {"clinical-review"} == {i["queue"] for i in page["items"]}
+    deadlines = [i["sla_deadline"] for i in page["items"]]
+    assert sorted(deadlines) == deadlines
+    bad = await http.get("/api/approvals", params={"role": "janitor"}, headers=auth(approvers["rn.kim"]))
+    assert 422 == bad.status_code
