@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -50,6 +51,21 @@ def ensure_environment() -> None:
     STAMP.write_text(wanted)
 
 
+def ensure_browser() -> None:
+    """The browser tests drive Debian's Chromium; install it when missing and we may (root with apt)."""
+    if shutil.which("chromium") or Path("/usr/bin/chromium").exists():
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        print("bootstrap: Chromium is missing and cannot be installed here (needs root and apt-get); "
+              "the browser tests will be skipped", flush=True)
+        return
+    print("bootstrap: installing Chromium for the browser tests (apt-get install chromium)", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    if subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=env).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, check=False)
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=env, check=False)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
@@ -57,6 +73,7 @@ def main(argv: list[str]) -> int:
     ensure_environment()
     command, rest = argv[0], argv[1:]
     if command == "test":
+        ensure_browser()
         cmd = [str(BIN / "python"), "-m", "pytest", *rest]
     elif command == "demo":
         cmd = [str(BIN / "careloom"), "demo", *rest]
