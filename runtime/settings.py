@@ -17,7 +17,7 @@ import holidays
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from guardrails.policy import GuardrailPolicy
+from guardrails.policy import ApprovalRouting, GuardrailPolicy
 
 __all__ = ["Settings", "get_settings"]
 
@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     contact_window_start_hour: int = Field(default=8, ge=0, le=23)
     contact_window_end_hour: int = Field(default=21, ge=1, le=24)
 
+    approval_routing_file: Path | None = Field(
+        default=None, description="JSON file of approval queues, SLA clocks and escalation chains "
+        "(guardrails.policy.ApprovalRouting); unset uses the built-in queues.")
     holiday_calendar: Literal["US", "none"] = Field(
         default="US", description="Non-business days for TCM clocks: US federal holidays, or none.")
 
@@ -111,6 +114,19 @@ class Settings(BaseSettings):
                 "CARELOOM_DATABASE_URL must look like sqlite:///path/to/records.db; "
                 "other backends are not implemented yet"
             )
+        return value
+
+    @field_validator("approval_routing_file")
+    @classmethod
+    def _routing_is_valid(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return value
+        try:
+            ApprovalRouting.model_validate_json(value.read_text())
+        except OSError as err:
+            raise ValueError(f"cannot read {value}: {err.strerror}") from None
+        except ValueError as err:
+            raise ValueError(f"{value} is not a valid approval routing: {err}") from None
         return value
 
     @model_validator(mode="after")
@@ -164,7 +180,10 @@ class Settings(BaseSettings):
         holiday_dates: tuple[date, ...] = ()
         if self.holiday_calendar == "US":
             holiday_dates = tuple(sorted(holidays.US(years=range(year - 3, year + 2))))
+        routing = (ApprovalRouting.model_validate_json(self.approval_routing_file.read_text())
+                   if self.approval_routing_file else ApprovalRouting())
         return GuardrailPolicy(
+            approvals=routing,
             min_confidence=self.min_confidence,
             high_risk_lace=self.high_risk_lace,
             contact_window_start=time(self.contact_window_start_hour),

@@ -114,3 +114,35 @@ def test_import_of_a_missing_folder_names_the_path(cli_env: dict[str, str], tmp_
     result = careloom(cli_env, "import", str(tmp_path / "nowhere"))
     assert 2 == result.returncode
     assert "nowhere does not exist" in result.stderr
+
+
+def test_users_add_prints_a_token_once_and_stores_only_its_hash(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """`users add` shows the token once; the users file holds only its SHA-256."""
+    added = careloom(cli_env, "users", "add", "rn.new", "--role", "rn")
+    assert 0 == added.returncode, added.stderr
+    token = added.stdout.strip().rsplit(" ", 1)[-1]
+    stored = (tmp_path / "state" / "users.json").read_text()
+    assert token.startswith("clt_") and token not in stored
+    listed = careloom(cli_env, "users", "list", "--json")
+    assert [{"user_id": "rn.new", "role": "rn", "display_name": None}] == json.loads(listed.stdout)
+    duplicate = careloom(cli_env, "users", "add", "rn.new", "--role", "md")
+    assert 2 == duplicate.returncode
+
+
+def test_ledger_verify_detects_an_altered_entry(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """`ledger verify` passes on an intact chain and exits 1 naming the entry after tampering."""
+    import sqlite3
+    from datetime import UTC, datetime
+
+    from store.ledger import DecisionLedger, LedgerEntry
+
+    ledger = DecisionLedger(tmp_path / "state" / "records.db")
+    ledger.append([LedgerEntry(event_id=f"wf/{n}", workflow_id="wf", approval_id="a1.1", event="requested",
+                               actor="system", at=datetime.now(UTC), digest="d" * 64, policy_id="p") for n in (1, 2)])
+    assert 0 == careloom(cli_env, "ledger", "verify").returncode
+    with sqlite3.connect(tmp_path / "state" / "records.db") as conn:
+        conn.execute("DROP TRIGGER decision_ledger_no_update")
+        conn.execute("UPDATE decision_ledger SET body = replace(body, 'system', 'mallory') WHERE seq = 1")
+    tampered = careloom(cli_env, "ledger", "verify")
+    assert 1 == tampered.returncode
+    assert "entry 1: content does not match its hash (altered)" in tampered.stdout
