@@ -42,8 +42,10 @@ async def test_decisions_map_refusals_to_status_codes(
 ) -> None:
     """404 unknown, 403 wrong role or self-approval, 422 invalid edit or missing reason, 409 stale digest,
     then 200 for the approval and 409 for a conflicting second decision."""
-    handle = await start_run(make_member(store, **HIGH_RISK), initiated_by="care-ops-bot")
-    [item] = (await wait_for_status(handle, lambda s: len(s.pending_approvals) == 1)).pending_approvals
+    # Every action waits for a human, so the run stays open while this test repeats its decision.
+    handle = await start_run(make_member(store, **HIGH_RISK), initiated_by="care-ops-bot", policy=ASK_ALL)
+    status = await wait_for_status(handle, lambda s: len(s.pending_approvals) == 3)
+    item = next(p for p in status.pending_approvals if p.tool == "draft_care_plan")
     url = f"/api/approvals/{handle.id}/{item.approval_id}"
     approve = {"decision": "approve", "digest": item.digest}
 
