@@ -1,0 +1,1 @@
+"""Operations on workflow histories: export, replay, audit timeline, counterfactual (what-if) guardrails."""

@@ -1,0 +1,162 @@
+"""A readable audit timeline of one outreach run, built from its history alone.
+
+Trigger; every tool call with an argument and result summary; the planner's
+proposals with planner/model/prompt version and confidence signals; every
+guardrail verdict with reasons and policy; approval requests, reminders,
+escalations and decisions with approver, role, time and digest; the outcome.
+Cross-checked against the decision ledger when a database is available.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from guardrails.rules import evaluate_action
+from history.events import RunRecord
+from store.ledger import DecisionLedger, LedgerEntry
+
+__all__ = ["AuditEntry", "AuditReport", "audit", "ledger_mismatches"]
+
+
+class AuditEntry(BaseModel):
+    at: datetime | None
+    kind: str
+    summary: str
+    details: dict[str, Any] = {}
+
+
+class AuditReport(BaseModel):
+    workflow_id: str
+    policy_id: str
+    outcome: str
+    entries: list[AuditEntry]
+    ledger_checked: bool = False
+    ledger_mismatches: list[str] = []
+
+
+def _summary(name: str, value: Any) -> str:  # noqa: ANN401
+    if value is None:
+        return "-"
+    if name == "tools.lookup_member":
+        return (f"{value.pseudonym}, age {value.age_years}, channels {','.join(value.channels) or 'none'}, "
+                f"tz {value.time_zone}, opted_out={value.opted_out}, deceased={value.deceased}")
+    if name == "tools.check_eligibility":
+        return f"{value.outcome}, inforce={value.inforce}, plan {value.plan_type}" + (
+            f" ({value.reason})" if value.reason else "")
+    if name == "tools.get_clinical_context":
+        stay = value.stay
+        return (f"LOS {stay.length_of_stay_days} d, acute={stay.acute_admission}, disposition "
+                f"{stay.discharge_disposition}, {len(value.condition_codes)} conditions, {value.ed_visits_6mo} ED visits")
+    if name == "tools.score_readmission_risk":
+        return f"LACE {value.lace}" if value.status == "scored" else f"insufficient_data: {', '.join(value.missing)}"
+    if name == "agents.plan_outreach":
+        return f"{value.planner}: {len(value.proposals)} proposal(s)"
+    if name.startswith("tools."):
+        return f"{value.reference} ({'created' if value.created else 'already existed'})"
+    if name == "ledger.append":
+        return f"{value} entr{'y' if value == 1 else 'ies'} appended"
+    return str(value)[:120]
+
+
+def _args(name: str, value: Any) -> str:  # noqa: ANN401
+    if name == "agents.plan_outreach":
+        return "facts of the run"
+    if name == "ledger.append":
+        return ", ".join(f"{e.approval_id}:{e.event}" for e in value.entries)
+    if hasattr(value, "arguments"):
+        return f"{value.arguments.tool} key={value.idempotency_key}"
+    if hasattr(value, "model_dump"):
+        return ", ".join(f"{k}={v}" for k, v in value.model_dump(mode="json").items() if not isinstance(v, list))
+    return str(value)[:120]
+
+
+def audit(record: RunRecord, ledger: DecisionLedger | None = None) -> AuditReport:
+    policy = record.input.policy
+    entries = [AuditEntry(at=record.started_at, kind="trigger",
+                          summary=f"discharge {record.input.encounter_id} of member {record.input.member_id}, "
+                                  f"started by {record.input.initiated_by}",
+                          details={"policy_id": policy.policy_id})]
+    for call in record.calls:
+        entries.append(AuditEntry(
+            at=call.scheduled_at, kind="ledger" if call.name == "ledger.append" else "tool",
+            summary=f"{call.name}({_args(call.name, call.input)}) -> "
+                    + (f"FAILED: {call.failure}" if call.failure else _summary(call.name, call.result))))
+        if call.name == "agents.plan_outreach" and call.result is not None:
+            for proposal in call.result.proposals:
+                entries.append(AuditEntry(
+                    at=call.finished_at, kind="proposal",
+                    summary=f"{proposal.action_id}: {proposal.tool}, confidence {proposal.confidence:.2f} — "
+                            f"{proposal.rationale}",
+                    details={"planner": call.result.planner, "model": call.result.model,
+                             "prompt_version": call.result.prompt_version, "digest": proposal.digest,
+                             "signals": {s.name: s.value for s in proposal.signals}, "evidence": proposal.evidence}))
+        if call.name == "ledger.append":
+            for e in call.input.entries:
+                who = f"{e.actor} ({e.role})" if e.role else e.actor
+                entries.append(AuditEntry(at=e.at, kind="approval",
+                                          summary=f"{e.approval_id} {e.event} by {who} in {e.queue}, digest "
+                                                  f"{e.digest[:12]}" + (f": {e.reason}" if e.reason else ""),
+                                          details={"policy_id": e.policy_id}))
+    for decision in record.decisions:
+        d = decision.decision
+        entries.append(AuditEntry(at=decision.at, kind="decision",
+                                  summary=f"{d.approval_id}: {d.decision} by {d.approver} ({d.role}), digest "
+                                          f"{d.digest[:12]}" + (f", reason: {d.reason}" if d.reason else "")
+                                          + (f" -> {decision.result.outcome}" if decision.result else "")))
+    for at, seconds in record.timers:
+        entries.append(AuditEntry(at=at, kind="timer", summary=f"durable timer {seconds:.0f} s (deferral or SLA clock)"))
+    if record.result is not None:
+        verdicts, source = record.result.verdicts, "recorded"
+    else:
+        verdicts, source = _recomputed(record), "recomputed from the recorded facts and proposals"
+    for v in verdicts:
+        entries.append(AuditEntry(at=v.evaluated_at, kind="verdict",
+                                  summary=f"{v.action_id}: {v.decision}"
+                                          + (f" ({v.required_role})" if v.required_role else "")
+                                          + f" — {'; '.join(v.reasons)}",
+                                  details={"policy_id": v.policy_id, "source": source}))
+    if record.result is not None:
+        outcome = record.result.status
+        for action in record.result.actions:
+            entries.append(AuditEntry(at=record.closed_at, kind="outcome",
+                                      summary=f"{action.action_id} {action.tool}: {action.status}"
+                                              + (f" -> {action.reference}" if action.reference else "")
+                                              + (f" ({action.reason})" if action.reason else "")
+                                              + (f", approved by {action.approved_by}" if action.approved_by else "")))
+    else:
+        outcome = record.closed_as or "running"
+        if record.failure:
+            entries.append(AuditEntry(at=record.closed_at, kind="outcome", summary=f"{outcome}: {record.failure}"))
+    entries.sort(key=lambda e: (e.at is None, e.at or datetime.min.replace(tzinfo=UTC)))
+    report = AuditReport(workflow_id=record.workflow_id, policy_id=policy.policy_id, outcome=outcome, entries=entries)
+    if ledger is not None:
+        report.ledger_checked = True
+        report.ledger_mismatches = ledger_mismatches(record.ledger_entries, ledger.entries(record.workflow_id))
+    return report
+
+
+def _recomputed(record: RunRecord) -> list:  # noqa: ANN401
+    facts, plan = record.facts, record.plan
+    if facts is None or plan is None:
+        return []
+    at, output = plan
+    return [evaluate_action(p, facts, record.input.policy, now=at) for p in output.proposals]
+
+
+def ledger_mismatches(in_history: list[LedgerEntry], in_ledger: list[LedgerEntry]) -> list[str]:
+    """Differences between the entries the run appended and what the ledger holds for it."""
+    stored = {e.event_id: e for e in in_ledger}
+    problems = []
+    for entry in in_history:
+        found = stored.pop(entry.event_id, None)
+        if found is None:
+            problems.append(f"{entry.event_id} ({entry.approval_id} {entry.event}) is in the history but not in the "
+                            "ledger")
+        elif found != entry:
+            problems.append(f"{entry.event_id} ({entry.approval_id} {entry.event}) differs between history and ledger")
+    problems.extend(f"{e.event_id} ({e.approval_id} {e.event}) is in the ledger but not in the history"
+                    for e in stored.values())
+    return problems

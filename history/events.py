@@ -1,0 +1,171 @@
+"""Typed facts read back from a MemberOutreachWorkflow history, with no database and no worker.
+
+Payloads are decoded with the project's data converter into the same pydantic
+models the workflow used, so audit and what-if see exactly what ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio.api.common.v1 import Payloads
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory
+
+from agents.approvals import ApprovalDecision, DecisionResult
+from agents.facts import RunFacts
+from agents.planner import PlannerInput, PlannerOutput
+from runtime.temporal_client import DATA_CONVERTER
+from store.ledger import LedgerAppend, LedgerEntry
+from tools.care_plan import DraftCarePlanInput
+from tools.clinical import ClinicalContext, ClinicalContextInput
+from tools.eligibility import EligibilityInput, EligibilityResult
+from tools.member import LookupMemberInput, MemberProfile
+from tools.outreach import SendOutreachInput
+from tools.risk import RiskInput, RiskScore
+from tools.tasks import CreateTaskInput
+from tools.writes import WriteResult
+from workflows.outreach import OutreachInput, OutreachResult
+
+__all__ = ["ActivityCall", "DecisionEvent", "RunRecord", "read_run"]
+
+# activity name -> (input type, result type)
+ACTIVITY_TYPES: dict[str, tuple[type[BaseModel], type[Any]]] = {
+    "tools.lookup_member": (LookupMemberInput, MemberProfile),
+    "tools.check_eligibility": (EligibilityInput, EligibilityResult),
+    "tools.get_clinical_context": (ClinicalContextInput, ClinicalContext),
+    "tools.score_readmission_risk": (RiskInput, RiskScore),
+    "agents.plan_outreach": (PlannerInput, PlannerOutput),
+    "tools.draft_care_plan": (DraftCarePlanInput, WriteResult),
+    "tools.create_task": (CreateTaskInput, WriteResult),
+    "tools.send_outreach": (SendOutreachInput, WriteResult),
+    "ledger.append": (LedgerAppend, int),
+}
+
+
+@dataclass
+class ActivityCall:
+    name: str
+    scheduled_at: datetime
+    input: Any
+    finished_at: datetime | None = None
+    result: Any = None
+    failure: str | None = None
+
+
+@dataclass
+class DecisionEvent:
+    at: datetime
+    decision: ApprovalDecision
+    result: DecisionResult | None = None
+
+
+@dataclass
+class RunRecord:
+    """Everything the audit and what-if need, read from one history."""
+
+    workflow_id: str
+    started_at: datetime
+    input: OutreachInput
+    calls: list[ActivityCall] = field(default_factory=list)
+    decisions: list[DecisionEvent] = field(default_factory=list)
+    timers: list[tuple[datetime, float]] = field(default_factory=list)
+    status_changes: list[tuple[datetime, str]] = field(default_factory=list)
+    closed_at: datetime | None = None
+    result: OutreachResult | None = None
+    closed_as: str | None = None
+    failure: str | None = None
+
+    def first_result(self, name: str) -> Any:
+        return next((c.result for c in self.calls if c.name == name and c.result is not None), None)
+
+    @property
+    def facts(self) -> RunFacts | None:
+        planned = next((c for c in self.calls if c.name == "agents.plan_outreach"), None)
+        if planned is not None:
+            return planned.input.facts
+        member = self.first_result("tools.lookup_member")
+        clinical = self.first_result("tools.get_clinical_context")
+        eligibility = self.first_result("tools.check_eligibility")
+        risk = self.first_result("tools.score_readmission_risk")
+        if None in (member, clinical, eligibility, risk):
+            return None
+        return RunFacts(member=member, clinical=clinical, eligibility=eligibility, risk=risk)
+
+    @property
+    def plan(self) -> tuple[datetime, PlannerOutput] | None:
+        planned = next((c for c in self.calls if c.name == "agents.plan_outreach" and c.result is not None), None)
+        return (planned.finished_at or planned.scheduled_at, planned.result) if planned else None
+
+    @property
+    def ledger_entries(self) -> list[LedgerEntry]:
+        return [e for c in self.calls if c.name == "ledger.append" for e in c.input.entries]
+
+
+def _decode(payloads: Payloads, kind: type[Any]) -> Any:
+    values = DATA_CONVERTER.payload_converter.from_payloads(list(payloads.payloads), [kind])
+    return values[0] if values else None
+
+
+def read_run(history: WorkflowHistory) -> RunRecord:
+    """Decode a history into a RunRecord; ValueError if it is not a MemberOutreachWorkflow history."""
+    events = list(history.events)
+    first = events[0]
+    if first.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+        raise ValueError("the history does not start with WorkflowExecutionStarted")
+    started = first.workflow_execution_started_event_attributes
+    record = RunRecord(workflow_id=history.workflow_id, started_at=first.event_time.ToDatetime(tzinfo=UTC),
+                       input=_decode(started.input, OutreachInput))
+    scheduled: dict[int, ActivityCall] = {}
+    updates: dict[str, DecisionEvent] = {}
+    for event in events[1:]:
+        at = event.event_time.ToDatetime(tzinfo=UTC)
+        kind = event.event_type
+        if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attrs = event.activity_task_scheduled_event_attributes
+            name = attrs.activity_type.name
+            input_type = ACTIVITY_TYPES.get(name, (dict, dict))[0]
+            call = ActivityCall(name=name, scheduled_at=at, input=_decode(attrs.input, input_type))
+            scheduled[event.event_id] = call
+            record.calls.append(call)
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            attrs = event.activity_task_completed_event_attributes
+            call = scheduled[attrs.scheduled_event_id]
+            call.finished_at = at
+            call.result = _decode(attrs.result, ACTIVITY_TYPES.get(call.name, (dict, dict))[1])
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
+            attrs = event.activity_task_failed_event_attributes
+            call = scheduled[attrs.scheduled_event_id]
+            call.finished_at, call.failure = at, attrs.failure.message
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+            attrs = event.workflow_execution_update_accepted_event_attributes
+            request = attrs.accepted_request
+            decision = _decode(request.input.args, ApprovalDecision)
+            updates[attrs.protocol_instance_id] = DecisionEvent(at=at, decision=decision)
+            record.decisions.append(updates[attrs.protocol_instance_id])
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED:
+            attrs = event.workflow_execution_update_completed_event_attributes
+            found = updates.get(attrs.meta.update_id) or next(
+                (d for d in record.decisions if d.result is None), None)
+            if found is not None and attrs.outcome.HasField("success"):
+                found.result = _decode(attrs.outcome.success, DecisionResult)
+        elif kind == EventType.EVENT_TYPE_TIMER_STARTED:
+            attrs = event.timer_started_event_attributes
+            record.timers.append((at, attrs.start_to_fire_timeout.ToTimedelta().total_seconds()))
+        elif kind == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+            if "CareloomStatus" in fields:
+                record.status_changes.append((at, _decode(Payloads(payloads=[fields["CareloomStatus"]]), str)))
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+            record.closed_at, record.closed_as = at, "completed"
+            record.result = _decode(event.workflow_execution_completed_event_attributes.result, OutreachResult)
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+            record.closed_at, record.closed_as = at, "failed"
+            record.failure = event.workflow_execution_failed_event_attributes.failure.message
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
+            record.closed_at, record.closed_as = at, "terminated"
+            record.failure = event.workflow_execution_terminated_event_attributes.reason
+    return record

@@ -1,0 +1,120 @@
+"""Replay histories against the current workflow code, in parallel worker processes.
+
+Each history is ``ok``, ``nondeterministic`` (with the first diverging event
+and a hint) or ``error``. Replays use the project's data converter and sandbox,
+exactly like the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
+from temporalio.workflow import NondeterminismError
+
+from history.files import HistoryFileError, load_history
+
+__all__ = ["ReplayOutcome", "replay_files", "replay_histories"]
+
+HINT = ("the workflow code changed in a way that changes its commands for this history: gate the change with "
+        "workflow.patched() (docs/runbook.md, 'Changing workflow code safely') or let old runs finish first")
+
+
+class ReplayOutcome(BaseModel):
+    source: str = ""
+    workflow_id: str
+    status: Literal["ok", "nondeterministic", "error"]
+    detail: str | None = None
+    first_diverging_event: int | None = None
+    hint: str | None = None
+
+
+def _event_id(message: str) -> int | None:
+    found = re.search(r"event(?:_id| id)?[ =:#]*(\d+)", message, re.IGNORECASE)
+    return int(found.group(1)) if found else None
+
+
+async def replay_histories(histories: list[tuple[str, WorkflowHistory]], *, sandbox: bool = False
+                           ) -> list[ReplayOutcome]:
+    """Replay (source, history) pairs through one replayer in this process; one outcome each, in order.
+
+    Without ``sandbox`` the unsandboxed runner is used: replay checks that the
+    code produces the same commands, which the sandbox does not change, and it
+    is about five times faster (the worker always runs workflows sandboxed).
+    """
+    from runtime.temporal_client import DATA_CONVERTER
+    from worker import WORKFLOWS, workflow_runner
+
+    runner = workflow_runner() if sandbox else UnsandboxedWorkflowRunner()
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER, workflow_runner=runner,
+                        build_id="careloom-replay")
+
+    async def feed() -> AsyncIterator[WorkflowHistory]:
+        for _, history in histories:
+            yield history
+
+    outcomes: list[ReplayOutcome] = []
+    async with replayer.workflow_replay_iterator(feed()) as results:
+        async for (source, history), result in _zip_async(histories, results):
+            failure = result.replay_failure
+            if failure is None:
+                outcomes.append(ReplayOutcome(source=source, workflow_id=history.workflow_id, status="ok"))
+            elif isinstance(failure, NondeterminismError):
+                message = str(failure)
+                outcomes.append(ReplayOutcome(
+                    source=source, workflow_id=history.workflow_id, status="nondeterministic", detail=message,
+                    first_diverging_event=_event_id(message), hint=HINT))
+            else:
+                outcomes.append(ReplayOutcome(source=source, workflow_id=history.workflow_id, status="error",
+                                              detail=f"{type(failure).__name__}: {failure}"))
+    return outcomes
+
+
+async def _zip_async(items: list, results: AsyncIterator) -> AsyncIterator:  # noqa: ANN401
+    index = 0
+    async for result in results:
+        yield items[index], result
+        index += 1
+
+
+async def _replay_concurrently(loaded: list[tuple[str, WorkflowHistory]], sandbox: bool,
+                               streams: int = 4) -> list[ReplayOutcome]:
+    """Several replayers at once: each waits on the core between activations, so they overlap."""
+    chunks = [loaded[i::streams] for i in range(streams) if loaded[i::streams]]
+    return [o for batch in await asyncio.gather(*(replay_histories(c, sandbox=sandbox) for c in chunks))
+            for o in batch]
+
+
+def _replay_chunk(paths: list[str], sandbox: bool = False) -> list[dict]:
+    """Worker-process entry point: load and replay a chunk of files."""
+    loaded: list[tuple[str, WorkflowHistory]] = []
+    outcomes: list[ReplayOutcome] = []
+    for path in paths:
+        try:
+            item = load_history(Path(path))
+            loaded.append((path, item.history))
+        except HistoryFileError as err:
+            outcomes.append(ReplayOutcome(source=path, workflow_id=Path(path).stem, status="error", detail=str(err)))
+    if loaded:
+        outcomes.extend(asyncio.run(_replay_concurrently(loaded, sandbox)))
+    return [o.model_dump() for o in outcomes]
+
+
+def replay_files(paths: list[Path], *, processes: int = 2, sandbox: bool = False) -> list[ReplayOutcome]:
+    """Replay files across ``processes`` worker processes (1 = in this process); order follows ``paths``."""
+    names = [str(p) for p in paths]
+    if processes <= 1 or len(names) < 2:
+        return [ReplayOutcome(**o) for o in _replay_chunk(names, sandbox)]
+    chunks = [names[i::processes] for i in range(processes)]
+    with ProcessPoolExecutor(max_workers=processes) as pool:
+        results = [ReplayOutcome(**o) for chunk in pool.map(_replay_chunk, chunks, [sandbox] * len(chunks))
+                   for o in chunk]
+    order = {name: i for i, name in enumerate(names)}
+    return sorted(results, key=lambda o: order.get(o.source, 0))

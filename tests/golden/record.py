@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Re-record the golden histories in tests/golden/histories/ (when behaviour changes on purpose).
+
+    .venv/bin/python tests/golden/record.py
+
+Runs each scenario on a fresh embedded dev server with a real worker, then
+exports the closed run's history. Commit the new files together with the
+change that needed them (see docs/runbook.md, "Golden histories").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import shutil
+import socket
+import sys
+import tempfile
+import uuid
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from agents.approvals import ApprovalDecision  # noqa: E402
+from guardrails.policy import ApprovalRouting, GuardrailPolicy, QueueRule, SlaRule  # noqa: E402
+from history.files import write_history  # noqa: E402
+from runtime.logging import configure_logging  # noqa: E402
+from runtime.settings import Settings  # noqa: E402
+from runtime.temporal_client import connect  # noqa: E402
+from runtime.temporal_server import EmbeddedTemporalServer  # noqa: E402
+from store.records import SqliteCareRecordStore  # noqa: E402
+from tests.fhir_factory import make_member  # noqa: E402
+from tools.care_plan import DraftCarePlanArgs, GoalSpec  # noqa: E402
+from worker import build_worker  # noqa: E402
+from workflows.outreach import MemberOutreachWorkflow  # noqa: E402
+from workflows.outreach_client import decide, start_outreach  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "histories"
+OPEN = GuardrailPolicy(contact_window_start=time(0), contact_window_end=time.max)
+HIGH_RISK = {"los_days": 7, "codes": ("I50.9",), "ed_visits": 1}
+FAST = ApprovalRouting(queues={
+    "care-coordination": QueueRule(role="care_coordinator", sla=SlaRule(clock="calendar", duration=timedelta(seconds=2))),
+    "clinical-review": QueueRule(role="rn", sla=SlaRule(clock="calendar", duration=timedelta(seconds=2))),
+    "medical-review": QueueRule(role="md", sla=SlaRule(clock="calendar", duration=timedelta(seconds=2))),
+})
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _window_opening_soon() -> GuardrailPolicy:
+    local = datetime.now(UTC).astimezone(ZoneInfo("America/New_York"))
+    start = (local + timedelta(seconds=4)).time().replace(microsecond=0)
+    return OPEN.model_copy(update={"contact_window_start": start, "contact_window_end": time.max})
+
+
+async def _pending(handle):  # noqa: ANN001, ANN202
+    for _ in range(200):
+        status = await handle.query(MemberOutreachWorkflow.status)
+        if status.pending_approvals:
+            return status.pending_approvals[0]
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{handle.id} never asked for approval")
+
+
+async def main() -> None:
+    configure_logging("WARNING", "json")
+    state = Path(tempfile.mkdtemp(prefix="careloom-golden-"))
+    settings = Settings(state_dir=state, embedded_port=_port(), embedded_ui_port=_port(), embedded_ui=False,
+                        tool_attempts=1, _env_file=None)
+    store = SqliteCareRecordStore(settings.records_path)
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    async with EmbeddedTemporalServer(settings):
+        client = await connect(settings)
+        queue = f"golden-{uuid.uuid4().hex[:6]}"
+        async with build_worker(client, settings, store, task_queue=queue):
+            async def run(name: str, member, policy: GuardrailPolicy = OPEN, decision=None):  # noqa: ANN001, ANN202
+                handle, _ = await start_outreach(client, member_id=member.member_id, encounter_id=member.encounter_id,
+                                                 policy=policy, task_queue=queue, tool_attempts=1,
+                                                 initiated_by="golden-recorder")
+                if decision is not None:
+                    item = await _pending(handle)
+                    await decide(client, handle.id, decision(item))
+                await handle.result()
+                history = dataclasses.replace(await handle.fetch_history(), workflow_id=name)  # file name = scenario
+                print("recorded", write_history(OUT, history))
+
+            await run("auto-completed", make_member(store))
+            await run("approved", make_member(store, **HIGH_RISK), decision=lambda i: ApprovalDecision(
+                approval_id=i.approval_id, digest=i.digest, decision="approve", approver="rn.kim", role="rn"))
+            await run("edited", make_member(store, **HIGH_RISK), decision=lambda i: ApprovalDecision(
+                approval_id=i.approval_id, digest=i.digest, decision="edit", approver="rn.kim", role="rn",
+                arguments=DraftCarePlanArgs(title="Edited plan", goals=[GoalSpec(description="Visit in 5 days",
+                                                                                 due_in_days=5)])))
+            await run("rejected", make_member(store, **HIGH_RISK), decision=lambda i: ApprovalDecision(
+                approval_id=i.approval_id, digest=i.digest, decision="reject", approver="rn.kim", role="rn",
+                reason="active plan exists"))
+            await run("escalated", make_member(store, **HIGH_RISK), policy=OPEN.model_copy(update={"approvals": FAST}))
+            await run("deferred", make_member(store), policy=_window_opening_soon())
+            await run("ineligible", make_member(store, coverage_end="2001-12-31"))
+            await run("blocked", make_member(store, opted_out=True))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
