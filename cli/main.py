@@ -12,6 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from cli import admin
 from cli import approvals as approvals_cli
+from cli import history as history_cli
 from cli import demo as demo_cli
 from cli.output import console, fail, print_json
 from runtime.errors import CareloomError
@@ -25,6 +26,7 @@ app.add_typer(outreach_app, name="outreach")
 app.add_typer(approvals_cli.app, name="approvals")
 app.add_typer(admin.users_app, name="users")
 app.add_typer(admin.ledger_app, name="ledger")
+app.add_typer(history_cli.app, name="history")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 

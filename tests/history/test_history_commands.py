@@ -1,0 +1,152 @@
+"""`careloom history export|replay|audit|what-if` on real histories from the dev server, and on bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from agents.approvals import ApprovalDecision
+from history.audit import audit
+from history.events import read_run
+from history.files import load_history
+from history.what_if import what_if
+from guardrails.policy import GuardrailPolicy
+from store.ledger import DecisionLedger
+from tests.conftest import OPEN_WINDOW, StartRun, wait_for_status
+from tests.fhir_factory import make_member
+from workflows.outreach_client import decide
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = ROOT / "tests" / "golden" / "histories"
+
+
+def careloom(env: WorkflowEnvironment, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOM_", "TEMPORAL_"))}
+    environ.update({"TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+                    "CARELOOM_STATE_DIR": str(state), "CARELOOM_LOG_LEVEL": "WARNING"})
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=environ, capture_output=True,
+                          text=True, timeout=180)
+
+
+@pytest.mark.slow
+async def test_export_replay_and_audit_a_live_run(
+    env: WorkflowEnvironment, start_run: StartRun, store, client, settings, tmp_path: Path
+) -> None:
+    """A run approved by an RN is exported, replays ok, and its audit shows tools, proposals, verdicts,
+    the approval with approver and digest, and the outcome; the ledger agrees with the history."""
+    handle = await start_run(make_member(store, los_days=7, codes=("I50.9",), ed_visits=1))
+    [item] = (await wait_for_status(handle, lambda s: len(s.pending_approvals) == 1)).pending_approvals
+    await decide(client, handle.id, ApprovalDecision(approval_id=item.approval_id, digest=item.digest,
+                                                     decision="approve", approver="rn.kim", role="rn"))
+    await handle.result()
+    out = tmp_path / "export"
+
+    exported = careloom(env, settings.state_dir, "history", "export", "--out", str(out), "-w", handle.id,
+                        "-w", "outreach-no-such-run")
+    assert 1 == exported.returncode
+    assert "outreach-no-such-run: cannot export" in exported.stderr
+    assert [f"{handle.id}.json"] == [p.name for p in out.iterdir()]
+
+    replayed = careloom(env, settings.state_dir, "history", "replay", str(out), "--json")
+    assert (0, ["ok"]) == (replayed.returncode, [o["status"] for o in json.loads(replayed.stdout)])
+
+    report = audit(read_run(load_history(out / f"{handle.id}.json").history), DecisionLedger(settings.records_path))
+    kinds = {e.kind for e in report.entries}
+    assert {"trigger", "tool", "proposal", "verdict", "approval", "decision", "outcome"} <= kinds
+    decision = next(e for e in report.entries if e.kind == "decision")
+    assert f"approve by rn.kim (rn), digest {item.digest[:12]}" in decision.summary
+    assert (True, []) == (report.ledger_checked, report.ledger_mismatches)
+
+    live = careloom(env, settings.state_dir, "history", "audit", handle.id, "--json")
+    assert 0 == live.returncode, live.stderr
+    assert "completed" == json.loads(live.stdout)["outcome"]
+
+
+def test_audit_reports_ledger_entries_missing_from_the_database(tmp_path: Path) -> None:
+    """Cross-checked against an empty ledger, every approval event of the history is reported missing."""
+    record = read_run(load_history(GOLDEN / "approved.json").history)
+    report = audit(record, DecisionLedger(tmp_path / "empty.db"))
+    assert 2 == len(report.ledger_mismatches)
+    assert all("not in the ledger" in m for m in report.ledger_mismatches)
+
+
+def test_audit_of_an_exported_file_needs_no_database(tmp_path: Path) -> None:
+    """The audit command reads an exported file with no server and no database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOM_", "TEMPORAL_"))}
+    env["CARELOOM_STATE_DIR"] = str(tmp_path / "none")
+    result = subprocess.run([sys.executable, "-m", "cli.main", "history", "audit", str(GOLDEN / "escalated.json")],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert 0 == result.returncode, result.stderr
+    assert "expired by system" in result.stdout
+    assert "escalation chain exhausted" in result.stdout
+
+
+def test_what_if_counts_routing_changes_and_flags_lost_human_review() -> None:
+    """Raising the LACE cut-off removes clinician review from high-risk care plans, and says so."""
+    records = [read_run(load_history(p).history) for p in sorted(GOLDEN.glob("*.json"))]
+    report = what_if(records, OPEN_WINDOW.model_copy(update={"high_risk_lace": 15}))
+    lost = {(c.workflow_id, c.action_id) for c in report.human_removed}
+    assert {("approved", "a3-care-plan"), ("edited", "a3-care-plan"), ("rejected", "a3-care-plan"),
+            ("escalated", "a3-care-plan")} == lost
+    assert (0, 4) == (report.approvals_added, report.approvals_removed)
+    assert report.automation_after > report.automation_before
+
+    stricter = what_if(records, OPEN_WINDOW.model_copy(update={"min_confidence": 0.999}))
+    assert stricter.approvals_added > 0 and [] == stricter.human_removed
+    assert 1 == stricter.runs_stopped_before == stricter.runs_stopped_after  # the ineligible case
+
+
+def test_bad_files_are_named_and_the_others_still_processed(tmp_path: Path) -> None:
+    """Corrupt, truncated and foreign histories are errors naming the file; good files still replay ok."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(GOLDEN / "auto-completed.json", folder / "good.json")
+    (folder / "corrupt.json").write_text("{not json")
+    text = (GOLDEN / "blocked.json").read_text()
+    (folder / "truncated.json").write_text(text[: len(text) // 2])
+    foreign = json.loads((GOLDEN / "blocked.json").read_text())
+    foreign["events"][0]["workflowExecutionStartedEventAttributes"]["workflowType"]["name"] = "BillingWorkflow"
+    (folder / "foreign.json").write_text(json.dumps(foreign))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOM_", "TEMPORAL_"))}
+    env["CARELOOM_STATE_DIR"] = str(tmp_path / "state")
+
+    result = subprocess.run([sys.executable, "-m", "cli.main", "history", "replay", str(folder), "--json"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    assert 1 == result.returncode
+    outcomes = {Path(o["source"]).name: o for o in json.loads(result.stdout)}
+    assert "ok" == outcomes["good.json"]["status"]
+    assert "not valid JSON" in outcomes["corrupt.json"]["detail"]
+    assert "not valid JSON" in outcomes["truncated.json"]["detail"]
+    assert "a BillingWorkflow history, not MemberOutreachWorkflow" in outcomes["foreign.json"]["detail"]
+    assert str(folder / "foreign.json") in outcomes["foreign.json"]["detail"]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nothing = subprocess.run([sys.executable, "-m", "cli.main", "history", "replay", str(empty)], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert 2 == nothing.returncode
+    assert "no *.json history files" in nothing.stderr
+
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"high_risk_lace": 12, "approval_sla": 3}))
+    refused = subprocess.run([sys.executable, "-m", "cli.main", "history", "what-if", "--policy", str(policy),
+                              str(GOLDEN)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert 2 == refused.returncode
+    assert f"{policy}: invalid policy at approval_sla: Extra inputs are not permitted" in refused.stderr
+
+
+def test_a_policy_file_round_trips(tmp_path: Path) -> None:
+    """A policy written as JSON loads back identical (same policy id)."""
+    from history.what_if import load_policy
+
+    path = tmp_path / "p.json"
+    path.write_text(GuardrailPolicy(high_risk_lace=12).model_dump_json())
+    assert GuardrailPolicy(high_risk_lace=12).policy_id == load_policy(path).policy_id
