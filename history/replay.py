@@ -8,6 +8,7 @@ exactly like the worker.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import re
 from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
@@ -113,7 +114,8 @@ def replay_files(paths: list[Path], *, processes: int = 2, sandbox: bool = False
     if processes <= 1 or len(names) < 2:
         return [ReplayOutcome(**o) for o in _replay_chunk(names, sandbox)]
     chunks = [names[i::processes] for i in range(processes)]
-    with ProcessPoolExecutor(max_workers=processes) as pool:
+    # spawn, not fork: a forked child inherits a Temporal runtime it may not use (PID check in the SDK).
+    with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn")) as pool:
         results = [ReplayOutcome(**o) for chunk in pool.map(_replay_chunk, chunks, [sandbox] * len(chunks))
                    for o in chunk]
     order = {name: i for i, name in enumerate(names)}

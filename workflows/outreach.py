@@ -153,7 +153,7 @@ class MemberOutreachWorkflow:
 
     @workflow.run
     async def run(self, data: OutreachInput) -> OutreachResult:
-        graph = build_outreach_graph(self)
+        graph = build_outreach_graph()
         state = self._state
         while True:
             state = await self._step(graph, state)
@@ -173,8 +173,8 @@ class MemberOutreachWorkflow:
         try:
             # Closing the stream inside the workflow loop: Temporal's loop installs no
             # async-generator finalizer, so an unclosed generator would be finalized by GC.
-            async with aclosing(graph.astream(state, config={"recursion_limit": _GRAPH_STEP_LIMIT},
-                                              stream_mode="values")) as stream:
+            config = {"recursion_limit": _GRAPH_STEP_LIMIT, "configurable": {"runtime": self}}
+            async with aclosing(graph.astream(state, config=config, stream_mode="values")) as stream:
                 async for final in stream:
                     pass
         except ToolFailure as failure:
