@@ -231,7 +231,7 @@ async def test_outreach_outside_tcpa_hours_is_deferred_not_sent_and_not_sent_to_
     start_run: StartRun, store
 ) -> None:
     """Outside the contact window the SMS waits on a durable timer; only afterwards is approval asked."""
-    policy = window_opening_in(6)
+    policy = window_opening_in(15)  # generous: the run must reach its guard before the window opens, even on a loaded CI machine
     member = make_member(store)
     handle = await start_run(member, policy=policy)
     status = await wait_for_status(handle, lambda s: {a.action_id: a.status for a in s.actions}.get(
