@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payloads
 from pydantic import BaseModel, Field, ValidationError
 from temporalio.client import Client
 
@@ -24,8 +26,9 @@ from api.auth import make_verifier
 from api.identity import AuthError, Identity, TokenVerifier, bearer_token
 from api.preview import preview_resources
 from guardrails.policy import Role
+from runtime.codec import PayloadKeyError
 from runtime.settings import Settings
-from runtime.temporal_client import connect
+from runtime.temporal_client import codec_for, connect
 from workflows.outreach import MemberOutreachWorkflow, OutreachStatus
 from workflows.outreach_client import (
     BulkItem,
@@ -140,6 +143,30 @@ def create_app(settings: Settings, *, client: Client | None = None, verifier: To
                                     approver=who.user_id, role=who.role, reason=body.reason)
         ok = sum(r.ok for r in results)
         return BulkResponse(decided=ok, failed=len(results) - ok, results=results)
+
+    @app.post("/codec/decode", include_in_schema=False)
+    async def codec_decode(request: Request, who: Who) -> JSONResponse:
+        """Temporal Web UI codec endpoint (`--ui-codec-endpoint`): decrypts payloads for signed-in users only."""
+        return await _codec(request, encode=False)
+
+    @app.post("/codec/encode", include_in_schema=False)
+    async def codec_encode(request: Request, who: Who) -> JSONResponse:
+        return await _codec(request, encode=True)
+
+    async def _codec(request: Request, *, encode: bool) -> JSONResponse:
+        codec = codec_for(request.app.state.settings)
+        payloads = Payloads()
+        try:
+            json_format.Parse(await request.body(), payloads)
+        except json_format.ParseError as err:
+            raise HTTPException(status_code=422, detail=f"body must be {{'payloads': [...]}}: {err}") from None
+        if codec is None:
+            return JSONResponse(json_format.MessageToDict(payloads))
+        try:
+            out = await (codec.encode(payloads.payloads) if encode else codec.decode(payloads.payloads))
+        except PayloadKeyError as err:
+            raise HTTPException(status_code=422, detail=str(err)) from None
+        return JSONResponse(json_format.MessageToDict(Payloads(payloads=out)))
 
     @app.get("/api/runs/{workflow_id}")
     async def run_status(workflow_id: str, who: Who, client_: Temporal) -> OutreachStatus:

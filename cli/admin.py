@@ -103,3 +103,14 @@ def show(workflow: Annotated[str | None, typer.Option(help="Only this workflow i
         console.print(f"{e.at.isoformat()} {e.workflow_id} {e.approval_id} {e.event} by {e.actor}"
                       f"{f' ({e.role})' if e.role else ''} digest={e.digest[:12]} {e.reason or ''}",
                       soft_wrap=True, highlight=False)
+
+
+keys_app = typer.Typer(help="Payload encryption keys.", no_args_is_help=True)
+
+
+@keys_app.command("generate")
+def generate(key_id: Annotated[str, typer.Argument(help="A name for the key, e.g. 2026-11.")]) -> None:
+    """Print a new AES-256 key as KEY_ID=BASE64 for CARELOOM_PAYLOAD_KEYS (put it first to make it active)."""
+    from runtime.codec import generate_key
+
+    console.print(f"{key_id}={generate_key()}", soft_wrap=True, highlight=False)

@@ -152,8 +152,16 @@ def audit(
         except RPCError as err:
             fail(f"no run {target!r} ({err.message}); pass a workflow id or an exported .json file", code=2)
             return
+    from runtime.codec import PayloadKeyError
+    from runtime.temporal_client import codec_for
+
     store_path = cfg.records_path
-    report = build(read_run(history), DecisionLedger(store_path) if ledger and store_path.exists() else None)
+    try:
+        record = read_run(history, codec_for(cfg))
+    except PayloadKeyError as err:
+        fail(f"{target}: {err}", code=2)
+        return
+    report = build(record, DecisionLedger(store_path) if ledger and store_path.exists() else None)
     if as_json:
         print_json(report)
     else:
@@ -188,11 +196,15 @@ def what_if(
     except HistoryFileError as err:
         fail(str(err), code=2)
         return
+    from runtime.codec import PayloadKeyError
+    from runtime.temporal_client import codec_for
+
+    codec = codec_for(_settings())
     records = []
     for path in files:
         try:
-            records.append(read_run(load_history(path).history))
-        except (HistoryFileError, ValueError) as err:
+            records.append(read_run(load_history(path).history, codec))
+        except (HistoryFileError, ValueError, PayloadKeyError) as err:
             err_console.print(f"[yellow]skipped {err}[/]", soft_wrap=True)
     report = evaluate(records, candidate)
     if as_json:

@@ -27,6 +27,7 @@ app.add_typer(approvals_cli.app, name="approvals")
 app.add_typer(admin.users_app, name="users")
 app.add_typer(admin.ledger_app, name="ledger")
 app.add_typer(history_cli.app, name="history")
+app.add_typer(admin.keys_app, name="keys")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 

@@ -6,6 +6,7 @@ models the workflow used, so audit and what-if see exactly what ran.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from temporalio.client import WorkflowHistory
 from agents.approvals import ApprovalDecision, DecisionResult
 from agents.facts import RunFacts
 from agents.planner import PlannerInput, PlannerOutput
+from runtime.codec import PayloadEncryptionCodec
 from runtime.temporal_client import DATA_CONVERTER
 from store.ledger import LedgerAppend, LedgerEntry
 from tools.care_plan import DraftCarePlanInput
@@ -105,13 +107,31 @@ class RunRecord:
         return [e for c in self.calls if c.name == "ledger.append" for e in c.input.entries]
 
 
+_CODEC: ContextVar[PayloadEncryptionCodec | None] = ContextVar("history_codec", default=None)
+
+
 def _decode(payloads: Payloads, kind: type[Any]) -> Any:
-    values = DATA_CONVERTER.payload_converter.from_payloads(list(payloads.payloads), [kind])
+    raw = list(payloads.payloads)
+    codec = _CODEC.get()
+    if codec is not None:
+        raw = codec.decode_sync(raw)
+    values = DATA_CONVERTER.payload_converter.from_payloads(raw, [kind])
     return values[0] if values else None
 
 
-def read_run(history: WorkflowHistory) -> RunRecord:
-    """Decode a history into a RunRecord; ValueError if it is not a MemberOutreachWorkflow history."""
+def read_run(history: WorkflowHistory, codec: PayloadEncryptionCodec | None = None) -> RunRecord:
+    """Decode a history into a RunRecord; ValueError if it is not a MemberOutreachWorkflow history.
+
+    ``codec`` decrypts histories written with payload encryption (PayloadKeyError without the key).
+    """
+    token = _CODEC.set(codec)
+    try:
+        return _read_run(history)
+    finally:
+        _CODEC.reset(token)
+
+
+def _read_run(history: WorkflowHistory) -> RunRecord:
     events = list(history.events)
     first = events[0]
     if first.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:

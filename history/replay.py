@@ -50,11 +50,13 @@ async def replay_histories(histories: list[tuple[str, WorkflowHistory]], *, sand
     code produces the same commands, which the sandbox does not change, and it
     is about five times faster (the worker always runs workflows sandboxed).
     """
-    from runtime.temporal_client import DATA_CONVERTER
+    from runtime.settings import Settings
+    from runtime.temporal_client import data_converter
     from worker import WORKFLOWS, workflow_runner
 
     runner = workflow_runner() if sandbox else UnsandboxedWorkflowRunner()
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER, workflow_runner=runner,
+    # The same converter as the worker: with payload keys configured, encrypted histories decrypt.
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=data_converter(Settings()), workflow_runner=runner,
                         build_id="careloom-replay")
 
     async def feed() -> AsyncIterator[WorkflowHistory]:

@@ -8,12 +8,44 @@ birth, addresses or clinical text.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import TextIO
 
 import structlog
 
-__all__ = ["configure_logging"]
+__all__ = ["configure_logging", "redact_phi"]
+
+REDACTED = "[REDACTED]"
+# Fields that hold PHI whatever their value (45 CFR 164.514(b) identifiers careloom handles).
+_PHI_KEYS = frozenset({
+    "name", "given", "family", "full_name", "member_name", "birthdate", "birth_date", "dob", "address", "line",
+    "city", "postalcode", "postal_code", "zip", "phone", "telecom", "email", "mrn", "ssn", "contact",
+    "message", "content", "payload", "contentstring", "note", "text",
+})
+_PATTERNS = (
+    re.compile(r"\(?\b\d{3}\)?[ .-]?\d{3}[ .-]\d{4}\b"),            # phone numbers
+    re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b"),                      # email addresses
+    re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),                              # SSNs
+    re.compile(r"\b(?:MRN|mrn)[:# ]*[A-Za-z0-9-]+\b"),                  # MRNs written out
+)
+
+
+def _scrub(value: object) -> object:
+    if isinstance(value, str):
+        for pattern in _PATTERNS:
+            value = pattern.sub(REDACTED, value)
+        return value
+    if isinstance(value, dict):
+        return {k: REDACTED if str(k).lower() in _PHI_KEYS else _scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def redact_phi(_logger: object, _method: str, event_dict: dict) -> dict:
+    """structlog processor: drop PHI fields and mask phone, email, SSN and MRN patterns in every value."""
+    return {k: REDACTED if k.lower() in _PHI_KEYS and k != "event" else _scrub(v) for k, v in event_dict.items()}
 
 
 def configure_logging(level: str = "INFO", fmt: str = "auto", *, stream: TextIO | None = None) -> None:
@@ -32,8 +64,10 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", *, stream: TextIO 
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    # Redaction runs last before rendering, on structlog and stdlib (Temporal's) records alike.
+    foreign = [*shared, structlog.stdlib.ExtraAdder(), redact_phi]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[*shared, redact_phi, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         cache_logger_on_first_use=True,
@@ -41,7 +75,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", *, stream: TextIO 
     handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+            foreign_pre_chain=foreign,
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )

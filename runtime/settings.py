@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
 
+    # --- PHI protection ---------------------------------------------------------------
+    payload_keys: SecretStr | None = Field(
+        default=None, description="AES-256 payload encryption keys 'kid=BASE64,old=BASE64'; the first encrypts, "
+        "all decrypt. Unset: payloads are not encrypted (development only).")
+
     # --- logging ----------------------------------------------------------------
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -140,6 +145,11 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "CARELOOM_PSEUDONYM_SALT still has its development placeholder; "
                     "set a secret value in production"
+                )
+            if self.payload_keys is None:
+                raise ValueError(
+                    "CARELOOM_ENVIRONMENT=production needs CARELOOM_PAYLOAD_KEYS: histories must not hold "
+                    "plaintext PHI; make a key with `careloom keys generate`"
                 )
             if self.temporal_address is None:
                 raise ValueError(

@@ -6,16 +6,35 @@ pydantic models survive every hop.
 
 from __future__ import annotations
 
+import dataclasses
+
 from temporalio.client import Client
+from temporalio.converter import DataConverter
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import TLSConfig
 
+from runtime.codec import PayloadEncryptionCodec, parse_keys
 from runtime.errors import ConfigurationError
 from runtime.settings import Settings
 
-__all__ = ["DATA_CONVERTER", "connect", "tls_config"]
+__all__ = ["DATA_CONVERTER", "codec_for", "connect", "data_converter", "tls_config"]
 
 DATA_CONVERTER = pydantic_data_converter
+"""The converter without encryption (development default, tests)."""
+
+
+def codec_for(settings: Settings) -> PayloadEncryptionCodec | None:
+    """The payload encryption codec for the configured keys, or None without keys."""
+    if settings.payload_keys is None:
+        return None
+    keys, active = parse_keys(settings.payload_keys.get_secret_value())
+    return PayloadEncryptionCodec(keys, active)
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """The pydantic converter, wrapped with the AES-256-GCM codec when payload keys are configured."""
+    codec = codec_for(settings)
+    return DATA_CONVERTER if codec is None else dataclasses.replace(DATA_CONVERTER, payload_codec=codec)
 
 
 def tls_config(settings: Settings) -> TLSConfig | bool:
@@ -39,7 +58,7 @@ async def connect(settings: Settings, *, target_host: str | None = None) -> Clie
             namespace=settings.temporal_namespace,
             api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
             tls=tls_config(settings),
-            data_converter=DATA_CONVERTER,
+            data_converter=data_converter(settings),
         )
     except RuntimeError as err:
         raise ConfigurationError(

@@ -116,3 +116,32 @@ async def test_listing_filters_by_role_and_queue(
     assert sorted(deadlines) == deadlines
     bad = await http.get("/api/approvals", params={"role": "janitor"}, headers=auth(approvers["rn.kim"]))
     assert 422 == bad.status_code
+
+
+async def test_codec_endpoint_decodes_for_signed_in_users_only(settings, client, approvers) -> None:
+    """The Web UI codec endpoint decrypts payloads for an authenticated user and refuses everyone else."""
+    import base64
+    import socket
+
+    from google.protobuf import json_format
+    from pydantic import SecretStr
+    from temporalio.api.common.v1 import Payload, Payloads
+
+    from cli.demo import api_server
+    from runtime.codec import PayloadEncryptionCodec, generate_key, parse_keys
+
+    spec = f"k1={generate_key()}"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    served = settings.model_copy(update={"api_port": port, "payload_keys": SecretStr(spec)})
+    sealed = await PayloadEncryptionCodec(*parse_keys(spec)).encode(
+        [Payload(metadata={"encoding": b"json/plain"}, data=b'"hello"')])
+    body = json_format.MessageToDict(Payloads(payloads=sealed))
+    async with api_server(served, client) as url, httpx.AsyncClient(base_url=url) as http:
+        refused = await http.post("/codec/decode", json=body)
+        decoded = await http.post("/codec/decode", json=body, headers=auth(approvers["rn.kim"]))
+    assert 401 == refused.status_code
+    assert 200 == decoded.status_code
+    [payload] = decoded.json()["payloads"]
+    assert b'"hello"' == base64.b64decode(payload["data"])

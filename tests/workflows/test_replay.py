@@ -21,6 +21,8 @@ async def test_all_recorded_histories_replay_deterministically(start_run: StartR
 
     async def histories() -> AsyncIterator[WorkflowHistory]:
         async for execution in client.list_workflows('WorkflowType = "MemberOutreachWorkflow"'):
+            if execution.task_queue.startswith("codec-"):
+                continue  # encrypted with a key only tests/runtime/test_codec.py held
             replayed.append(execution.id)
             yield await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
 

@@ -1,0 +1,35 @@
+"""Logs carry no PHI: PHI fields are dropped and phone, email, SSN and MRN patterns are masked."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import structlog
+
+from runtime.logging import REDACTED, configure_logging, redact_phi
+
+
+def test_redact_phi_drops_fields_and_masks_patterns() -> None:
+    """Names and birth dates are removed; a phone number inside free text is masked; ids stay."""
+    event = redact_phi(None, "info", {
+        "event": "tool.lookup_member", "workflow_id": "outreach-pt-1-enc-2", "name": "Zoey Barnes",
+        "birthDate": "1980-03-21", "detail": "call (508) 893-9510 or zoey@example.org, MRN POP-000209",
+        "nested": {"telecom": "(508) 893-9510", "count": 2},
+    })
+    assert {"event": "tool.lookup_member", "workflow_id": "outreach-pt-1-enc-2", "name": REDACTED,
+            "birthDate": REDACTED, "detail": f"call {REDACTED} or {REDACTED}, {REDACTED}",
+            "nested": {"telecom": REDACTED, "count": 2}} == event
+
+
+def test_configured_logging_redacts_structlog_and_stdlib_records() -> None:
+    """Both structlog events and stdlib records (Temporal's own logs) go through the redaction."""
+    out = io.StringIO()
+    configure_logging("INFO", "json", stream=out)
+    structlog.get_logger("t").info("member contacted", phone="(508) 555-0100", member="mbr-abc")
+    logging.getLogger("temporalio.test").warning("activity failed for 508-555-0100")
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [REDACTED, "mbr-abc"] == [lines[0]["phone"], lines[0]["member"]]
+    assert f"activity failed for {REDACTED}" == lines[1]["event"]
+    assert "555-0100" not in out.getvalue()
