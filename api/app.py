@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
@@ -86,6 +87,10 @@ def create_app(settings: Settings, *, client: Client | None = None, verifier: To
                   description="Supervisor approvals for careloom outreach runs.")
     app.state.settings = settings
     app.state.verifier = verifier or make_verifier(settings)
+    # The embedded Temporal Web UI (another port, same site) calls /codec with the inbox session cookie.
+    app.add_middleware(CORSMiddleware, allow_origins=[f"http://127.0.0.1:{settings.embedded_ui_port}",
+                                                      f"http://localhost:{settings.embedded_ui_port}"],
+                       allow_credentials=True, allow_methods=["POST"], allow_headers=["*"])
 
     @app.exception_handler(DecisionRejected)
     async def _refused(request: Request, exc: DecisionRejected) -> JSONResponse:

@@ -79,6 +79,9 @@ class EmbeddedTemporalServer:
         ]
         if s.embedded_ui:
             cmd += ["--ui-port", str(s.embedded_ui_port), "--ui-disable-news-fetch"]
+            if s.payload_keys is not None:
+                # The Web UI asks careloom's API to decrypt payloads, for users signed in to the inbox.
+                cmd += ["--ui-codec-endpoint", f"http://{s.api_host}:{s.api_port}/codec"]
         else:
             cmd += ["--headless"]
         return cmd
