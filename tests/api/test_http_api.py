@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -110,6 +112,7 @@ async def test_listing_filters_by_role_and_queue(
                                headers=auth(approvers["rn.kim"]))).json()
         if any(i["workflow_id"] == handle.id for i in page["items"]):
             break
+        await asyncio.sleep(0.3)  # visibility is eventually consistent
     assert any(i["workflow_id"] == handle.id for i in page["items"])
     assert {"clinical-review"} == {i["queue"] for i in page["items"]}
     deadlines = [i["sla_deadline"] for i in page["items"]]
