@@ -125,7 +125,7 @@ async def plan(state: OutreachState, config: RunnableConfig) -> dict[str, Any]:
     rt.publish(state, "planning")
     facts = _facts(state)
     out = await rt.plan(PlannerInput(workflow_id=state.request.workflow_id, facts=facts,
-                                     policy=state.request.policy))
+                                     high_risk_lace=state.request.policy.high_risk_lace))
     seen: set[str] = set()
     records = []
     for proposal in out.proposals:

@@ -100,7 +100,7 @@ class OfflinePlanner:
         return PlannerOutput(planner=NAME, proposals=self.propose(data))
 
     def propose(self, data: PlannerInput) -> list[ProposedAction]:
-        facts, policy = data.facts, data.policy
+        facts = data.facts
         evidence = _evidence(facts)
         member = facts.member
         due = facts.tcm_contact_due
@@ -118,7 +118,7 @@ class OfflinePlanner:
                           "by a clinician.",
                 evidence=[*evidence, "deceased=true"], confidence=_confidence(signals), signals=signals,
             )]
-        high_risk = facts.risk.status != "scored" or (facts.lace or 0) >= policy.high_risk_lace
+        high_risk = facts.risk.status != "scored" or (facts.lace or 0) >= data.high_risk_lace
         proposals: list[ProposedAction] = []
         channel = member.preferred_channel
         task_signals = _signals(facts, needs_contact=False)

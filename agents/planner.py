@@ -7,14 +7,13 @@ it through one activity, ``agents.plan_outreach``.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from temporalio import activity
 
 from agents.actions import ProposedAction
 from agents.facts import RunFacts
-from guardrails.policy import GuardrailPolicy
 
 __all__ = ["PLAN_ACTIVITY", "Planner", "PlannerActivity", "PlannerInput", "PlannerOutput"]
 
@@ -24,7 +23,17 @@ PLAN_ACTIVITY = "agents.plan_outreach"
 class PlannerInput(BaseModel):
     workflow_id: str
     facts: RunFacts
-    policy: GuardrailPolicy = Field(description="For deadlines only; planners never decide routing.")
+    high_risk_lace: int = Field(ge=0, le=19, description=(
+        "The policy's high-risk LACE cut-off, to size the plan; planners never decide routing. Only this, not "
+        "the whole policy, travels in the planner's input (history size)."))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_recorded_histories(cls, data: Any) -> Any:  # noqa: ANN401
+        # Histories recorded before this field carried the whole policy; read its cut-off from there.
+        if isinstance(data, dict) and "high_risk_lace" not in data and isinstance(data.get("policy"), dict):
+            return {**data, "high_risk_lace": data["policy"].get("high_risk_lace", 10)}
+        return data
 
 
 class PlannerOutput(BaseModel):

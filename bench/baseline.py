@@ -57,7 +57,7 @@ class BareOutreachBaseline:
         facts = RunFacts(member=member, clinical=clinical, eligibility=eligibility, risk=risk,
                          tcm_contact_due=stay.discharged_at)
         plan = await workflow.execute_activity("agents.plan_outreach",
-                                               PlannerInput(workflow_id=wid, facts=facts, policy=POLICY),
+                                               PlannerInput(workflow_id=wid, facts=facts, high_risk_lace=POLICY.high_risk_lace),
                                                result_type=PlannerOutput, **_OPTS)
         common = {"member_id": data.member_id, "encounter_id": data.encounter_id}
         for proposal in plan.proposals:
