@@ -22,7 +22,6 @@ from workflows.outreach_client import DecisionRejected, InboxFilter, decide, get
 __all__ = ["mount_web"]
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-_STATUS_FOR = {"not_found": 404, "conflict": 409, "forbidden": 403, "invalid": 422}
 
 
 def _due(value: datetime) -> str:
@@ -39,7 +38,10 @@ TEMPLATES.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, default=str)
 
 
 def mount_web(app: FastAPI, *, identity: Callable[[Request], Identity], temporal: Callable[[Request], Any]) -> None:
-    from api.app import SESSION_COOKIE, DecisionRequest, to_decision  # noqa: PLC0415 - avoid a cycle
+    from api.app import SESSION_COOKIE, STATUS_FOR, DecisionRequest, to_decision  # noqa: PLC0415 - avoid a cycle
+
+    # Queue names for the reassign form: computed once, not per page (the policy builds a holiday calendar).
+    queues = sorted(app.state.settings.guardrail_policy().approvals.queues)
 
     def who_or_login(request: Request) -> Identity | RedirectResponse:
         try:
@@ -103,7 +105,6 @@ def mount_web(app: FastAPI, *, identity: Callable[[Request], Identity], temporal
         except DecisionRejected as err:
             return TEMPLATES.TemplateResponse(request, "message.html", {"who": who, "message": str(err)},
                                               status_code=404)
-        queues = sorted(request.app.state.settings.guardrail_policy().approvals.queues)
         return TEMPLATES.TemplateResponse(request, "item.html", {
             "who": who, "item": item, "preview": preview_resources(item), "error": error, "queues": queues,
             "arguments_json": draft or item.arguments.model_dump_json(indent=2),
@@ -132,6 +133,6 @@ def mount_web(app: FastAPI, *, identity: Callable[[Request], Identity], temporal
                                       error=f"invalid {where}: {first['msg']}")
         except DecisionRejected as err:
             return await _render_item(request, who, workflow_id, approval_id, error=str(err), draft=arguments,
-                                      status_code=_STATUS_FOR.get(err.code, 422))
+                                      status_code=STATUS_FOR.get(err.code, 422))
         flash = f"{result.outcome}: {result.approval_id} ({workflow_id})"
         return RedirectResponse(f"/inbox?flash={quote(flash)}", status_code=303)

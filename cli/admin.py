@@ -25,43 +25,35 @@ def _directory():  # noqa: ANN202
     return UserDirectory(_settings().users_path)
 
 
+def _change_users(change):  # noqa: ANN001, ANN202
+    """Run one users-file change; a refused change exits 2 with the directory's message."""
+    from api.identity import UserDirectoryError
+
+    try:
+        return change(_directory())
+    except UserDirectoryError as err:
+        fail(str(err), code=2)
+
+
 @users_app.command("add")
 def add(user_id: str, role: Annotated[str, typer.Option(help="care_coordinator, rn or md")],
         name: Annotated[str | None, typer.Option(help="Display name.")] = None) -> None:
     """Add an approver; prints their API token once (only its hash is stored)."""
-    from api.identity import UserDirectoryError
-
-    try:
-        token = _directory().add_user(user_id, role, name)  # type: ignore[arg-type]
-    except UserDirectoryError as err:
-        fail(str(err), code=2)
-        return
+    token = _change_users(lambda d: d.add_user(user_id, role, name))
     console.print(f"{user_id} ({role}) added. API token (shown once): {token}", soft_wrap=True, highlight=False)
 
 
 @users_app.command("rotate")
 def rotate(user_id: str) -> None:
     """Issue a new token; the old one stops working."""
-    from api.identity import UserDirectoryError
-
-    try:
-        token = _directory().rotate_token(user_id)
-    except UserDirectoryError as err:
-        fail(str(err), code=2)
-        return
+    token = _change_users(lambda d: d.rotate_token(user_id))
     console.print(f"new API token for {user_id} (shown once): {token}", soft_wrap=True, highlight=False)
 
 
 @users_app.command("remove")
 def remove(user_id: str) -> None:
     """Remove an approver (their token stops working)."""
-    from api.identity import UserDirectoryError
-
-    try:
-        _directory().remove_user(user_id)
-    except UserDirectoryError as err:
-        fail(str(err), code=2)
-        return
+    _change_users(lambda d: d.remove_user(user_id))
     console.print(f"{user_id} removed")
 
 
