@@ -26,7 +26,7 @@ from store.records import SqliteCareRecordStore
 from tools.activities import CareTools
 from workflows.outreach import MemberOutreachWorkflow
 
-__all__ = ["WORKFLOWS", "build_worker", "main", "workflow_runner"]
+__all__ = ["WORKFLOWS", "build_worker", "main", "warm_up_workflows", "workflow_runner"]
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +47,22 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
+def warm_up_workflows() -> None:
+    """Build, in the calling thread, what workflow code would otherwise build on its first activation.
+
+    The agent graph is compiled once per process, and compiling reads node
+    source and parses it. Done inside a workflow thread on a cold machine this
+    can exceed Temporal's 2 s deadlock limit; the SDK then interrupts the thread
+    with an asynchronous exception, and one landing inside CPython 3.11.7's AST
+    constructor corrupts its recursion counter for the rest of the process
+    (python/cpython#106905). Compiling here, before any workflow runs, keeps
+    first activations as fast as later ones.
+    """
+    from agents.graph import build_outreach_graph
+
+    build_outreach_graph()
+
+
 def build_worker(
     client: Client,
     settings: Settings,
@@ -57,6 +73,7 @@ def build_worker(
     executor: ThreadPoolExecutor | None = None,
 ) -> Worker:
     """A worker with every careloom workflow and activity."""
+    warm_up_workflows()
     tools = CareTools(store, settings)
     planning = PlannerActivity(planner or OfflinePlanner())
     ledger = LedgerActivities(DecisionLedger(store.path))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -190,5 +193,28 @@ def parse_arguments(text: str) -> object:
     return None
 
 
+def main() -> None:
+    """The console entry point: run the command, then exit without interpreter teardown.
+
+    Temporal's Rust client keeps threads that can outlive the event loop; when
+    CPython finalizes while one of them holds a thread state, the process
+    aborts with "PyGILState_Release: thread state ... must be current" after
+    the command has already done its work (temporalio/sdk-python#300). Every
+    command's own work ends before ``app()`` returns, so output is flushed,
+    logging is shut down and the process leaves with the command's status.
+    """
+    try:
+        app()
+        code = 0
+    except SystemExit as exit_:
+        if isinstance(exit_.code, str):
+            sys.stderr.write(exit_.code + "\n")
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -52,7 +52,9 @@ async def replay_histories(histories: list[tuple[str, WorkflowHistory]], *, sand
     """
     from runtime.settings import Settings
     from runtime.temporal_client import data_converter
-    from worker import WORKFLOWS, workflow_runner
+    from worker import WORKFLOWS, warm_up_workflows, workflow_runner
+
+    warm_up_workflows()
 
     runner = workflow_runner() if sandbox else UnsandboxedWorkflowRunner()
     # The same converter as the worker: with payload keys configured, encrypted histories decrypt.
