@@ -50,7 +50,8 @@ async def main(runs: int, bulk: int) -> None:
             t0 = time.perf_counter()
             for m in members:
                 await start_outreach(client, member_id=m.member_id, encounter_id=m.encounter_id, policy=POLICY,
-                                     task_queue=queue, tool_attempts=1, initiated_by="bench")
+                                     task_queue=queue, tool_attempts=1, initiated_by="bench",
+                                     salt=settings.pseudonym_salt.get_secret_value())
             while True:  # until every run is parked and visible
                 page = await list_inbox(client, InboxFilter(), page_size=1)
                 if page.total_runs >= runs:

@@ -86,7 +86,8 @@ async def main(runs: int) -> None:
         async with worker, bare_worker:
             async def start_careloom():  # noqa: ANN202
                 return [(await start_outreach(client, member_id=m.member_id, encounter_id=m.encounter_id,
-                                              policy=POLICY, task_queue=queue, tool_attempts=1))[0]
+                                              policy=POLICY, task_queue=queue, tool_attempts=1,
+                                              salt=settings.pseudonym_salt.get_secret_value()))[0]
                         for m in careloom_members]
 
             async def start_bare():  # noqa: ANN202

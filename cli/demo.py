@@ -108,7 +108,8 @@ async def run_demo(settings: Settings, *, data: Path, since: str, until: str, ex
         for member_id, encounter_id in discharges(stack.store, since, until):
             handle, _ = await start_outreach(
                 stack.client, member_id=member_id, encounter_id=encounter_id, policy=policy,
-                task_queue=settings.task_queue, initiated_by=DEMO_USER, tool_attempts=settings.tool_attempts)
+                task_queue=settings.task_queue, initiated_by=DEMO_USER, tool_attempts=settings.tool_attempts,
+                salt=settings.pseudonym_salt.get_secret_value())
             workflow_ids.append(handle.id)
         statuses = await _wait_for(stack.client, workflow_ids)
         ordered = [statuses[w] for w in workflow_ids if w in statuses]

@@ -132,7 +132,8 @@ def outreach_start(
         client = await connect(cfg)
         handle, started = await start_outreach(
             client, member_id=member, encounter_id=encounter, policy=cfg.guardrail_policy(),
-            task_queue=cfg.task_queue, initiated_by=as_user, tool_attempts=cfg.tool_attempts)
+            task_queue=cfg.task_queue, initiated_by=as_user, tool_attempts=cfg.tool_attempts,
+            salt=cfg.pseudonym_salt.get_secret_value())
         if as_json:
             print_json({"workflow_id": handle.id, "started": started})
         else:
@@ -143,7 +144,7 @@ def outreach_start(
 
 @outreach_app.command("status")
 def outreach_status(
-    workflow_id: Annotated[str, typer.Argument(help="outreach-<member>-<encounter>")],
+    workflow_id: Annotated[str, typer.Argument(help="outreach-<member pseudonym>-<episode digest>")],
     as_json: JsonFlag = False,
 ) -> None:
     """Show a run's status, actions, verdicts and pending approvals."""

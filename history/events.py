@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio.api.common.v1 import Payloads
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.failure.v1 import Failure
 from temporalio.client import WorkflowHistory
 
 from agents.approvals import ApprovalDecision, DecisionResult
@@ -119,6 +120,14 @@ def _decode(payloads: Payloads, kind: type[Any]) -> Any:
     return values[0] if values else None
 
 
+def _message(failure: Failure) -> str:
+    """A failure's message; failures written with encoded attributes keep it in an (encrypted) payload."""
+    if failure.HasField("encoded_attributes"):
+        attributes = _decode(Payloads(payloads=[failure.encoded_attributes]), dict) or {}
+        return str(attributes.get("message", failure.message))
+    return failure.message
+
+
 def read_run(history: WorkflowHistory, codec: PayloadEncryptionCodec | None = None) -> RunRecord:
     """Decode a history into a RunRecord; ValueError if it is not a MemberOutreachWorkflow history.
 
@@ -159,7 +168,7 @@ def _read_run(history: WorkflowHistory) -> RunRecord:
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
             attrs = event.activity_task_failed_event_attributes
             call = scheduled[attrs.scheduled_event_id]
-            call.finished_at, call.failure = at, attrs.failure.message
+            call.finished_at, call.failure = at, _message(attrs.failure)
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
             attrs = event.workflow_execution_update_accepted_event_attributes
             request = attrs.accepted_request
@@ -184,7 +193,7 @@ def _read_run(history: WorkflowHistory) -> RunRecord:
             record.result = _decode(event.workflow_execution_completed_event_attributes.result, OutreachResult)
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
             record.closed_at, record.closed_as = at, "failed"
-            record.failure = event.workflow_execution_failed_event_attributes.failure.message
+            record.failure = _message(event.workflow_execution_failed_event_attributes.failure)
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
             record.closed_at, record.closed_as = at, "terminated"
             record.failure = event.workflow_execution_terminated_event_attributes.reason

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from temporalio.client import Client
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import TLSConfig
 
@@ -32,9 +32,16 @@ def codec_for(settings: Settings) -> PayloadEncryptionCodec | None:
 
 
 def data_converter(settings: Settings) -> DataConverter:
-    """The pydantic converter, wrapped with the AES-256-GCM codec when payload keys are configured."""
+    """The pydantic converter, wrapped with the AES-256-GCM codec when payload keys are configured.
+
+    With a codec, failure messages and stack traces are moved into an encoded (so encrypted) payload
+    too: an error message may quote a value, and failures are stored in history like any payload.
+    """
     codec = codec_for(settings)
-    return DATA_CONVERTER if codec is None else dataclasses.replace(DATA_CONVERTER, payload_codec=codec)
+    if codec is None:
+        return DATA_CONVERTER
+    return dataclasses.replace(DATA_CONVERTER, payload_codec=codec,
+                               failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
 
 
 def tls_config(settings: Settings) -> TLSConfig | bool:

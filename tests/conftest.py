@@ -74,7 +74,7 @@ StartRun = Callable[..., Awaitable[WorkflowHandle]]
 
 
 @pytest_asyncio.fixture
-async def start_run(client: Client, task_queue: str) -> AsyncIterator[StartRun]:
+async def start_run(client: Client, task_queue: str, settings: Settings) -> AsyncIterator[StartRun]:
     """Start outreach runs on this test's worker; runs still open at the end are terminated.
 
     Parked runs would otherwise outlive their worker, and queries to them would wait for a worker
@@ -85,7 +85,8 @@ async def start_run(client: Client, task_queue: str) -> AsyncIterator[StartRun]:
     async def start(member, *, policy: GuardrailPolicy = OPEN_WINDOW, initiated_by: str = "care-ops-bot"):
         handle, was_started = await start_outreach(
             client, member_id=member.member_id, encounter_id=member.encounter_id, policy=policy,
-            task_queue=task_queue, initiated_by=initiated_by, tool_attempts=1)
+            task_queue=task_queue, initiated_by=initiated_by, tool_attempts=1,
+            salt=settings.pseudonym_salt.get_secret_value())
         assert was_started
         started.append(handle)
         return handle

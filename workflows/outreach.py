@@ -45,18 +45,12 @@ __all__ = [
     "OutreachInput",
     "OutreachResult",
     "OutreachStatus",
-    "outreach_workflow_id",
 ]
 
 T = TypeVar("T", bound=BaseModel)
 
 # Graph steps per invocation: at most six nodes run before the graph finishes or parks.
 _GRAPH_STEP_LIMIT = 50
-
-
-def outreach_workflow_id(member_id: str, encounter_id: str) -> str:
-    """The business key: a second trigger for the same episode cannot start a second run."""
-    return f"outreach-{member_id}-{encounter_id}"
 
 
 class OutreachInput(BaseModel):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -15,7 +17,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from agents.approvals import ApprovalDecision, DecisionResult, PendingApproval
 from guardrails.policy import GuardrailPolicy, Role
 from runtime import search_attributes as sa
-from workflows.outreach import MemberOutreachWorkflow, OutreachInput, OutreachStatus, outreach_workflow_id
+from tools.member import pseudonym
+from workflows.outreach import MemberOutreachWorkflow, OutreachInput, OutreachStatus
 
 __all__ = [
     "BulkItem",
@@ -29,6 +32,7 @@ __all__ = [
     "inbox_query",
     "list_inbox",
     "list_pending_approvals",
+    "outreach_workflow_id",
     "start_outreach",
 ]
 
@@ -41,6 +45,16 @@ class DecisionRejected(Exception):
         self.code = code
 
 
+def outreach_workflow_id(member_id: str, encounter_id: str, salt: str) -> str:
+    """The business key: a second trigger for the same episode cannot start a second run.
+
+    Pseudonymous: workflow ids are stored and listed in plain text by Temporal (visibility, Web UI),
+    so they carry the member's salted pseudonym and a salted digest of the encounter, never the ids.
+    """
+    episode = hmac.new(salt.encode(), f"{member_id}/{encounter_id}".encode(), hashlib.sha256).hexdigest()
+    return f"outreach-{pseudonym(member_id, salt)}-{episode[:10]}"
+
+
 async def start_outreach(
     client: Client,
     *,
@@ -49,10 +63,14 @@ async def start_outreach(
     policy: GuardrailPolicy,
     task_queue: str,
     initiated_by: str = "system",
+    salt: str,
     tool_attempts: int = 10,
 ) -> tuple[WorkflowHandle[MemberOutreachWorkflow, object], bool]:
-    """Start the run for this episode, or return the existing one; (handle, started_now)."""
-    workflow_id = outreach_workflow_id(member_id, encounter_id)
+    """Start the run for this episode, or return the existing one; (handle, started_now).
+
+    ``salt`` is the pseudonym salt (``Settings.pseudonym_salt``) the workflow id is derived with.
+    """
+    workflow_id = outreach_workflow_id(member_id, encounter_id, salt)
     try:
         handle = await client.start_workflow(
             MemberOutreachWorkflow.run,

@@ -83,7 +83,8 @@ async def main() -> None:
             async def run(name: str, member, policy: GuardrailPolicy = OPEN, decision=None):  # noqa: ANN001, ANN202
                 handle, _ = await start_outreach(client, member_id=member.member_id, encounter_id=member.encounter_id,
                                                  policy=policy, task_queue=queue, tool_attempts=1,
-                                                 initiated_by="golden-recorder")
+                                                 initiated_by="golden-recorder",
+                                                 salt=settings.pseudonym_salt.get_secret_value())
                 if decision is not None:
                     item = await _pending(handle)
                     await decide(client, handle.id, decision(item))

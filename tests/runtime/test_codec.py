@@ -73,7 +73,8 @@ async def test_histories_on_the_server_hold_only_ciphertext(
     queue = f"codec-{uuid.uuid4().hex[:8]}"
     async with build_worker(encrypting, settings, store, task_queue=queue):
         handle, _ = await start_outreach(encrypting, member_id=member.member_id, encounter_id=member.encounter_id,
-                                         policy=OPEN_WINDOW, task_queue=queue, tool_attempts=1)
+                                         policy=OPEN_WINDOW, task_queue=queue, tool_attempts=1,
+                                         salt=settings.pseudonym_salt.get_secret_value())
         result = await handle.result()
     assert "completed" == result.status
 

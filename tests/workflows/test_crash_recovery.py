@@ -48,7 +48,7 @@ async def test_run_survives_a_killed_worker_and_no_completed_activity_runs_again
     try:
         handle, _ = await start_outreach(client, member_id=member.member_id, encounter_id=member.encounter_id,
                                          policy=OPEN_WINDOW, task_queue=queue, initiated_by="care-ops-bot",
-                                         tool_attempts=1)
+                                         tool_attempts=1, salt=settings.pseudonym_salt.get_secret_value())
         status = await wait_for_status(handle, lambda s: s.status == "awaiting_approval", timeout=60)
         first.send_signal(signal.SIGKILL)
         assert -signal.SIGKILL == first.wait(timeout=10)

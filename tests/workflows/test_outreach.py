@@ -293,15 +293,17 @@ async def test_an_edit_that_makes_an_action_adverse_needs_an_md(start_run: Start
 
 
 async def test_a_second_trigger_for_the_same_episode_does_not_start_a_second_run(
-    start_run: StartRun, store, client: Client, task_queue: str
+    start_run: StartRun, store, client: Client, task_queue: str, settings
 ) -> None:
     """The workflow id is the business key: starting again returns the existing run."""
     member = make_member(store)
     handle = await start_run(member)
     await handle.result()
     again, started = await start_outreach(client, member_id=member.member_id, encounter_id=member.encounter_id,
-                                          policy=OPEN_WINDOW, task_queue=task_queue)
+                                          policy=OPEN_WINDOW, task_queue=task_queue,
+                                          salt=settings.pseudonym_salt.get_secret_value())
     assert (False, handle.id) == (started, again.id)
+    assert member.member_id not in handle.id and member.encounter_id not in handle.id  # pseudonymous key
     runs = [w async for w in client.list_workflows(f'WorkflowId = "{handle.id}"')]
     assert 1 == len(runs)
     assert 1 == len(store.find_for_member("Task", member.member_id))
