@@ -26,7 +26,7 @@ from store.records import SqliteCareRecordStore
 from tools.activities import CareTools
 from workflows.outreach import MemberOutreachWorkflow
 
-__all__ = ["WORKFLOWS", "build_worker", "main", "warm_up_workflows", "workflow_runner"]
+__all__ = ["WORKFLOWS", "build_worker", "main", "planner_for", "warm_up_workflows", "workflow_runner"]
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +63,24 @@ def warm_up_workflows() -> None:
     build_outreach_graph()
 
 
+def planner_for(settings: Settings) -> Planner:
+    """The model planner when ``CARELOOM_MODEL`` is set, else the offline rules."""
+    if not settings.model:
+        return OfflinePlanner()
+    import os
+
+    from agents.model_planner import ModelConfig, OpenAIPlanner
+
+    key = (settings.model_api_key.get_secret_value() if settings.model_api_key
+           else os.environ.get("OPENAI_API_KEY", "not-needed"))
+    return OpenAIPlanner(ModelConfig(
+        model=settings.model, base_url=settings.model_base_url, api_key=key, api_version=settings.model_api_version,
+        timeout_seconds=settings.model_timeout_seconds, temperature=settings.model_temperature,
+        logprobs=settings.model_logprobs, phi=settings.model_phi,
+        input_usd_per_mtok=settings.model_input_usd_per_mtok,
+        output_usd_per_mtok=settings.model_output_usd_per_mtok))
+
+
 def build_worker(
     client: Client,
     settings: Settings,
@@ -75,7 +93,7 @@ def build_worker(
     """A worker with every careloom workflow and activity."""
     warm_up_workflows()
     tools = CareTools(store, settings)
-    planning = PlannerActivity(planner or OfflinePlanner())
+    planning = PlannerActivity(planner or planner_for(settings))
     ledger = LedgerActivities(DecisionLedger(store.path))
     return Worker(
         client,

@@ -48,6 +48,9 @@ class ProposedAction(BaseModel):
     evidence: list[str] = Field(default_factory=list, description="Facts used, as short codes and numbers.")
     confidence: float = Field(ge=0.0, le=1.0)
     signals: list[ConfidenceSignal] = Field(default_factory=list)
+    review_reasons: list[str] = Field(default_factory=list, description=(
+        "Why the planner itself asks for a human (e.g. the model's answer was unusable); the guardrails "
+        "route any action with a reason here to approval."))
 
     @property
     def tool(self) -> str:

@@ -34,7 +34,7 @@ from tools.care_plan import CarePlanActivity, DraftCarePlanArgs, GoalSpec
 from tools.outreach import SendOutreachArgs
 from tools.tasks import CreateTaskArgs
 
-__all__ = ["CHECK_IN_MESSAGE", "OfflinePlanner"]
+__all__ = ["CHECK_IN_MESSAGE", "OfflinePlanner", "evidence_for", "signals_for"]
 
 NAME = "offline-rules/1"
 POST_DISCHARGE_QUEUE = "care-management/post-discharge"
@@ -52,7 +52,7 @@ _MONITORING = {
 }
 
 
-def _signals(facts: RunFacts, *, needs_contact: bool) -> list[ConfidenceSignal]:
+def signals_for(facts: RunFacts, *, needs_contact: bool) -> list[ConfidenceSignal]:
     scored = facts.risk.status == "scored"
     member = facts.member
     if not needs_contact or (member.preferred_channel and member.time_zone_known):
@@ -76,7 +76,7 @@ def _confidence(signals: list[ConfidenceSignal]) -> float:
     return round(sum(s.weight * s.value for s in signals), 4)
 
 
-def _evidence(facts: RunFacts) -> list[str]:
+def evidence_for(facts: RunFacts) -> list[str]:
     stay = facts.clinical.stay
     out = [
         f"discharged={stay.discharged_at.isoformat() if stay.discharged_at else 'no'}",
@@ -99,13 +99,19 @@ class OfflinePlanner:
     async def plan(self, data: PlannerInput) -> PlannerOutput:
         return PlannerOutput(planner=NAME, proposals=self.propose(data))
 
+    def plan_for_review(self, data: PlannerInput, reason: str) -> PlannerOutput:
+        """The rules' plan standing in for a model that could not plan: every action goes to a human."""
+        proposals = [p.model_copy(update={"review_reasons": [*p.review_reasons, reason]})
+                     for p in self.propose(data)]
+        return PlannerOutput(planner=f"{NAME} (fallback)", proposals=proposals)
+
     def propose(self, data: PlannerInput) -> list[ProposedAction]:
         facts = data.facts
-        evidence = _evidence(facts)
+        evidence = evidence_for(facts)
         member = facts.member
         due = facts.tcm_contact_due
         if member.deceased:
-            signals = _signals(facts, needs_contact=False)
+            signals = signals_for(facts, needs_contact=False)
             return [ProposedAction(
                 action_id="a1-close-episode",
                 arguments=CreateTaskArgs(
@@ -121,7 +127,7 @@ class OfflinePlanner:
         high_risk = facts.risk.status != "scored" or (facts.lace or 0) >= data.high_risk_lace
         proposals: list[ProposedAction] = []
         channel = member.preferred_channel
-        task_signals = _signals(facts, needs_contact=False)
+        task_signals = signals_for(facts, needs_contact=False)
         proposals.append(ProposedAction(
             action_id="a1-tcm-task",
             arguments=CreateTaskArgs(
@@ -136,7 +142,7 @@ class OfflinePlanner:
             evidence=evidence, confidence=_confidence(task_signals), signals=task_signals,
         ))
         if channel is not None:
-            signals = _signals(facts, needs_contact=True)
+            signals = signals_for(facts, needs_contact=True)
             proposals.append(ProposedAction(
                 action_id="a2-check-in",
                 arguments=SendOutreachArgs(channel=channel, template="post-discharge-check-in",
@@ -156,7 +162,7 @@ class OfflinePlanner:
             for category in facts.risk.charlson_categories:
                 if category in _MONITORING:
                     activities.append(CarePlanActivity(kind="monitoring", description=_MONITORING[category]))
-            signals = _signals(facts, needs_contact=False)
+            signals = signals_for(facts, needs_contact=False)
             proposals.append(ProposedAction(
                 action_id="a3-care-plan",
                 arguments=DraftCarePlanArgs(

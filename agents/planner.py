@@ -15,9 +15,11 @@ from temporalio import activity
 from agents.actions import ProposedAction
 from agents.facts import RunFacts
 
-__all__ = ["PLAN_ACTIVITY", "Planner", "PlannerActivity", "PlannerInput", "PlannerOutput"]
+__all__ = ["MODEL_ENDPOINT_ERROR", "PLAN_ACTIVITY", "ModelUsage", "Planner", "PlannerActivity", "PlannerInput", "PlannerOutput"]
 
 PLAN_ACTIVITY = "agents.plan_outreach"
+MODEL_ENDPOINT_ERROR = "ModelEndpointError"
+"""The error type of a model request refused for good (bad key, model or URL): not retried."""
 
 
 class PlannerInput(BaseModel):
@@ -26,6 +28,9 @@ class PlannerInput(BaseModel):
     high_risk_lace: int = Field(ge=0, le=19, description=(
         "The policy's high-risk LACE cut-off, to size the plan; planners never decide routing. Only this, not "
         "the whole policy, travels in the planner's input (history size)."))
+    fallback_reason: str | None = Field(default=None, description=(
+        "Set when the configured model could not plan (e.g. its endpoint refused the request): the offline "
+        "rules plan instead and every proposal is flagged for human review with this reason."))
 
     @model_validator(mode="before")
     @classmethod
@@ -36,10 +41,26 @@ class PlannerInput(BaseModel):
         return data
 
 
+class ModelUsage(BaseModel):
+    """What one planner step cost: every request to the model, the repair round trip included."""
+
+    requests: int = Field(ge=0)
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+    estimated_cost_usd: float = Field(ge=0.0, description="At the configured per-token prices.")
+    repaired: bool = Field(default=False, description="The first answer was refused and the model answered again.")
+    latency_ms: int = Field(default=0, ge=0)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
 class PlannerOutput(BaseModel):
     planner: str = Field(description="Planner name and rules version, e.g. offline-rules/1.")
     model: str | None = Field(default=None, description="Model name when a language model planned.")
-    prompt_version: str | None = None
+    prompt_version: str | None = Field(default=None, description="Prompt template set and its digest.")
+    usage: ModelUsage | None = None
     proposals: list[ProposedAction]
 
 
@@ -57,4 +78,8 @@ class PlannerActivity:
 
     @activity.defn(name=PLAN_ACTIVITY)
     async def plan_outreach(self, data: PlannerInput) -> PlannerOutput:
+        if data.fallback_reason is not None:
+            from agents.offline_planner import OfflinePlanner
+
+            return OfflinePlanner().plan_for_review(data, data.fallback_reason)
         return await self._planner.plan(data)

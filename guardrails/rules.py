@@ -101,6 +101,11 @@ def evaluate_action(
                 else policy.low_confidence_approver)
         approvals.append((role, f"confidence {action.confidence:.2f} below {policy.min_confidence:.2f}"))
 
+    for reason in action.review_reasons:
+        role = (policy.low_confidence_clinical_approver if isinstance(args, DraftCarePlanArgs)
+                else policy.low_confidence_approver)
+        approvals.append((role, f"planner asks for review: {reason}"))
+
     required = _max_role([role for role, _ in approvals])
     if approved_role is not None and required is not None and ROLE_RANK[approved_role] >= ROLE_RANK[required]:
         approval_reasons = [f"approved by {approved_role}: {reason}" for _, reason in approvals]

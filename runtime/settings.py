@@ -92,6 +92,27 @@ class Settings(BaseSettings):
         default=None, description="AES-256 payload encryption keys 'kid=BASE64,old=BASE64'; the first encrypts, "
         "all decrypt. Unset: payloads are not encrypted (development only).")
 
+    # --- the planner's language model (unset: the offline rules plan) -------------------
+    model: str | None = Field(default=None, description="Model name (Azure: the deployment name). Unset: the "
+                              "offline planner.")
+    model_base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint ending in /v1 "
+                                       "(vLLM, Ollama, a gateway); unset means api.openai.com. Azure: the "
+                                       "resource URL, with model_api_version set.")
+    model_api_key: SecretStr | None = Field(default=None, description="API key; unset falls back to "
+                                            "OPENAI_API_KEY, then to a placeholder for keyless local servers.")
+    model_api_version: str | None = Field(default=None, description="Set for Azure OpenAI (e.g. 2024-10-21).")
+    model_timeout_seconds: float = Field(default=30.0, gt=0, le=600, description="Per model request.")
+    model_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    model_logprobs: bool = Field(default=True, description="Ask for token log-probabilities (confidence); turn "
+                                 "off for endpoints that reject the parameter.")
+    model_phi: Literal["safe-harbor", "limited-data-set"] = Field(
+        default="safe-harbor", description="What reaches the model: safe-harbor tokenises identifiers and "
+        "dates and caps ages at 90; limited-data-set (a self-hosted model inside the plan's network, under a "
+        "data use agreement) also sees dates and exact ages. Direct identifiers are tokenised in both.")
+    model_input_usd_per_mtok: float = Field(default=0.0, ge=0.0, description="Price of 1M prompt tokens, "
+                                            "for the cost estimate recorded on every planner step.")
+    model_output_usd_per_mtok: float = Field(default=0.0, ge=0.0, description="Price of 1M completion tokens.")
+
     # --- logging ----------------------------------------------------------------
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

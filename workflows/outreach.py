@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
         edited_digest,
     )
     from agents.graph import ToolFailure, build_outreach_graph, run_status
-    from agents.planner import PLAN_ACTIVITY, PlannerInput, PlannerOutput
+    from agents.planner import MODEL_ENDPOINT_ERROR, PLAN_ACTIVITY, PlannerInput, PlannerOutput
     from agents.state import ActionRecord, OutreachRequest, OutreachState
     from guardrails.policy import GuardrailPolicy
     from guardrails.routing import clock_for
@@ -48,6 +48,9 @@ __all__ = [
 ]
 
 T = TypeVar("T", bound=BaseModel)
+
+# One planning attempt: up to two model requests (the repair round trip), each bounded by the model timeout.
+_PLAN_TIMEOUT = timedelta(minutes=5)
 
 # Graph steps per invocation: at most six nodes run before the graph finishes or parks.
 _GRAPH_STEP_LIMIT = 50
@@ -243,7 +246,26 @@ class MemberOutreachWorkflow:
             raise ToolFailure("ToolUnavailable", f"{name} failed after retries: {cause or err}") from None
 
     async def plan(self, data: PlannerInput) -> PlannerOutput:
-        return await self.call_tool(PLAN_ACTIVITY, data, PlannerOutput)
+        """Plan through the configured planner; retried without limit, so a model outage parks the run.
+
+        When the model endpoint refuses the request for good (a wrong key, model or URL), the offline
+        rules plan instead and every action they propose goes to a human with the endpoint's error.
+        """
+        try:
+            return await self._plan_activity(data)
+        except ActivityError as err:
+            cause = err.cause
+            if not (isinstance(cause, ApplicationError) and cause.type == MODEL_ENDPOINT_ERROR):
+                raise ToolFailure("PlanningFailed", f"{PLAN_ACTIVITY} failed: {cause or err}") from None
+            workflow.logger.warning("model endpoint refused; planning with the offline rules for review")
+            return await self._plan_activity(data.model_copy(update={"fallback_reason": cause.message}))
+
+    async def _plan_activity(self, data: PlannerInput) -> PlannerOutput:
+        return await workflow.execute_activity(
+            PLAN_ACTIVITY, data, result_type=PlannerOutput,
+            start_to_close_timeout=_PLAN_TIMEOUT,
+            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=5),
+                                     maximum_attempts=0, non_retryable_error_types=[MODEL_ENDPOINT_ERROR]))
 
     def request_approvals(self, items: list[PendingApproval]) -> None:
         for item in items:

@@ -1,0 +1,121 @@
+"""De-identification of what is sent to a model endpoint, and re-identification of its answer.
+
+Everything the model planner sends goes through one :class:`Deidentifier`,
+created per planning step inside the activity; its token map never leaves the
+worker (it is not returned, logged or stored).
+
+- Direct identifiers (member, encounter and coverage ids, pseudonyms, workflow
+  ids; names, birth dates, addresses, MRNs wherever a field of that name
+  appears) become stable tokens such as ``[MEMBER_1]``.
+- Values that look like phone numbers, e-mail addresses, SSNs or MRNs inside
+  any string become tokens too, as does any known identifier value quoted
+  inside a longer string.
+- ``safe-harbor`` (45 CFR 164.514(b)(2)) also tokenises every date and
+  date-time and reports ages of 90 and over as ``"90+"``;
+  ``limited-data-set`` (164.514(e), for a model inside the plan's network under
+  a data use agreement) keeps dates and exact ages.
+
+:meth:`Deidentifier.restore` puts the original values back into the model's
+answer (tool-call arguments) before they are validated.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+__all__ = ["Deidentifier", "PhiLevel"]
+
+PhiLevel = Literal["safe-harbor", "limited-data-set"]
+
+_ID_KEYS = {
+    "member_id": "MEMBER", "pseudonym": "MEMBER", "encounter_id": "ENCOUNTER", "coverage_id": "COVERAGE",
+    "workflow_id": "RUN", "id": "ID", "mrn": "MRN", "identifier": "ID",
+}
+_DIRECT_KEYS = {
+    "name": "NAME", "given": "NAME", "family": "NAME", "birth_date": "DATE", "birthdate": "DATE", "dob": "DATE",
+    "address": "ADDRESS", "line": "ADDRESS", "city": "ADDRESS", "postal_code": "ADDRESS", "zip": "ADDRESS",
+    "phone": "PHONE", "email": "EMAIL", "telecom": "CONTACT", "ssn": "SSN",
+}
+_PATTERNS = (
+    ("EMAIL", re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b")),
+    ("SSN", re.compile(r"\b\d{3}-\d{2}-\d{4}\b")),
+    ("PHONE", re.compile(r"(?<!\w)\+?1?[ .-]?\(?\b\d{3}\)?[ .-]?\d{3}[ .-]\d{4}\b")),
+    ("MRN", re.compile(r"\b(?:MRN|mrn)[:# ]*[A-Za-z0-9-]+\b")),
+)
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$")
+_TOKEN = re.compile(r"\[[A-Z]+_\d+\]")
+
+
+class Deidentifier:
+    """Replaces identifiers by tokens on the way out and restores them on the way back."""
+
+    def __init__(self, level: PhiLevel = "safe-harbor") -> None:
+        self.level = level
+        self._by_value: dict[str, str] = {}
+        self._by_token: dict[str, str] = {}
+        self._counts: dict[str, int] = {}
+
+    def token(self, kind: str, value: str) -> str:
+        """The stable token for ``value`` (the same value always gets the same token)."""
+        if value in self._by_value:
+            return self._by_value[value]
+        self._counts[kind] = self._counts.get(kind, 0) + 1
+        token = f"[{kind}_{self._counts[kind]}]"
+        self._by_value[value], self._by_token[token] = token, value
+        return token
+
+    def redact(self, value: Any) -> Any:  # noqa: ANN401
+        """A copy of a JSON-like value with identifiers (and, under safe harbor, dates) tokenised."""
+        redacted = self._walk(value, None)
+        return self._quoted(redacted)
+
+    def redact_text(self, text: str) -> str:
+        """Free text: patterns and every identifier already seen become tokens."""
+        return self._quoted(self._patterns(text))
+
+    def restore(self, text: str) -> str:
+        """Put original values back wherever the model used a token; unknown tokens are left as they are."""
+        return _TOKEN.sub(lambda m: self._by_token.get(m.group(0), m.group(0)), text)
+
+    @property
+    def tokens(self) -> int:
+        return len(self._by_token)
+
+    def _walk(self, value: Any, key: str | None) -> Any:  # noqa: ANN401
+        lowered = (key or "").lower()
+        if isinstance(value, dict):
+            return {k: self._walk(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._walk(v, key) for v in value]
+        if value is None or isinstance(value, bool):
+            return value
+        if lowered in _ID_KEYS or lowered.endswith("_id"):
+            return self.token(_ID_KEYS.get(lowered, "ID"), str(value))
+        if lowered in _DIRECT_KEYS:
+            return self.token(_DIRECT_KEYS[lowered], str(value))
+        if self.level == "safe-harbor":
+            if lowered in ("age", "age_years") and isinstance(value, int) and value >= 90:
+                return "90+"
+            if isinstance(value, str) and _DATE.match(value):
+                return self.token("DATE", value)
+        if isinstance(value, str):
+            return self._patterns(value)
+        return value
+
+    def _patterns(self, text: str) -> str:
+        for kind, pattern in _PATTERNS:
+            text = pattern.sub(lambda m, kind=kind: self.token(kind, m.group(0)), text)
+        return text
+
+    def _quoted(self, value: Any) -> Any:  # noqa: ANN401
+        """Known identifier values quoted inside longer strings become their tokens too."""
+        if isinstance(value, dict):
+            return {k: self._quoted(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._quoted(v) for v in value]
+        if isinstance(value, str):
+            for original, token in sorted(self._by_value.items(), key=lambda kv: -len(kv[0])):
+                if len(original) >= 4 and original in value:
+                    value = value.replace(original, token)
+        return value
