@@ -1,0 +1,200 @@
+"""A real HTTP server on loopback that speaks the OpenAI chat-completions protocol and plays scripted answers.
+
+It stands in for the one thing tests cannot reach (a hosted model). The real
+``openai`` client talks to it over HTTP; nothing in the client is patched.
+Every request body and header set is recorded, so tests can check what a
+model endpoint would have received.
+
+Replies are taken from a script in order; when the script is empty the server
+plays :func:`follow_the_prompt`, a deterministic "model" that obeys the
+system prompt's rules for the facts it was sent (so whole outreach runs can go
+through it). Token counts are estimates (characters / 4), as a real server
+would count its own tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = ["Reply", "ScriptedModelServer", "completion", "follow_the_prompt", "running_model_server"]
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: dict[str, Any] | str = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+def _tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+def completion(calls: list[tuple[str, dict[str, Any] | str]], *, content: str | None = None,
+               logprobs: list[tuple[str, float]] | None = None, model: str = "scripted-model",
+               prompt_tokens: int = 900) -> Reply:
+    """A 200 answer with these tool calls (arguments as an object, or a raw string to send as is)."""
+    tool_calls = [{"id": f"call_{i}", "type": "function",
+                   "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)}}
+                  for i, (name, args) in enumerate(calls, start=1)]
+    text = "".join(c["function"]["arguments"] for c in tool_calls) + (content or "")
+    choice: dict[str, Any] = {
+        "index": 0, "finish_reason": "tool_calls" if tool_calls else "stop",
+        "message": {"role": "assistant", "content": content, "tool_calls": tool_calls or None},
+        "logprobs": None,
+    }
+    if logprobs is not None:
+        choice["logprobs"] = {"content": [{"token": t, "logprob": lp, "bytes": list(t.encode()), "top_logprobs": []}
+                                          for t, lp in logprobs]}
+    return Reply(body={
+        "id": "chatcmpl-scripted", "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [choice],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": _tokens(text),
+                  "total_tokens": prompt_tokens + _tokens(text)},
+    })
+
+
+def _facts(request: dict[str, Any]) -> dict[str, Any]:
+    user = next(m["content"] for m in request["messages"] if m["role"] == "user")
+    found = re.search(r"\n(\{.*\})\n", user, re.DOTALL)
+    if found is None:
+        raise ValueError("no facts JSON in the user message")
+    return json.loads(found.group(1))
+
+
+def follow_the_prompt(request: dict[str, Any]) -> Reply:
+    """The plan the system prompt asks for, from the facts in the request."""
+    facts = _facts(request)
+    cut_off = int(re.search(r"cut-off is (\d+)", request["messages"][1]["content"]).group(1))
+    member, risk = facts["member"], facts["risk"]
+    due = facts.get("tcm_contact_due") or facts["clinical"]["stay"]["admitted_at"]
+    scored = risk["status"] == "scored"
+    high = not scored or (risk["lace"] or 0) >= cut_off
+    calls: list[tuple[str, dict[str, Any]]] = []
+    if member["deceased"]:
+        calls.append(("create_task", {
+            "kind": "close-care-episode", "queue": "care-management/case-review", "priority": "routine",
+            "description": "Review and close the post-discharge episode", "reason": "member recorded as deceased",
+            "due": due, "service_effect": "terminates", "rationale": "The member is recorded as deceased."}))
+    else:
+        calls.append(("create_task", {
+            "kind": "tcm-interactive-contact", "queue": "care-management/post-discharge",
+            "priority": "urgent" if high else "routine",
+            "description": f"Call {member['member_id']} within 2 business days to review medications",
+            "reason": "inpatient discharge", "due": due,
+            "rationale": f"TCM contact is due by {due} after the discharge."}))
+        if member.get("preferred_channel"):
+            calls.append(("send_outreach", {
+                "channel": member["preferred_channel"], "template": "post-discharge-check-in",
+                "message": "Your care team is checking in after your hospital stay. Reply if you need help.",
+                "rationale": f"Preferred channel is {member['preferred_channel']}."}))
+        if not scored or (risk["lace"] or 0) >= 5:
+            days = 7 if high else 14
+            calls.append(("draft_care_plan", {
+                "title": "Post-discharge transitional care plan",
+                "goals": [{"description": f"Follow-up visit within {days} days", "due_in_days": days}],
+                "activities": [{"kind": "follow-up-visit", "description": f"Visit within {days} days",
+                                "due_in_days": days},
+                               {"kind": "medication-reconciliation", "description": "Reconcile medications",
+                                "due_in_days": days}],
+                "rationale": f"LACE {risk['lace']} calls for early follow-up."}))
+    prompt = sum(_tokens(m.get("content") or "") for m in request["messages"]) + _tokens(
+        json.dumps(request.get("tools", [])))
+    return completion(calls, prompt_tokens=prompt, model=request.get("model", "scripted-model"))
+
+
+class ScriptedModelServer:
+    """``url`` is the base URL to give the client (ends in /v1)."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.raw: list[bytes] = []
+        self._script: deque[Reply | Callable[[dict[str, Any]], Reply]] = deque()
+        self.default: Callable[[dict[str, Any]], Reply] = follow_the_prompt
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def script(self, *replies: Reply | Callable[[dict[str, Any]], Reply]) -> None:
+        with self._lock:
+            self._script.extend(replies)
+
+    @property
+    def pending(self) -> int:
+        return len(self._script)
+
+    def _next(self, request: dict[str, Any]) -> Reply:
+        with self._lock:
+            step = self._script.popleft() if self._script else self.default
+        return step(request) if callable(step) else step
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_: Any) -> None:  # quiet
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("content-length", 0)))
+                if self.path.rstrip("/") != "/v1/chat/completions":
+                    self._send(Reply(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}}))
+                    return
+                request = json.loads(raw)
+                with server._lock:
+                    server.raw.append(raw)
+                    server.requests.append(request)
+                    server.headers.append({k.lower(): v for k, v in self.headers.items()})
+                reply = server._next(request)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                self._send(reply)
+
+            def _send(self, reply: Reply) -> None:
+                body = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
+                data = body.encode()
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    for key, value in reply.headers.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout tests)
+
+        return Handler
+
+    def start(self) -> None:
+        threading.Thread(target=self._httpd.serve_forever, name="scripted-model", daemon=True).start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def error(status: int, message: str, **headers: str) -> Reply:
+    return Reply(status, {"error": {"message": message, "type": "error", "code": None}}, headers=headers)
+
+
+@contextmanager
+def running_model_server() -> Iterator[ScriptedModelServer]:
+    server = ScriptedModelServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
