@@ -62,12 +62,13 @@ def make_member(
     coverage_type: str = "Medicare Advantage (Part C)",
     coverage_end: str = "2099-12-31",
     admit_source: str | None = "emd",
+    tag: str | None = None,
 ) -> Member:
     """One member with an inpatient stay (and what the scenario needs); stored if a store is given.
 
     Defaults give LACE = L2 + A3 + C0 + E0 = 5 with no codes.
     """
-    tag = uuid.uuid4().hex[:10]
+    tag = tag or uuid.uuid4().hex[:10]
     member_id, encounter_id = f"pt-test-{tag}", f"enc-test-{tag}"
     discharged = discharged_at or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
     admitted = discharged - timedelta(days=los_days)

@@ -1,0 +1,127 @@
+"""Canary: members with distinctive identifiers go through outreach on the model planner; nothing leaks.
+
+Everything here is real: the embedded Temporal dev server with its SQLite file, a worker process
+started the way operators start it (``python worker.py``, settings from the environment, payload
+keys set, JSON logs at DEBUG), the scripted model server on loopback. Afterwards the raw bytes of
+Temporal's database, every line the worker logged and every request the model received are scanned
+for the canary values: zero hits. The care records store, which is meant to hold them, is the
+positive control that proves the scan finds what is there.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from agents.approvals import ApprovalDecision
+from guardrails.policy import GuardrailPolicy
+from runtime.codec import generate_key
+from runtime.settings import Settings
+from runtime.temporal_client import connect
+from runtime.temporal_server import EmbeddedTemporalServer
+from store.records import SqliteCareRecordStore
+from tests.conftest import OPEN_WINDOW, wait_for_status
+from tests.fhir_factory import make_member
+from tests.model_server import running_model_server
+from workflows.outreach_client import decide, start_outreach
+
+ROOT = Path(__file__).resolve().parents[2]
+CANARIES = {
+    "tag in ids and name": "QZXCANARY7",
+    "family name": "Vrellquist",
+    "given name": "Ozymandra",
+    "phone": "617-555-0199",
+    "email": "ozymandra.vrellquist@canary.example",
+    "street": "77 Canaryfield Way",
+    "MRN": "MRN-CNRY-55213",
+    "birth date": "1931-07-19",
+}
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _canary_member(store: SqliteCareRecordStore, n: int, **scenario: object):
+    member = make_member(tag=f"{CANARIES['tag in ids and name']}{n}", **scenario)
+    patient = next(r for r in member.resources if r["resourceType"] == "Patient")
+    patient.update({
+        "name": [{"family": CANARIES["family name"], "given": [CANARIES["given name"]]}],
+        "birthDate": CANARIES["birth date"],
+        "identifier": [{"type": {"text": "MRN"}, "system": "urn:careloom:test:mrn", "value": CANARIES["MRN"]}],
+        "telecom": [{"system": "phone", "value": CANARIES["phone"], "use": "mobile"},
+                    {"system": "email", "value": CANARIES["email"]}],
+        "address": [{"use": "home", "line": [CANARIES["street"]], "city": "Boston", "state": "MA"}],
+    })
+    store.put_many(member.resources)
+    return member
+
+
+def _hits(blob: bytes) -> dict[str, int]:
+    return {label: blob.count(value.encode()) for label, value in CANARIES.items() if value.encode() in blob}
+
+
+@pytest.mark.slow
+async def test_no_canary_identifier_reaches_temporal_logs_or_the_model(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path, embedded_port=_port(), embedded_ui=False, tool_attempts=1,
+                        payload_keys=SecretStr(f"canary={generate_key()}"),
+                        pseudonym_salt=SecretStr("canary-test-salt-0123456789abcdef"), _env_file=None)
+    store = SqliteCareRecordStore(settings.records_path)
+    members = [_canary_member(store, 1), _canary_member(store, 2, los_days=7, codes=("I50.9",), ed_visits=1)]
+    log_file = tmp_path / "worker.log"
+    with running_model_server() as model, log_file.open("wb") as log_out:
+        async with EmbeddedTemporalServer(settings) as server:
+            environment = {
+                **os.environ,
+                "TEMPORAL_ADDRESS": server.address, "CARELOOM_TASK_QUEUE": "canary",
+                "CARELOOM_STATE_DIR": str(tmp_path), "CARELOOM_DATABASE_URL": f"sqlite:///{settings.records_path}",
+                "CARELOOM_PAYLOAD_KEYS": settings.payload_keys.get_secret_value(),
+                "CARELOOM_PSEUDONYM_SALT": settings.pseudonym_salt.get_secret_value(),
+                "CARELOOM_LOG_FORMAT": "json", "CARELOOM_LOG_LEVEL": "DEBUG",
+                "CARELOOM_MODEL": "scripted-model", "CARELOOM_MODEL_BASE_URL": model.url,
+                "CARELOOM_MODEL_API_KEY": "sk-canary-test",
+            }
+            worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=environment,
+                                      stdout=log_out, stderr=subprocess.STDOUT)
+            try:
+                client = await connect(settings.model_copy(update={"temporal_address": server.address}))
+                policy: GuardrailPolicy = OPEN_WINDOW
+                handles = [(await start_outreach(
+                    client, member_id=m.member_id, encounter_id=m.encounter_id, policy=policy, task_queue="canary",
+                    initiated_by="care-ops-bot", tool_attempts=1, salt=settings.pseudonym_salt.get_secret_value(),
+                ))[0] for m in members]
+                status = await wait_for_status(handles[1], lambda s: s.status == "awaiting_approval", timeout=60)
+                for pending in status.pending_approvals:
+                    await decide(client, handles[1].id, ApprovalDecision(
+                        approval_id=pending.approval_id, digest=pending.digest, decision="approve",
+                        approver="rn.kim", role="rn"))
+                results = [await h.result() for h in handles]
+            finally:
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(timeout=30)
+    # The server has stopped: its database file is complete on disk.
+    assert ["completed", "completed"] == [r.status for r in results]
+    assert all(r.planner == "model:scripted-model" for r in results)
+    assert len(model.requests) >= 2
+
+    temporal_db = b"".join(p.read_bytes() for p in tmp_path.glob("temporal.db*"))
+    assert handles[0].id.encode() in temporal_db  # the scan reads the server's real data
+    worker_log = log_file.read_bytes()
+    assert b"planner.planned" in worker_log  # the worker really logged the planning steps
+    model_traffic = b"".join(model.raw) + repr(model.headers).encode()
+
+    assert {} == _hits(temporal_db), "canary values in Temporal's database"
+    assert {} == _hits(worker_log), "canary values in the worker's log"
+    assert {} == _hits(model_traffic), "canary values sent to the model"
+    # Positive control: the care records store holds every canary value, and the scan finds them there.
+    records = b"".join(p.read_bytes() for p in tmp_path.glob("records.db*"))
+    assert set(CANARIES) == set(_hits(records))
