@@ -53,7 +53,10 @@ def _summary(name: str, value: Any) -> str:  # noqa: ANN401
     if name == "tools.score_readmission_risk":
         return f"LACE {value.lace}" if value.status == "scored" else f"insufficient_data: {', '.join(value.missing)}"
     if name == "agents.plan_outreach":
-        return f"{value.planner}: {len(value.proposals)} proposal(s)"
+        usage = value.usage
+        cost = (f"; {usage.requests} model request(s), {usage.prompt_tokens}+{usage.completion_tokens} tokens, "
+                f"~${usage.estimated_cost_usd:.4f}" + (", repaired" if usage.repaired else "")) if usage else ""
+        return f"{value.planner}: {len(value.proposals)} proposal(s){cost}"
     if name.startswith("tools."):
         return f"{value.reference} ({'created' if value.created else 'already existed'})"
     if name == "ledger.append":
@@ -92,7 +95,9 @@ def audit(record: RunRecord, ledger: DecisionLedger | None = None) -> AuditRepor
                             f"{proposal.rationale}",
                     details={"planner": call.result.planner, "model": call.result.model,
                              "prompt_version": call.result.prompt_version, "digest": proposal.digest,
-                             "signals": {s.name: s.value for s in proposal.signals}, "evidence": proposal.evidence}))
+                             "signals": {s.name: s.value for s in proposal.signals}, "evidence": proposal.evidence,
+                             "review_reasons": proposal.review_reasons,
+                             "usage": call.result.usage.model_dump() if call.result.usage else None}))
         if call.name == "ledger.append":
             for e in call.input.entries:
                 who = f"{e.actor} ({e.role})" if e.role else e.actor

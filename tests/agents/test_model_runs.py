@@ -5,6 +5,7 @@ from __future__ import annotations
 from temporalio.client import Client
 
 from agents.planner import PLAN_ACTIVITY
+from history.audit import audit
 from history.events import read_run
 from tests.conftest import StartRun, wait_for_status
 from tests.fhir_factory import make_member
@@ -34,6 +35,11 @@ async def test_a_run_plans_on_the_model_and_completes(start_run: StartRun, store
     assert ("scripted-model", 1) == (out.model, out.usage.requests)
     assert out.prompt_version.startswith("outreach_planner@sha256:")
     assert out.usage.prompt_tokens > 0 and out.usage.completion_tokens > 0
+    timeline = audit(read_run(await handle.fetch_history()))
+    planning = next(e for e in timeline.entries if e.summary.startswith(PLAN_ACTIVITY))
+    assert f"{out.usage.prompt_tokens}+{out.usage.completion_tokens} tokens" in planning.summary
+    proposal = next(e for e in timeline.entries if e.kind == "proposal")
+    assert (out.prompt_version, "scripted-model") == (proposal.details["prompt_version"], proposal.details["model"])
 
 
 async def test_a_model_outage_parks_the_run_until_the_model_is_back(start_run: StartRun, store,
