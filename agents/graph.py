@@ -133,7 +133,7 @@ async def plan(state: OutreachState, config: RunnableConfig) -> dict[str, Any]:
             raise ToolFailure("InvalidPlan", f"planner {out.planner} proposed action id {proposal.action_id} twice")
         seen.add(proposal.action_id)
         records.append(ActionRecord(action=proposal, proposed_digest=proposal.digest))
-    return {"planner": out.planner, "actions": records}
+    return {"planner": out.planner, "planner_usage": out.usage, "actions": records}
 
 async def guard(state: OutreachState, config: RunnableConfig) -> dict[str, Any]:
     rt = _runtime(config)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from agents.actions import ProposedAction
 from agents.approvals import ReceivedDecision
 from agents.facts import RunFacts
+from agents.planner import ModelUsage
 from guardrails.policy import GuardrailPolicy, Role
 from guardrails.verdicts import GuardrailVerdict
 from tools.writes import WriteResult
@@ -53,6 +54,7 @@ class OutreachState(BaseModel):
     facts: RunFacts | None = None
     stop: GuardrailVerdict | None = Field(default=None, description="Run-level block (e.g. ineligible).")
     planner: str | None = None
+    planner_usage: ModelUsage | None = Field(default=None, description="Model requests, tokens and cost of planning.")
     actions: list[ActionRecord] = Field(default_factory=list)
     verdicts: list[GuardrailVerdict] = Field(default_factory=list)
     inbox: list[ReceivedDecision] = Field(default_factory=list,

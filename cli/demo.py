@@ -134,6 +134,7 @@ def _print_next_steps(statuses: list[OutreachStatus], ui_url: str | None, exit_a
     for s in statuses:
         counts[s.status] = counts.get(s.status, 0) + 1
     console.print("runs by status: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    console.print(planner_line(statuses))
     pending = next((p for s in statuses for p in s.pending_approvals), None)
     if pending is not None:
         where = ("in another terminal (the demo keeps serving)" if not exit_after
@@ -149,6 +150,18 @@ def _print_next_steps(statuses: list[OutreachStatus], ui_url: str | None, exit_a
             console.print("  " + line, soft_wrap=True, highlight=False)
     if ui_url:
         console.print(f"\nTemporal Web UI: {ui_url}  (while the server runs)")
+
+
+def planner_line(statuses: list[OutreachStatus]) -> str:
+    """Which planner planned, and what the model cost when one did."""
+    planners = sorted({s.planner for s in statuses if s.planner})
+    usages = [s.planner_usage for s in statuses if s.planner_usage is not None]
+    if not usages:
+        return f"planner: {', '.join(planners) or '-'} (set CARELOOM_MODEL to plan with a language model)"
+    tokens = sum(u.total_tokens for u in usages)
+    return (f"planner: {', '.join(planners)}; {sum(u.requests for u in usages)} model requests, "
+            f"{tokens / len(usages):,.0f} tokens per planned run, estimated ${sum(u.estimated_cost_usd for u in usages):.4f}"
+            + (f", {sum(u.repaired for u in usages)} repaired" if any(u.repaired for u in usages) else ""))
 
 
 def _approver_for(role: str) -> str:

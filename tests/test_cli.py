@@ -146,3 +146,22 @@ def test_ledger_verify_detects_an_altered_entry(cli_env: dict[str, str], tmp_pat
     tampered = careloom(cli_env, "ledger", "verify")
     assert 1 == tampered.returncode
     assert "entry 1: content does not match its hash (altered)" in tampered.stdout
+
+
+@pytest.mark.slow
+def test_demo_plans_on_the_model_when_one_is_configured(cli_env: dict[str, str]) -> None:
+    """With CARELOOM_MODEL and an endpoint set, every planned run of the demo is planned by the model."""
+    from tests.model_server import running_model_server
+
+    with running_model_server() as model:
+        env = {**cli_env, "CARELOOM_MODEL": "scripted-model", "CARELOOM_MODEL_BASE_URL": model.url,
+               "CARELOOM_MODEL_INPUT_USD_PER_MTOK": "0.15", "CARELOOM_MODEL_OUTPUT_USD_PER_MTOK": "0.60"}
+        demo = careloom(env, "demo", "--exit", "--json")
+    assert 0 == demo.returncode, demo.stderr[-3000:]
+    runs = json.loads(demo.stdout)["runs"]
+    planned = [r for r in runs if r["planner"] is not None]
+    assert planned and {"model:scripted-model"} == {r["planner"] for r in planned}
+    assert len(planned) == len(model.requests)  # one request per planned run: no answer needed a repair
+    assert all(r["planner_usage"]["prompt_tokens"] > 0 and r["planner_usage"]["estimated_cost_usd"] > 0
+               for r in planned)
+    assert {"completed", "awaiting_approval"} <= {r["status"] for r in runs}

@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
         edited_digest,
     )
     from agents.graph import ToolFailure, build_outreach_graph, run_status
-    from agents.planner import MODEL_ENDPOINT_ERROR, PLAN_ACTIVITY, PlannerInput, PlannerOutput
+    from agents.planner import MODEL_ENDPOINT_ERROR, PLAN_ACTIVITY, ModelUsage, PlannerInput, PlannerOutput
     from agents.state import ActionRecord, OutreachRequest, OutreachState
     from guardrails.policy import GuardrailPolicy
     from guardrails.routing import clock_for
@@ -88,6 +88,7 @@ class OutreachStatus(BaseModel):
     member_pseudonym: str | None
     lace: int | None
     planner: str | None
+    planner_usage: ModelUsage | None = None
     pending_approvals: list[PendingApproval]
     actions: list[ActionOutcome]
     verdicts: list[GuardrailVerdict]
@@ -104,6 +105,7 @@ class OutreachResult(BaseModel):
     lace: int | None
     risk_status: str | None
     planner: str | None
+    planner_usage: ModelUsage | None = None
     stop_reasons: list[str]
     actions: list[ActionOutcome]
     verdicts: list[GuardrailVerdict]
@@ -385,6 +387,7 @@ class MemberOutreachWorkflow:
             member_pseudonym=state.facts.member.pseudonym if state.facts else None,
             lace=state.facts.lace if state.facts else None,
             planner=state.planner,
+            planner_usage=state.planner_usage,
             pending_approvals=list(self._pending.values()),
             actions=[_outcome(r) for r in state.actions],
             verdicts=state.verdicts,
@@ -426,6 +429,7 @@ class MemberOutreachWorkflow:
             lace=facts.lace if facts else None,
             risk_status=facts.risk.status if facts else None,
             planner=state.planner,
+            planner_usage=state.planner_usage,
             stop_reasons=state.stop.reasons if state.stop else [],
             actions=[_outcome(r) for r in state.actions],
             verdicts=state.verdicts,
