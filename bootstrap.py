@@ -48,7 +48,19 @@ def ensure_environment() -> None:
                    check=True)
     subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps",
                     "-e", str(ROOT)], check=True)
+    # Byte-compile everything once. With PYTHONDONTWRITEBYTECODE set (as on some CI machines) nothing
+    # is ever cached, and every process (CLI command, worker, replay process) would compile its
+    # imports from source again: about 2 s per process here.
+    print("bootstrap: byte-compiling the environment", flush=True)
+    subprocess.run([python, "-m", "compileall", "-q", "-j", "0", sysconfig_purelib(python)],
+                   check=False, stdout=subprocess.DEVNULL)
     STAMP.write_text(wanted)
+
+
+def sysconfig_purelib(python: str) -> str:
+    """The environment's site-packages folder."""
+    return subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
 
 
 def ensure_browser() -> None:
@@ -71,6 +83,11 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     ensure_environment()
+    # The project's own modules too (only changed files are compiled again).
+    sources = [str(ROOT / p) for p in ("agents", "workflows", "tools", "guardrails", "runtime", "store", "history",
+                                       "api", "cli", "worker.py") if (ROOT / p).exists()]
+    subprocess.run([str(BIN / "python"), "-m", "compileall", "-q", *sources], check=False,
+                   stdout=subprocess.DEVNULL)
     command, rest = argv[0], argv[1:]
     if command == "test":
         ensure_browser()
