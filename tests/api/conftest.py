@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 from collections.abc import AsyncIterator
 
@@ -12,6 +13,8 @@ from temporalio.client import Client
 from api.identity import UserDirectory
 from cli.demo import api_server
 from runtime.settings import Settings
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def _free_port() -> int:
@@ -34,3 +37,16 @@ async def api_url(settings: Settings, client: Client, approvers: dict[str, str])
     served = settings.model_copy(update={"api_port": _free_port()})
     async with api_server(served, client) as url:
         yield url
+
+
+@pytest.fixture
+async def browser():  # noqa: ANN201
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        instance = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"])
+        yield instance
+        await instance.close()

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import StartRun, wait_for_status
+from tests.api.conftest import CHROMIUM
 from tests.fhir_factory import make_member
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Set CARELOOM_SCREENSHOT_DIR=docs/images to refresh the README's screenshots.
 SCREENSHOTS = Path(os.environ.get("CARELOOM_SCREENSHOT_DIR") or tempfile.mkdtemp(prefix="careloom-shots-"))
 
@@ -22,19 +21,6 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(),
                        reason="Chromium is missing: install Debian's chromium (python3 bootstrap.py test does)"),
 ]
-
-
-@pytest.fixture
-async def browser():  # noqa: ANN201
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        instance = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"])
-        yield instance
-        await instance.close()
 
 
 async def test_supervisor_signs_in_edits_and_approves_and_the_run_completes(
