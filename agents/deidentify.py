@@ -16,7 +16,10 @@ worker (it is not returned, logged or stored).
   a data use agreement) keeps dates and exact ages.
 
 :meth:`Deidentifier.restore` puts the original values back into the model's
-answer (tool-call arguments) before they are validated.
+answer (the parsed tool-call arguments) before they are validated.
+
+The model planner sends an allow-listed brief of the run's facts, so this
+walker is the second line of defence, not the only one.
 """
 
 from __future__ import annotations
@@ -28,22 +31,24 @@ __all__ = ["Deidentifier", "PhiLevel"]
 
 PhiLevel = Literal["safe-harbor", "limited-data-set"]
 
+# Keys compared after lower-casing and dropping "_" and "-" (member_id, memberId, member-id).
 _ID_KEYS = {
-    "member_id": "MEMBER", "pseudonym": "MEMBER", "encounter_id": "ENCOUNTER", "coverage_id": "COVERAGE",
-    "workflow_id": "RUN", "id": "ID", "mrn": "MRN", "identifier": "ID",
+    "memberid": "MEMBER", "pseudonym": "MEMBER", "encounterid": "ENCOUNTER", "coverageid": "COVERAGE",
+    "workflowid": "RUN", "id": "ID", "mrn": "MRN", "identifier": "ID", "reference": "ID",
 }
 _DIRECT_KEYS = {
-    "name": "NAME", "given": "NAME", "family": "NAME", "birth_date": "DATE", "birthdate": "DATE", "dob": "DATE",
-    "address": "ADDRESS", "line": "ADDRESS", "city": "ADDRESS", "postal_code": "ADDRESS", "zip": "ADDRESS",
+    "name": "NAME", "given": "NAME", "family": "NAME", "birthdate": "DATE", "dob": "DATE",
+    "address": "ADDRESS", "line": "ADDRESS", "city": "ADDRESS", "postalcode": "ADDRESS", "zip": "ADDRESS",
     "phone": "PHONE", "email": "EMAIL", "telecom": "CONTACT", "ssn": "SSN",
 }
 _PATTERNS = (
     ("EMAIL", re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b")),
     ("SSN", re.compile(r"\b\d{3}-\d{2}-\d{4}\b")),
-    ("PHONE", re.compile(r"(?<!\w)\+?1?[ .-]?\(?\b\d{3}\)?[ .-]?\d{3}[ .-]\d{4}\b")),
+    ("PHONE", re.compile(r"(?<![\w+])(?:\+?1[ .-]?)?\(?\b\d{3}\)?[ .-]?\d{3}[ .-]?\d{4}\b")),
     ("MRN", re.compile(r"\b(?:MRN|mrn)[:# ]*[A-Za-z0-9-]+\b")),
 )
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$")
+_DATE_IN_TEXT = re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ][0-9:.]+(?:Z|[+-]\d{2}:?\d{2})?)?\b")
 _TOKEN = re.compile(r"\[[A-Z]+_\d+\]")
 
 
@@ -74,28 +79,41 @@ class Deidentifier:
         """Free text: patterns and every identifier already seen become tokens."""
         return self._quoted(self._patterns(text))
 
-    def restore(self, text: str) -> str:
-        """Put original values back wherever the model used a token; unknown tokens are left as they are."""
-        return _TOKEN.sub(lambda m: self._by_token.get(m.group(0), m.group(0)), text)
+    def restore(self, value: Any) -> Any:  # noqa: ANN401
+        """Original values back wherever the model used a token, in parsed JSON; unknown tokens stay as they are."""
+        if isinstance(value, dict):
+            return {k: self.restore(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.restore(v) for v in value]
+        if isinstance(value, str):
+            return _TOKEN.sub(lambda m: self._by_token.get(m.group(0), m.group(0)), value)
+        return value
+
+    @staticmethod
+    def has_token(text: str) -> bool:
+        return _TOKEN.search(text) is not None
 
     @property
     def tokens(self) -> int:
         return len(self._by_token)
 
     def _walk(self, value: Any, key: str | None) -> Any:  # noqa: ANN401
-        lowered = (key or "").lower()
+        lowered = (key or "").lower().replace("_", "").replace("-", "")
+        kind = _ID_KEYS.get(lowered) or _DIRECT_KEYS.get(lowered)
+        if kind is not None and isinstance(value, (dict, list)):
+            return self._all_leaves(value, kind)  # e.g. identifier: [{"system": ..., "value": ...}]
         if isinstance(value, dict):
             return {k: self._walk(v, k) for k, v in value.items()}
         if isinstance(value, list):
             return [self._walk(v, key) for v in value]
         if value is None or isinstance(value, bool):
             return value
-        if lowered in _ID_KEYS or lowered.endswith("_id"):
+        if lowered in _ID_KEYS or lowered.endswith("id") and lowered not in ("paid", "valid", "covid"):
             return self.token(_ID_KEYS.get(lowered, "ID"), str(value))
         if lowered in _DIRECT_KEYS:
             return self.token(_DIRECT_KEYS[lowered], str(value))
         if self.level == "safe-harbor":
-            if lowered in ("age", "age_years") and isinstance(value, int) and value >= 90:
+            if lowered in ("age", "ageyears") and isinstance(value, (int, float)) and value >= 90:
                 return "90+"
             if isinstance(value, str) and _DATE.match(value):
                 return self.token("DATE", value)
@@ -103,9 +121,20 @@ class Deidentifier:
             return self._patterns(value)
         return value
 
+    def _all_leaves(self, value: Any, kind: str) -> Any:  # noqa: ANN401
+        if isinstance(value, dict):
+            return {k: self._all_leaves(v, kind) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._all_leaves(v, kind) for v in value]
+        if value is None or isinstance(value, bool):
+            return value
+        return self.token(kind, str(value))
+
     def _patterns(self, text: str) -> str:
         for kind, pattern in _PATTERNS:
             text = pattern.sub(lambda m, kind=kind: self.token(kind, m.group(0)), text)
+        if self.level == "safe-harbor":
+            text = _DATE_IN_TEXT.sub(lambda m: self.token("DATE", m.group(0)), text)
         return text
 
     def _quoted(self, value: Any) -> Any:  # noqa: ANN401
@@ -114,8 +143,12 @@ class Deidentifier:
             return {k: self._quoted(v) for k, v in value.items()}
         if isinstance(value, list):
             return [self._quoted(v) for v in value]
-        if isinstance(value, str):
+        if isinstance(value, str) and not _TOKEN.fullmatch(value):
             for original, token in sorted(self._by_value.items(), key=lambda kv: -len(kv[0])):
-                if len(original) >= 4 and original in value:
-                    value = value.replace(original, token)
+                if len(original) >= 3 and original in value:
+                    # Replace outside existing tokens only.
+                    parts = _TOKEN.split(value)
+                    tokens = _TOKEN.findall(value)
+                    parts = [part.replace(original, token) for part in parts]
+                    value = "".join(p + (tokens[i] if i < len(tokens) else "") for i, p in enumerate(parts))
         return value

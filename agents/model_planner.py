@@ -4,28 +4,35 @@ Works against OpenAI, Azure OpenAI, vLLM, Ollama or any server that speaks the
 chat-completions protocol with tools. It runs inside the ``agents.plan_outreach``
 activity; the SDK's own retries are off, because Temporal owns retries:
 
-- 429, 408, 409 and 5xx, timeouts and refused connections raise a *retryable*
-  ``ApplicationError`` whose ``next_retry_delay`` honours ``Retry-After``; the
-  workflow retries planning without limit, so a model outage parks runs until
-  the model is back instead of failing them.
+- 429 (except ``insufficient_quota``), 408, 409 and 5xx, timeouts and refused
+  connections raise a *retryable* ``ApplicationError`` whose
+  ``next_retry_delay`` honours ``Retry-After``. The workflow keeps retrying
+  for its planning budget (2 h by default), so a model outage parks runs until
+  the model is back; past the budget the offline rules plan and a human reviews.
 - Any other 4xx (400 bad request, 401 bad key, 403, 404 unknown model or URL,
-  422) raises a *non-retryable* ``ModelEndpointError`` naming the setting to
-  fix; the workflow then plans with the offline rules and sends every action
-  to a human with that reason.
+  422), ``insufficient_quota``, and a 200 whose body is not a chat completion
+  raise a *non-retryable* ``ModelEndpointError`` naming the setting to fix; the
+  workflow then plans with the offline rules and sends every action to a human
+  with that reason.
 
-The answer's tool calls become typed :class:`ProposedAction` objects. A call to a
-tool the agent may not use, arguments that are not JSON, or arguments that fail
-validation get one repair round trip with the problems shown to the model; if
-the second answer is still unusable, the offline rules' plan is proposed with
-every action flagged for human review (never a crash, never a silent drop).
+The model sees an allow-listed, de-identified brief of the run's facts. Its tool
+calls become typed :class:`ProposedAction` objects. Problems get one repair
+round trip with the problems shown to the model: a tool the agent may not use,
+arguments that are not JSON or fail validation, identifier tokens in a message
+to the member, no tool calls, and plan-level rules (exactly one TCM
+interactive-contact task due by the TCM deadline for a living member, at most
+one message, none for a deceased member). If the second answer still has
+problems, the offline rules' plan is proposed with every action flagged for
+human review: never a crash, never a silent drop. A repaired plan is flagged for
+review too, and so is a message whose text is not the approved template text.
 
 Confidence of each proposed action::
 
-    evidence  = (0.50·data_completeness + 0.25·reachability + 0.15·eligibility_certainty) / 0.90
-    certainty = exp(mean log-probability of the tokens of that action's tool call)
-                — or of the whole answer when the endpoint's log-probabilities cannot be
-                aligned with the call; 0.85 when it returns none (OpenAI returns none for
-                tool-call tokens); at most 0.70 when the answer needed the repair round trip
+    evidence   = (0.50·data_completeness + 0.25·reachability + 0.15·eligibility_certainty) / 0.90
+    certainty  = exp(mean log-probability of that call's value tokens), where the endpoint's
+                 log-probabilities cover the call's text (JSON punctuation and whitespace
+                 tokens excluded, positive or missing values dropped);
+                 0.85 when they do not (OpenAI returns none for tool-call tokens)
     confidence = evidence × certainty
 
 The evidence signals are the offline planner's (same facts, same values). Every
@@ -44,23 +51,29 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from openai import APIConnectionError, APIStatusError, APITimeoutError, AsyncAzureOpenAI, AsyncOpenAI
+from openai import APIConnectionError, APIError, APIStatusError, APITimeoutError, AsyncAzureOpenAI, AsyncOpenAI
+from openai.types.chat import ChatCompletion
 from temporalio.exceptions import ApplicationError
 
 from agents.actions import ConfidenceSignal, ProposedAction
 from agents.deidentify import Deidentifier, PhiLevel
-from agents.offline_planner import OfflinePlanner, evidence_for, signals_for
+from agents.facts import RunFacts
+from agents.offline_planner import CHECK_IN_MESSAGE, OfflinePlanner, evidence_for, signals_for
 from agents.planner import MODEL_ENDPOINT_ERROR, ModelUsage, PlannerInput, PlannerOutput
 from agents.prompts import outreach_prompts
 from agents.tool_calls import ALLOWED_TOOLS, CallProblem, ParsedCall, parse_call, tool_schemas
+from tools.outreach import SendOutreachArgs
+from tools.tasks import CreateTaskArgs
 
-__all__ = ["MODEL_ENDPOINT_ERROR", "ModelConfig", "OpenAIPlanner", "model_certainty"]
+__all__ = ["MODEL_ENDPOINT_ERROR", "ModelConfig", "OpenAIPlanner", "model_certainty", "planning_brief"]
 
 log = structlog.get_logger(__name__)
 
 CERTAINTY_WITHOUT_LOGPROBS = 0.85
-CERTAINTY_CAP_AFTER_REPAIR = 0.70
+APPROVED_MESSAGES = {"post-discharge-check-in": CHECK_IN_MESSAGE}
+"""Member-facing texts a human approved; a model-written text differing from these goes to review."""
 _MAX_RETRY_AFTER = timedelta(minutes=10)
+_SYNTAX_ONLY = set('{}[]:,"\' \n\t')
 _HINTS = {
     400: "the endpoint rejected the request; check that the model supports tool calling "
          "(or set CARELOOM_MODEL_LOGPROBS=false if it rejects logprobs)",
@@ -85,10 +98,19 @@ class ModelConfig:
     output_usd_per_mtok: float = 0.0
 
 
+@dataclass(frozen=True)
+class _Call:
+    id: str
+    kind: str
+    name: str
+    arguments: str
+
+
 @dataclass
 class _Answer:
-    message: Any
-    logprobs: list[Any] | None
+    content: str | None
+    calls: list[_Call]
+    logprobs: list[tuple[str, float]] | None
     finish_reason: str | None
 
 
@@ -100,43 +122,68 @@ class _Tally:
     started: float = field(default_factory=time.monotonic)
 
 
-def model_certainty(logprobs: list[Any] | None, span_text: str | None) -> tuple[float | None, str]:
-    """exp(mean log-probability) over the tokens covering ``span_text`` (or all tokens); None without any."""
-    if not logprobs:
+def planning_brief(facts: RunFacts) -> dict[str, Any]:
+    """The allow-listed facts a model sees: codes, counts, flags, one member reference and the dates."""
+    member, stay, risk, eligibility = facts.member, facts.clinical.stay, facts.risk, facts.eligibility
+    return {
+        "member": {"member_id": member.member_id, "age_years": member.age_years, "deceased": member.deceased,
+                   "preferred_language": member.preferred_language, "channels": member.channels,
+                   "preferred_channel": member.preferred_channel, "time_zone": member.time_zone,
+                   "opted_out": member.opted_out},
+        "stay": {"admitted_at": stay.admitted_at.isoformat(),
+                 "discharged_at": stay.discharged_at.isoformat() if stay.discharged_at else None,
+                 "length_of_stay_days": stay.length_of_stay_days, "acute_admission": stay.acute_admission,
+                 "admit_source": stay.admit_source, "discharge_disposition": stay.discharge_disposition},
+        "condition_codes": facts.clinical.condition_codes, "ed_visits_6mo": facts.clinical.ed_visits_6mo,
+        "eligibility": {"outcome": eligibility.outcome, "inforce": eligibility.inforce,
+                        "plan_type": eligibility.plan_type},
+        "risk": {"status": risk.status, "lace": risk.lace,
+                 "components": risk.components.model_dump() if risk.components else None,
+                 "charlson_categories": risk.charlson_categories, "missing": risk.missing},
+        "tcm_contact_due": facts.tcm_contact_due.isoformat() if facts.tcm_contact_due else None,
+    }
+
+
+def model_certainty(logprobs: list[tuple[str, float]] | None, span_text: str | None) -> tuple[float | None, str]:
+    """exp(mean log-probability) over the value tokens covering ``span_text``; None where that cannot be known."""
+    if not logprobs or not span_text:
         return None, "no log-probabilities returned"
-    chosen = logprobs
-    if span_text:
-        text, starts = "", []
-        for item in logprobs:
-            starts.append(len(text))
-            text += item.token
-        at = text.find(span_text)
-        if at >= 0:
-            end = at + len(span_text)
-            chosen = [item for item, start in zip(logprobs, starts, strict=True)
-                      if start < end and start + len(item.token) > at] or logprobs
-    mean = sum(item.logprob for item in chosen) / len(chosen)
-    scope = "this call's tokens" if chosen is not logprobs else "the answer's tokens"
-    return round(math.exp(mean), 4), f"exp(mean logprob) over {len(chosen)} of {scope}"
+    text, starts = "", []
+    for token, _ in logprobs:
+        starts.append(len(text))
+        text += token
+    at = text.find(span_text)
+    if at < 0:
+        return None, "log-probabilities do not cover this call's text"
+    end = at + len(span_text)
+    chosen = [lp for (token, lp), start in zip(logprobs, starts, strict=True)
+              if start < end and start + len(token) > at and not set(token) <= _SYNTAX_ONLY]
+    if not chosen:
+        return None, "no value tokens in this call's text"
+    mean = sum(chosen) / len(chosen)
+    return round(math.exp(mean), 4), f"exp(mean logprob) over {len(chosen)} value tokens of this call"
 
 
 def _retry_after(err: APIStatusError) -> timedelta | None:
+    """The server's requested delay, from retry-after-ms or Retry-After (seconds or an HTTP date)."""
     headers = err.response.headers
-    if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return min(timedelta(milliseconds=float(ms)), _MAX_RETRY_AFTER)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
+    delay: timedelta | None = None
     try:
-        return min(timedelta(seconds=max(float(value), 0.0)), _MAX_RETRY_AFTER)
-    except ValueError:
-        when = email.utils.parsedate_to_datetime(value) if value else None
-        if when is None:
-            return None
-        return min(max(when - datetime.now(UTC), timedelta(0)), _MAX_RETRY_AFTER)
+        if (ms := headers.get("retry-after-ms")) is not None:
+            delay = timedelta(milliseconds=float(ms))
+        elif (value := headers.get("retry-after")) is not None:
+            try:
+                delay = timedelta(seconds=float(value))
+            except ValueError:
+                when = email.utils.parsedate_to_datetime(value)
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=UTC)
+                delay = when - datetime.now(UTC)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if delay is None:
+        return None
+    return min(max(delay, timedelta(0)), _MAX_RETRY_AFTER)
 
 
 def _endpoint_failure(err: Exception, model: str) -> ApplicationError:
@@ -146,8 +193,16 @@ def _endpoint_failure(err: Exception, model: str) -> ApplicationError:
     if isinstance(err, APIConnectionError):
         return ApplicationError(f"model endpoint for {model} unreachable: {type(err).__name__}",
                                 type="ModelUnavailable")
-    assert isinstance(err, APIStatusError)
+    if not isinstance(err, APIStatusError):
+        return ApplicationError(
+            f"model endpoint for {model} answered with something that is not a chat completion "
+            f"({type(err).__name__}); check CARELOOM_MODEL_BASE_URL points at an OpenAI-compatible /v1",
+            type=MODEL_ENDPOINT_ERROR, non_retryable=True)
     status = err.status_code
+    if status == 429 and getattr(err, "code", None) == "insufficient_quota":
+        return ApplicationError(f"model endpoint refused the request for {model} (429 insufficient_quota): "
+                                "the account is out of quota; check its billing", type=MODEL_ENDPOINT_ERROR,
+                                non_retryable=True)
     if status in (408, 409, 429) or status >= 500:
         delay = _retry_after(err)
         return ApplicationError(
@@ -156,6 +211,57 @@ def _endpoint_failure(err: Exception, model: str) -> ApplicationError:
     hint = _HINTS.get(status, "check the CARELOOM_MODEL_* settings")
     return ApplicationError(f"model endpoint refused the request for {model} ({status}): {hint}",
                             type=MODEL_ENDPOINT_ERROR, non_retryable=True)
+
+
+def _answer(response: object) -> _Answer:
+    """The parts of a chat completion the planner uses; TypeError when it is not one."""
+    if not isinstance(response, ChatCompletion):
+        raise TypeError(f"a {type(response).__name__}, not a chat completion")
+    if not response.choices:
+        return _Answer(content=None, calls=[], logprobs=None, finish_reason="empty")
+    choice = response.choices[0]
+    message = choice.message
+    calls: list[_Call] = []
+    seen: set[str] = set()
+    for index, call in enumerate(message.tool_calls or [], start=1):
+        call_id = getattr(call, "id", None) or ""
+        if not call_id or call_id in seen:  # some servers omit or repeat ids
+            call_id = f"call_{index}"
+        seen.add(call_id)
+        function = getattr(call, "function", None)
+        if function is None:
+            calls.append(_Call(call_id, getattr(call, "type", None) or "unknown", "?", ""))
+            continue
+        arguments = function.arguments
+        if not isinstance(arguments, str):  # some servers send an object
+            arguments = json.dumps(arguments)
+        calls.append(_Call(call_id, "function", function.name or "?", arguments or ""))
+    logprobs = None
+    if choice.logprobs is not None and choice.logprobs.content:
+        logprobs = [(item.token, min(float(item.logprob), 0.0)) for item in choice.logprobs.content
+                    if item.logprob is not None and not math.isnan(item.logprob)]
+    return _Answer(content=message.content, calls=calls, logprobs=logprobs, finish_reason=choice.finish_reason)
+
+
+def _plan_problems(parsed: list[tuple[_Call, ParsedCall]], facts: RunFacts) -> list[CallProblem]:
+    """Rules on the plan as a whole that single-call validation cannot see."""
+    problems: list[CallProblem] = []
+    tasks = [(c, p.arguments) for c, p in parsed if isinstance(p.arguments, CreateTaskArgs)]
+    messages = [c for c, p in parsed if isinstance(p.arguments, SendOutreachArgs)]
+    if facts.member.deceased:
+        if messages:
+            problems.append(CallProblem(messages[0].id, "send_outreach", "the member is deceased: no outreach"))
+        return problems
+    tcm = [(c, a) for c, a in tasks if a.kind == "tcm-interactive-contact"]
+    if len(tcm) != 1:
+        problems.append(CallProblem("-", "plan", f"the plan needs exactly one create_task of kind "
+                                                 f"tcm-interactive-contact, not {len(tcm)}"))
+    elif facts.tcm_contact_due is not None and tcm[0][1].due > facts.tcm_contact_due:
+        problems.append(CallProblem(tcm[0][0].id, "create_task", "the TCM task is due after the TCM contact "
+                                                                 "deadline; use the tcm_contact_due value"))
+    if len(messages) > 1:
+        problems.append(CallProblem(messages[1].id, "send_outreach", "at most one message to the member"))
+    return problems
 
 
 class OpenAIPlanner:
@@ -179,34 +285,34 @@ class OpenAIPlanner:
 
     async def plan(self, data: PlannerInput) -> PlannerOutput:
         deid = Deidentifier(self.config.phi)
-        facts = deid.redact(data.facts.model_dump(mode="json"))
+        brief = deid.redact(planning_brief(data.facts))
         messages: list[dict[str, Any]] = [
-            {"role": "system", "content": self._prompts.render("system")},
+            {"role": "system", "content": self._prompts.render("system", check_in_message=CHECK_IN_MESSAGE)},
             {"role": "user", "content": self._prompts.render(
-                "user", facts_json=json.dumps(facts, indent=1, sort_keys=True), high_risk_lace=data.high_risk_lace)},
+                "user", facts_json=json.dumps(brief, indent=1, sort_keys=True), high_risk_lace=data.high_risk_lace)},
         ]
         tally = _Tally()
         answer = await self._complete(messages, tally)
-        parsed, problems = self._parse(answer, deid)
-        repaired = False
+        parsed, problems = self._parse(answer, deid, data.facts)
+        first_problems: list[CallProblem] = []
         if problems:
-            repaired = True
+            first_problems = problems
             log.warning("planner.answer_refused", model=self.config.model, problems=len(problems),
-                        kinds=sorted({p.message.split(" ", 1)[0] for p in problems}))
+                        tools=sorted({p.tool for p in problems}))
             messages += self._repair_messages(answer, problems)
             answer = await self._complete(messages, tally)
-            parsed, problems = self._parse(answer, deid)
-        usage = self._usage(tally, repaired=repaired)
+            parsed, problems = self._parse(answer, deid, data.facts)
+        usage = self._usage(tally, repaired=bool(first_problems))
         if problems:
             reason = (f"model {self.config.model} answer unusable after one repair: "
                       + "; ".join(str(p) for p in problems[:3]))
             out = self._fallback.plan_for_review(data, reason)
             return out.model_copy(update={"planner": f"{self.name} → {out.planner}", "model": self.config.model,
                                           "prompt_version": self._prompts.version, "usage": usage})
-        proposals = self._proposals(data, parsed, answer, repaired=repaired)
+        proposals = self._proposals(data, parsed, answer, first_problems)
         log.info("planner.planned", model=self.config.model, actions=len(proposals), requests=usage.requests,
                  prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                 repaired=repaired, latency_ms=usage.latency_ms)
+                 repaired=usage.repaired, latency_ms=usage.latency_ms)
         return PlannerOutput(planner=self.name, model=self.config.model, prompt_version=self._prompts.version,
                              usage=usage, proposals=proposals)
 
@@ -217,74 +323,81 @@ class OpenAIPlanner:
             response = await self._client.chat.completions.create(
                 model=self.config.model, messages=messages, tools=self._tools, tool_choice="auto",
                 temperature=self.config.temperature, **extra)
-        except (APIStatusError, APITimeoutError, APIConnectionError) as err:
+            if getattr(response, "usage", None) is not None:
+                tally.prompt_tokens += response.usage.prompt_tokens or 0
+                tally.completion_tokens += response.usage.completion_tokens or 0
+            return _answer(response)
+        except (APIError, ValueError, TypeError, AttributeError) as err:
+            # APIError covers status, timeout, connection and response-validation errors; the others are a
+            # 200 whose body is not a chat completion (an HTML page, broken JSON, missing fields).
             failure = _endpoint_failure(err, self.config.model)
             log.warning("planner.model_request_failed", model=self.config.model, error=failure.type,
                         retryable=not failure.non_retryable)
             raise failure from None
-        if response.usage is not None:
-            tally.prompt_tokens += response.usage.prompt_tokens or 0
-            tally.completion_tokens += response.usage.completion_tokens or 0
-        if not response.choices:
-            return _Answer(message=None, logprobs=None, finish_reason="empty")
-        choice = response.choices[0]
-        logprobs = choice.logprobs.content if choice.logprobs is not None else None
-        return _Answer(message=choice.message, logprobs=logprobs, finish_reason=choice.finish_reason)
 
-    def _parse(self, answer: _Answer, deid: Deidentifier) -> tuple[list[tuple[str, ParsedCall]], list[CallProblem]]:
-        calls = (answer.message.tool_calls if answer.message is not None else None) or []
-        if not calls:
+    def _parse(self, answer: _Answer, deid: Deidentifier,
+               facts: RunFacts) -> tuple[list[tuple[_Call, ParsedCall]], list[CallProblem]]:
+        if not answer.calls:
             why = "the answer was cut off (length)" if answer.finish_reason == "length" else "the answer had no tool calls"
-            return [], [CallProblem("-", "-", f"{why}; plan with tool calls")]
-        parsed: list[tuple[str, ParsedCall]] = []
+            return [], [CallProblem("-", "answer", f"{why}; plan with tool calls")]
+        parsed: list[tuple[_Call, ParsedCall]] = []
         problems: list[CallProblem] = []
-        for call in calls:
-            function = getattr(call, "function", None)
-            if function is None:
-                problems.append(CallProblem(call.id, getattr(call, "type", "?"), "only function tool calls are allowed"))
+        for call in answer.calls:
+            if call.kind != "function":
+                problems.append(CallProblem(call.id, call.kind, "only function tool calls are allowed"))
                 continue
-            result = parse_call(call.id, function.name, deid.restore(function.arguments or ""))
+            result = parse_call(call.id, call.name, call.arguments, restore=deid.restore)
             if isinstance(result, CallProblem):
                 problems.append(result)
             else:
-                parsed.append((function.arguments or "", result))
+                parsed.append((call, result))
+        if not problems:
+            problems = _plan_problems(parsed, facts)
         return parsed, problems
 
     def _repair_messages(self, answer: _Answer, problems: list[CallProblem]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        calls = (answer.message.tool_calls if answer.message is not None else None) or []
-        if calls:
-            out.append({"role": "assistant", "content": answer.message.content, "tool_calls": [
-                {"id": c.id, "type": "function",
-                 "function": {"name": c.function.name, "arguments": c.function.arguments}} for c in calls]})
+        """The assistant's answer as it was, one tool message per call, then the repair prompt."""
+        assistant: dict[str, Any] = {"role": "assistant", "content": answer.content or ""}
+        function_calls = [c for c in answer.calls if c.kind == "function"]
+        out: list[dict[str, Any]] = [assistant]
+        if function_calls:
+            assistant["tool_calls"] = [{"id": c.id, "type": "function",
+                                        "function": {"name": c.name, "arguments": c.arguments}}
+                                       for c in function_calls]
             refused = {p.call_id: p.message for p in problems}
-            for c in calls:
-                out.append({"role": "tool", "tool_call_id": c.id,
-                            "content": f"refused: {refused[c.id]}" if c.id in refused else "accepted"})
+            for c in function_calls:
+                out.append({"role": "tool", "tool_call_id": c.id, "content": (
+                    f"refused: {refused[c.id]}" if c.id in refused
+                    else "valid, but nothing was executed: include this call again in your complete plan")})
         out.append({"role": "user", "content": self._prompts.render(
             "repair", problems=[str(p) for p in problems], tools=", ".join(ALLOWED_TOOLS))})
         return out
 
-    def _proposals(self, data: PlannerInput, parsed: list[tuple[str, ParsedCall]], answer: _Answer,
-                   *, repaired: bool) -> list[ProposedAction]:
+    def _proposals(self, data: PlannerInput, parsed: list[tuple[_Call, ParsedCall]], answer: _Answer,
+                   first_problems: list[CallProblem]) -> list[ProposedAction]:
         facts = data.facts
         evidence = evidence_for(facts)
+        repaired = ("the model's first answer was refused (" + "; ".join(str(p) for p in first_problems[:2])
+                    + "); a human checks the repaired plan") if first_problems else None
         proposals = []
-        for index, (raw_arguments, call) in enumerate(parsed, start=1):
-            needs_contact = call.arguments.tool == "send_outreach"
-            base = signals_for(facts, needs_contact=needs_contact)[:3]
-            certainty, note = model_certainty(answer.logprobs, raw_arguments)
+        for index, (call, parsed_call) in enumerate(parsed, start=1):
+            arguments = parsed_call.arguments
+            base = signals_for(facts, needs_contact=arguments.tool == "send_outreach")[:3]
+            total = sum(s.weight for s in base)
+            evidence_score = sum(s.weight * s.value for s in base) / total
+            base = [s.model_copy(update={"weight": round(s.weight / total, 4)}) for s in base]
+            certainty, note = model_certainty(answer.logprobs, call.arguments)
             if certainty is None:
-                certainty = CERTAINTY_WITHOUT_LOGPROBS
-            if repaired and certainty > CERTAINTY_CAP_AFTER_REPAIR:
-                certainty, note = CERTAINTY_CAP_AFTER_REPAIR, f"{note}; capped: the answer needed a repair"
+                certainty, note = CERTAINTY_WITHOUT_LOGPROBS, f"{note}; default {CERTAINTY_WITHOUT_LOGPROBS}"
             signals = [*base, ConfidenceSignal(name="model_certainty", value=certainty, weight=1.0,
-                                               note=f"{self.config.model}: {note}")]
-            evidence_score = sum(s.weight * s.value for s in base) / sum(s.weight for s in base)
+                                               note=f"{self.config.model}: {note}; multiplies the evidence")]
+            reasons = [repaired] if repaired else []
+            if isinstance(arguments, SendOutreachArgs) and arguments.message != APPROVED_MESSAGES.get(arguments.template):
+                reasons.append("the message text was written by the model, not the approved template text")
             proposals.append(ProposedAction(
-                action_id=f"a{index}-{call.arguments.tool.replace('_', '-')}",
-                arguments=call.arguments, rationale=call.rationale[:500], evidence=evidence,
-                confidence=round(evidence_score * certainty, 4), signals=signals))
+                action_id=f"a{index}-{arguments.tool.replace('_', '-')}",
+                arguments=arguments, rationale=parsed_call.rationale[:500], evidence=evidence,
+                confidence=round(min(evidence_score * certainty, 1.0), 4), signals=signals, review_reasons=reasons))
         return proposals
 
     def _usage(self, tally: _Tally, *, repaired: bool) -> ModelUsage:

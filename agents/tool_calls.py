@@ -11,6 +11,8 @@ trip), never as an exception.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,7 @@ _ARGUMENT_MODELS: dict[str, type[BaseModel]] = {
     "draft_care_plan": DraftCarePlanArgs,
 }
 ALLOWED_TOOLS = tuple(_ARGUMENT_MODELS)
+_TOKEN = re.compile(r"\[[A-Z]+_\d+\]")
 _DESCRIPTIONS = {
     "create_task": "Propose a work item for a human care manager (e.g. the TCM interactive contact).",
     "send_outreach": "Propose a message to the member on one channel.",
@@ -89,8 +92,13 @@ class CallProblem:
         return f"{self.tool} (call {self.call_id}): {self.message}"
 
 
-def parse_call(call_id: str, tool: str, arguments_json: str) -> ParsedCall | CallProblem:
-    """Typed arguments for one tool call, or the problem to show the model."""
+def parse_call(call_id: str, tool: str, arguments_json: str,
+               restore: Callable[[Any], Any] | None = None) -> ParsedCall | CallProblem:
+    """Typed arguments for one tool call, or the problem to show the model.
+
+    ``restore`` maps de-identification tokens back to values in the parsed arguments, before validation.
+    Member-facing text may not carry tokens at all: identifiers never go into a message to the member.
+    """
     if tool not in _CALL_MODELS:
         return CallProblem(call_id, tool, f"tool {tool!r} is not available to this agent; "
                                           f"use one of {', '.join(ALLOWED_TOOLS)}")
@@ -101,6 +109,11 @@ def parse_call(call_id: str, tool: str, arguments_json: str) -> ParsedCall | Cal
     if not isinstance(raw, dict):
         return CallProblem(call_id, tool, "arguments must be a JSON object")
     raw.pop("tool", None)
+    if tool == "send_outreach" and isinstance(raw.get("message"), str) and _TOKEN.search(raw["message"]):
+        return CallProblem(call_id, tool, "message contains a token such as [MEMBER_1]; a message to the member "
+                                          "carries no identifiers or dates")
+    if restore is not None:
+        raw = restore(raw)
     try:
         call = _CALL_MODELS[tool].model_validate(raw)
     except ValidationError as err:

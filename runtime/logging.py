@@ -82,3 +82,6 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", *, stream: TextIO 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # HTTP clients log whole requests at DEBUG (the model request's messages among them): never below WARNING.
+    for name in ("openai", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -101,7 +101,8 @@ class Settings(BaseSettings):
     model_api_key: SecretStr | None = Field(default=None, description="API key; unset falls back to "
                                             "OPENAI_API_KEY, then to a placeholder for keyless local servers.")
     model_api_version: str | None = Field(default=None, description="Set for Azure OpenAI (e.g. 2024-10-21).")
-    model_timeout_seconds: float = Field(default=30.0, gt=0, le=600, description="Per model request.")
+    model_timeout_seconds: float = Field(default=30.0, gt=0, le=120, description="Per model request (two fit "
+                                         "in one planning attempt of 5 minutes).")
     model_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     model_logprobs: bool = Field(default=True, description="Ask for token log-probabilities (confidence); turn "
                                  "off for endpoints that reject the parameter.")

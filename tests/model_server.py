@@ -72,12 +72,18 @@ def _facts(request: dict[str, Any]) -> dict[str, Any]:
     return json.loads(found.group(1))
 
 
+def _approved_message(request: dict[str, Any]) -> str:
+    """The check-in text the system prompt says to use."""
+    found = re.search(r'exactly\s+this approved message[^"]*"([^"]+)"', request["messages"][0]["content"])
+    return found.group(1) if found else "Your care team is checking in after your hospital stay."
+
+
 def follow_the_prompt(request: dict[str, Any]) -> Reply:
     """The plan the system prompt asks for, from the facts in the request."""
     facts = _facts(request)
     cut_off = int(re.search(r"cut-off is (\d+)", request["messages"][1]["content"]).group(1))
     member, risk = facts["member"], facts["risk"]
-    due = facts.get("tcm_contact_due") or facts["clinical"]["stay"]["admitted_at"]
+    due = facts.get("tcm_contact_due") or facts["stay"]["admitted_at"]
     scored = risk["status"] == "scored"
     high = not scored or (risk["lace"] or 0) >= cut_off
     calls: list[tuple[str, dict[str, Any]]] = []
@@ -96,7 +102,7 @@ def follow_the_prompt(request: dict[str, Any]) -> Reply:
         if member.get("preferred_channel"):
             calls.append(("send_outreach", {
                 "channel": member["preferred_channel"], "template": "post-discharge-check-in",
-                "message": "Your care team is checking in after your hospital stay. Reply if you need help.",
+                "message": _approved_message(request),
                 "rationale": f"Preferred channel is {member['preferred_channel']}."}))
         if not scored or (risk["lace"] or 0) >= 5:
             days = 7 if high else 14

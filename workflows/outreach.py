@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from agents.approvals import (
@@ -65,6 +66,8 @@ class OutreachInput(BaseModel):
     initiated_by: str = Field(default="system", description="Who started the run; may not approve it.")
     tool_attempts: int = Field(default=10, ge=1, description="Attempts for a retryable tool failure.")
     tool_timeout_seconds: float = Field(default=60.0, gt=0)
+    planning_budget_seconds: float = Field(default=7200.0, gt=0, description=(
+        "How long planning is retried (a model outage) before the offline rules plan for human review."))
 
 
 class ActionOutcome(BaseModel):
@@ -248,26 +251,35 @@ class MemberOutreachWorkflow:
             raise ToolFailure("ToolUnavailable", f"{name} failed after retries: {cause or err}") from None
 
     async def plan(self, data: PlannerInput) -> PlannerOutput:
-        """Plan through the configured planner; retried without limit, so a model outage parks the run.
+        """Plan through the configured planner, retried for the planning budget: a model outage parks the run.
 
-        When the model endpoint refuses the request for good (a wrong key, model or URL), the offline
-        rules plan instead and every action they propose goes to a human with the endpoint's error.
+        When the model endpoint refuses the request for good (a wrong key, model or URL), or the budget
+        runs out, the offline rules plan instead and every action they propose goes to a human with the
+        reason. Nothing waits past the budget for a model that does not come back.
         """
+        budget = timedelta(seconds=self._input.planning_budget_seconds)
         try:
-            return await self._plan_activity(data)
+            return await workflow.execute_activity(
+                PLAN_ACTIVITY, data, result_type=PlannerOutput,
+                start_to_close_timeout=min(_PLAN_TIMEOUT, budget), schedule_to_close_timeout=budget,
+                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2),
+                                         maximum_interval=timedelta(minutes=5), maximum_attempts=0,
+                                         non_retryable_error_types=[MODEL_ENDPOINT_ERROR]))
         except ActivityError as err:
             cause = err.cause
-            if not (isinstance(cause, ApplicationError) and cause.type == MODEL_ENDPOINT_ERROR):
+            if isinstance(cause, ApplicationError) and cause.type == MODEL_ENDPOINT_ERROR:
+                reason = cause.message
+            elif isinstance(cause, ActivityTimeout) or err.retry_state == RetryState.TIMEOUT:
+                # Out of budget: the server reports the timeout, or the last attempt's error when the next
+                # retry would have started past the budget.
+                last = cause.cause if isinstance(cause, ActivityTimeout) else cause
+                reason = (f"no plan from the model within the planning budget ({budget})"
+                          + (f"; last error: {last.message}" if isinstance(last, ApplicationError) else ""))
+            else:
                 raise ToolFailure("PlanningFailed", f"{PLAN_ACTIVITY} failed: {cause or err}") from None
-            workflow.logger.warning("model endpoint refused; planning with the offline rules for review")
-            return await self._plan_activity(data.model_copy(update={"fallback_reason": cause.message}))
-
-    async def _plan_activity(self, data: PlannerInput) -> PlannerOutput:
-        return await workflow.execute_activity(
-            PLAN_ACTIVITY, data, result_type=PlannerOutput,
-            start_to_close_timeout=_PLAN_TIMEOUT,
-            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=5),
-                                     maximum_attempts=0, non_retryable_error_types=[MODEL_ENDPOINT_ERROR]))
+            workflow.logger.warning("model could not plan; planning with the offline rules for review")
+            return await self.call_tool(PLAN_ACTIVITY, data.model_copy(update={"fallback_reason": reason}),
+                                        PlannerOutput)
 
     def request_approvals(self, items: list[PendingApproval]) -> None:
         for item in items:

@@ -9,7 +9,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -55,6 +61,18 @@ def outreach_workflow_id(member_id: str, encounter_id: str, salt: str) -> str:
     return f"outreach-{pseudonym(member_id, salt)}-{episode[:10]}"
 
 
+async def _legacy_run(client: Client, workflow_id: str) -> WorkflowHandle | None:
+    """The run under a pre-pseudonymous id, unless there is none or it failed (failed runs may start again)."""
+    handle = client.get_workflow_handle_for(MemberOutreachWorkflow.run, workflow_id)
+    try:
+        described = await handle.describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return None if described.status == WorkflowExecutionStatus.FAILED else handle
+
+
 async def start_outreach(
     client: Client,
     *,
@@ -65,17 +83,24 @@ async def start_outreach(
     initiated_by: str = "system",
     salt: str,
     tool_attempts: int = 10,
+    planning_budget: timedelta | None = None,
 ) -> tuple[WorkflowHandle[MemberOutreachWorkflow, object], bool]:
     """Start the run for this episode, or return the existing one; (handle, started_now).
 
     ``salt`` is the pseudonym salt (``Settings.pseudonym_salt``) the workflow id is derived with.
+    An episode started before workflow ids were pseudonymous (``outreach-<member>-<encounter>``)
+    is found under its old id and not started again.
     """
+    legacy = await _legacy_run(client, f"outreach-{member_id}-{encounter_id}")
+    if legacy is not None:
+        return legacy, False
     workflow_id = outreach_workflow_id(member_id, encounter_id, salt)
+    extra = {"planning_budget_seconds": planning_budget.total_seconds()} if planning_budget else {}
     try:
         handle = await client.start_workflow(
             MemberOutreachWorkflow.run,
             OutreachInput(member_id=member_id, encounter_id=encounter_id, policy=policy,
-                          initiated_by=initiated_by, tool_attempts=tool_attempts),
+                          initiated_by=initiated_by, tool_attempts=tool_attempts, **extra),
             id=workflow_id,
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,

@@ -33,7 +33,7 @@ def test_tokens_in_the_answer_map_back_to_the_original_values() -> None:
     redacted = deid.redact(RECORD)
     answer = json.dumps({"description": f"Call {redacted['member']['member_id']}",
                          "due": redacted["clinical"]["stay"]["discharged_at"], "other": "[DATE_99]"})
-    restored = json.loads(deid.restore(answer))
+    restored = deid.restore(json.loads(answer))
     assert "Call pt-ZQX-4471" == restored["description"]
     assert "2024-03-05T16:30:00+00:00" == restored["due"]
     assert "[DATE_99]" == restored["other"]  # an invented token stays as it is (and then fails validation)
@@ -53,3 +53,19 @@ def test_a_known_identifier_quoted_in_free_text_is_tokenised() -> None:
     deid = Deidentifier()
     deid.redact({"member_id": "pt-ZQX-4471"})
     assert "see [MEMBER_1] today" == deid.redact_text("see pt-ZQX-4471 today")
+
+
+def test_nested_identifiers_camel_case_keys_bare_phone_numbers_and_dates_in_text() -> None:
+    deid = Deidentifier("safe-harbor")
+    sent = json.dumps(deid.redact({
+        "identifier": [{"system": "urn:mrn", "value": "A778812"}], "memberId": "pt-9", "postalCode": "02139",
+        "note": "seen 2024-03-05, call 6175550147 or +1 (617) 555-0148",
+    }))
+    for value in ("A778812", "pt-9", "02139", "2024-03-05", "6175550147", "555-0148"):
+        assert value not in sent, value
+
+
+def test_a_token_is_never_rewritten_inside_another_token() -> None:
+    deid = Deidentifier()
+    deid.redact({"member_id": "MEMBER"})
+    assert "[MEMBER_1] and [MEMBER_1]" == deid.redact_text("MEMBER and [MEMBER_1]")

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from agents.model_planner import CERTAINTY_CAP_AFTER_REPAIR, CERTAINTY_WITHOUT_LOGPROBS
+from agents.model_planner import CERTAINTY_WITHOUT_LOGPROBS
+from agents.offline_planner import CHECK_IN_MESSAGE
 from agents.planner import MODEL_ENDPOINT_ERROR, PlannerInput
 from agents.prompts import outreach_prompts
 from guardrails.policy import GuardrailPolicy
@@ -27,8 +28,8 @@ INPUT = PlannerInput(workflow_id="outreach-mbr-000000000001-0123456789", facts=F
 TASK = {"kind": "tcm-interactive-contact", "queue": "care-management/post-discharge", "priority": "routine",
         "description": "Call the member within 2 business days", "reason": "inpatient discharge",
         "due": "[DATE_1]", "rationale": "TCM contact is due after discharge."}
-SMS = {"channel": "sms", "template": "post-discharge-check-in",
-       "message": "Your care team is checking in after your hospital stay.", "rationale": "Preferred channel sms."}
+SMS = {"channel": "sms", "template": "post-discharge-check-in", "message": CHECK_IN_MESSAGE,
+       "rationale": "Preferred channel sms."}
 
 
 def _due_token(request: dict) -> str:
@@ -95,19 +96,23 @@ async def test_disallowed_tool_gets_one_repair_round_trip(model_server: Scripted
     assert (2, True) == (out.usage.requests, out.usage.repaired)
     repair = model_server.requests[1]["messages"]
     tool_answers = {m["tool_call_id"]: m["content"] for m in repair if m["role"] == "tool"}
-    assert "accepted" == tool_answers["call_1"]
+    assert tool_answers["call_1"].startswith("valid, but nothing was executed: include this call again")
     assert "'delete_member' is not available" in tool_answers["call_2"]
     assert "Answer again with the complete plan" in repair[-1]["content"]
-    assert out.proposals[0].confidence <= CERTAINTY_CAP_AFTER_REPAIR  # a repaired answer is never auto-executed
+    # A repaired plan is never executed on its own: the guardrails send it to a human with the reason.
+    assert "first answer was refused" in out.proposals[0].review_reasons[0]
+    assert "require_approval" == evaluate_action(out.proposals[0], FACTS, GuardrailPolicy(min_confidence=0.0),
+                                                 now=None).decision
 
 
 async def test_invalid_arguments_then_a_repaired_answer(model_server: ScriptedModelServer):
-    model_server.script(completion([("send_outreach", {**SMS, "channel": "pigeon"})]),
-                        completion([("send_outreach", SMS)]))
+    model_server.script(completion([("create_task", TASK), ("send_outreach", {**SMS, "channel": "pigeon"})]),
+                        completion([("create_task", TASK), ("send_outreach", SMS)]))
     out = await model_planner(model_server).plan(INPUT)
-    assert "sms" == out.proposals[0].arguments.channel
-    refused = next(m["content"] for m in model_server.requests[1]["messages"] if m["role"] == "tool")
-    assert "invalid arguments: channel" in refused
+    assert "sms" == out.proposals[1].arguments.channel
+    answers = [m["content"] for m in model_server.requests[1]["messages"] if m["role"] == "tool"]
+    assert answers[0].startswith("valid, but nothing was executed")
+    assert "invalid arguments: channel" in answers[1]
 
 
 async def test_invalid_twice_goes_to_a_human_with_the_reason(model_server: ScriptedModelServer):
@@ -190,15 +195,15 @@ async def test_confidence_comes_from_the_log_probabilities_of_each_call(model_se
     # Full evidence (LACE scored, channel and zone known, eligibility complete): confidence = certainty.
     assert task.confidence == pytest.approx(math.exp(-0.1), abs=1e-4)
     assert sms.confidence == pytest.approx(math.exp(-0.6), abs=1e-4)
-    assert "this call's tokens" in task.signals[-1].note
+    assert "value tokens of this call" in task.signals[-1].note
     assert sms.confidence < GuardrailPolicy().min_confidence <= task.confidence
 
 
-async def test_unalignable_log_probabilities_score_the_whole_answer(model_server: ScriptedModelServer):
+async def test_log_probabilities_of_unrelated_text_are_not_used(model_server: ScriptedModelServer):
     model_server.script(completion([("create_task", TASK)], logprobs=[("x", -0.2), ("y", -0.4)]))
     out = await model_planner(model_server).plan(INPUT)
-    assert out.proposals[0].confidence == pytest.approx(math.exp(-0.3), abs=1e-4)
-    assert "the answer's tokens" in out.proposals[0].signals[-1].note
+    assert out.proposals[0].confidence == pytest.approx(CERTAINTY_WITHOUT_LOGPROBS)
+    assert "do not cover this call's text" in out.proposals[0].signals[-1].note
 
 
 async def test_unreachable_endpoint_is_retryable(model_server: ScriptedModelServer):
@@ -211,3 +216,100 @@ async def test_unreachable_endpoint_is_retryable(model_server: ScriptedModelServ
     with pytest.raises(ApplicationError) as raised:
         await planner.plan(INPUT)
     assert ("ModelUnavailable", False) == (raised.value.type, raised.value.non_retryable)
+
+
+async def test_a_repair_that_drops_the_tcm_task_goes_to_a_human(model_server: ScriptedModelServer):
+    """Plan-level rule: the repaired answer resends only the fixed message, so the TCM task is missing."""
+    model_server.script(completion([("create_task", TASK), ("send_outreach", {**SMS, "channel": "text"})]),
+                        completion([("send_outreach", SMS)]))
+    out = await model_planner(model_server).plan(INPUT)
+    assert out.planner.endswith("offline-rules/1 (fallback)")
+    assert any(p.arguments.tool == "create_task" for p in out.proposals)  # the rules' plan keeps the TCM task
+    assert "exactly one create_task of kind tcm-interactive-contact, not 0" in out.proposals[0].review_reasons[0]
+
+
+async def test_plan_level_rules_are_repaired(model_server: ScriptedModelServer):
+    late = {**TASK, "due": "2099-01-01T00:00:00Z"}
+    model_server.script(completion([("create_task", late), ("send_outreach", SMS), ("send_outreach", SMS)]),
+                        completion([("create_task", TASK), ("send_outreach", SMS)]))
+    out = await model_planner(model_server).plan(INPUT)
+    assert ["create_task", "send_outreach"] == [p.tool for p in out.proposals]
+    repair = model_server.requests[1]["messages"][-1]["content"]
+    assert "at most one message" in repair
+
+
+async def test_model_written_message_text_goes_to_review(model_server: ScriptedModelServer):
+    model_server.script(completion([("create_task", TASK), ("send_outreach", {**SMS, "message": "Hi! How are you?"})]))
+    out = await model_planner(model_server).plan(INPUT)
+    task, sms = out.proposals
+    assert [] == task.review_reasons
+    assert ["the message text was written by the model, not the approved template text"] == sms.review_reasons
+
+
+async def test_a_token_in_a_member_message_is_refused(model_server: ScriptedModelServer):
+    model_server.script(completion([("create_task", TASK), ("send_outreach", {**SMS, "message": "Hello [MEMBER_1]"})]),
+                        completion([("create_task", TASK), ("send_outreach", SMS)]))
+    out = await model_planner(model_server).plan(INPUT)
+    assert CHECK_IN_MESSAGE == out.proposals[1].arguments.message
+    refused = [m["content"] for m in model_server.requests[1]["messages"] if m["role"] == "tool"]
+    assert any("carries no identifiers" in r for r in refused)
+
+
+@pytest.mark.parametrize("body", ["<html><body>Welcome to nginx</body></html>", '{"choices": [', '"just a string"'])
+async def test_a_200_that_is_not_a_chat_completion_is_a_clear_non_retryable_error(
+        model_server: ScriptedModelServer, body: str):
+    model_server.script(Reply(200, body))
+    with pytest.raises(ApplicationError) as raised:
+        await model_planner(model_server).plan(INPUT)
+    assert (MODEL_ENDPOINT_ERROR, True) == (raised.value.type, raised.value.non_retryable)
+    assert "CARELOOM_MODEL_BASE_URL" in raised.value.message
+
+
+async def test_odd_but_valid_answers_do_not_crash(model_server: ScriptedModelServer):
+    """Arguments sent as an object, missing call ids, a null and a positive logprob."""
+    reply = completion([("create_task", TASK), ("send_outreach", SMS)], logprobs=[("a", 0.3), ("b", -0.2)])
+    for call in reply.body["choices"][0]["message"]["tool_calls"]:
+        call["function"]["arguments"] = json.loads(call["function"]["arguments"])
+        call["id"] = ""
+    reply.body["choices"][0]["logprobs"]["content"].append({"token": "c", "logprob": None, "top_logprobs": []})
+    model_server.script(reply)
+    out = await model_planner(model_server).plan(INPUT)
+    assert ["create_task", "send_outreach"] == [p.tool for p in out.proposals]
+    assert all(0.0 <= p.confidence <= 1.0 for p in out.proposals)
+
+
+async def test_a_non_function_tool_call_gets_a_well_formed_repair(model_server: ScriptedModelServer):
+    reply = completion([("create_task", TASK)])
+    reply.body["choices"][0]["message"]["tool_calls"].append({"id": "call_x", "type": "custom",
+                                                              "custom": {"name": "shell", "input": "rm -rf /"}})
+    model_server.script(reply, completion([("create_task", TASK)]))
+    out = await model_planner(model_server).plan(INPUT)
+    assert ["create_task"] == [p.tool for p in out.proposals]
+    assert "only function tool calls are allowed" in model_server.requests[1]["messages"][-1]["content"]
+
+
+async def test_no_tool_calls_repair_keeps_roles_alternating(model_server: ScriptedModelServer):
+    model_server.script(completion([], content="Let me think."), completion([("create_task", TASK)]))
+    await model_planner(model_server).plan(INPUT)
+    roles = [m["role"] for m in model_server.requests[1]["messages"]]
+    assert ["system", "user", "assistant", "user"] == roles
+
+
+async def test_insufficient_quota_is_not_retried(model_server: ScriptedModelServer):
+    model_server.script(Reply(429, {"error": {"message": "quota", "type": "insufficient_quota",
+                                              "code": "insufficient_quota"}}))
+    with pytest.raises(ApplicationError) as raised:
+        await model_planner(model_server).plan(INPUT)
+    assert (MODEL_ENDPOINT_ERROR, True) == (raised.value.type, raised.value.non_retryable)
+    assert "out of quota" in raised.value.message
+
+
+@pytest.mark.parametrize(("headers", "delay"), [
+    ({"retry-after": "soon"}, None), ({"retry-after-ms": "-5000"}, timedelta(0)),
+    ({"retry-after": "1e400"}, None), ({"retry-after": "Wed, 21 Oct 2015 07:28:00 -0000"}, timedelta(0)),
+    ({"retry-after": "99999"}, timedelta(minutes=10))])
+async def test_odd_retry_after_values_never_crash(model_server: ScriptedModelServer, headers, delay):
+    model_server.script(error(503, "busy", **headers))
+    with pytest.raises(ApplicationError) as raised:
+        await model_planner(model_server).plan(INPUT)
+    assert ("ModelUnavailable", delay) == (raised.value.type, raised.value.next_retry_delay)

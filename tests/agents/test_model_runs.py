@@ -81,3 +81,27 @@ async def test_an_answer_invalid_twice_waits_for_a_human(start_run: StartRun, st
     assert status.planner.startswith("model:scripted-model → offline-rules/1")
     assert status.pending_approvals
     assert all(any("answer unusable after one repair" in r for r in p.reasons) for p in status.pending_approvals)
+
+
+async def test_a_model_down_past_the_planning_budget_hands_the_run_to_a_human(
+    store, client: Client, task_queue: str, settings, model_server: ScriptedModelServer
+) -> None:
+    from datetime import timedelta
+
+    from tests.conftest import OPEN_WINDOW
+    from workflows.outreach_client import start_outreach
+
+    model_server.script(*[error(503, "down", **{"retry-after": "1"}) for _ in range(30)])
+    member = make_member(store)
+    handle, _ = await start_outreach(client, member_id=member.member_id, encounter_id=member.encounter_id,
+                                     policy=OPEN_WINDOW, task_queue=task_queue, tool_attempts=1,
+                                     salt=settings.pseudonym_salt.get_secret_value(),
+                                     planning_budget=timedelta(seconds=4))
+    try:
+        status = await wait_for_status(handle, lambda s: s.status == "awaiting_approval", timeout=30)
+    finally:
+        await handle.terminate("test finished")
+    assert "offline-rules/1 (fallback)" == status.planner
+    assert all(any("no plan from the model within the planning budget (0:00:04)" in r and "503" in r
+                   for r in p.reasons) for p in status.pending_approvals), status.pending_approvals
+    assert 2 <= len(model_server.requests) <= 6

@@ -1,18 +1,19 @@
 #!/usr/bin/env python3
 """Re-record the golden histories in tests/golden/histories/ (when behaviour changes on purpose).
 
-    .venv/bin/python tests/golden/record.py
+    .venv/bin/python tests/golden/record.py [SCENARIO ...]
 
-Runs each scenario on a fresh embedded dev server with a real worker, then
-exports the closed run's history. Commit the new files together with the
-change that needed them (see docs/runbook.md, "Golden histories").
+Runs each scenario (all, or the ones named) on a fresh embedded dev server with
+a real worker, then exports the closed run's history, replacing that scenario's
+file only. The model-* scenarios plan on the scripted model server
+(tests/model_server.py). Commit the new files together with the change that
+needed them (see docs/runbook.md, "Golden histories").
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
 import socket
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from agents.approvals import ApprovalDecision  # noqa: E402
+from agents.model_planner import ModelConfig, OpenAIPlanner  # noqa: E402
 from guardrails.policy import ApprovalRouting, GuardrailPolicy, QueueRule, SlaRule  # noqa: E402
 from history.files import write_history  # noqa: E402
 from runtime.logging import configure_logging  # noqa: E402
@@ -32,6 +34,7 @@ from runtime.temporal_client import connect  # noqa: E402
 from runtime.temporal_server import EmbeddedTemporalServer  # noqa: E402
 from store.records import SqliteCareRecordStore  # noqa: E402
 from tests.fhir_factory import make_member  # noqa: E402
+from tests.model_server import error, running_model_server  # noqa: E402
 from tools.care_plan import DraftCarePlanArgs, GoalSpec  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows.outreach import MemberOutreachWorkflow  # noqa: E402
@@ -59,35 +62,49 @@ def _window_opening_soon() -> GuardrailPolicy:
     return OPEN.model_copy(update={"contact_window_start": start, "contact_window_end": time.max})
 
 
-async def _pending(handle):  # noqa: ANN001, ANN202
-    for _ in range(200):
+async def _pending(handle, wait: float | None = None):  # noqa: ANN001, ANN202
+    """The run's first pending approval; None after ``wait`` seconds without one (an error without ``wait``)."""
+    for _ in range(int((wait or 20.0) * 10)):
         status = await handle.query(MemberOutreachWorkflow.status)
         if status.pending_approvals:
             return status.pending_approvals[0]
         await asyncio.sleep(0.1)
+    if wait is not None:
+        return None
     raise RuntimeError(f"{handle.id} never asked for approval")
 
 
-async def main() -> None:
+async def main(wanted: set[str]) -> None:
     configure_logging("WARNING", "json")
     state = Path(tempfile.mkdtemp(prefix="careloom-golden-"))
     settings = Settings(state_dir=state, embedded_port=_port(), embedded_ui_port=_port(), embedded_ui=False,
                         tool_attempts=1, _env_file=None)
     store = SqliteCareRecordStore(settings.records_path)
-    if OUT.exists():
-        shutil.rmtree(OUT)
+    OUT.mkdir(parents=True, exist_ok=True)
+    with running_model_server() as model:
+        await _record(settings, store, model, wanted)
+
+
+async def _record(settings: Settings, store: SqliteCareRecordStore, model, wanted: set[str]) -> None:  # noqa: ANN001
     async with EmbeddedTemporalServer(settings):
         client = await connect(settings)
         queue = f"golden-{uuid.uuid4().hex[:6]}"
-        async with build_worker(client, settings, store, task_queue=queue):
-            async def run(name: str, member, policy: GuardrailPolicy = OPEN, decision=None):  # noqa: ANN001, ANN202
+        planner = OpenAIPlanner(ModelConfig(model="scripted-model", base_url=model.url, api_key="sk-golden"))
+        async with build_worker(client, settings, store, task_queue=queue), \
+                build_worker(client, settings, store, task_queue=f"{queue}-model", planner=planner):
+            async def run(name: str, member, policy: GuardrailPolicy = OPEN, decision=None,  # noqa: ANN001, ANN202
+                          on: str = queue):
+                if wanted and name not in wanted:
+                    return
                 handle, _ = await start_outreach(client, member_id=member.member_id, encounter_id=member.encounter_id,
-                                                 policy=policy, task_queue=queue, tool_attempts=1,
+                                                 policy=policy, task_queue=on, tool_attempts=1,
                                                  initiated_by="golden-recorder",
                                                  salt=settings.pseudonym_salt.get_secret_value())
-                if decision is not None:
+                if decision is not None:  # decide every item the run asks about, one after another
                     item = await _pending(handle)
-                    await decide(client, handle.id, decision(item))
+                    while item is not None:
+                        await decide(client, handle.id, decision(item))
+                        item = await _pending(handle, wait=2.0)
                 await handle.result()
                 history = dataclasses.replace(await handle.fetch_history(), workflow_id=name)  # file name = scenario
                 print("recorded", write_history(OUT, history))
@@ -106,7 +123,14 @@ async def main() -> None:
             await run("deferred", make_member(store), policy=_window_opening_soon())
             await run("ineligible", make_member(store, coverage_end="2001-12-31"))
             await run("blocked", make_member(store, opted_out=True))
+            await run("model-planned", make_member(store), on=f"{queue}-model")
+            if not wanted or "model-fallback" in wanted:
+                model.script(error(401, "invalid api key"))
+            approvers = {"care_coordinator": "cc.jones", "rn": "rn.kim", "md": "dr.rivera"}
+            await run("model-fallback", make_member(store), on=f"{queue}-model", decision=lambda i: ApprovalDecision(
+                approval_id=i.approval_id, digest=i.digest, decision="approve", approver=approvers[i.required_role],
+                role=i.required_role))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(set(sys.argv[1:])))

@@ -20,7 +20,8 @@ from store.ledger import LedgerAppend
 from workflows.outreach import MemberOutreachWorkflow, OutreachInput, OutreachResult
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "histories"
-SCENARIOS = {"auto-completed", "approved", "edited", "rejected", "escalated", "deferred", "ineligible", "blocked"}
+SCENARIOS = {"auto-completed", "approved", "edited", "rejected", "escalated", "deferred", "ineligible", "blocked",
+             "model-planned", "model-fallback"}
 
 
 def test_every_scenario_has_a_golden_history() -> None:

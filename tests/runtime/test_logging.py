@@ -33,3 +33,17 @@ def test_configured_logging_redacts_structlog_and_stdlib_records() -> None:
     assert [REDACTED, "mbr-abc"] == [lines[0]["phone"], lines[0]["member"]]
     assert f"activity failed for {REDACTED}" == lines[1]["event"]
     assert "555-0100" not in out.getvalue()
+
+
+def test_http_client_loggers_never_log_requests_even_at_debug() -> None:
+    """openai/httpx log whole request bodies (the model's messages) at DEBUG; careloom keeps them at WARNING."""
+    import io
+    import logging
+
+    from runtime.logging import configure_logging
+
+    stream = io.StringIO()
+    configure_logging("DEBUG", "json", stream=stream)
+    logging.getLogger("openai._base_client").debug("Request options: %s", {"messages": "2024-03-05 admitted"})
+    logging.getLogger("careloom.test").debug("kept")
+    assert "2024-03-05" not in stream.getvalue() and "kept" in stream.getvalue()

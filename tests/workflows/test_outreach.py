@@ -318,3 +318,22 @@ async def test_unknown_member_fails_the_run_with_member_not_found(start_run: Sta
     cause = failure.value.cause
     assert isinstance(cause, ApplicationError)
     assert "MemberNotFound" == cause.type
+
+
+async def test_an_episode_started_under_its_old_workflow_id_is_not_started_again(
+    start_run: StartRun, store, client: Client, task_queue: str, settings
+) -> None:
+    """Runs started before ids were pseudonymous keep the business key: no second run, no second outreach."""
+    from workflows.outreach import OutreachInput
+
+    member = make_member(store)
+    legacy_id = f"outreach-{member.member_id}-{member.encounter_id}"
+    legacy = await client.start_workflow(
+        MemberOutreachWorkflow.run, OutreachInput(member_id=member.member_id, encounter_id=member.encounter_id,
+                                                  policy=OPEN_WINDOW, tool_attempts=1),
+        id=legacy_id, task_queue=task_queue)
+    await legacy.result()
+    again, started = await start_outreach(client, member_id=member.member_id, encounter_id=member.encounter_id,
+                                          policy=OPEN_WINDOW, task_queue=task_queue,
+                                          salt=settings.pseudonym_salt.get_secret_value())
+    assert (False, legacy_id) == (started, again.id)
