@@ -221,3 +221,42 @@ def what_if(
     if report.human_removed:
         console.print(f"[bold red]WARNING: {len(report.human_removed)} action(s) that needed a human under the "
                       f"old policy would run without one under {report.new_policy}[/]", soft_wrap=True)
+
+
+@app.command()
+def usage(
+    paths: Annotated[list[Path], typer.Argument(help="Exported history files or folders.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Model requests, tokens and estimated cost of planning, per planner, model and prompt version."""
+    from history.events import read_run
+    from history.files import HistoryFileError, history_files, load_history
+    from history.usage import usage_report
+    from runtime.codec import PayloadKeyError
+    from runtime.temporal_client import codec_for
+
+    try:
+        files = history_files(paths)
+    except HistoryFileError as err:
+        fail(str(err), code=2)
+        return
+    codec = codec_for(_settings())
+    records = []
+    for path in files:
+        try:
+            records.append(read_run(load_history(path).history, codec))
+        except (HistoryFileError, ValueError, PayloadKeyError) as err:
+            err_console.print(f"[yellow]skipped {err}[/]", soft_wrap=True)
+    report = usage_report(records)
+    if as_json:
+        print_json({**report.model_dump(), "estimated_cost_usd": report.estimated_cost_usd,
+                    "lines": [{**line.model_dump(), "tokens_per_run": round(line.tokens_per_run, 1)}
+                              for line in report.lines]})
+        return
+    for line in report.lines:
+        console.print(f"{line.planner}  model={line.model or '-'}  prompt={line.prompt_version or '-'}: "
+                      f"{line.runs} run(s), {line.requests} request(s), {line.prompt_tokens}+{line.completion_tokens} "
+                      f"tokens ({line.tokens_per_run:,.0f}/run), ~${line.estimated_cost_usd:.4f}, "
+                      f"{line.repaired} repaired", soft_wrap=True, highlight=False)
+    console.print(f"{report.runs} run(s); {report.failed_planning_attempts} failed planning attempt(s); "
+                  f"{report.fallbacks} fallback plan(s) for review; estimated ${report.estimated_cost_usd:.4f}")

@@ -150,3 +150,19 @@ def test_a_policy_file_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "p.json"
     path.write_text(GuardrailPolicy(high_risk_lace=12).model_dump_json())
     assert GuardrailPolicy(high_risk_lace=12).policy_id == load_policy(path).policy_id
+
+
+def test_usage_report_totals_model_tokens_and_counts_fallbacks(tmp_path: Path) -> None:
+    """`history usage` reads planner steps from exported files: tokens and cost per model, failures, fallbacks."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOM_", "TEMPORAL_"))}
+    env["CARELOOM_STATE_DIR"] = str(tmp_path / "none")
+    result = subprocess.run([sys.executable, "-m", "cli.main", "history", "usage", str(GOLDEN), "--json"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert 0 == result.returncode, result.stderr
+    report = json.loads(result.stdout)
+    planned = read_run(load_history(GOLDEN / "model-planned.json").history)
+    usage = next(c.result.usage for c in planned.calls if c.name == "agents.plan_outreach")
+    [model] = [line for line in report["lines"] if line["model"] == "scripted-model"]
+    assert (1, usage.prompt_tokens, usage.completion_tokens) == (
+        model["runs"], model["prompt_tokens"], model["completion_tokens"])
+    assert (10, 1, 1) == (report["runs"], report["failed_planning_attempts"], report["fallbacks"])
