@@ -11,17 +11,19 @@ import hashlib
 import json
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 
 from tools.care_plan import DraftCarePlanArgs
 from tools.outreach import SendOutreachArgs
 from tools.tasks import CreateTaskArgs
 
-__all__ = ["ActionArguments", "ConfidenceSignal", "ProposedAction", "action_digest"]
+__all__ = ["ACTION_ARGUMENTS", "ActionArguments", "ConfidenceSignal", "ProposedAction", "action_digest"]
 
 ActionArguments = Annotated[
     DraftCarePlanArgs | CreateTaskArgs | SendOutreachArgs, Field(discriminator="tool")
 ]
+ACTION_ARGUMENTS = TypeAdapter(ActionArguments)
+"""Validates a tool-tagged arguments object (an edit from a supervisor) into its typed model."""
 
 
 def action_digest(arguments: DraftCarePlanArgs | CreateTaskArgs | SendOutreachArgs) -> str:

@@ -25,9 +25,10 @@ walker is the second line of defence, not the only one.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
-__all__ = ["Deidentifier", "PhiLevel"]
+__all__ = ["Deidentifier", "PhiLevel", "has_token"]
 
 PhiLevel = Literal["safe-harbor", "limited-data-set"]
 
@@ -50,6 +51,7 @@ _PATTERNS = (
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$")
 _DATE_IN_TEXT = re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ][0-9:.]+(?:Z|[+-]\d{2}:?\d{2})?)?\b")
 _TOKEN = re.compile(r"\[[A-Z]+_\d+\]")
+_TOKEN_SPLIT = re.compile(r"(\[[A-Z]+_\d+\])")
 
 
 class Deidentifier:
@@ -81,21 +83,8 @@ class Deidentifier:
 
     def restore(self, value: Any) -> Any:  # noqa: ANN401
         """Original values back wherever the model used a token, in parsed JSON; unknown tokens stay as they are."""
-        if isinstance(value, dict):
-            return {k: self.restore(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.restore(v) for v in value]
-        if isinstance(value, str):
-            return _TOKEN.sub(lambda m: self._by_token.get(m.group(0), m.group(0)), value)
-        return value
-
-    @staticmethod
-    def has_token(text: str) -> bool:
-        return _TOKEN.search(text) is not None
-
-    @property
-    def tokens(self) -> int:
-        return len(self._by_token)
+        return _map_leaves(value, lambda leaf: _TOKEN.sub(lambda m: self._by_token.get(m.group(0), m.group(0)), leaf)
+                           if isinstance(leaf, str) else leaf)
 
     def _walk(self, value: Any, key: str | None) -> Any:  # noqa: ANN401
         lowered = (key or "").lower().replace("_", "").replace("-", "")
@@ -122,13 +111,8 @@ class Deidentifier:
         return value
 
     def _all_leaves(self, value: Any, kind: str) -> Any:  # noqa: ANN401
-        if isinstance(value, dict):
-            return {k: self._all_leaves(v, kind) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._all_leaves(v, kind) for v in value]
-        if value is None or isinstance(value, bool):
-            return value
-        return self.token(kind, str(value))
+        return _map_leaves(value, lambda leaf: leaf if leaf is None or isinstance(leaf, bool)
+                           else self.token(kind, str(leaf)))
 
     def _patterns(self, text: str) -> str:
         for kind, pattern in _PATTERNS:
@@ -139,16 +123,26 @@ class Deidentifier:
 
     def _quoted(self, value: Any) -> Any:  # noqa: ANN401
         """Known identifier values quoted inside longer strings become their tokens too."""
-        if isinstance(value, dict):
-            return {k: self._quoted(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._quoted(v) for v in value]
-        if isinstance(value, str) and not _TOKEN.fullmatch(value):
-            for original, token in sorted(self._by_value.items(), key=lambda kv: -len(kv[0])):
-                if len(original) >= 3 and original in value:
-                    # Replace outside existing tokens only.
-                    parts = _TOKEN.split(value)
-                    tokens = _TOKEN.findall(value)
-                    parts = [part.replace(original, token) for part in parts]
-                    value = "".join(p + (tokens[i] if i < len(tokens) else "") for i, p in enumerate(parts))
-        return value
+        return _map_leaves(value, lambda leaf: self._quote_text(leaf) if isinstance(leaf, str) else leaf)
+
+    def _quote_text(self, text: str) -> str:
+        for original, token in sorted(self._by_value.items(), key=lambda kv: -len(kv[0])):
+            if len(original) >= 3 and original in text:
+                # Replace outside existing tokens only: split keeps the tokens at odd positions.
+                parts = _TOKEN_SPLIT.split(text)
+                text = "".join(part if i % 2 else part.replace(original, token) for i, part in enumerate(parts))
+        return text
+
+
+def has_token(text: str) -> bool:
+    """Whether text carries a de-identification token such as [MEMBER_1]."""
+    return _TOKEN.search(text) is not None
+
+
+def _map_leaves(value: Any, leaf: Callable[[Any], Any]) -> Any:  # noqa: ANN401
+    """A copy of a JSON-like value with ``leaf`` applied to every non-container value."""
+    if isinstance(value, dict):
+        return {k: _map_leaves(v, leaf) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_leaves(v, leaf) for v in value]
+    return leaf(value)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from functools import cache, reduce
+from functools import cache
 from typing import Any, Protocol, TypeVar
 
 from langchain_core.runnables import RunnableConfig
@@ -31,8 +31,8 @@ from agents.facts import RunFacts
 from agents.planner import PlannerInput, PlannerOutput
 from agents.state import TERMINAL, ActionRecord, OutreachState
 from guardrails.deadlines import next_contact_time, tcm_contact_due
-from guardrails.policy import Role
-from guardrails.routing import clock_for, higher_role
+from guardrails.policy import Role, max_role
+from guardrails.routing import clock_for
 from guardrails.rules import check_run, evaluate_action, service_effect
 from tools.care_plan import DraftCarePlanArgs, DraftCarePlanInput
 from tools.clinical import ClinicalContext, ClinicalContextInput
@@ -201,7 +201,7 @@ async def apply_decisions(state: OutreachState, config: RunnableConfig) -> dict[
             continue
         approvers = [s.approver for s in item.signoffs] + [decision.approver]
         # With two sign-offs the action carries the authority of the more senior one (e.g. the MD).
-        senior = reduce(higher_role, [s.role for s in item.signoffs], decision.role)
+        senior = max_role([decision.role, *(s.role for s in item.signoffs)])
         record.approved_by, record.approver_role = ", ".join(approvers), senior
         if decision.decision == "reject":
             record.status, record.reason = "rejected", f"rejected by {decision.approver}: {decision.reason}"

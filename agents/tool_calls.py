@@ -11,13 +11,13 @@ trip), never as an exception.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from agents.deidentify import has_token
 from tools.care_plan import DraftCarePlanArgs
 from tools.outreach import SendOutreachArgs
 from tools.tasks import CreateTaskArgs
@@ -30,7 +30,6 @@ _ARGUMENT_MODELS: dict[str, type[BaseModel]] = {
     "draft_care_plan": DraftCarePlanArgs,
 }
 ALLOWED_TOOLS = tuple(_ARGUMENT_MODELS)
-_TOKEN = re.compile(r"\[[A-Z]+_\d+\]")
 _DESCRIPTIONS = {
     "create_task": "Propose a work item for a human care manager (e.g. the TCM interactive contact).",
     "send_outreach": "Propose a message to the member on one channel.",
@@ -109,7 +108,7 @@ def parse_call(call_id: str, tool: str, arguments_json: str,
     if not isinstance(raw, dict):
         return CallProblem(call_id, tool, "arguments must be a JSON object")
     raw.pop("tool", None)
-    if tool == "send_outreach" and isinstance(raw.get("message"), str) and _TOKEN.search(raw["message"]):
+    if tool == "send_outreach" and isinstance(raw.get("message"), str) and has_token(raw["message"]):
         return CallProblem(call_id, tool, "message contains a token such as [MEMBER_1]; a message to the member "
                                           "carries no identifiers or dates")
     if restore is not None:

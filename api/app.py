@@ -87,6 +87,7 @@ def create_app(settings: Settings, *, client: Client | None = None, verifier: To
                   description="Supervisor approvals for careloom outreach runs.")
     app.state.settings = settings
     app.state.verifier = verifier or make_verifier(settings)
+    payload_codec = codec_for(settings)  # built once: the Web UI calls /codec for every page it shows
     # The embedded Temporal Web UI (another port, same site) calls /codec with the inbox session cookie.
     app.add_middleware(CORSMiddleware, allow_origins=[f"http://127.0.0.1:{settings.embedded_ui_port}",
                                                       f"http://localhost:{settings.embedded_ui_port}"],
@@ -159,7 +160,7 @@ def create_app(settings: Settings, *, client: Client | None = None, verifier: To
         return await _codec(request, encode=True)
 
     async def _codec(request: Request, *, encode: bool) -> JSONResponse:
-        codec = codec_for(request.app.state.settings)
+        codec = payload_codec
         payloads = Payloads()
         try:
             json_format.Parse(await request.body(), payloads)

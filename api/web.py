@@ -12,9 +12,9 @@ from urllib.parse import quote
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from agents.actions import ActionArguments
+from agents.actions import ACTION_ARGUMENTS
 from api.identity import AuthError, Identity
 from api.preview import preview_resources
 from workflows.outreach_client import DecisionRejected, InboxFilter, decide, get_approval, list_inbox
@@ -118,7 +118,7 @@ def mount_web(app: FastAPI, *, identity: Callable[[Request], Identity], temporal
         if isinstance(who, Response):
             return who
         try:
-            parsed = (TypeAdapter(ActionArguments).validate_python(json.loads(arguments))
+            parsed = (ACTION_ARGUMENTS.validate_python(json.loads(arguments))
                       if decision == "edit" else None)
             body = DecisionRequest(decision=decision, digest=digest, reason=reason.strip() or None,
                                    arguments=parsed, queue=queue or None if decision == "reassign" else None)

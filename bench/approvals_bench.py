@@ -21,7 +21,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.outreach_bench import _free_port  # noqa: E402
 from guardrails.policy import GuardrailPolicy  # noqa: E402
 from runtime.logging import configure_logging  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
@@ -29,8 +28,15 @@ from runtime.temporal_client import connect  # noqa: E402
 from runtime.temporal_server import EmbeddedTemporalServer  # noqa: E402
 from store.records import SqliteCareRecordStore  # noqa: E402
 from tests.fhir_factory import make_member  # noqa: E402
+from tests.net import free_port  # noqa: E402
 from worker import build_worker  # noqa: E402
-from workflows.outreach_client import BulkItem, InboxFilter, decide_bulk, list_inbox, start_outreach  # noqa: E402
+from workflows.outreach_client import (  # noqa: E402
+    BulkItem,
+    InboxFilter,
+    decide_bulk,
+    list_inbox,
+    start_outreach,
+)
 
 # Every action needs a human: three pending items per run (task, message, care plan).
 POLICY = GuardrailPolicy(contact_window_start=dtime(0), contact_window_end=dtime.max, min_confidence=0.999)
@@ -39,7 +45,7 @@ POLICY = GuardrailPolicy(contact_window_start=dtime(0), contact_window_end=dtime
 async def main(runs: int, bulk: int) -> None:
     configure_logging("WARNING", "json")
     state = Path(tempfile.mkdtemp(prefix="careloom-bench-"))
-    settings = Settings(state_dir=state, embedded_port=_free_port(), embedded_ui_port=_free_port(),
+    settings = Settings(state_dir=state, embedded_port=free_port(), embedded_ui_port=free_port(),
                         embedded_ui=False, tool_attempts=1, _env_file=None)
     store = SqliteCareRecordStore(settings.records_path)
     members = [make_member(store) for _ in range(runs)]

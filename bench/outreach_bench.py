@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from temporalio.client import Client
-from concurrent.futures import ThreadPoolExecutor
-
 from temporalio.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -36,15 +34,10 @@ from runtime.temporal_client import connect  # noqa: E402
 from runtime.temporal_server import EmbeddedTemporalServer  # noqa: E402
 from store.records import SqliteCareRecordStore  # noqa: E402
 from tests.fhir_factory import make_member  # noqa: E402
+from tests.net import free_port  # noqa: E402
 from tools.activities import CareTools  # noqa: E402
 from worker import build_worker, workflow_runner  # noqa: E402
 from workflows.outreach_client import start_outreach  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def _history_size(client: Client, workflow_ids: list[str]) -> tuple[float, float]:
@@ -69,7 +62,7 @@ async def _measure(name: str, start_all, client: Client, runs: int) -> dict[str,
 async def main(runs: int) -> None:
     configure_logging("WARNING", "json")
     state = Path(tempfile.mkdtemp(prefix="careloom-bench-"))
-    settings = Settings(state_dir=state, embedded_port=_free_port(), embedded_ui_port=_free_port(),
+    settings = Settings(state_dir=state, embedded_port=free_port(), embedded_ui_port=free_port(),
                         embedded_ui=False, tool_attempts=1, _env_file=None)
     store = SqliteCareRecordStore(settings.records_path)
     members = [make_member(store) for _ in range(2 * runs)]

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from cli.common import settings
 from cli.output import console, fail, print_json
 
 users_app = typer.Typer(help="Approvers, their roles and API tokens (embedded identity store).",
@@ -13,16 +14,10 @@ users_app = typer.Typer(help="Approvers, their roles and API tokens (embedded id
 ledger_app = typer.Typer(help="The append-only, hash-chained decision ledger.", no_args_is_help=True)
 
 
-def _settings():  # noqa: ANN202
-    from cli.main import settings
-
-    return settings()
-
-
 def _directory():  # noqa: ANN202
     from api.identity import UserDirectory
 
-    return UserDirectory(_settings().users_path)
+    return UserDirectory(settings().users_path)
 
 
 def _change_users(change):  # noqa: ANN001, ANN202
@@ -73,7 +68,7 @@ def verify() -> None:
     """Recompute the hash chain; exit 1 if an entry was altered, removed or reordered."""
     from store.ledger import DecisionLedger
 
-    checked, problems = DecisionLedger(_settings().records_path).verify()
+    checked, problems = DecisionLedger(settings().records_path).verify()
     for problem in problems:
         console.print(f"[red]{problem}[/]")
     if problems:
@@ -87,7 +82,7 @@ def show(workflow: Annotated[str | None, typer.Option(help="Only this workflow i
     """Ledger entries (who, role, when, digest, decision, reason, policy)."""
     from store.ledger import DecisionLedger
 
-    entries = DecisionLedger(_settings().records_path).entries(workflow)
+    entries = DecisionLedger(settings().records_path).entries(workflow)
     if as_json:
         print_json([e.model_dump(mode="json") for e in entries])
         return

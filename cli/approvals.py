@@ -11,7 +11,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cli.common import run, settings
 from cli.output import console, fail, print_json
+from runtime.temporal_client import connect
 
 app = typer.Typer(help="Pending approvals across all runs, and decisions on them.", no_args_is_help=True)
 
@@ -22,24 +24,6 @@ DigestOpt = Annotated[str, typer.Option(help="Digest of the action you reviewed 
 AsOpt = Annotated[str | None, typer.Option("--as", help="Your user id (local users file).")]
 TokenOpt = Annotated[str | None, typer.Option(help="Your API token or IdP bearer token (instead of --as).")]
 ReasonOpt = Annotated[str | None, typer.Option(help="Why (required to reject; recorded in the ledger).")]
-
-
-def _settings():  # noqa: ANN202 - late import keeps `--help` fast
-    from cli.main import settings
-
-    return settings()
-
-
-async def _client(cfg):  # noqa: ANN001, ANN202
-    from runtime.temporal_client import connect
-
-    return await connect(cfg)
-
-
-def _run(coro: object) -> None:
-    from cli.main import run
-
-    run(coro)
 
 
 def _identity(cfg, as_user: str | None, token: str | None):  # noqa: ANN001, ANN202
@@ -74,8 +58,8 @@ def list_(
         return
 
     async def go() -> None:
-        cfg = _settings()
-        page = await list_inbox(await _client(cfg), filters, page_size=page_size, cursor=cursor)
+        cfg = settings()
+        page = await list_inbox(await connect(cfg), filters, page_size=page_size, cursor=cursor)
         if as_json:
             print_json([i.model_dump(mode="json") for i in page.items])
             return
@@ -89,7 +73,7 @@ def list_(
         if page.next_cursor:
             console.print(f"more: --cursor {page.next_cursor}")
 
-    _run(go())
+    run(go())
 
 
 @app.command()
@@ -98,9 +82,9 @@ def show(workflow_id: WorkflowArg, approval_id: ApprovalArg, as_json: JsonFlag =
     from workflows.outreach_client import DecisionRejected, get_approval
 
     async def go() -> None:
-        cfg = _settings()
+        cfg = settings()
         try:
-            item = await get_approval(await _client(cfg), workflow_id, approval_id)
+            item = await get_approval(await connect(cfg), workflow_id, approval_id)
         except DecisionRejected as err:
             fail(f"{err}; see `careloom approvals list`")
             return
@@ -120,7 +104,7 @@ def show(workflow_id: WorkflowArg, approval_id: ApprovalArg, as_json: JsonFlag =
             console.print("signed off by: " + ", ".join(f"{s.approver} ({s.role})" for s in item.signoffs))
         console.print_json(item.arguments.model_dump_json())
 
-    _run(go())
+    run(go())
 
 
 def _decide(workflow_id: str, approval_id: str, *, digest: str, as_user: str | None, token: str | None,
@@ -131,7 +115,7 @@ def _decide(workflow_id: str, approval_id: str, *, digest: str, as_user: str | N
     from agents.approvals import ApprovalDecision
     from workflows.outreach_client import DecisionRejected, decide
 
-    cfg = _settings()
+    cfg = settings()
     who = _identity(cfg, as_user, token)
     try:
         payload = ApprovalDecision(approval_id=approval_id, digest=digest, decision=decision, approver=who.user_id,
@@ -143,7 +127,7 @@ def _decide(workflow_id: str, approval_id: str, *, digest: str, as_user: str | N
 
     async def go() -> None:
         try:
-            result = await decide(await _client(cfg), workflow_id, payload)
+            result = await decide(await connect(cfg), workflow_id, payload)
         except DecisionRejected as err:
             fail(f"refused ({err.code}): {err}")
             return
@@ -153,7 +137,7 @@ def _decide(workflow_id: str, approval_id: str, *, digest: str, as_user: str | N
             console.print(f"{result.outcome}: {result.approval_id} by {result.approver} ({result.role}) at "
                           f"{result.decided_at.isoformat()}", soft_wrap=True)
 
-    _run(go())
+    run(go())
 
 
 @app.command()
@@ -215,11 +199,11 @@ def bulk(
     except (json.JSONDecodeError, KeyError, TypeError, ValidationError) as err:
         fail(f"--items must be a JSON list of objects with workflow_id, approval_id and digest ({err})", code=2)
         return
-    cfg = _settings()
+    cfg = settings()
     who = _identity(cfg, as_user, token)
 
     async def go() -> None:
-        results = await decide_bulk(await _client(cfg), selected, decision=decision, tool=tool,
+        results = await decide_bulk(await connect(cfg), selected, decision=decision, tool=tool,
                                     approver=who.user_id, role=who.role, reason=reason)
         if as_json:
             print_json([r.model_dump(mode="json") for r in results])
@@ -231,4 +215,4 @@ def bulk(
         if not all(r.ok for r in results):
             raise SystemExit(1)
 
-    _run(go())
+    run(go())

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.progress import Progress
 
+from cli.common import run, settings
 from cli.output import console, err_console, fail, print_json
 
 app = typer.Typer(help="Export, replay and audit workflow histories; test a guardrail policy on past cases.",
@@ -17,16 +18,21 @@ app = typer.Typer(help="Export, replay and audit workflow histories; test a guar
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 
-def _settings():  # noqa: ANN202
-    from cli.main import settings
+def _records(files: list[Path]) -> list:
+    """Decoded runs of exported files (decrypted with the configured keys); unreadable files are reported and skipped."""
+    from history.events import read_run
+    from history.files import HistoryFileError, load_history
+    from runtime.codec import PayloadKeyError
+    from runtime.temporal_client import codec_for
 
-    return settings()
-
-
-def _run(coro: object) -> object:
-    from cli.main import run
-
-    return run(coro)
+    codec = codec_for(settings())
+    records = []
+    for path in files:
+        try:
+            records.append(read_run(load_history(path).history, codec))
+        except (HistoryFileError, ValueError, PayloadKeyError) as err:
+            err_console.print(f"[yellow]skipped {err}[/]", soft_wrap=True)
+    return records
 
 
 @app.command()
@@ -38,18 +44,17 @@ def export(
     """Export histories (the JSON `temporal workflow show --output json` writes) by id or by query."""
     from temporalio.service import RPCError
 
-    from history.files import write_history
+    from history.files import outreach_query, write_history
     from runtime.temporal_client import connect
 
     if not workflow_id and not query:
         fail("say what to export: --workflow-id ID (repeatable) or --query QUERY", code=2)
 
     async def go() -> int:
-        client = await connect(_settings())
+        client = await connect(settings())
         ids = list(workflow_id or [])
         if query:
-            full = f'WorkflowType = "MemberOutreachWorkflow" AND ({query})'
-            ids += [e.id async for e in client.list_workflows(full)]
+            ids += [e.id async for e in client.list_workflows(outreach_query(query))]
         failures = 0
         with Progress(console=err_console) as progress:
             task = progress.add_task("exporting", total=len(ids))
@@ -63,7 +68,7 @@ def export(
         console.print(f"exported {len(ids) - failures} of {len(ids)} histories to {out}")
         return failures
 
-    if _run(go()):
+    if run(go()):
         raise typer.Exit(1)
 
 
@@ -76,7 +81,7 @@ def replay(
     as_json: JsonFlag = False,
 ) -> None:
     """Replay histories against the current code: ok / nondeterministic / error each; exit 1 on any failure."""
-    from history.files import HistoryFileError, history_files
+    from history.files import HistoryFileError, history_files, outreach_query
     from history.replay import ReplayOutcome, replay_files, replay_histories
 
     started = time.perf_counter()
@@ -84,13 +89,13 @@ def replay(
         from runtime.temporal_client import connect
 
         async def live() -> list[ReplayOutcome]:
-            client = await connect(_settings())
+            client = await connect(settings())
             pairs = []
-            async for e in client.list_workflows(f'WorkflowType = "MemberOutreachWorkflow" AND ({query})'):
+            async for e in client.list_workflows(outreach_query(query)):
                 pairs.append((e.id, await client.get_workflow_handle(e.id, run_id=e.run_id).fetch_history()))
             return await replay_histories(pairs, sandbox=sandbox)
 
-        outcomes = _run(live())
+        outcomes = run(live())
     else:
         try:
             files = history_files(paths or [])
@@ -131,7 +136,7 @@ def audit(
     from history.files import HistoryFileError, load_history
     from store.ledger import DecisionLedger
 
-    cfg = _settings()
+    cfg = settings()
     path = Path(target)
     if path.suffix == ".json" or path.exists():
         try:
@@ -148,7 +153,7 @@ def audit(
             return await (await connect(cfg)).get_workflow_handle(target).fetch_history()
 
         try:
-            history = _run(fetch())
+            history = run(fetch())
         except RPCError as err:
             fail(f"no run {target!r} ({err.message}); pass a workflow id or an exported .json file", code=2)
             return
@@ -186,9 +191,9 @@ def what_if(
     as_json: JsonFlag = False,
 ) -> None:
     """Re-evaluate recorded proposals under another policy (no side effects, no model calls)."""
-    from history.events import read_run
-    from history.files import HistoryFileError, history_files, load_history
-    from history.what_if import load_policy, what_if as evaluate
+    from history.files import HistoryFileError, history_files
+    from history.what_if import load_policy
+    from history.what_if import what_if as evaluate
 
     try:
         candidate = load_policy(policy)
@@ -196,17 +201,7 @@ def what_if(
     except HistoryFileError as err:
         fail(str(err), code=2)
         return
-    from runtime.codec import PayloadKeyError
-    from runtime.temporal_client import codec_for
-
-    codec = codec_for(_settings())
-    records = []
-    for path in files:
-        try:
-            records.append(read_run(load_history(path).history, codec))
-        except (HistoryFileError, ValueError, PayloadKeyError) as err:
-            err_console.print(f"[yellow]skipped {err}[/]", soft_wrap=True)
-    report = evaluate(records, candidate)
+    report = evaluate(_records(files), candidate)
     if as_json:
         print_json(report)
         return
@@ -229,25 +224,15 @@ def usage(
     as_json: JsonFlag = False,
 ) -> None:
     """Model requests, tokens and estimated cost of planning, per planner, model and prompt version."""
-    from history.events import read_run
-    from history.files import HistoryFileError, history_files, load_history
+    from history.files import HistoryFileError, history_files
     from history.usage import usage_report
-    from runtime.codec import PayloadKeyError
-    from runtime.temporal_client import codec_for
 
     try:
         files = history_files(paths)
     except HistoryFileError as err:
         fail(str(err), code=2)
         return
-    codec = codec_for(_settings())
-    records = []
-    for path in files:
-        try:
-            records.append(read_run(load_history(path).history, codec))
-        except (HistoryFileError, ValueError, PayloadKeyError) as err:
-            err_console.print(f"[yellow]skipped {err}[/]", soft_wrap=True)
-    report = usage_report(records)
+    report = usage_report(_records(files))
     if as_json:
         print_json({**report.model_dump(), "estimated_cost_usd": report.estimated_cost_usd,
                     "lines": [{**line.model_dump(), "tokens_per_run": round(line.tokens_per_run, 1)}

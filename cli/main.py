@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -11,16 +10,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from cli import admin
 from cli import approvals as approvals_cli
-from cli import history as history_cli
 from cli import demo as demo_cli
+from cli import history as history_cli
+from cli.common import run, settings
 from cli.output import console, fail, print_json
 from runtime.errors import CareloomError
 from runtime.logging import configure_logging
-from runtime.settings import Settings
 
 app = typer.Typer(help="careloom: durable, agentic care-management workflows for health plans.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -33,26 +32,6 @@ app.add_typer(history_cli.app, name="history")
 app.add_typer(admin.keys_app, name="keys")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
-
-
-def settings() -> Settings:
-    """Read and validate the settings once; a bad value exits with the variable named."""
-    try:
-        value = Settings()
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "settings"
-        fail(f"invalid setting {where} (CARELOOM_{where.upper()}): {first['msg']}", code=2)
-        raise SystemExit(2) from None  # fail() already exited; this keeps type checkers honest
-    configure_logging(value.log_level, value.log_format)
-    return value
-
-
-def run(coro: object) -> object:
-    try:
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    except CareloomError as err:
-        fail(str(err))
 
 
 @app.command()
@@ -181,11 +160,11 @@ def outreach_status(
 
 def parse_arguments(text: str) -> object:
     """Edit arguments from JSON text or @file."""
-    from agents.actions import ActionArguments
+    from agents.actions import ACTION_ARGUMENTS
 
     raw = Path(text[1:]).read_text() if text.startswith("@") else text
     try:
-        return TypeAdapter(ActionArguments).validate_python(json.loads(raw))
+        return ACTION_ARGUMENTS.validate_python(json.loads(raw))
     except json.JSONDecodeError as err:
         fail(f"--arguments is not valid JSON ({err.msg}); pass a JSON object or @file.json")
     except ValidationError as err:

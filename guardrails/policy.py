@@ -13,12 +13,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ApprovalRouting", "GuardrailPolicy", "QueueRule", "ROLE_RANK", "Role", "ServiceEffect", "SlaRule"]
+__all__ = ["ApprovalRouting", "GuardrailPolicy", "QueueRule", "ROLE_RANK", "Role", "ServiceEffect", "SlaRule",
+           "max_role"]
 
 Role = Literal["care_coordinator", "rn", "md"]
 """Approver roles, least to most authority."""
 
 ROLE_RANK: dict[str, int] = {"care_coordinator": 1, "rn": 2, "md": 3}
+
+
+def max_role(roles: list[Role]) -> Role | None:
+    """The most senior of ``roles`` (None for none)."""
+    return max(roles, key=lambda r: ROLE_RANK[r]) if roles else None
 
 ServiceEffect = Literal["none", "denies", "delays", "reduces", "terminates"]
 """What an action does to a member's services; anything but ``none`` is adverse."""

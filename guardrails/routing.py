@@ -12,9 +12,9 @@ from typing import Literal
 from pydantic import BaseModel
 
 from guardrails.deadlines import add_business_time
-from guardrails.policy import ROLE_RANK, GuardrailPolicy, Role
+from guardrails.policy import GuardrailPolicy, Role, max_role
 
-__all__ = ["Clock", "Priority", "clock_for", "higher_role"]
+__all__ = ["Clock", "Priority", "clock_for"]
 
 Priority = Literal["routine", "urgent"]
 
@@ -26,10 +26,6 @@ class Clock(BaseModel):
     role: Role
     remind_at: datetime
     deadline: datetime
-
-
-def higher_role(a: Role, b: Role) -> Role:
-    return a if ROLE_RANK[a] >= ROLE_RANK[b] else b
 
 
 def clock_for(queue: str, required_role: Role, policy: GuardrailPolicy, now: datetime) -> Clock:
@@ -47,4 +43,4 @@ def clock_for(queue: str, required_role: Role, policy: GuardrailPolicy, now: dat
                                      day_end_hour=policy.business_day_end_hour, holidays=policy.holidays)
         deadline = after(sla.duration)
         remind_at = after(sla.duration * sla.remind_at_fraction)
-    return Clock(queue=queue, role=higher_role(required_role, rule.role), remind_at=remind_at, deadline=deadline)
+    return Clock(queue=queue, role=max_role([required_role, rule.role]), remind_at=remind_at, deadline=deadline)

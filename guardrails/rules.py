@@ -13,7 +13,7 @@ from datetime import datetime
 from agents.actions import ProposedAction
 from agents.facts import RunFacts
 from guardrails.deadlines import next_contact_time
-from guardrails.policy import ROLE_RANK, GuardrailPolicy, Role
+from guardrails.policy import ROLE_RANK, GuardrailPolicy, Role, max_role
 from guardrails.verdicts import Decision, GuardrailVerdict
 from tools.care_plan import DraftCarePlanArgs
 from tools.outreach import SendOutreachArgs
@@ -32,10 +32,6 @@ def service_effect(action: ProposedAction) -> str:
             return args.service_effect
         return ADVERSE_TASK_KINDS.get(args.kind, "none")
     return "none"
-
-
-def _max_role(roles: list[Role]) -> Role | None:
-    return max(roles, key=lambda r: ROLE_RANK[r]) if roles else None
 
 
 def evaluate_action(
@@ -96,17 +92,14 @@ def evaluate_action(
             approvals.append((policy.care_plan_approver,
                               f"high readmission risk: LACE {facts.lace} >= {policy.high_risk_lace}"))
 
+    # A doubtful plan (low confidence, or the planner itself asks) goes to the reviewer for its kind.
+    reviewer = (policy.low_confidence_clinical_approver if isinstance(args, DraftCarePlanArgs)
+                else policy.low_confidence_approver)
     if action.confidence < policy.min_confidence:
-        role = (policy.low_confidence_clinical_approver if isinstance(args, DraftCarePlanArgs)
-                else policy.low_confidence_approver)
-        approvals.append((role, f"confidence {action.confidence:.2f} below {policy.min_confidence:.2f}"))
+        approvals.append((reviewer, f"confidence {action.confidence:.2f} below {policy.min_confidence:.2f}"))
+    approvals.extend((reviewer, f"planner asks for review: {reason}") for reason in action.review_reasons)
 
-    for reason in action.review_reasons:
-        role = (policy.low_confidence_clinical_approver if isinstance(args, DraftCarePlanArgs)
-                else policy.low_confidence_approver)
-        approvals.append((role, f"planner asks for review: {reason}"))
-
-    required = _max_role([role for role, _ in approvals])
+    required = max_role([role for role, _ in approvals])
     if approved_role is not None and required is not None and ROLE_RANK[approved_role] >= ROLE_RANK[required]:
         approval_reasons = [f"approved by {approved_role}: {reason}" for _, reason in approvals]
         approvals_open = False

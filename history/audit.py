@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from agents.planner import PLAN_ACTIVITY
 from guardrails.rules import evaluate_action
 from history.events import RunRecord
 from store.ledger import DecisionLedger, LedgerEntry
@@ -52,7 +53,7 @@ def _summary(name: str, value: Any) -> str:  # noqa: ANN401
                 f"{stay.discharge_disposition}, {len(value.condition_codes)} conditions, {value.ed_visits_6mo} ED visits")
     if name == "tools.score_readmission_risk":
         return f"LACE {value.lace}" if value.status == "scored" else f"insufficient_data: {', '.join(value.missing)}"
-    if name == "agents.plan_outreach":
+    if name == PLAN_ACTIVITY:
         usage = value.usage
         cost = (f"; {usage.requests} model request(s), {usage.prompt_tokens}+{usage.completion_tokens} tokens, "
                 f"~${usage.estimated_cost_usd:.4f}" + (", repaired" if usage.repaired else "")) if usage else ""
@@ -65,7 +66,7 @@ def _summary(name: str, value: Any) -> str:  # noqa: ANN401
 
 
 def _args(name: str, value: Any) -> str:  # noqa: ANN401
-    if name == "agents.plan_outreach":
+    if name == PLAN_ACTIVITY:
         return "facts of the run"
     if name == "ledger.append":
         return ", ".join(f"{e.approval_id}:{e.event}" for e in value.entries)
@@ -87,7 +88,7 @@ def audit(record: RunRecord, ledger: DecisionLedger | None = None) -> AuditRepor
             at=call.scheduled_at, kind="ledger" if call.name == "ledger.append" else "tool",
             summary=f"{call.name}({_args(call.name, call.input)}) -> "
                     + (f"FAILED: {call.failure}" if call.failure else _summary(call.name, call.result))))
-        if call.name == "agents.plan_outreach" and call.result is not None:
+        if call.name == PLAN_ACTIVITY and call.result is not None:
             for proposal in call.result.proposals:
                 entries.append(AuditEntry(
                     at=call.finished_at, kind="proposal",

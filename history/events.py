@@ -19,7 +19,7 @@ from temporalio.client import WorkflowHistory
 
 from agents.approvals import ApprovalDecision, DecisionResult
 from agents.facts import RunFacts
-from agents.planner import PlannerInput, PlannerOutput
+from agents.planner import PLAN_ACTIVITY, PlannerInput, PlannerOutput
 from runtime.codec import PayloadEncryptionCodec
 from runtime.temporal_client import DATA_CONVERTER
 from store.ledger import LedgerAppend, LedgerEntry
@@ -41,7 +41,7 @@ ACTIVITY_TYPES: dict[str, tuple[type[BaseModel], type[Any]]] = {
     "tools.check_eligibility": (EligibilityInput, EligibilityResult),
     "tools.get_clinical_context": (ClinicalContextInput, ClinicalContext),
     "tools.score_readmission_risk": (RiskInput, RiskScore),
-    "agents.plan_outreach": (PlannerInput, PlannerOutput),
+    PLAN_ACTIVITY: (PlannerInput, PlannerOutput),
     "tools.draft_care_plan": (DraftCarePlanInput, WriteResult),
     "tools.create_task": (CreateTaskInput, WriteResult),
     "tools.send_outreach": (SendOutreachInput, WriteResult),
@@ -87,7 +87,7 @@ class RunRecord:
 
     @property
     def facts(self) -> RunFacts | None:
-        planned = next((c for c in self.calls if c.name == "agents.plan_outreach"), None)
+        planned = next((c for c in self.calls if c.name == PLAN_ACTIVITY), None)
         if planned is not None:
             return planned.input.facts
         member = self.first_result("tools.lookup_member")
@@ -100,7 +100,7 @@ class RunRecord:
 
     @property
     def plan(self) -> tuple[datetime, PlannerOutput] | None:
-        planned = next((c for c in self.calls if c.name == "agents.plan_outreach" and c.result is not None), None)
+        planned = next((c for c in self.calls if c.name == PLAN_ACTIVITY and c.result is not None), None)
         return (planned.finished_at or planned.scheduled_at, planned.result) if planned else None
 
     @property

@@ -15,9 +15,15 @@ from pathlib import Path
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 
-__all__ = ["HistoryFileError", "LoadedHistory", "history_files", "load_history", "workflow_type_of", "write_history"]
+__all__ = ["HistoryFileError", "LoadedHistory", "history_files", "load_history", "outreach_query", "workflow_type_of",
+           "write_history"]
 
 OUTREACH_TYPE = "MemberOutreachWorkflow"
+
+
+def outreach_query(query: str) -> str:
+    """A visibility query narrowed to careloom's outreach runs."""
+    return f'WorkflowType = "{OUTREACH_TYPE}" AND ({query})'
 
 
 class HistoryFileError(Exception):

@@ -116,11 +116,12 @@ def replay_files(paths: list[Path], *, processes: int = 2, sandbox: bool = False
     """Replay files across ``processes`` worker processes (1 = in this process); order follows ``paths``."""
     names = [str(p) for p in paths]
     if processes <= 1 or len(names) < 2:
-        return [ReplayOutcome(**o) for o in _replay_chunk(names, sandbox)]
-    chunks = [names[i::processes] for i in range(processes)]
-    # spawn, not fork: a forked child inherits a Temporal runtime it may not use (PID check in the SDK).
-    with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-        results = [ReplayOutcome(**o) for chunk in pool.map(_replay_chunk, chunks, [sandbox] * len(chunks))
-                   for o in chunk]
+        results = [ReplayOutcome(**o) for o in _replay_chunk(names, sandbox)]
+    else:
+        chunks = [names[i::processes] for i in range(processes)]
+        # spawn, not fork: a forked child inherits a Temporal runtime it may not use (PID check in the SDK).
+        with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = [ReplayOutcome(**o) for chunk in pool.map(_replay_chunk, chunks, [sandbox] * len(chunks))
+                       for o in chunk]
     order = {name: i for i, name in enumerate(names)}
     return sorted(results, key=lambda o: order.get(o.source, 0))

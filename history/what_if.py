@@ -66,7 +66,7 @@ def load_policy(path: Path) -> GuardrailPolicy:
 
 def what_if(records: list[RunRecord], new_policy: GuardrailPolicy) -> WhatIfReport:
     changes: list[CaseChange] = []
-    actions = approvals_before = approvals_after = auto_before = auto_after = 0
+    actions = auto_before = auto_after = 0
     stopped_before = stopped_after = 0
     old_ids: set[str] = set()
     for record in records:
@@ -87,8 +87,6 @@ def what_if(records: list[RunRecord], new_policy: GuardrailPolicy) -> WhatIfRepo
             actions += 1
             old = evaluate_action(proposal, facts, old_policy, now=at)
             new = evaluate_action(proposal, facts, new_policy, now=at)
-            approvals_before += old.decision == "require_approval"
-            approvals_after += new.decision == "require_approval"
             auto_before += old.decision == "allow"
             auto_after += new.decision == "allow"
             if (old.decision, old.required_role) == (new.decision, new.required_role):

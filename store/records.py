@@ -277,10 +277,11 @@ class SqliteCareRecordStore:
                 "SELECT content FROM resources WHERE idempotency_key = ?", (idempotency_key,)
             ).fetchone()
             if existing:
-                # Everything written under this key, whatever the retry passed in.
+                # Everything written under this key, whatever the retry passed in: "key#..." sorts
+                # between "key#" and "key$", a range the unique index on idempotency_key serves.
                 siblings = conn.execute(
-                    "SELECT idempotency_key, content FROM resources WHERE substr(idempotency_key, 1, ?) = ?",
-                    (len(idempotency_key) + 1, f"{idempotency_key}#"),
+                    "SELECT idempotency_key, content FROM resources WHERE idempotency_key > ? AND idempotency_key < ?",
+                    (f"{idempotency_key}#", f"{idempotency_key}$"),
                 ).fetchall()
                 ordered = sorted(siblings, key=lambda row: int(row[0].rsplit("#", 1)[1]))
                 return [json.loads(existing[0]), *(json.loads(row[1]) for row in ordered)], False

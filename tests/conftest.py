@@ -15,6 +15,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from agents.planner import Planner
 from guardrails.policy import GuardrailPolicy
 from runtime.search_attributes import ALL_KEYS
 from runtime.settings import Settings
@@ -62,11 +63,18 @@ def store(settings: Settings) -> SqliteCareRecordStore:
     return SqliteCareRecordStore(settings.records_path)
 
 
+@pytest.fixture
+def planner() -> Planner | None:
+    """The planner of the test's worker; None means the one settings choose (the offline rules here)."""
+    return None
+
+
 @pytest_asyncio.fixture
-async def task_queue(client: Client, settings: Settings, store: SqliteCareRecordStore) -> AsyncIterator[str]:
+async def task_queue(client: Client, settings: Settings, store: SqliteCareRecordStore,
+                     planner: Planner | None) -> AsyncIterator[str]:
     """A worker on a task queue of this test's own."""
     queue = f"test-{uuid.uuid4().hex[:12]}"
-    async with build_worker(client, settings, store, task_queue=queue):
+    async with build_worker(client, settings, store, task_queue=queue, planner=planner):
         yield queue
 
 

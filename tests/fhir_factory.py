@@ -12,7 +12,10 @@ from typing import Any
 
 from store.records import CareRecordStore
 
-__all__ = ["Member", "make_member"]
+__all__ = ["HIGH_RISK", "Member", "make_member"]
+
+HIGH_RISK = {"los_days": 7, "codes": ("I50.9",), "ed_visits": 1}
+"""A high readmission risk discharge: L5 A3 C1 E1 = LACE 10."""
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 __all__ = ["PromptSet", "outreach_prompts"]
 
 _FOLDER = Path(__file__).parent
+# Templates are read once per process (no auto-reload), so the text rendered always matches the version.
 _ENV = Environment(loader=FileSystemLoader(_FOLDER), undefined=StrictUndefined, autoescape=False,
-                   keep_trailing_newline=True)
+                   keep_trailing_newline=True, auto_reload=False)
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class PromptSet:
     name: str
     files: tuple[str, ...]
 
-    @property
+    @cached_property
     def version(self) -> str:
         """``name@sha256:<12 hex>`` over the template files, in order."""
         digest = hashlib.sha256()

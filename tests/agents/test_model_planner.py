@@ -21,6 +21,7 @@ from guardrails.rules import evaluate_action
 from tests.agents.conftest import model_planner
 from tests.guardrails.run_facts import make_facts, scored_risk
 from tests.model_server import Reply, ScriptedModelServer, completion, error
+from tests.net import free_port
 
 DUE = datetime(2024, 6, 12, 21, 0, tzinfo=UTC)
 FACTS = make_facts(risk=scored_risk(los=2)).model_copy(update={"tcm_contact_due": DUE})
@@ -207,12 +208,7 @@ async def test_log_probabilities_of_unrelated_text_are_not_used(model_server: Sc
 
 
 async def test_unreachable_endpoint_is_retryable(model_server: ScriptedModelServer):
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed_port = sock.getsockname()[1]
-    planner = model_planner(model_server, base_url=f"http://127.0.0.1:{closed_port}/v1")
+    planner = model_planner(model_server, base_url=f"http://127.0.0.1:{free_port()}/v1")
     with pytest.raises(ApplicationError) as raised:
         await planner.plan(INPUT)
     assert ("ModelUnavailable", False) == (raised.value.type, raised.value.non_retryable)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -28,8 +27,9 @@ from runtime.temporal_client import connect
 from runtime.temporal_server import EmbeddedTemporalServer
 from store.records import SqliteCareRecordStore
 from tests.conftest import OPEN_WINDOW, wait_for_status
-from tests.fhir_factory import make_member
+from tests.fhir_factory import HIGH_RISK, make_member
 from tests.model_server import running_model_server
+from tests.net import free_port
 from workflows.outreach_client import decide, start_outreach
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,12 +43,6 @@ CANARIES = {
     "MRN": "MRN-CNRY-55213",
     "birth date": "1931-07-19",
 }
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _canary_member(store: SqliteCareRecordStore, n: int, **scenario: object):
@@ -72,11 +66,11 @@ def _hits(blob: bytes) -> dict[str, int]:
 
 @pytest.mark.slow
 async def test_no_canary_identifier_reaches_temporal_logs_or_the_model(tmp_path: Path) -> None:
-    settings = Settings(state_dir=tmp_path, embedded_port=_port(), embedded_ui=False, tool_attempts=1,
+    settings = Settings(state_dir=tmp_path, embedded_port=free_port(), embedded_ui=False, tool_attempts=1,
                         payload_keys=SecretStr(f"canary={generate_key()}"),
                         pseudonym_salt=SecretStr("canary-test-salt-0123456789abcdef"), _env_file=None)
     store = SqliteCareRecordStore(settings.records_path)
-    members = [_canary_member(store, 1), _canary_member(store, 2, los_days=7, codes=("I50.9",), ed_visits=1)]
+    members = [_canary_member(store, 1), _canary_member(store, 2, **HIGH_RISK)]
     log_file = tmp_path / "worker.log"
     with running_model_server() as model, log_file.open("wb") as log_out:
         async with EmbeddedTemporalServer(settings) as server:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -13,14 +12,9 @@ from temporalio.client import Client
 from api.identity import UserDirectory
 from cli.demo import api_server
 from runtime.settings import Settings
+from tests.net import free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +28,7 @@ def approvers(settings: Settings) -> dict[str, str]:
 
 @pytest_asyncio.fixture(scope="session")
 async def api_url(settings: Settings, client: Client, approvers: dict[str, str]) -> AsyncIterator[str]:
-    served = settings.model_copy(update={"api_port": _free_port()})
+    served = settings.model_copy(update={"api_port": free_port()})
     async with api_server(served, client) as url:
         yield url
 

@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from tests.conftest import OPEN_WINDOW, StartRun, wait_for_status
-from tests.fhir_factory import make_member
+from tests.fhir_factory import HIGH_RISK, make_member
+from tests.net import free_port
 
-HIGH_RISK = {"los_days": 7, "codes": ("I50.9",), "ed_visits": 1}
 ASK_ALL = OPEN_WINDOW.model_copy(update={"min_confidence": 0.999})
 
 
@@ -124,8 +124,6 @@ async def test_listing_filters_by_role_and_queue(
 async def test_codec_endpoint_decodes_for_signed_in_users_only(settings, client, approvers) -> None:
     """The Web UI codec endpoint decrypts payloads for an authenticated user and refuses everyone else."""
     import base64
-    import socket
-
     from google.protobuf import json_format
     from pydantic import SecretStr
     from temporalio.api.common.v1 import Payload, Payloads
@@ -134,10 +132,7 @@ async def test_codec_endpoint_decodes_for_signed_in_users_only(settings, client,
     from runtime.codec import PayloadEncryptionCodec, generate_key, parse_keys
 
     spec = f"k1={generate_key()}"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    served = settings.model_copy(update={"api_port": port, "payload_keys": SecretStr(spec)})
+    served = settings.model_copy(update={"api_port": free_port(), "payload_keys": SecretStr(spec)})
     sealed = await PayloadEncryptionCodec(*parse_keys(spec)).encode(
         [Payload(metadata={"encoding": b"json/plain"}, data=b'"hello"')])
     body = json_format.MessageToDict(Payloads(payloads=sealed))

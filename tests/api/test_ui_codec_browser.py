@@ -6,7 +6,6 @@ and client with payload encryption, careloom's API on loopback and headless Chro
 
 from __future__ import annotations
 
-import socket
 import uuid
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from store.records import SqliteCareRecordStore
 from tests.api.conftest import CHROMIUM
 from tests.conftest import OPEN_WINDOW
 from tests.fhir_factory import make_member
+from tests.net import free_port
 from worker import build_worker
 from workflows.outreach_client import start_outreach
 
@@ -31,12 +31,6 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(),
                        reason="Chromium is missing: install Debian's chromium (python3 bootstrap.py test does)"),
 ]
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def _history_text(browser, ui_url: str, codec_url: str, workflow_id: str, run_id: str,
@@ -71,7 +65,7 @@ async def _history_text(browser, ui_url: str, codec_url: str, workflow_id: str, 
 
 
 async def test_web_ui_decodes_payloads_for_a_signed_in_user_and_not_for_others(browser, tmp_path: Path) -> None:
-    settings = Settings(state_dir=tmp_path, embedded_port=_port(), embedded_ui_port=_port(), api_port=_port(),
+    settings = Settings(state_dir=tmp_path, embedded_port=free_port(), embedded_ui_port=free_port(), api_port=free_port(),
                         tool_attempts=1, payload_keys=SecretStr(f"ui={generate_key()}"), _env_file=None)
     store = SqliteCareRecordStore(settings.records_path)
     member = make_member(store)

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import StartRun, wait_for_status
 from tests.api.conftest import CHROMIUM
-from tests.fhir_factory import make_member
+from tests.fhir_factory import HIGH_RISK, make_member
 
 # Set CARELOOM_SCREENSHOT_DIR=docs/images to refresh the README's screenshots.
 SCREENSHOTS = Path(os.environ.get("CARELOOM_SCREENSHOT_DIR") or tempfile.mkdtemp(prefix="careloom-shots-"))
@@ -27,7 +27,7 @@ async def test_supervisor_signs_in_edits_and_approves_and_the_run_completes(
     browser, api_url: str, approvers: dict[str, str], start_run: StartRun, store
 ) -> None:
     """An RN signs in, finds the care plan in the queue, edits its title, approves it; the run completes."""
-    handle = await start_run(make_member(store, los_days=7, codes=("I50.9",), ed_visits=1))
+    handle = await start_run(make_member(store, **HIGH_RISK))
     [item] = (await wait_for_status(handle, lambda s: len(s.pending_approvals) == 1)).pending_approvals
     page = await browser.new_page(viewport={"width": 1280, "height": 900})
     requests: list[str] = []

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 import sys
 import tempfile
 import uuid
@@ -33,8 +32,9 @@ from runtime.settings import Settings  # noqa: E402
 from runtime.temporal_client import connect  # noqa: E402
 from runtime.temporal_server import EmbeddedTemporalServer  # noqa: E402
 from store.records import SqliteCareRecordStore  # noqa: E402
-from tests.fhir_factory import make_member  # noqa: E402
+from tests.fhir_factory import HIGH_RISK, make_member  # noqa: E402
 from tests.model_server import error, running_model_server  # noqa: E402
+from tests.net import free_port  # noqa: E402
 from tools.care_plan import DraftCarePlanArgs, GoalSpec  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows.outreach import MemberOutreachWorkflow  # noqa: E402
@@ -42,18 +42,11 @@ from workflows.outreach_client import decide, start_outreach  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "histories"
 OPEN = GuardrailPolicy(contact_window_start=time(0), contact_window_end=time.max)
-HIGH_RISK = {"los_days": 7, "codes": ("I50.9",), "ed_visits": 1}
 FAST = ApprovalRouting(queues={
     "care-coordination": QueueRule(role="care_coordinator", sla=SlaRule(clock="calendar", duration=timedelta(seconds=2))),
     "clinical-review": QueueRule(role="rn", sla=SlaRule(clock="calendar", duration=timedelta(seconds=2))),
     "medical-review": QueueRule(role="md", sla=SlaRule(clock="calendar", duration=timedelta(seconds=2))),
 })
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _window_opening_soon() -> GuardrailPolicy:
@@ -77,7 +70,7 @@ async def _pending(handle, wait: float | None = None):  # noqa: ANN001, ANN202
 async def main(wanted: set[str]) -> None:
     configure_logging("WARNING", "json")
     state = Path(tempfile.mkdtemp(prefix="careloom-golden-"))
-    settings = Settings(state_dir=state, embedded_port=_port(), embedded_ui_port=_port(), embedded_ui=False,
+    settings = Settings(state_dir=state, embedded_port=free_port(), embedded_ui_port=free_port(), embedded_ui=False,
                         tool_attempts=1, _env_file=None)
     store = SqliteCareRecordStore(settings.records_path)
     OUT.mkdir(parents=True, exist_ok=True)

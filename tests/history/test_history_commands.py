@@ -20,7 +20,7 @@ from history.what_if import what_if
 from guardrails.policy import GuardrailPolicy
 from store.ledger import DecisionLedger
 from tests.conftest import OPEN_WINDOW, StartRun, wait_for_status
-from tests.fhir_factory import make_member
+from tests.fhir_factory import HIGH_RISK, make_member
 from workflows.outreach_client import decide
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +41,7 @@ async def test_export_replay_and_audit_a_live_run(
 ) -> None:
     """A run approved by an RN is exported, replays ok, and its audit shows tools, proposals, verdicts,
     the approval with approver and digest, and the outcome; the ledger agrees with the history."""
-    handle = await start_run(make_member(store, los_days=7, codes=("I50.9",), ed_visits=1))
+    handle = await start_run(make_member(store, **HIGH_RISK))
     [item] = (await wait_for_status(handle, lambda s: len(s.pending_approvals) == 1)).pending_approvals
     await decide(client, handle.id, ApprovalDecision(approval_id=item.approval_id, digest=item.digest,
                                                      decision="approve", approver="rn.kim", role="rn"))

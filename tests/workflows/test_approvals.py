@@ -12,7 +12,7 @@ from agents.approvals import ApprovalDecision
 from guardrails.policy import ApprovalRouting, QueueRule, SlaRule
 from store.ledger import DecisionLedger
 from tests.conftest import OPEN_WINDOW, StartRun, wait_for_status
-from tests.fhir_factory import make_member
+from tests.fhir_factory import HIGH_RISK, make_member
 from workflows.outreach import MemberOutreachWorkflow
 from workflows.outreach_client import (
     BulkItem,
@@ -78,7 +78,7 @@ async def test_unanswered_approvals_escalate_then_expire_into_a_human_task_never
 
 async def test_reassign_moves_the_item_and_restarts_its_clock(start_run: StartRun, store, client: Client) -> None:
     """A supervisor reassigns an item to another queue; it keeps its digest and needs at least its role."""
-    member = make_member(store, los_days=7, codes=("I50.9",), ed_visits=1)
+    member = make_member(store, **HIGH_RISK)
     handle = await start_run(member, policy=OPEN_WINDOW.model_copy(update={"approvals": SLOW}))
     [item] = (await wait_for_status(handle, lambda s: len(s.pending_approvals) == 1)).pending_approvals
     assert "clinical-review" == item.queue
@@ -152,7 +152,7 @@ async def test_every_request_and_decision_is_in_the_hash_chained_ledger(
     start_run: StartRun, store, client: Client, settings
 ) -> None:
     """Requests and decisions land in the ledger with who, role, digest and policy; verify finds the chain intact."""
-    member = make_member(store, los_days=7, codes=("I50.9",), ed_visits=1)
+    member = make_member(store, **HIGH_RISK)
     handle = await start_run(member)
     [item] = (await wait_for_status(handle, lambda s: len(s.pending_approvals) == 1)).pending_approvals
     await decide(client, handle.id, ApprovalDecision(approval_id=item.approval_id, digest=item.digest,

@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from agents.approvals import ApprovalDecision
 from runtime.settings import Settings
 from tests.conftest import OPEN_WINDOW, wait_for_status
-from tests.fhir_factory import make_member
+from tests.fhir_factory import HIGH_RISK, make_member
 from workflows.outreach_client import decide, start_outreach
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +42,7 @@ async def test_run_survives_a_killed_worker_and_no_completed_activity_runs_again
 ) -> None:
     """SIGKILL the worker while a care plan waits for an RN; a new worker finishes the run exactly once."""
     queue = f"crash-{uuid.uuid4().hex[:10]}"
-    member = make_member(store, los_days=7, codes=("I50.9",), ed_visits=1)
+    member = make_member(store, **HIGH_RISK)
     first = start_worker_process(env, settings, queue)
     second = None
     try:

@@ -15,14 +15,13 @@ from guardrails.policy import GuardrailPolicy
 from store.fhir_validation import validate_resource
 from store.records import SqliteCareRecordStore
 from tests.conftest import OPEN_WINDOW, StartRun, wait_for_status
-from tests.fhir_factory import make_member
+from tests.fhir_factory import HIGH_RISK, make_member
 from tools.care_plan import DraftCarePlanArgs, GoalSpec
 from tools.outreach import SendOutreachArgs
 from tools.tasks import CreateTaskArgs
 from workflows.outreach import MemberOutreachWorkflow, OutreachResult
 from workflows.outreach_client import DecisionRejected, decide, list_pending_approvals, start_outreach
 
-HIGH_RISK = {"los_days": 7, "codes": ("I50.9",), "ed_visits": 1}  # L5 A3 C1 E1 = LACE 10
 ALWAYS_ASK = OPEN_WINDOW.model_copy(update={"min_confidence": 0.999})  # every action needs a human
 
 
