@@ -13,14 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import date, datetime
+from collections.abc import Container
 from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from agents.actions import ActionArguments, ConfidenceSignal, ProposedAction, action_digest
+from agents.actions import ActionArguments, ConfidenceSignal, ProposedAction
 from agents.facts import RunFacts
 from guardrails.policy import ROLE_RANK, GuardrailPolicy, Role
-from guardrails.routing import Priority
+from guardrails.routing import Clock, Priority
 from guardrails.rules import evaluate_action
 
 __all__ = [
@@ -34,7 +35,6 @@ __all__ = [
     "SignOff",
     "check_decision",
     "decision_key",
-    "edited_digest",
 ]
 
 RefusalCode = Literal["not_found", "conflict", "forbidden", "invalid"]
@@ -92,6 +92,12 @@ class PendingApproval(BaseModel):
     context: ReviewContext
 
 
+    def entering(self, clock: Clock, **changes: object) -> PendingApproval:
+        """This item moved into ``clock``'s queue: new role, deadline and reminder; not yet reminded."""
+        return self.model_copy(update={"queue": clock.queue, "required_role": clock.role,
+                                       "sla_deadline": clock.deadline, "remind_at": clock.remind_at,
+                                       "reminded": False, **changes})
+
 class ApprovalDecision(BaseModel):
     """A supervisor's decision on one pending approval (the ``decide`` update's input)."""
 
@@ -142,7 +148,6 @@ class ReceivedDecision(BaseModel):
 
     kind: Literal["decided", "expired"] = "decided"
     decision: ApprovalDecision | None = None
-    result: DecisionResult | None = None
     approval: PendingApproval = Field(description="The item as finally decided (its arguments are the ones to run).")
 
 
@@ -163,8 +168,8 @@ def check_decision(
     decision: ApprovalDecision,
     *,
     pending: dict[str, PendingApproval],
-    decided: dict[str, tuple[ApprovalDecision, DecisionResult]],
-    answered: set[str],
+    decided: dict[str, ApprovalDecision],
+    answered: Container[str],
     actions: dict[str, ProposedAction],
     facts: RunFacts | None,
     policy: GuardrailPolicy,
@@ -174,7 +179,7 @@ def check_decision(
     if decision_key(decision) in answered:
         return
     if decision.approval_id in decided:
-        first, _ = decided[decision.approval_id]
+        first = decided[decision.approval_id]
         raise DecisionRefused("conflict", (
             f"approval {decision.approval_id} was already decided ({first.decision} by {first.approver}); "
             "a different decision is refused"))
@@ -224,8 +229,3 @@ def check_decision(
             f"the edited action needs role {verdict.required_role}: {'; '.join(verdict.reasons)}"))
 
 
-def edited_digest(decision: ApprovalDecision, item: PendingApproval) -> str:
-    """Digest of the action after this decision (edits: the new arguments)."""
-    if decision.decision == "edit" and decision.arguments is not None:
-        return action_digest(decision.arguments)
-    return item.digest

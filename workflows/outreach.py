@@ -29,8 +29,8 @@ with workflow.unsafe.imports_passed_through():
         SignOff,
         check_decision,
         decision_key,
-        edited_digest,
     )
+    from agents.actions import action_digest
     from agents.graph import ToolFailure, build_outreach_graph, run_status
     from agents.planner import MODEL_ENDPOINT_ERROR, PLAN_ACTIVITY, ModelUsage, PlannerInput, PlannerOutput
     from agents.state import ActionRecord, OutreachRequest, OutreachState
@@ -145,12 +145,11 @@ class MemberOutreachWorkflow:
         ))
         self._status = "starting"
         self._pending: dict[str, PendingApproval] = {}
-        self._decided: dict[str, tuple[ApprovalDecision, DecisionResult]] = {}
+        self._decided: dict[str, ApprovalDecision] = {}
         self._answered: dict[str, DecisionResult] = {}  # decision_key -> result, for identical repeats
         self._inbox: list[ReceivedDecision] = []
         self._ledger_outbox: list[LedgerEntry] = []
         self._ledger_seq = 0
-        self._revision = 0  # bumped when a pending item changes (reassign, sign-off): re-arm the clocks
         self._search_attributes: dict[str, Any] = {}
 
     @workflow.run
@@ -193,11 +192,12 @@ class MemberOutreachWorkflow:
             clocks = [p.sla_deadline for p in self._pending.values()]
             clocks += [p.remind_at for p in self._pending.values() if not p.reminded]
             wake = min([t for t in [deferral, *clocks] if t is not None], default=None)
-            revision = self._revision
+            # Every accepted decision adds an answer; one that changes a pending item re-arms the clocks.
+            answers = len(self._answered)
             if wake is None or wake > now:
                 try:
                     await workflow.wait_condition(
-                        lambda: bool(self._inbox) or self._revision != revision,
+                        lambda: bool(self._inbox) or len(self._answered) != answers,
                         timeout=None if wake is None else (wake - now).total_seconds())
                 except asyncio.TimeoutError:
                     pass
@@ -224,9 +224,7 @@ class MemberOutreachWorkflow:
                 self._ledger(item, "expired", "system", reason="escalation chain exhausted; nothing was executed")
                 continue
             clock = clock_for(next_queue, item.required_role, self._policy, now)
-            item = item.model_copy(update={
-                "queue": clock.queue, "required_role": clock.role, "sla_deadline": clock.deadline,
-                "remind_at": clock.remind_at, "reminded": False, "escalation_level": item.escalation_level + 1})
+            item = item.entering(clock, escalation_level=item.escalation_level + 1)
             self._pending[approval_id] = item
             self._ledger(item, "escalated", "system", reason=f"SLA deadline passed; now in {clock.queue}")
 
@@ -323,7 +321,6 @@ class MemberOutreachWorkflow:
         now = workflow.now()
         result = self._apply(decision, item, now)
         self._answered[key] = result
-        self._revision += 1
         self._sync_search_attributes()
         workflow.logger.info("approval decided", extra={
             "approval_id": item.approval_id, "decision": decision.decision, "outcome": result.outcome,
@@ -335,29 +332,26 @@ class MemberOutreachWorkflow:
                 "approver": decision.approver, "role": decision.role, "reason": decision.reason, "decided_at": now}
         if decision.decision == "reassign":
             clock = clock_for(decision.queue or item.queue, item.required_role, self._policy, now)
-            moved = item.model_copy(update={
-                "queue": clock.queue, "required_role": clock.role, "sla_deadline": clock.deadline,
-                "remind_at": clock.remind_at, "reminded": False})
+            moved = item.entering(clock)
             self._pending[item.approval_id] = moved
             self._ledger(moved, "reassigned", decision.approver, role=decision.role, reason=decision.reason)
             return DecisionResult(**base, outcome="reassigned", approved_digest=None, queue=clock.queue)
         if decision.decision == "reject":
             del self._pending[item.approval_id]
             result = DecisionResult(**base, outcome="rejected", approved_digest=None, queue=item.queue)
-            self._finish(decision, result, item)
+            self._finish(decision, item)
             self._ledger(item, "rejected", decision.approver, role=decision.role, reason=decision.reason)
             return result
-        digest = edited_digest(decision, item)
-        arguments = decision.arguments if decision.decision == "edit" and decision.arguments else item.arguments
-        signed = item.model_copy(update={
-            "arguments": arguments, "digest": digest,
-            "signoffs": [*item.signoffs, SignOff(approver=decision.approver, role=decision.role, at=now,
-                                                 digest=digest)]})
+        if decision.decision == "edit" and decision.arguments is not None:
+            arguments, digest = decision.arguments, action_digest(decision.arguments)
+        else:
+            arguments, digest = item.arguments, item.digest
+        final = item.model_copy(update={"arguments": arguments, "digest": digest})
         if item.dual_signoff and not item.signoffs:
             # First of two sign-offs: the item stays pending for a second, distinct reviewer.
-            routing = self._policy.approvals
-            second_role = routing.second_signoff_role
-            waiting = signed.model_copy(update={"required_role": second_role})
+            waiting = final.model_copy(update={
+                "required_role": self._policy.approvals.second_signoff_role,
+                "signoffs": [SignOff(approver=decision.approver, role=decision.role, at=now, digest=digest)]})
             self._pending[item.approval_id] = waiting
             self._ledger(waiting, "signed_off", decision.approver, role=decision.role, reason=decision.reason)
             return DecisionResult(**base, outcome="awaiting_second_signoff", approved_digest=digest,
@@ -365,14 +359,13 @@ class MemberOutreachWorkflow:
         del self._pending[item.approval_id]
         outcome = "edited" if decision.decision == "edit" else "approved"
         result = DecisionResult(**base, outcome=outcome, approved_digest=digest, queue=item.queue)
-        final = signed.model_copy(update={"signoffs": item.signoffs})  # signoffs before this, for the record
-        self._finish(decision, result, final)
+        self._finish(decision, final)  # signoffs before this one, for the record
         self._ledger(final, outcome, decision.approver, role=decision.role, reason=decision.reason, digest=digest)
         return result
 
-    def _finish(self, decision: ApprovalDecision, result: DecisionResult, item: PendingApproval) -> None:
-        self._decided[item.approval_id] = (decision, result)
-        self._inbox.append(ReceivedDecision(decision=decision, result=result, approval=item))
+    def _finish(self, decision: ApprovalDecision, item: PendingApproval) -> None:
+        self._decided[item.approval_id] = decision
+        self._inbox.append(ReceivedDecision(decision=decision, approval=item))
 
     @decide.validator
     def _validate_decide(self, decision: ApprovalDecision) -> None:
@@ -381,7 +374,7 @@ class MemberOutreachWorkflow:
                 decision,
                 pending=self._pending,
                 decided=self._decided,
-                answered=set(self._answered),
+                answered=self._answered,
                 actions={r.action.action_id: r.action for r in self._state.actions},
                 facts=self._state.facts,
                 policy=self._policy,
