@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +19,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 from temporalio import activity
+
+from store.sqlite import SqliteDatabase
 
 __all__ = ["GENESIS", "DecisionLedger", "LedgerActivities", "LedgerAppend", "LedgerEntry", "LedgerProblem"]
 
@@ -36,7 +37,6 @@ CREATE TABLE IF NOT EXISTS decision_ledger (
     prev_hash    TEXT NOT NULL,
     entry_hash   TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS ix_ledger_event ON decision_ledger (event_id);
 CREATE TRIGGER IF NOT EXISTS decision_ledger_no_update BEFORE UPDATE ON decision_ledger
 BEGIN SELECT RAISE(ABORT, 'decision_ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS decision_ledger_no_delete BEFORE DELETE ON decision_ledger
@@ -77,26 +77,16 @@ def _hash(prev_hash: str, body: str) -> str:
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
 
 
-class DecisionLedger:
+class DecisionLedger(SqliteDatabase):
     """The ledger table in the care records database file."""
 
     def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
-            conn.executescript(_SCHEMA)
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        conn.execute("PRAGMA busy_timeout=30000")
-        return conn
+        super().__init__(path, _SCHEMA)
 
     def append(self, entries: list[LedgerEntry]) -> int:
         """Append entries in order; an event id already present is skipped. Returns how many were added."""
         added = 0
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        with self._transaction() as conn:
             last = conn.execute("SELECT entry_hash FROM decision_ledger ORDER BY seq DESC LIMIT 1").fetchone()
             prev = last[0] if last else GENESIS
             for entry in entries:
@@ -108,24 +98,17 @@ class DecisionLedger:
                              (entry.event_id, body, prev, digest))
                 prev = digest
                 added += 1
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        finally:
-            conn.close()
         return added
 
     def entries(self, workflow_id: str | None = None) -> list[LedgerEntry]:
-        with self._connect() as conn:
-            rows = conn.execute("SELECT body FROM decision_ledger ORDER BY seq").fetchall()
+        rows = self._conn().execute("SELECT body FROM decision_ledger ORDER BY seq").fetchall()
         found = [LedgerEntry.model_validate_json(r[0]) for r in rows]
         return [e for e in found if workflow_id is None or e.workflow_id == workflow_id]
 
     def verify(self) -> tuple[int, list[LedgerProblem]]:
         """(entries checked, problems): recomputes every hash and link of the chain."""
-        with self._connect() as conn:
-            rows = conn.execute("SELECT seq, body, prev_hash, entry_hash FROM decision_ledger ORDER BY seq").fetchall()
+        rows = self._conn().execute(
+            "SELECT seq, body, prev_hash, entry_hash FROM decision_ledger ORDER BY seq").fetchall()
         problems: list[LedgerProblem] = []
         prev = GENESIS
         expected_seq = rows[0][0] if rows else 1

@@ -23,6 +23,7 @@ __all__ = [
     "LookupMemberInput",
     "MemberProfile",
     "contact_points",
+    "is_deceased",
     "is_opted_out",
     "lookup_member",
     "member_time_zone",
@@ -115,6 +116,11 @@ def contact_points(patient: dict[str, Any], on: date | None = None) -> dict[Chan
     return found
 
 
+def is_deceased(patient: dict[str, Any]) -> bool:
+    """Patient.deceased[x] is set (a flag or a date of death)."""
+    return bool(patient.get("deceasedBoolean")) or bool(patient.get("deceasedDateTime"))
+
+
 def is_opted_out(consents: list[dict[str, Any]]) -> bool:
     """True if an active Consent whose provision is ``deny`` covers outreach communication."""
     for consent in consents:
@@ -148,7 +154,7 @@ def lookup_member(store: CareRecordStore, data: LookupMemberInput, *, salt: str,
         codes = (comm.get("language") or {}).get("coding") or []
         if codes and (comm.get("preferred") or language is None):
             language = codes[0].get("code")
-    deceased = bool(patient.get("deceasedBoolean")) or bool(patient.get("deceasedDateTime"))
+    deceased = is_deceased(patient)
     return MemberProfile(
         member_id=data.member_id,
         pseudonym=pseudonym(data.member_id, salt),

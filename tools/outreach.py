@@ -22,7 +22,7 @@ from tools.errors import (
     OUTSIDE_CONTACT_HOURS,
     tool_error,
 )
-from tools.member import Channel, contact_points, is_opted_out, member_time_zone
+from tools.member import Channel, contact_points, is_deceased, is_opted_out, member_time_zone
 from tools.writes import WriteResult, resource_id
 
 __all__ = ["SendOutreachArgs", "SendOutreachInput", "send_outreach"]
@@ -82,7 +82,7 @@ def send_outreach(store: CareRecordStore, data: SendOutreachInput, *, now: datet
     patient = store.get("Patient", data.member_id)
     if patient is None:
         raise tool_error(MEMBER_NOT_FOUND, f"no Patient with id {data.member_id!r} in the care records store")
-    if patient.get("deceasedBoolean") or patient.get("deceasedDateTime"):
+    if is_deceased(patient):
         raise tool_error(CONTACT_NOT_ALLOWED, "the member is recorded as deceased; nothing was sent")
     if is_opted_out(store.find_for_member("Consent", data.member_id)):
         raise tool_error(CONTACT_NOT_ALLOWED, "the member has opted out of outreach; nothing was sent")
