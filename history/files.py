@@ -15,6 +15,8 @@ from pathlib import Path
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 
+from history.history_json import NotFastPath, history_from_dict
+
 __all__ = ["HistoryFileError", "LoadedHistory", "history_files", "load_history", "outreach_query", "workflow_type_of",
            "write_history"]
 
@@ -78,7 +80,11 @@ def load_history(path: Path, *, expected_type: str | None = OUTREACH_TYPE) -> Lo
     except OSError as err:
         raise HistoryFileError(f"{path}: cannot read it ({err.strerror})") from None
     try:
-        history = WorkflowHistory.from_json(path.stem, raw)
+        history = WorkflowHistory(path.stem, history_from_dict(raw).events)
+    except NotFastPath:
+        history = None
+    try:
+        history = history or WorkflowHistory.from_json(path.stem, raw)
     except Exception as err:  # noqa: BLE001 - protobuf parse errors have many types
         raise HistoryFileError(f"{path}: not a Temporal history ({err}); expected the JSON of "
                                "`temporal workflow show --output json`") from None

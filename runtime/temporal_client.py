@@ -10,7 +10,8 @@ import dataclasses
 
 from temporalio.client import Client
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.contrib.pydantic import PydanticPayloadConverter
+from temporalio.converter import SerializationContext
 from temporalio.service import TLSConfig
 
 from runtime.codec import PayloadEncryptionCodec, parse_keys
@@ -19,7 +20,40 @@ from runtime.settings import Settings
 
 __all__ = ["DATA_CONVERTER", "codec_for", "connect", "data_converter", "tls_config"]
 
-DATA_CONVERTER = pydantic_data_converter
+class SharedPydanticPayloadConverter(PydanticPayloadConverter):
+    """The pydantic payload converter, built once per process.
+
+    The SDK clones the data converter for every workflow activation (to attach
+    the serialization context), and a clone constructs a fresh payload
+    converter: a new pydantic ``SchemaSerializer`` and an empty type-adapter
+    cache, thrown away when the activation ends. This class hands every clone
+    the same instance, so type adapters are built once per process. It holds
+    no per-workflow state: the converters it wraps take no serialization
+    context, and if one ever did, :meth:`with_context` returns a private copy.
+    """
+
+    _shared: SharedPydanticPayloadConverter | None = None
+
+    def __new__(cls) -> SharedPydanticPayloadConverter:  # noqa: D102
+        if cls._shared is None:
+            shared = super().__new__(cls)
+            PydanticPayloadConverter.__init__(shared)
+            cls._shared = shared
+        return cls._shared
+
+    def __init__(self) -> None:  # built once, in __new__
+        pass
+
+    def with_context(self, context: SerializationContext) -> PydanticPayloadConverter:
+        converters = self.get_converters_with_context(context)
+        if converters is None:
+            return self
+        private = PydanticPayloadConverter()
+        private._set_converters(*converters)
+        return private
+
+
+DATA_CONVERTER = DataConverter(payload_converter_class=SharedPydanticPayloadConverter)
 """The converter without encryption (development default, tests)."""
 
 
