@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Literal
@@ -42,13 +42,15 @@ def _event_id(message: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-async def replay_histories(histories: list[tuple[str, WorkflowHistory]], *, sandbox: bool = False
-                           ) -> list[ReplayOutcome]:
+async def replay_histories(histories: list[tuple[str, WorkflowHistory]], *, sandbox: bool = False,
+                           workflows: Sequence[type] | None = None) -> list[ReplayOutcome]:
     """Replay (source, history) pairs through one replayer in this process; one outcome each, in order.
 
     Without ``sandbox`` the unsandboxed runner is used: replay checks that the
     code produces the same commands, which the sandbox does not change, and it
-    is about five times faster (the worker always runs workflows sandboxed).
+    is about twice as fast (the worker always runs workflows sandboxed).
+    ``workflows`` defaults to the worker's; the replay benchmark passes its
+    bare baseline workflow.
     """
     from runtime.settings import Settings
     from runtime.temporal_client import data_converter
@@ -58,7 +60,7 @@ async def replay_histories(histories: list[tuple[str, WorkflowHistory]], *, sand
 
     runner = workflow_runner() if sandbox else UnsandboxedWorkflowRunner()
     # The same converter as the worker: with payload keys configured, encrypted histories decrypt.
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=data_converter(Settings()), workflow_runner=runner,
+    replayer = Replayer(workflows=list(workflows or WORKFLOWS), data_converter=data_converter(Settings()), workflow_runner=runner,
                         build_id="careloom-replay")
 
     async def feed() -> AsyncIterator[WorkflowHistory]:
