@@ -19,10 +19,11 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command
 from pydantic import BaseModel
 
 from agents.actions import ProposedAction
@@ -85,7 +86,7 @@ def run_status(state: OutreachState) -> str:
     return "executing"
 
 
-async def gather_facts(state: OutreachState, config: RunnableConfig) -> dict[str, Any]:
+async def gather_facts(state: OutreachState, config: RunnableConfig) -> Command[Literal["plan", "record_outcome"]]:
     rt = _runtime(config)
     req = state.request
     rt.publish(state, "gathering")
@@ -118,7 +119,8 @@ async def gather_facts(state: OutreachState, config: RunnableConfig) -> dict[str
     facts = RunFacts(member=member, clinical=clinical, eligibility=eligibility, risk=risk, tcm_contact_due=due)
     stop = check_run(facts, policy)
     verdicts = [*state.verdicts, stop] if stop else state.verdicts
-    return {"facts": facts, "stop": stop, "verdicts": verdicts}
+    return Command(update={"facts": facts, "stop": stop, "verdicts": verdicts},
+                   goto="record_outcome" if stop else "plan")
 
 async def plan(state: OutreachState, config: RunnableConfig) -> dict[str, Any]:
     rt = _runtime(config)
@@ -162,7 +164,7 @@ async def guard(state: OutreachState, config: RunnableConfig) -> dict[str, Any]:
         rt.request_approvals(requests)
     return {"actions": actions, "verdicts": verdicts}
 
-async def execute(state: OutreachState, config: RunnableConfig) -> dict[str, Any]:
+async def execute(state: OutreachState, config: RunnableConfig) -> Command[Literal["record_outcome", "__end__"]]:
     rt = _runtime(config)
     actions = [r.model_copy() for r in state.actions]  # nodes only reassign top-level fields
     if any(r.status == "ready" for r in actions):
@@ -181,7 +183,9 @@ async def execute(state: OutreachState, config: RunnableConfig) -> dict[str, Any
                 record.status, record.reason = "blocked", str(failure)
             else:
                 record.status, record.reason = "failed", f"{failure.error_type}: {failure}"
-    return {"actions": actions}
+    # All actions final: record the outcome; otherwise the run parks (END) until decisions or a deferral.
+    finished = state.model_copy(update={"actions": actions}).finished
+    return Command(update={"actions": actions}, goto="record_outcome" if finished else END)
 
 async def apply_decisions(state: OutreachState, config: RunnableConfig) -> dict[str, Any]:
     rt = _runtime(config)
@@ -217,12 +221,6 @@ async def record_outcome(state: OutreachState, config: RunnableConfig) -> dict[s
     rt.publish(state, run_status(state))
     return {}
 
-async def after_gather(state: OutreachState) -> str:
-    return "record_outcome" if state.stop else "plan"
-
-async def after_execute(state: OutreachState) -> str:
-    return "record_outcome" if state.finished else END
-
 async def entry(state: OutreachState) -> str:
     return "gather_facts" if state.facts is None else "apply_decisions"
 
@@ -247,10 +245,8 @@ def build_outreach_graph() -> Any:
     graph.add_node("apply_decisions", apply_decisions)
     graph.add_node("record_outcome", record_outcome)
     graph.add_conditional_edges(START, entry, ["gather_facts", "apply_decisions"])
-    graph.add_conditional_edges("gather_facts", after_gather, ["plan", "record_outcome"])
     graph.add_edge("plan", "guard")
     graph.add_edge("guard", "execute")
-    graph.add_conditional_edges("execute", after_execute, ["record_outcome", END])
     graph.add_edge("apply_decisions", "guard")
     graph.add_edge("record_outcome", END)
     return graph.compile()
