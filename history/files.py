@@ -81,13 +81,12 @@ def load_history(path: Path, *, expected_type: str | None = OUTREACH_TYPE) -> Lo
         raise HistoryFileError(f"{path}: cannot read it ({err.strerror})") from None
     try:
         history = WorkflowHistory(path.stem, history_from_dict(raw).events)
-    except NotFastPath:
-        history = None
-    try:
-        history = history or WorkflowHistory.from_json(path.stem, raw)
-    except Exception as err:  # noqa: BLE001 - protobuf parse errors have many types
-        raise HistoryFileError(f"{path}: not a Temporal history ({err}); expected the JSON of "
-                               "`temporal workflow show --output json`") from None
+    except NotFastPath:  # something only the SDK's general (slower) parser handles, or an error it names
+        try:
+            history = WorkflowHistory.from_json(path.stem, raw)
+        except Exception as err:  # noqa: BLE001 - protobuf parse errors have many types
+            raise HistoryFileError(f"{path}: not a Temporal history ({err}); expected the JSON of "
+                                   "`temporal workflow show --output json`") from None
     if not history.events:
         raise HistoryFileError(f"{path}: the history has no events")
     found = workflow_type_of(history)

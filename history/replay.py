@@ -60,8 +60,8 @@ async def replay_histories(histories: list[tuple[str, WorkflowHistory]], *, sand
 
     runner = workflow_runner() if sandbox else UnsandboxedWorkflowRunner()
     # The same converter as the worker: with payload keys configured, encrypted histories decrypt.
-    replayer = Replayer(workflows=list(workflows or WORKFLOWS), data_converter=data_converter(Settings()), workflow_runner=runner,
-                        build_id="careloom-replay")
+    replayer = Replayer(workflows=list(workflows or WORKFLOWS), data_converter=data_converter(Settings()),
+                        workflow_runner=runner, build_id="careloom-replay")
 
     async def feed() -> AsyncIterator[WorkflowHistory]:
         for _, history in histories:

@@ -9,16 +9,17 @@ from __future__ import annotations
 import dataclasses
 
 from temporalio.client import Client
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.contrib.pydantic import PydanticPayloadConverter
-from temporalio.converter import SerializationContext
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, SerializationContext
 from temporalio.service import TLSConfig
 
 from runtime.codec import PayloadEncryptionCodec, parse_keys
 from runtime.errors import ConfigurationError
 from runtime.settings import Settings
 
-__all__ = ["DATA_CONVERTER", "codec_for", "connect", "data_converter", "tls_config"]
+__all__ = ["DATA_CONVERTER", "SharedPydanticPayloadConverter", "codec_for", "connect", "data_converter",
+           "tls_config"]
+
 
 class SharedPydanticPayloadConverter(PydanticPayloadConverter):
     """The pydantic payload converter, built once per process.
