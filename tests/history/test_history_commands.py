@@ -10,14 +10,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from temporalio.api.history.v1 import History
+from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from agents.approvals import ApprovalDecision
 from history.audit import audit
 from history.events import read_run
 from history.files import load_history
+from history.history_json import history_from_dict
 from history.what_if import what_if
 from guardrails.policy import GuardrailPolicy
+from runtime.temporal_server import temporal_binary
 from store.ledger import DecisionLedger
 from tests.conftest import OPEN_WINDOW, StartRun, wait_for_status
 from tests.fhir_factory import HIGH_RISK, make_member
@@ -67,6 +71,15 @@ async def test_export_replay_and_audit_a_live_run(
     live = careloom(env, settings.state_dir, "history", "audit", handle.id, "--json")
     assert 0 == live.returncode, live.stderr
     assert "completed" == json.loads(live.stdout)["outcome"]
+
+    # The same run exported by the temporal CLI itself parses on careloom's fast path to the SDK's History.
+    shown = subprocess.run([str(temporal_binary()), "workflow", "show", "--output", "json", "-w", handle.id,
+                            "--address", env.client.service_client.config.target_host],
+                           capture_output=True, text=True, timeout=60)
+    assert 0 == shown.returncode, shown.stderr
+    raw = json.loads(shown.stdout)
+    sdk = History(events=WorkflowHistory.from_json(handle.id, shown.stdout).events)
+    assert history_from_dict(raw) == sdk == History(events=load_history(out / f"{handle.id}.json").history.events)
 
 
 def test_audit_reports_ledger_entries_missing_from_the_database(tmp_path: Path) -> None:
