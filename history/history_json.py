@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -31,7 +31,9 @@ __all__ = ["NotFastPath", "history_from_dict"]
 
 Convert = Callable[[Any], Any]
 
-_EPOCH_DAY = date(1970, 1, 1).toordinal()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
+_MAX_DURATION_SECONDS = 315_576_000_000  # google.protobuf.Duration's range: about 10,000 years
 _TIMESTAMP = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)\Z")
 _DURATION = re.compile(r"(-)?(\d+)(?:\.(\d{1,9}))?s\Z")
 _INTEGER = re.compile(r"-?\d+\Z")
@@ -62,10 +64,14 @@ def _timestamp(value: Any) -> dict[str, int]:  # noqa: ANN401
     if found is None:
         raise NotFastPath(f"timestamp {value!r}")
     year, month, day, hour, minute, second, fraction, zone = found.groups()
-    seconds = ((date(int(year), int(month), int(day)).toordinal() - _EPOCH_DAY) * 86400
-               + int(hour) * 3600 + int(minute) * 60 + int(second))
+    # datetime checks the ranges (hour 25, minute 61, second 60 and 31 February are refused, as by the SDK).
+    when = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC)
+    seconds = (when - _EPOCH) // _SECOND
     if zone != "Z":
-        offset = int(zone[1:3]) * 3600 + int(zone[4:6]) * 60
+        hours, minutes = int(zone[1:3]), int(zone[4:6])
+        if hours > 23 or minutes > 59:
+            raise NotFastPath(f"timestamp offset {zone!r}")
+        offset = hours * 3600 + minutes * 60
         seconds -= offset if zone[0] == "+" else -offset
     return {"seconds": seconds, "nanos": int(fraction.ljust(9, "0")) if fraction else 0}
 
@@ -76,6 +82,8 @@ def _duration(value: Any) -> dict[str, int]:  # noqa: ANN401
         raise NotFastPath(f"duration {value!r}")
     sign, whole, fraction = found.groups()
     seconds, nanos = int(whole), int(fraction.ljust(9, "0")) if fraction else 0
+    if seconds > _MAX_DURATION_SECONDS:
+        raise NotFastPath(f"duration {value!r} out of range")
     return {"seconds": -seconds, "nanos": -nanos} if sign else {"seconds": seconds, "nanos": nanos}
 
 
@@ -142,20 +150,12 @@ def _scalar(field: FieldDescriptor) -> Convert:
     return _string
 
 
-def _no_null(convert: Convert) -> Convert:
-    def checked(value: Any) -> Any:  # noqa: ANN401
-        if value is None:
-            raise NotFastPath("null in a list or map")
-        return convert(value)
-    return checked
-
-
 def _field(field: FieldDescriptor) -> Convert:
     if field.message_type is not None and field.message_type.GetOptions().map_entry:
         key_field, value_field = field.message_type.fields_by_name["key"], field.message_type.fields_by_name["value"]
         key = _integer if key_field.type in _INT_TYPES else _string if key_field.type == FieldDescriptor.TYPE_STRING \
             else _unsupported(f"map key type {key_field.type}")
-        value = _no_null(_scalar(value_field))
+        value = _scalar(value_field)  # every converter refuses None, so a null in a map or list steps aside
 
         def convert_map(raw: Any) -> dict:  # noqa: ANN401
             if not isinstance(raw, dict):
@@ -164,12 +164,10 @@ def _field(field: FieldDescriptor) -> Convert:
         return convert_map
     item = _scalar(field)
     if _repeated(field):
-        checked = _no_null(item)
-
         def convert_list(raw: Any) -> list:  # noqa: ANN401
             if not isinstance(raw, list):
                 raise NotFastPath(f"list {field.full_name}")
-            return [checked(v) for v in raw]
+            return [item(v) for v in raw]
         return convert_list
     return item
 

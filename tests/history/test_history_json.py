@@ -69,6 +69,11 @@ def test_scalars_bytes_maps_snake_case_unknown_fields_and_nulls() -> None:
 @pytest.mark.parametrize("mutate", [
     lambda e: e.update(eventType="WorkflowExecutionStarted"),  # older CLI spelling: the SDK fixes it
     lambda e: e.update(eventTime="Saturday"),
+    lambda e: e.update(eventTime="2026-11-28T25:00:00Z"),  # out of range: the SDK parser reports it
+    lambda e: e.update(eventTime="2026-02-30T22:45:01Z"),
+    lambda e: e.update(eventTime="2026-11-28T22:45:60Z"),
+    lambda e: e.update(eventTime="2026-11-28T22:45:01+24:00"),
+    lambda e: e["workflowExecutionStartedEventAttributes"].update(workflowRunTimeout="999999999999999s"),
     lambda e: e.update(eventId="1.0"),
     lambda e: e["workflowExecutionStartedEventAttributes"].update(input={"payloads": [None]}),
     lambda e: e.update(workflowTaskScheduledEventAttributes={}),  # a second attribute of the oneof
