@@ -38,7 +38,8 @@ class ReplayOutcome(BaseModel):
 
 
 def _event_id(message: str) -> int | None:
-    found = re.search(r"event(?:_id| id)?[ =:#]*(\d+)", message, re.IGNORECASE)
+    """The diverging event's id in the core's message ("... HistoryEvent(id: 5, ...)", "event_id 5", "event 5")."""
+    found = re.search(r"event(?:\(id|_id| id)?[ =:#]*(\d+)", message, re.IGNORECASE)
     return int(found.group(1)) if found else None
 
 
@@ -67,10 +68,12 @@ async def replay_histories(histories: list[tuple[str, WorkflowHistory]], *, sand
         for _, history in histories:
             yield history
 
+    sources = {id(history): source for source, history in histories}
     outcomes: list[ReplayOutcome] = []
     async with replayer.workflow_replay_iterator(feed()) as results:
-        async for (source, history), result in _zip_async(histories, results):
-            failure = result.replay_failure
+        async for result in results:
+            history, failure = result.history, result.replay_failure
+            source = sources[id(history)]
             if failure is None:
                 outcomes.append(ReplayOutcome(source=source, workflow_id=history.workflow_id, status="ok"))
             elif isinstance(failure, NondeterminismError):
@@ -82,13 +85,6 @@ async def replay_histories(histories: list[tuple[str, WorkflowHistory]], *, sand
                 outcomes.append(ReplayOutcome(source=source, workflow_id=history.workflow_id, status="error",
                                               detail=f"{type(failure).__name__}: {failure}"))
     return outcomes
-
-
-async def _zip_async(items: list, results: AsyncIterator) -> AsyncIterator:  # noqa: ANN401
-    index = 0
-    async for result in results:
-        yield items[index], result
-        index += 1
 
 
 async def _replay_concurrently(loaded: list[tuple[str, WorkflowHistory]], sandbox: bool,
@@ -120,7 +116,7 @@ def replay_files(paths: list[Path], *, processes: int = 2, sandbox: bool = False
     if processes <= 1 or len(names) < 2:
         results = [ReplayOutcome(**o) for o in _replay_chunk(names, sandbox)]
     else:
-        chunks = [names[i::processes] for i in range(processes)]
+        chunks = [names[i::processes] for i in range(min(processes, len(names)))]
         # spawn, not fork: a forked child inherits a Temporal runtime it may not use (PID check in the SDK).
         with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = [ReplayOutcome(**o) for chunk in pool.map(_replay_chunk, chunks, [sandbox] * len(chunks))

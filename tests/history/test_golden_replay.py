@@ -3,19 +3,14 @@ running workflows fails the build. Re-record them with tests/golden/record.py wh
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from temporalio import workflow
-from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
-from temporalio.workflow import NondeterminismError
 
-from history.files import history_files, load_history
-from history.replay import replay_files
-from runtime.temporal_client import DATA_CONVERTER
+from history.files import OUTREACH_TYPE, history_files, load_history, workflow_type_of
+from history.replay import ReplayOutcome, replay_files, replay_histories
 from store.ledger import LedgerAppend
 from workflows.outreach import MemberOutreachWorkflow, OutreachInput, OutreachResult
 
@@ -59,35 +54,25 @@ class SafeChange(MemberOutreachWorkflow):
         return await super().run(data)
 
 
-async def _replay(workflow_class: type) -> dict[str, Exception | None]:
-    histories = [load_history(p).history for p in history_files([GOLDEN])]
-
-    async def feed() -> AsyncIterator[WorkflowHistory]:
-        for history in histories:
-            yield history
-
-    replayer = Replayer(workflows=[workflow_class], data_converter=DATA_CONVERTER,
-                        workflow_runner=UnsandboxedWorkflowRunner())
-    found: dict[str, Exception | None] = {}
-    async with replayer.workflow_replay_iterator(feed()) as results:
-        async for result in results:
-            found[result.history.workflow_id] = result.replay_failure
-    return found
+async def _replay(workflow_class: type) -> dict[str, ReplayOutcome]:
+    loaded = [(str(p), load_history(p).history) for p in history_files([GOLDEN])]
+    return {o.workflow_id: o for o in await replay_histories(loaded, workflows=[workflow_class])}
 
 
 async def test_an_unpatched_change_is_caught_by_the_golden_replay() -> None:
-    """Adding an activity before the agent breaks every recorded run: replay reports nondeterminism."""
-    failures = await _replay(UnsafeChange)
-    assert SCENARIOS == set(failures)
-    assert all(isinstance(f, NondeterminismError) for f in failures.values())
+    """Adding an activity before the agent breaks every recorded run: replay reports nondeterminism, naming
+    the first diverging event (event 5, the run's first search-attribute upsert, now meets an activity)."""
+    outcomes = await _replay(UnsafeChange)
+    assert SCENARIOS == set(outcomes)
+    assert {("nondeterministic", 5)} == {(o.status, o.first_diverging_event) for o in outcomes.values()}
 
 
 async def test_the_same_change_behind_workflow_patched_still_replays_the_old_histories() -> None:
     """The worked example of a safe change: gated by workflow.patched(), every old history replays."""
-    assert {name: None for name in SCENARIOS} == await _replay(SafeChange)
+    assert {name: "ok" for name in SCENARIOS} == {n: o.status for n, o in (await _replay(SafeChange)).items()}
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_golden_history_is_an_outreach_run(name: str) -> None:
-    """Each golden file loads as a MemberOutreachWorkflow history."""
-    assert name == load_history(GOLDEN / f"{name}.json").history.workflow_id
+    """Each golden file is a MemberOutreachWorkflow history."""
+    assert OUTREACH_TYPE == workflow_type_of(load_history(GOLDEN / f"{name}.json", expected_type=None).history)
