@@ -28,6 +28,8 @@ import re
 from collections.abc import Callable
 from typing import Any, Literal
 
+from runtime.phi import DIRECT_KEYS, PATTERNS, normalize_key
+
 __all__ = ["Deidentifier", "PhiLevel", "has_token"]
 
 PhiLevel = Literal["safe-harbor", "limited-data-set"]
@@ -37,17 +39,6 @@ _ID_KEYS = {
     "memberid": "MEMBER", "pseudonym": "MEMBER", "encounterid": "ENCOUNTER", "coverageid": "COVERAGE",
     "workflowid": "RUN", "id": "ID", "mrn": "MRN", "identifier": "ID", "reference": "ID",
 }
-_DIRECT_KEYS = {
-    "name": "NAME", "given": "NAME", "family": "NAME", "birthdate": "DATE", "dob": "DATE",
-    "address": "ADDRESS", "line": "ADDRESS", "city": "ADDRESS", "postalcode": "ADDRESS", "zip": "ADDRESS",
-    "phone": "PHONE", "email": "EMAIL", "telecom": "CONTACT", "ssn": "SSN",
-}
-_PATTERNS = (
-    ("EMAIL", re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b")),
-    ("SSN", re.compile(r"\b\d{3}-\d{2}-\d{4}\b")),
-    ("PHONE", re.compile(r"(?<![\w+])(?:\+?1[ .-]?)?\(?\b\d{3}\)?[ .-]?\d{3}[ .-]?\d{4}\b")),
-    ("MRN", re.compile(r"\b(?:MRN|mrn)[:# ]*[A-Za-z0-9-]+\b")),
-)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$")
 _DATE_IN_TEXT = re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ][0-9:.]+(?:Z|[+-]\d{2}:?\d{2})?)?\b")
 _TOKEN = re.compile(r"\[[A-Z]+_\d+\]")
@@ -87,8 +78,8 @@ class Deidentifier:
                            if isinstance(leaf, str) else leaf)
 
     def _walk(self, value: Any, key: str | None) -> Any:  # noqa: ANN401
-        lowered = (key or "").lower().replace("_", "").replace("-", "")
-        kind = _ID_KEYS.get(lowered) or _DIRECT_KEYS.get(lowered)
+        lowered = normalize_key(key)
+        kind = _ID_KEYS.get(lowered) or DIRECT_KEYS.get(lowered)
         if kind is not None and isinstance(value, (dict, list)):
             return self._all_leaves(value, kind)  # e.g. identifier: [{"system": ..., "value": ...}]
         if isinstance(value, dict):
@@ -99,8 +90,8 @@ class Deidentifier:
             return value
         if lowered in _ID_KEYS or lowered.endswith("id") and lowered not in ("paid", "valid", "covid"):
             return self.token(_ID_KEYS.get(lowered, "ID"), str(value))
-        if lowered in _DIRECT_KEYS:
-            return self.token(_DIRECT_KEYS[lowered], str(value))
+        if lowered in DIRECT_KEYS:
+            return self.token(DIRECT_KEYS[lowered], str(value))
         if self.level == "safe-harbor":
             if lowered in ("age", "ageyears") and isinstance(value, (int, float)) and value >= 90:
                 return "90+"
@@ -115,7 +106,7 @@ class Deidentifier:
                            else self.token(kind, str(leaf)))
 
     def _patterns(self, text: str) -> str:
-        for kind, pattern in _PATTERNS:
+        for kind, pattern in PATTERNS:
             text = pattern.sub(lambda m, kind=kind: self.token(kind, m.group(0)), text)
         if self.level == "safe-harbor":
             text = _DATE_IN_TEXT.sub(lambda m: self.token("DATE", m.group(0)), text)

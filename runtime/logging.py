@@ -8,36 +8,29 @@ birth, addresses or clinical text.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from typing import TextIO
 
 import structlog
 
+from runtime.phi import DIRECT_KEYS, PATTERNS, normalize_key
+
 __all__ = ["configure_logging", "redact_phi"]
 
 REDACTED = "[REDACTED]"
-# Fields that hold PHI whatever their value (45 CFR 164.514(b) identifiers careloom handles).
-_PHI_KEYS = frozenset({
-    "name", "given", "family", "full_name", "member_name", "birthdate", "birth_date", "dob", "address", "line",
-    "city", "postalcode", "postal_code", "zip", "phone", "telecom", "email", "mrn", "ssn", "contact",
-    "message", "content", "payload", "contentstring", "note", "text",
-})
-_PATTERNS = (
-    re.compile(r"\(?\b\d{3}\)?[ .-]?\d{3}[ .-]\d{4}\b"),            # phone numbers
-    re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b"),                      # email addresses
-    re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),                              # SSNs
-    re.compile(r"\b(?:MRN|mrn)[:# ]*[A-Za-z0-9-]+\b"),                  # MRNs written out
-)
+# Direct identifiers, plus the fields that carry free text or whole contact points (compared normalized).
+_PHI_KEYS = frozenset(DIRECT_KEYS) | {
+    "mrn", "fullname", "membername", "contact", "message", "content", "payload", "contentstring", "note", "text",
+}
 
 
 def _scrub(value: object) -> object:
     if isinstance(value, str):
-        for pattern in _PATTERNS:
+        for _, pattern in PATTERNS:
             value = pattern.sub(REDACTED, value)
         return value
     if isinstance(value, dict):
-        return {k: REDACTED if str(k).lower() in _PHI_KEYS else _scrub(v) for k, v in value.items()}
+        return {k: REDACTED if normalize_key(k) in _PHI_KEYS else _scrub(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_scrub(v) for v in value]
     return value
@@ -45,7 +38,8 @@ def _scrub(value: object) -> object:
 
 def redact_phi(_logger: object, _method: str, event_dict: dict) -> dict:
     """structlog processor: drop PHI fields and mask phone, email, SSN and MRN patterns in every value."""
-    return {k: REDACTED if k.lower() in _PHI_KEYS and k != "event" else _scrub(v) for k, v in event_dict.items()}
+    return {k: REDACTED if normalize_key(k) in _PHI_KEYS and k != "event" else _scrub(v)
+            for k, v in event_dict.items()}
 
 
 def configure_logging(level: str = "INFO", fmt: str = "auto", *, stream: TextIO | None = None) -> None:

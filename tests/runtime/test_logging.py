@@ -8,6 +8,7 @@ import logging
 
 import structlog
 
+from agents.deidentify import Deidentifier
 from runtime.logging import REDACTED, configure_logging, redact_phi
 
 
@@ -21,6 +22,15 @@ def test_redact_phi_drops_fields_and_masks_patterns() -> None:
     assert {"event": "tool.lookup_member", "workflow_id": "outreach-pt-1-enc-2", "name": REDACTED,
             "birthDate": REDACTED, "detail": f"call {REDACTED} or {REDACTED}, {REDACTED}",
             "nested": {"telecom": REDACTED, "count": 2}} == event
+
+
+def test_logs_and_the_model_brief_follow_the_same_phi_rules() -> None:
+    """Every phone spelling the de-identifier tokenises is masked in logs too, and key spellings are one key."""
+    text = "call 5551234567 or +1 555.123.4567 or (508) 893-9510"
+    event = redact_phi(None, "info", {"event": "x", "detail": text, "postal-code": "01730", "memberName": "Zoey"})
+    assert {"event": "x", "detail": f"call {REDACTED} or {REDACTED} or {REDACTED}", "postal-code": REDACTED,
+            "memberName": REDACTED} == event
+    assert "call [PHONE_1] or [PHONE_2] or [PHONE_3]" == Deidentifier().redact_text(text)
 
 
 def test_configured_logging_redacts_structlog_and_stdlib_records() -> None:
@@ -37,11 +47,6 @@ def test_configured_logging_redacts_structlog_and_stdlib_records() -> None:
 
 def test_http_client_loggers_never_log_requests_even_at_debug() -> None:
     """openai/httpx log whole request bodies (the model's messages) at DEBUG; careloom keeps them at WARNING."""
-    import io
-    import logging
-
-    from runtime.logging import configure_logging
-
     stream = io.StringIO()
     configure_logging("DEBUG", "json", stream=stream)
     logging.getLogger("openai._base_client").debug("Request options: %s", {"messages": "2024-03-05 admitted"})
