@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 import uuid
 from datetime import time as dtime
@@ -21,14 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import scratch_stack  # noqa: E402
 from guardrails.policy import GuardrailPolicy  # noqa: E402
 from runtime.logging import configure_logging  # noqa: E402
-from runtime.settings import Settings  # noqa: E402
-from runtime.temporal_client import connect  # noqa: E402
-from runtime.temporal_server import EmbeddedTemporalServer  # noqa: E402
-from store.records import SqliteCareRecordStore  # noqa: E402
 from tests.fhir_factory import make_member  # noqa: E402
-from tests.net import free_port  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows.outreach_client import (  # noqa: E402
     BulkItem,
@@ -44,13 +39,9 @@ POLICY = GuardrailPolicy(contact_window_start=dtime(0), contact_window_end=dtime
 
 async def main(runs: int, bulk: int) -> None:
     configure_logging("WARNING", "json")
-    state = Path(tempfile.mkdtemp(prefix="careloom-bench-"))
-    settings = Settings(state_dir=state, embedded_port=free_port(), embedded_ui_port=free_port(),
-                        embedded_ui=False, tool_attempts=1, _env_file=None)
-    store = SqliteCareRecordStore(settings.records_path)
-    members = [make_member(store) for _ in range(runs)]
-    async with EmbeddedTemporalServer(settings):
-        client = await connect(settings)
+    async with scratch_stack() as (settings, stack):
+        client, store = stack.client, stack.store
+        members = [make_member(store) for _ in range(runs)]
         queue = f"bench-{uuid.uuid4().hex[:8]}"
         async with build_worker(client, settings, store, task_queue=queue):
             t0 = time.perf_counter()

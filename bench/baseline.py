@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import time, timedelta
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 from temporalio import workflow
@@ -21,7 +22,14 @@ with workflow.unsafe.imports_passed_through():
     from tools.tasks import CreateTaskInput
     from tools.writes import WriteResult
 
-__all__ = ["BareInput", "BareOutreachBaseline", "POLICY"]
+if TYPE_CHECKING:  # the workflow module stays free of worker-side imports (it is loaded in the sandbox)
+    from temporalio.client import Client
+    from temporalio.worker import Worker
+
+    from runtime.settings import Settings
+    from store.records import CareRecordStore
+
+__all__ = ["BareInput", "BareOutreachBaseline", "POLICY", "bare_worker"]
 
 POLICY = GuardrailPolicy(contact_window_start=time(0), contact_window_end=time.max)
 _OPTS = {"start_to_close_timeout": timedelta(seconds=60), "retry_policy": RetryPolicy(maximum_attempts=1)}
@@ -78,3 +86,19 @@ class BareOutreachBaseline:
         return len(plan.proposals)
 
 
+
+
+def bare_worker(client: Client, settings: Settings, store: CareRecordStore, task_queue: str) -> Worker:
+    """A worker for the baseline equal to careloom's: the same activities, executor size and sandbox."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from temporalio.worker import Worker
+
+    from agents.offline_planner import OfflinePlanner
+    from agents.planner import PlannerActivity
+    from tools.activities import CareTools
+    from worker import workflow_runner
+
+    return Worker(client, task_queue=task_queue, workflows=[BareOutreachBaseline],
+                  activities=[*CareTools(store, settings).activities(), PlannerActivity(OfflinePlanner()).plan_outreach],
+                  activity_executor=ThreadPoolExecutor(max_workers=16), workflow_runner=workflow_runner())

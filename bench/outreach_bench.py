@@ -14,29 +14,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.offline_planner import OfflinePlanner  # noqa: E402
-from agents.planner import PlannerActivity  # noqa: E402
-from bench.baseline import POLICY, BareInput, BareOutreachBaseline  # noqa: E402
+from bench.baseline import POLICY, BareInput, BareOutreachBaseline, bare_worker  # noqa: E402
+from bench.common import scratch_stack  # noqa: E402
 from runtime.logging import configure_logging  # noqa: E402
-from runtime.settings import Settings  # noqa: E402
-from runtime.temporal_client import connect  # noqa: E402
-from runtime.temporal_server import EmbeddedTemporalServer  # noqa: E402
-from store.records import SqliteCareRecordStore  # noqa: E402
 from tests.fhir_factory import make_member  # noqa: E402
-from tests.net import free_port  # noqa: E402
-from tools.activities import CareTools  # noqa: E402
-from worker import build_worker, workflow_runner  # noqa: E402
+from worker import build_worker  # noqa: E402
 from workflows.outreach_client import start_outreach  # noqa: E402
 
 
@@ -61,22 +51,14 @@ async def _measure(name: str, start_all, client: Client, runs: int) -> dict[str,
 
 async def main(runs: int) -> None:
     configure_logging("WARNING", "json")
-    state = Path(tempfile.mkdtemp(prefix="careloom-bench-"))
-    settings = Settings(state_dir=state, embedded_port=free_port(), embedded_ui_port=free_port(),
-                        embedded_ui=False, tool_attempts=1, _env_file=None)
-    store = SqliteCareRecordStore(settings.records_path)
-    members = [make_member(store) for _ in range(2 * runs)]
-    careloom_members, bare_members = members[:runs], members[runs:]
-    async with EmbeddedTemporalServer(settings):
-        client = await connect(settings)
+    async with scratch_stack() as (settings, stack):
+        client, store = stack.client, stack.store
+        members = [make_member(store) for _ in range(2 * runs)]
+        careloom_members, bare_members = members[:runs], members[runs:]
         queue = f"bench-{uuid.uuid4().hex[:8]}"
         worker = build_worker(client, settings, store, task_queue=queue)
-        # The baseline gets an equal worker: the same activities, executor size and sandbox.
-        bare_worker = Worker(
-            client, task_queue=queue + "-bare", workflows=[BareOutreachBaseline],
-            activities=[*CareTools(store, settings).activities(), PlannerActivity(OfflinePlanner()).plan_outreach],
-            activity_executor=ThreadPoolExecutor(max_workers=16), workflow_runner=workflow_runner())
-        async with worker, bare_worker:
+        baseline = bare_worker(client, settings, store, queue + "-bare")
+        async with worker, baseline:
             async def start_careloom():  # noqa: ANN202
                 return [(await start_outreach(client, member_id=m.member_id, encounter_id=m.encounter_id,
                                               policy=POLICY, task_queue=queue, tool_attempts=1,

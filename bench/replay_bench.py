@@ -30,12 +30,11 @@ import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from history.files import history_files, load_history, write_history  # noqa: E402
+from history.files import OUTREACH_TYPE, history_files, load_history, write_history  # noqa: E402
 from history.replay import replay_files, replay_histories  # noqa: E402
 
 GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "golden" / "histories"
@@ -59,39 +58,21 @@ def _workflow_tasks(paths: list[Path]) -> float:
 
 async def _record_bare(folder: Path, runs: int = 10) -> list[Path]:
     """Run the bare baseline workflow on an embedded dev server and export its histories."""
-    from temporalio.worker import Worker
-
-    from agents.offline_planner import OfflinePlanner
-    from agents.planner import PlannerActivity
-    from bench.baseline import BareInput, BareOutreachBaseline
-    from runtime.settings import Settings
-    from runtime.temporal_client import connect
-    from runtime.temporal_server import EmbeddedTemporalServer
-    from store.records import SqliteCareRecordStore
+    from bench.baseline import BareInput, BareOutreachBaseline, bare_worker
+    from bench.common import scratch_stack
     from tests.fhir_factory import make_member
-    from tests.net import free_port
-    from tools.activities import CareTools
-    from worker import workflow_runner
 
-    state = Path(tempfile.mkdtemp(prefix="careloom-replay-bench-"))
-    settings = Settings(state_dir=state, embedded_port=free_port(), embedded_ui_port=free_port(), embedded_ui=False,
-                        tool_attempts=1, _env_file=None)
-    store = SqliteCareRecordStore(settings.records_path)
     paths = []
-    async with EmbeddedTemporalServer(settings):
-        client = await connect(settings)
+    async with scratch_stack() as (settings, stack):
         queue = f"replay-bench-{uuid.uuid4().hex[:8]}"
-        activities = [*CareTools(store, settings).activities(), PlannerActivity(OfflinePlanner()).plan_outreach]
-        async with Worker(client, task_queue=queue, workflows=[BareOutreachBaseline], activities=activities,
-                          activity_executor=ThreadPoolExecutor(max_workers=8), workflow_runner=workflow_runner()):
+        async with bare_worker(stack.client, settings, stack.store, queue):
             for _ in range(runs):
-                member = make_member(store)
-                handle = await client.start_workflow(
+                member = make_member(stack.store)
+                handle = await stack.client.start_workflow(
                     BareOutreachBaseline.run, BareInput(member_id=member.member_id, encounter_id=member.encounter_id),
                     id=f"bare-{uuid.uuid4().hex[:12]}", task_queue=queue)
                 await handle.result()
                 paths.append(write_history(folder, await handle.fetch_history()))
-    shutil.rmtree(state, ignore_errors=True)
     return paths
 
 
@@ -99,7 +80,7 @@ def _in_process(paths: list[Path], *, expected_type: str | None = None, sandbox:
                 workflows: list[type] | None = None) -> tuple[float, float]:
     """Load and replay in this process, as `careloom history replay --processes 1` does: (seconds, CPU s)."""
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    loaded = [(str(p), load_history(p, expected_type=expected_type or "MemberOutreachWorkflow").history)
+    loaded = [(str(p), load_history(p, expected_type=expected_type or OUTREACH_TYPE).history)
               for p in paths]
     outcomes = asyncio.run(replay_histories(loaded, sandbox=sandbox, workflows=workflows))
     assert all(o.status == "ok" for o in outcomes), [o for o in outcomes if o.status != "ok"][:3]
