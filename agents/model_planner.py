@@ -58,7 +58,7 @@ from temporalio.exceptions import ApplicationError
 from agents.actions import ConfidenceSignal, ProposedAction
 from agents.deidentify import Deidentifier, PhiLevel
 from agents.facts import RunFacts
-from agents.offline_planner import CHECK_IN_MESSAGE, OfflinePlanner, evidence_for, signals_for
+from agents.offline_planner import CHECK_IN_MESSAGE, OfflinePlanner, evidence_for, evidence_signals
 from agents.planner import MODEL_ENDPOINT_ERROR, ModelUsage, PlannerInput, PlannerOutput
 from agents.prompts import outreach_prompts
 from agents.tool_calls import ALLOWED_TOOLS, CallProblem, ParsedCall, parse_call, tool_schemas
@@ -382,7 +382,7 @@ class OpenAIPlanner:
         proposals = []
         for index, (call, parsed_call) in enumerate(parsed, start=1):
             arguments = parsed_call.arguments
-            base = signals_for(facts, needs_contact=arguments.tool == "send_outreach")[:3]
+            base = evidence_signals(facts, needs_contact=arguments.tool == "send_outreach")
             total = sum(s.weight for s in base)
             evidence_score = sum(s.weight * s.value for s in base) / total
             base = [s.model_copy(update={"weight": round(s.weight / total, 4)}) for s in base]

@@ -34,7 +34,7 @@ from tools.care_plan import CarePlanActivity, DraftCarePlanArgs, GoalSpec
 from tools.outreach import SendOutreachArgs
 from tools.tasks import CreateTaskArgs
 
-__all__ = ["CHECK_IN_MESSAGE", "OfflinePlanner", "evidence_for", "signals_for"]
+__all__ = ["CHECK_IN_MESSAGE", "OfflinePlanner", "evidence_for", "evidence_signals"]
 
 NAME = "offline-rules/1"
 POST_DISCHARGE_QUEUE = "care-management/post-discharge"
@@ -53,6 +53,13 @@ _MONITORING = {
 
 
 def signals_for(facts: RunFacts, *, needs_contact: bool) -> list[ConfidenceSignal]:
+    """The rules' confidence signals: the evidence, and how specific the rule that proposed the action is."""
+    return [*evidence_signals(facts, needs_contact=needs_contact),
+            ConfidenceSignal(name="rule_specificity", value=0.9, weight=0.1, note=NAME)]
+
+
+def evidence_signals(facts: RunFacts, *, needs_contact: bool) -> list[ConfidenceSignal]:
+    """How complete and certain the facts behind an action are (weights 0.5 / 0.25 / 0.15)."""
     scored = facts.risk.status == "scored"
     member = facts.member
     if not needs_contact or (member.preferred_channel and member.time_zone_known):
@@ -68,7 +75,6 @@ def signals_for(facts: RunFacts, *, needs_contact: bool) -> list[ConfidenceSigna
         ConfidenceSignal(name="eligibility_certainty",
                          value=1.0 if facts.eligibility.outcome == "complete" else 0.5, weight=0.15,
                          note=f"eligibility outcome {facts.eligibility.outcome}"),
-        ConfidenceSignal(name="rule_specificity", value=0.9, weight=0.1, note=NAME),
     ]
 
 

@@ -160,16 +160,16 @@ def create_app(settings: Settings, *, client: Client | None = None, verifier: To
         return await _codec(request, encode=True)
 
     async def _codec(request: Request, *, encode: bool) -> JSONResponse:
-        codec = payload_codec
         payloads = Payloads()
         try:
             json_format.Parse(await request.body(), payloads)
         except json_format.ParseError as err:
             raise HTTPException(status_code=422, detail=f"body must be {{'payloads': [...]}}: {err}") from None
-        if codec is None:
+        if payload_codec is None:
             return JSONResponse(json_format.MessageToDict(payloads))
         try:
-            out = await (codec.encode(payloads.payloads) if encode else codec.decode(payloads.payloads))
+            out = await (payload_codec.encode(payloads.payloads) if encode
+                         else payload_codec.decode(payloads.payloads))
         except PayloadKeyError as err:
             raise HTTPException(status_code=422, detail=str(err)) from None
         return JSONResponse(json_format.MessageToDict(Payloads(payloads=out)))

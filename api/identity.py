@@ -34,7 +34,7 @@ from typing import Any, Literal, Protocol, get_args, runtime_checkable
 import jwt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from guardrails.policy import ROLE_RANK, Role
+from guardrails.policy import Role, max_role
 from runtime.errors import CareloomError, ConfigurationError
 
 try:  # POSIX: serialise read-modify-write of the users file across processes.
@@ -507,7 +507,7 @@ class JwtVerifier:
             raise AuthError(
                 f"token roles {names} include no careloom role (known: {', '.join(sorted(self.role_map))}): "
                 "ask an administrator to assign one")
-        return max(roles, key=lambda role: ROLE_RANK[role])
+        return max_role(roles)  # not None: roles is not empty
 
     def _display_name(self, claims: dict[str, Any]) -> str | None:
         if self.name_claim is None:

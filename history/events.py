@@ -76,7 +76,6 @@ class RunRecord:
     calls: list[ActivityCall] = field(default_factory=list)
     decisions: list[DecisionEvent] = field(default_factory=list)
     timers: list[tuple[datetime, float]] = field(default_factory=list)
-    status_changes: list[tuple[datetime, str]] = field(default_factory=list)
     closed_at: datetime | None = None
     result: OutreachResult | None = None
     closed_as: str | None = None
@@ -184,10 +183,6 @@ def _read_run(history: WorkflowHistory) -> RunRecord:
         elif kind == EventType.EVENT_TYPE_TIMER_STARTED:
             attrs = event.timer_started_event_attributes
             record.timers.append((at, attrs.start_to_fire_timeout.ToTimedelta().total_seconds()))
-        elif kind == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
-            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
-            if "CareloomStatus" in fields:
-                record.status_changes.append((at, _decode(Payloads(payloads=[fields["CareloomStatus"]]), str)))
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
             record.closed_at, record.closed_as = at, "completed"
             record.result = _decode(event.workflow_execution_completed_event_attributes.result, OutreachResult)

@@ -10,7 +10,6 @@ flagged loudly.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
@@ -60,8 +59,6 @@ def load_policy(path: Path) -> GuardrailPolicy:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(root)"
         raise HistoryFileError(f"{path}: invalid policy at {where}: {first['msg']}") from None
-    except json.JSONDecodeError as err:
-        raise HistoryFileError(f"{path}: not valid JSON ({err.msg})") from None
 
 
 def what_if(records: list[RunRecord], new_policy: GuardrailPolicy) -> WhatIfReport:

@@ -63,10 +63,6 @@ class PayloadEncryptionCodec(PayloadCodec):
         self._keys = {kid: AESGCM(material) for kid, material in keys.items()}
         self._active = active_key_id
 
-    @property
-    def active_key_id(self) -> str:
-        return self._active
-
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         cipher = self._keys[self._active]
         out = []
