@@ -28,6 +28,8 @@ from workflows.outreach_client import start_outreach
 
 OPEN_WINDOW = GuardrailPolicy(contact_window_start=time(0), contact_window_end=time.max)
 """A policy whose contact window never closes: for tests that are not about TCPA hours."""
+ALWAYS_ASK = OPEN_WINDOW.model_copy(update={"min_confidence": 0.999})
+"""OPEN_WINDOW where every action needs a human (no proposal is confident enough)."""
 
 
 @pytest_asyncio.fixture(scope="session")

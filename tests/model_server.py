@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["Reply", "ScriptedModelServer", "completion", "follow_the_prompt", "running_model_server"]
+__all__ = ["Reply", "ScriptedModelServer", "completion", "error", "follow_the_prompt", "running_model_server"]
 
 
 @dataclass
@@ -136,10 +136,6 @@ class ScriptedModelServer:
     def script(self, *replies: Reply | Callable[[dict[str, Any]], Reply]) -> None:
         with self._lock:
             self._script.extend(replies)
-
-    @property
-    def pending(self) -> int:
-        return len(self._script)
 
     def _next(self, request: dict[str, Any]) -> Reply:
         with self._lock:

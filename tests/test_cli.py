@@ -3,37 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.cli import CARELOOM, ROOT, careloom, clean_env
 from tests.net import free_port
-
-ROOT = Path(__file__).resolve().parents[1]
-CARELOOM = [sys.executable, "-m", "cli.main"]
-
 
 @pytest.fixture
 def cli_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOM_", "TEMPORAL_"))}
-    env.update({
-        "CARELOOM_STATE_DIR": str(tmp_path / "state"),
-        "CARELOOM_EMBEDDED_PORT": str(free_port()),
-        "CARELOOM_EMBEDDED_UI_PORT": str(free_port()),
-        "CARELOOM_API_PORT": str(free_port()),
-        "CARELOOM_LOG_FORMAT": "json",
-        "CARELOOM_LOG_LEVEL": "WARNING",
-    })
-    return env
-
-
-def careloom(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CARELOOM, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return clean_env(CARELOOM_STATE_DIR=str(tmp_path / "state"), CARELOOM_EMBEDDED_PORT=str(free_port()),
+                     CARELOOM_EMBEDDED_UI_PORT=str(free_port()), CARELOOM_API_PORT=str(free_port()),
+                     CARELOOM_LOG_FORMAT="json", CARELOOM_LOG_LEVEL="WARNING")
 
 
 @pytest.mark.slow

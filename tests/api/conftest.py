@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,6 +16,12 @@ from runtime.settings import Settings
 from tests.net import free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+BROWSER_TEST = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason="Chromium is missing: install Debian's chromium (python3 bootstrap.py test does)"),
+]
+"""``pytestmark`` of the tests that drive a real browser."""
 
 
 @pytest.fixture(scope="session")

@@ -7,11 +7,10 @@ import asyncio
 import httpx
 import pytest
 
-from tests.conftest import OPEN_WINDOW, StartRun, wait_for_status
+from tests.conftest import ALWAYS_ASK, StartRun, wait_for_status
 from tests.fhir_factory import HIGH_RISK, make_member
 from tests.net import free_port
 
-ASK_ALL = OPEN_WINDOW.model_copy(update={"min_confidence": 0.999})
 
 
 def auth(token: str) -> dict[str, str]:
@@ -45,7 +44,7 @@ async def test_decisions_map_refusals_to_status_codes(
     """404 unknown, 403 wrong role or self-approval, 422 invalid edit or missing reason, 409 stale digest,
     then 200 for the approval and 409 for a conflicting second decision."""
     # Every action waits for a human, so the run stays open while this test repeats its decision.
-    handle = await start_run(make_member(store, **HIGH_RISK), initiated_by="care-ops-bot", policy=ASK_ALL)
+    handle = await start_run(make_member(store, **HIGH_RISK), initiated_by="care-ops-bot", policy=ALWAYS_ASK)
     status = await wait_for_status(handle, lambda s: len(s.pending_approvals) == 3)
     item = next(p for p in status.pending_approvals if p.tool == "draft_care_plan")
     url = f"/api/approvals/{handle.id}/{item.approval_id}"
@@ -83,7 +82,7 @@ async def test_bulk_endpoint_reports_every_item(
     start_run: StartRun, store, http: httpx.AsyncClient, approvers: dict[str, str]
 ) -> None:
     """A bulk approval of task items answers 200 with one result per item, failures included."""
-    handles = [await start_run(make_member(store), policy=ASK_ALL) for _ in range(2)]
+    handles = [await start_run(make_member(store), policy=ALWAYS_ASK) for _ in range(2)]
     items = []
     for handle in handles:
         status = await wait_for_status(handle, lambda s: len(s.pending_approvals) == 3)

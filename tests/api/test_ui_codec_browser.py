@@ -9,7 +9,6 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import pytest
 from pydantic import SecretStr
 
 from api.identity import UserDirectory
@@ -19,18 +18,14 @@ from runtime.settings import Settings
 from runtime.temporal_client import connect
 from runtime.temporal_server import EmbeddedTemporalServer
 from store.records import SqliteCareRecordStore
-from tests.api.conftest import CHROMIUM
+from tests.api.conftest import BROWSER_TEST
 from tests.conftest import OPEN_WINDOW
 from tests.fhir_factory import make_member
 from tests.net import free_port
 from worker import build_worker
 from workflows.outreach_client import start_outreach
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason="Chromium is missing: install Debian's chromium (python3 bootstrap.py test does)"),
-]
+pytestmark = BROWSER_TEST
 
 
 async def _history_text(browser, ui_url: str, codec_url: str, workflow_id: str, run_id: str,

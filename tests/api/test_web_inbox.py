@@ -7,20 +7,15 @@ import os
 import tempfile
 from pathlib import Path
 
-import pytest
 
 from tests.conftest import StartRun, wait_for_status
-from tests.api.conftest import CHROMIUM
+from tests.api.conftest import BROWSER_TEST
 from tests.fhir_factory import HIGH_RISK, make_member
 
 # Set CARELOOM_SCREENSHOT_DIR=docs/images to refresh the README's screenshots.
 SCREENSHOTS = Path(os.environ.get("CARELOOM_SCREENSHOT_DIR") or tempfile.mkdtemp(prefix="careloom-shots-"))
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason="Chromium is missing: install Debian's chromium (python3 bootstrap.py test does)"),
-]
+pytestmark = BROWSER_TEST
 
 
 async def test_supervisor_signs_in_edits_and_approves_and_the_run_completes(

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,20 +21,18 @@ from history.what_if import what_if
 from guardrails.policy import GuardrailPolicy
 from runtime.temporal_server import temporal_binary
 from store.ledger import DecisionLedger
+from tests.cli import ROOT, careloom, clean_env
 from tests.conftest import OPEN_WINDOW, StartRun, wait_for_status
 from tests.fhir_factory import HIGH_RISK, make_member
 from workflows.outreach_client import decide
 
-ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "histories"
 
 
-def careloom(env: WorkflowEnvironment, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOM_", "TEMPORAL_"))}
-    environ.update({"TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-                    "CARELOOM_STATE_DIR": str(state), "CARELOOM_LOG_LEVEL": "WARNING"})
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=environ, capture_output=True,
-                          text=True, timeout=180)
+def live_cli(env: WorkflowEnvironment, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI against the test's Temporal server."""
+    return careloom(clean_env(TEMPORAL_ADDRESS=env.client.service_client.config.target_host,
+                              CARELOOM_STATE_DIR=str(state), CARELOOM_LOG_LEVEL="WARNING"), *args, timeout=180)
 
 
 @pytest.mark.slow
@@ -52,13 +48,13 @@ async def test_export_replay_and_audit_a_live_run(
     await handle.result()
     out = tmp_path / "export"
 
-    exported = careloom(env, settings.state_dir, "history", "export", "--out", str(out), "-w", handle.id,
+    exported = live_cli(env, settings.state_dir, "history", "export", "--out", str(out), "-w", handle.id,
                         "-w", "outreach-no-such-run")
     assert 1 == exported.returncode
     assert "outreach-no-such-run: cannot export" in exported.stderr
     assert [f"{handle.id}.json"] == [p.name for p in out.iterdir()]
 
-    replayed = careloom(env, settings.state_dir, "history", "replay", str(out), "--json")
+    replayed = live_cli(env, settings.state_dir, "history", "replay", str(out), "--json")
     assert (0, ["ok"]) == (replayed.returncode, [o["status"] for o in json.loads(replayed.stdout)])
 
     report = audit(read_run(load_history(out / f"{handle.id}.json").history), DecisionLedger(settings.records_path))
@@ -68,7 +64,7 @@ async def test_export_replay_and_audit_a_live_run(
     assert f"approve by rn.kim (rn), digest {item.digest[:12]}" in decision.summary
     assert (True, []) == (report.ledger_checked, report.ledger_mismatches)
 
-    live = careloom(env, settings.state_dir, "history", "audit", handle.id, "--json")
+    live = live_cli(env, settings.state_dir, "history", "audit", handle.id, "--json")
     assert 0 == live.returncode, live.stderr
     assert "completed" == json.loads(live.stdout)["outcome"]
 
@@ -92,10 +88,8 @@ def test_audit_reports_ledger_entries_missing_from_the_database(tmp_path: Path) 
 
 def test_audit_of_an_exported_file_needs_no_database(tmp_path: Path) -> None:
     """The audit command reads an exported file with no server and no database."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOM_", "TEMPORAL_"))}
-    env["CARELOOM_STATE_DIR"] = str(tmp_path / "none")
-    result = subprocess.run([sys.executable, "-m", "cli.main", "history", "audit", str(GOLDEN / "escalated.json")],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = careloom(clean_env(CARELOOM_STATE_DIR=str(tmp_path / "none")), "history", "audit",
+                      str(GOLDEN / "escalated.json"), timeout=120)
     assert 0 == result.returncode, result.stderr
     assert "expired by system" in result.stdout
     assert "escalation chain exhausted" in result.stdout
@@ -127,11 +121,9 @@ def test_bad_files_are_named_and_the_others_still_processed(tmp_path: Path) -> N
     foreign = json.loads((GOLDEN / "blocked.json").read_text())
     foreign["events"][0]["workflowExecutionStartedEventAttributes"]["workflowType"]["name"] = "BillingWorkflow"
     (folder / "foreign.json").write_text(json.dumps(foreign))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOM_", "TEMPORAL_"))}
-    env["CARELOOM_STATE_DIR"] = str(tmp_path / "state")
+    env = clean_env(CARELOOM_STATE_DIR=str(tmp_path / "state"))
 
-    result = subprocess.run([sys.executable, "-m", "cli.main", "history", "replay", str(folder), "--json"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = careloom(env, "history", "replay", str(folder), "--json", timeout=120)
 
     assert 1 == result.returncode
     outcomes = {Path(o["source"]).name: o for o in json.loads(result.stdout)}
@@ -143,15 +135,13 @@ def test_bad_files_are_named_and_the_others_still_processed(tmp_path: Path) -> N
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    nothing = subprocess.run([sys.executable, "-m", "cli.main", "history", "replay", str(empty)], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=120)
+    nothing = careloom(env, "history", "replay", str(empty), timeout=120)
     assert 2 == nothing.returncode
     assert "no *.json history files" in nothing.stderr
 
     policy = tmp_path / "policy.json"
     policy.write_text(json.dumps({"high_risk_lace": 12, "approval_sla": 3}))
-    refused = subprocess.run([sys.executable, "-m", "cli.main", "history", "what-if", "--policy", str(policy),
-                              str(GOLDEN)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    refused = careloom(env, "history", "what-if", "--policy", str(policy), str(GOLDEN), timeout=120)
     assert 2 == refused.returncode
     assert f"{policy}: invalid policy at approval_sla: Extra inputs are not permitted" in refused.stderr
 
@@ -167,10 +157,8 @@ def test_a_policy_file_round_trips(tmp_path: Path) -> None:
 
 def test_usage_report_totals_model_tokens_and_counts_fallbacks(tmp_path: Path) -> None:
     """`history usage` reads planner steps from exported files: tokens and cost per model, failures, fallbacks."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOM_", "TEMPORAL_"))}
-    env["CARELOOM_STATE_DIR"] = str(tmp_path / "none")
-    result = subprocess.run([sys.executable, "-m", "cli.main", "history", "usage", str(GOLDEN), "--json"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = careloom(clean_env(CARELOOM_STATE_DIR=str(tmp_path / "none")), "history", "usage", str(GOLDEN),
+                      "--json", timeout=120)
     assert 0 == result.returncode, result.stderr
     report = json.loads(result.stdout)
     planned = read_run(load_history(GOLDEN / "model-planned.json").history)

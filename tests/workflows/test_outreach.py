@@ -14,7 +14,7 @@ from agents.approvals import ApprovalDecision
 from guardrails.policy import GuardrailPolicy
 from store.fhir_validation import validate_resource
 from store.records import SqliteCareRecordStore
-from tests.conftest import OPEN_WINDOW, StartRun, wait_for_status
+from tests.conftest import ALWAYS_ASK, OPEN_WINDOW, StartRun, wait_for_status
 from tests.fhir_factory import HIGH_RISK, make_member
 from tools.care_plan import DraftCarePlanArgs, GoalSpec
 from tools.outreach import SendOutreachArgs
@@ -22,7 +22,6 @@ from tools.tasks import CreateTaskArgs
 from workflows.outreach import MemberOutreachWorkflow, OutreachResult
 from workflows.outreach_client import DecisionRejected, decide, list_pending_approvals, start_outreach
 
-ALWAYS_ASK = OPEN_WINDOW.model_copy(update={"min_confidence": 0.999})  # every action needs a human
 
 
 def written(store: SqliteCareRecordStore, reference: str) -> dict:
