@@ -36,14 +36,26 @@ class SqliteDatabase:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; rolled back on any exception, including one raised into the thread.
+
+        Temporal cancels a running sync activity by raising an exception asynchronously in its thread
+        (worker shutdown, timeouts). Landing between BEGIN and the handler, it would leave this thread's
+        connection holding the write lock, and every other writer would wait out the busy timeout and
+        fail. So the rollback sits in ``finally``, and a transaction left open on this thread's
+        connection by an earlier interruption is rolled back before the next one begins.
+        """
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
+        if conn.in_transaction:
             conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        committed = False
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield conn
+            conn.execute("COMMIT")
+            committed = True
+        finally:
+            if not committed and conn.in_transaction:
+                conn.execute("ROLLBACK")
 
     def close(self) -> None:
         """Close this thread's connection."""

@@ -170,3 +170,31 @@ def test_put_many_keeps_the_idempotency_key_of_a_created_resource(store):
     store.put_many([_task("t1", status="completed")])
 
     assert ([_task("t1", status="completed")], False) == store.create_once([_task("t1")], "key-1")
+
+
+# --- interrupted transactions --------------------------------------------------
+
+def test_a_transaction_left_open_by_an_interrupted_thread_is_rolled_back_on_its_next_write(store):
+    """Temporal cancels a sync activity by raising into its thread; if that leaves the thread's connection
+    inside a write transaction, the thread's next write rolls it back and proceeds (and the lock is released)."""
+    store._conn().execute("BEGIN IMMEDIATE")  # as an exception raised right after BEGIN would leave it
+    store._conn().execute("INSERT INTO resources (resource_type, id, content, content_sha256, updated_at)"
+                          " VALUES ('Task', 'half-written', '{}', 'x', 'now')")
+
+    assert ["inserted"] == store.put_many([_task("t1")])
+
+    assert store.get("Task", "t1") is not None
+    assert store.get("Task", "half-written") is None  # the interrupted write did not land
+    other = SqliteCareRecordStore(store.path)  # another connection can write at once: no lock is held
+    assert ["inserted"] == other.put_many([_task("t2")])
+    other.close()
+
+
+def test_an_exception_inside_a_transaction_rolls_it_back(store):
+    with pytest.raises(KeyboardInterrupt):
+        with store._transaction() as conn:
+            conn.execute("INSERT INTO resources (resource_type, id, content, content_sha256, updated_at)"
+                         " VALUES ('Task', 'x', '{}', 'x', 'now')")
+            raise KeyboardInterrupt  # a BaseException, as the SDK's cancellation is
+    assert not store._conn().in_transaction
+    assert store.get("Task", "x") is None
