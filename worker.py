@@ -93,7 +93,7 @@ def build_worker(
     """A worker with every careloom workflow and activity."""
     warm_up_workflows()
     tools = CareTools(store, settings)
-    planning = PlannerActivity(planner or planner_for(settings))
+    planning = PlannerActivity(planner or planner_for(settings), fallback=OfflinePlanner())
     ledger = LedgerActivities(DecisionLedger(store.path))
     return Worker(
         client,

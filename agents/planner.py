@@ -70,16 +70,23 @@ class Planner(Protocol):
     async def plan(self, data: PlannerInput) -> PlannerOutput: ...
 
 
-class PlannerActivity:
-    """Exposes the configured planner as the ``agents.plan_outreach`` activity."""
+class ReviewPlanner(Protocol):
+    def plan_for_review(self, data: PlannerInput, reason: str) -> PlannerOutput: ...
 
-    def __init__(self, planner: Planner) -> None:
+
+class PlannerActivity:
+    """Exposes the configured planner as the ``agents.plan_outreach`` activity.
+
+    ``fallback`` (the offline rules) plans when the workflow asks for it with ``fallback_reason``: the
+    model could not plan, and every proposal goes to a human with that reason.
+    """
+
+    def __init__(self, planner: Planner, fallback: ReviewPlanner) -> None:
         self._planner = planner
+        self._fallback = fallback
 
     @activity.defn(name=PLAN_ACTIVITY)
     async def plan_outreach(self, data: PlannerInput) -> PlannerOutput:
         if data.fallback_reason is not None:
-            from agents.offline_planner import OfflinePlanner
-
-            return OfflinePlanner().plan_for_review(data, data.fallback_reason)
+            return self._fallback.plan_for_review(data, data.fallback_reason)
         return await self._planner.plan(data)

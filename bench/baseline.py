@@ -99,6 +99,7 @@ def bare_worker(client: Client, settings: Settings, store: CareRecordStore, task
     from tools.activities import CareTools
     from worker import workflow_runner
 
+    rules = OfflinePlanner()
     return Worker(client, task_queue=task_queue, workflows=[BareOutreachBaseline],
-                  activities=[*CareTools(store, settings).activities(), PlannerActivity(OfflinePlanner()).plan_outreach],
+                  activities=[*CareTools(store, settings).activities(), PlannerActivity(rules, rules).plan_outreach],
                   activity_executor=ThreadPoolExecutor(max_workers=16), workflow_runner=workflow_runner())
