@@ -65,10 +65,14 @@ def member_time_zone(patient: dict[str, Any]) -> tuple[str, bool]:
     return time_zone_for_state(state)
 
 
+def salted_digest(text: str, salt: str) -> str:
+    """HMAC-SHA256 of ``text`` under ``salt``, hex: stable, and not reversible without the salt."""
+    return hmac.new(salt.encode(), text.encode(), hashlib.sha256).hexdigest()
+
+
 def pseudonym(member_id: str, salt: str) -> str:
     """A stable, salted pseudonym for summaries and search attributes (not reversible)."""
-    digest = hmac.new(salt.encode(), member_id.encode(), hashlib.sha256).hexdigest()
-    return f"mbr-{digest[:12]}"
+    return f"mbr-{salted_digest(member_id, salt)[:12]}"
 
 
 class LookupMemberInput(BaseModel):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -23,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from agents.approvals import ApprovalDecision, DecisionResult, PendingApproval
 from guardrails.policy import GuardrailPolicy, Role
 from runtime import search_attributes as sa
-from tools.member import pseudonym
+from tools.member import pseudonym, salted_digest
 from workflows.outreach import MemberOutreachWorkflow, OutreachInput, OutreachStatus
 
 __all__ = [
@@ -57,12 +55,16 @@ def outreach_workflow_id(member_id: str, encounter_id: str, salt: str) -> str:
     Pseudonymous: workflow ids are stored and listed in plain text by Temporal (visibility, Web UI),
     so they carry the member's salted pseudonym and a salted digest of the encounter, never the ids.
     """
-    episode = hmac.new(salt.encode(), f"{member_id}/{encounter_id}".encode(), hashlib.sha256).hexdigest()
-    return f"outreach-{pseudonym(member_id, salt)}-{episode[:10]}"
+    return f"outreach-{pseudonym(member_id, salt)}-{salted_digest(f'{member_id}/{encounter_id}', salt)[:10]}"
+
+
+# Closed like this, an episode may start again: what ALLOW_DUPLICATE_FAILED_ONLY lets Temporal do for a new id.
+_RESTARTABLE = frozenset({WorkflowExecutionStatus.FAILED, WorkflowExecutionStatus.TERMINATED,
+                          WorkflowExecutionStatus.CANCELED, WorkflowExecutionStatus.TIMED_OUT})
 
 
 async def _legacy_run(client: Client, workflow_id: str) -> WorkflowHandle | None:
-    """The run under a pre-pseudonymous id, unless there is none or it failed (failed runs may start again)."""
+    """The run under a pre-pseudonymous id, unless there is none or it may start again (as for a new id)."""
     handle = client.get_workflow_handle_for(MemberOutreachWorkflow.run, workflow_id)
     try:
         described = await handle.describe()
@@ -70,7 +72,7 @@ async def _legacy_run(client: Client, workflow_id: str) -> WorkflowHandle | None
         if err.status == RPCStatusCode.NOT_FOUND:
             return None
         raise
-    return None if described.status == WorkflowExecutionStatus.FAILED else handle
+    return None if described.status in _RESTARTABLE else handle
 
 
 async def start_outreach(

@@ -335,3 +335,26 @@ async def test_an_episode_started_under_its_old_workflow_id_is_not_started_again
                                           policy=OPEN_WINDOW, task_queue=task_queue,
                                           salt=settings.pseudonym_salt.get_secret_value())
     assert (False, legacy_id) == (started, again.id)
+
+
+async def test_an_episode_whose_old_id_run_was_terminated_starts_again_under_the_new_id(
+    store, client: Client, task_queue: str, settings
+) -> None:
+    """As Temporal's reuse policy allows for new ids: a terminated (or failed, cancelled, timed-out) run
+    under the old id does not hold the episode."""
+    from workflows.outreach import OutreachInput
+
+    member = make_member(store)
+    legacy_id = f"outreach-{member.member_id}-{member.encounter_id}"
+    legacy = await client.start_workflow(
+        MemberOutreachWorkflow.run, OutreachInput(member_id=member.member_id, encounter_id=member.encounter_id,
+                                                  policy=OPEN_WINDOW, tool_attempts=1),
+        id=legacy_id, task_queue=task_queue)
+    await legacy.terminate("test: an operator stopped it")
+    handle, started = await start_outreach(client, member_id=member.member_id, encounter_id=member.encounter_id,
+                                           policy=OPEN_WINDOW, task_queue=task_queue,
+                                           salt=settings.pseudonym_salt.get_secret_value())
+    try:
+        assert started and handle.id != legacy_id
+    finally:
+        await handle.terminate("test cleanup")
