@@ -15,7 +15,6 @@ from typing import Any
 from pydantic import BaseModel
 
 from agents.planner import PLAN_ACTIVITY
-from guardrails.rules import evaluate_action
 from history.events import RunRecord
 from store.ledger import DecisionLedger, LedgerEntry
 
@@ -117,7 +116,8 @@ def audit(record: RunRecord, ledger: DecisionLedger | None = None) -> AuditRepor
     if record.result is not None:
         verdicts, source = record.result.verdicts, "recorded"
     else:
-        verdicts, source = _recomputed(record), "recomputed from the recorded facts and proposals"
+        verdicts = [v for _, v in record.planned_verdicts(record.input.policy)]
+        source = "recomputed from the recorded facts and proposals"
     for v in verdicts:
         entries.append(AuditEntry(at=v.evaluated_at, kind="verdict",
                                   summary=f"{v.action_id}: {v.decision}"
@@ -142,14 +142,6 @@ def audit(record: RunRecord, ledger: DecisionLedger | None = None) -> AuditRepor
         report.ledger_checked = True
         report.ledger_mismatches = ledger_mismatches(record.ledger_entries, ledger.entries(record.workflow_id))
     return report
-
-
-def _recomputed(record: RunRecord) -> list:  # noqa: ANN401
-    facts, plan = record.facts, record.plan
-    if facts is None or plan is None:
-        return []
-    at, output = plan
-    return [evaluate_action(p, facts, record.input.policy, now=at) for p in output.proposals]
 
 
 def ledger_mismatches(in_history: list[LedgerEntry], in_ledger: list[LedgerEntry]) -> list[str]:

@@ -17,9 +17,13 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.failure.v1 import Failure
 from temporalio.client import WorkflowHistory
 
+from agents.actions import ProposedAction
 from agents.approvals import ApprovalDecision, DecisionResult
 from agents.facts import RunFacts
 from agents.planner import PLAN_ACTIVITY, PlannerInput, PlannerOutput
+from guardrails.policy import GuardrailPolicy
+from guardrails.rules import evaluate_action
+from guardrails.verdicts import GuardrailVerdict
 from runtime.codec import PayloadEncryptionCodec
 from runtime.temporal_client import DATA_CONVERTER
 from store.ledger import LedgerAppend, LedgerEntry
@@ -101,6 +105,17 @@ class RunRecord:
     def plan(self) -> tuple[datetime, PlannerOutput] | None:
         planned = next((c for c in self.calls if c.name == PLAN_ACTIVITY and c.result is not None), None)
         return (planned.finished_at or planned.scheduled_at, planned.result) if planned else None
+
+    def planned_verdicts(self, policy: GuardrailPolicy) -> list[tuple[ProposedAction, GuardrailVerdict]]:
+        """Each planned proposal with the verdict ``policy`` gives it at planning time (none before a plan).
+
+        Deterministic: the recorded facts and proposals, no side effects, no model call.
+        """
+        facts, plan = self.facts, self.plan
+        if facts is None or plan is None:
+            return []
+        at, output = plan
+        return [(p, evaluate_action(p, facts, policy, now=at)) for p in output.proposals]
 
     @property
     def ledger_entries(self) -> list[LedgerEntry]:

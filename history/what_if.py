@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from guardrails.policy import GuardrailPolicy
-from guardrails.rules import check_run, evaluate_action, service_effect
+from guardrails.rules import check_run, service_effect
 from history.events import RunRecord
 from history.files import HistoryFileError
 
@@ -76,14 +76,9 @@ def what_if(records: list[RunRecord], new_policy: GuardrailPolicy) -> WhatIfRepo
             stopped_before += 1
         if check_run(facts, new_policy) is not None:
             stopped_after += 1
-        plan = record.plan
-        if plan is None:
-            continue
-        at, output = plan
-        for proposal in output.proposals:
+        for (proposal, old), (_, new) in zip(record.planned_verdicts(old_policy), record.planned_verdicts(new_policy),
+                                             strict=True):
             actions += 1
-            old = evaluate_action(proposal, facts, old_policy, now=at)
-            new = evaluate_action(proposal, facts, new_policy, now=at)
             auto_before += old.decision == "allow"
             auto_after += new.decision == "allow"
             if (old.decision, old.required_role) == (new.decision, new.required_role):
