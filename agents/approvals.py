@@ -1,11 +1,8 @@
 """Approval requests and decisions, bound to the exact action and the approver.
 
-:func:`check_decision` is what the workflow's ``decide`` update validator
-runs: it refuses unknown approvals, stale digests, conflicting repeats,
-self-approval, insufficient roles, a second sign-off by the first approver,
-ineligible bulk items and edits that fail validation or the guardrails —
-before anything reaches history. Each refusal has a ``code`` the API maps to
-an HTTP status.
+The models only: :class:`workflows.approvals.ApprovalBook` keeps a run's
+pending items and applies decisions; its validator refuses with
+:class:`runtime.errors.DecisionRefused` before anything reaches history.
 """
 
 from __future__ import annotations
@@ -13,32 +10,23 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import date, datetime
-from collections.abc import Container
 from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from agents.actions import ActionArguments, ConfidenceSignal, ProposedAction
-from agents.facts import RunFacts
-from guardrails.policy import ROLE_RANK, GuardrailPolicy, Role
+from agents.actions import ActionArguments, ConfidenceSignal
+from guardrails.policy import Role
 from guardrails.routing import Clock, Priority
-from guardrails.rules import evaluate_action
 
 __all__ = [
     "ApprovalDecision",
-    "DecisionRefused",
     "DecisionResult",
     "PendingApproval",
     "ReceivedDecision",
-    "RefusalCode",
     "ReviewContext",
     "SignOff",
-    "check_decision",
     "decision_key",
 ]
-
-RefusalCode = Literal["not_found", "conflict", "forbidden", "invalid"]
-
 
 class ReviewContext(BaseModel):
     """What a reviewer needs to judge the action (minimum necessary: codes and counts, no identifiers)."""
@@ -151,81 +139,6 @@ class ReceivedDecision(BaseModel):
     approval: PendingApproval = Field(description="The item as finally decided (its arguments are the ones to run).")
 
 
-class DecisionRefused(ValueError):
-    """The decision cannot be accepted; the message names the fix."""
-
-    def __init__(self, code: RefusalCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 def decision_key(decision: ApprovalDecision) -> str:
     """Identity of a decision for idempotent repeats."""
     return hashlib.sha256(json.dumps(decision.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
-
-
-def check_decision(
-    decision: ApprovalDecision,
-    *,
-    pending: dict[str, PendingApproval],
-    decided: dict[str, ApprovalDecision],
-    answered: Container[str],
-    actions: dict[str, ProposedAction],
-    facts: RunFacts | None,
-    policy: GuardrailPolicy,
-    initiated_by: str,
-) -> None:
-    """Raise :class:`DecisionRefused` unless the decision may be applied (or is an identical repeat)."""
-    if decision_key(decision) in answered:
-        return
-    if decision.approval_id in decided:
-        first = decided[decision.approval_id]
-        raise DecisionRefused("conflict", (
-            f"approval {decision.approval_id} was already decided ({first.decision} by {first.approver}); "
-            "a different decision is refused"))
-    item = pending.get(decision.approval_id)
-    if item is None:
-        raise DecisionRefused("not_found", (
-            f"unknown approval {decision.approval_id!r}; list pending approvals with `careloom approvals list`"))
-    if decision.digest != item.digest:
-        raise DecisionRefused("conflict", (
-            f"stale digest for approval {decision.approval_id}: the action is now {item.digest[:12]}, "
-            f"you saw {decision.digest[:12]}; reload it and decide again"))
-    if decision.approver in (initiated_by, "system"):
-        raise DecisionRefused("forbidden", f"{decision.approver} initiated this run and may not approve its actions")
-    if ROLE_RANK[decision.role] < ROLE_RANK[item.required_role]:
-        raise DecisionRefused("forbidden", (
-            f"approval {decision.approval_id} needs role {item.required_role}; {decision.approver} has {decision.role}"))
-    if any(s.approver == decision.approver for s in item.signoffs):
-        raise DecisionRefused("forbidden", (
-            f"{decision.approver} already signed off {decision.approval_id}; the second approver must be someone else"))
-    if decision.bulk_tool is not None:
-        if decision.bulk_tool != item.tool:
-            raise DecisionRefused("invalid", (
-                f"bulk decisions must be homogeneous: {decision.approval_id} is {item.tool}, not {decision.bulk_tool}"))
-        if item.dual_signoff or item.required_role == "md":
-            raise DecisionRefused("forbidden", (
-                f"{decision.approval_id} needs an {item.required_role} decision on its own; it cannot be bulk-decided"))
-    if decision.decision == "reassign":
-        if decision.queue not in policy.approvals.queues:
-            raise DecisionRefused("invalid", (
-                f"unknown queue {decision.queue!r}; known: {', '.join(sorted(policy.approvals.queues))}"))
-        if decision.queue == item.queue:
-            raise DecisionRefused("invalid", f"{decision.approval_id} is already in queue {item.queue}")
-        return
-    if decision.decision != "edit":
-        return
-    edited_args = decision.arguments
-    if edited_args is None or edited_args.tool != item.tool:
-        raise DecisionRefused("invalid", f"an edit must keep the tool {item.tool}")
-    if facts is None:
-        raise DecisionRefused("invalid", "the run has no facts yet; an edit cannot be checked")
-    edited = actions[item.action_id].model_copy(update={"arguments": edited_args})
-    verdict = evaluate_action(edited, facts, policy, now=None, approved_role=decision.role)
-    if verdict.decision == "block":
-        raise DecisionRefused("invalid", f"the edited action would be blocked: {'; '.join(verdict.reasons)}")
-    if verdict.decision == "require_approval":
-        raise DecisionRefused("forbidden", (
-            f"the edited action needs role {verdict.required_role}: {'; '.join(verdict.reasons)}"))
-
-

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
@@ -30,49 +30,41 @@ from agents.actions import ProposedAction
 from agents.approvals import PendingApproval, ReviewContext
 from agents.facts import RunFacts
 from agents.planner import PlannerInput, PlannerOutput
-from agents.state import TERMINAL, ActionRecord, OutreachState
+from agents.runtime import AgentRuntime, ToolFailure, runtime_of
+from agents.state import TERMINAL, ActionRecord, OutreachState, RunStatus
 from guardrails.deadlines import next_contact_time, tcm_contact_due
 from guardrails.policy import Role, max_role
 from guardrails.routing import clock_for
 from guardrails.rules import check_run, evaluate_action, service_effect
-from tools.care_plan import DraftCarePlanArgs, DraftCarePlanInput
-from tools.clinical import ClinicalContext, ClinicalContextInput
-from tools.eligibility import EligibilityInput, EligibilityResult
+from tools.care_plan import DraftCarePlanInput
+from tools.clinical import ClinicalContextInput
+from tools.eligibility import EligibilityInput
 from tools.errors import CONTACT_NOT_ALLOWED, OUTSIDE_CONTACT_HOURS
-from tools.member import LookupMemberInput, MemberProfile
-from tools.outreach import SendOutreachArgs, SendOutreachInput
-from tools.risk import RiskInput, RiskScore
+from tools.member import LookupMemberInput
+from tools.outreach import SendOutreachInput
+from tools.registry import (
+    CHECK_ELIGIBILITY,
+    CREATE_TASK,
+    DRAFT_CARE_PLAN,
+    GET_CLINICAL_CONTEXT,
+    LOOKUP_MEMBER,
+    SCORE_READMISSION_RISK,
+    SEND_OUTREACH,
+    write_tool_for,
+)
+from tools.risk import RiskInput
 from tools.tasks import CreateTaskArgs, CreateTaskInput
-from tools.writes import WriteResult
 
-__all__ = ["AgentRuntime", "ToolFailure", "build_outreach_graph", "run_status"]
-
-T = TypeVar("T", bound=BaseModel)
+__all__ = ["OutreachRuntime", "build_outreach_graph", "run_status"]
 
 
-class ToolFailure(Exception):
-    """A tool failed for good (non-retryable, or retries exhausted)."""
-
-    def __init__(self, error_type: str, message: str) -> None:
-        super().__init__(message)
-        self.error_type = error_type
-
-
-class AgentRuntime(Protocol):
-    """What the graph needs from its host (the Temporal workflow)."""
-
-    def now(self) -> datetime: ...
-
-    async def call_tool(self, name: str, data: BaseModel, result_type: type[T]) -> T: ...
+class OutreachRuntime(AgentRuntime, Protocol):
+    """The runtime plus planning (retried for the planning budget, then the offline rules for review)."""
 
     async def plan(self, data: PlannerInput) -> PlannerOutput: ...
 
-    def request_approvals(self, items: list[PendingApproval]) -> None: ...
 
-    def publish(self, state: OutreachState, status: str) -> None: ...
-
-
-def run_status(state: OutreachState) -> str:
+def run_status(state: OutreachState) -> RunStatus:
     """The run's status word, derived from its state."""
     if state.stop is not None:
         return "ineligible" if state.facts and state.facts.clinical.stay.discharged_at else "not_discharged"
@@ -91,24 +83,17 @@ async def gather_facts(state: OutreachState, config: RunnableConfig) -> Command[
     req = state.request
     rt.publish(state, "gathering")
     member, clinical = await asyncio.gather(
-        rt.call_tool("tools.lookup_member", LookupMemberInput(member_id=req.member_id), MemberProfile),
-        rt.call_tool(
-            "tools.get_clinical_context",
-            ClinicalContextInput(member_id=req.member_id, encounter_id=req.encounter_id),
-            ClinicalContext,
-        ),
+        rt.call_tool(LOOKUP_MEMBER, LookupMemberInput(member_id=req.member_id)),
+        rt.call_tool(GET_CLINICAL_CONTEXT, ClinicalContextInput(member_id=req.member_id,
+                                                                 encounter_id=req.encounter_id)),
     )
     stay = clinical.stay
     on_date = (stay.discharged_at or stay.admitted_at).date()
     eligibility, risk = await asyncio.gather(
-        rt.call_tool("tools.check_eligibility",
-                     EligibilityInput(member_id=req.member_id, on_date=on_date), EligibilityResult),
-        rt.call_tool(
-            "tools.score_readmission_risk",
-            RiskInput(length_of_stay_days=stay.length_of_stay_days, acute_admission=stay.acute_admission,
-                      condition_codes=clinical.condition_codes, ed_visits_6mo=clinical.ed_visits_6mo),
-            RiskScore,
-        ),
+        rt.call_tool(CHECK_ELIGIBILITY, EligibilityInput(member_id=req.member_id, on_date=on_date)),
+        rt.call_tool(SCORE_READMISSION_RISK, RiskInput(
+            length_of_stay_days=stay.length_of_stay_days, acute_admission=stay.acute_admission,
+            condition_codes=clinical.condition_codes, ed_visits_6mo=clinical.ed_visits_6mo)),
     )
     policy = req.policy
     due = None
@@ -173,7 +158,7 @@ async def execute(state: OutreachState, config: RunnableConfig) -> Command[Liter
         if record.status != "ready":
             continue
         try:
-            record.result = await rt.call_tool(*_write_call(state, record), WriteResult)
+            record.result = await rt.call_tool(*_write_call(state, record))
             record.status = "executed"
         except ToolFailure as failure:
             if failure.error_type == OUTSIDE_CONTACT_HOURS:
@@ -224,8 +209,8 @@ async def record_outcome(state: OutreachState, config: RunnableConfig) -> dict[s
 async def entry(state: OutreachState) -> str:
     return "gather_facts" if state.facts is None else "apply_decisions"
 
-def _runtime(config: RunnableConfig) -> AgentRuntime:
-    return config["configurable"]["runtime"]
+def _runtime(config: RunnableConfig) -> OutreachRuntime:
+    return runtime_of(config)
 
 
 @cache
@@ -330,21 +315,26 @@ def _next_opening(state: OutreachState, now: datetime) -> datetime:
     return opening or now + timedelta(minutes=1)
 
 
-def _write_call(state: OutreachState, record: ActionRecord) -> tuple[str, BaseModel]:
+def _write_call(state: OutreachState, record: ActionRecord) -> tuple[Any, BaseModel]:
+    """The write tool for the action and its input: identifiers, the idempotency key and the arguments."""
     req, args = state.request, record.action.arguments
-    key = f"{req.workflow_id}/{record.action.action_id}"
-    common = {"member_id": req.member_id, "encounter_id": req.encounter_id, "idempotency_key": key,
-              "approved_by": record.approved_by}
-    if isinstance(args, DraftCarePlanArgs):
-        return "tools.draft_care_plan", DraftCarePlanInput(**common, arguments=args, authored_at=_authored(state))
-    if isinstance(args, CreateTaskArgs):
-        return "tools.create_task", CreateTaskInput(**common, arguments=args, authored_at=_authored(state))
-    if isinstance(args, SendOutreachArgs):
+    try:
+        tool = write_tool_for(args)
+    except LookupError as err:
+        raise ToolFailure("UnknownTool", str(err)) from None
+    common = {"member_id": req.member_id, "encounter_id": req.encounter_id,
+              "idempotency_key": f"{req.workflow_id}/{record.action.action_id}", "approved_by": record.approved_by,
+              "arguments": args}
+    if tool is SEND_OUTREACH:
         policy = req.policy
-        return "tools.send_outreach", SendOutreachInput(
-            **common, arguments=args, contact_window_start=policy.contact_window_start,
-            contact_window_end=policy.contact_window_end, sms_max_chars=policy.sms_max_chars)
-    raise ToolFailure("UnknownTool", f"no write tool for {type(args).__name__}")
+        return tool, SendOutreachInput(**common, contact_window_start=policy.contact_window_start,
+                                       contact_window_end=policy.contact_window_end,
+                                       sms_max_chars=policy.sms_max_chars)
+    if tool is DRAFT_CARE_PLAN:
+        return tool, DraftCarePlanInput(**common, authored_at=_authored(state))
+    if tool is CREATE_TASK:
+        return tool, CreateTaskInput(**common, authored_at=_authored(state))
+    raise ToolFailure("UnknownTool", f"{tool.name} is not an outreach write tool")
 
 
 def _authored(state: OutreachState) -> datetime:

@@ -15,12 +15,17 @@ from guardrails.policy import GuardrailPolicy, Role
 from guardrails.verdicts import GuardrailVerdict
 from tools.writes import WriteResult
 
-__all__ = ["ActionRecord", "ActionStatus", "OutreachRequest", "OutreachState", "TERMINAL"]
+__all__ = ["ActionRecord", "ActionStatus", "OutreachRequest", "OutreachState", "RunStatus", "TERMINAL"]
 
 ActionStatus = Literal[
     "proposed", "awaiting_approval", "approved", "deferred", "ready", "executed", "rejected", "blocked", "failed",
     "expired",
 ]
+RunStatus = Literal[
+    "starting", "gathering", "planning", "executing", "awaiting_approval", "deferred", "completed",
+    "needs_attention", "ineligible", "not_discharged",
+]
+"""A run's status word (the CareloomStatus search attribute); the last four are final."""
 TERMINAL: frozenset[str] = frozenset({"executed", "rejected", "blocked", "failed", "expired"})
 
 

@@ -13,25 +13,20 @@ from datetime import datetime
 from agents.actions import ProposedAction
 from agents.facts import RunFacts
 from guardrails.deadlines import next_contact_time
-from guardrails.policy import ROLE_RANK, GuardrailPolicy, Role, max_role
+from guardrails.policy import ROLE_RANK, GuardrailPolicy, Role, ServiceEffect, max_role
 from guardrails.verdicts import Decision, GuardrailVerdict
 from tools.care_plan import DraftCarePlanArgs
 from tools.outreach import SendOutreachArgs
-from tools.tasks import ADVERSE_TASK_KINDS, CreateTaskArgs
+from tools.registry import write_tool_for
 
 __all__ = ["check_run", "evaluate_action", "service_effect"]
 
 _TIMED_CHANNELS = {"sms", "phone"}
 
 
-def service_effect(action: ProposedAction) -> str:
-    """The action's effect on services: the declared one, or the kind's if that is adverse."""
-    args = action.arguments
-    if isinstance(args, CreateTaskArgs):
-        if args.service_effect != "none":
-            return args.service_effect
-        return ADVERSE_TASK_KINDS.get(args.kind, "none")
-    return "none"
+def service_effect(action: ProposedAction) -> ServiceEffect:
+    """The action's effect on the member's services, as its write tool declares it (:mod:`tools.registry`)."""
+    return write_tool_for(action.arguments).service_effect(action.arguments)
 
 
 def evaluate_action(

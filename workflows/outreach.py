@@ -8,10 +8,7 @@ reaches history) and nothing is ever auto-approved.
 
 from __future__ import annotations
 
-import asyncio
-from contextlib import aclosing
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from datetime import timedelta
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
@@ -20,25 +17,17 @@ from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
-    from agents.approvals import (
-        ApprovalDecision,
-        DecisionRefused,
-        DecisionResult,
-        PendingApproval,
-        ReceivedDecision,
-        SignOff,
-        check_decision,
-        decision_key,
-    )
-    from agents.actions import action_digest
-    from agents.graph import ToolFailure, build_outreach_graph, run_status
-    from agents.planner import MODEL_ENDPOINT_ERROR, PLAN_ACTIVITY, ModelUsage, PlannerInput, PlannerOutput
-    from agents.state import ActionRecord, OutreachRequest, OutreachState
+    from agents.approvals import ApprovalDecision, PendingApproval
+    from agents.graph import build_outreach_graph, run_status
+    from agents.planner import MODEL_ENDPOINT_ERROR, ModelUsage, PlannerInput, PlannerOutput
+    from agents.runtime import ToolFailure
+    from agents.state import ActionRecord, ActionStatus, OutreachRequest, OutreachState, RunStatus
     from guardrails.policy import GuardrailPolicy
-    from guardrails.routing import clock_for
+    from guardrails.rules import evaluate_action
     from guardrails.verdicts import GuardrailVerdict
-    from runtime import search_attributes as sa
-    from store.ledger import LedgerAppend, LedgerEntry
+    from runtime.errors import DecisionRefused
+    from tools.registry import PLAN_OUTREACH
+    from workflows.agent_run import AgentRun
 
 __all__ = [
     "ActionOutcome",
@@ -48,13 +37,8 @@ __all__ = [
     "OutreachStatus",
 ]
 
-T = TypeVar("T", bound=BaseModel)
-
 # One planning attempt: up to two model requests (the repair round trip), each bounded by the model timeout.
 _PLAN_TIMEOUT = timedelta(minutes=5)
-
-# Graph steps per invocation: at most six nodes run before the graph finishes or parks.
-_GRAPH_STEP_LIMIT = 50
 
 
 class OutreachInput(BaseModel):
@@ -73,7 +57,7 @@ class OutreachInput(BaseModel):
 class ActionOutcome(BaseModel):
     action_id: str
     tool: str
-    status: str
+    status: ActionStatus
     digest: str = Field(description="Digest of the action as executed or last proposed.")
     reference: str | None = Field(default=None, description="FHIR reference written, if executed.")
     reason: str | None = None
@@ -87,7 +71,7 @@ class OutreachStatus(BaseModel):
     """What the ``status`` query returns."""
 
     workflow_id: str
-    status: str
+    status: RunStatus
     member_pseudonym: str | None
     lace: int | None
     planner: str | None
@@ -101,7 +85,7 @@ class OutreachResult(BaseModel):
     """The run's typed outcome."""
 
     workflow_id: str
-    status: str = Field(description="completed, needs_attention, ineligible or not_discharged.")
+    status: RunStatus = Field(description="completed, needs_attention, ineligible or not_discharged.")
     member_pseudonym: str | None
     eligible: bool | None
     plan_type: str | None
@@ -131,7 +115,7 @@ def _outcome(record: ActionRecord) -> ActionOutcome:
 
 
 @workflow.defn(name="MemberOutreachWorkflow")
-class MemberOutreachWorkflow:
+class MemberOutreachWorkflow(AgentRun):
     @workflow.init
     def __init__(self, data: OutreachInput) -> None:
         self._input = data
@@ -143,110 +127,35 @@ class MemberOutreachWorkflow:
             policy=data.policy,
             initiated_by=data.initiated_by,
         ))
-        self._status = "starting"
-        self._pending: dict[str, PendingApproval] = {}
-        self._decided: dict[str, ApprovalDecision] = {}
-        self._answered: dict[str, DecisionResult] = {}  # decision_key -> result, for identical repeats
-        self._inbox: list[ReceivedDecision] = []
-        self._ledger_outbox: list[LedgerEntry] = []
-        self._ledger_seq = 0
-        self._search_attributes: dict[str, Any] = {}
+        self._start_runtime(data.policy, initiated_by=data.initiated_by, tool_attempts=data.tool_attempts,
+                            tool_timeout_seconds=data.tool_timeout_seconds)
 
     @workflow.run
     async def run(self, data: OutreachInput) -> OutreachResult:
-        graph = build_outreach_graph()
-        state = self._state
-        while True:
-            state = await self._step(graph, state)
-            await self._flush_ledger()
-            if state.finished:
-                break
-            self.publish(state, run_status(state))
-            # Parked: wait durably for decisions, SLA clocks or the earliest deferral.
-            received = await self._wait(state)
-            state = state.model_copy(update={"inbox": received})
+        state = await self.drive(build_outreach_graph(), self._state)
         self._state = state
         return self._result(state)
 
-    async def _step(self, graph: Any, state: OutreachState) -> OutreachState:
-        """One graph invocation, from the start or a resume, until finished or parked."""
-        final: Any = state
-        try:
-            # Closing the stream inside the workflow loop: Temporal's loop installs no
-            # async-generator finalizer, so an unclosed generator would be finalized by GC.
-            config = {"recursion_limit": _GRAPH_STEP_LIMIT, "configurable": {"runtime": self}}
-            async with aclosing(graph.astream(state, config=config, stream_mode="values")) as stream:
-                async for final in stream:
-                    pass
-        except ToolFailure as failure:
-            raise ApplicationError(str(failure), type=failure.error_type, non_retryable=True) from None
-        return OutreachState.model_validate(final)
+    # --- the program's part of the runtime -------------------------------------------
+    def run_status(self, state: OutreachState) -> RunStatus:
+        return run_status(state)
 
-    async def _wait(self, state: OutreachState) -> list[ReceivedDecision]:
-        """Until a final decision or expiry arrives, or a deferral is due; reminders and escalations on the way."""
-        while not self._inbox:
-            now = workflow.now()
-            deferral = state.next_wake_up
-            if deferral is not None and deferral <= now:
-                break
-            clocks = [p.sla_deadline for p in self._pending.values()]
-            clocks += [p.remind_at for p in self._pending.values() if not p.reminded]
-            wake = min([t for t in [deferral, *clocks] if t is not None], default=None)
-            # Every accepted decision adds an answer; one that changes a pending item re-arms the clocks.
-            answers = len(self._answered)
-            if wake is None or wake > now:
-                try:
-                    await workflow.wait_condition(
-                        lambda: bool(self._inbox) or len(self._answered) != answers,
-                        timeout=None if wake is None else (wake - now).total_seconds())
-                except asyncio.TimeoutError:
-                    pass
-            self._tick_clocks(workflow.now())
-            await self._flush_ledger()
-            self._sync_search_attributes()
-        drained, self._inbox = self._inbox, []
-        return drained
+    def member_pseudonym(self) -> str | None:
+        return self._state.facts.member.pseudonym if self._state.facts is not None else None
 
-    def _tick_clocks(self, now: datetime) -> None:
-        """Record reminders; escalate items past their deadline; expire them when the chain ends."""
-        routing = self._policy.approvals
-        for approval_id, item in list(self._pending.items()):
-            if not item.reminded and now >= item.remind_at:
-                item = item.model_copy(update={"reminded": True})
-                self._pending[approval_id] = item
-                self._ledger(item, "reminded", "system")
-            if now < item.sla_deadline:
-                continue
-            next_queue = routing.queues[item.queue].escalate_to
-            if next_queue is None:
-                del self._pending[approval_id]
-                self._inbox.append(ReceivedDecision(kind="expired", approval=item))
-                self._ledger(item, "expired", "system", reason="escalation chain exhausted; nothing was executed")
-                continue
-            clock = clock_for(next_queue, item.required_role, self._policy, now)
-            item = item.entering(clock, escalation_level=item.escalation_level + 1)
-            self._pending[approval_id] = item
-            self._ledger(item, "escalated", "system", reason=f"SLA deadline passed; now in {clock.queue}")
-
-    # --- AgentRuntime ---------------------------------------------------------
-    def now(self) -> datetime:
-        return workflow.now()
-
-    async def call_tool(self, name: str, data: BaseModel, result_type: type[T]) -> T:
-        try:
-            return await workflow.execute_activity(
-                name,
-                data,
-                result_type=result_type,
-                start_to_close_timeout=timedelta(seconds=self._input.tool_timeout_seconds),
-                retry_policy=RetryPolicy(maximum_attempts=self._input.tool_attempts,
-                                         maximum_interval=timedelta(minutes=1)),
-            )
-        except ActivityError as err:
-            cause = err.cause
-            if isinstance(cause, ApplicationError):
-                raise ToolFailure(cause.type or "ApplicationError", cause.message) from None
-            raise ToolFailure("ToolUnavailable", f"{name} failed after retries: {cause or err}") from None
+    def check_edit(self, decision: ApprovalDecision, item: PendingApproval) -> None:
+        """The edited action must pass the outreach guardrails with the editor's role."""
+        facts = self._state.facts
+        if facts is None:
+            raise DecisionRefused("invalid", "the run has no facts yet; an edit cannot be checked")
+        action = next(r.action for r in self._state.actions if r.action.action_id == item.action_id)
+        edited = action.model_copy(update={"arguments": decision.arguments})
+        verdict = evaluate_action(edited, facts, self._policy, now=None, approved_role=decision.role)
+        if verdict.decision == "block":
+            raise DecisionRefused("invalid", f"the edited action would be blocked: {'; '.join(verdict.reasons)}")
+        if verdict.decision == "require_approval":
+            raise DecisionRefused("forbidden", (
+                f"the edited action needs role {verdict.required_role}: {'; '.join(verdict.reasons)}"))
 
     async def plan(self, data: PlannerInput) -> PlannerOutput:
         """Plan through the configured planner, retried for the planning budget: a model outage parks the run.
@@ -257,8 +166,8 @@ class MemberOutreachWorkflow:
         """
         budget = timedelta(seconds=self._input.planning_budget_seconds)
         try:
-            return await workflow.execute_activity(
-                PLAN_ACTIVITY, data, result_type=PlannerOutput,
+            return await workflow.execute_activity_method(
+                PLAN_OUTREACH.activity, data,
                 start_to_close_timeout=min(_PLAN_TIMEOUT, budget), schedule_to_close_timeout=budget,
                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2),
                                          maximum_interval=timedelta(minutes=5), maximum_attempts=0,
@@ -274,114 +183,9 @@ class MemberOutreachWorkflow:
                 reason = (f"no plan from the model within the planning budget ({budget})"
                           + (f"; last error: {last.message}" if isinstance(last, ApplicationError) else ""))
             else:
-                raise ToolFailure("PlanningFailed", f"{PLAN_ACTIVITY} failed: {cause or err}") from None
+                raise ToolFailure("PlanningFailed", f"{PLAN_OUTREACH.name} failed: {cause or err}") from None
             workflow.logger.warning("model could not plan; planning with the offline rules for review")
-            return await self.call_tool(PLAN_ACTIVITY, data.model_copy(update={"fallback_reason": reason}),
-                                        PlannerOutput)
-
-    def request_approvals(self, items: list[PendingApproval]) -> None:
-        for item in items:
-            self._pending[item.approval_id] = item
-            self._ledger(item, "requested", "system", reason="; ".join(item.reasons))
-            workflow.logger.info("approval requested", extra={
-                "approval_id": item.approval_id, "tool": item.tool, "queue": item.queue,
-                "required_role": item.required_role, "digest": item.digest[:12]})
-
-    def publish(self, state: OutreachState, status: str) -> None:
-        self._state, self._status = state, status
-        self._sync_search_attributes()
-
-    # --- decision ledger ----------------------------------------------------------
-    def _ledger(self, item: PendingApproval, event: str, actor: str, *, role: str | None = None,
-                reason: str | None = None, digest: str | None = None) -> None:
-        self._ledger_seq += 1
-        self._ledger_outbox.append(LedgerEntry(
-            event_id=f"{item.workflow_id}/{self._ledger_seq}", workflow_id=item.workflow_id,
-            approval_id=item.approval_id, event=event, actor=actor, role=role, at=workflow.now(),
-            digest=digest or item.digest, queue=item.queue, reason=reason, policy_id=item.policy_id))
-
-    async def _flush_ledger(self) -> None:
-        if not self._ledger_outbox:
-            return
-        entries, self._ledger_outbox = self._ledger_outbox, []
-        await workflow.execute_activity(
-            "ledger.append", LedgerAppend(entries=entries), result_type=int,
-            start_to_close_timeout=timedelta(seconds=30),
-            # The ledger is the 6-year record: keep trying (backing off) rather than lose an entry.
-            retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)))
-
-    # --- approvals --------------------------------------------------------------
-    @workflow.update(name="decide")
-    def decide(self, decision: ApprovalDecision) -> DecisionResult:
-        """Apply a supervisor's decision to a pending approval (validated first)."""
-        key = decision_key(decision)
-        if key in self._answered:
-            return self._answered[key]
-        item = self._pending[decision.approval_id]
-        now = workflow.now()
-        result = self._apply(decision, item, now)
-        self._answered[key] = result
-        self._sync_search_attributes()
-        workflow.logger.info("approval decided", extra={
-            "approval_id": item.approval_id, "decision": decision.decision, "outcome": result.outcome,
-            "role": decision.role})
-        return result
-
-    def _apply(self, decision: ApprovalDecision, item: PendingApproval, now: datetime) -> DecisionResult:
-        base = {"approval_id": item.approval_id, "action_id": item.action_id, "decision": decision.decision,
-                "approver": decision.approver, "role": decision.role, "reason": decision.reason, "decided_at": now}
-        if decision.decision == "reassign":
-            clock = clock_for(decision.queue or item.queue, item.required_role, self._policy, now)
-            moved = item.entering(clock)
-            self._pending[item.approval_id] = moved
-            self._ledger(moved, "reassigned", decision.approver, role=decision.role, reason=decision.reason)
-            return DecisionResult(**base, outcome="reassigned", approved_digest=None, queue=clock.queue)
-        if decision.decision == "reject":
-            del self._pending[item.approval_id]
-            result = DecisionResult(**base, outcome="rejected", approved_digest=None, queue=item.queue)
-            self._finish(decision, item)
-            self._ledger(item, "rejected", decision.approver, role=decision.role, reason=decision.reason)
-            return result
-        if decision.decision == "edit" and decision.arguments is not None:
-            arguments, digest = decision.arguments, action_digest(decision.arguments)
-        else:
-            arguments, digest = item.arguments, item.digest
-        final = item.model_copy(update={"arguments": arguments, "digest": digest})
-        if item.dual_signoff and not item.signoffs:
-            # First of two sign-offs: the item stays pending for a second, distinct reviewer.
-            waiting = final.model_copy(update={
-                "required_role": self._policy.approvals.second_signoff_role,
-                "signoffs": [SignOff(approver=decision.approver, role=decision.role, at=now, digest=digest)]})
-            self._pending[item.approval_id] = waiting
-            self._ledger(waiting, "signed_off", decision.approver, role=decision.role, reason=decision.reason)
-            return DecisionResult(**base, outcome="awaiting_second_signoff", approved_digest=digest,
-                                  queue=item.queue)
-        del self._pending[item.approval_id]
-        outcome = "edited" if decision.decision == "edit" else "approved"
-        result = DecisionResult(**base, outcome=outcome, approved_digest=digest, queue=item.queue)
-        self._finish(decision, final)  # signoffs before this one, for the record
-        self._ledger(final, outcome, decision.approver, role=decision.role, reason=decision.reason, digest=digest)
-        return result
-
-    def _finish(self, decision: ApprovalDecision, item: PendingApproval) -> None:
-        self._decided[item.approval_id] = decision
-        self._inbox.append(ReceivedDecision(decision=decision, approval=item))
-
-    @decide.validator
-    def _validate_decide(self, decision: ApprovalDecision) -> None:
-        try:
-            check_decision(
-                decision,
-                pending=self._pending,
-                decided=self._decided,
-                answered=self._answered,
-                actions={r.action.action_id: r.action for r in self._state.actions},
-                facts=self._state.facts,
-                policy=self._policy,
-                initiated_by=self._input.initiated_by,
-            )
-        except DecisionRefused as refused:
-            raise ApplicationError(str(refused), type=refused.code, non_retryable=True) from None
+            return await self.call_tool(PLAN_OUTREACH, data.model_copy(update={"fallback_reason": reason}))
 
     @workflow.query(name="status")
     def status(self) -> OutreachStatus:
@@ -393,35 +197,10 @@ class MemberOutreachWorkflow:
             lace=state.facts.lace if state.facts else None,
             planner=state.planner,
             planner_usage=state.planner_usage,
-            pending_approvals=list(self._pending.values()),
+            pending_approvals=self._book.pending,
             actions=[_outcome(r) for r in state.actions],
             verdicts=state.verdicts,
         )
-
-    # --- helpers ------------------------------------------------------------------
-    def _sync_search_attributes(self) -> None:
-        pending = list(self._pending.values())
-        wanted: dict[str, Any] = {
-            sa.STATUS.name: self._status,
-            sa.PENDING_APPROVALS.name: len(pending),
-            sa.APPROVAL_ROLES.name: sorted({p.required_role for p in pending}),
-            sa.QUEUES.name: sorted({p.queue for p in pending}),
-            sa.PRIORITY.name: ("urgent" if any(p.priority == "urgent" for p in pending)
-                               else "routine" if pending else None),
-            sa.SLA_DEADLINE.name: min((p.sla_deadline for p in pending), default=None),
-        }
-        if self._state.facts is not None:
-            wanted[sa.MEMBER.name] = self._state.facts.member.pseudonym
-        changed = {k: v for k, v in wanted.items() if self._search_attributes.get(k, "<unset>") != v}
-        if not changed:
-            return
-        self._search_attributes.update(changed)
-        updates = []
-        for key in sa.ALL_KEYS:
-            if key.name in changed:
-                value = changed[key.name]
-                updates.append(key.value_unset() if value is None else key.value_set(value))
-        workflow.upsert_search_attributes(updates)
 
     def _result(self, state: OutreachState) -> OutreachResult:
         facts = state.facts

@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from agents.approvals import ApprovalDecision, DecisionResult, PendingApproval
 from guardrails.policy import GuardrailPolicy, Role
+from runtime.errors import DecisionRefused
 from runtime import search_attributes as sa
 from tools.member import pseudonym, salted_digest
 from workflows.outreach import MemberOutreachWorkflow, OutreachInput, OutreachStatus
@@ -41,12 +42,8 @@ __all__ = [
 ]
 
 
-class DecisionRejected(Exception):
-    """The workflow refused a decision; ``code`` is not_found, conflict, forbidden or invalid."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+DecisionRejected = DecisionRefused
+"""Kept for importers: the refusal is :class:`runtime.errors.DecisionRefused`."""
 
 
 def outreach_workflow_id(member_id: str, encounter_id: str, salt: str) -> str:

@@ -1,0 +1,44 @@
+"""What a program's agent graph needs from its host, the Temporal workflow.
+
+Graph nodes never touch the world directly: they call an :class:`AgentRuntime`
+(``workflows.agent_run.AgentRun``), which runs tools as activities, opens
+approvals in the run's approval book and publishes the run's status.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from langchain_core.runnables import RunnableConfig
+from pydantic import BaseModel
+
+from agents.approvals import PendingApproval
+from tools.registry import ToolSpec
+
+__all__ = ["AgentRuntime", "ToolFailure", "runtime_of"]
+
+
+class ToolFailure(Exception):
+    """A tool failed for good (non-retryable, or retries exhausted)."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class AgentRuntime(Protocol):
+    """The host of a graph invocation."""
+
+    def now(self) -> datetime: ...
+
+    async def call_tool(self, tool: ToolSpec, data: BaseModel) -> Any: ...
+
+    def request_approvals(self, items: list[PendingApproval]) -> None: ...
+
+    def publish(self, state: Any, status: str) -> None: ...
+
+
+def runtime_of(config: RunnableConfig) -> Any:
+    """The runtime a graph invocation was started with (``config["configurable"]["runtime"]``)."""
+    return config["configurable"]["runtime"]

@@ -1,0 +1,216 @@
+"""The durable agent runtime every program's workflow is built on.
+
+A program's workflow subclasses :class:`AgentRun` and adds its ``@workflow.run``
+(build the state, ``await self.drive(graph, state)``, return its result), its
+status query and the check of an edited action. The runtime gives it:
+
+* graph invocations that end when the run is finished or *parked* (actions
+  awaiting a human or deferred), and a durable wait between them;
+* the :class:`~workflows.approvals.ApprovalBook` wired to the ``decide``
+  update, its validator, the SLA timer and the decision-ledger activity;
+* tool calls as activities, by method reference (:mod:`tools.registry`);
+* the search attributes the cross-program inbox reads.
+
+Workflow code only: no I/O here; time is ``workflow.now()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import aclosing
+from datetime import datetime, timedelta
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from agents.approvals import ApprovalDecision, DecisionResult, PendingApproval, ReceivedDecision
+    from agents.runtime import ToolFailure
+    from runtime import search_attributes as sa
+    from runtime.errors import DecisionRefused
+    from store.ledger import LedgerActivities, LedgerAppend
+    from tools.registry import ToolSpec
+    from workflows.approvals import ApprovalBook, RoutedPolicy
+
+__all__ = ["AgentRun", "ParkableState"]
+
+S = TypeVar("S", bound=BaseModel)
+
+# Graph steps per invocation: a handful of nodes run before the graph finishes or parks.
+_GRAPH_STEP_LIMIT = 50
+
+
+class ParkableState(Protocol):
+    """What the runtime reads of a program's graph state."""
+
+    @property
+    def finished(self) -> bool: ...
+
+    @property
+    def next_wake_up(self) -> datetime | None: ...
+
+
+class AgentRun:
+    """Base class of program workflows (not a workflow itself)."""
+
+    def _start_runtime(self, policy: RoutedPolicy, *, initiated_by: str, tool_attempts: int,
+                       tool_timeout_seconds: float) -> None:
+        """Call from the subclass's ``@workflow.init``."""
+        self._book = ApprovalBook(policy, initiated_by=initiated_by)
+        self._status = "starting"
+        self._search_attributes: dict[str, Any] = {}
+        self._tool_timeout = timedelta(seconds=tool_timeout_seconds)
+        self._tool_retry = RetryPolicy(maximum_attempts=tool_attempts, maximum_interval=timedelta(minutes=1))
+
+    # --- what a program provides --------------------------------------------------
+    def run_status(self, state: Any) -> str:
+        """The run's status word for this state."""
+        raise NotImplementedError
+
+    def member_pseudonym(self) -> str | None:
+        """The member the run is about (a search attribute), once known."""
+        raise NotImplementedError
+
+    def check_edit(self, decision: ApprovalDecision, item: PendingApproval) -> None:
+        """Raise :class:`DecisionRefused` unless the edited arguments pass the program's guardrails."""
+        raise NotImplementedError
+
+    # --- the loop -------------------------------------------------------------------
+    async def drive(self, graph: Any, state: S) -> S:
+        """Invoke the graph until the run is finished; wait durably whenever it parks."""
+        while True:
+            state = await self._step(graph, state)
+            await self._flush_ledger()
+            if state.finished:  # type: ignore[attr-defined]
+                return state
+            self.publish(state, self.run_status(state))
+            # Parked: wait durably for decisions, SLA clocks or the earliest deferral.
+            received = await self._wait(state)
+            state = state.model_copy(update={"inbox": received})
+
+    async def _step(self, graph: Any, state: S) -> S:
+        """One graph invocation, from the start or a resume, until finished or parked."""
+        final: Any = state
+        try:
+            # Closing the stream inside the workflow loop: Temporal's loop installs no
+            # async-generator finalizer, so an unclosed generator would be finalized by GC.
+            config = {"recursion_limit": _GRAPH_STEP_LIMIT, "configurable": {"runtime": self}}
+            async with aclosing(graph.astream(state, config=config, stream_mode="values")) as stream:
+                async for final in stream:
+                    pass
+        except ToolFailure as failure:
+            raise ApplicationError(str(failure), type=failure.error_type, non_retryable=True) from None
+        return type(state).model_validate(final)
+
+    async def _wait(self, state: ParkableState) -> list[ReceivedDecision]:
+        """Until a final decision or expiry arrives, or a deferral is due; reminders and escalations on the way."""
+        book = self._book
+        while not book.has_outcomes:
+            now = workflow.now()
+            deferral = state.next_wake_up
+            if deferral is not None and deferral <= now:
+                break
+            clock = book.next_wake_up()
+            wake = min([t for t in (deferral, clock) if t is not None], default=None)
+            # Every accepted decision adds an answer; one that changes a pending item re-arms the clocks.
+            answers = book.answers
+            if wake is None or wake > now:
+                try:
+                    await workflow.wait_condition(
+                        lambda: book.has_outcomes or book.answers != answers,
+                        timeout=None if wake is None else (wake - now).total_seconds())
+                except asyncio.TimeoutError:
+                    pass
+            book.tick(workflow.now())
+            await self._flush_ledger()
+            self._sync_search_attributes()
+        return book.take_decided()
+
+    # --- AgentRuntime (what graph nodes call) -------------------------------------------
+    def now(self) -> datetime:
+        return workflow.now()
+
+    async def call_tool(self, tool: ToolSpec, data: BaseModel) -> Any:
+        """Run a tool as its activity; a failure for good becomes :class:`ToolFailure`."""
+        try:
+            return await workflow.execute_activity_method(
+                tool.activity, data, start_to_close_timeout=self._tool_timeout, retry_policy=self._tool_retry)
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError):
+                raise ToolFailure(cause.type or "ApplicationError", cause.message) from None
+            raise ToolFailure("ToolUnavailable", f"{tool.name} failed after retries: {cause or err}") from None
+
+    def request_approvals(self, items: list[PendingApproval]) -> None:
+        self._book.open(items, workflow.now())
+        for item in items:
+            workflow.logger.info("approval requested", extra={
+                "approval_id": item.approval_id, "tool": item.tool, "queue": item.queue,
+                "required_role": item.required_role, "digest": item.digest[:12]})
+
+    def publish(self, state: Any, status: str) -> None:
+        self._state, self._status = state, status
+        self._sync_search_attributes()
+
+    # --- decision ledger ----------------------------------------------------------------
+    async def _flush_ledger(self) -> None:
+        entries = self._book.take_ledger()
+        if not entries:
+            return
+        await workflow.execute_activity_method(
+            LedgerActivities.append, LedgerAppend(entries=entries),
+            start_to_close_timeout=timedelta(seconds=30),
+            # The ledger is the 6-year record: keep trying (backing off) rather than lose an entry.
+            retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)))
+
+    # --- approvals ----------------------------------------------------------------------
+    @workflow.update(name="decide")
+    def decide(self, decision: ApprovalDecision) -> DecisionResult:
+        """Apply a supervisor's decision to a pending approval (validated first)."""
+        result = self._book.apply(decision, workflow.now())
+        self._sync_search_attributes()
+        workflow.logger.info("approval decided", extra={
+            "approval_id": decision.approval_id, "decision": decision.decision, "outcome": result.outcome,
+            "role": decision.role})
+        return result
+
+    @decide.validator
+    def _validate_decide(self, decision: ApprovalDecision) -> None:
+        try:
+            self._book.validate(decision, check_edit=self.check_edit)
+        except DecisionRefused as refused:
+            raise ApplicationError(str(refused), type=refused.code, non_retryable=True) from None
+
+    @workflow.query(name="approvals")
+    def approvals(self) -> list[PendingApproval]:
+        """The run's pending approvals (what the cross-program inbox reads)."""
+        return self._book.pending
+
+    # --- search attributes -----------------------------------------------------------------
+    def _sync_search_attributes(self) -> None:
+        pending = self._book.pending
+        wanted: dict[str, Any] = {
+            sa.STATUS.name: self._status,
+            sa.PENDING_APPROVALS.name: len(pending),
+            sa.APPROVAL_ROLES.name: sorted({p.required_role for p in pending}),
+            sa.QUEUES.name: sorted({p.queue for p in pending}),
+            sa.PRIORITY.name: ("urgent" if any(p.priority == "urgent" for p in pending)
+                               else "routine" if pending else None),
+            sa.SLA_DEADLINE.name: min((p.sla_deadline for p in pending), default=None),
+        }
+        member = self.member_pseudonym()
+        if member is not None:
+            wanted[sa.MEMBER.name] = member
+        changed = {k: v for k, v in wanted.items() if self._search_attributes.get(k, "<unset>") != v}
+        if not changed:
+            return
+        self._search_attributes.update(changed)
+        updates = []
+        for key in sa.ALL_KEYS:
+            if key.name in changed:
+                value = changed[key.name]
+                updates.append(key.value_unset() if value is None else key.value_set(value))
+        workflow.upsert_search_attributes(updates)

@@ -1,0 +1,242 @@
+"""The approval book: the one place a run's human approvals live.
+
+Pure and deterministic (no Temporal calls, time comes in as ``now``), so the
+workflow only wires it to its ``decide`` update, validator, timer and ledger
+activity, and the rules are unit-tested without a server.
+
+    open(items, now)          an action now awaits a human (ledger: requested)
+    validate(decision, ...)   refuse before anything reaches history
+    apply(decision, now)      the decision's result (approve, edit, reject, reassign, first sign-off)
+    tick(now)                 reminders, escalations along the queue chain, expiry at its end
+    next_wake_up()            the earliest reminder or SLA deadline
+    take_decided()            final outcomes for the agent's next step
+    take_ledger()             ledger entries not yet written
+
+Nothing here ever approves: a deadline escalates an item, and the end of the
+chain expires it (the action is never run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
+
+from agents.actions import action_digest
+from agents.approvals import (
+    ApprovalDecision,
+    DecisionResult,
+    PendingApproval,
+    ReceivedDecision,
+    SignOff,
+    decision_key,
+)
+from runtime.errors import DecisionRefused
+from guardrails.policy import ROLE_RANK, ApprovalRouting
+from guardrails.routing import clock_for
+from store.ledger import LedgerEntry, LedgerEvent
+
+__all__ = ["ApprovalBook", "EditCheck", "RoutedPolicy"]
+
+
+class RoutedPolicy(Protocol):
+    """What the book needs of a program's policy: its routing and business calendar."""
+
+    @property
+    def approvals(self) -> ApprovalRouting: ...
+
+    @property
+    def business_day_end_hour(self) -> int: ...
+
+    @property
+    def holidays(self) -> object: ...
+
+
+EditCheck = Callable[[ApprovalDecision, PendingApproval], None]
+"""A program's check of edited arguments (its guardrails); raises :class:`DecisionRefused`."""
+
+
+class ApprovalBook:
+    """Pending items, decisions, sign-offs, reminders, escalation and expiry of one run."""
+
+    def __init__(self, policy: RoutedPolicy, *, initiated_by: str) -> None:
+        self._policy = policy
+        self._initiated_by = initiated_by
+        self._pending: dict[str, PendingApproval] = {}
+        self._decided: dict[str, ApprovalDecision] = {}
+        self._answered: dict[str, DecisionResult] = {}  # decision_key -> result, for identical repeats
+        self._outcomes: list[ReceivedDecision] = []
+        self._ledger: list[LedgerEntry] = []
+        self._ledger_seq = 0
+
+    # --- reading ------------------------------------------------------------
+    @property
+    def pending(self) -> list[PendingApproval]:
+        """Items awaiting a human, in the order they were opened."""
+        return list(self._pending.values())
+
+    @property
+    def answers(self) -> int:
+        """How many decisions were accepted (identical repeats count once)."""
+        return len(self._answered)
+
+    @property
+    def has_outcomes(self) -> bool:
+        """A final decision or an expiry is waiting for the agent."""
+        return bool(self._outcomes)
+
+    def next_wake_up(self) -> datetime | None:
+        """The earliest SLA deadline or unsent reminder, or None with nothing pending."""
+        clocks = [p.sla_deadline for p in self._pending.values()]
+        clocks += [p.remind_at for p in self._pending.values() if not p.reminded]
+        return min(clocks, default=None)
+
+    # --- changing ------------------------------------------------------------
+    def open(self, items: list[PendingApproval], now: datetime) -> None:
+        """These actions now await a human."""
+        for item in items:
+            self._pending[item.approval_id] = item
+            self._record(item, "requested", "system", now, reason="; ".join(item.reasons))
+
+    def tick(self, now: datetime) -> list[LedgerEntry]:
+        """Record reminders; escalate items past their deadline; expire them when the chain ends."""
+        before = len(self._ledger)
+        routing = self._policy.approvals
+        for approval_id, item in list(self._pending.items()):
+            if not item.reminded and now >= item.remind_at:
+                item = item.model_copy(update={"reminded": True})
+                self._pending[approval_id] = item
+                self._record(item, "reminded", "system", now)
+            if now < item.sla_deadline:
+                continue
+            next_queue = routing.queues[item.queue].escalate_to
+            if next_queue is None:
+                del self._pending[approval_id]
+                self._outcomes.append(ReceivedDecision(kind="expired", approval=item))
+                self._record(item, "expired", "system", now, reason="escalation chain exhausted; nothing was executed")
+                continue
+            clock = clock_for(next_queue, item.required_role, self._policy, now)
+            item = item.entering(clock, escalation_level=item.escalation_level + 1)
+            self._pending[approval_id] = item
+            self._record(item, "escalated", "system", now, reason=f"SLA deadline passed; now in {clock.queue}")
+        return self._ledger[before:]
+
+    def validate(self, decision: ApprovalDecision, *, check_edit: EditCheck) -> None:
+        """Raise :class:`DecisionRefused` unless the decision may be applied (or is an identical repeat)."""
+        if decision_key(decision) in self._answered:
+            return
+        if decision.approval_id in self._decided:
+            first = self._decided[decision.approval_id]
+            raise DecisionRefused("conflict", (
+                f"approval {decision.approval_id} was already decided ({first.decision} by {first.approver}); "
+                "a different decision is refused"))
+        item = self._pending.get(decision.approval_id)
+        if item is None:
+            raise DecisionRefused("not_found", (
+                f"unknown approval {decision.approval_id!r}; list pending approvals with `careloom approvals list`"))
+        if decision.digest != item.digest:
+            raise DecisionRefused("conflict", (
+                f"stale digest for approval {decision.approval_id}: the action is now {item.digest[:12]}, "
+                f"you saw {decision.digest[:12]}; reload it and decide again"))
+        if decision.approver in (self._initiated_by, "system"):
+            raise DecisionRefused("forbidden",
+                                  f"{decision.approver} initiated this run and may not approve its actions")
+        if ROLE_RANK[decision.role] < ROLE_RANK[item.required_role]:
+            raise DecisionRefused("forbidden", (
+                f"approval {decision.approval_id} needs role {item.required_role}; "
+                f"{decision.approver} has {decision.role}"))
+        if any(s.approver == decision.approver for s in item.signoffs):
+            raise DecisionRefused("forbidden", (
+                f"{decision.approver} already signed off {decision.approval_id}; "
+                "the second approver must be someone else"))
+        if decision.bulk_tool is not None:
+            if decision.bulk_tool != item.tool:
+                raise DecisionRefused("invalid", (
+                    f"bulk decisions must be homogeneous: {decision.approval_id} is {item.tool}, "
+                    f"not {decision.bulk_tool}"))
+            if item.dual_signoff or item.required_role == "md":
+                raise DecisionRefused("forbidden", (
+                    f"{decision.approval_id} needs an {item.required_role} decision on its own; "
+                    "it cannot be bulk-decided"))
+        if decision.decision == "reassign":
+            queues = self._policy.approvals.queues
+            if decision.queue not in queues:
+                raise DecisionRefused("invalid", (
+                    f"unknown queue {decision.queue!r}; known: {', '.join(sorted(queues))}"))
+            if decision.queue == item.queue:
+                raise DecisionRefused("invalid", f"{decision.approval_id} is already in queue {item.queue}")
+            return
+        if decision.decision != "edit":
+            return
+        if decision.arguments is None or decision.arguments.tool != item.tool:
+            raise DecisionRefused("invalid", f"an edit must keep the tool {item.tool}")
+        check_edit(decision, item)
+
+    def apply(self, decision: ApprovalDecision, now: datetime) -> DecisionResult:
+        """Apply a validated decision; an identical repeat returns the first result."""
+        key = decision_key(decision)
+        if key in self._answered:
+            return self._answered[key]
+        result = self._apply(decision, self._pending[decision.approval_id], now)
+        self._answered[key] = result
+        return result
+
+    def _apply(self, decision: ApprovalDecision, item: PendingApproval, now: datetime) -> DecisionResult:
+        base = {"approval_id": item.approval_id, "action_id": item.action_id, "decision": decision.decision,
+                "approver": decision.approver, "role": decision.role, "reason": decision.reason, "decided_at": now}
+        if decision.decision == "reassign":
+            clock = clock_for(decision.queue or item.queue, item.required_role, self._policy, now)
+            moved = item.entering(clock)
+            self._pending[item.approval_id] = moved
+            self._record(moved, "reassigned", decision.approver, now, role=decision.role, reason=decision.reason)
+            return DecisionResult(**base, outcome="reassigned", approved_digest=None, queue=clock.queue)
+        if decision.decision == "reject":
+            del self._pending[item.approval_id]
+            result = DecisionResult(**base, outcome="rejected", approved_digest=None, queue=item.queue)
+            self._finish(decision, item)
+            self._record(item, "rejected", decision.approver, now, role=decision.role, reason=decision.reason)
+            return result
+        if decision.decision == "edit" and decision.arguments is not None:
+            arguments, digest = decision.arguments, action_digest(decision.arguments)
+        else:
+            arguments, digest = item.arguments, item.digest
+        final = item.model_copy(update={"arguments": arguments, "digest": digest})
+        if item.dual_signoff and not item.signoffs:
+            # First of two sign-offs: the item stays pending for a second, distinct reviewer.
+            waiting = final.model_copy(update={
+                "required_role": self._policy.approvals.second_signoff_role,
+                "signoffs": [SignOff(approver=decision.approver, role=decision.role, at=now, digest=digest)]})
+            self._pending[item.approval_id] = waiting
+            self._record(waiting, "signed_off", decision.approver, now, role=decision.role, reason=decision.reason)
+            return DecisionResult(**base, outcome="awaiting_second_signoff", approved_digest=digest,
+                                  queue=item.queue)
+        del self._pending[item.approval_id]
+        outcome = "edited" if decision.decision == "edit" else "approved"
+        result = DecisionResult(**base, outcome=outcome, approved_digest=digest, queue=item.queue)
+        self._finish(decision, final)  # signoffs before this one, for the record
+        self._record(final, outcome, decision.approver, now, role=decision.role, reason=decision.reason,
+                     digest=digest)
+        return result
+
+    def _finish(self, decision: ApprovalDecision, item: PendingApproval) -> None:
+        self._decided[item.approval_id] = decision
+        self._outcomes.append(ReceivedDecision(decision=decision, approval=item))
+
+    # --- handing over ---------------------------------------------------------
+    def take_decided(self) -> list[ReceivedDecision]:
+        """Final decisions and expiries since the last call, for the agent's next step."""
+        outcomes, self._outcomes = self._outcomes, []
+        return outcomes
+
+    def take_ledger(self) -> list[LedgerEntry]:
+        """Ledger entries not yet handed to the ledger activity."""
+        entries, self._ledger = self._ledger, []
+        return entries
+
+    def _record(self, item: PendingApproval, event: LedgerEvent, actor: str, now: datetime, *,
+                role: str | None = None, reason: str | None = None, digest: str | None = None) -> None:
+        self._ledger_seq += 1
+        self._ledger.append(LedgerEntry(
+            event_id=f"{item.workflow_id}/{self._ledger_seq}", workflow_id=item.workflow_id,
+            approval_id=item.approval_id, event=event, actor=actor, role=role, at=now,
+            digest=digest or item.digest, queue=item.queue, reason=reason, policy_id=item.policy_id))
