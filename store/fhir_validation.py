@@ -36,6 +36,17 @@ _ELIG_OUTCOME = {"queued", "complete", "error", "partial"}
 _CONSENT_STATUS = {"draft", "proposed", "active", "rejected", "inactive", "entered-in-error"}
 _EVENT_STATUS = {"preparation", "in-progress", "not-done", "on-hold", "stopped", "completed",
                  "entered-in-error", "unknown"}
+_FINANCIAL_STATUS = {"active", "cancelled", "draft", "entered-in-error"}
+_CLAIM_USE = {"claim", "preauthorization", "predetermination"}
+_REMITTANCE_OUTCOME = {"queued", "complete", "error", "partial"}
+_NOTE_TYPE = {"display", "print", "printoper"}
+_DOCUMENT_STATUS = {"current", "superseded", "entered-in-error"}
+_COMPOSITION_STATUS = {"preliminary", "final", "amended", "entered-in-error"}
+_REQUEST_STATUS = {"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"}
+_REQUEST_INTENT = {"proposal", "plan", "directive", "order", "original-order", "reflex-order", "filler-order",
+                   "instance-order", "option"}
+_BUNDLE_TYPE = {"document", "message", "transaction", "transaction-response", "batch", "batch-response",
+                "history", "searchset", "collection"}
 
 # (resource type, dotted path) -> allowed codes. A path segment that is a list
 # is checked element by element.
@@ -54,6 +65,18 @@ REQUIRED_BINDINGS: dict[tuple[str, str], set[str]] = {
     ("Consent", "status"): _CONSENT_STATUS,
     ("Communication", "status"): _EVENT_STATUS,
     ("Communication", "priority"): _PRIORITY,
+    ("Claim", "status"): _FINANCIAL_STATUS,
+    ("Claim", "use"): _CLAIM_USE,
+    ("ClaimResponse", "status"): _FINANCIAL_STATUS,
+    ("ClaimResponse", "use"): _CLAIM_USE,
+    ("ClaimResponse", "outcome"): _REMITTANCE_OUTCOME,
+    ("ClaimResponse", "processNote.type"): _NOTE_TYPE,
+    ("DocumentReference", "status"): _DOCUMENT_STATUS,
+    ("DocumentReference", "docStatus"): _COMPOSITION_STATUS,
+    ("ServiceRequest", "status"): _REQUEST_STATUS,
+    ("ServiceRequest", "intent"): _REQUEST_INTENT,
+    ("ServiceRequest", "priority"): _PRIORITY,
+    ("Bundle", "type"): _BUNDLE_TYPE,
 }
 
 

@@ -52,6 +52,10 @@ _MEMBER_PATHS: dict[str, tuple[str, ...]] = {
     "Task": ("for",),
     "Communication": ("subject",),
     "CoverageEligibilityResponse": ("patient",),
+    "Claim": ("patient",),
+    "ClaimResponse": ("patient",),
+    "DocumentReference": ("subject",),
+    "ServiceRequest": ("subject",),
 }
 
 

@@ -1,0 +1,269 @@
+"""``issue_determination``: the plan's answer to a prior-authorization request, as a FHIR ClaimResponse.
+
+A pend is written together with its FHIR Task asking the requesting provider for the missing
+documentation, in the same idempotent write: a pended request without its information request
+would wait for documentation nobody asked for, and one write keeps the pair all-or-nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
+
+from guardrails.policy import ServiceEffect
+from store.records import CareRecordStore, member_of
+from tools.errors import tool_error
+from tools.writes import WriteResult, resource_id
+
+__all__ = [
+    "APPROVAL_REQUIRED",
+    "CLAIM_NOT_FOUND",
+    "DETERMINATION_MISMATCH",
+    "REASON_SYSTEM",
+    "REVIEW_ACTION_EXTENSION",
+    "REVIEW_ACTION_SYSTEM",
+    "IssueDeterminationArgs",
+    "ItemDecision",
+    "WriteDeterminationInput",
+    "build_claim_response",
+    "build_information_request",
+    "service_effect",
+    "write_claim_response",
+]
+
+# Stable ApplicationError types (tools/errors.py style), raised non-retryable.
+CLAIM_NOT_FOUND = "ClaimNotFound"
+DETERMINATION_MISMATCH = "DeterminationMismatch"
+APPROVAL_REQUIRED = "ApprovalRequired"
+
+REVIEW_ACTION_SYSTEM = "https://codesystem.x12.org/005010/306"
+REVIEW_ACTION_EXTENSION = "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-reviewActionCode"
+REASON_SYSTEM = "urn:careloom:um-determination-reason"
+CRITERION_SYSTEM = "urn:careloom:um-criterion"
+_ADJUDICATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/adjudication"
+
+Outcome = Literal["approve", "deny", "partial", "pend"]
+Decision = Literal["approved", "denied", "pended", "modified"]
+
+# X12 306 (HCR01) review action codes, one per item decision.
+_REVIEW_ACTION: dict[Decision, tuple[str, str]] = {
+    "approved": ("A1", "Certified in total"),
+    "denied": ("A3", "Not certified"),
+    "pended": ("A4", "Pended"),
+    "modified": ("A6", "Modified"),
+}
+_FHIR_OUTCOME: dict[Outcome, str] = {"approve": "complete", "deny": "complete", "partial": "partial",
+                                     "pend": "queued"}
+_DISPOSITION: dict[Outcome, str] = {
+    "approve": "Certified in total",
+    "deny": "Not certified",
+    "partial": "Partially certified",
+    "pend": "Pended: additional documentation requested",
+}
+_CODE = r"^[a-z0-9][a-z0-9.-]*$"
+
+
+class ItemDecision(BaseModel):
+    """The decision on one requested service line."""
+
+    sequence: int = Field(ge=1, description="Claim.item.sequence of the line decided.")
+    code: str = Field(min_length=1, description="The line's service code, as requested.")
+    decision: Decision
+    approved_quantity: int | None = Field(
+        default=None, ge=1, description="Units approved; required when modified, none when denied or pended.")
+
+    @model_validator(mode="after")
+    def _quantity_fits_decision(self) -> ItemDecision:
+        if self.decision == "modified" and self.approved_quantity is None:
+            raise ValueError(f"item {self.sequence} is modified: give the approved_quantity")
+        if self.decision in ("denied", "pended") and self.approved_quantity is not None:
+            raise ValueError(f"item {self.sequence} is {self.decision}: remove approved_quantity")
+        return self
+
+
+class IssueDeterminationArgs(BaseModel):
+    """The proposed determination, as a reviewer sees and may edit it."""
+
+    tool: Literal["issue_determination"] = "issue_determination"
+    outcome: Outcome
+    items: list[ItemDecision] = Field(min_length=1)
+    reason_codes: list[str] = Field(
+        default_factory=list, max_length=10,
+        description="Specific reasons (CMS-0057-F: every denial has one), e.g. criteria-not-met.")
+    criteria_cited: list[str] = Field(default_factory=list, max_length=20, description="Criterion ids relied on.")
+    explanation: str = Field(min_length=3, max_length=500)
+    requested_documentation: list[str] = Field(
+        default_factory=list, max_length=20, description="Criterion ids the provider must document (pend only).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IssueDeterminationArgs:
+        for code in [*self.reason_codes, *self.criteria_cited, *self.requested_documentation]:
+            if not re.match(_CODE, code):
+                raise ValueError(f"{code!r} is not a code: use lowercase letters, digits, '.' and '-'")
+        sequences = [item.sequence for item in self.items]
+        if len(set(sequences)) != len(sequences):
+            raise ValueError(f"items decide a line twice ({sequences}): one decision per Claim.item")
+        decisions = {item.decision for item in self.items}
+        if self.outcome == "approve" and decisions != {"approved"}:
+            raise ValueError("an approve must approve every item: use partial when some are denied or modified")
+        if self.outcome == "deny" and decisions != {"denied"}:
+            raise ValueError("a deny must deny every item: use partial when some are approved")
+        if self.outcome == "pend" and decisions != {"pended"}:
+            raise ValueError("a pend must pend every item")
+        if self.outcome == "partial" and ("pended" in decisions or decisions == {"approved"}
+                                          or not decisions & {"approved", "modified"}):
+            raise ValueError("a partial approves or modifies some items and denies or modifies others, pending none")
+        if self.outcome in ("deny", "partial") and not (self.reason_codes and self.criteria_cited):
+            raise ValueError(f"a {self.outcome} needs at least one reason code and one criterion cited")
+        if self.outcome == "pend" and not self.requested_documentation:
+            raise ValueError("a pend must list requested_documentation (the criterion ids to document)")
+        if self.outcome != "pend" and self.requested_documentation:
+            raise ValueError("only a pend requests documentation: remove requested_documentation")
+        return self
+
+
+class WriteDeterminationInput(BaseModel):
+    claim_id: str
+    member_id: str
+    coverage_id: str
+    idempotency_key: str = Field(description="workflow id + action id: a retry returns the same ClaimResponse.")
+    approved_by: str | None = Field(default=None, description="Reviewer id when a human decided it.")
+    arguments: IssueDeterminationArgs
+    decided_at: AwareDatetime
+    criteria_version: str = Field(description="criteria_version_id of the medical policy applied.")
+
+
+def service_effect(args: IssueDeterminationArgs) -> ServiceEffect:
+    """What the determination does to the member's services; anything but none needs a human."""
+    if args.outcome == "deny":
+        return "denies"
+    if args.outcome == "pend":
+        return "delays"  # CA SB 1120 counts delaying care among what only a clinician may do
+    if args.outcome == "partial" or any(item.decision == "modified" for item in args.items):
+        return "reduces"
+    return "none"
+
+
+def _concept(system: str, code: str, display: str | None = None) -> dict[str, Any]:
+    coding = {"system": system, "code": code, **({"display": display} if display else {})}
+    return {"coding": [coding], "text": display or code}
+
+
+def _pre_auth_ref(idempotency_key: str) -> str:
+    return "PA-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:12].upper()
+
+
+def _adjudication(item: ItemDecision, requested: int) -> list[dict[str, Any]]:
+    code, display = _REVIEW_ACTION[item.decision]
+    adjudication: list[dict[str, Any]] = [{
+        "extension": [{"url": REVIEW_ACTION_EXTENSION,
+                       "valueCodeableConcept": _concept(REVIEW_ACTION_SYSTEM, code, display)}],
+        "category": _concept(_ADJUDICATION_SYSTEM, "submitted"),
+        "value": requested,
+    }]
+    if item.decision in ("approved", "modified"):
+        adjudication.append({"category": _concept("urn:careloom:adjudication", "approved-quantity"),
+                             "value": item.approved_quantity or requested})
+    return adjudication
+
+
+def build_claim_response(data: WriteDeterminationInput, claim: dict[str, Any],
+                         coverage: dict[str, Any]) -> dict[str, Any]:
+    """The ClaimResponse (FHIR R4) answering ``claim`` under this determination."""
+    args = data.arguments
+    requested = {item["sequence"]: int((item.get("quantity") or {}).get("value", 1)) for item in claim["item"]}
+    notes = []
+    if args.reason_codes:
+        notes.append(f"Reasons: {', '.join(args.reason_codes)}.")
+    if args.criteria_cited:
+        notes.append(f"Criteria cited ({data.criteria_version}): {', '.join(args.criteria_cited)}.")
+    if args.requested_documentation:
+        notes.append(f"Documentation requested for: {', '.join(args.requested_documentation)}.")
+    notes.append(f"Reviewed by {data.approved_by}." if data.approved_by else "Met every criterion; not reviewed.")
+    response: dict[str, Any] = {
+        "resourceType": "ClaimResponse",
+        "id": resource_id(data.idempotency_key, "claimresponse"),
+        "status": "active",
+        "type": claim["type"],
+        "use": "preauthorization",
+        "patient": {"reference": f"Patient/{data.member_id}"},
+        "created": data.decided_at.isoformat(),
+        "insurer": coverage["payor"][0],
+        "requestor": claim["provider"],
+        "request": {"reference": f"Claim/{data.claim_id}"},
+        "outcome": _FHIR_OUTCOME[args.outcome],
+        "disposition": f"{_DISPOSITION[args.outcome]}. {args.explanation}",
+        "item": [{"itemSequence": item.sequence, "adjudication": _adjudication(item, requested[item.sequence])}
+                 for item in sorted(args.items, key=lambda i: i.sequence)],
+        "processNote": [{"number": n, "type": "display", "text": text} for n, text in enumerate(notes, start=1)],
+    }
+    if args.outcome in ("approve", "partial"):
+        response["preAuthRef"] = _pre_auth_ref(data.idempotency_key)
+    if args.reason_codes:
+        # Header-level: the reasons apply to the determination, whatever line they bear on.
+        response["adjudication"] = [
+            {"category": _concept("urn:careloom:adjudication", "determination-reason"),
+             "reason": _concept(REASON_SYSTEM, code)} for code in args.reason_codes]
+    return response
+
+
+def build_information_request(data: WriteDeterminationInput, claim: dict[str, Any]) -> dict[str, Any]:
+    """The Task asking the requesting provider for the documentation a pend is waiting for."""
+    return {
+        "resourceType": "Task",
+        "id": resource_id(data.idempotency_key, "information-request"),
+        "status": "requested",
+        "intent": "order",
+        "code": _concept("urn:careloom:task-kind", "request-additional-information"),
+        "description": "Send documentation for the prior-authorization criteria listed in input.",
+        "focus": {"reference": f"Claim/{data.claim_id}"},
+        "for": {"reference": f"Patient/{data.member_id}"},
+        "authoredOn": data.decided_at.isoformat(),
+        "owner": claim["provider"],
+        "reasonReference": {"reference": f"ClaimResponse/{resource_id(data.idempotency_key, 'claimresponse')}"},
+        "input": [{"type": _concept("urn:careloom:task-input", "missing-criterion"),
+                   "valueCodeableConcept": _concept(CRITERION_SYSTEM, criterion)}
+                  for criterion in data.arguments.requested_documentation],
+    }
+
+
+def _check_against_claim(data: WriteDeterminationInput, claim: dict[str, Any]) -> None:
+    # The first coding with a code, as tools.pas_request reads the requested service.
+    lines = {item["sequence"]: next((c["code"] for c in item["productOrService"].get("coding") or [] if c.get("code")),
+                                    None)
+             for item in claim["item"]}
+    decided = {item.sequence: item.code for item in data.arguments.items}
+    if decided != lines:
+        raise tool_error(DETERMINATION_MISMATCH,
+                         f"the determination decides lines {decided} but Claim/{data.claim_id} requests {lines}:"
+                         " decide every requested line once, with its code")
+
+
+def write_claim_response(store: CareRecordStore, data: WriteDeterminationInput) -> WriteResult:
+    """Write the ClaimResponse (and, for a pend, its information-request Task) once per idempotency key."""
+    claim = store.get("Claim", data.claim_id)
+    if claim is None or member_of(claim) != data.member_id:
+        raise tool_error(CLAIM_NOT_FOUND, f"no Claim/{data.claim_id} for member {data.member_id!r}: check both ids")
+    coverage = store.get("Coverage", data.coverage_id)
+    if coverage is None or member_of(coverage) != data.member_id:
+        raise tool_error(CLAIM_NOT_FOUND,
+                         f"no Coverage/{data.coverage_id} for member {data.member_id!r}: use the request's coverage")
+    _check_against_claim(data, claim)
+    # The workflow's guardrails already route adverse actions to reviewers; this is the last line,
+    # so a bug upstream can still never issue a denial, reduction or delay without a human.
+    if service_effect(data.arguments) != "none" and not data.approved_by:
+        raise tool_error(APPROVAL_REQUIRED,
+                         f"a {data.arguments.outcome} {service_effect(data.arguments)} the member's services and"
+                         " needs a reviewer: pass approved_by")
+    resources = [build_claim_response(data, claim, coverage)]
+    if data.arguments.outcome == "pend":
+        resources.append(build_information_request(data, claim))
+    stored, created = store.create_once(resources, data.idempotency_key)
+    return WriteResult(
+        reference=f"ClaimResponse/{stored[0]['id']}",
+        created=created,
+        related=[f"{r['resourceType']}/{r['id']}" for r in stored[1:]],
+    )
