@@ -26,14 +26,14 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 from pydantic import BaseModel
 
-from agents.actions import ProposedAction
 from agents.approvals import PendingApproval, ReviewContext
 from agents.facts import RunFacts
 from agents.planner import PlannerInput, PlannerOutput
 from agents.runtime import AgentRuntime, ToolFailure, runtime_of
+from agents.steps import apply_received, execute_ready, expired_follow_up, guard_actions
 from agents.state import TERMINAL, ActionRecord, OutreachState, RunStatus
 from guardrails.deadlines import next_contact_time, tcm_contact_due
-from guardrails.policy import Role, max_role
+from guardrails.policy import Role
 from guardrails.routing import clock_for
 from guardrails.rules import check_run, evaluate_action, service_effect
 from tools.care_plan import DraftCarePlanInput
@@ -125,80 +125,33 @@ async def plan(state: OutreachState, config: RunnableConfig) -> dict[str, Any]:
 async def guard(state: OutreachState, config: RunnableConfig) -> dict[str, Any]:
     rt = _runtime(config)
     facts, policy, now = _facts(state), state.request.policy, rt.now()
-    actions = [r.model_copy() for r in state.actions]  # nodes only reassign top-level fields
-    verdicts = list(state.verdicts)
-    requests: list[PendingApproval] = []
-    for record in actions:
-        due = record.status == "deferred" and record.not_before is not None and record.not_before <= now
-        if record.status not in ("proposed", "approved") and not due:
-            continue
-        verdict = evaluate_action(record.action, facts, policy, now=now, approved_role=record.approver_role)
-        verdicts.append(verdict)
-        record.not_before = None
-        if verdict.decision == "allow":
-            record.status = "ready"
-        elif verdict.decision == "block":
-            record.status, record.reason = "blocked", "; ".join(verdict.reasons)
-        elif verdict.decision == "defer":
-            record.status, record.not_before = "deferred", verdict.defer_until
-        else:
-            record.status = "awaiting_approval"
-            record.approval_requests += 1
-            requests.append(_pending(state, record, verdict.reasons, verdict.required_role or "md", now))
-    if requests:
-        rt.request_approvals(requests)
+    actions, verdicts = guard_actions(
+        rt, state.actions, state.verdicts,
+        judge=lambda r: evaluate_action(r.action, facts, policy, now=now, approved_role=r.approver_role),
+        describe=lambda r, reasons, role: _pending(state, r, reasons, role, now))
     return {"actions": actions, "verdicts": verdicts}
 
 async def execute(state: OutreachState, config: RunnableConfig) -> Command[Literal["record_outcome", "__end__"]]:
     rt = _runtime(config)
-    actions = [r.model_copy() for r in state.actions]  # nodes only reassign top-level fields
-    if any(r.status == "ready" for r in actions):
+    if any(r.status == "ready" for r in state.actions):
         rt.publish(state, "executing")
-    for record in actions:
-        if record.status != "ready":
-            continue
-        try:
-            record.result = await rt.call_tool(*_write_call(state, record))
-            record.status = "executed"
-        except ToolFailure as failure:
-            if failure.error_type == OUTSIDE_CONTACT_HOURS:
-                record.status = "deferred"
-                record.not_before = _next_opening(state, rt.now())
-            elif failure.error_type == CONTACT_NOT_ALLOWED:
-                record.status, record.reason = "blocked", str(failure)
-            else:
-                record.status, record.reason = "failed", f"{failure.error_type}: {failure}"
+
+    def on_failure(record: ActionRecord, failure: ToolFailure) -> None:
+        if failure.error_type == OUTSIDE_CONTACT_HOURS:
+            record.status = "deferred"
+            record.not_before = _next_opening(state, rt.now())
+        elif failure.error_type == CONTACT_NOT_ALLOWED:
+            record.status, record.reason = "blocked", str(failure)
+
+    actions = await execute_ready(rt, state.actions, write_call=lambda r: _write_call(state, r),
+                                  on_failure=on_failure)
     # All actions final: record the outcome; otherwise the run parks (END) until decisions or a deferral.
     finished = state.model_copy(update={"actions": actions}).finished
     return Command(update={"actions": actions}, goto="record_outcome" if finished else END)
 
 async def apply_decisions(state: OutreachState, config: RunnableConfig) -> dict[str, Any]:
     rt = _runtime(config)
-    actions = [r.model_copy() for r in state.actions]  # nodes only reassign top-level fields
-    by_id = {r.action.action_id: r for r in actions}
-    for received in state.inbox:
-        item = received.approval
-        record = by_id[item.action_id]
-        if received.kind == "expired":
-            record.status = "expired"
-            record.reason = (f"no decision before the SLA deadline in queue {item.queue} after "
-                             f"{item.escalation_level} escalation(s); not executed")
-            actions.append(_follow_up(item, rt.now()))
-            continue
-        decision = received.decision
-        if decision is None:
-            continue
-        approvers = [s.approver for s in item.signoffs] + [decision.approver]
-        # With two sign-offs the action carries the authority of the more senior one (e.g. the MD).
-        senior = max_role([decision.role, *(s.role for s in item.signoffs)])
-        record.approved_by, record.approver_role = ", ".join(approvers), senior
-        if decision.decision == "reject":
-            record.status, record.reason = "rejected", f"rejected by {decision.approver}: {decision.reason}"
-            continue
-        if item.arguments != record.action.arguments:
-            record.action = record.action.model_copy(update={"arguments": item.arguments})
-            record.edited = True
-        record.status = "approved"
+    actions = apply_received(state.actions, state.inbox, follow_up=lambda item: expired_follow_up(item, rt.now()))
     return {"actions": actions, "inbox": []}
 
 async def record_outcome(state: OutreachState, config: RunnableConfig) -> dict[str, Any]:
@@ -288,23 +241,6 @@ def _pending(state: OutreachState, record: ActionRecord, reasons: list[str], rol
             preferred_channel=facts.member.preferred_channel,
         ),
     )
-
-
-def _follow_up(item: PendingApproval, now: datetime) -> ActionRecord:
-    """A human Task for an approval nobody decided in time: the action itself is never run."""
-    action = ProposedAction(
-        action_id=f"{item.action_id}-follow-up"[:40],
-        arguments=CreateTaskArgs(
-            kind="expired-approval-review", queue=item.queue, priority="urgent",
-            description=f"Approval {item.approval_id} ({item.tool}) expired unanswered; review the run and decide "
-                        "by hand",
-            reason=f"SLA chain exhausted at queue {item.queue}", due=now + timedelta(days=1),
-        ),
-        rationale="An approval expired after its escalation chain; a person must follow up.",
-        evidence=[f"approval={item.approval_id}", f"queue={item.queue}", f"escalations={item.escalation_level}"],
-        confidence=1.0,
-    )
-    return ActionRecord(action=action, proposed_digest=action.digest)
 
 
 def _next_opening(state: OutreachState, now: datetime) -> datetime:

@@ -1,0 +1,130 @@
+"""Node logic every program's agent graph shares: judge, open approvals, execute, apply decisions.
+
+A program's graph supplies what differs (how an action is judged, how a
+pending item is described, which write tool input an action becomes); the
+life of an action is the same everywhere:
+
+    proposed → (ready | blocked | deferred | awaiting_approval) → approved → ready → executed
+                                         ↘ rejected · expired (never executed) · failed
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+
+from pydantic import BaseModel
+
+from agents.actions import ProposedAction
+from agents.approvals import PendingApproval, ReceivedDecision
+from agents.runtime import AgentRuntime, ToolFailure
+from agents.state import ActionRecord
+from guardrails.policy import Role, max_role
+from guardrails.verdicts import GuardrailVerdict
+from tools.registry import ToolSpec
+from tools.tasks import CreateTaskArgs
+
+__all__ = ["apply_received", "execute_ready", "expired_follow_up", "guard_actions"]
+
+Judge = Callable[[ActionRecord], GuardrailVerdict]
+Describe = Callable[[ActionRecord, list[str], Role], PendingApproval]
+WriteCall = Callable[[ActionRecord], tuple[ToolSpec, BaseModel]]
+OnFailure = Callable[[ActionRecord, ToolFailure], None]
+
+
+def guard_actions(rt: AgentRuntime, records: list[ActionRecord], verdicts: list[GuardrailVerdict], *,
+                  judge: Judge, describe: Describe) -> tuple[list[ActionRecord], list[GuardrailVerdict]]:
+    """Judge every open action (new, approved, or deferred and now due); open approvals where asked."""
+    now = rt.now()
+    actions = [r.model_copy() for r in records]  # nodes only reassign top-level fields
+    verdicts = list(verdicts)
+    requests: list[PendingApproval] = []
+    for record in actions:
+        due = record.status == "deferred" and record.not_before is not None and record.not_before <= now
+        if record.status not in ("proposed", "approved") and not due:
+            continue
+        verdict = judge(record)
+        verdicts.append(verdict)
+        record.not_before = None
+        if verdict.decision == "allow":
+            record.status = "ready"
+        elif verdict.decision == "block":
+            record.status, record.reason = "blocked", "; ".join(verdict.reasons)
+        elif verdict.decision == "defer":
+            record.status, record.not_before = "deferred", verdict.defer_until
+        else:
+            record.status = "awaiting_approval"
+            record.approval_requests += 1
+            requests.append(describe(record, verdict.reasons, verdict.required_role or "md"))
+    if requests:
+        rt.request_approvals(requests)
+    return actions, verdicts
+
+
+async def execute_ready(rt: AgentRuntime, records: list[ActionRecord], *, write_call: WriteCall,
+                        on_failure: OnFailure | None = None) -> list[ActionRecord]:
+    """Run every ready action through its write tool; a failure for good is the action's, not the run's."""
+    actions = [r.model_copy() for r in records]  # nodes only reassign top-level fields
+    for record in actions:
+        if record.status != "ready":
+            continue
+        try:
+            record.result = await rt.call_tool(*write_call(record))
+            record.status = "executed"
+        except ToolFailure as failure:
+            if on_failure is not None:
+                on_failure(record, failure)
+            if record.status == "ready":
+                record.status, record.reason = "failed", f"{failure.error_type}: {failure}"
+    return actions
+
+
+def apply_received(records: list[ActionRecord], inbox: list[ReceivedDecision], *,
+                   follow_up: Callable[[PendingApproval], ActionRecord]) -> list[ActionRecord]:
+    """Apply final decisions and expiries; an expired item is never run and gets a human follow-up."""
+    actions = [r.model_copy() for r in records]  # nodes only reassign top-level fields
+    by_id = {r.action.action_id: r for r in actions}
+    for received in inbox:
+        item = received.approval
+        record = by_id[item.action_id]
+        if received.kind == "expired":
+            record.status = "expired"
+            record.reason = (f"no decision before the SLA deadline in queue {item.queue} after "
+                             f"{item.escalation_level} escalation(s); not executed")
+            actions.append(follow_up(item))
+            continue
+        decision = received.decision
+        if decision is None:
+            continue
+        approvers = [s.approver for s in item.signoffs] + [decision.approver]
+        # With two sign-offs the action carries the authority of the more senior one (e.g. the MD).
+        senior = max_role([decision.role, *(s.role for s in item.signoffs)])
+        record.approved_by, record.approver_role = ", ".join(approvers), senior
+        if decision.decision == "reject":
+            record.status, record.reason = "rejected", f"rejected by {decision.approver}: {decision.reason}"
+            continue
+        if item.arguments != record.action.arguments:
+            record.action = record.action.model_copy(update={"arguments": item.arguments})
+            record.edited = True
+        record.status = "approved"
+    return actions
+
+
+def expired_follow_up(item: PendingApproval, now: datetime) -> ActionRecord:
+    """A human Task for an approval nobody decided in time: the action itself is never run."""
+    action = ProposedAction(
+        action_id=f"{item.action_id}-follow-up"[:40],
+        arguments=CreateTaskArgs(
+            kind="expired-approval-review", queue=item.queue, priority="urgent",
+            description=f"Approval {item.approval_id} ({item.tool}) expired unanswered; review the run and decide "
+                        "by hand",
+            reason=f"SLA chain exhausted at queue {item.queue}", due=now + timedelta(days=1),
+        ),
+        rationale="An approval expired after its escalation chain; a person must follow up.",
+        evidence=[f"approval={item.approval_id}", f"queue={item.queue}", f"escalations={item.escalation_level}"],
+        confidence=1.0,
+    )
+    return ActionRecord(action=action, proposed_digest=action.digest)
+
+
