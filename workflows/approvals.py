@@ -65,6 +65,7 @@ class ApprovalBook:
         self._pending: dict[str, PendingApproval] = {}
         self._decided: dict[str, ApprovalDecision] = {}
         self._answered: dict[str, DecisionResult] = {}  # decision_key -> result, for identical repeats
+        self._accepted = 0
         self._outcomes: list[ReceivedDecision] = []
         self._ledger: list[LedgerEntry] = []
         self._ledger_seq = 0
@@ -77,8 +78,8 @@ class ApprovalBook:
 
     @property
     def answers(self) -> int:
-        """How many decisions were accepted (identical repeats count once)."""
-        return len(self._answered)
+        """How many decisions were applied (identical repeats count once)."""
+        return self._accepted
 
     @property
     def has_outcomes(self) -> bool:
@@ -123,7 +124,7 @@ class ApprovalBook:
 
     def validate(self, decision: ApprovalDecision, *, check_edit: EditCheck) -> None:
         """Raise :class:`DecisionRefused` unless the decision may be applied (or is an identical repeat)."""
-        if decision_key(decision) in self._answered:
+        if self._is_repeat(decision):
             return
         if decision.approval_id in self._decided:
             first = self._decided[decision.approval_id]
@@ -138,7 +139,9 @@ class ApprovalBook:
             raise DecisionRefused("conflict", (
                 f"stale digest for approval {decision.approval_id}: the action is now {item.digest[:12]}, "
                 f"you saw {decision.digest[:12]}; reload it and decide again"))
-        if decision.approver in (self._initiated_by, "system"):
+        if decision.approver == "system":
+            raise DecisionRefused("forbidden", "'system' is careloom itself: a decision needs a person's user id")
+        if decision.approver == self._initiated_by:
             raise DecisionRefused("forbidden",
                                   f"{decision.approver} initiated this run and may not approve its actions")
         if ROLE_RANK[decision.role] < ROLE_RANK[item.required_role]:
@@ -168,6 +171,12 @@ class ApprovalBook:
             return
         if decision.decision != "edit":
             return
+        if item.signoffs:
+            # The first sign-off was for the action as it stands; an edit now would run an action only one
+            # person approved.
+            raise DecisionRefused("forbidden", (
+                f"{decision.approval_id} already has a sign-off by {item.signoffs[0].approver} for this exact "
+                "action; the second reviewer approves or rejects it (with the reason), never edits it"))
         if decision.arguments is None or decision.arguments.tool != item.tool:
             raise DecisionRefused("invalid", f"an edit must keep the tool {item.tool}")
         check_edit(decision, item)
@@ -175,11 +184,19 @@ class ApprovalBook:
     def apply(self, decision: ApprovalDecision, now: datetime) -> DecisionResult:
         """Apply a validated decision; an identical repeat returns the first result."""
         key = decision_key(decision)
-        if key in self._answered:
+        if self._is_repeat(decision):
             return self._answered[key]
         result = self._apply(decision, self._pending[decision.approval_id], now)
         self._answered[key] = result
+        self._accepted += 1
         return result
+
+    def _is_repeat(self, decision: ApprovalDecision) -> bool:
+        """An identical decision already applied (a retry); a reassignment repeats only while it still holds."""
+        if decision_key(decision) not in self._answered:
+            return False
+        item = self._pending.get(decision.approval_id)
+        return not (decision.decision == "reassign" and item is not None and item.queue != decision.queue)
 
     def _apply(self, decision: ApprovalDecision, item: PendingApproval, now: datetime) -> DecisionResult:
         base = {"approval_id": item.approval_id, "action_id": item.action_id, "decision": decision.decision,
