@@ -14,11 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from agents.offline_planner import OfflinePlanner
 from agents.planner import Planner, PlannerActivity
 from runtime.logging import configure_logging
+from runtime.plugin import sandboxed_runner, worker_plugins
 from runtime.settings import Settings, get_settings
 from runtime.temporal_client import connect
 from store.ledger import DecisionLedger, LedgerActivities
@@ -32,19 +33,11 @@ log = structlog.get_logger(__name__)
 
 WORKFLOWS = [MemberOutreachWorkflow]
 
-# Modules the sandbox must not re-import per workflow: third-party libraries
-# (LangGraph, pydantic, FHIR models) and careloom's own pure modules, which
-# workflow code only uses deterministically.
-_PASSTHROUGH = (
-    "langgraph", "langchain_core", "langsmith", "pydantic", "pydantic_core", "fhir", "fhir_core",
-    "agents", "guardrails", "tools", "store", "runtime", "structlog", "zoneinfo",
-)
-
 
 def workflow_runner() -> SandboxedWorkflowRunner:
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*_PASSTHROUGH)
-    )
+    """The sandboxed runner careloom workers use (kept for callers; workers and the replayer get it, with
+    the data converter and failure types, from :class:`runtime.plugin.CareloomPlugin`)."""
+    return sandboxed_runner()
 
 
 def warm_up_workflows() -> None:
@@ -90,7 +83,12 @@ def build_worker(
     task_queue: str | None = None,
     executor: ThreadPoolExecutor | None = None,
 ) -> Worker:
-    """A worker with every careloom workflow and activity."""
+    """A worker with every careloom workflow and activity.
+
+    Converter, sandbox passthrough and failure types come from :class:`runtime.plugin.CareloomPlugin`: from
+    the client when it carries it (``connect`` does; the SDK applies a client's plugins to its workers),
+    else from a worker-level one. Never both.
+    """
     warm_up_workflows()
     tools = CareTools(store, settings)
     planning = PlannerActivity(planner or planner_for(settings), fallback=OfflinePlanner())
@@ -101,7 +99,7 @@ def build_worker(
         workflows=WORKFLOWS,
         activities=[*tools.activities(), planning.plan_outreach, ledger.append],
         activity_executor=executor or ThreadPoolExecutor(max_workers=16, thread_name_prefix="careloom-tool"),
-        workflow_runner=workflow_runner(),
+        plugins=worker_plugins(client, settings),
     )
 
 

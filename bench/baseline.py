@@ -96,10 +96,10 @@ def bare_worker(client: Client, settings: Settings, store: CareRecordStore, task
 
     from agents.offline_planner import OfflinePlanner
     from agents.planner import PlannerActivity
+    from runtime.plugin import worker_plugins
     from tools.activities import CareTools
-    from worker import workflow_runner
 
     rules = OfflinePlanner()
     return Worker(client, task_queue=task_queue, workflows=[BareOutreachBaseline],
                   activities=[*CareTools(store, settings).activities(), PlannerActivity(rules, rules).plan_outreach],
-                  activity_executor=ThreadPoolExecutor(max_workers=16), workflow_runner=workflow_runner())
+                  activity_executor=ThreadPoolExecutor(max_workers=16), plugins=worker_plugins(client, settings))

@@ -1,8 +1,9 @@
 """Replay histories against the current workflow code, in parallel worker processes.
 
 Each history is ``ok``, ``nondeterministic`` (with the first diverging event
-and a hint) or ``error``. Replays use the project's data converter and sandbox,
-exactly like the worker.
+and a hint) or ``error``. Replays use :class:`runtime.plugin.CareloomPlugin`
+like the worker (data converter, failure types and, when sandboxed, the
+passthrough modules); by default without the sandbox.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Literal
 from pydantic import BaseModel
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from temporalio.workflow import NondeterminismError
 
 from history.files import HistoryFileError, load_history
@@ -53,16 +55,17 @@ async def replay_histories(histories: list[tuple[str, WorkflowHistory]], *, sand
     ``workflows`` defaults to the worker's; the replay benchmark passes its
     bare baseline workflow.
     """
+    from runtime.plugin import CareloomPlugin
     from runtime.settings import Settings
-    from runtime.temporal_client import data_converter
-    from worker import WORKFLOWS, warm_up_workflows, workflow_runner
+    from worker import WORKFLOWS, warm_up_workflows
 
     warm_up_workflows()
 
-    runner = workflow_runner() if sandbox else UnsandboxedWorkflowRunner()
-    # The same converter as the worker: with payload keys configured, encrypted histories decrypt.
-    replayer = Replayer(workflows=list(workflows or WORKFLOWS), data_converter=data_converter(Settings()),
-                        workflow_runner=runner, build_id="careloom-replay")
+    # The plugin adds the passthrough modules to the sandboxed runner and leaves the unsandboxed one
+    # alone. Its converter is the worker's: with payload keys configured, encrypted histories decrypt.
+    runner = SandboxedWorkflowRunner() if sandbox else UnsandboxedWorkflowRunner()
+    replayer = Replayer(workflows=list(workflows or WORKFLOWS), workflow_runner=runner,
+                        plugins=[CareloomPlugin(Settings())], build_id="careloom-replay")
 
     async def feed() -> AsyncIterator[WorkflowHistory]:
         for _, history in histories:

@@ -1,7 +1,10 @@
 """Connecting to Temporal with careloom's data converter.
 
-Client, worker, CLI and replayer all use :data:`DATA_CONVERTER`, so typed
-pydantic models survive every hop.
+Client, worker, CLI and replayer all use :func:`data_converter` (the shared
+pydantic converter, encrypted when payload keys are set), so typed pydantic
+models survive every hop. It reaches them through
+:class:`runtime.plugin.CareloomPlugin`, which :func:`connect` gives the client
+(and the SDK passes on to every worker built from it).
 """
 
 from __future__ import annotations
@@ -10,7 +13,12 @@ import dataclasses
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import PydanticPayloadConverter
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, SerializationContext
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+    SerializationContext,
+)
 from temporalio.service import TLSConfig
 
 from runtime.codec import PayloadEncryptionCodec, parse_keys
@@ -18,7 +26,7 @@ from runtime.errors import ConfigurationError
 from runtime.settings import Settings
 
 __all__ = ["DATA_CONVERTER", "SharedPydanticPayloadConverter", "codec_for", "connect", "data_converter",
-           "tls_config"]
+           "data_converter_with_codec", "tls_config"]
 
 
 class SharedPydanticPayloadConverter(PydanticPayloadConverter):
@@ -75,6 +83,11 @@ def data_converter(settings: Settings) -> DataConverter:
     codec = codec_for(settings)
     if codec is None:
         return DATA_CONVERTER
+    return data_converter_with_codec(codec)
+
+
+def data_converter_with_codec(codec: PayloadCodec) -> DataConverter:
+    """The shared pydantic converter with ``codec``, failure messages and stack traces encoded too."""
     return dataclasses.replace(DATA_CONVERTER, payload_codec=codec,
                                failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
 
@@ -92,7 +105,13 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
 
 
 async def connect(settings: Settings, *, target_host: str | None = None) -> Client:
-    """Connect to the configured cluster (or the embedded server's address)."""
+    """Connect to the configured cluster (or the embedded server's address).
+
+    The client carries :class:`~runtime.plugin.CareloomPlugin`: its data converter, and for every worker
+    built from this client the sandbox passthrough modules and workflow failure types.
+    """
+    from runtime.plugin import CareloomPlugin  # runtime.plugin imports this module
+
     host = target_host or settings.target_host
     try:
         return await Client.connect(
@@ -100,7 +119,7 @@ async def connect(settings: Settings, *, target_host: str | None = None) -> Clie
             namespace=settings.temporal_namespace,
             api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
             tls=tls_config(settings),
-            data_converter=data_converter(settings),
+            plugins=[CareloomPlugin(settings)],
         )
     except RuntimeError as err:
         raise ConfigurationError(

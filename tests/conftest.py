@@ -19,7 +19,7 @@ from agents.planner import Planner
 from guardrails.policy import GuardrailPolicy
 from runtime.search_attributes import ALL_KEYS
 from runtime.settings import Settings
-from runtime.temporal_client import DATA_CONVERTER
+from runtime.plugin import CareloomPlugin
 from runtime.temporal_server import temporal_binary
 from store.records import SqliteCareRecordStore
 from worker import build_worker
@@ -36,7 +36,7 @@ ALWAYS_ASK = OPEN_WINDOW.model_copy(update={"min_confidence": 0.999})
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     environment = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),
-        data_converter=DATA_CONVERTER,
+        plugins=[CareloomPlugin()],  # the unencrypted converter; workers built from env.client inherit it
         search_attributes=ALL_KEYS,
         dev_server_log_level="error",
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import uuid
 
@@ -15,7 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 from history.events import read_run
 from runtime.codec import ENCODING, PayloadEncryptionCodec, PayloadKeyError, generate_key, parse_keys
 from runtime.errors import ConfigurationError
-from runtime.temporal_client import DATA_CONVERTER
+from runtime.plugin import CareloomPlugin
 from tests.conftest import OPEN_WINDOW
 from tests.fhir_factory import make_member
 from worker import build_worker
@@ -68,7 +67,7 @@ async def test_histories_on_the_server_hold_only_ciphertext(
     """A run through an encrypting client and worker leaves no plaintext payload in Temporal's history."""
     codec = PayloadEncryptionCodec(*parse_keys(f"k1={generate_key()}"))
     encrypting = await Client.connect(env.client.service_client.config.target_host,
-                                      data_converter=dataclasses.replace(DATA_CONVERTER, payload_codec=codec))
+                                      plugins=[CareloomPlugin(codec=codec)])
     member = make_member(store)
     queue = f"codec-{uuid.uuid4().hex[:8]}"
     async with build_worker(encrypting, settings, store, task_queue=queue):

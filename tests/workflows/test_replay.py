@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 
-from runtime.temporal_client import DATA_CONVERTER
+from runtime.plugin import CareloomPlugin
 from tests.conftest import StartRun
 from tests.fhir_factory import make_member
-from worker import WORKFLOWS, workflow_runner
+from worker import WORKFLOWS
 
 
 async def test_all_recorded_histories_replay_deterministically(start_run: StartRun, store, client: Client) -> None:
@@ -26,7 +26,7 @@ async def test_all_recorded_histories_replay_deterministically(start_run: StartR
             replayed.append(execution.id)
             yield await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
 
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER, workflow_runner=workflow_runner())
+    replayer = Replayer(workflows=WORKFLOWS, plugins=[CareloomPlugin()])  # sandboxed, like the worker
     results = await replayer.replay_workflows(histories(), raise_on_replay_failure=False)
 
     assert {} == {wid: str(failure) for wid, failure in results.replay_failures.items()}
