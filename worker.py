@@ -24,14 +24,17 @@ from runtime.settings import Settings, get_settings
 from runtime.temporal_client import connect
 from store.ledger import DecisionLedger, LedgerActivities
 from store.records import SqliteCareRecordStore
+from agents.prior_auth_planner import RecommenderActivity
 from tools.activities import CareTools
-from workflows.outreach import MemberOutreachWorkflow
+from tools.prior_auth_tools import PriorAuthTools
+from tools.registry import ALL_TOOLS
+from workflows.programs import PROGRAMS
 
 __all__ = ["WORKFLOWS", "build_worker", "main", "planner_for", "warm_up_workflows", "workflow_runner"]
 
 log = structlog.get_logger(__name__)
 
-WORKFLOWS = [MemberOutreachWorkflow]
+WORKFLOWS = [program.workflow for program in PROGRAMS]
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -51,9 +54,8 @@ def warm_up_workflows() -> None:
     (python/cpython#106905). Compiling here, before any workflow runs, keeps
     first activations as fast as later ones.
     """
-    from agents.graph import build_outreach_graph
-
-    build_outreach_graph()
+    for program in PROGRAMS:
+        program.graph()
 
 
 def planner_for(settings: Settings) -> Planner:
@@ -90,17 +92,33 @@ def build_worker(
     else from a worker-level one. Never both.
     """
     warm_up_workflows()
-    tools = CareTools(store, settings)
-    planning = PlannerActivity(planner or planner_for(settings), fallback=OfflinePlanner())
-    ledger = LedgerActivities(DecisionLedger(store.path))
+    hosts: list[object] = [
+        CareTools(store, settings),
+        PlannerActivity(planner or planner_for(settings), fallback=OfflinePlanner()),
+        PriorAuthTools(store, settings.criteria()),
+        RecommenderActivity(),
+        LedgerActivities(DecisionLedger(store.path)),
+    ]
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
-        activities=[*tools.activities(), planning.plan_outreach, ledger.append],
+        activities=bound_activities(hosts),
         activity_executor=executor or ThreadPoolExecutor(max_workers=16, thread_name_prefix="careloom-tool"),
         plugins=worker_plugins(client, settings),
     )
+
+
+def bound_activities(hosts: list[object]) -> list[object]:
+    """Every activity of the tool registry, bound to the host object of its class."""
+    by_class = {type(host).__qualname__: host for host in hosts}
+    activities = []
+    for tool in ALL_TOOLS:
+        owner = tool.activity.__qualname__.rsplit(".", 1)[0]
+        if owner not in by_class:
+            raise LookupError(f"no {owner} given to the worker for activity {tool.name}")
+        activities.append(getattr(by_class[owner], tool.activity.__name__))
+    return activities
 
 
 async def run_until_signalled(worker: Worker) -> None:

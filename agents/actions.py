@@ -14,19 +14,20 @@ from typing import Annotated
 from pydantic import BaseModel, Field, TypeAdapter
 
 from tools.care_plan import DraftCarePlanArgs
+from tools.determination import IssueDeterminationArgs
 from tools.outreach import SendOutreachArgs
 from tools.tasks import CreateTaskArgs
 
 __all__ = ["ACTION_ARGUMENTS", "ActionArguments", "ConfidenceSignal", "ProposedAction", "action_digest"]
 
 ActionArguments = Annotated[
-    DraftCarePlanArgs | CreateTaskArgs | SendOutreachArgs, Field(discriminator="tool")
+    DraftCarePlanArgs | CreateTaskArgs | SendOutreachArgs | IssueDeterminationArgs, Field(discriminator="tool")
 ]
 ACTION_ARGUMENTS = TypeAdapter(ActionArguments)
 """Validates a tool-tagged arguments object (an edit from a supervisor) into its typed model."""
 
 
-def action_digest(arguments: DraftCarePlanArgs | CreateTaskArgs | SendOutreachArgs) -> str:
+def action_digest(arguments: BaseModel) -> str:
     """sha256 of the canonical JSON of the tool and its arguments."""
     canonical = json.dumps(arguments.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -20,6 +20,8 @@ from guardrails.routing import Clock, Priority
 
 __all__ = [
     "ApprovalDecision",
+    "CriterionReview",
+    "PriorAuthReviewContext",
     "DecisionResult",
     "PendingApproval",
     "ReceivedDecision",
@@ -42,6 +44,31 @@ class ReviewContext(BaseModel):
     tcm_contact_due: datetime | None
     age_years: int | None
     preferred_channel: str | None
+
+
+class CriterionReview(BaseModel):
+    """One medical-policy criterion as the reviewer sees it: met or not, and where the notes say so."""
+
+    criterion_id: str
+    description: str
+    status: Literal["met", "not_met"]
+    citations: list[str] = Field(description="document#start-end: term, offsets into the decoded note.")
+    contrary: list[str] = Field(default_factory=list, description="Negated mentions, the same form.")
+
+
+class PriorAuthReviewContext(BaseModel):
+    """A prior-authorization request as its reviewer needs it (codes, criteria, clocks; no identifiers)."""
+
+    kind: Literal["prior_auth"] = "prior_auth"
+    priority: Literal["expedited", "standard"]
+    received_at: datetime
+    decision_due: datetime = Field(description="CMS-0057-F: 72 h (expedited) or 7 calendar days from receipt.")
+    service_codes: list[str]
+    service_policy: str | None = Field(description="Medical policy applied, e.g. lumbar-spine-mri.")
+    criteria_version: str
+    plan_type: str | None
+    eligible: bool
+    criteria: list[CriterionReview]
 
 
 class SignOff(BaseModel):
@@ -77,13 +104,19 @@ class PendingApproval(BaseModel):
     escalation_level: int = 0
     dual_signoff: bool = Field(default=False, description="Two distinct approvers are required.")
     signoffs: list[SignOff] = Field(default_factory=list)
-    context: ReviewContext
+    decide_by: datetime | None = Field(default=None, description=(
+        "A regulatory due time (prior authorization): no queue's deadline runs past it."))
+    # Prior-auth first: its ``kind`` literal fails fast on an outreach context.
+    context: PriorAuthReviewContext | ReviewContext = Field(union_mode="left_to_right")
 
 
     def entering(self, clock: Clock, **changes: object) -> PendingApproval:
         """This item moved into ``clock``'s queue: new role, deadline and reminder; not yet reminded."""
+        deadline, remind_at = clock.deadline, clock.remind_at
+        if self.decide_by is not None and deadline > self.decide_by:
+            deadline, remind_at = self.decide_by, min(remind_at, self.decide_by)
         return self.model_copy(update={"queue": clock.queue, "required_role": clock.role,
-                                       "sla_deadline": clock.deadline, "remind_at": clock.remind_at,
+                                       "sla_deadline": deadline, "remind_at": remind_at,
                                        "reminded": False, **changes})
 
 class ApprovalDecision(BaseModel):

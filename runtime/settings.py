@@ -11,13 +11,17 @@ from __future__ import annotations
 from datetime import date, time
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import holidays
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from guardrails.policy import ApprovalRouting, GuardrailPolicy
+from guardrails.prior_auth_policy import PriorAuthPolicy
+
+if TYPE_CHECKING:
+    from tools.criteria import CriteriaSet
 
 __all__ = ["Settings", "get_settings"]
 
@@ -130,6 +134,14 @@ class Settings(BaseSettings):
     holiday_calendar: Literal["US", "none"] = Field(
         default="US", description="Non-business days for TCM clocks: US federal holidays, or none.")
 
+    # --- prior authorization (utilization management) ------------------------------
+    um_criteria_file: Path | None = Field(
+        default=None, description="The plan's medical-policy criteria (tools.criteria JSON); unset uses the "
+        "criteria careloom ships (tools/criteria/um-medical-policy-2026.1.json).")
+    um_auto_approve: bool = Field(
+        default=True, description="Approvals with every criterion met and cited may be issued without a "
+        "reviewer where the service's medical policy allows it; false sends every determination to a reviewer.")
+
     # --- activity behaviour -------------------------------------------------------
     tool_attempts: int = Field(default=10, ge=1, description="Attempts for a retryable tool failure.")
 
@@ -141,6 +153,18 @@ class Settings(BaseSettings):
                 "CARELOOM_DATABASE_URL must look like sqlite:///path/to/records.db; "
                 "other backends are not implemented yet"
             )
+        return value
+
+    @field_validator("um_criteria_file")
+    @classmethod
+    def _criteria_are_valid(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            from tools.criteria import CriteriaFileError, load_criteria
+
+            try:
+                load_criteria(value)
+            except CriteriaFileError as err:
+                raise ValueError(str(err)) from None
         return value
 
     @field_validator("approval_routing_file")
@@ -205,6 +229,17 @@ class Settings(BaseSettings):
     def target_host(self) -> str:
         return self.temporal_address or f"127.0.0.1:{self.embedded_port}"
 
+
+    def prior_auth_policy(self, today: date | None = None) -> PriorAuthPolicy:
+        """The versioned prior-authorization policy with this deployment's settings."""
+        return PriorAuthPolicy(auto_approve=self.um_auto_approve, min_confidence=self.min_confidence,
+                               holidays=self.guardrail_policy(today).holidays)
+
+    def criteria(self) -> CriteriaSet:
+        """The medical-policy criteria prior-authorization runs are triaged under."""
+        from tools.criteria import load_criteria
+
+        return load_criteria(self.um_criteria_file)
 
     def guardrail_policy(self, today: date | None = None) -> GuardrailPolicy:
         """The versioned guardrail policy with this deployment's thresholds."""

@@ -108,14 +108,15 @@ async def start_run(client: Client, task_queue: str, settings: Settings) -> Asyn
 
 
 async def wait_for_status(
-    handle: WorkflowHandle, predicate: Callable[[OutreachStatus], bool], timeout: float = 30.0
+    handle: WorkflowHandle, predicate: Callable[[OutreachStatus], bool], timeout: float = 30.0,
+    query: Callable = MemberOutreachWorkflow.status,
 ) -> OutreachStatus:
-    """Poll the ``status`` query until the predicate holds; fail with the last status."""
+    """Poll the ``status`` query (of any program's workflow) until the predicate holds; fail with the last."""
     deadline = asyncio.get_running_loop().time() + timeout
     last: OutreachStatus | None = None
     while asyncio.get_running_loop().time() < deadline:
         try:
-            last = await handle.query(MemberOutreachWorkflow.status)
+            last = await handle.query(query)
             if predicate(last):
                 return last
         except Exception:  # noqa: BLE001 - the first workflow task may not have run yet

@@ -64,6 +64,8 @@ _DISPOSITION: dict[Outcome, str] = {
     "pend": "Pended: additional documentation requested",
 }
 _CODE = r"^[a-z0-9][a-z0-9.-]*$"
+ADMINISTRATIVE_REASONS = frozenset({"member-not-eligible"})
+"""Reasons that rest on coverage, not on clinical criteria."""
 
 
 class ItemDecision(BaseModel):
@@ -116,8 +118,12 @@ class IssueDeterminationArgs(BaseModel):
         if self.outcome == "partial" and ("pended" in decisions or decisions == {"approved"}
                                           or not decisions & {"approved", "modified"}):
             raise ValueError("a partial approves or modifies some items and denies or modifies others, pending none")
-        if self.outcome in ("deny", "partial") and not (self.reason_codes and self.criteria_cited):
-            raise ValueError(f"a {self.outcome} needs at least one reason code and one criterion cited")
+        if self.outcome in ("deny", "partial") and not self.reason_codes:
+            raise ValueError(f"a {self.outcome} needs at least one specific reason code (CMS-0057-F)")
+        # A clinical denial rests on the criteria it cites; only an administrative one (no coverage) cites none.
+        if (self.outcome in ("deny", "partial") and not self.criteria_cited
+                and not set(self.reason_codes) <= ADMINISTRATIVE_REASONS):
+            raise ValueError(f"a {self.outcome} needs at least one criterion cited")
         if self.outcome == "pend" and not self.requested_documentation:
             raise ValueError("a pend must list requested_documentation (the criterion ids to document)")
         if self.outcome != "pend" and self.requested_documentation:

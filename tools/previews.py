@@ -13,10 +13,11 @@ from typing import Any
 
 from agents.approvals import PendingApproval
 from tools.care_plan import DraftCarePlanInput, build_care_plan
+from tools.determination import WriteDeterminationInput, build_claim_response, build_information_request
 from tools.outreach import SendOutreachInput, build_communication
 from tools.tasks import CreateTaskInput, build_task
 
-__all__ = ["care_plan_preview", "communication_preview", "task_preview"]
+__all__ = ["care_plan_preview", "claim_response_preview", "communication_preview", "task_preview"]
 
 _MEMBER, _ENCOUNTER = "(member)", "(discharge)"
 
@@ -39,3 +40,18 @@ def care_plan_preview(item: PendingApproval, now: datetime) -> list[dict[str, An
     discharged = (datetime.combine(item.context.discharged_on, time(12), tzinfo=UTC)
                   if item.context.discharged_on else now)
     return build_care_plan(DraftCarePlanInput(**_common(item), arguments=item.arguments, authored_at=now), discharged)
+
+
+def claim_response_preview(item: PendingApproval, now: datetime) -> list[dict[str, Any]]:
+    """The ClaimResponse (and a pend's information request) against a placeholder of the request."""
+    args = item.arguments
+    claim = {"resourceType": "Claim", "id": "(request)", "type": {"text": "(request type)"},
+             "provider": {"display": "(requesting provider)"},
+             "item": [{"sequence": line.sequence, "quantity": {"value": line.approved_quantity or 1}}
+                      for line in args.items]}
+    data = WriteDeterminationInput(
+        claim_id="(request)", member_id=_MEMBER, coverage_id="(coverage)",
+        idempotency_key=f"preview/{item.workflow_id}/{item.approval_id}", approved_by="(reviewer)",
+        arguments=args, decided_at=now, criteria_version=getattr(item.context, "criteria_version", "(criteria)"))
+    response = build_claim_response(data, claim, {"payor": [{"display": "(health plan)"}]})
+    return [response, build_information_request(data, claim)] if args.outcome == "pend" else [response]

@@ -19,16 +19,20 @@ from pydantic import BaseModel
 from temporalio import activity
 
 from agents.planner import PlannerActivity
+from agents.prior_auth_planner import RecommenderActivity
 from guardrails.policy import ServiceEffect
 from store.ledger import LedgerActivities
 from tools.activities import CareTools
+from tools import determination
 from tools.care_plan import DraftCarePlanArgs
 from tools.outreach import SendOutreachArgs
-from tools.previews import care_plan_preview, communication_preview, task_preview
+from tools.previews import care_plan_preview, claim_response_preview, communication_preview, task_preview
+from tools.prior_auth_tools import PriorAuthTools
 from tools.tasks import ADVERSE_TASK_KINDS, CreateTaskArgs
 
 __all__ = ["ACTIVITY_TYPES", "ALL_TOOLS", "CHECK_ELIGIBILITY", "CREATE_TASK", "DRAFT_CARE_PLAN", "GET_CLINICAL_CONTEXT",
-           "LEDGER_APPEND", "LOOKUP_MEMBER", "OUTREACH_TOOLS", "PLAN_OUTREACH", "SCORE_READMISSION_RISK", "SEND_OUTREACH",
+           "ISSUE_DETERMINATION", "LEDGER_APPEND", "LOOKUP_MEMBER", "OUTREACH_TOOLS", "PLAN_OUTREACH", "PRIOR_AUTH_TOOLS",
+           "RECOMMEND_DETERMINATION", "REVIEW_EVIDENCE", "SCORE_READMISSION_RISK", "SEND_OUTREACH",
            "ToolKind", "ToolSpec", "write_tool_for"]
 
 ToolKind = Literal["read", "write", "planner", "ledger"]
@@ -103,7 +107,17 @@ OUTREACH_TOOLS: tuple[ToolSpec, ...] = (
 )
 """The post-discharge outreach program's tools."""
 
-ALL_TOOLS: tuple[ToolSpec, ...] = (*OUTREACH_TOOLS, LEDGER_APPEND)
+REVIEW_EVIDENCE = ToolSpec(PriorAuthTools.review_evidence, "read")
+RECOMMEND_DETERMINATION = ToolSpec(RecommenderActivity.recommend_determination, "planner")
+ISSUE_DETERMINATION = _write(PriorAuthTools.issue_determination, determination.IssueDeterminationArgs,
+                             service_effect=determination.service_effect, preview=claim_response_preview)
+
+PRIOR_AUTH_TOOLS: tuple[ToolSpec, ...] = (
+    LOOKUP_MEMBER, CHECK_ELIGIBILITY, REVIEW_EVIDENCE, RECOMMEND_DETERMINATION, ISSUE_DETERMINATION, CREATE_TASK,
+)
+"""The prior-authorization triage program's tools (the Task is the follow-up of an expired approval)."""
+
+ALL_TOOLS: tuple[ToolSpec, ...] = tuple(dict.fromkeys((*OUTREACH_TOOLS, *PRIOR_AUTH_TOOLS, LEDGER_APPEND)))
 """Every activity a careloom worker runs."""
 
 ACTIVITY_TYPES: dict[str, tuple[type[BaseModel], type[Any]]] = {t.name: (t.input_type, t.result_type)

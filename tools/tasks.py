@@ -53,6 +53,8 @@ class CreateTaskInput(BaseModel):
     arguments: CreateTaskArgs
     approved_by: str | None = None
     authored_at: datetime
+    focus: str | None = Field(default=None, description=(
+        "FHIR reference the task is about; default the discharge Encounter (prior auth: the Claim)."))
 
 
 def build_task(data: CreateTaskInput) -> dict[str, Any]:
@@ -66,7 +68,7 @@ def build_task(data: CreateTaskInput) -> dict[str, Any]:
         "code": {"coding": [{"system": "urn:careloom:task-kind", "code": args.kind}], "text": args.kind},
         "description": args.description,
         "for": {"reference": f"Patient/{data.member_id}"},
-        "focus": {"reference": f"Encounter/{data.encounter_id}"},
+        "focus": {"reference": data.focus or f"Encounter/{data.encounter_id}"},
         "authoredOn": data.authored_at.isoformat(),
         "owner": {"identifier": {"system": "urn:careloom:queue", "value": args.queue}, "display": args.queue},
         "reasonCode": {"text": args.reason},

@@ -21,7 +21,7 @@ from contextlib import aclosing
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -29,18 +29,47 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from agents.approvals import ApprovalDecision, DecisionResult, PendingApproval, ReceivedDecision
     from agents.runtime import ToolFailure
+    from agents.state import ActionRecord, ActionStatus
     from runtime import search_attributes as sa
     from runtime.errors import DecisionRefused
     from store.ledger import LedgerActivities, LedgerAppend
     from tools.registry import ToolSpec
     from workflows.approvals import ApprovalBook, RoutedPolicy
 
-__all__ = ["AgentRun", "ParkableState"]
+__all__ = ["ActionOutcome", "AgentRun", "ParkableState", "outcome_of"]
 
 S = TypeVar("S", bound=BaseModel)
 
 # Graph steps per invocation: a handful of nodes run before the graph finishes or parks.
 _GRAPH_STEP_LIMIT = 50
+
+
+class ActionOutcome(BaseModel):
+    action_id: str
+    tool: str
+    status: ActionStatus
+    digest: str = Field(description="Digest of the action as executed or last proposed.")
+    reference: str | None = Field(default=None, description="FHIR reference written, if executed.")
+    reason: str | None = None
+    approved_by: str | None = None
+    approver_role: str | None = None
+    edited: bool = False
+    confidence: float
+
+
+def outcome_of(record: ActionRecord) -> ActionOutcome:
+    return ActionOutcome(
+        action_id=record.action.action_id,
+        tool=record.action.tool,
+        status=record.status,
+        digest=record.action.digest,
+        reference=record.result.reference if record.result else None,
+        reason=record.reason,
+        approved_by=record.approved_by,
+        approver_role=record.approver_role,
+        edited=record.edited,
+        confidence=record.action.confidence,
+    )
 
 
 class ParkableState(Protocol):

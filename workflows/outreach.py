@@ -21,13 +21,13 @@ with workflow.unsafe.imports_passed_through():
     from agents.graph import build_outreach_graph, run_status
     from agents.planner import MODEL_ENDPOINT_ERROR, ModelUsage, PlannerInput, PlannerOutput
     from agents.runtime import ToolFailure
-    from agents.state import ActionRecord, ActionStatus, OutreachRequest, OutreachState, RunStatus
+    from agents.state import OutreachRequest, OutreachState, RunStatus
     from guardrails.policy import GuardrailPolicy
     from guardrails.rules import evaluate_action
     from guardrails.verdicts import GuardrailVerdict
     from runtime.errors import DecisionRefused
     from tools.registry import PLAN_OUTREACH
-    from workflows.agent_run import AgentRun
+    from workflows.agent_run import ActionOutcome, AgentRun, outcome_of
 
 __all__ = [
     "ActionOutcome",
@@ -52,19 +52,6 @@ class OutreachInput(BaseModel):
     tool_timeout_seconds: float = Field(default=60.0, gt=0)
     planning_budget_seconds: float = Field(default=7200.0, gt=0, description=(
         "How long planning is retried (a model outage) before the offline rules plan for human review."))
-
-
-class ActionOutcome(BaseModel):
-    action_id: str
-    tool: str
-    status: ActionStatus
-    digest: str = Field(description="Digest of the action as executed or last proposed.")
-    reference: str | None = Field(default=None, description="FHIR reference written, if executed.")
-    reason: str | None = None
-    approved_by: str | None = None
-    approver_role: str | None = None
-    edited: bool = False
-    confidence: float
 
 
 class OutreachStatus(BaseModel):
@@ -97,21 +84,6 @@ class OutreachResult(BaseModel):
     actions: list[ActionOutcome]
     verdicts: list[GuardrailVerdict]
     policy_id: str
-
-
-def _outcome(record: ActionRecord) -> ActionOutcome:
-    return ActionOutcome(
-        action_id=record.action.action_id,
-        tool=record.action.tool,
-        status=record.status,
-        digest=record.action.digest,
-        reference=record.result.reference if record.result else None,
-        reason=record.reason,
-        approved_by=record.approved_by,
-        approver_role=record.approver_role,
-        edited=record.edited,
-        confidence=record.action.confidence,
-    )
 
 
 @workflow.defn(name="MemberOutreachWorkflow")
@@ -198,7 +170,7 @@ class MemberOutreachWorkflow(AgentRun):
             planner=state.planner,
             planner_usage=state.planner_usage,
             pending_approvals=self._book.pending,
-            actions=[_outcome(r) for r in state.actions],
+            actions=[outcome_of(r) for r in state.actions],
             verdicts=state.verdicts,
         )
 
@@ -215,7 +187,7 @@ class MemberOutreachWorkflow(AgentRun):
             planner=state.planner,
             planner_usage=state.planner_usage,
             stop_reasons=state.stop.reasons if state.stop else [],
-            actions=[_outcome(r) for r in state.actions],
+            actions=[outcome_of(r) for r in state.actions],
             verdicts=state.verdicts,
             policy_id=state.request.policy.policy_id,
         )

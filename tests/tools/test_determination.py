@@ -299,22 +299,30 @@ _DENIED = [{"sequence": 1, "code": "72148", "decision": "denied"}]
 
 def test_a_denial_needs_a_reason_code():
     """A deny without a reason code is refused (CMS-0057-F: every denial has a specific reason)."""
-    assert "a deny needs at least one reason code and one criterion cited" == _refusal(
+    assert "a deny needs at least one specific reason code (CMS-0057-F)" == _refusal(
         outcome="deny", items=_DENIED, criteria_cited=["c"])
 
 
 def test_a_denial_needs_a_criterion_cited():
-    """A deny citing no criterion is refused."""
-    assert "a deny needs at least one reason code and one criterion cited" == _refusal(
+    """A clinical deny citing no criterion is refused."""
+    assert "a deny needs at least one criterion cited" == _refusal(
         outcome="deny", items=_DENIED, reason_codes=["criteria-not-met"])
+
+
+def test_an_administrative_denial_cites_no_criterion():
+    """A deny for coverage not in force rests on eligibility, so it may cite no criterion."""
+    args = IssueDeterminationArgs(outcome="deny", items=_DENIED, reason_codes=["member-not-eligible"],
+                                  explanation="Coverage not in force on the service date.")
+
+    assert [] == args.criteria_cited
 
 
 def test_a_partial_needs_reasons_and_criteria():
     """A partial without reasons or criteria is refused."""
     items = [*_APPROVED, {"sequence": 2, "code": "72149", "decision": "denied"}]
 
-    assert "a partial needs at least one reason code and one criterion cited" == _refusal(outcome="partial",
-                                                                                          items=items)
+    assert "a partial needs at least one specific reason code (CMS-0057-F)" == _refusal(outcome="partial",
+                                                                                        items=items)
 
 
 def test_a_pend_must_request_documentation():

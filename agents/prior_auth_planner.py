@@ -1,0 +1,122 @@
+"""The determination recommender: the prior-authorization program's planner.
+
+The offline rules (``offline-um-rules/1``) turn the evidence review into one
+proposed determination:
+
+* every criterion of every line met with cited evidence → **approve**;
+* criteria only undocumented (no mention, or too few) → **pend** every line,
+  requesting documentation of the unmet criteria;
+* a criterion contradicted by the notes (a negated mention) → the lines not
+  fully met are denied: **partial** when others are approved, else **deny**,
+  citing every unmet criterion with the reason code ``criteria-not-met``;
+* coverage not in force on the service date → **deny** with
+  ``member-not-eligible``.
+
+Deny, partial and pend are recommendations: the guardrails send them to an MD
+(deny and partial with a second reviewer); nothing here executes anything.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+from temporalio import activity
+
+from agents.actions import ConfidenceSignal, ProposedAction
+from agents.planner import PlannerOutput
+from agents.prior_auth_state import PriorAuthFacts
+from tools.determination import IssueDeterminationArgs, ItemDecision
+from tools.prior_auth_tools import ServiceReview
+
+__all__ = ["OfflineDeterminationRules", "RecommendInput", "RecommenderActivity"]
+
+NAME = "offline-um-rules/1"
+
+
+class RecommendInput(BaseModel):
+    workflow_id: str
+    facts: PriorAuthFacts
+
+
+def _contradicted(service: ServiceReview) -> list[str]:
+    return [c.criterion_id for c in service.criteria if c.status == "not_met" and c.contrary]
+
+
+def _undocumented(service: ServiceReview) -> list[str]:
+    return [c.criterion_id for c in service.criteria if c.status == "not_met" and not c.contrary]
+
+
+def _approved(service: ServiceReview) -> ItemDecision:
+    return ItemDecision(sequence=service.sequence, code=service.code, decision="approved",
+                        approved_quantity=service.quantity)
+
+
+def _determination(facts: PriorAuthFacts) -> tuple[IssueDeterminationArgs, str]:
+    services = facts.review.services
+    if not facts.eligibility.inforce:
+        return IssueDeterminationArgs(
+            outcome="deny", reason_codes=["member-not-eligible"], criteria_cited=[],
+            items=[ItemDecision(sequence=s.sequence, code=s.code, decision="denied") for s in services],
+            explanation=f"Coverage not in force on {facts.eligibility.on_date}: "
+                        f"{facts.eligibility.reason or 'no active coverage'}."[:500],
+        ), "coverage is not in force on the service date"
+    contradicted = {s.sequence for s in services if _contradicted(s)}
+    undocumented = sorted({c for s in services for c in _undocumented(s)})
+    if undocumented and not contradicted:
+        return IssueDeterminationArgs(
+            outcome="pend", requested_documentation=undocumented,
+            items=[ItemDecision(sequence=s.sequence, code=s.code, decision="pended") for s in services],
+            explanation=("Additional documentation needed for: " + ", ".join(undocumented) + ".")[:500],
+        ), f"{len(undocumented)} criterion(s) not documented in the notes"
+    if not contradicted:
+        return IssueDeterminationArgs(
+            outcome="approve", items=[_approved(s) for s in services],
+            explanation="Every criterion of the medical policy is met with cited evidence.",
+        ), "every criterion met with cited evidence"
+    # The notes contradict a criterion: a denial recommendation for the lines not fully met.
+    denied = {s.sequence for s in services if not s.all_met}
+    cited = sorted({c.criterion_id for s in services if s.sequence in denied for c in s.criteria
+                    if c.status == "not_met"})
+    items = [ItemDecision(sequence=s.sequence, code=s.code, decision="denied") if s.sequence in denied
+             else _approved(s) for s in services]
+    outcome = "deny" if len(denied) == len(services) else "partial"
+    return IssueDeterminationArgs(
+        outcome=outcome, reason_codes=["criteria-not-met"], criteria_cited=cited, items=items,
+        explanation=("Recommendation for physician review: criteria not met (" + ", ".join(cited)
+                     + "); the notes contradict some of them.")[:500],
+    ), f"the notes contradict the criteria; {len(cited)} not met"
+
+
+class OfflineDeterminationRules:
+    """Deterministic: the same evidence review gives the same proposal."""
+
+    name = NAME
+
+    def recommend(self, data: RecommendInput) -> PlannerOutput:
+        facts = data.facts
+        args, why = _determination(facts)
+        criteria = [c for s in facts.review.services for c in s.criteria]
+        cited = [c for c in criteria if c.citations or c.contrary]
+        evidence = [f"criteria_version={facts.review.criteria_version}", f"notes={facts.review.notes_read}",
+                    *(f"{c.criterion_id}={c.status}" for c in criteria)]
+        signals = [
+            ConfidenceSignal(name="criteria_with_evidence", value=len(cited) / len(criteria) if criteria else 0.0,
+                             weight=0.7, note="criteria with a citation, for or against"),
+            ConfidenceSignal(name="eligibility_certainty",
+                             value=1.0 if facts.eligibility.outcome == "complete" else 0.0, weight=0.3),
+        ]
+        confidence = round(sum(s.value * s.weight for s in signals), 4)
+        proposal = ProposedAction(action_id="d1-determination", arguments=args,
+                                  rationale=f"{args.outcome}: {why}."[:500], evidence=evidence[:30],
+                                  confidence=confidence, signals=signals)
+        return PlannerOutput(planner=NAME, proposals=[proposal])
+
+
+class RecommenderActivity:
+    """The configured recommender as the ``agents.recommend_determination`` activity."""
+
+    def __init__(self, rules: OfflineDeterminationRules | None = None) -> None:
+        self._rules = rules or OfflineDeterminationRules()
+
+    @activity.defn(name="agents.recommend_determination")
+    def recommend_determination(self, data: RecommendInput) -> PlannerOutput:
+        return self._rules.recommend(data)

@@ -1,0 +1,151 @@
+"""``PriorAuthWorkflow``: one prior-authorization request, one durable triage run.
+
+The request arrives as a Da Vinci PAS-style Bundle (``careloom um submit``,
+``POST /api/prior-auth``); what it carries is stored in the records store
+and the run gets identifiers and codes only (``PriorAuthSubmission``). The
+agent (``agents.prior_auth_graph``) gathers the facts, recommends a
+determination and, through the shared runtime, sends anything adverse to an
+MD and a second reviewer before the ClaimResponse is written. The approval
+clocks stop at the CMS-0057-F due time; an overdue request escalates and at
+the end of its chain expires to a human follow-up, never to a decision.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from agents.approvals import ApprovalDecision, PendingApproval
+    from agents.prior_auth_graph import build_prior_auth_graph, prior_auth_status
+    from agents.prior_auth_state import PriorAuthRequest, PriorAuthState
+    from agents.state import ActionRecord, RunStatus
+    from guardrails.prior_auth_policy import PriorAuthPolicy, decision_due
+    from guardrails.prior_auth_rules import evaluate_determination
+    from guardrails.verdicts import GuardrailVerdict
+    from runtime.errors import DecisionRefused
+    from tools.determination import IssueDeterminationArgs
+    from tools.pas_request import PriorAuthSubmission
+    from workflows.agent_run import ActionOutcome, AgentRun, outcome_of
+
+__all__ = ["PriorAuthInput", "PriorAuthResult", "PriorAuthStatus", "PriorAuthWorkflow"]
+
+
+class PriorAuthInput(BaseModel):
+    """Identifiers, codes and rules only: no clinical text travels in history."""
+
+    submission: PriorAuthSubmission
+    policy: PriorAuthPolicy = Field(default_factory=PriorAuthPolicy)
+    initiated_by: str = Field(default="system", description="Who submitted the request; may not approve it.")
+    tool_attempts: int = Field(default=10, ge=1)
+    tool_timeout_seconds: float = Field(default=60.0, gt=0)
+
+
+class PriorAuthStatus(BaseModel):
+    """What the ``status`` query returns."""
+
+    workflow_id: str
+    status: RunStatus
+    member_pseudonym: str | None
+    priority: str
+    decision_due: datetime
+    determination: str | None = Field(description="The proposed or issued outcome: approve, deny, partial, pend.")
+    pending_approvals: list[PendingApproval]
+    actions: list[ActionOutcome]
+    verdicts: list[GuardrailVerdict]
+
+
+class PriorAuthResult(BaseModel):
+    """The run's typed outcome."""
+
+    workflow_id: str
+    status: RunStatus = Field(description="completed or needs_attention (an approval expired, a write failed).")
+    member_pseudonym: str | None
+    priority: str
+    received_at: datetime
+    decision_due: datetime
+    determination: str | None = Field(description="Outcome of the ClaimResponse written, if one was.")
+    claim_response: str | None = Field(description="FHIR reference of the ClaimResponse written.")
+    decided_by: str | None = Field(description="Reviewers (MD first for adverse outcomes), or None if automatic.")
+    decided_at: datetime | None
+    overdue: bool = Field(description="Decided after the due time, or not decided at all.")
+    criteria_version: str | None
+    planner: str | None
+    actions: list[ActionOutcome]
+    verdicts: list[GuardrailVerdict]
+    policy_id: str
+
+
+def _determination(state: PriorAuthState) -> ActionRecord | None:
+    return next((r for r in state.actions if isinstance(r.action.arguments, IssueDeterminationArgs)), None)
+
+
+@workflow.defn(name="PriorAuthWorkflow")
+class PriorAuthWorkflow(AgentRun):
+    @workflow.init
+    def __init__(self, data: PriorAuthInput) -> None:
+        self._policy = data.policy
+        due = decision_due(data.submission.received_at, data.submission.priority, data.policy)
+        self._state = PriorAuthState(request=PriorAuthRequest(
+            workflow_id=workflow.info().workflow_id, submission=data.submission, policy=data.policy,
+            initiated_by=data.initiated_by, decision_due=due))
+        self._start_runtime(data.policy, initiated_by=data.initiated_by, tool_attempts=data.tool_attempts,
+                            tool_timeout_seconds=data.tool_timeout_seconds)
+
+    @workflow.run
+    async def run(self, data: PriorAuthInput) -> PriorAuthResult:
+        state = await self.drive(build_prior_auth_graph(), self._state)
+        self._state = state
+        return self._result(state, workflow.now())
+
+    def run_status(self, state: PriorAuthState) -> RunStatus:
+        return prior_auth_status(state)
+
+    def member_pseudonym(self) -> str | None:
+        return self._state.facts.member.pseudonym if self._state.facts is not None else None
+
+    def check_edit(self, decision: ApprovalDecision, item: PendingApproval) -> None:
+        """An edited determination must pass the prior-auth guardrails with the editor's role."""
+        facts = self._state.facts
+        if facts is None:
+            raise DecisionRefused("invalid", "the run has no facts yet; an edit cannot be checked")
+        action = next(r.action for r in self._state.actions if r.action.action_id == item.action_id)
+        edited = action.model_copy(update={"arguments": decision.arguments})
+        verdict = evaluate_determination(edited, facts, self._policy, approved_role=decision.role)
+        if verdict.decision != "allow":
+            raise DecisionRefused("forbidden", (
+                f"the edited determination needs role {verdict.required_role}: {'; '.join(verdict.reasons)}"))
+
+    @workflow.query(name="status")
+    def status(self) -> PriorAuthStatus:
+        state, record = self._state, _determination(self._state)
+        return PriorAuthStatus(
+            workflow_id=state.request.workflow_id, status=self._status, member_pseudonym=self.member_pseudonym(),
+            priority=state.request.submission.priority, decision_due=state.request.decision_due,
+            determination=record.action.arguments.outcome if record else None,
+            pending_approvals=self._book.pending, actions=[outcome_of(r) for r in state.actions],
+            verdicts=state.verdicts)
+
+    def _result(self, state: PriorAuthState, now: datetime) -> PriorAuthResult:
+        record = _determination(state)
+        issued = record is not None and record.status == "executed"
+        return PriorAuthResult(
+            workflow_id=state.request.workflow_id,
+            status=prior_auth_status(state),
+            member_pseudonym=self.member_pseudonym(),
+            priority=state.request.submission.priority,
+            received_at=state.request.submission.received_at,
+            decision_due=state.request.decision_due,
+            determination=record.action.arguments.outcome if issued and record else None,
+            claim_response=record.result.reference if issued and record and record.result else None,
+            decided_by=record.approved_by if issued and record else None,
+            decided_at=now if issued else None,
+            overdue=not issued or now > state.request.decision_due,
+            criteria_version=state.facts.review.criteria_version if state.facts else None,
+            planner=state.planner,
+            actions=[outcome_of(r) for r in state.actions],
+            verdicts=state.verdicts,
+            policy_id=state.request.policy.policy_id,
+        )
