@@ -16,6 +16,8 @@ from cli import admin
 from cli import approvals as approvals_cli
 from cli import demo as demo_cli
 from cli import history as history_cli
+from cli import prior_auth as prior_auth_cli
+from cli import programs as programs_cli
 from cli.common import run, settings
 from cli.output import console, fail, print_json
 from runtime.errors import CareloomError
@@ -30,6 +32,8 @@ app.add_typer(admin.users_app, name="users")
 app.add_typer(admin.ledger_app, name="ledger")
 app.add_typer(history_cli.app, name="history")
 app.add_typer(admin.keys_app, name="keys")
+app.add_typer(programs_cli.app, name="programs")
+app.add_typer(prior_auth_cli.app, name="um")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 

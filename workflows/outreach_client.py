@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from temporalio.client import (
@@ -23,7 +23,8 @@ from guardrails.policy import GuardrailPolicy, Role
 from runtime.errors import DecisionRefused
 from runtime import search_attributes as sa
 from tools.member import pseudonym, salted_digest
-from workflows.outreach import MemberOutreachWorkflow, OutreachInput, OutreachStatus
+from workflows.agent_run import AgentRun
+from workflows.outreach import MemberOutreachWorkflow, OutreachInput
 
 __all__ = [
     "BulkItem",
@@ -137,8 +138,10 @@ def _quote(value: str) -> str:
 
 def inbox_query(filters: InboxFilter) -> str:
     """The visibility query for runs with pending approvals matching the filters."""
-    clauses = ['WorkflowType = "MemberOutreachWorkflow"', 'ExecutionStatus = "Running"',
-               f"{sa.PENDING_APPROVALS.name} > 0"]
+    from workflows.programs import PROGRAMS
+
+    types = ", ".join(f'"{p.workflow_type}"' for p in PROGRAMS)
+    clauses = [f"WorkflowType IN ({types})", 'ExecutionStatus = "Running"', f"{sa.PENDING_APPROVALS.name} > 0"]
     if filters.queue:
         clauses.append(f"{sa.QUEUES.name} = {_quote(filters.queue)}")
     if filters.role:
@@ -179,23 +182,26 @@ async def list_inbox(client: Client, filters: InboxFilter | None = None, *, page
 
     async def items_of(workflow_id: str) -> list[PendingApproval]:
         async with limit:
-            handle = client.get_workflow_handle_for(MemberOutreachWorkflow.run, workflow_id)
             try:
-                status: OutreachStatus = await handle.query(MemberOutreachWorkflow.status,
-                                                            rpc_timeout=query_timeout)
+                pending = await _pending_of(client, workflow_id, rpc_timeout=query_timeout)
             except WorkflowQueryFailedError:
                 return []  # closed between the scan and the query: nothing pending any more
             except RPCError as err:
                 if err.status != RPCStatusCode.NOT_FOUND:
                     unavailable.append(workflow_id)
                 return []
-            return [p for p in status.pending_approvals if _matches(p, filters)]
+            return [p for p in pending if _matches(p, filters)]
 
     found = [item for batch in await asyncio.gather(*(items_of(w) for w in page_runs)) for item in batch]
     found.sort(key=lambda p: (p.sla_deadline, p.workflow_id, p.approval_id))
     end = start + page_size
     return InboxPage(items=found, total_runs=len(runs), next_cursor=str(end) if end < len(runs) else None,
                      unavailable=sorted(unavailable))
+
+
+async def _pending_of(client: Client, workflow_id: str, **kwargs: Any) -> list[PendingApproval]:
+    """A run's pending approvals, whatever its program (the runtime's ``approvals`` query)."""
+    return await client.get_workflow_handle(workflow_id).query(AgentRun.approvals, **kwargs)
 
 
 def _matches(item: PendingApproval, filters: InboxFilter) -> bool:
@@ -206,7 +212,7 @@ def _matches(item: PendingApproval, filters: InboxFilter) -> bool:
 
 
 async def list_pending_approvals(client: Client, *, role: str | None = None) -> list[PendingApproval]:
-    """Every pending approval across all running outreach runs, earliest deadline first."""
+    """Every pending approval across all running runs of every program, earliest deadline first."""
     items: list[PendingApproval] = []
     cursor: str | None = None
     while True:
@@ -219,12 +225,11 @@ async def list_pending_approvals(client: Client, *, role: str | None = None) -> 
 
 async def get_approval(client: Client, workflow_id: str, approval_id: str) -> PendingApproval:
     """One pending approval; DecisionRejected(not_found) if the run or the item is unknown."""
-    handle = client.get_workflow_handle_for(MemberOutreachWorkflow.run, workflow_id)
     try:
-        status: OutreachStatus = await handle.query(MemberOutreachWorkflow.status)
+        pending = await _pending_of(client, workflow_id)
     except RPCError as err:
         raise DecisionRejected("not_found", f"no run {workflow_id!r}: {err.message}") from None
-    for item in status.pending_approvals:
+    for item in pending:
         if item.approval_id == approval_id:
             return item
     raise DecisionRejected("not_found", f"no pending approval {approval_id!r} in {workflow_id}")
@@ -232,9 +237,9 @@ async def get_approval(client: Client, workflow_id: str, approval_id: str) -> Pe
 
 async def decide(client: Client, workflow_id: str, decision: ApprovalDecision) -> DecisionResult:
     """Send a decision through the ``decide`` update; a refusal raises DecisionRejected."""
-    handle = client.get_workflow_handle_for(MemberOutreachWorkflow.run, workflow_id)
+    handle = client.get_workflow_handle(workflow_id)
     try:
-        return await handle.execute_update(MemberOutreachWorkflow.decide, decision)
+        return await handle.execute_update(AgentRun.decide, decision)
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError):

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
+from temporalio import workflow
 
 from agents.graph import build_outreach_graph
 from agents.prior_auth_graph import build_prior_auth_graph
 from guardrails.policy import GuardrailPolicy
 from guardrails.prior_auth_policy import PriorAuthPolicy
+from runtime.settings import Settings
 from tools.registry import OUTREACH_TOOLS, PRIOR_AUTH_TOOLS, ToolSpec
 from workflows.outreach import MemberOutreachWorkflow
 from workflows.prior_auth import PriorAuthWorkflow
@@ -39,18 +41,13 @@ class Program:
     planners: tuple[str, ...]
     policy: type[BaseModel]
     id_prefix: str
+    configured_policy: Callable[[Settings], BaseModel]
+    """The deployment's policy for new runs, from settings."""
 
     @property
     def workflow_type(self) -> str:
-        return self.workflow.__temporal_workflow_definition.name  # type: ignore[attr-defined]
+        return workflow._Definition.must_from_class(self.workflow).name  # noqa: SLF001 (the SDK's own reader)
 
-    def default_policy(self) -> Any:
-        return self.policy()
-
-    @property
-    def queues(self) -> list[str]:
-        """The approval queues the default policy routes to."""
-        return list(self.default_policy().approvals.queues)
 
 
 OUTREACH = Program(
@@ -63,6 +60,7 @@ OUTREACH = Program(
     planners=("offline-rules/1", "model (CARELOOM_MODEL)"),
     policy=GuardrailPolicy,
     id_prefix="outreach-",
+    configured_policy=Settings.guardrail_policy,
 )
 
 PRIOR_AUTH = Program(
@@ -75,6 +73,7 @@ PRIOR_AUTH = Program(
     planners=("offline-um-rules/1",),
     policy=PriorAuthPolicy,
     id_prefix="prior-auth-",
+    configured_policy=Settings.prior_auth_policy,
 )
 
 PROGRAMS: tuple[Program, ...] = (OUTREACH, PRIOR_AUTH)

@@ -1,0 +1,112 @@
+"""``careloom um``: submit prior-authorization requests (Da Vinci PAS Bundles) and read their runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.common import run, settings
+from cli.output import console, fail, print_json
+
+app = typer.Typer(help="Utilization management: prior-authorization triage runs.", no_args_is_help=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+def _bundles(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.glob("*.json"))
+            if not found:
+                fail(f"{path} holds no *.json files; pass request Bundles (.json) or a folder of them", code=2)
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            fail(f"{path} does not exist; pass a PAS request Bundle (.json) or a folder of them", code=2)
+    return files
+
+
+@app.command("submit")
+def submit(
+    paths: Annotated[list[Path], typer.Argument(help="PAS request Bundles (.json), or folders of them.")],
+    as_user: Annotated[str, typer.Option("--as", help="Who submits (may not approve the run).")] = "pa-intake",
+    as_json: JsonFlag = False,
+) -> None:
+    """Check, store and start one triage run per request; a resubmitted request joins its run. Exit 1 if any
+    request was refused (each refusal names the problem and the fix; nothing of it is stored or started)."""
+
+    async def go() -> int:
+        from runtime.temporal_client import connect
+        from store.records import SqliteCareRecordStore
+        from tools.pas_request import PriorAuthRequestError
+        from workflows.prior_auth_client import submit_prior_auth
+
+        cfg = settings()
+        client = await connect(cfg)
+        store, criteria, policy = SqliteCareRecordStore(cfg.records_path), cfg.criteria(), cfg.prior_auth_policy()
+        rows, refused = [], 0
+        for path in _bundles(paths):
+            try:
+                bundle = json.loads(path.read_text(encoding="utf-8"))
+                handle, started, sub = await submit_prior_auth(
+                    client, store, bundle, criteria=criteria, policy=policy, task_queue=cfg.task_queue,
+                    salt=cfg.pseudonym_salt.get_secret_value(), initiated_by=as_user,
+                    tool_attempts=cfg.tool_attempts)
+                rows.append({"file": str(path), "workflow_id": handle.id, "started": started,
+                             "priority": sub.priority, "services": [i.code for i in sub.items]})
+            except json.JSONDecodeError as err:
+                refused += 1
+                rows.append({"file": str(path), "error": "invalid_json",
+                             "message": f"not JSON ({err.msg} at line {err.lineno}): send a FHIR Bundle"})
+            except PriorAuthRequestError as err:
+                refused += 1
+                rows.append({"file": str(path), "error": err.code, "message": str(err)})
+        if as_json:
+            print_json(rows)
+        for row in rows if not as_json else []:
+            if "error" in row:
+                console.print(f"[red]refused[/] {row['file']}: {row['message']}")
+            else:
+                console.print(f"{'started' if row['started'] else 'already exists'}: {row['workflow_id']} "
+                              f"({row['priority']}, {', '.join(row['services'])})")
+        return refused
+
+    if run(go()):
+        raise typer.Exit(1)
+
+
+@app.command("status")
+def status(
+    workflow_id: Annotated[str, typer.Argument(help="prior-auth-<digest>, as `um submit` printed it")],
+    as_json: JsonFlag = False,
+) -> None:
+    """A request's status: proposed determination, due time, actions, verdicts and pending approvals."""
+
+    async def go() -> None:
+        from runtime.temporal_client import connect
+        from workflows.prior_auth import PriorAuthWorkflow
+
+        client = await connect(settings())
+        try:
+            found = await client.get_workflow_handle_for(PriorAuthWorkflow.run, workflow_id).query(
+                PriorAuthWorkflow.status)
+        except Exception as err:  # noqa: BLE001 - the server's message names the problem
+            fail(f"cannot read {workflow_id}: {err}. Check the id `careloom um submit` printed")
+            return
+        if as_json:
+            print_json(found)
+            return
+        console.print(f"[bold]{found.workflow_id}[/]  status={found.status}  {found.priority}, due "
+                      f"{found.decision_due:%Y-%m-%d %H:%M} UTC  determination={found.determination}")
+        for action in found.actions:
+            console.print(f"  {action.action_id:<28} {action.status:<18} {action.reference or action.reason or ''}")
+        for item in found.pending_approvals:
+            console.print(f"  [yellow]pending[/] {item.approval_id} in {item.queue} needs {item.required_role}"
+                          f"{' (+ second reviewer)' if item.dual_signoff and not item.signoffs else ''}")
+
+    run(go())
