@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import structlog
 from rich.progress import Progress
@@ -23,6 +24,7 @@ from store.importer import import_ndjson
 from store.records import SqliteCareRecordStore
 from workflows.outreach import MemberOutreachWorkflow, OutreachStatus
 from workflows.outreach_client import start_outreach
+from workflows.prior_auth import PriorAuthStatus, PriorAuthWorkflow
 
 __all__ = ["SAMPLE_DATA", "run_demo", "serve"]
 
@@ -44,26 +46,28 @@ def discharges(store: SqliteCareRecordStore, since: str, until: str) -> list[tup
     return found
 
 
-async def _settled(client: Client, workflow_id: str) -> OutreachStatus | None:
-    """The run's status once it is closed or parked; None while it is still working."""
-    handle = client.get_workflow_handle_for(MemberOutreachWorkflow.run, workflow_id)
+async def _settled(client: Client, workflow_id: str, query: Callable[..., Any]) -> Any:
+    """The run's status (any program's ``status`` query) once it is closed or parked; None while working."""
+    handle = client.get_workflow_handle(workflow_id)
     description = await handle.describe()
-    status = await handle.query(MemberOutreachWorkflow.status)
+    status = await handle.query(query)
     if description.status != WorkflowExecutionStatus.RUNNING or status.status in _PARKED:
         return status
     return None
 
 
-async def _wait_for(client: Client, workflow_ids: list[str], timeout: float = 300.0) -> dict[str, OutreachStatus]:
-    done: dict[str, OutreachStatus] = {}
+async def _wait_for(client: Client, workflow_ids: list[str], timeout: float = 300.0, *,
+                    query: Callable[..., Any] = MemberOutreachWorkflow.status,
+                    label: str = "outreach runs") -> dict[str, Any]:
+    done: dict[str, Any] = {}
     deadline = time.monotonic() + timeout
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("outreach runs", total=len(workflow_ids))
+        task = progress.add_task(label, total=len(workflow_ids))
         while len(done) < len(workflow_ids) and time.monotonic() < deadline:
             for workflow_id in workflow_ids:
                 if workflow_id in done:
                     continue
-                settled = await _settled(client, workflow_id)
+                settled = await _settled(client, workflow_id, query)
                 if settled is not None:
                     done[workflow_id] = settled
                     progress.advance(task)
@@ -90,6 +94,37 @@ def _summary(statuses: Iterable[OutreachStatus], eligibility: dict[str, str]) ->
     return table
 
 
+def _prior_auth_summary(statuses: Iterable[PriorAuthStatus]) -> Table:
+    table = Table(title="Prior-authorization requests (utilization management)")
+    for column in ("member", "priority", "due (UTC)", "determination", "waiting for", "status"):
+        table.add_column(column, overflow="fold")
+    for s in statuses:
+        waiting = [f"{p.required_role} in {p.queue}" + (" + second reviewer" if p.dual_signoff and not p.signoffs
+                                                        else "") for p in s.pending_approvals]
+        issued = any(a.tool == "issue_determination" and a.status == "executed" for a in s.actions)
+        table.add_row(s.member_pseudonym or "?", s.priority, f"{s.decision_due:%Y-%m-%d %H:%M}",
+                      f"{s.determination} ({'issued' if issued else 'recommended'})" if s.determination else "-",
+                      ", ".join(waiting) or "-", s.status)
+    return table
+
+
+async def _submit_prior_auth(settings: Settings, stack: Any, folder: Path) -> list[str]:
+    """One triage run per sample request Bundle (a resubmitted request joins its run)."""
+    import json
+
+    from workflows.prior_auth_client import submit_prior_auth
+
+    criteria, policy = settings.criteria(), settings.prior_auth_policy()
+    workflow_ids = []
+    for path in sorted(folder.glob("*.json")):
+        handle, _, _ = await submit_prior_auth(
+            stack.client, stack.store, json.loads(path.read_text(encoding="utf-8")), criteria=criteria,
+            policy=policy, task_queue=settings.task_queue, salt=settings.pseudonym_salt.get_secret_value(),
+            initiated_by=DEMO_USER, tool_attempts=settings.tool_attempts)
+        workflow_ids.append(handle.id)
+    return workflow_ids
+
+
 def _eligibility(status: OutreachStatus) -> str:
     stop = next((v for v in status.verdicts if v.action_id == "run"), None)
     return "not eligible" if stop else "eligible"
@@ -111,13 +146,25 @@ async def run_demo(settings: Settings, *, data: Path, since: str, until: str, ex
                 task_queue=settings.task_queue, initiated_by=DEMO_USER, tool_attempts=settings.tool_attempts,
                 salt=settings.pseudonym_salt.get_secret_value())
             workflow_ids.append(handle.id)
+        pa_ids = await _submit_prior_auth(settings, stack, data / "prior_auth") if (data / "prior_auth").is_dir() else []
         statuses = await _wait_for(stack.client, workflow_ids)
         ordered = [statuses[w] for w in workflow_ids if w in statuses]
+        pa_statuses = await _wait_for(stack.client, pa_ids, query=PriorAuthWorkflow.status,
+                                      label="prior-auth requests")
+        pa_ordered = [pa_statuses[w] for w in pa_ids if w in pa_statuses]
         if as_json:
             print_json({"runs": [s.model_dump(mode="json") for s in ordered],
-                        "unsettled": [w for w in workflow_ids if w not in statuses], "ui": stack.ui_url})
+                        "prior_auth": [s.model_dump(mode="json") for s in pa_ordered],
+                        "unsettled": [w for w in [*workflow_ids, *pa_ids] if w not in {**statuses, **pa_statuses}],
+                        "ui": stack.ui_url})
         else:
             console.print(_summary(ordered, {s.workflow_id: _eligibility(s) for s in ordered}))
+            if pa_ordered:
+                console.print(_prior_auth_summary(pa_ordered))
+                waiting = next((s for s in pa_ordered if s.pending_approvals), None)
+                if waiting is not None:
+                    console.print(f"a request's criteria, citations and clock: {_CLI} um status {waiting.workflow_id}",
+                                  soft_wrap=True, highlight=False)
             _print_next_steps(ordered, stack.ui_url, exit_after)
         if not as_json and tokens:
             console.print("\nDemo approvers (tokens shown once; `careloom users rotate NAME` makes new ones):")
