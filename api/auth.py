@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from api.identity import AuthError, Identity, JwtVerifier, TokenVerifier, UserDirectory
+from api.identity import AuthError, Identity, TokenVerifier
+from api.jwt_auth import JwtVerifier
+from api.users import UserDirectory
 from runtime.settings import Settings
 
 __all__ = ["acting_identity", "make_verifier"]

@@ -15,14 +15,14 @@ ledger_app = typer.Typer(help="The append-only, hash-chained decision ledger.", 
 
 
 def _directory():  # noqa: ANN202
-    from api.identity import UserDirectory
+    from api.users import UserDirectory
 
     return UserDirectory(settings().users_path)
 
 
 def _change_users(change):  # noqa: ANN001, ANN202
     """Run one users-file change; a refused change exits 2 with the directory's message."""
-    from api.identity import UserDirectoryError
+    from api.users import UserDirectoryError
 
     try:
         return change(_directory())

@@ -271,7 +271,7 @@ DEMO_APPROVERS = (("dr.rivera", "md", "Dr. Ana Rivera"), ("rn.kim", "rn", "Jae K
 
 def ensure_demo_approvers(settings: Settings) -> dict[str, str]:
     """Create the demo's approvers if missing; returns the tokens of the ones created now (shown once)."""
-    from api.identity import UserDirectory
+    from api.users import UserDirectory
 
     directory = UserDirectory(settings.users_path)
     created = {}

@@ -1,4 +1,5 @@
-"""A real HTTP server (uvicorn on loopback) running the careloom app against the session's Temporal server."""
+"""Shared by the API tests: a real HTTP server (uvicorn on loopback) against the session's Temporal
+server, its approvers, a headless browser, and :func:`auth_error` for the token verifiers."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from api.identity import UserDirectory
+from api.identity import AuthError, TokenVerifier
+from api.users import UserDirectory
 from cli.demo import api_server
 from runtime.settings import Settings
 from tests.net import free_port
@@ -22,6 +24,13 @@ BROWSER_TEST = [
                        reason="Chromium is missing: install Debian's chromium (python3 bootstrap.py test does)"),
 ]
 """``pytestmark`` of the tests that drive a real browser."""
+
+
+def auth_error(verifier: TokenVerifier, token: str) -> str:
+    """The message of the AuthError the verifier raises for this token."""
+    with pytest.raises(AuthError) as caught:
+        verifier.verify(token)
+    return str(caught.value)
 
 
 @pytest.fixture(scope="session")

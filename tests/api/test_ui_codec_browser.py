@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from api.identity import UserDirectory
+from api.users import UserDirectory
 from cli.demo import api_server
 from runtime.codec import generate_key
 from runtime.settings import Settings

@@ -1,0 +1,144 @@
+"""The web inbox: server-rendered pages, no build step, nothing fetched from the internet."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+
+from agents.actions import ACTION_ARGUMENTS
+from api.decisions import STATUS_FOR, DecisionRequest, to_decision
+from api.deps import SESSION_COOKIE, TemporalClient, Verifier, current_identity, get_client, get_queues
+from api.identity import AuthError, Identity
+from api.preview import preview_resources
+from runtime.errors import DecisionRefused
+from workflows.outreach_client import InboxFilter, decide, get_approval, list_inbox
+
+__all__ = ["router"]
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+router = APIRouter(include_in_schema=False)
+
+
+def _due(value: datetime) -> str:
+    delta = value - datetime.now(UTC)
+    minutes = int(delta.total_seconds() // 60)
+    when = value.strftime("%Y-%m-%d %H:%M UTC")
+    if minutes < 0:
+        return f"{when} (overdue {-minutes} min)"
+    return f"{when} (in {minutes // 60} h {minutes % 60} min)"
+
+
+TEMPLATES.env.filters["due"] = _due
+TEMPLATES.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, default=str)
+
+
+def _who_or_login(request: Request) -> Identity | RedirectResponse:
+    # Called in each handler, not a dependency: a page sends an unknown caller to the login form
+    # (the JSON API answers 401), after FastAPI has validated the form's fields.
+    try:
+        return current_identity(request)
+    except HTTPException:
+        return RedirectResponse(f"/login?next={quote(str(request.url.path))}", status_code=303)
+
+
+@router.get("/")
+async def root() -> RedirectResponse:
+    return RedirectResponse("/inbox", status_code=303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request, next: str = "/inbox") -> Response:
+    return TEMPLATES.TemplateResponse(request, "login.html", {"next": next, "error": None})
+
+
+@router.post("/login")
+async def login(request: Request, verifier: Verifier, token: str = Form(...), next: str = Form("/inbox")) -> Response:
+    try:
+        verifier.verify(token.strip())
+    except AuthError as err:
+        return TEMPLATES.TemplateResponse(request, "login.html", {"next": next, "error": str(err)},
+                                          status_code=401)
+    target = next if next.startswith("/") and not next.startswith("//") else "/inbox"
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(SESSION_COOKIE, token.strip(), httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", max_age=8 * 3600)
+    return response
+
+
+@router.post("/logout")
+async def logout() -> Response:
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@router.get("/inbox", response_class=HTMLResponse)
+async def inbox(request: Request, client: TemporalClient, queue: str | None = None, role: str | None = None,
+                priority: str | None = None, cursor: str | None = None, flash: str | None = None) -> Response:
+    who = _who_or_login(request)
+    if isinstance(who, Response):
+        return who
+    try:
+        filters = InboxFilter(queue=queue or None, role=role or None, priority=priority or None)
+    except ValidationError:
+        filters = InboxFilter()
+    page = await list_inbox(client, filters, page_size=50, cursor=cursor if (cursor or "").isdigit() else None)
+    return TEMPLATES.TemplateResponse(request, "inbox.html", {
+        "who": who, "page": page, "filters": filters, "flash": flash})
+
+
+@router.get("/inbox/{workflow_id}/{approval_id}", response_class=HTMLResponse)
+async def item_page(request: Request, workflow_id: str, approval_id: str) -> Response:
+    who = _who_or_login(request)
+    if isinstance(who, Response):
+        return who
+    return await _render_item(request, who, workflow_id, approval_id, error=None, status_code=200)
+
+
+async def _render_item(request: Request, who: Identity, workflow_id: str, approval_id: str, *,
+                       error: str | None, status_code: int, draft: str | None = None) -> Response:
+    try:
+        item = await get_approval(get_client(request), workflow_id, approval_id)
+    except DecisionRefused as err:
+        return TEMPLATES.TemplateResponse(request, "message.html", {"who": who, "message": str(err)},
+                                          status_code=404)
+    return TEMPLATES.TemplateResponse(request, "item.html", {
+        "who": who, "item": item, "preview": preview_resources(item), "error": error,
+        "queues": get_queues(request), "arguments_json": draft or item.arguments.model_dump_json(indent=2),
+    }, status_code=status_code)
+
+
+@router.post("/inbox/{workflow_id}/{approval_id}")
+async def decide_form(request: Request, workflow_id: str, approval_id: str, client: TemporalClient,
+                      decision: str = Form(...), digest: str = Form(...), reason: str = Form(""),
+                      arguments: str = Form(""), queue: str = Form("")) -> Response:
+    who = _who_or_login(request)
+    if isinstance(who, Response):
+        return who
+    try:
+        parsed = (ACTION_ARGUMENTS.validate_python(json.loads(arguments))
+                  if decision == "edit" else None)
+        body = DecisionRequest(decision=decision, digest=digest, reason=reason.strip() or None,
+                               arguments=parsed, queue=queue or None if decision == "reassign" else None)
+        result = await decide(client, workflow_id, to_decision(approval_id, body, who))
+    except json.JSONDecodeError as err:
+        return await _render_item(request, who, workflow_id, approval_id, status_code=422, draft=arguments,
+                                  error=f"the edited arguments are not valid JSON: {err.msg} (line {err.lineno})")
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return await _render_item(request, who, workflow_id, approval_id, status_code=422, draft=arguments,
+                                  error=f"invalid {where}: {first['msg']}")
+    except DecisionRefused as err:
+        return await _render_item(request, who, workflow_id, approval_id, error=str(err), draft=arguments,
+                                  status_code=STATUS_FOR.get(err.code, 422))
+    flash = f"{result.outcome}: {result.approval_id} ({workflow_id})"
+    return RedirectResponse(f"/inbox?flash={quote(flash)}", status_code=303)
