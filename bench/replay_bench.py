@@ -105,7 +105,8 @@ def main(count: int, repeat: int) -> None:
 
     configure_logging("WARNING", "json")
     root = Path(tempfile.mkdtemp(prefix="careloom-replay-"))
-    golden = sorted(GOLDEN.glob("*.json"))
+    # The outreach golden histories only: the bare baseline makes outreach's tool calls.
+    golden = sorted(p for p in GOLDEN.glob("*.json") if not p.stem.startswith("um-"))
     files = _copies(golden, count, root / "careloom")
     recorded = asyncio.run(_record_bare(root / "bare-recorded"))
     bare_files = _copies(recorded, count, root / "bare")

@@ -44,7 +44,7 @@ def export(
     """Export histories (the JSON `temporal workflow show --output json` writes) by id or by query."""
     from temporalio.service import RPCError
 
-    from history.files import outreach_query, write_history
+    from history.files import careloom_query, write_history
     from runtime.temporal_client import connect
 
     if not workflow_id and not query:
@@ -54,7 +54,7 @@ def export(
         client = await connect(settings())
         ids = list(workflow_id or [])
         if query:
-            ids += [e.id async for e in client.list_workflows(outreach_query(query))]
+            ids += [e.id async for e in client.list_workflows(careloom_query(query))]
         failures = 0
         with Progress(console=err_console) as progress:
             task = progress.add_task("exporting", total=len(ids))
@@ -81,7 +81,7 @@ def replay(
     as_json: JsonFlag = False,
 ) -> None:
     """Replay histories against the current code: ok / nondeterministic / error each; exit 1 on any failure."""
-    from history.files import HistoryFileError, history_files, outreach_query
+    from history.files import HistoryFileError, history_files, careloom_query
     from history.replay import ReplayOutcome, replay_files, replay_histories
 
     started = time.perf_counter()
@@ -91,7 +91,7 @@ def replay(
         async def live() -> list[ReplayOutcome]:
             client = await connect(settings())
             pairs = []
-            async for e in client.list_workflows(outreach_query(query)):
+            async for e in client.list_workflows(careloom_query(query)):
                 pairs.append((e.id, await client.get_workflow_handle(e.id, run_id=e.run_id).fetch_history()))
             return await replay_histories(pairs, sandbox=sandbox)
 
@@ -186,22 +186,29 @@ def audit(
 
 @app.command("what-if")
 def what_if(
-    policy: Annotated[Path, typer.Option(help="A GuardrailPolicy JSON file to evaluate.")],
+    policy: Annotated[Path, typer.Option(help="The program's policy JSON (GuardrailPolicy, PriorAuthPolicy).")],
     paths: Annotated[list[Path], typer.Argument(help="Exported history files or folders.")],
+    program: Annotated[str, typer.Option(help="The program the policy is for (`careloom programs list`); "
+                                         "other programs' runs are skipped.")] = "post-discharge-outreach",
     as_json: JsonFlag = False,
 ) -> None:
     """Re-evaluate recorded proposals under another policy (no side effects, no model calls)."""
     from history.files import HistoryFileError, history_files
     from history.what_if import load_policy
     from history.what_if import what_if as evaluate
+    from workflows.programs import PROGRAMS
 
+    chosen = next((p for p in PROGRAMS if p.name == program), None)
+    if chosen is None:
+        fail(f"unknown program {program!r}; known: {', '.join(p.name for p in PROGRAMS)}", code=2)
+        return
     try:
-        candidate = load_policy(policy)
+        candidate = load_policy(policy, chosen)
         files = history_files(paths)
     except HistoryFileError as err:
         fail(str(err), code=2)
         return
-    report = evaluate(_records(files), candidate)
+    report = evaluate(_records(files), candidate, chosen)
     if as_json:
         print_json(report)
         return
@@ -209,6 +216,9 @@ def what_if(
         flag = "  [bold red]!! WOULD RUN WITHOUT A HUMAN[/]" if c.loses_human else ""
         console.print(f"{c.workflow_id} {c.action_id} ({c.tool}): {c.old}{f'/{c.old_role}' if c.old_role else ''}"
                       f" -> {c.new}{f'/{c.new_role}' if c.new_role else ''}{flag}", soft_wrap=True, highlight=False)
+    if report.other_programs_skipped:
+        console.print(f"{report.other_programs_skipped} run(s) of other programs skipped (the policy is for "
+                      f"{report.program})")
     console.print(f"{report.cases} cases, {report.actions} actions: approvals +{report.approvals_added} "
                   f"-{report.approvals_removed}; automation {report.automation_before:.0%} -> "
                   f"{report.automation_after:.0%}; runs stopped {report.runs_stopped_before} -> "

@@ -1,4 +1,4 @@
-"""A readable audit timeline of one outreach run, built from its history alone.
+"""A readable audit timeline of one run of any program, built from its history alone.
 
 Trigger; every tool call with an argument and result summary; the planner's
 proposals with planner/model/prompt version and confidence signals; every
@@ -14,9 +14,20 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agents.planner import PLAN_ACTIVITY
 from history.events import RunRecord
 from store.ledger import DecisionLedger, LedgerEntry
+from tools.registry import (
+    CHECK_ELIGIBILITY,
+    GET_CLINICAL_CONTEXT,
+    LEDGER_APPEND,
+    LOOKUP_MEMBER,
+    REVIEW_EVIDENCE,
+    SCORE_READMISSION_RISK,
+    ALL_TOOLS,
+)
+from workflows.programs import OUTREACH, PLANNER_ACTIVITIES
+
+_WRITES = {t.name for t in ALL_TOOLS if t.kind == "write"}
 
 __all__ = ["AuditEntry", "AuditReport", "audit", "ledger_mismatches"]
 
@@ -40,34 +51,38 @@ class AuditReport(BaseModel):
 def _summary(name: str, value: Any) -> str:  # noqa: ANN401
     if value is None:
         return "-"
-    if name == "tools.lookup_member":
+    if name == LOOKUP_MEMBER.name:
         return (f"{value.pseudonym}, age {value.age_years}, channels {','.join(value.channels) or 'none'}, "
                 f"tz {value.time_zone}, opted_out={value.opted_out}, deceased={value.deceased}")
-    if name == "tools.check_eligibility":
+    if name == CHECK_ELIGIBILITY.name:
         return f"{value.outcome}, inforce={value.inforce}, plan {value.plan_type}" + (
             f" ({value.reason})" if value.reason else "")
-    if name == "tools.get_clinical_context":
+    if name == GET_CLINICAL_CONTEXT.name:
         stay = value.stay
         return (f"LOS {stay.length_of_stay_days} d, acute={stay.acute_admission}, disposition "
                 f"{stay.discharge_disposition}, {len(value.condition_codes)} conditions, {value.ed_visits_6mo} ED visits")
-    if name == "tools.score_readmission_risk":
+    if name == SCORE_READMISSION_RISK.name:
         return f"LACE {value.lace}" if value.status == "scored" else f"insufficient_data: {', '.join(value.missing)}"
-    if name == PLAN_ACTIVITY:
+    if name == REVIEW_EVIDENCE.name:
+        criteria = [c for s in value.services for c in s.criteria]
+        return (f"{sum(c.status == 'met' for c in criteria)}/{len(criteria)} criteria met with citations, "
+                f"{value.notes_read} note(s), {value.criteria_version}")
+    if name in PLANNER_ACTIVITIES:
         usage = value.usage
         cost = (f"; {usage.requests} model request(s), {usage.prompt_tokens}+{usage.completion_tokens} tokens, "
                 f"~${usage.estimated_cost_usd:.4f}" + (", repaired" if usage.repaired else "")) if usage else ""
         return f"{value.planner}: {len(value.proposals)} proposal(s){cost}"
-    if name.startswith("tools."):
+    if name in _WRITES:
         return f"{value.reference} ({'created' if value.created else 'already existed'})"
-    if name == "ledger.append":
+    if name == LEDGER_APPEND.name:
         return f"{value} entr{'y' if value == 1 else 'ies'} appended"
     return str(value)[:120]
 
 
 def _args(name: str, value: Any) -> str:  # noqa: ANN401
-    if name == PLAN_ACTIVITY:
+    if name in PLANNER_ACTIVITIES:
         return "facts of the run"
-    if name == "ledger.append":
+    if name == LEDGER_APPEND.name:
         return ", ".join(f"{e.approval_id}:{e.event}" for e in value.entries)
     if hasattr(value, "arguments"):
         return f"{value.arguments.tool} key={value.idempotency_key}"
@@ -76,18 +91,26 @@ def _args(name: str, value: Any) -> str:  # noqa: ANN401
     return str(value)[:120]
 
 
+def _trigger(record: RunRecord) -> str:
+    data = record.input
+    if record.program is OUTREACH:
+        return (f"discharge {data.encounter_id} of member {data.member_id}, started by {data.initiated_by}")
+    sub = data.submission
+    return (f"prior-authorization request Claim/{sub.claim_id} ({sub.priority}, "
+            f"{', '.join(i.code for i in sub.items)}) of member {sub.member_id}, received "
+            f"{sub.received_at:%Y-%m-%d %H:%M} UTC, submitted by {data.initiated_by}")
+
+
 def audit(record: RunRecord, ledger: DecisionLedger | None = None) -> AuditReport:
     policy = record.input.policy
-    entries = [AuditEntry(at=record.started_at, kind="trigger",
-                          summary=f"discharge {record.input.encounter_id} of member {record.input.member_id}, "
-                                  f"started by {record.input.initiated_by}",
-                          details={"policy_id": policy.policy_id})]
+    entries = [AuditEntry(at=record.started_at, kind="trigger", summary=_trigger(record),
+                          details={"policy_id": policy.policy_id, "program": record.program.name})]
     for call in record.calls:
         entries.append(AuditEntry(
-            at=call.scheduled_at, kind="ledger" if call.name == "ledger.append" else "tool",
+            at=call.scheduled_at, kind="ledger" if call.name == LEDGER_APPEND.name else "tool",
             summary=f"{call.name}({_args(call.name, call.input)}) -> "
                     + (f"FAILED: {call.failure}" if call.failure else _summary(call.name, call.result))))
-        if call.name == PLAN_ACTIVITY and call.result is not None:
+        if call.name in PLANNER_ACTIVITIES and call.result is not None:
             for proposal in call.result.proposals:
                 entries.append(AuditEntry(
                     at=call.finished_at, kind="proposal",
@@ -98,7 +121,7 @@ def audit(record: RunRecord, ledger: DecisionLedger | None = None) -> AuditRepor
                              "signals": {s.name: s.value for s in proposal.signals}, "evidence": proposal.evidence,
                              "review_reasons": proposal.review_reasons,
                              "usage": call.result.usage.model_dump() if call.result.usage else None}))
-        if call.name == "ledger.append":
+        if call.name == LEDGER_APPEND.name:
             for e in call.input.entries:
                 who = f"{e.actor} ({e.role})" if e.role else e.actor
                 entries.append(AuditEntry(at=e.at, kind="approval",

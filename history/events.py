@@ -1,4 +1,4 @@
-"""Typed facts read back from a MemberOutreachWorkflow history, with no database and no worker.
+"""Typed facts read back from any careloom program's run history, with no database and no worker.
 
 Payloads are decoded with the project's data converter into the same pydantic
 models the workflow used, so audit and what-if see exactly what ran.
@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
 from temporalio.api.common.v1 import Payloads
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.failure.v1 import Failure
@@ -20,38 +19,22 @@ from temporalio.client import WorkflowHistory
 from agents.actions import ProposedAction
 from agents.approvals import ApprovalDecision, DecisionResult
 from agents.facts import RunFacts
-from agents.planner import PLAN_ACTIVITY, PlannerInput, PlannerOutput
-from guardrails.policy import GuardrailPolicy
-from guardrails.rules import evaluate_action
+from agents.planner import PlannerOutput
 from guardrails.verdicts import GuardrailVerdict
 from runtime.codec import PayloadEncryptionCodec
 from runtime.temporal_client import DATA_CONVERTER
-from store.ledger import LedgerAppend, LedgerEntry
-from tools.care_plan import DraftCarePlanInput
-from tools.clinical import ClinicalContext, ClinicalContextInput
-from tools.eligibility import EligibilityInput, EligibilityResult
-from tools.member import LookupMemberInput, MemberProfile
-from tools.outreach import SendOutreachInput
-from tools.risk import RiskInput, RiskScore
-from tools.tasks import CreateTaskInput
-from tools.writes import WriteResult
-from workflows.outreach import OutreachInput, OutreachResult
+from store.ledger import LedgerEntry
+from tools.registry import (
+    ACTIVITY_TYPES,
+    CHECK_ELIGIBILITY,
+    GET_CLINICAL_CONTEXT,
+    LEDGER_APPEND,
+    LOOKUP_MEMBER,
+    SCORE_READMISSION_RISK,
+)
+from workflows.programs import OUTREACH, PLANNER_ACTIVITIES, Program, program_of_workflow_type
 
 __all__ = ["ActivityCall", "DecisionEvent", "RunRecord", "read_run"]
-
-# activity name -> (input type, result type)
-ACTIVITY_TYPES: dict[str, tuple[type[BaseModel], type[Any]]] = {
-    "tools.lookup_member": (LookupMemberInput, MemberProfile),
-    "tools.check_eligibility": (EligibilityInput, EligibilityResult),
-    "tools.get_clinical_context": (ClinicalContextInput, ClinicalContext),
-    "tools.score_readmission_risk": (RiskInput, RiskScore),
-    PLAN_ACTIVITY: (PlannerInput, PlannerOutput),
-    "tools.draft_care_plan": (DraftCarePlanInput, WriteResult),
-    "tools.create_task": (CreateTaskInput, WriteResult),
-    "tools.send_outreach": (SendOutreachInput, WriteResult),
-    "ledger.append": (LedgerAppend, int),
-}
-
 
 @dataclass
 class ActivityCall:
@@ -76,12 +59,13 @@ class RunRecord:
 
     workflow_id: str
     started_at: datetime
-    input: OutreachInput
+    program: Program
+    input: Any  # the program's workflow input: OutreachInput, PriorAuthInput
     calls: list[ActivityCall] = field(default_factory=list)
     decisions: list[DecisionEvent] = field(default_factory=list)
     timers: list[tuple[datetime, float]] = field(default_factory=list)
     closed_at: datetime | None = None
-    result: OutreachResult | None = None
+    result: Any = None
     closed_as: str | None = None
     failure: str | None = None
 
@@ -89,24 +73,27 @@ class RunRecord:
         return next((c.result for c in self.calls if c.name == name and c.result is not None), None)
 
     @property
-    def facts(self) -> RunFacts | None:
-        planned = next((c for c in self.calls if c.name == PLAN_ACTIVITY), None)
+    def facts(self) -> Any:
+        """What the planner was given (outreach: RunFacts; prior auth: PriorAuthFacts), or None."""
+        planned = next((c for c in self.calls if c.name in PLANNER_ACTIVITIES), None)
         if planned is not None:
             return planned.input.facts
-        member = self.first_result("tools.lookup_member")
-        clinical = self.first_result("tools.get_clinical_context")
-        eligibility = self.first_result("tools.check_eligibility")
-        risk = self.first_result("tools.score_readmission_risk")
+        if self.program is not OUTREACH:
+            return None
+        member = self.first_result(LOOKUP_MEMBER.name)
+        clinical = self.first_result(GET_CLINICAL_CONTEXT.name)
+        eligibility = self.first_result(CHECK_ELIGIBILITY.name)
+        risk = self.first_result(SCORE_READMISSION_RISK.name)
         if None in (member, clinical, eligibility, risk):
             return None
         return RunFacts(member=member, clinical=clinical, eligibility=eligibility, risk=risk)
 
     @property
     def plan(self) -> tuple[datetime, PlannerOutput] | None:
-        planned = next((c for c in self.calls if c.name == PLAN_ACTIVITY and c.result is not None), None)
+        planned = next((c for c in self.calls if c.name in PLANNER_ACTIVITIES and c.result is not None), None)
         return (planned.finished_at or planned.scheduled_at, planned.result) if planned else None
 
-    def planned_verdicts(self, policy: GuardrailPolicy) -> list[tuple[ProposedAction, GuardrailVerdict]]:
+    def planned_verdicts(self, policy: Any) -> list[tuple[ProposedAction, GuardrailVerdict]]:
         """Each planned proposal with the verdict ``policy`` gives it at planning time (none before a plan).
 
         Deterministic: the recorded facts and proposals, no side effects, no model call.
@@ -115,11 +102,11 @@ class RunRecord:
         if facts is None or plan is None:
             return []
         at, output = plan
-        return [(p, evaluate_action(p, facts, policy, now=at)) for p in output.proposals]
+        return [(p, self.program.judge(p, facts, policy, at)) for p in output.proposals]
 
     @property
     def ledger_entries(self) -> list[LedgerEntry]:
-        return [e for c in self.calls if c.name == "ledger.append" for e in c.input.entries]
+        return [e for c in self.calls if c.name == LEDGER_APPEND.name for e in c.input.entries]
 
 
 _CODEC: ContextVar[PayloadEncryptionCodec | None] = ContextVar("history_codec", default=None)
@@ -143,7 +130,7 @@ def _message(failure: Failure) -> str:
 
 
 def read_run(history: WorkflowHistory, codec: PayloadEncryptionCodec | None = None) -> RunRecord:
-    """Decode a history into a RunRecord; ValueError if it is not a MemberOutreachWorkflow history.
+    """Decode a history into a RunRecord; ValueError if it is not a history of a careloom program.
 
     ``codec`` decrypts histories written with payload encryption (PayloadKeyError without the key).
     """
@@ -160,8 +147,11 @@ def _read_run(history: WorkflowHistory) -> RunRecord:
     if first.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
         raise ValueError("the history does not start with WorkflowExecutionStarted")
     started = first.workflow_execution_started_event_attributes
+    program = program_of_workflow_type(started.workflow_type.name)
+    if program is None:
+        raise ValueError(f"a {started.workflow_type.name} history is not a careloom program's run")
     record = RunRecord(workflow_id=history.workflow_id, started_at=first.event_time.ToDatetime(tzinfo=UTC),
-                       input=_decode(started.input, OutreachInput))
+                       program=program, input=_decode(started.input, program.input_type))
     scheduled: dict[int, ActivityCall] = {}
     updates: dict[str, DecisionEvent] = {}
     for event in events[1:]:
@@ -200,7 +190,7 @@ def _read_run(history: WorkflowHistory) -> RunRecord:
             record.timers.append((at, attrs.start_to_fire_timeout.ToTimedelta().total_seconds()))
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
             record.closed_at, record.closed_as = at, "completed"
-            record.result = _decode(event.workflow_execution_completed_event_attributes.result, OutreachResult)
+            record.result = _decode(event.workflow_execution_completed_event_attributes.result, program.result_type)
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
             record.closed_at, record.closed_as = at, "failed"
             record.failure = _message(event.workflow_execution_failed_event_attributes.failure)

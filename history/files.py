@@ -16,19 +16,27 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 
 from history.history_json import NotFastPath, history_from_dict
+from runtime.errors import CareloomError
 
-__all__ = ["HistoryFileError", "LoadedHistory", "history_files", "load_history", "outreach_query", "workflow_type_of",
+__all__ = ["HistoryFileError", "LoadedHistory", "history_files", "load_history", "careloom_query", "workflow_type_of",
            "write_history"]
 
 OUTREACH_TYPE = "MemberOutreachWorkflow"
 
 
-def outreach_query(query: str) -> str:
-    """A visibility query narrowed to careloom's outreach runs."""
-    return f'WorkflowType = "{OUTREACH_TYPE}" AND ({query})'
+def _careloom_types() -> frozenset[str]:
+    from workflows.programs import WORKFLOW_TYPES
+
+    return WORKFLOW_TYPES
 
 
-class HistoryFileError(Exception):
+def careloom_query(query: str) -> str:
+    """A visibility query narrowed to the runs of careloom's programs (every program, not only outreach)."""
+    types = ", ".join(f'"{t}"' for t in sorted(_careloom_types()))
+    return f"WorkflowType IN ({types}) AND ({query})"
+
+
+class HistoryFileError(CareloomError):
     """A history file cannot be used; the message names the file and the fix."""
 
 
@@ -70,8 +78,11 @@ def workflow_type_of(history: WorkflowHistory) -> str | None:
     return None
 
 
-def load_history(path: Path, *, expected_type: str | None = OUTREACH_TYPE) -> LoadedHistory:
-    """Parse one exported file; HistoryFileError for corrupt, truncated or foreign histories."""
+def load_history(path: Path, *, expected_type: str | None = "careloom") -> LoadedHistory:
+    """Parse one exported file; HistoryFileError for corrupt, truncated or foreign histories.
+
+    ``expected_type``: a workflow type, ``"careloom"`` (any careloom program's, the default) or None (any).
+    """
     try:
         raw = json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -90,7 +101,8 @@ def load_history(path: Path, *, expected_type: str | None = OUTREACH_TYPE) -> Lo
     if not history.events:
         raise HistoryFileError(f"{path}: the history has no events")
     found = workflow_type_of(history)
-    if expected_type is not None and found != expected_type:
-        raise HistoryFileError(f"{path}: a {found or 'unknown'} history, not {expected_type}; "
+    wanted = _careloom_types() if expected_type == "careloom" else {expected_type} if expected_type else None
+    if wanted is not None and found not in wanted:
+        raise HistoryFileError(f"{path}: a {found or 'unknown'} history, not {' or '.join(sorted(wanted))}; "
                                "careloom only replays and audits its own workflows")
     return LoadedHistory(path=path, history=history)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from agents.planner import PLAN_ACTIVITY
 from history.events import RunRecord
+from workflows.programs import PLANNER_ACTIVITIES
 
 __all__ = ["UsageLine", "UsageReport", "usage_report"]
 
@@ -48,7 +48,7 @@ def usage_report(records: list[RunRecord]) -> UsageReport:
     failed = fallbacks = 0
     for record in records:
         for call in record.calls:
-            if call.name != PLAN_ACTIVITY:
+            if call.name not in PLANNER_ACTIVITIES:
                 continue
             if call.failure is not None or call.result is None:
                 failed += 1

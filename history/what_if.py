@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
-from guardrails.policy import GuardrailPolicy
-from guardrails.rules import check_run, service_effect
+from guardrails.rules import service_effect
 from history.events import RunRecord
 from history.files import HistoryFileError
+from workflows.programs import OUTREACH, Program
 
 __all__ = ["CaseChange", "WhatIfReport", "load_policy", "what_if"]
 
@@ -35,6 +35,8 @@ class CaseChange(BaseModel):
 
 
 class WhatIfReport(BaseModel):
+    program: str = Field(description="The program the candidate policy is for; other programs' runs are skipped.")
+    other_programs_skipped: int = 0
     old_policies: list[str]
     new_policy: str
     cases: int
@@ -49,10 +51,11 @@ class WhatIfReport(BaseModel):
     human_removed: list[CaseChange]
 
 
-def load_policy(path: Path) -> GuardrailPolicy:
-    """A GuardrailPolicy from JSON; unknown fields and bad values are errors naming the file."""
+def load_policy(path: Path, program: Program = OUTREACH) -> BaseModel:
+    """The program's policy (GuardrailPolicy, PriorAuthPolicy) from JSON; unknown fields and bad values are
+    errors naming the file."""
     try:
-        return GuardrailPolicy.model_validate_json(path.read_text())
+        return program.policy.model_validate_json(path.read_text())
     except OSError as err:
         raise HistoryFileError(f"{path}: cannot read the policy ({err.strerror})") from None
     except ValidationError as err:
@@ -61,20 +64,23 @@ def load_policy(path: Path) -> GuardrailPolicy:
         raise HistoryFileError(f"{path}: invalid policy at {where}: {first['msg']}") from None
 
 
-def what_if(records: list[RunRecord], new_policy: GuardrailPolicy) -> WhatIfReport:
+def what_if(records: list[RunRecord], new_policy: BaseModel, program: Program = OUTREACH) -> WhatIfReport:
     changes: list[CaseChange] = []
     actions = auto_before = auto_after = 0
     stopped_before = stopped_after = 0
     old_ids: set[str] = set()
+    others = [r for r in records if r.program is not program]
+    records = [r for r in records if r.program is program]
+    stop = program.stop_check
     for record in records:
         old_policy = record.input.policy
         old_ids.add(old_policy.policy_id)
         facts = record.facts
         if facts is None:
             continue
-        if check_run(facts, old_policy) is not None:
+        if stop is not None and stop(facts, old_policy) is not None:
             stopped_before += 1
-        if check_run(facts, new_policy) is not None:
+        if stop is not None and stop(facts, new_policy) is not None:
             stopped_after += 1
         for (proposal, old), (_, new) in zip(record.planned_verdicts(old_policy), record.planned_verdicts(new_policy),
                                              strict=True):
@@ -90,7 +96,7 @@ def what_if(records: list[RunRecord], new_policy: GuardrailPolicy) -> WhatIfRepo
                 loses_human=old.decision == "require_approval" and new.decision == "allow")
             changes.append(change)
     return WhatIfReport(
-        old_policies=sorted(old_ids), new_policy=new_policy.policy_id, cases=len(records), actions=actions,
+        program=program.name, other_programs_skipped=len(others), old_policies=sorted(old_ids), new_policy=new_policy.policy_id, cases=len(records), actions=actions,
         changes=changes, approvals_added=sum(c.new == "require_approval" and c.old != "require_approval"
                                              for c in changes),
         approvals_removed=sum(c.old == "require_approval" and c.new != "require_approval" for c in changes),

@@ -11,21 +11,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 from temporalio import workflow
 
+from agents.actions import ProposedAction
 from agents.graph import build_outreach_graph
 from agents.prior_auth_graph import build_prior_auth_graph
 from guardrails.policy import GuardrailPolicy
 from guardrails.prior_auth_policy import PriorAuthPolicy
+from guardrails.prior_auth_rules import evaluate_determination
+from guardrails.rules import check_run, evaluate_action
+from guardrails.verdicts import GuardrailVerdict
 from runtime.settings import Settings
 from tools.registry import OUTREACH_TOOLS, PRIOR_AUTH_TOOLS, ToolSpec
 from workflows.outreach import MemberOutreachWorkflow
 from workflows.prior_auth import PriorAuthWorkflow
 
-__all__ = ["OUTREACH", "PRIOR_AUTH", "PROGRAMS", "Program", "program_of_workflow_type"]
+__all__ = ["OUTREACH", "PLANNER_ACTIVITIES", "PRIOR_AUTH", "PROGRAMS", "Program", "WORKFLOW_TYPES",
+           "program_of_workflow_type"]
 
 
 @dataclass(frozen=True)
@@ -43,10 +49,30 @@ class Program:
     id_prefix: str
     configured_policy: Callable[[Settings], BaseModel]
     """The deployment's policy for new runs, from settings."""
+    judge: Callable[[ProposedAction, Any, Any, datetime | None], GuardrailVerdict]
+    """The program's guardrails: (proposal, facts, policy, time) → verdict. Pure; audit and what-if use it."""
+    stop_check: Callable[[Any, Any], GuardrailVerdict | None] | None = None
+    """A run-level stop before planning (outreach: not eligible, not discharged), if the program has one."""
+
+    @property
+    def definition(self) -> Any:
+        return workflow._Definition.must_from_class(self.workflow)  # noqa: SLF001 (the SDK's own reader)
 
     @property
     def workflow_type(self) -> str:
-        return workflow._Definition.must_from_class(self.workflow).name  # noqa: SLF001 (the SDK's own reader)
+        return self.definition.name
+
+    @property
+    def input_type(self) -> type[BaseModel]:
+        return self.definition.arg_types[0]
+
+    @property
+    def result_type(self) -> type[BaseModel]:
+        return self.definition.ret_type
+
+    @property
+    def planner_tools(self) -> tuple[ToolSpec, ...]:
+        return tuple(t for t in self.tools if t.kind == "planner")
 
 
 
@@ -61,6 +87,8 @@ OUTREACH = Program(
     policy=GuardrailPolicy,
     id_prefix="outreach-",
     configured_policy=Settings.guardrail_policy,
+    judge=lambda proposal, facts, policy, at: evaluate_action(proposal, facts, policy, now=at),
+    stop_check=check_run,
 )
 
 PRIOR_AUTH = Program(
@@ -74,6 +102,7 @@ PRIOR_AUTH = Program(
     policy=PriorAuthPolicy,
     id_prefix="prior-auth-",
     configured_policy=Settings.prior_auth_policy,
+    judge=lambda proposal, facts, policy, at: evaluate_determination(proposal, facts, policy),
 )
 
 PROGRAMS: tuple[Program, ...] = (OUTREACH, PRIOR_AUTH)
@@ -82,3 +111,10 @@ PROGRAMS: tuple[Program, ...] = (OUTREACH, PRIOR_AUTH)
 def program_of_workflow_type(workflow_type: str) -> Program | None:
     """The program whose workflow has this type, or None."""
     return next((p for p in PROGRAMS if p.workflow_type == workflow_type), None)
+
+
+WORKFLOW_TYPES: frozenset[str] = frozenset(p.workflow_type for p in PROGRAMS)
+"""Every careloom workflow type (what history commands accept)."""
+
+PLANNER_ACTIVITIES: frozenset[str] = frozenset(t.name for p in PROGRAMS for t in p.planner_tools)
+"""Activity types of every program's planner steps (what usage and audit read)."""

@@ -37,8 +37,12 @@ from tests.model_server import error, running_model_server  # noqa: E402
 from tests.net import free_port  # noqa: E402
 from tools.care_plan import DraftCarePlanArgs, GoalSpec  # noqa: E402
 from worker import build_worker  # noqa: E402
-from workflows.outreach import MemberOutreachWorkflow  # noqa: E402
+from guardrails.prior_auth_policy import PriorAuthPolicy  # noqa: E402
+from tests.pas_factory import MRI_NOTES_AGAINST, MRI_NOTES_MISSING_THERAPY, make_pas_request  # noqa: E402
+from tools.determination import IssueDeterminationArgs, ItemDecision  # noqa: E402
+from workflows.agent_run import AgentRun  # noqa: E402
 from workflows.outreach_client import decide, start_outreach  # noqa: E402
+from workflows.prior_auth_client import submit_prior_auth  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "histories"
 OPEN = GuardrailPolicy(contact_window_start=time(0), contact_window_end=time.max)
@@ -58,9 +62,9 @@ def _window_opening_soon() -> GuardrailPolicy:
 async def _pending(handle, wait: float | None = None):  # noqa: ANN001, ANN202
     """The run's first pending approval; None after ``wait`` seconds without one (an error without ``wait``)."""
     for _ in range(int((wait or 20.0) * 10)):
-        status = await handle.query(MemberOutreachWorkflow.status)
-        if status.pending_approvals:
-            return status.pending_approvals[0]
+        pending = await handle.query(AgentRun.approvals)
+        if pending:
+            return pending[0]
         await asyncio.sleep(0.1)
     if wait is not None:
         return None
@@ -78,6 +82,64 @@ async def main(wanted: set[str]) -> None:
         await _record(settings, store, model, wanted)
 
 
+async def _decide_all(client, handle, decision) -> None:  # noqa: ANN001
+    """Decide every item the run asks about, one after another."""
+    item = await _pending(handle)
+    while item is not None:
+        await decide(client, handle.id, decision(item))
+        item = await _pending(handle, wait=2.0)
+
+
+async def _save(handle, name: str) -> None:  # noqa: ANN001
+    await handle.result()
+    history = dataclasses.replace(await handle.fetch_history(), workflow_id=name)  # file name = scenario
+    print("recorded", write_history(OUT, history))
+
+
+_PEOPLE = {"care_coordinator": "cc.jones", "rn": "rn.kim", "md": "dr.rivera"}
+
+
+def _as_required(i, decision: str = "approve", **extra):  # noqa: ANN001, ANN202
+    # The second sign-off of a dual item needs someone other than the MD who signed first.
+    approver = "rn.kim" if i.signoffs else _PEOPLE[i.required_role]
+    return ApprovalDecision(approval_id=i.approval_id, digest=i.digest, decision=decision, approver=approver,
+                            role="rn" if i.signoffs else i.required_role, **extra)
+
+
+def _overturn(i):  # noqa: ANN001, ANN202
+    if i.signoffs:
+        return _as_required(i)
+    approve = IssueDeterminationArgs(
+        outcome="approve", explanation="Overturned on physician review.",
+        items=[ItemDecision(sequence=x.sequence, code=x.code, decision="approved", approved_quantity=1)
+               for x in i.arguments.items])
+    return _as_required(i, "edit", arguments=approve)
+
+
+async def _record_prior_auth(client, settings: Settings, store: SqliteCareRecordStore, queue: str,  # noqa: ANN001
+                             wanted: set[str]) -> None:
+    quick = {name: QueueRule(role=rule.role, sla=SlaRule(clock="calendar", duration=timedelta(seconds=2)),
+                             escalate_to=rule.escalate_to) for name, rule in PriorAuthPolicy().approvals.queues.items()}
+    fast = PriorAuthPolicy(approvals=PriorAuthPolicy().approvals.model_copy(update={"queues": quick}))
+    scenarios = [
+        ("um-auto-approved", {}, PriorAuthPolicy(), None),
+        ("um-pended", {"notes": MRI_NOTES_MISSING_THERAPY}, PriorAuthPolicy(), _as_required),
+        ("um-denial-md-approved", {"notes": MRI_NOTES_AGAINST}, PriorAuthPolicy(), _as_required),
+        ("um-md-overturned", {"notes": MRI_NOTES_AGAINST}, PriorAuthPolicy(), _overturn),
+        ("um-expired", {"notes": MRI_NOTES_AGAINST, "priority": "stat"}, fast, None),
+    ]
+    for name, options, policy, decision in scenarios:
+        if wanted and name not in wanted:
+            continue
+        request = make_pas_request(store, **options)
+        handle, _, _ = await submit_prior_auth(
+            client, store, request.bundle, criteria=settings.criteria(), policy=policy, task_queue=queue,
+            salt=settings.pseudonym_salt.get_secret_value(), initiated_by="golden-recorder", tool_attempts=1)
+        if decision is not None:
+            await _decide_all(client, handle, decision)
+        await _save(handle, name)
+
+
 async def _record(settings: Settings, store: SqliteCareRecordStore, model, wanted: set[str]) -> None:  # noqa: ANN001
     async with EmbeddedTemporalServer(settings):
         client = await connect(settings)
@@ -93,14 +155,9 @@ async def _record(settings: Settings, store: SqliteCareRecordStore, model, wante
                                                  policy=policy, task_queue=on, tool_attempts=1,
                                                  initiated_by="golden-recorder",
                                                  salt=settings.pseudonym_salt.get_secret_value())
-                if decision is not None:  # decide every item the run asks about, one after another
-                    item = await _pending(handle)
-                    while item is not None:
-                        await decide(client, handle.id, decision(item))
-                        item = await _pending(handle, wait=2.0)
-                await handle.result()
-                history = dataclasses.replace(await handle.fetch_history(), workflow_id=name)  # file name = scenario
-                print("recorded", write_history(OUT, history))
+                if decision is not None:
+                    await _decide_all(client, handle, decision)
+                await _save(handle, name)
 
             await run("auto-completed", make_member(store))
             await run("approved", make_member(store, **HIGH_RISK), decision=lambda i: ApprovalDecision(
@@ -119,10 +176,10 @@ async def _record(settings: Settings, store: SqliteCareRecordStore, model, wante
             await run("model-planned", make_member(store), on=f"{queue}-model")
             if not wanted or "model-fallback" in wanted:
                 model.script(error(401, "invalid api key"))
-            approvers = {"care_coordinator": "cc.jones", "rn": "rn.kim", "md": "dr.rivera"}
             await run("model-fallback", make_member(store), on=f"{queue}-model", decision=lambda i: ApprovalDecision(
-                approval_id=i.approval_id, digest=i.digest, decision="approve", approver=approvers[i.required_role],
+                approval_id=i.approval_id, digest=i.digest, decision="approve", approver=_PEOPLE[i.required_role],
                 role=i.required_role))
+            await _record_prior_auth(client, settings, store, queue, wanted)
 
 
 if __name__ == "__main__":

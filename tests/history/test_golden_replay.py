@@ -17,11 +17,14 @@ from workflows.outreach import MemberOutreachWorkflow, OutreachInput, OutreachRe
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "histories"
 SCENARIOS = {"auto-completed", "approved", "edited", "rejected", "escalated", "deferred", "ineligible", "blocked",
              "model-planned", "model-fallback"}
+"""Post-discharge outreach outcomes."""
+PRIOR_AUTH_SCENARIOS = {"um-auto-approved", "um-pended", "um-denial-md-approved", "um-md-overturned", "um-expired"}
+"""Prior-authorization triage outcomes."""
 
 
 def test_every_scenario_has_a_golden_history() -> None:
-    """Each representative outcome is checked in."""
-    assert SCENARIOS == {p.stem for p in GOLDEN.glob("*.json")}
+    """Each representative outcome of both programs is checked in."""
+    assert SCENARIOS | PRIOR_AUTH_SCENARIOS == {p.stem for p in GOLDEN.glob("*.json")}
 
 
 def test_golden_histories_replay_against_the_current_code() -> None:
@@ -55,7 +58,8 @@ class SafeChange(MemberOutreachWorkflow):
 
 
 async def _replay(workflow_class: type) -> dict[str, ReplayOutcome]:
-    loaded = [(str(p), load_history(p).history) for p in history_files([GOLDEN])]
+    loaded = [(str(p), load_history(p, expected_type=OUTREACH_TYPE).history)
+              for p in history_files([GOLDEN]) if p.stem in SCENARIOS]
     return {o.workflow_id: o for o in await replay_histories(loaded, workflows=[workflow_class])}
 
 
@@ -76,3 +80,9 @@ async def test_the_same_change_behind_workflow_patched_still_replays_the_old_his
 def test_golden_history_is_an_outreach_run(name: str) -> None:
     """Each golden file is a MemberOutreachWorkflow history."""
     assert OUTREACH_TYPE == workflow_type_of(load_history(GOLDEN / f"{name}.json", expected_type=None).history)
+
+
+@pytest.mark.parametrize("name", sorted(PRIOR_AUTH_SCENARIOS))
+def test_golden_history_is_a_prior_auth_run(name: str) -> None:
+    """Each um-* golden file is a PriorAuthWorkflow history."""
+    assert "PriorAuthWorkflow" == workflow_type_of(load_history(GOLDEN / f"{name}.json", expected_type=None).history)

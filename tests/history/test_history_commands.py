@@ -166,4 +166,35 @@ def test_usage_report_totals_model_tokens_and_counts_fallbacks(tmp_path: Path) -
     [model] = [line for line in report["lines"] if line["model"] == "scripted-model"]
     assert (1, usage.prompt_tokens, usage.completion_tokens) == (
         model["runs"], model["prompt_tokens"], model["completion_tokens"])
-    assert (10, 1, 1) == (report["runs"], report["failed_planning_attempts"], report["fallbacks"])
+    assert (15, 1, 1) == (report["runs"], report["failed_planning_attempts"], report["fallbacks"])
+    [um] = [line for line in report["lines"] if line["planner"] == "offline-um-rules/1"]
+    assert (5, 0) == (um["runs"], um["requests"])
+
+
+def test_audit_of_a_prior_auth_run_shows_criteria_sign_offs_and_the_claim_response() -> None:
+    """The denial golden run's timeline: the request, the evidence review, the MD's and the second reviewer's
+    sign-offs in the ledger, and the ClaimResponse written after them."""
+    report = audit(read_run(load_history(GOLDEN / "um-denial-md-approved.json").history))
+    kinds = [e.kind for e in report.entries]
+    text = "\n".join(e.summary for e in report.entries)
+    assert ("trigger", "completed") == (kinds[0], report.outcome)
+    assert "prior-authorization request Claim/" in report.entries[0].summary
+    assert "criteria met with citations" in text
+    assert "signed_off by dr.rivera (md)" in text and "approved by rn.kim (rn)" in text
+    signed = next(e.at for e in report.entries if "signed_off by dr.rivera" in e.summary)
+    written = next(e for e in report.entries if e.kind == "outcome" and "ClaimResponse/" in e.summary)
+    assert written.at >= signed and "approved by dr.rivera, rn.kim" in written.summary
+
+
+def test_what_if_on_prior_auth_runs_uses_the_prior_auth_policy() -> None:
+    """Turning automatic approval off puts the auto-approved request in front of a reviewer; denials stay
+    with the MD; outreach runs are skipped, not judged under a policy that is not theirs."""
+    from guardrails.prior_auth_policy import PriorAuthPolicy
+    from workflows.programs import PRIOR_AUTH
+
+    records = [read_run(load_history(p).history) for p in sorted(GOLDEN.glob("*.json"))]
+    report = what_if(records, PriorAuthPolicy(auto_approve=False), PRIOR_AUTH)
+    assert (5, 10) == (report.cases, report.other_programs_skipped)
+    assert [("um-auto-approved", "allow", "require_approval", "rn")] == [
+        (c.workflow_id, c.old, c.new, c.new_role) for c in report.changes]
+    assert [] == report.human_removed
