@@ -16,7 +16,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from temporalio.client import Client
 
-from api import routes_approvals, routes_codec, routes_runs, routes_service, routes_web
+from api import routes_approvals, routes_codec, routes_prior_auth, routes_runs, routes_service, routes_web
 from api.decisions import decision_refused
 from api.deps import SESSION_COOKIE, bind_state
 from api.identity import TokenVerifier
@@ -31,7 +31,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     routes_approvals.router,  # /api/approvals
     routes_codec.router,  # /codec, for the Temporal Web UI
     routes_runs.router,  # /api/runs
-    # A new program's API is one more router here (next: POST /api/prior-auth).
+    routes_prior_auth.router,  # /api/prior-auth (a program's API is one more router here)
     routes_web.router,  # the inbox pages
 )
 """Every router of the app, in the order their routes are matched and listed in the OpenAPI document."""
@@ -44,7 +44,7 @@ def create_app(settings: Settings, *, client: Client | None = None, verifier: To
         yield
 
     app = FastAPI(title="careloom", version="0.1.0", lifespan=lifespan,
-                  description="Supervisor approvals for careloom outreach runs.")
+                  description="Supervisor approvals for careloom's programs, and prior-authorization intake.")
     bind_state(app, settings, verifier=verifier)
     # The embedded Temporal Web UI (another port, same site) calls /codec with the inbox session cookie.
     app.add_middleware(CORSMiddleware, allow_origins=[f"http://127.0.0.1:{settings.embedded_ui_port}",

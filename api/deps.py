@@ -20,11 +20,16 @@ from api.identity import AuthError, Identity, TokenVerifier
 from runtime.codec import PayloadEncryptionCodec
 from runtime.settings import Settings
 from runtime.temporal_client import codec_for
+from store.records import SqliteCareRecordStore
+from tools.criteria import CriteriaSet
 
 __all__ = [
     "SESSION_COOKIE",
+    "AppSettings",
     "ApprovalQueues",
     "Codec",
+    "Criteria",
+    "RecordsStore",
     "CurrentIdentity",
     "Verifier",
     "TemporalClient",
@@ -33,6 +38,8 @@ __all__ = [
     "current_identity",
     "get_client",
     "get_codec",
+    "get_criteria",
+    "get_store",
     "get_queues",
     "get_settings",
     "get_verifier",
@@ -49,7 +56,12 @@ def bind_state(app: FastAPI, settings: Settings, *, verifier: TokenVerifier | No
     app.state.verifier = verifier or make_verifier(settings)
     app.state.codec = codec_for(settings)  # built once: the Web UI calls /codec for every page it shows
     # Queue names for the reassign form: computed once, not per page (the policy builds a holiday calendar).
-    app.state.queues = sorted(settings.guardrail_policy().approvals.queues)
+    app.state.queues = sorted({*settings.guardrail_policy().approvals.queues,
+                               *settings.prior_auth_policy().approvals.queues})
+    # Prior-authorization intake: the records store the request is written to, and the criteria it is
+    # checked against (a bad criteria file fails here, at start).
+    app.state.store = SqliteCareRecordStore(settings.records_path)
+    app.state.criteria = settings.criteria()
 
 
 def get_settings(request: Request) -> Settings:
@@ -75,6 +87,16 @@ def get_codec(request: Request) -> PayloadEncryptionCodec | None:
 def get_queues(request: Request) -> list[str]:
     """The approval queues of the guardrail policy, by name."""
     return request.app.state.queues
+
+
+def get_store(request: Request) -> SqliteCareRecordStore:
+    """The care records store (prior-authorization requests are written there)."""
+    return request.app.state.store
+
+
+def get_criteria(request: Request) -> CriteriaSet:
+    """The medical-policy criteria prior-authorization requests are checked against."""
+    return request.app.state.criteria
 
 
 def bearer_token(authorization_header: str | None) -> str:
@@ -112,3 +134,6 @@ TemporalClient = Annotated[Client, Depends(get_client)]
 Verifier = Annotated[TokenVerifier, Depends(get_verifier)]
 Codec = Annotated[PayloadEncryptionCodec | None, Depends(get_codec)]
 ApprovalQueues = Annotated[list[str], Depends(get_queues)]
+RecordsStore = Annotated[SqliteCareRecordStore, Depends(get_store)]
+Criteria = Annotated[CriteriaSet, Depends(get_criteria)]
+AppSettings = Annotated[Settings, Depends(get_settings)]
