@@ -14,17 +14,12 @@ from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel
 
 from agents.approvals import PendingApproval
+from runtime.errors import ToolFailure
 from tools.registry import ToolSpec
 
 __all__ = ["AgentRuntime", "ToolFailure", "runtime_of"]
 
 
-class ToolFailure(Exception):
-    """A tool failed for good (non-retryable, or retries exhausted)."""
-
-    def __init__(self, error_type: str, message: str) -> None:
-        super().__init__(message)
-        self.error_type = error_type
 
 
 class AgentRuntime(Protocol):

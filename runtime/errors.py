@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["CareloomError", "ConfigurationError", "DecisionRefused", "ImportFailure", "RefusalCode"]
+__all__ = ["CareloomError", "ConfigurationError", "CriteriaFileError", "DecisionRefused", "ImportFailure", "InvalidResource",
+           "PriorAuthErrorCode", "PriorAuthRequestError", "RefusalCode", "ToolFailure"]
 
 RefusalCode = Literal["not_found", "conflict", "forbidden", "invalid"]
 
@@ -35,3 +36,42 @@ class DecisionRefused(CareloomError, ValueError):
     def __init__(self, code: RefusalCode | str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class InvalidResource(CareloomError, ValueError):
+    """A resource is not valid FHIR R4 or breaks a required value-set binding."""
+
+
+class CriteriaFileError(CareloomError, ValueError):
+    """The criteria file is missing, not JSON, or breaks the schema; the message names file, field and fix."""
+
+
+PriorAuthErrorCode = Literal[
+    "not_a_bundle",
+    "not_prior_auth",
+    "invalid_resource",
+    "unknown_member",
+    "unknown_coverage",
+    "unknown_service_code",
+    "missing_notes",
+    "unknown_claim",
+]
+
+
+class PriorAuthRequestError(CareloomError, ValueError):
+    """A request careloom refuses; ``code`` is stable for callers, the message names problem and fix."""
+
+    def __init__(self, code: PriorAuthErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code: PriorAuthErrorCode = code
+
+
+class ToolFailure(CareloomError):
+    """A tool failed for good (non-retryable, or retries exhausted); raised in workflow code.
+
+    ``error_type`` is the activity's ``ApplicationError`` type (e.g. ``MemberNotFound``).
+    """
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type

@@ -12,11 +12,11 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from runtime.errors import InvalidResource
+
 __all__ = ["InvalidResource", "REQUIRED_BINDINGS", "validate_resource"]
 
 
-class InvalidResource(ValueError):
-    """A resource is not valid FHIR R4 or breaks a required value-set binding."""
 
 
 _TASK_STATUS = {"draft", "requested", "received", "accepted", "rejected", "ready", "cancelled",

@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from runtime.errors import CriteriaFileError
+
 __all__ = [
     "CRITERIA_NAME",
     "DEFAULT_CRITERIA_PATH",
@@ -36,8 +38,6 @@ ServiceCategory = Literal["advanced-imaging", "home-health", "skilled-nursing-fa
 _ID = r"^[a-z0-9][a-z0-9-]*$"
 
 
-class CriteriaFileError(ValueError):
-    """The criteria file is missing, not JSON, or breaks the schema; the message names file, field and fix."""
 
 
 class Criterion(BaseModel):

@@ -35,24 +35,7 @@ __all__ = [
     "save_submission",
 ]
 
-PriorAuthErrorCode = Literal[
-    "not_a_bundle",
-    "not_prior_auth",
-    "invalid_resource",
-    "unknown_member",
-    "unknown_coverage",
-    "unknown_service_code",
-    "missing_notes",
-    "unknown_claim",
-]
-
-
-class PriorAuthRequestError(ValueError):
-    """A request careloom refuses; ``code`` is stable for callers, the message names problem and fix."""
-
-    def __init__(self, code: PriorAuthErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code: PriorAuthErrorCode = code
+from runtime.errors import PriorAuthErrorCode, PriorAuthRequestError
 
 
 class RequestedService(BaseModel):
