@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import structlog
 from temporalio.client import Client
@@ -18,19 +19,23 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from agents.offline_planner import OfflinePlanner
 from agents.planner import Planner, PlannerActivity
+from agents.prior_auth_planner import RecommenderActivity
 from runtime.logging import configure_logging
 from runtime.plugin import sandboxed_runner, worker_plugins
 from runtime.settings import Settings, get_settings
 from runtime.temporal_client import connect
 from store.ledger import DecisionLedger, LedgerActivities
 from store.records import SqliteCareRecordStore
-from agents.prior_auth_planner import RecommenderActivity
 from tools.activities import CareTools
 from tools.prior_auth_tools import PriorAuthTools
 from tools.registry import ALL_TOOLS
 from workflows.programs import PROGRAMS
 
-__all__ = ["WORKFLOWS", "build_worker", "main", "planner_for", "warm_up_workflows", "workflow_runner"]
+if TYPE_CHECKING:
+    from agents.model_client import ModelConfig
+
+__all__ = ["WORKFLOWS", "build_worker", "main", "model_config_for", "planner_for", "recommender_for",
+           "warm_up_workflows", "workflow_runner"]
 
 log = structlog.get_logger(__name__)
 
@@ -58,22 +63,42 @@ def warm_up_workflows() -> None:
         program.graph()
 
 
-def planner_for(settings: Settings) -> Planner:
-    """The model planner when ``CARELOOM_MODEL`` is set, else the offline rules."""
+def model_config_for(settings: Settings) -> ModelConfig | None:
+    """The model endpoint's configuration when ``CARELOOM_MODEL`` is set, else None (the offline rules)."""
     if not settings.model:
-        return OfflinePlanner()
+        return None
     import os
 
-    from agents.model_planner import ModelConfig, OpenAIPlanner
+    from agents.model_client import ModelConfig
 
     key = (settings.model_api_key.get_secret_value() if settings.model_api_key
            else os.environ.get("OPENAI_API_KEY", "not-needed"))
-    return OpenAIPlanner(ModelConfig(
+    return ModelConfig(
         model=settings.model, base_url=settings.model_base_url, api_key=key, api_version=settings.model_api_version,
         timeout_seconds=settings.model_timeout_seconds, temperature=settings.model_temperature,
         logprobs=settings.model_logprobs, phi=settings.model_phi,
         input_usd_per_mtok=settings.model_input_usd_per_mtok,
-        output_usd_per_mtok=settings.model_output_usd_per_mtok))
+        output_usd_per_mtok=settings.model_output_usd_per_mtok)
+
+
+def planner_for(settings: Settings) -> Planner:
+    """The model planner when ``CARELOOM_MODEL`` is set, else the offline rules."""
+    config = model_config_for(settings)
+    if config is None:
+        return OfflinePlanner()
+    from agents.model_planner import OpenAIPlanner
+
+    return OpenAIPlanner(config)
+
+
+def recommender_for(settings: Settings) -> RecommenderActivity:
+    """The determination recommender: the model when ``CARELOOM_MODEL`` is set, else the offline rules."""
+    config = model_config_for(settings)
+    if config is None:
+        return RecommenderActivity()
+    from agents.prior_auth_model import ModelDeterminationRecommender
+
+    return RecommenderActivity(ModelDeterminationRecommender(config))
 
 
 def build_worker(
@@ -82,6 +107,7 @@ def build_worker(
     store: SqliteCareRecordStore,
     *,
     planner: Planner | None = None,
+    recommender: RecommenderActivity | None = None,
     task_queue: str | None = None,
     executor: ThreadPoolExecutor | None = None,
 ) -> Worker:
@@ -96,7 +122,7 @@ def build_worker(
         CareTools(store, settings),
         PlannerActivity(planner or planner_for(settings), fallback=OfflinePlanner()),
         PriorAuthTools(store, settings.criteria()),
-        RecommenderActivity(),
+        recommender or recommender_for(settings),
         LedgerActivities(DecisionLedger(store.path)),
     ]
     return Worker(

@@ -42,26 +42,39 @@ template files), token usage and the estimated cost at the configured prices.
 
 from __future__ import annotations
 
-import email.utils
 import json
-import math
-import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from openai import APIConnectionError, APIError, APIStatusError, APITimeoutError, AsyncAzureOpenAI, AsyncOpenAI
-from openai.types.chat import ChatCompletion
-from temporalio.exceptions import ApplicationError
+from openai import AsyncOpenAI
 
 from agents.actions import ConfidenceSignal, ProposedAction
-from agents.deidentify import Deidentifier, PhiLevel
+from agents.deidentify import Deidentifier
 from agents.facts import RunFacts
-from agents.offline_planner import CHECK_IN_MESSAGE, OfflinePlanner, evidence_for, evidence_signals
+from agents.model_client import (
+    Answer,
+    Call,
+    ChatModel,
+    ModelConfig,
+    Tally,
+    model_certainty,
+    repair_messages,
+)
+from agents.offline_planner import (
+    CHECK_IN_MESSAGE,
+    OfflinePlanner,
+    evidence_for,
+    evidence_signals,
+)
 from agents.planner import MODEL_ENDPOINT_ERROR, ModelUsage, PlannerInput, PlannerOutput
 from agents.prompts import outreach_prompts
-from agents.tool_calls import ALLOWED_TOOLS, CallProblem, ParsedCall, parse_call, tool_schemas
+from agents.tool_calls import (
+    ALLOWED_TOOLS,
+    CallProblem,
+    ParsedCall,
+    parse_call,
+    tool_schemas,
+)
 from tools.outreach import SendOutreachArgs
 from tools.tasks import CreateTaskArgs
 
@@ -72,54 +85,6 @@ log = structlog.get_logger(__name__)
 CERTAINTY_WITHOUT_LOGPROBS = 0.85
 APPROVED_MESSAGES = {"post-discharge-check-in": CHECK_IN_MESSAGE}
 """Member-facing texts a human approved; a model-written text differing from these goes to review."""
-_MAX_RETRY_AFTER = timedelta(minutes=10)
-_SYNTAX_ONLY = set('{}[]:,"\' \n\t')
-_HINTS = {
-    400: "the endpoint rejected the request; check that the model supports tool calling "
-         "(or set CARELOOM_MODEL_LOGPROBS=false if it rejects logprobs)",
-    401: "check CARELOOM_MODEL_API_KEY",
-    403: "the key is not allowed to use this model; check CARELOOM_MODEL_API_KEY and the model's access",
-    404: "check CARELOOM_MODEL (Azure: the deployment name) and CARELOOM_MODEL_BASE_URL (it usually ends in /v1)",
-    422: "the endpoint could not process the request; check that it speaks the chat-completions protocol",
-}
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    model: str
-    base_url: str | None = None
-    api_key: str = "not-needed"
-    api_version: str | None = None
-    timeout_seconds: float = 30.0
-    temperature: float = 0.0
-    logprobs: bool = True
-    phi: PhiLevel = "safe-harbor"
-    input_usd_per_mtok: float = 0.0
-    output_usd_per_mtok: float = 0.0
-
-
-@dataclass(frozen=True)
-class _Call:
-    id: str
-    kind: str
-    name: str
-    arguments: str
-
-
-@dataclass
-class _Answer:
-    content: str | None
-    calls: list[_Call]
-    logprobs: list[tuple[str, float]] | None
-    finish_reason: str | None
-
-
-@dataclass
-class _Tally:
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    started: float = field(default_factory=time.monotonic)
 
 
 def planning_brief(facts: RunFacts) -> dict[str, Any]:
@@ -144,106 +109,7 @@ def planning_brief(facts: RunFacts) -> dict[str, Any]:
     }
 
 
-def model_certainty(logprobs: list[tuple[str, float]] | None, span_text: str | None) -> tuple[float | None, str]:
-    """exp(mean log-probability) over the value tokens covering ``span_text``; None where that cannot be known."""
-    if not logprobs or not span_text:
-        return None, "no log-probabilities returned"
-    text, starts = "", []
-    for token, _ in logprobs:
-        starts.append(len(text))
-        text += token
-    at = text.find(span_text)
-    if at < 0:
-        return None, "log-probabilities do not cover this call's text"
-    end = at + len(span_text)
-    chosen = [lp for (token, lp), start in zip(logprobs, starts, strict=True)
-              if start < end and start + len(token) > at and not set(token) <= _SYNTAX_ONLY]
-    if not chosen:
-        return None, "no value tokens in this call's text"
-    mean = sum(chosen) / len(chosen)
-    return round(math.exp(mean), 4), f"exp(mean logprob) over {len(chosen)} value tokens of this call"
-
-
-def _retry_after(err: APIStatusError) -> timedelta | None:
-    """The server's requested delay, from retry-after-ms or Retry-After (seconds or an HTTP date)."""
-    headers = err.response.headers
-    delay: timedelta | None = None
-    try:
-        if (ms := headers.get("retry-after-ms")) is not None:
-            delay = timedelta(milliseconds=float(ms))
-        elif (value := headers.get("retry-after")) is not None:
-            try:
-                delay = timedelta(seconds=float(value))
-            except ValueError:
-                when = email.utils.parsedate_to_datetime(value)
-                if when.tzinfo is None:
-                    when = when.replace(tzinfo=UTC)
-                delay = when - datetime.now(UTC)
-    except (ValueError, TypeError, OverflowError):
-        return None
-    if delay is None:
-        return None
-    return min(max(delay, timedelta(0)), _MAX_RETRY_AFTER)
-
-
-def _endpoint_failure(err: Exception, model: str) -> ApplicationError:
-    """The Temporal error for a failed model request: retryable unless the request itself is wrong."""
-    if isinstance(err, APITimeoutError):
-        return ApplicationError(f"model {model} did not answer in time", type="ModelTimeout")
-    if isinstance(err, APIConnectionError):
-        return ApplicationError(f"model endpoint for {model} unreachable: {type(err).__name__}",
-                                type="ModelUnavailable")
-    if not isinstance(err, APIStatusError):
-        return ApplicationError(
-            f"model endpoint for {model} answered with something that is not a chat completion "
-            f"({type(err).__name__}); check CARELOOM_MODEL_BASE_URL points at an OpenAI-compatible /v1",
-            type=MODEL_ENDPOINT_ERROR, non_retryable=True)
-    status = err.status_code
-    if status == 429 and getattr(err, "code", None) == "insufficient_quota":
-        return ApplicationError(f"model endpoint refused the request for {model} (429 insufficient_quota): "
-                                "the account is out of quota; check its billing", type=MODEL_ENDPOINT_ERROR,
-                                non_retryable=True)
-    if status in (408, 409, 429) or status >= 500:
-        delay = _retry_after(err)
-        return ApplicationError(
-            f"model {model} answered {status}" + (f"; retrying after {delay.total_seconds():g}s" if delay else ""),
-            type="ModelRateLimited" if status == 429 else "ModelUnavailable", next_retry_delay=delay)
-    hint = _HINTS.get(status, "check the CARELOOM_MODEL_* settings")
-    return ApplicationError(f"model endpoint refused the request for {model} ({status}): {hint}",
-                            type=MODEL_ENDPOINT_ERROR, non_retryable=True)
-
-
-def _answer(response: object) -> _Answer:
-    """The parts of a chat completion the planner uses; TypeError when it is not one."""
-    if not isinstance(response, ChatCompletion):
-        raise TypeError(f"a {type(response).__name__}, not a chat completion")
-    if not response.choices:
-        return _Answer(content=None, calls=[], logprobs=None, finish_reason="empty")
-    choice = response.choices[0]
-    message = choice.message
-    calls: list[_Call] = []
-    seen: set[str] = set()
-    for index, call in enumerate(message.tool_calls or [], start=1):
-        call_id = getattr(call, "id", None) or ""
-        if not call_id or call_id in seen:  # some servers omit or repeat ids
-            call_id = f"call_{index}"
-        seen.add(call_id)
-        function = getattr(call, "function", None)
-        if function is None:
-            calls.append(_Call(call_id, getattr(call, "type", None) or "unknown", "?", ""))
-            continue
-        arguments = function.arguments
-        if not isinstance(arguments, str):  # some servers send an object
-            arguments = json.dumps(arguments)
-        calls.append(_Call(call_id, "function", function.name or "?", arguments or ""))
-    logprobs = None
-    if choice.logprobs is not None and choice.logprobs.content:
-        logprobs = [(item.token, min(float(item.logprob), 0.0)) for item in choice.logprobs.content
-                    if item.logprob is not None and not math.isnan(item.logprob)]
-    return _Answer(content=message.content, calls=calls, logprobs=logprobs, finish_reason=choice.finish_reason)
-
-
-def _plan_problems(parsed: list[tuple[_Call, ParsedCall]], facts: RunFacts) -> list[CallProblem]:
+def _plan_problems(parsed: list[tuple[Call, ParsedCall]], facts: RunFacts) -> list[CallProblem]:
     """Rules on the plan as a whole that single-call validation cannot see."""
     problems: list[CallProblem] = []
     tasks = [(c, p.arguments) for c, p in parsed if isinstance(p.arguments, CreateTaskArgs)]
@@ -270,18 +136,10 @@ class OpenAIPlanner:
     def __init__(self, config: ModelConfig, client: AsyncOpenAI | None = None) -> None:
         self.config = config
         self.name = f"model:{config.model}"
-        self._client = client or self._make_client(config)
+        self._model = ChatModel(config, client)
         self._tools = tool_schemas()
         self._prompts = outreach_prompts()
         self._fallback = OfflinePlanner()
-
-    @staticmethod
-    def _make_client(config: ModelConfig) -> AsyncOpenAI:
-        if config.api_version is not None:
-            return AsyncAzureOpenAI(azure_endpoint=config.base_url, api_key=config.api_key,
-                                    api_version=config.api_version, timeout=config.timeout_seconds, max_retries=0)
-        return AsyncOpenAI(base_url=config.base_url, api_key=config.api_key, timeout=config.timeout_seconds,
-                           max_retries=0)
 
     async def plan(self, data: PlannerInput) -> PlannerOutput:
         deid = Deidentifier(self.config.phi)
@@ -291,7 +149,7 @@ class OpenAIPlanner:
             {"role": "user", "content": self._prompts.render(
                 "user", facts_json=json.dumps(brief, indent=1, sort_keys=True), high_risk_lace=data.high_risk_lace)},
         ]
-        tally = _Tally()
+        tally = Tally()
         answer = await self._complete(messages, tally)
         parsed, problems = self._parse(answer, deid, data.facts)
         first_problems: list[CallProblem] = []
@@ -316,31 +174,15 @@ class OpenAIPlanner:
         return PlannerOutput(planner=self.name, model=self.config.model, prompt_version=self._prompts.version,
                              usage=usage, proposals=proposals)
 
-    async def _complete(self, messages: list[dict[str, Any]], tally: _Tally) -> _Answer:
-        extra: dict[str, Any] = {"logprobs": True} if self.config.logprobs else {}
-        tally.requests += 1
-        try:
-            response = await self._client.chat.completions.create(
-                model=self.config.model, messages=messages, tools=self._tools, tool_choice="auto",
-                temperature=self.config.temperature, **extra)
-            if getattr(response, "usage", None) is not None:
-                tally.prompt_tokens += response.usage.prompt_tokens or 0
-                tally.completion_tokens += response.usage.completion_tokens or 0
-            return _answer(response)
-        except (APIError, ValueError, TypeError, AttributeError) as err:
-            # APIError covers status, timeout, connection and response-validation errors; the others are a
-            # 200 whose body is not a chat completion (an HTML page, broken JSON, missing fields).
-            failure = _endpoint_failure(err, self.config.model)
-            log.warning("planner.model_request_failed", model=self.config.model, error=failure.type,
-                        retryable=not failure.non_retryable)
-            raise failure from None
+    async def _complete(self, messages: list[dict[str, Any]], tally: Tally) -> Answer:
+        return await self._model.complete(messages, self._tools, tally)
 
-    def _parse(self, answer: _Answer, deid: Deidentifier,
-               facts: RunFacts) -> tuple[list[tuple[_Call, ParsedCall]], list[CallProblem]]:
+    def _parse(self, answer: Answer, deid: Deidentifier,
+               facts: RunFacts) -> tuple[list[tuple[Call, ParsedCall]], list[CallProblem]]:
         if not answer.calls:
             why = "the answer was cut off (length)" if answer.finish_reason == "length" else "the answer had no tool calls"
             return [], [CallProblem("-", "answer", f"{why}; plan with tool calls")]
-        parsed: list[tuple[_Call, ParsedCall]] = []
+        parsed: list[tuple[Call, ParsedCall]] = []
         problems: list[CallProblem] = []
         for call in answer.calls:
             if call.kind != "function":
@@ -355,25 +197,11 @@ class OpenAIPlanner:
             problems = _plan_problems(parsed, facts)
         return parsed, problems
 
-    def _repair_messages(self, answer: _Answer, problems: list[CallProblem]) -> list[dict[str, Any]]:
-        """The assistant's answer as it was, one tool message per call, then the repair prompt."""
-        assistant: dict[str, Any] = {"role": "assistant", "content": answer.content or ""}
-        function_calls = [c for c in answer.calls if c.kind == "function"]
-        out: list[dict[str, Any]] = [assistant]
-        if function_calls:
-            assistant["tool_calls"] = [{"id": c.id, "type": "function",
-                                        "function": {"name": c.name, "arguments": c.arguments}}
-                                       for c in function_calls]
-            refused = {p.call_id: p.message for p in problems}
-            for c in function_calls:
-                out.append({"role": "tool", "tool_call_id": c.id, "content": (
-                    f"refused: {refused[c.id]}" if c.id in refused
-                    else "valid, but nothing was executed: include this call again in your complete plan")})
-        out.append({"role": "user", "content": self._prompts.render(
-            "repair", problems=[str(p) for p in problems], tools=", ".join(ALLOWED_TOOLS))})
-        return out
+    def _repair_messages(self, answer: Answer, problems: list[CallProblem]) -> list[dict[str, Any]]:
+        return repair_messages(answer, {p.call_id: p.message for p in problems}, self._prompts.render(
+            "repair", problems=[str(p) for p in problems], tools=", ".join(ALLOWED_TOOLS)))
 
-    def _proposals(self, data: PlannerInput, parsed: list[tuple[_Call, ParsedCall]], answer: _Answer,
+    def _proposals(self, data: PlannerInput, parsed: list[tuple[Call, ParsedCall]], answer: Answer,
                    first_problems: list[CallProblem]) -> list[ProposedAction]:
         facts = data.facts
         evidence = evidence_for(facts)
@@ -400,9 +228,5 @@ class OpenAIPlanner:
                 confidence=round(min(evidence_score * certainty, 1.0), 4), signals=signals, review_reasons=reasons))
         return proposals
 
-    def _usage(self, tally: _Tally, *, repaired: bool) -> ModelUsage:
-        cost = (tally.prompt_tokens * self.config.input_usd_per_mtok
-                + tally.completion_tokens * self.config.output_usd_per_mtok) / 1_000_000
-        return ModelUsage(requests=tally.requests, prompt_tokens=tally.prompt_tokens,
-                          completion_tokens=tally.completion_tokens, estimated_cost_usd=round(cost, 6),
-                          repaired=repaired, latency_ms=int((time.monotonic() - tally.started) * 1000))
+    def _usage(self, tally: Tally, *, repaired: bool) -> ModelUsage:
+        return self._model.usage(tally, repaired=repaired)

@@ -18,6 +18,8 @@ Deny, partial and pend are recommendations: the guardrails send them to an MD
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from pydantic import BaseModel
 from temporalio import activity
 
@@ -27,9 +29,12 @@ from agents.prior_auth_state import PriorAuthFacts
 from tools.determination import IssueDeterminationArgs, ItemDecision
 from tools.prior_auth_tools import ServiceReview
 
-__all__ = ["OfflineDeterminationRules", "RecommendInput", "RecommenderActivity"]
+__all__ = ["OfflineDeterminationRules", "RecommendInput", "Recommender", "RecommenderActivity"]
 
 NAME = "offline-um-rules/1"
+FALLBACK_AFTER_ATTEMPTS = 3
+"""A model unreachable or rate-limited on this many activity attempts (or on the last one the retry policy
+allows, if fewer): the offline rules recommend, flagged for review. A model outage never fails a request."""
 
 
 class RecommendInput(BaseModel):
@@ -111,12 +116,27 @@ class OfflineDeterminationRules:
         return PlannerOutput(planner=NAME, proposals=[proposal])
 
 
-class RecommenderActivity:
-    """The configured recommender as the ``agents.recommend_determination`` activity."""
+class Recommender(Protocol):
+    """A model-backed recommender (:class:`agents.prior_auth_model.ModelDeterminationRecommender`)."""
 
-    def __init__(self, rules: OfflineDeterminationRules | None = None) -> None:
-        self._rules = rules or OfflineDeterminationRules()
+    name: str
+
+    async def recommend(self, data: RecommendInput, *, final_attempt: bool = True) -> PlannerOutput: ...
+
+
+class RecommenderActivity:
+    """The configured recommender as the ``agents.recommend_determination`` activity: the offline rules, or a
+    model when one is configured (it falls back to the rules, flagged for review, when it cannot answer)."""
+
+    def __init__(self, model: Recommender | None = None) -> None:
+        self._model = model
+        self._rules = OfflineDeterminationRules()
 
     @activity.defn(name="agents.recommend_determination")
-    def recommend_determination(self, data: RecommendInput) -> PlannerOutput:
-        return self._rules.recommend(data)
+    async def recommend_determination(self, data: RecommendInput) -> PlannerOutput:
+        if self._model is None:
+            return self._rules.recommend(data)
+        info = activity.info()
+        limit = info.retry_policy.maximum_attempts if info.retry_policy else 0
+        final = info.attempt >= min(FALLBACK_AFTER_ATTEMPTS, limit or FALLBACK_AFTER_ATTEMPTS)
+        return await self._model.recommend(data, final_attempt=final)

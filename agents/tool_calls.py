@@ -22,7 +22,8 @@ from tools.care_plan import DraftCarePlanArgs
 from tools.outreach import SendOutreachArgs
 from tools.tasks import CreateTaskArgs
 
-__all__ = ["ALLOWED_TOOLS", "CallProblem", "ParsedCall", "parse_call", "tool_schemas"]
+__all__ = ["ALLOWED_TOOLS", "CallProblem", "ParsedCall", "function_schema", "parse_call", "tool_schemas",
+           "validation_details", "with_rationale"]
 
 _ARGUMENT_MODELS: dict[str, type[BaseModel]] = {
     "create_task": CreateTaskArgs,
@@ -41,11 +42,7 @@ class _Rationale(BaseModel):
     rationale: str = Field(min_length=3, max_length=500, description="One sentence: why, citing the facts used.")
 
 
-def _call_model(tool: str) -> type[BaseModel]:
-    return type(f"{_ARGUMENT_MODELS[tool].__name__}Call", (_ARGUMENT_MODELS[tool], _Rationale), {})
-
-
-_CALL_MODELS = {tool: _call_model(tool) for tool in ALLOWED_TOOLS}
+_CALL_MODELS: dict[str, type[BaseModel]] = {}
 
 
 def _inline(schema: Any, defs: dict[str, Any], *, properties: bool = False) -> Any:  # noqa: ANN401
@@ -62,17 +59,26 @@ def _inline(schema: Any, defs: dict[str, Any], *, properties: bool = False) -> A
     return schema
 
 
+def function_schema(name: str, description: str, model: type[BaseModel]) -> dict[str, Any]:
+    """One entry of a chat-completions ``tools`` parameter from a pydantic model (refs inlined, no ``tool``)."""
+    schema = model.model_json_schema()
+    parameters = _inline(schema, schema.get("$defs", {}))
+    parameters["properties"].pop("tool", None)
+    parameters["required"] = [r for r in parameters.get("required", []) if r != "tool"]
+    return {"type": "function", "function": {"name": name, "description": description, "parameters": parameters}}
+
+
+def with_rationale(model: type[BaseModel]) -> type[BaseModel]:
+    """The model with a required one-sentence ``rationale`` (what a tool call carries besides its arguments)."""
+    return type(f"{model.__name__}Call", (model, _Rationale), {})
+
+
+_CALL_MODELS.update({tool: with_rationale(model) for tool, model in _ARGUMENT_MODELS.items()})
+
+
 def tool_schemas() -> list[dict[str, Any]]:
     """The ``tools`` parameter of a chat-completions request."""
-    out = []
-    for tool, model in _CALL_MODELS.items():
-        schema = model.model_json_schema()
-        parameters = _inline(schema, schema.get("$defs", {}))
-        parameters["properties"].pop("tool", None)
-        parameters["required"] = [r for r in parameters.get("required", []) if r != "tool"]
-        out.append({"type": "function", "function": {
-            "name": tool, "description": _DESCRIPTIONS[tool], "parameters": parameters}})
-    return out
+    return [function_schema(tool, _DESCRIPTIONS[tool], model) for tool, model in _CALL_MODELS.items()]
 
 
 @dataclass(frozen=True)
@@ -116,8 +122,11 @@ def parse_call(call_id: str, tool: str, arguments_json: str,
     try:
         call = _CALL_MODELS[tool].model_validate(raw)
     except ValidationError as err:
-        details = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
-                            for e in err.errors()[:5])
-        return CallProblem(call_id, tool, f"invalid arguments: {details}")
+        return CallProblem(call_id, tool, f"invalid arguments: {validation_details(err)}")
     data = call.model_dump(exclude={"rationale"})
     return ParsedCall(arguments=_ARGUMENT_MODELS[tool].model_validate(data), rationale=call.rationale)
+
+
+def validation_details(err: ValidationError) -> str:
+    """The first few validation errors as ``field.path: message``, for a model to correct."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in err.errors()[:5])

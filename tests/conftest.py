@@ -16,6 +16,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from agents.planner import Planner
+from agents.prior_auth_planner import RecommenderActivity
 from guardrails.policy import GuardrailPolicy
 from runtime.search_attributes import ALL_KEYS
 from runtime.settings import Settings
@@ -71,12 +72,18 @@ def planner() -> Planner | None:
     return None
 
 
+@pytest.fixture
+def recommender() -> RecommenderActivity | None:
+    """The determination recommender of the test's worker; None means the one settings choose (offline rules)."""
+    return None
+
+
 @pytest_asyncio.fixture
 async def task_queue(client: Client, settings: Settings, store: SqliteCareRecordStore,
-                     planner: Planner | None) -> AsyncIterator[str]:
+                     planner: Planner | None, recommender: RecommenderActivity | None) -> AsyncIterator[str]:
     """A worker on a task queue of this test's own."""
     queue = f"test-{uuid.uuid4().hex[:12]}"
-    async with build_worker(client, settings, store, task_queue=queue, planner=planner):
+    async with build_worker(client, settings, store, task_queue=queue, planner=planner, recommender=recommender):
         yield queue
 
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["Reply", "ScriptedModelServer", "completion", "error", "follow_the_prompt", "running_model_server"]
+__all__ = ["Reply", "ScriptedModelServer", "argue_for_denial", "completion", "error", "follow_the_prompt",
+           "follow_um_rules", "running_model_server"]
 
 
 @dataclass
@@ -78,8 +79,57 @@ def _approved_message(request: dict[str, Any]) -> str:
     return found.group(1) if found else "Your care team is checking in after your hospital stay."
 
 
+def _line_decision(line: dict[str, Any], decision: str) -> dict[str, Any]:
+    return {"sequence": line["sequence"], "code": line["code"], "decision": decision,
+            **({"approved_quantity": line["quantity"]} if decision == "approved" else {})}
+
+
+def follow_um_rules(request: dict[str, Any]) -> Reply:
+    """The determination the UM system prompt asks for, from the evidence review in the request."""
+    facts = _facts(request)
+    lines = facts["lines"]
+    not_met = [(line, c) for line in lines for c in line["criteria"] if c["status"] != "met"]
+    contradicted = {line["sequence"] for line, c in not_met if c["contradicting_passages"]}
+    undocumented = sorted({c["id"] for _, c in not_met if not c["contradicting_passages"]})
+    if not facts["coverage"]["inforce"]:
+        args = {"outcome": "deny", "reason_codes": ["member-not-eligible"], "criteria_cited": [],
+                "items": [_line_decision(line, "denied") for line in lines],
+                "explanation": "Coverage is not in force on the service date."}
+    elif undocumented and not contradicted:
+        args = {"outcome": "pend", "requested_documentation": undocumented,
+                "items": [_line_decision(line, "pended") for line in lines],
+                "explanation": "Additional documentation needed for: " + ", ".join(undocumented) + "."}
+    elif not contradicted:
+        args = {"outcome": "approve", "items": [_line_decision(line, "approved") for line in lines],
+                "explanation": "Every criterion is met with cited evidence."}
+    else:
+        denied = {line["sequence"] for line, _ in not_met}
+        cited = sorted({c["id"] for _, c in not_met})
+        args = {"outcome": "deny" if len(denied) == len(lines) else "partial",
+                "reason_codes": ["criteria-not-met"], "criteria_cited": cited,
+                "items": [_line_decision(line, "denied" if line["sequence"] in denied else "approved")
+                          for line in lines],
+                "explanation": "Criteria not met: " + ", ".join(cited) + "."}
+    args["rationale"] = f"The evidence review reports {len(not_met)} criteria not met."
+    return completion([("issue_determination", args)], model=request.get("model", "scripted-model"))
+
+
+def argue_for_denial(request: dict[str, Any], *, cite: bool = True) -> Reply:
+    """A model that recommends denying every line whatever the evidence, citing every criterion as unmet."""
+    facts = _facts(request)
+    lines = facts["lines"]
+    cited = sorted({c["id"] for line in lines for c in line["criteria"]}) if cite else []
+    return completion([("issue_determination", {
+        "outcome": "deny", "reason_codes": ["criteria-not-met"], "criteria_cited": cited,
+        "items": [_line_decision(line, "denied") for line in lines],
+        "explanation": "The requested imaging is not medically necessary.",
+        "rationale": "Conservative care should continue first."})], model=request.get("model", "scripted-model"))
+
+
 def follow_the_prompt(request: dict[str, Any]) -> Reply:
-    """The plan the system prompt asks for, from the facts in the request."""
+    """The plan (or, for a prior-authorization request, the determination) the system prompt asks for."""
+    if any(t["function"]["name"] == "issue_determination" for t in request.get("tools", [])):
+        return follow_um_rules(request)
     facts = _facts(request)
     cut_off = int(re.search(r"cut-off is (\d+)", request["messages"][1]["content"]).group(1))
     member, risk = facts["member"], facts["risk"]

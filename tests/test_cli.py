@@ -136,7 +136,8 @@ def test_ledger_verify_detects_an_altered_entry(cli_env: dict[str, str], tmp_pat
 
 @pytest.mark.slow
 def test_demo_plans_on_the_model_when_one_is_configured(cli_env: dict[str, str]) -> None:
-    """With CARELOOM_MODEL and an endpoint set, every planned run of the demo is planned by the model."""
+    """With CARELOOM_MODEL and an endpoint set, every planned run of the demo is planned by the model, and
+    every prior-authorization request is recommended by it."""
     from tests.model_server import running_model_server
 
     with running_model_server() as model:
@@ -147,7 +148,12 @@ def test_demo_plans_on_the_model_when_one_is_configured(cli_env: dict[str, str])
     runs = json.loads(demo.stdout)["runs"]
     planned = [r for r in runs if r["planner"] is not None]
     assert planned and {"model:scripted-model"} == {r["planner"] for r in planned}
-    assert len(planned) == len(model.requests)  # one request per planned run: no answer needed a repair
+    outreach = [r for r in model.requests if r["tools"][0]["function"]["name"] != "issue_determination"]
+    assert len(planned) == len(outreach)  # one request per planned run: no answer needed a repair
+    prior_auth = json.loads(demo.stdout)["prior_auth"]
+    assert prior_auth and {"model:scripted-model"} == {r["planner"] for r in prior_auth}
+    assert len(prior_auth) == len(model.requests) - len(outreach)
+    assert {"approve", "deny", "pend"} <= {r["determination"] for r in prior_auth}
     assert all(r["planner_usage"]["prompt_tokens"] > 0 and r["planner_usage"]["estimated_cost_usd"] > 0
                for r in planned)
     assert {"completed", "awaiting_approval"} <= {r["status"] for r in runs}

@@ -52,6 +52,8 @@ class PriorAuthStatus(BaseModel):
     priority: str
     decision_due: datetime
     determination: str | None = Field(description="The proposed or issued outcome: approve, deny, partial, pend.")
+    planner: str | None = Field(default=None, description="The recommender that proposed it (offline rules or "
+                                                          "model:<name>, with '→' when the model fell back).")
     pending_approvals: list[PendingApproval]
     actions: list[ActionOutcome]
     verdicts: list[GuardrailVerdict]
@@ -124,7 +126,7 @@ class PriorAuthWorkflow(AgentRun):
         return PriorAuthStatus(
             workflow_id=state.request.workflow_id, status=self._status, member_pseudonym=self.member_pseudonym(),
             priority=state.request.submission.priority, decision_due=state.request.decision_due,
-            determination=record.action.arguments.outcome if record else None,
+            determination=record.action.arguments.outcome if record else None, planner=state.planner,
             pending_approvals=self._book.pending, actions=[outcome_of(r) for r in state.actions],
             verdicts=state.verdicts)
 

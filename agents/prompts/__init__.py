@@ -16,7 +16,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-__all__ = ["PromptSet", "outreach_prompts"]
+__all__ = ["PromptSet", "outreach_prompts", "um_recommender_prompts"]
 
 _FOLDER = Path(__file__).parent
 # Templates are read once per process (no auto-reload), so the text rendered always matches the version.
@@ -48,3 +48,9 @@ class PromptSet:
 def outreach_prompts() -> PromptSet:
     return PromptSet("outreach_planner", ("outreach_planner.system.md", "outreach_planner.user.md",
                                           "outreach_planner.repair.md"))
+
+
+@cache
+def um_recommender_prompts() -> PromptSet:
+    return PromptSet("um_recommender", ("um_recommender.system.md", "um_recommender.user.md",
+                                        "um_recommender.repair.md"))
