@@ -142,6 +142,34 @@ class Settings(BaseSettings):
         default=True, description="Approvals with every criterion met and cited may be issued without a "
         "reviewer where the service's medical policy allows it; false sends every determination to a reviewer.")
 
+    # --- event feeds: the ADT listener and the discharge sweep ----------------------
+    adt_host: str = Field(default="127.0.0.1", description="Address the HL7 v2 MLLP listener binds.")
+    adt_port: int = Field(default=2575, ge=1, le=65535, description="MLLP port (2575 is HL7's registered port).")
+    plan_time_zone: str = Field(default="America/New_York", description="IANA zone of the plan's business "
+                                "day: schedules' cron times are in it.")
+    sweep_cron: str = Field(default="0 6 * * *", description="When the discharge sweep runs (5-field cron, in "
+                            "plan_time_zone).")
+    sweep_lookback_days: int = Field(default=30, ge=1, le=365, description="A first sweep (no watermark yet) "
+                                     "looks this far back for discharges without a run.")
+    sweep_batch: int = Field(default=500, ge=1, le=10_000, description="Members per sweep run before it "
+                             "continues as new (bounds its history).")
+    sweep_concurrency: int = Field(default=20, ge=1, le=500, description="Outreach starts in flight at once.")
+
+    # --- rate limits and metrics ----------------------------------------------------
+    model_task_queue: str | None = Field(default=None, description="Task queue of model (planner) calls; unset: "
+                                         "<task_queue>-model.")
+    model_activities_per_second: float | None = Field(
+        default=None, gt=0, description="Cap on planner/recommender activities per second across all workers "
+        "(Temporal's max_task_queue_activities_per_second); unset: no cap.")
+    messages_task_queue: str | None = Field(default=None, description="Task queue of member messages; unset: "
+                                            "<task_queue>-messages.")
+    messages_per_second: float | None = Field(
+        default=None, gt=0, description="Cap on member messages per second across all workers; unset: no cap.")
+    metrics_host: str = Field(default="127.0.0.1", description="Address the Prometheus endpoint binds.")
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535, description="The worker's Prometheus "
+                                            "endpoint (/metrics); unset: not served. The API serves /metrics "
+                                            "on its own port.")
+
     # --- activity behaviour -------------------------------------------------------
     tool_attempts: int = Field(default=10, ge=1, description="Attempts for a retryable tool failure.")
 

@@ -1,0 +1,52 @@
+"""careloom's Prometheus metrics: counters and gauges every process updates, served at ``/metrics``.
+
+One registry per process (``REGISTRY``); the worker serves it on
+``CARELOOM_WORKER_METRICS_PORT``, the API at ``/metrics``, the ADT listener on
+its own port. Labels carry codes only (program, outcome, queue, role, message
+type, ACK code) — never identifiers.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = [
+    "ADT_LATENCY",
+    "ADT_MESSAGES",
+    "MODEL_ERRORS",
+    "MODEL_REQUESTS",
+    "MODEL_TOKENS",
+    "PENDING_APPROVALS",
+    "REGISTRY",
+    "RUNS_SETTLED",
+    "RUNS_STARTED",
+    "SLA_BREACHES",
+    "SWEEP_STARTED",
+    "TCM_DEADLINES",
+]
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+RUNS_STARTED = Counter("careloom_runs_started_total", "Runs started, by program and trigger (adt, import, sweep, "
+                       "cli, api).", ["program", "trigger"], registry=REGISTRY)
+RUNS_SETTLED = Counter("careloom_runs_settled_total", "Runs that reached a final or parked status, by program "
+                       "and outcome (completed, awaiting_approval, needs_attention, failed...).",
+                       ["program", "outcome"], registry=REGISTRY)
+PENDING_APPROVALS = Gauge("careloom_pending_approvals", "Approvals waiting for a human, by queue and role "
+                          "(as last counted from visibility).", ["queue", "role"], registry=REGISTRY)
+SLA_BREACHES = Counter("careloom_sla_breaches_total", "Approval items escalated or expired past their queue's "
+                       "SLA, by queue and event.", ["queue", "event"], registry=REGISTRY)
+TCM_DEADLINES = Counter("careloom_tcm_deadlines_total", "Discharges started for outreach by TCM deadline state "
+                        "(on_time, at_risk: due within 24 h, missed).", ["state"], registry=REGISTRY)
+MODEL_REQUESTS = Counter("careloom_model_requests_total", "Requests to the language model, by step (planner, "
+                         "recommender).", ["step"], registry=REGISTRY)
+MODEL_TOKENS = Counter("careloom_model_tokens_total", "Model tokens, by step and kind (prompt, completion).",
+                       ["step", "kind"], registry=REGISTRY)
+MODEL_ERRORS = Counter("careloom_model_errors_total", "Failed model requests, by step and error type.",
+                       ["step", "error"], registry=REGISTRY)
+ADT_MESSAGES = Counter("careloom_adt_messages_total", "HL7 v2 messages received, by trigger event and ACK code "
+                       "(AA, AE, AR).", ["event", "ack"], registry=REGISTRY)
+ADT_LATENCY = Histogram("careloom_adt_ack_seconds", "Time from an HL7 message's arrival to its ACK.",
+                        registry=REGISTRY, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+SWEEP_STARTED = Counter("careloom_sweep_discharges_total", "Discharges the sweep looked at, by result "
+                        "(started, existing, skipped).", ["result"], registry=REGISTRY)
