@@ -1,0 +1,145 @@
+"""Discharges, and starting their outreach runs: what the ADT listener, ``careloom import --start-outreach``
+and the sweep share.
+
+A discharge is an inpatient Encounter (class IMP, ACUTE or NONAC) with a
+period end, in the records store. Starting its run is idempotent by the
+run's business key (:func:`workflows.outreach_client.start_outreach`): a
+discharge that already has a run is reported ``existing``, never started
+twice. Runs start earliest TCM deadline first; a discharge already past its
+TCM window is still started and counted ``tcm_missed``, never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import structlog
+from temporalio.client import Client
+
+from guardrails.deadlines import tcm_contact_due
+from guardrails.policy import GuardrailPolicy
+from runtime.metrics import RUNS_STARTED, TCM_DEADLINES
+from runtime.settings import Settings
+from store.records import SqliteCareRecordStore
+
+__all__ = ["Discharge", "StartReport", "TcmState", "discharge_of", "discharges", "start_discharges", "tcm_state"]
+
+log = structlog.get_logger(__name__)
+
+INPATIENT_CLASSES = frozenset({"IMP", "ACUTE", "NONAC"})
+AT_RISK = timedelta(hours=24)
+TcmState = Literal["on_time", "at_risk", "missed"]
+Trigger = Literal["adt", "import", "sweep", "cli", "api", "demo"]
+
+
+@dataclass(frozen=True, order=True)
+class Discharge:
+    """One discharge to start outreach for; ordered by TCM deadline (earliest first)."""
+
+    tcm_due: datetime
+    member_id: str
+    encounter_id: str
+    discharged_at: datetime
+
+
+def _parse(value: str) -> datetime:
+    when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def discharge_of(encounter: dict, policy: GuardrailPolicy, time_zone: str) -> Discharge | None:
+    """The discharge an Encounter records, or None (not inpatient, not ended, cancelled, no subject)."""
+    if (encounter.get("class") or {}).get("code") not in INPATIENT_CLASSES:
+        return None
+    if encounter.get("status") in ("cancelled", "entered-in-error", "in-progress", "planned"):
+        return None
+    end = (encounter.get("period") or {}).get("end")
+    member = ((encounter.get("subject") or {}).get("reference") or "").removeprefix("Patient/")
+    if not end or not member:
+        return None
+    discharged = _parse(end)
+    due = tcm_contact_due(discharged, time_zone, holidays=policy.holidays)
+    return Discharge(tcm_due=due, member_id=member, encounter_id=encounter["id"], discharged_at=discharged)
+
+
+def discharges(store: SqliteCareRecordStore, since: str, until: str, *, policy: GuardrailPolicy,
+               time_zone: str) -> list[Discharge]:
+    """Every inpatient discharge with a period end in [since, until), earliest TCM deadline first.
+
+    The TCM deadline here is in the plan's time zone (the run computes the member's own when it plans).
+    """
+    found = [d for e in store.ended_between("Encounter", since, until)
+             if (d := discharge_of(e, policy, time_zone)) is not None]
+    return sorted(found)
+
+
+def tcm_state(discharge: Discharge, now: datetime) -> TcmState:
+    if now >= discharge.tcm_due:
+        return "missed"
+    return "at_risk" if discharge.tcm_due - now <= AT_RISK else "on_time"
+
+
+@dataclass
+class StartReport:
+    """What starting a batch of discharges did, by discharge."""
+
+    started: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    tcm: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def tcm_missed(self) -> int:
+        return self.tcm["missed"]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"started": len(self.started), "existing": len(self.existing), "failed": len(self.failed),
+                "tcm_missed": self.tcm_missed, "tcm_at_risk": self.tcm["at_risk"],
+                "workflow_ids": self.started, "errors": [{"discharge": d, "error": e} for d, e in self.failed]}
+
+
+async def start_discharges(client: Client, settings: Settings, found: Iterable[Discharge], *, trigger: Trigger,
+                           concurrency: int | None = None, initiated_by: str = "system",
+                           now: datetime | None = None) -> StartReport:
+    """Start (or find) the outreach run of each discharge, earliest TCM deadline first, ``concurrency`` at once.
+
+    A failure to start one (the server refused it) is reported with the discharge and the others go on.
+    The failure names the encounter id: it is for operators, not logs (log lines carry counts only).
+    """
+    from workflows.outreach_client import start_outreach
+
+    policy = settings.guardrail_policy()
+    salt = settings.pseudonym_salt.get_secret_value()
+    report = StartReport()
+    gate = asyncio.Semaphore(concurrency or settings.sweep_concurrency)
+    clock = now or datetime.now(UTC)
+
+    async def one(discharge: Discharge) -> None:
+        async with gate:
+            try:
+                handle, started = await start_outreach(
+                    client, member_id=discharge.member_id, encounter_id=discharge.encounter_id, policy=policy,
+                    task_queue=settings.task_queue, initiated_by=initiated_by, salt=salt,
+                    tool_attempts=settings.tool_attempts)
+            except Exception as err:  # noqa: BLE001 - one refused start never stops the batch
+                report.failed.append((f"Encounter/{discharge.encounter_id}", f"{type(err).__name__}: {err}"))
+                return
+        if started:
+            state = tcm_state(discharge, clock)
+            report.started.append(handle.id)
+            report.tcm[state] += 1
+            RUNS_STARTED.labels("post-discharge-outreach", trigger).inc()
+            TCM_DEADLINES.labels(state).inc()
+        else:
+            report.existing.append(handle.id)
+
+    await asyncio.gather(*(one(d) for d in sorted(found)))
+    log.info("discharges.started", trigger=trigger, started=len(report.started), existing=len(report.existing),
+             failed=len(report.failed), tcm_missed=report.tcm_missed)
+    return report
+
