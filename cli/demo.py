@@ -17,13 +17,12 @@ from rich.table import Table
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from cli.output import console, print_json
+from feeds.discharges import discharges, start_discharges
 from runtime.errors import ConfigurationError
 from runtime.settings import Settings
 from runtime.stack import running_stack
 from store.importer import import_ndjson
-from store.records import SqliteCareRecordStore
 from workflows.outreach import MemberOutreachWorkflow, OutreachStatus
-from workflows.outreach_client import start_outreach
 from workflows.prior_auth import PriorAuthStatus, PriorAuthWorkflow
 
 __all__ = ["SAMPLE_DATA", "run_demo", "serve"]
@@ -34,16 +33,6 @@ SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
 DEMO_USER = "careloom-demo"
 _PARKED = {"awaiting_approval", "deferred"}
 _CLI = ".venv/bin/careloom"
-
-
-def discharges(store: SqliteCareRecordStore, since: str, until: str) -> list[tuple[str, str]]:
-    """(member id, encounter id) for every inpatient stay discharged in [since, until)."""
-    found = []
-    for encounter in store.ended_between("Encounter", since, until):
-        if (encounter.get("class") or {}).get("code") in ("IMP", "ACUTE", "NONAC"):
-            member = ((encounter.get("subject") or {}).get("reference") or "").removeprefix("Patient/")
-            found.append((member, encounter["id"]))
-    return found
 
 
 async def _settled(client: Client, workflow_id: str, query: Callable[..., Any]) -> Any:
@@ -138,14 +127,12 @@ async def run_demo(settings: Settings, *, data: Path, since: str, until: str, ex
         if not as_json:
             console.print(f"imported {data}: {report.total('inserted')} new, {report.total('updated')} updated, "
                           f"{report.total('unchanged')} unchanged, {report.skipped} skipped")
-        policy = settings.guardrail_policy()
-        workflow_ids = []
-        for member_id, encounter_id in discharges(stack.store, since, until):
-            handle, _ = await start_outreach(
-                stack.client, member_id=member_id, encounter_id=encounter_id, policy=policy,
-                task_queue=settings.task_queue, initiated_by=DEMO_USER, tool_attempts=settings.tool_attempts,
-                salt=settings.pseudonym_salt.get_secret_value())
-            workflow_ids.append(handle.id)
+        found = discharges(stack.store, since, until, policy=settings.guardrail_policy(),
+                           time_zone=settings.plan_time_zone)
+        started = await start_discharges(stack.client, settings, found, trigger="demo", initiated_by=DEMO_USER)
+        for where, why in started.failed:
+            console.print(f"[red]could not start[/] {where}: {why}")
+        workflow_ids = [*started.started, *started.existing]
         pa_ids = await _submit_prior_auth(settings, stack, data / "prior_auth") if (data / "prior_auth").is_dir() else []
         statuses = await _wait_for(stack.client, workflow_ids)
         ordered = [statuses[w] for w in workflow_ids if w in statuses]
