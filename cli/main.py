@@ -16,6 +16,7 @@ from cli import admin
 from cli import approvals as approvals_cli
 from cli import demo as demo_cli
 from cli import history as history_cli
+from cli import listen as listen_cli
 from cli import prior_auth as prior_auth_cli
 from cli import programs as programs_cli
 from cli.common import run, settings
@@ -34,6 +35,7 @@ app.add_typer(history_cli.app, name="history")
 app.add_typer(admin.keys_app, name="keys")
 app.add_typer(programs_cli.app, name="programs")
 app.add_typer(prior_auth_cli.app, name="um")
+app.add_typer(listen_cli.app, name="listen")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 

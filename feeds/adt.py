@@ -1,0 +1,204 @@
+"""HL7 v2 ADT messages: parsed with the ``hl7`` library, checked, and mapped to the Encounter they change.
+
+Accepted: ADT^A03 (discharge) and the events that change an episode — A01
+(admit), A04 (register), A08 (update), A11 (cancel admit), A13 (cancel
+discharge). Other ADT events are accepted and ignored (an ADT feed sends them
+all; rejecting them would only make the sender retry). Versions 2.3 to 2.9.
+
+Mapping (the Encounter id is the visit number, the member the Patient id):
+
+======================  ==============================================
+PID-3 (first CX, id)    ``Encounter.subject`` → ``Patient/<id>`` (must exist)
+PV1-2 patient class     ``Encounter.class``: I → IMP, E → EMER, O → AMB
+PV1-19 visit number     ``Encounter.id``
+PV1-44 admit time       ``Encounter.period.start``
+PV1-45 discharge time   ``Encounter.period.end`` (required on A03)
+PV1-36 disposition      ``Encounter.hospitalization.dischargeDisposition``
+======================  ==============================================
+
+HL7 times without an offset are the sending facility's local time, taken as
+the plan's time zone. A message careloom cannot use raises :class:`AdtRefused`
+with the ACK code (AR: never resend as is; AE: fix the data, then resend) and
+the reason, naming the field.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import hl7
+
+from runtime.errors import CareloomError
+
+__all__ = ["SUPPORTED_EVENTS", "AdtEvent", "AdtRefused", "apply_event", "parse_adt"]
+
+SUPPORTED_EVENTS = frozenset({"A01", "A03", "A04", "A08", "A11", "A13"})
+_VERSION = re.compile(r"^2\.[3-9](\.\d+)?$")
+_CLASSES = {"I": "IMP", "E": "EMER", "O": "AMB"}
+# UB-04 patient discharge status (PV1-36) → FHIR discharge-disposition.
+_DISPOSITIONS = {"01": "home", "02": "other-hcf", "03": "snf", "04": "long", "05": "other-hcf", "06": "home",
+                 "07": "aadvice", "20": "exp", "21": "oth", "43": "other-hcf", "50": "hosp", "51": "hosp",
+                 "61": "snf", "62": "rehab", "63": "long", "64": "snf", "65": "psy", "66": "other-hcf"}
+_TS = re.compile(r"^(\d{4})(\d{2})(\d{2})(\d{2})?(\d{2})?(\d{2})?(?:\.\d+)?([+-]\d{4})?$")
+AckCode = Literal["AA", "AE", "AR"]
+
+
+class AdtRefused(CareloomError):
+    """A message careloom answers with AE or AR; ``reason`` goes into MSA-3 (no PHI)."""
+
+    def __init__(self, ack: AckCode, reason: str, message: hl7.Message | None = None) -> None:
+        super().__init__(reason)
+        self.ack = ack
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class AdtEvent:
+    """What one ADT message says about one episode (identifiers and times only)."""
+
+    event: str
+    control_id: str
+    member_id: str
+    encounter_id: str
+    patient_class: str | None
+    admitted_at: datetime | None
+    discharged_at: datetime | None
+    disposition: str | None
+
+
+def _field(message: hl7.Message, segment: str, field: int, component: int = 1) -> str:
+    """One component of a segment's first repetition; '' when absent (KeyError when the segment is)."""
+    try:
+        return str(message.extract_field(segment, 1, field, 1, component)).strip()
+    except IndexError:
+        return ""
+
+
+def _time(raw: str, where: str, zone: ZoneInfo) -> datetime | None:
+    if not raw:
+        return None
+    found = _TS.match(raw)
+    if found is None:
+        raise AdtRefused("AE", f"{where} {raw!r} is not an HL7 timestamp (YYYYMMDDHHMM[SS][+ZZZZ])")
+    year, month, day, hour, minute, second, offset = found.groups()
+    try:
+        local = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0))
+    except ValueError as err:
+        raise AdtRefused("AE", f"{where} {raw!r} is not a valid date: {err}") from None
+    if offset:
+        sign = 1 if offset[0] == "+" else -1
+        minutes = sign * (int(offset[1:3]) * 60 + int(offset[3:5]))
+        return local.replace(tzinfo=timezone(timedelta(minutes=minutes))).astimezone(UTC)
+    return local.replace(tzinfo=zone).astimezone(UTC)
+
+
+def parse_adt(text: str, *, time_zone: str) -> tuple[hl7.Message, AdtEvent | None]:
+    """The parsed message and its event; None for an ADT event careloom does not use (accept, ignore).
+
+    Raises :class:`AdtRefused` for a message it cannot use, with the field at fault.
+    """
+    if not text.lstrip().startswith("MSH"):
+        raise AdtRefused("AR", "not an HL7 v2 message: it must begin with an MSH segment")
+    try:
+        message = hl7.parse(text.replace("\r\n", "\r").replace("\n", "\r"))
+        message.segment("MSH")
+    except Exception as err:  # noqa: BLE001 - the library raises several types for malformed text
+        raise AdtRefused("AR", f"the message could not be parsed as HL7 v2 ({type(err).__name__})") from None
+    try:
+        return message, _event(message, time_zone)
+    except AdtRefused as refused:
+        refused.message = message
+        raise
+
+
+def _event(message: hl7.Message, time_zone: str) -> AdtEvent | None:
+    version = _field(message, "MSH", 12)
+    if not _VERSION.match(version):
+        raise AdtRefused("AR", f"MSH-12 version {version or '(empty)'!r} is not supported; send HL7 v2.3 to v2.9")
+    kind, event = _field(message, "MSH", 9, 1), _field(message, "MSH", 9, 2)
+    if kind != "ADT":
+        raise AdtRefused("AR", f"MSH-9 message type {kind or '(empty)'}^{event} is not ADT; this listener takes "
+                               "ADT^A01/A03/A04/A08/A11/A13")
+    control_id = _field(message, "MSH", 10)
+    if not control_id:
+        raise AdtRefused("AR", "MSH-10 message control id is empty")
+    if event not in SUPPORTED_EVENTS:
+        return None
+    for segment in ("PID", "PV1"):
+        try:
+            message.segment(segment)
+        except KeyError:
+            raise AdtRefused("AE", f"ADT^{event} without a {segment} segment") from None
+    member = _field(message, "PID", 3, 1)
+    if not member:
+        raise AdtRefused("AE", "PID-3 (patient identifier) is empty")
+    encounter = _field(message, "PV1", 19, 1)
+    if not encounter:
+        raise AdtRefused("AE", "PV1-19 (visit number) is empty: it identifies the encounter")
+    if not re.match(r"^[A-Za-z0-9\-.]{1,64}$", encounter):
+        raise AdtRefused("AE", "PV1-19 (visit number) must be 1-64 letters, digits, '-' or '.' (a FHIR id)")
+    raw_class = _field(message, "PV1", 2)
+    if raw_class and raw_class not in _CLASSES:
+        raise AdtRefused("AE", f"PV1-2 patient class {raw_class!r} is not supported (I, E or O)")
+    zone = ZoneInfo(time_zone)
+    admitted = _time(_field(message, "PV1", 44), "PV1-44 admit time", zone)
+    discharged = _time(_field(message, "PV1", 45), "PV1-45 discharge time", zone)
+    if event == "A03" and discharged is None:
+        raise AdtRefused("AE", "ADT^A03 without PV1-45 (discharge date/time)")
+    disposition = _field(message, "PV1", 36) or None
+    return AdtEvent(event=event, control_id=control_id, member_id=member, encounter_id=encounter,
+                             patient_class=_CLASSES.get(raw_class) if raw_class else None, admitted_at=admitted,
+                             discharged_at=discharged, disposition=disposition)
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def apply_event(event: AdtEvent, existing: dict[str, Any] | None) -> dict[str, Any]:
+    """The Encounter after this event (a new one, or the stored one changed); validate before storing."""
+    enc: dict[str, Any] = dict(existing) if existing else {
+        "resourceType": "Encounter", "id": event.encounter_id, "status": "in-progress",
+        "subject": {"reference": f"Patient/{event.member_id}"},
+    }
+    if existing and enc.get("subject", {}).get("reference") != f"Patient/{event.member_id}":
+        raise AdtRefused("AE", f"PV1-19 visit {event.encounter_id} belongs to another patient than PID-3")
+    klass = event.patient_class or (enc.get("class") or {}).get("code") or "IMP"
+    enc["class"] = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": klass}
+    period = dict(enc.get("period") or {})
+    if event.admitted_at:
+        period["start"] = _iso(event.admitted_at)
+    if event.event == "A03":
+        enc["status"] = "finished"
+        period["end"] = _iso(event.discharged_at)  # type: ignore[arg-type]  # checked in parse_adt
+        if "start" not in period:
+            period["start"] = period["end"]
+    elif event.event == "A13":
+        enc["status"] = "in-progress"
+        period.pop("end", None)
+    elif event.event == "A11":
+        enc["status"] = "cancelled"
+    elif event.event in ("A01", "A04"):
+        enc["status"] = "in-progress"
+    elif event.event == "A08" and event.discharged_at and enc.get("status") == "finished":
+        period["end"] = _iso(event.discharged_at)
+    if period:
+        enc["period"] = period
+    if event.disposition and event.event in ("A03", "A08"):
+        code = _DISPOSITIONS.get(event.disposition.zfill(2), "oth")
+        hosp = dict(enc.get("hospitalization") or {})
+        hosp["dischargeDisposition"] = {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/discharge-disposition", "code": code}]}
+        enc["hospitalization"] = hosp
+    elif event.event == "A13" and "hospitalization" in enc:
+        hosp = {k: v for k, v in enc["hospitalization"].items() if k != "dischargeDisposition"}
+        if hosp:
+            enc["hospitalization"] = hosp
+        else:
+            enc.pop("hospitalization")
+    return enc
