@@ -74,30 +74,57 @@ def api() -> None:
 
 @app.command("import")
 def import_(
-    path: Annotated[Path, typer.Argument(help="A folder of <Type>.ndjson files (FHIR Bulk Data) or one file.")],
+    path: Annotated[Path, typer.Argument(help="A folder (or one file) of FHIR Bulk Data <Type>.ndjson files or "
+                                              "FHIR Bundle .json files (transaction, batch, collection).")],
+    start_outreach: Annotated[bool, typer.Option(
+        "--start-outreach", help="Then start post-discharge outreach for the imported discharges that have no run "
+                                 "yet (earliest TCM deadline first; existing runs are left alone).")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Import FHIR R4 NDJSON into the care records store. Exit 1 if any line was skipped."""
-    from store.importer import import_ndjson
+    """Import FHIR R4 into the care records store. Exit 1 if any line or entry was skipped."""
+    from store.importer import import_path
     from store.records import SqliteCareRecordStore
 
     cfg = settings()
+    store = SqliteCareRecordStore(cfg.records_path)
     try:
-        report = import_ndjson(SqliteCareRecordStore(cfg.records_path), path)
+        report = import_path(store, path)
     except CareloomError as err:
         fail(str(err), code=2)
         return
+    out = report.as_dict()
+    if start_outreach:
+        started = run(_start_imported(cfg, store, report.encounters))
+        out["outreach"] = started.as_dict()
     if as_json:
-        print_json(report.as_dict())
+        print_json(out)
     else:
-        for rtype, outcomes in report.as_dict()["by_type"].items():
+        for rtype, outcomes in out["by_type"].items():
             console.print(f"{rtype:>14}: " + ", ".join(f"{n} {o}" for o, n in outcomes.items()))
         for problem in report.problems:
             console.print(f"[yellow]skipped[/] {problem}")
         console.print(f"{report.total('inserted')} inserted, {report.total('updated')} updated, "
                       f"{report.total('unchanged')} unchanged, {report.skipped} skipped")
-    if report.skipped:
+        if start_outreach:
+            o = out["outreach"]
+            console.print(f"outreach: {o['started']} started, {o['existing']} already running or done, "
+                          f"{o['failed']} failed, {o['tcm_missed']} past their TCM window (tcm_missed)")
+            for error in o["errors"]:
+                console.print(f"[red]not started[/] {error['discharge']}: {error['error']}")
+    if report.skipped or (start_outreach and out["outreach"]["failed"]):
         raise typer.Exit(1)
+
+
+async def _start_imported(cfg, store, encounter_ids: list[str]):  # noqa: ANN001, ANN202
+    """Start outreach for the discharges among these Encounters (idempotent)."""
+    from feeds.discharges import discharge_of, start_discharges
+    from runtime.temporal_client import connect
+
+    policy = cfg.guardrail_policy()
+    found = [d for eid in dict.fromkeys(encounter_ids)
+             if (e := store.get("Encounter", eid)) and (d := discharge_of(e, policy, cfg.plan_time_zone))]
+    client = await connect(cfg)
+    return await start_discharges(client, cfg, found, trigger="import")
 
 
 @outreach_app.command("start")
