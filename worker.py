@@ -20,6 +20,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from agents.offline_planner import OfflinePlanner
 from agents.planner import Planner, PlannerActivity
 from agents.prior_auth_planner import RecommenderActivity
+from feeds.sweep_activities import SweepActivities
 from runtime.logging import configure_logging
 from runtime.plugin import sandboxed_runner, worker_plugins
 from runtime.settings import Settings, get_settings
@@ -30,6 +31,7 @@ from tools.activities import CareTools
 from tools.prior_auth_tools import PriorAuthTools
 from tools.registry import ALL_TOOLS
 from workflows.programs import PROGRAMS
+from workflows.sweep import DischargeSweepWorkflow
 
 if TYPE_CHECKING:
     from agents.model_client import ModelConfig
@@ -39,7 +41,7 @@ __all__ = ["WORKFLOWS", "build_worker", "main", "model_config_for", "planner_for
 
 log = structlog.get_logger(__name__)
 
-WORKFLOWS = [program.workflow for program in PROGRAMS]
+WORKFLOWS = [*(program.workflow for program in PROGRAMS), DischargeSweepWorkflow]
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -118,6 +120,7 @@ def build_worker(
     else from a worker-level one. Never both.
     """
     warm_up_workflows()
+    queue = task_queue or settings.task_queue
     hosts: list[object] = [
         CareTools(store, settings),
         PlannerActivity(planner or planner_for(settings), fallback=OfflinePlanner()),
@@ -127,9 +130,9 @@ def build_worker(
     ]
     return Worker(
         client,
-        task_queue=task_queue or settings.task_queue,
+        task_queue=queue,
         workflows=WORKFLOWS,
-        activities=bound_activities(hosts),
+        activities=[*bound_activities(hosts), *SweepActivities(client, settings, store, queue).activities()],
         activity_executor=executor or ThreadPoolExecutor(max_workers=16, thread_name_prefix="careloom-tool"),
         plugins=worker_plugins(client, settings),
     )

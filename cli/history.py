@@ -81,7 +81,7 @@ def replay(
     as_json: JsonFlag = False,
 ) -> None:
     """Replay histories against the current code: ok / nondeterministic / error each; exit 1 on any failure."""
-    from history.files import HistoryFileError, history_files, careloom_query
+    from history.files import HistoryFileError, careloom_query, history_files
     from history.replay import ReplayOutcome, replay_files, replay_histories
 
     started = time.perf_counter()

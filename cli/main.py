@@ -19,6 +19,7 @@ from cli import history as history_cli
 from cli import listen as listen_cli
 from cli import prior_auth as prior_auth_cli
 from cli import programs as programs_cli
+from cli import schedule as schedule_cli
 from cli.common import run, settings
 from cli.output import console, fail, print_json
 from runtime.errors import CareloomError
@@ -36,6 +37,7 @@ app.add_typer(admin.keys_app, name="keys")
 app.add_typer(programs_cli.app, name="programs")
 app.add_typer(prior_auth_cli.app, name="um")
 app.add_typer(listen_cli.app, name="listen")
+app.add_typer(schedule_cli.app, name="schedule")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 

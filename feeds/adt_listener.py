@@ -29,7 +29,13 @@ from datetime import UTC, datetime
 import hl7
 import structlog
 from hl7.mllp import start_hl7_server
-from hl7.mllp.streams import CARRIAGE_RETURN, END_BLOCK, START_BLOCK, HL7StreamReader, HL7StreamWriter
+from hl7.mllp.streams import (
+    CARRIAGE_RETURN,
+    END_BLOCK,
+    START_BLOCK,
+    HL7StreamReader,
+    HL7StreamWriter,
+)
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 

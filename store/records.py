@@ -199,6 +199,17 @@ class SqliteCareRecordStore(SqliteDatabase):
         )
         return [json.loads(r[0]) for r in rows]
 
+    def ended_page(self, resource_type: str, start: str, end: str, *, after: tuple[str, str] | None = None,
+                   limit: int = 500) -> list[dict[str, Any]]:
+        """One page of :meth:`ended_between`, in (date_end, id) order, after the keyset cursor ``after``."""
+        where, args = "resource_type = ? AND date_end >= ? AND date_end < ?", [resource_type, start, end]
+        if after is not None:
+            where += " AND (date_end > ? OR (date_end = ? AND id > ?))"
+            args += [after[0], after[0], after[1]]
+        rows = self._conn().execute(
+            f"SELECT content FROM resources WHERE {where} ORDER BY date_end, id LIMIT ?", (*args, limit))  # noqa: S608
+        return [json.loads(r[0]) for r in rows]
+
     def put_many(self, resources: Iterable[dict[str, Any]]) -> list[PutOutcome]:
         """Upsert validated resources in one transaction; unchanged content is not rewritten."""
         rows = [self._row(r) for r in resources]

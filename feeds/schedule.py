@@ -1,0 +1,128 @@
+"""The discharge sweep's Temporal Schedule: create, list, pause, unpause, trigger, delete.
+
+One schedule, ``careloom-discharge-sweep``, runs :class:`~workflows.sweep.DischargeSweepWorkflow` on a cron
+in the plan's time zone (``CARELOOM_SWEEP_CRON``, ``CARELOOM_PLAN_TIME_ZONE``). Overlap policy SKIP: a sweep
+still running when the next is due already covers what the next would (starts are idempotent), so the
+late one is skipped rather than queued behind it. The cron and time zone are checked here, before the
+server is asked, so a typo is an error naming the option, not a schedule that never fires.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from runtime.errors import ConfigurationError
+from runtime.settings import Settings
+from workflows.sweep import DischargeSweepWorkflow, SweepInput
+
+__all__ = ["SCHEDULE_ID", "check_cron", "create_schedule", "delete_schedule", "describe_schedule",
+           "list_schedules", "next_fire", "pause_schedule", "trigger_schedule", "unpause_schedule"]
+
+SCHEDULE_ID = "careloom-discharge-sweep"
+
+
+def check_cron(cron: str, time_zone: str) -> None:
+    """ConfigurationError naming the option unless ``cron`` is a 5-field cron and ``time_zone`` an IANA zone."""
+    fields = cron.split()
+    if len(fields) != 5 or not croniter.is_valid(cron):
+        raise ConfigurationError(
+            f"the sweep cron {cron!r} does not parse (--cron / CARELOOM_SWEEP_CRON): give 5 fields, minute hour "
+            "day-of-month month day-of-week, e.g. '0 6 * * *' for 06:00 every day or '30 7 * * 1-5' on weekdays")
+    try:
+        ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigurationError(
+            f"unknown time zone {time_zone!r} (--time-zone / CARELOOM_PLAN_TIME_ZONE): use an IANA name such as "
+            "America/New_York or America/Chicago") from None
+
+
+async def create_schedule(client: Client, settings: Settings, *, cron: str | None = None,
+                          time_zone: str | None = None, batch: int | None = None, concurrency: int | None = None,
+                          schedule_id: str = SCHEDULE_ID, paused: bool = False,
+                          sweep: SweepInput | None = None) -> str:
+    """Create the schedule (ConfigurationError if it exists or its cron or zone is wrong); its id."""
+    cron, time_zone = cron or settings.sweep_cron, time_zone or settings.plan_time_zone
+    check_cron(cron, time_zone)
+    data = sweep or SweepInput(lookback_days=settings.sweep_lookback_days, batch=batch or settings.sweep_batch,
+                               concurrency=concurrency or settings.sweep_concurrency)
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(DischargeSweepWorkflow.run, data, id=f"{schedule_id}-run",
+                                           task_queue=settings.task_queue),
+        spec=ScheduleSpec(cron_expressions=[cron], time_zone_name=time_zone),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(paused=paused, note="created by careloom schedule create"),
+    )
+    try:
+        await client.create_schedule(schedule_id, schedule, memo={"cron": cron, "time_zone": time_zone})
+    except ScheduleAlreadyRunningError:
+        raise ConfigurationError(f"schedule {schedule_id} already exists; `careloom schedule delete` it first, "
+                                 "or pause/unpause it") from None
+    return schedule_id
+
+
+async def describe_schedule(client: Client, schedule_id: str = SCHEDULE_ID) -> dict[str, Any]:
+    try:
+        described = await client.get_schedule_handle(schedule_id).describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise ConfigurationError(f"no schedule {schedule_id}; create it with `careloom schedule create`") \
+                from None
+        raise
+    spec, state, info = described.schedule.spec, described.schedule.state, described.info
+    # The server keeps cron expressions as calendar specs; the memo keeps them as they were given.
+    cron = await described.memo_value("cron", None)
+    return {"id": schedule_id, "cron": [cron] if cron else list(spec.cron_expressions),
+            "time_zone": spec.time_zone_name,
+            "paused": state.paused, "note": state.note,
+            "next_runs": [t.astimezone(UTC).isoformat() for t in info.next_action_times[:3]],
+            "recent_runs": [{"workflow_id": a.action.workflow_id, "started": a.started_at.isoformat()}
+                            for a in info.recent_actions[-5:] if hasattr(a.action, "workflow_id")],
+            "running": [r.workflow_id for r in info.running_actions]}
+
+
+async def list_schedules(client: Client) -> list[dict[str, Any]]:
+    ids = [s.id async for s in await client.list_schedules()]
+    return [await describe_schedule(client, i) for i in sorted(ids) if i.startswith("careloom-")]
+
+
+async def pause_schedule(client: Client, note: str, schedule_id: str = SCHEDULE_ID) -> None:
+    await describe_schedule(client, schedule_id)
+    await client.get_schedule_handle(schedule_id).pause(note=note)
+
+
+async def unpause_schedule(client: Client, note: str, schedule_id: str = SCHEDULE_ID) -> None:
+    await describe_schedule(client, schedule_id)
+    await client.get_schedule_handle(schedule_id).unpause(note=note)
+
+
+async def trigger_schedule(client: Client, schedule_id: str = SCHEDULE_ID) -> None:
+    """Run the sweep now (skipped, per the overlap policy, if one is running)."""
+    await describe_schedule(client, schedule_id)
+    await client.get_schedule_handle(schedule_id).trigger(overlap=ScheduleOverlapPolicy.SKIP)
+
+
+async def delete_schedule(client: Client, schedule_id: str = SCHEDULE_ID) -> None:
+    await describe_schedule(client, schedule_id)
+    await client.get_schedule_handle(schedule_id).delete()
+
+
+def next_fire(cron: str, time_zone: str, after: datetime | None = None) -> datetime:
+    """When the cron fires next after ``after`` (now), in UTC: shown by ``schedule create``."""
+    check_cron(cron, time_zone)
+    start = (after or datetime.now(UTC)).astimezone(ZoneInfo(time_zone))
+    return croniter(cron, start).get_next(datetime).astimezone(UTC)
