@@ -8,6 +8,7 @@ cleanly, letting running activities finish.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -138,11 +139,39 @@ def build_worker(
     )
 
 
-def bound_activities(hosts: list[object]) -> list[object]:
+def rate_limited_workers(client: Client, settings: Settings, store: SqliteCareRecordStore, *,
+                         planner: Planner | None = None, recommender: RecommenderActivity | None = None,
+                         executor: ThreadPoolExecutor | None = None) -> list[Worker]:
+    """Workers for the rate-limited queues settings name (model calls, member messages); none if unset.
+
+    ``max_task_queue_activities_per_second`` is enforced by the Temporal server across every worker of the
+    queue, so N worker hosts share the cap; activities beyond it wait in the queue (their runs set no
+    schedule-to-start timeout), they do not fail.
+    """
+    queues = settings.activity_queues()
+    workers = []
+    pool = executor or ThreadPoolExecutor(max_workers=8, thread_name_prefix="careloom-limited")
+    if queues.model:
+        hosts = [PlannerActivity(planner or planner_for(settings), fallback=OfflinePlanner()),
+                 recommender or recommender_for(settings)]
+        workers.append(Worker(client, task_queue=queues.model, activities=bound_activities(hosts, kind="planner"),
+                              activity_executor=pool, plugins=worker_plugins(client, settings),
+                              max_task_queue_activities_per_second=settings.model_activities_per_second))
+    if queues.messages:
+        workers.append(Worker(client, task_queue=queues.messages,
+                              activities=[CareTools(store, settings).send_outreach], activity_executor=pool,
+                              plugins=worker_plugins(client, settings),
+                              max_task_queue_activities_per_second=settings.messages_per_second))
+    return workers
+
+
+def bound_activities(hosts: list[object], *, kind: str | None = None) -> list[object]:
     """Every activity of the tool registry, bound to the host object of its class."""
     by_class = {type(host).__qualname__: host for host in hosts}
     activities = []
     for tool in ALL_TOOLS:
+        if kind is not None and tool.kind != kind:
+            continue
         owner = tool.activity.__qualname__.rsplit(".", 1)[0]
         if owner not in by_class:
             raise LookupError(f"no {owner} given to the worker for activity {tool.name}")
@@ -150,14 +179,16 @@ def bound_activities(hosts: list[object]) -> list[object]:
     return activities
 
 
-async def run_until_signalled(worker: Worker) -> None:
-    """Run the worker until SIGTERM or SIGINT, then shut it down gracefully."""
+async def run_until_signalled(*workers: Worker) -> None:
+    """Run the workers until SIGTERM or SIGINT, then shut them down gracefully."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with worker:
-        log.info("worker.started", task_queue=worker.task_queue)
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(worker)
+        log.info("worker.started", task_queues=[w.task_queue for w in workers])
         await stop.wait()
         log.info("worker.stopping")
     log.info("worker.stopped")
@@ -166,9 +197,36 @@ async def run_until_signalled(worker: Worker) -> None:
 async def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    client = await connect(settings)
+    client = await connect(settings, runtime=metrics_runtime(settings))
     store = SqliteCareRecordStore(settings.records_path)
-    await run_until_signalled(build_worker(client, settings, store))
+    gauges = None
+    if settings.worker_metrics_port is not None:
+        from runtime.metrics_server import VisibilityGauges
+
+        gauges = asyncio.create_task(VisibilityGauges(client, settings).run())
+    try:
+        await run_until_signalled(build_worker(client, settings, store),
+                                  *rate_limited_workers(client, settings, store))
+    finally:
+        if gauges is not None:
+            gauges.cancel()
+
+
+def metrics_runtime(settings: Settings):  # noqa: ANN201 - temporalio.runtime.Runtime | None
+    """With ``CARELOOM_WORKER_METRICS_PORT`` set: serve /metrics there (careloom's and the SDK's), and the
+    Temporal runtime whose telemetry it includes (on a loopback port of its own). None otherwise."""
+    if settings.worker_metrics_port is None:
+        return None
+    import socket
+
+    from runtime.metrics_server import sdk_runtime, serve_metrics
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        sdk_port = probe.getsockname()[1]
+    runtime = sdk_runtime(f"127.0.0.1:{sdk_port}")
+    serve_metrics(settings.metrics_host, settings.worker_metrics_port, f"http://127.0.0.1:{sdk_port}/metrics")
+    return runtime
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from temporalio.exceptions import ApplicationError
 
 from agents.deidentify import PhiLevel
 from agents.planner import MODEL_ENDPOINT_ERROR, ModelUsage
+from runtime.metrics import MODEL_ERRORS, MODEL_REQUESTS, MODEL_TOKENS
 
 __all__ = ["Answer", "Call", "ChatModel", "ModelConfig", "Tally", "endpoint_failure", "model_certainty",
            "parse_answer", "repair_messages", "retry_after"]
@@ -198,8 +199,9 @@ def parse_answer(response: object) -> Answer:
 class ChatModel:
     """One configured model endpoint: requests with tools, failures mapped for Temporal, usage priced."""
 
-    def __init__(self, config: ModelConfig, client: AsyncOpenAI | None = None) -> None:
+    def __init__(self, config: ModelConfig, client: AsyncOpenAI | None = None, *, step: str = "planner") -> None:
         self.config = config
+        self.step = step
         self._client = client or self._make_client(config)
 
     @staticmethod
@@ -214,6 +216,7 @@ class ChatModel:
                        *, tool_choice: Any = "auto") -> Answer:  # noqa: ANN401
         extra: dict[str, Any] = {"logprobs": True} if self.config.logprobs else {}
         tally.requests += 1
+        MODEL_REQUESTS.labels(self.step).inc()
         try:
             response = await self._client.chat.completions.create(
                 model=self.config.model, messages=messages, tools=tools, tool_choice=tool_choice,
@@ -221,11 +224,14 @@ class ChatModel:
             if getattr(response, "usage", None) is not None:
                 tally.prompt_tokens += response.usage.prompt_tokens or 0
                 tally.completion_tokens += response.usage.completion_tokens or 0
+                MODEL_TOKENS.labels(self.step, "prompt").inc(response.usage.prompt_tokens or 0)
+                MODEL_TOKENS.labels(self.step, "completion").inc(response.usage.completion_tokens or 0)
             return parse_answer(response)
         except (APIError, ValueError, TypeError, AttributeError) as err:
             # APIError covers status, timeout, connection and response-validation errors; the others are a
             # 200 whose body is not a chat completion (an HTML page, broken JSON, missing fields).
             failure = endpoint_failure(err, self.config.model)
+            MODEL_ERRORS.labels(self.step, failure.type or "error").inc()
             log.warning("planner.model_request_failed", model=self.config.model, error=failure.type,
                         retryable=not failure.non_retryable)
             raise failure from None

@@ -120,7 +120,7 @@ class ModelDeterminationRecommender:
     def __init__(self, config: ModelConfig, client: AsyncOpenAI | None = None) -> None:
         self.config = config
         self.name = f"model:{config.model}"
-        self._model = ChatModel(config, client)
+        self._model = ChatModel(config, client, step="recommender")
         self._prompts = um_recommender_prompts()
         self._rules = OfflineDeterminationRules()
 

@@ -16,7 +16,15 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from temporalio.client import Client
 
-from api import routes_approvals, routes_codec, routes_prior_auth, routes_runs, routes_service, routes_web
+from api import (
+    routes_approvals,
+    routes_codec,
+    routes_metrics,
+    routes_prior_auth,
+    routes_runs,
+    routes_service,
+    routes_web,
+)
 from api.decisions import decision_refused
 from api.deps import SESSION_COOKIE, bind_state
 from api.identity import TokenVerifier
@@ -32,6 +40,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     routes_codec.router,  # /codec, for the Temporal Web UI
     routes_runs.router,  # /api/runs
     routes_prior_auth.router,  # /api/prior-auth (a program's API is one more router here)
+    routes_metrics.router,  # /metrics (Prometheus)
     routes_web.router,  # the inbox pages
 )
 """Every router of the app, in the order their routes are matched and listed in the OpenAPI document."""

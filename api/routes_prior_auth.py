@@ -15,7 +15,14 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Response
 from pydantic import BaseModel
 
-from api.deps import AppSettings, Criteria, CurrentIdentity, RecordsStore, TemporalClient, current_identity
+from api.deps import (
+    AppSettings,
+    Criteria,
+    CurrentIdentity,
+    RecordsStore,
+    TemporalClient,
+    current_identity,
+)
 from tools.pas_request import PriorAuthRequestError
 from workflows.prior_auth import PriorAuthStatus, PriorAuthWorkflow
 from workflows.prior_auth_client import submit_prior_auth
@@ -43,7 +50,8 @@ async def submit(response: Response, client: TemporalClient, store: RecordsStore
         handle, started, sub = await submit_prior_auth(
             client, store, bundle, criteria=criteria, policy=settings.prior_auth_policy(),
             task_queue=settings.task_queue, salt=settings.pseudonym_salt.get_secret_value(),
-            initiated_by=caller.user_id, tool_attempts=settings.tool_attempts)
+            initiated_by=caller.user_id, tool_attempts=settings.tool_attempts,
+            queues=settings.activity_queues())
     except PriorAuthRequestError as err:
         raise HTTPException(status_code=422, detail={"code": err.code, "message": str(err)}) from None
     if not started:

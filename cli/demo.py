@@ -109,7 +109,8 @@ async def _submit_prior_auth(settings: Settings, stack: Any, folder: Path) -> li
         handle, _, _ = await submit_prior_auth(
             stack.client, stack.store, json.loads(path.read_text(encoding="utf-8")), criteria=criteria,
             policy=policy, task_queue=settings.task_queue, salt=settings.pseudonym_salt.get_secret_value(),
-            initiated_by=DEMO_USER, tool_attempts=settings.tool_attempts)
+            initiated_by=DEMO_USER, tool_attempts=settings.tool_attempts,
+            queues=settings.activity_queues())
         workflow_ids.append(handle.id)
     return workflow_ids
 

@@ -76,14 +76,18 @@ def api() -> None:
 
 @app.command("import")
 def import_(
-    path: Annotated[Path, typer.Argument(help="A folder (or one file) of FHIR Bulk Data <Type>.ndjson files or "
-                                              "FHIR Bundle .json files (transaction, batch, collection).")],
+    path: Annotated[Path, typer.Argument(help="A folder (or one file) of FHIR Bulk Data <Type>.ndjson files, or of "
+                                              "FHIR Bundle .json files (transaction, batch, collection, searchset, "
+                                              "document; e.g. a Synthea export). A folder with .ndjson files is "
+                                              "Bulk Data: its .json files are listed as ignored.")],
     start_outreach: Annotated[bool, typer.Option(
         "--start-outreach", help="Then start post-discharge outreach for the imported discharges that have no run "
-                                 "yet (earliest TCM deadline first; existing runs are left alone).")] = False,
+                                 "yet (earliest TCM deadline first; existing runs are reported, not started "
+                                 "again). Needs Temporal (`careloom up`, or TEMPORAL_ADDRESS).")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Import FHIR R4 into the care records store. Exit 1 if any line or entry was skipped."""
+    """Import FHIR R4 into the care records store. Exit 1 if any line or entry was skipped (or a run failed to
+    start), 2 if nothing could be imported or Temporal could not be reached for --start-outreach."""
     from store.importer import import_path
     from store.records import SqliteCareRecordStore
 
@@ -95,9 +99,10 @@ def import_(
         fail(str(err), code=2)
         return
     out = report.as_dict()
+    unreachable: str | None = None
     if start_outreach:
-        started = run(_start_imported(cfg, store, report.encounters))
-        out["outreach"] = started.as_dict()
+        started, unreachable = run(_start_imported(cfg, store, report.encounters))  # type: ignore[misc]
+        out["outreach"] = started if unreachable is None else {"error": unreachable}
     if as_json:
         print_json(out)
     else:
@@ -105,28 +110,48 @@ def import_(
             console.print(f"{rtype:>14}: " + ", ".join(f"{n} {o}" for o, n in outcomes.items()))
         for problem in report.problems:
             console.print(f"[yellow]skipped[/] {problem}")
+        if report.ignored:
+            console.print(f"ignored {len(report.ignored)} .json file(s) beside the Bulk Data .ndjson files "
+                          f"(import Bundles from their own folder): {', '.join(report.ignored)}")
         console.print(f"{report.total('inserted')} inserted, {report.total('updated')} updated, "
                       f"{report.total('unchanged')} unchanged, {report.skipped} skipped")
-        if start_outreach:
+        if start_outreach and unreachable is None:
             o = out["outreach"]
-            console.print(f"outreach: {o['started']} started, {o['existing']} already running or done, "
-                          f"{o['failed']} failed, {o['tcm_missed']} past their TCM window (tcm_missed)")
+            console.print(f"outreach: {o['discharges']} discharge(s): {o['started']} started, {o['existing']} "
+                          f"already had a run, {o['failed']} failed, {o['tcm_missed']} started past their TCM "
+                          "window (tcm_missed)")
             for error in o["errors"]:
                 console.print(f"[red]not started[/] {error['discharge']}: {error['error']}")
+    if unreachable is not None:
+        fail(f"imported, but no outreach was started: {unreachable}. Then run the same command again: the "
+             "import changes nothing the second time and discharges that already have a run are not started "
+             "twice", code=2)
     if report.skipped or (start_outreach and out["outreach"]["failed"]):
         raise typer.Exit(1)
 
 
-async def _start_imported(cfg, store, encounter_ids: list[str]):  # noqa: ANN001, ANN202
-    """Start outreach for the discharges among these Encounters (idempotent)."""
+async def _start_imported(cfg, store, encounter_ids: list[str]) -> tuple[dict | None, str | None]:  # noqa: ANN001
+    """Start outreach for the discharges among these Encounters (idempotent): (report, None) or (None, why not)."""
     from feeds.discharges import discharge_of, start_discharges
     from runtime.temporal_client import connect
 
     policy = cfg.guardrail_policy()
-    found = [d for eid in dict.fromkeys(encounter_ids)
-             if (e := store.get("Encounter", eid)) and (d := discharge_of(e, policy, cfg.plan_time_zone))]
-    client = await connect(cfg)
-    return await start_discharges(client, cfg, found, trigger="import")
+    found, unreadable = [], []
+    for eid in dict.fromkeys(encounter_ids):
+        encounter = store.get("Encounter", eid)
+        try:
+            if encounter and (discharge := discharge_of(encounter, policy, cfg.plan_time_zone)):
+                found.append(discharge)
+        except ValueError as err:  # a partial dateTime such as "2024-05" is valid FHIR but no discharge time
+            unreadable.append((f"Encounter/{eid}", f"period.end is not a full date-time ({err}); "
+                                                   "give the discharge its date and time"))
+    try:
+        client = await connect(cfg)
+    except CareloomError as err:
+        return None, str(err)
+    started = await start_discharges(client, cfg, found, trigger="import")
+    started.failed.extend(unreadable)
+    return {"discharges": len(found) + len(unreadable), **started.as_dict()}, None
 
 
 @outreach_app.command("start")
@@ -147,6 +172,7 @@ def outreach_start(
         handle, started = await start_outreach(
             client, member_id=member, encounter_id=encounter, policy=cfg.guardrail_policy(),
             task_queue=cfg.task_queue, initiated_by=as_user, tool_attempts=cfg.tool_attempts,
+            queues=cfg.activity_queues(),
             salt=cfg.pseudonym_salt.get_secret_value())
         if as_json:
             print_json({"workflow_id": handle.id, "started": started})

@@ -56,7 +56,7 @@ def submit(
                 handle, started, sub = await submit_prior_auth(
                     client, store, bundle, criteria=criteria, policy=policy, task_queue=cfg.task_queue,
                     salt=cfg.pseudonym_salt.get_secret_value(), initiated_by=as_user,
-                    tool_attempts=cfg.tool_attempts)
+                    tool_attempts=cfg.tool_attempts, queues=cfg.activity_queues())
                 rows.append({"file": str(path), "workflow_id": handle.id, "started": started,
                              "priority": sub.priority, "services": [i.code for i in sub.items]})
             except json.JSONDecodeError as err:

@@ -125,7 +125,7 @@ async def start_discharges(client: Client, settings: Settings, found: Iterable[D
                 handle, started = await start_outreach(
                     client, member_id=discharge.member_id, encounter_id=discharge.encounter_id, policy=policy,
                     task_queue=settings.task_queue, initiated_by=initiated_by, salt=salt,
-                    tool_attempts=settings.tool_attempts)
+                    tool_attempts=settings.tool_attempts, queues=settings.activity_queues())
             except Exception as err:  # noqa: BLE001 - one refused start never stops the batch
                 report.failed.append((f"Encounter/{discharge.encounter_id}", f"{type(err).__name__}: {err}"))
                 return

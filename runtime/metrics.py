@@ -16,11 +16,12 @@ __all__ = [
     "MODEL_ERRORS",
     "MODEL_REQUESTS",
     "MODEL_TOKENS",
-    "PENDING_APPROVALS",
+    "PENDING_BY_QUEUE",
+    "PENDING_BY_ROLE",
     "REGISTRY",
-    "RUNS_SETTLED",
+    "RUNS",
     "RUNS_STARTED",
-    "SLA_BREACHES",
+    "SLA_OVERDUE",
     "SWEEP_STARTED",
     "TCM_DEADLINES",
 ]
@@ -29,13 +30,14 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 RUNS_STARTED = Counter("careloom_runs_started_total", "Runs started, by program and trigger (adt, import, sweep, "
                        "cli, api).", ["program", "trigger"], registry=REGISTRY)
-RUNS_SETTLED = Counter("careloom_runs_settled_total", "Runs that reached a final or parked status, by program "
-                       "and outcome (completed, awaiting_approval, needs_attention, failed...).",
-                       ["program", "outcome"], registry=REGISTRY)
-PENDING_APPROVALS = Gauge("careloom_pending_approvals", "Approvals waiting for a human, by queue and role "
-                          "(as last counted from visibility).", ["queue", "role"], registry=REGISTRY)
-SLA_BREACHES = Counter("careloom_sla_breaches_total", "Approval items escalated or expired past their queue's "
-                       "SLA, by queue and event.", ["queue", "event"], registry=REGISTRY)
+RUNS = Gauge("careloom_runs", "Runs by program and status (CareloomStatus), as last counted from Temporal "
+             "visibility by the worker.", ["program", "status"], registry=REGISTRY)
+PENDING_BY_QUEUE = Gauge("careloom_pending_approval_runs_by_queue", "Running runs with an approval waiting in "
+                         "this queue (visibility).", ["queue"], registry=REGISTRY)
+PENDING_BY_ROLE = Gauge("careloom_pending_approval_runs_by_role", "Running runs with an approval waiting for this "
+                        "role (visibility).", ["role"], registry=REGISTRY)
+SLA_OVERDUE = Gauge("careloom_sla_overdue_runs", "Running runs whose earliest approval is past its SLA deadline "
+                    "(visibility): escalations under way.", ["program"], registry=REGISTRY)
 TCM_DEADLINES = Counter("careloom_tcm_deadlines_total", "Discharges started for outreach by TCM deadline state "
                         "(on_time, at_risk: due within 24 h, missed).", ["state"], registry=REGISTRY)
 MODEL_REQUESTS = Counter("careloom_model_requests_total", "Requests to the language model, by step (planner, "

@@ -22,6 +22,7 @@ from guardrails.prior_auth_policy import PriorAuthPolicy
 
 if TYPE_CHECKING:
     from tools.criteria import CriteriaSet
+    from workflows.agent_run import ActivityQueues
 
 __all__ = ["Settings", "get_settings"]
 
@@ -268,6 +269,15 @@ class Settings(BaseSettings):
         from tools.criteria import load_criteria
 
         return load_criteria(self.um_criteria_file)
+
+    def activity_queues(self) -> ActivityQueues:
+        """Where rate-limited activities run: their own queue when a rate (or a queue name) is set."""
+        from workflows.agent_run import ActivityQueues
+
+        model = self.model_task_queue or (f"{self.task_queue}-model" if self.model_activities_per_second else None)
+        messages = self.messages_task_queue or (
+            f"{self.task_queue}-messages" if self.messages_per_second else None)
+        return ActivityQueues(model=model, messages=messages)
 
     def guardrail_policy(self, today: date | None = None) -> GuardrailPolicy:
         """The versioned guardrail policy with this deployment's thresholds."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.contrib.pydantic import PydanticPayloadConverter
 from temporalio.converter import (
     DataConverter,
@@ -104,7 +105,7 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
     return settings.temporal_tls or settings.temporal_api_key is not None
 
 
-async def connect(settings: Settings, *, target_host: str | None = None) -> Client:
+async def connect(settings: Settings, *, target_host: str | None = None, runtime: Runtime | None = None) -> Client:
     """Connect to the configured cluster (or the embedded server's address).
 
     The client carries :class:`~runtime.plugin.CareloomPlugin`: its data converter, and for every worker
@@ -120,6 +121,7 @@ async def connect(settings: Settings, *, target_host: str | None = None) -> Clie
             api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
             tls=tls_config(settings),
             plugins=[CareloomPlugin(settings)],
+            **({"runtime": runtime} if runtime is not None else {}),
         )
     except RuntimeError as err:
         raise ConfigurationError(

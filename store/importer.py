@@ -1,20 +1,32 @@
-"""Import FHIR R4: NDJSON in the Bulk Data layout (one file per resource type) and Bundles.
+"""Import FHIR R4 into the care records store: Bulk Data NDJSON or FHIR Bundles.
 
-Bundles (``*.json``: transaction, batch, collection, searchset or document, as
-Synthea and most EHR exports write them) are imported entry by entry:
-``urn:uuid:`` references between entries become ``Type/id``, and an entry
-without an id takes the uuid of its fullUrl, so importing the same Bundle
-again changes nothing.
+:func:`import_path` picks the format: a ``.json`` file is a Bundle, any other
+file is NDJSON; a folder with ``*.ndjson`` files is a Bulk Data export (its
+``*.json`` files, e.g. an export manifest, are listed as ignored), a folder
+without them is a folder of Bundles (``*.json``, one per patient as Synthea
+writes them).
 
-A malformed or invalid line or entry is reported with its file and line
-number or entry index and skipped; everything valid is imported. Re-importing
-the same data changes nothing (content hashes are compared).
+NDJSON (:func:`import_ndjson`): one file per resource type; a malformed or
+invalid line is reported with its file and line number and skipped.
+
+Bundles (:func:`import_bundles`): ``transaction``, ``batch``, ``collection``,
+``searchset`` and ``document`` Bundles are imported entry by entry. References to an
+entry's ``fullUrl`` (``urn:uuid:...`` or absolute) are rewritten to
+``Type/id``; an entry's resource without an id takes the id its fullUrl
+names (the uuid of ``urn:uuid:<uuid>``), so importing the same Bundle again
+changes nothing. An invalid entry is reported with its file and entry number
+(1-based) and skipped, and so is an entry that references a ``urn:uuid:``
+no entry of its Bundle has; a file that is not JSON, not a Bundle, or a
+``message``/``history``/response Bundle is reported and skipped whole.
+
+Everything valid is imported, and re-importing the same data changes nothing
+(content hashes are compared).
 """
 
 from __future__ import annotations
 
+import copy
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,38 +36,49 @@ from runtime.errors import ImportFailure
 from store.fhir_validation import InvalidResource, validate_resource
 from store.records import CareRecordStore
 
-__all__ = ["BUNDLE_TYPES", "ImportReport", "LineProblem", "import_bundles", "import_ndjson", "import_path"]
+__all__ = ["IMPORTED_BUNDLE_TYPES", "ImportReport", "LineProblem", "import_bundles", "import_ndjson",
+           "import_path"]
 
 _BATCH = 1000
+
+IMPORTED_BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "searchset", "document"})
+"""Bundle types whose entries are records to load; the others are refused (see :func:`import_bundles`)."""
 
 
 @dataclass(frozen=True)
 class LineProblem:
-    """One skipped line."""
+    """One skipped line (NDJSON), Bundle entry, or whole file.
+
+    ``line`` is the NDJSON line (or the line of a JSON syntax error); ``entry``
+    the 1-based Bundle entry number and ``resource_type`` its resource's type.
+    """
 
     file: str
-    line: int
+    line: int | None
     message: str
-    unit: str = "line"
-    """``line`` (NDJSON: the line number), ``entry`` (a Bundle: the entry index, from 1) or ``file``."""
+    entry: int | None = None
+    resource_type: str | None = None
 
     def __str__(self) -> str:
-        if self.unit == "entry":
-            return f"{self.file}: entry {self.line}: {self.message}"
-        if self.unit == "file":
+        if self.entry is not None:
+            kind = f" ({self.resource_type})" if self.resource_type else ""
+            return f"{self.file}: entry {self.entry}{kind}: {self.message}"
+        if self.line is None:
             return f"{self.file}: {self.message}"
         return f"{self.file}:{self.line}: {self.message}"
 
 
 @dataclass
 class ImportReport:
-    """Counts per resource type and outcome, and every skipped line."""
+    """Counts per resource type and outcome, every skipped line or entry, and the Encounters imported."""
 
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     problems: list[LineProblem] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    """Files of a Bulk Data folder that are not NDJSON (``*.json``): not imported."""
     encounters: list[str] = field(default_factory=list)
-    """Ids of the Encounters imported (new, changed or unchanged): what ``--start-outreach`` looks at."""
+    """Ids of the Encounters imported (inserted, updated or unchanged), in import order, each once."""
 
     @property
     def skipped(self) -> int:
@@ -70,6 +93,7 @@ class ImportReport:
             by_type.setdefault(rtype, {})[outcome] = n
         return {
             "files": self.files,
+            "ignored": self.ignored,
             "by_type": by_type,
             "inserted": self.total("inserted"),
             "updated": self.total("updated"),
@@ -78,6 +102,28 @@ class ImportReport:
             "problems": [str(p) for p in self.problems],
         }
 
+
+def import_path(store: CareRecordStore, source: Path) -> ImportReport:
+    """Import ``source``: NDJSON or Bundles, chosen by extension (see the module docstring)."""
+    if source.is_file():
+        if source.suffix.lower() == ".json":
+            return import_bundles(store, source)
+        return import_ndjson(store, source)
+    if not source.is_dir():
+        raise ImportFailure(f"{source} does not exist; pass a folder of <Type>.ndjson files (FHIR Bulk Data), "
+                            "a folder of FHIR Bundle .json files, or one such file")
+    if next(source.rglob("*.ndjson"), None) is not None:
+        report = import_ndjson(store, source)
+        report.ignored = [str(p) for p in sorted(source.rglob("*.json"))]
+        return report
+    if next(source.rglob("*.json"), None) is not None:
+        return import_bundles(store, source)
+    raise ImportFailure(f"{source} holds no *.ndjson or *.json files; expected FHIR Bulk Data NDJSON "
+                        "(<Type>.ndjson, one file per resource type) or FHIR Bundles (*.json, e.g. one "
+                        "transaction Bundle per patient as Synthea writes them)")
+
+
+# --- NDJSON ------------------------------------------------------------------
 
 def _expected_type(path: Path) -> str:
     # Bulk Data allows Patient.ndjson and split files such as Patient.001.ndjson.
@@ -100,11 +146,9 @@ def _parse_line(raw: str, expected: str) -> dict[str, Any]:
     return validate_resource(resource)
 
 
-def import_ndjson(store: CareRecordStore, source: Path, *, files: list[Path] | None = None) -> ImportReport:
-    """Import every ``*.ndjson`` under ``source`` (a folder or one file), or the ``files`` given."""
-    if files is not None:
-        pass
-    elif source.is_file():
+def import_ndjson(store: CareRecordStore, source: Path) -> ImportReport:
+    """Import every ``*.ndjson`` under ``source`` (a folder or one file)."""
+    if source.is_file():
         files = [source]
     elif source.is_dir():
         files = sorted(source.rglob("*.ndjson"))
@@ -113,6 +157,7 @@ def import_ndjson(store: CareRecordStore, source: Path, *, files: list[Path] | N
     if not files:
         raise ImportFailure(f"{source} holds no *.ndjson files; expected the FHIR Bulk Data layout")
     report = ImportReport()
+    seen: set[str] = set()
     for path in files:
         report.files.append(str(path))
         expected = _expected_type(path)
@@ -127,113 +172,189 @@ def import_ndjson(store: CareRecordStore, source: Path, *, files: list[Path] | N
                     report.problems.append(LineProblem(str(path), number, str(err)))
                     continue
                 if len(batch) >= _BATCH:
-                    _flush(store, batch, report)
-        _flush(store, batch, report)
+                    _flush(store, batch, report, seen)
+        _flush(store, batch, report, seen)
     return report
 
 
-def _flush(store: CareRecordStore, batch: list[dict[str, Any]], report: ImportReport) -> None:
+def _flush(store: CareRecordStore, batch: list[dict[str, Any]], report: ImportReport, seen: set[str]) -> None:
     if not batch:
         return
     for resource, outcome in zip(batch, store.put_many(batch), strict=True):
         report.counts[(resource["resourceType"], outcome)] += 1
-        if resource["resourceType"] == "Encounter":
+        if resource["resourceType"] == "Encounter" and resource["id"] not in seen:
+            seen.add(resource["id"])
             report.encounters.append(resource["id"])
     batch.clear()
 
 
-BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "searchset", "document"})
-_UUID = re.compile(r"^urn:uuid:([0-9a-fA-F-]{36})$")
+# --- Bundles -----------------------------------------------------------------
+
+_LOCAL_PREFIXES = ("urn:uuid:", "urn:oid:")
 
 
-def _entry_id(entry: dict[str, Any], resource: dict[str, Any]) -> str | None:
-    if isinstance(resource.get("id"), str) and resource["id"]:
-        return resource["id"]
-    full_url = entry.get("fullUrl") or ""
-    if found := _UUID.match(full_url):
-        return found.group(1).lower()
-    tail = full_url.rstrip("/").rsplit("/", 2)
-    return tail[-1] if len(tail) >= 2 and tail[-2] == resource.get("resourceType") else None
-
-
-def _rewrite(value: Any, targets: dict[str, str]) -> Any:  # noqa: ANN401
-    """``value`` with every ``reference`` that names another entry's fullUrl replaced by ``Type/id``."""
-    if isinstance(value, dict):
-        return {k: (targets.get(v, v) if k == "reference" and isinstance(v, str) else _rewrite(v, targets))
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rewrite(v, targets) for v in value]
-    return value
-
-
-def _bundle_entries(path: Path, report: ImportReport) -> list[dict[str, Any]]:
-    """The valid resources of one Bundle file; every problem reported."""
-    try:
-        bundle = json.loads(path.read_text(encoding="utf-8", errors="replace"))
-    except json.JSONDecodeError as err:
-        report.problems.append(LineProblem(str(path), err.lineno, f"not valid JSON ({err.msg} at line "
-                                                                  f"{err.lineno}, column {err.colno})", "file"))
-        return []
-    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        kind = bundle.get("resourceType") if isinstance(bundle, dict) else type(bundle).__name__
-        report.problems.append(LineProblem(str(path), 0, f"holds a {kind}, not a FHIR Bundle; pass Bundles as "
-                                                         ".json files or Bulk Data as <Type>.ndjson", "file"))
-        return []
-    if bundle.get("type") not in BUNDLE_TYPES:
-        report.problems.append(LineProblem(str(path), 0, f"Bundle type {bundle.get('type')!r} is not imported; "
-                                           f"use one of {', '.join(sorted(BUNDLE_TYPES))}", "file"))
-        return []
-    entries = bundle.get("entry") or []
-    targets: dict[str, str] = {}
-    for entry in entries:
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if isinstance(resource, dict) and entry.get("fullUrl") and (rid := _entry_id(entry, resource)):
-            targets[entry["fullUrl"]] = f"{resource.get('resourceType')}/{rid}"
-    out = []
-    for index, entry in enumerate(entries, start=1):
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict):
-            report.problems.append(LineProblem(str(path), index, "the entry has no resource", "entry"))
-            continue
-        rtype = resource.get("resourceType", "?")
-        method = ((entry.get("request") or {}).get("method") or "").upper()
-        if method == "DELETE":
-            report.problems.append(LineProblem(str(path), index, f"({rtype}) DELETE entries are not applied; "
-                                               "remove the resource in the source system instead", "entry"))
-            continue
-        rid = _entry_id(entry, resource)
-        if rid is None:
-            report.problems.append(LineProblem(str(path), index, f"({rtype}) has no id and no urn:uuid fullUrl "
-                                               "to take one from", "entry"))
-            continue
-        try:
-            out.append(validate_resource(_rewrite({**resource, "id": rid}, targets)))
-        except InvalidResource as err:
-            report.problems.append(LineProblem(str(path), index, f"({rtype}) {err}", "entry"))
-    return out
-
-
-def import_bundles(store: CareRecordStore, files: list[Path], report: ImportReport | None = None) -> ImportReport:
-    """Import FHIR Bundle files; each Bundle's valid entries in one transaction."""
-    report = report or ImportReport()
+def import_bundles(store: CareRecordStore, source: Path) -> ImportReport:
+    """Import every ``*.json`` FHIR Bundle under ``source`` (a folder or one file), entry by entry."""
+    if source.is_file():
+        files = [source]
+    elif source.is_dir():
+        files = sorted(source.rglob("*.json"))
+    else:
+        raise ImportFailure(f"{source} does not exist; pass a folder of FHIR Bundle .json files or one file")
+    if not files:
+        raise ImportFailure(f"{source} holds no *.json files; expected FHIR Bundles (transaction, batch, "
+                            "collection or searchset), one per file")
+    report = ImportReport()
+    seen: set[str] = set()
     for path in files:
         report.files.append(str(path))
-        batch = _bundle_entries(path, report)
-        _flush(store, batch, report)
+        batch = _bundle_resources(path, report)
+        for start in range(0, len(batch), _BATCH):
+            _flush(store, batch[start:start + _BATCH], report, seen)
     return report
 
 
-def import_path(store: CareRecordStore, source: Path) -> ImportReport:
-    """Import whatever ``source`` holds: Bulk Data ``*.ndjson`` and Bundle ``*.json`` files (a folder or a file)."""
-    if source.is_file():
-        ndjson, bundles = ([source], []) if source.suffix == ".ndjson" else ([], [source])
-    elif source.is_dir():
-        ndjson, bundles = sorted(source.rglob("*.ndjson")), sorted(source.rglob("*.json"))
-    else:
-        raise ImportFailure(f"{source} does not exist; pass a folder (or a file) of FHIR Bulk Data <Type>.ndjson "
-                            "files or FHIR Bundle .json files")
-    if not ndjson and not bundles:
-        raise ImportFailure(f"{source} holds no *.ndjson or *.json files; expected FHIR Bulk Data "
-                            "(<Type>.ndjson) or FHIR Bundles (.json, e.g. a Synthea export)")
-    report = import_ndjson(store, source, files=ndjson) if ndjson else ImportReport()
-    return import_bundles(store, bundles, report)
+def _load_bundle(path: Path, report: ImportReport) -> dict[str, Any] | None:
+    """The Bundle in ``path``, or None with a file-level problem recorded."""
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        report.problems.append(LineProblem(name, None, "not UTF-8 text; a FHIR Bundle file is UTF-8 JSON"))
+        return None
+    except OSError as err:
+        report.problems.append(LineProblem(name, None, f"cannot be read ({err.strerror})"))
+        return None
+    try:
+        bundle = json.loads(text)
+    except json.JSONDecodeError as err:
+        report.problems.append(LineProblem(name, err.lineno, f"not valid JSON ({err.msg} at column {err.colno}); "
+                                                             "a .json file must hold one FHIR Bundle"))
+        return None
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        found = bundle.get("resourceType") if isinstance(bundle, dict) else type(bundle).__name__
+        report.problems.append(LineProblem(
+            name, None, f"holds a {found}, not a FHIR Bundle; pass Bundles as .json files (one Bundle each) "
+                        "or single resources as Bulk Data <Type>.ndjson"))
+        return None
+    kind = bundle.get("type")
+    if kind not in IMPORTED_BUNDLE_TYPES:
+        report.problems.append(LineProblem(
+            name, None, f"Bundle type {kind!r} is not imported; only "
+                        f"{', '.join(sorted(IMPORTED_BUNDLE_TYPES))} Bundles hold records to load (a message "
+                        "or history Bundle is an event log: send its resources as a collection Bundle)"))
+        return None
+    entries = bundle.get("entry", [])
+    if not isinstance(entries, list):
+        report.problems.append(LineProblem(name, None, "Bundle.entry is not a list"))
+        return None
+    return bundle
+
+
+def _entry_target(entry: Any) -> tuple[str, str] | str:
+    """(type, id) an entry's resource is stored as, or why it has none."""
+    resource = entry["resource"]
+    rtype = resource.get("resourceType")
+    if not isinstance(rtype, str) or not rtype:
+        return "the resource has no resourceType"
+    put_id = None
+    request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
+    url = request.get("url")
+    if request.get("method") == "PUT" and isinstance(url, str) and "?" not in url and url.count("/") == 1:
+        url_type, put_id = url.split("/")
+        if url_type != rtype:
+            return f"request.url {url!r} names a {url_type}, the resource is a {rtype}; make them agree"
+    rid = resource.get("id")
+    if rid is not None:
+        if not isinstance(rid, str) or not rid:
+            return f"id {rid!r} is not a FHIR id; give the resource a string id or remove it"
+        if put_id is not None and put_id != rid:
+            return f"request.url {url!r} names id {put_id!r} but the resource's id is {rid!r}; make them agree"
+        return rtype, rid
+    if put_id:
+        return rtype, put_id
+    full_url = entry.get("fullUrl")
+    if isinstance(full_url, str):
+        for prefix in _LOCAL_PREFIXES:
+            if full_url.startswith(prefix) and full_url.removeprefix(prefix):
+                return rtype, full_url.removeprefix(prefix)
+        parts = full_url.rstrip("/").split("/")
+        if len(parts) >= 2 and parts[-2] == rtype and parts[-1]:
+            return rtype, parts[-1]
+    return ("the resource has no id and the entry no urn:uuid fullUrl to take one from; "
+            "give the resource an id or the entry a fullUrl such as urn:uuid:<uuid>")
+
+
+def _rewrite(value: Any, targets: dict[str, str], dangling: list[str]) -> Any:
+    """``value`` with every ``reference`` to a Bundle fullUrl replaced by ``Type/id``."""
+    if isinstance(value, list):
+        return [_rewrite(v, targets, dangling) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        if key == "reference" and isinstance(item, str):
+            if item in targets:
+                item = targets[item]
+            elif item.startswith(_LOCAL_PREFIXES):
+                dangling.append(item)
+            out[key] = item
+        else:
+            out[key] = _rewrite(item, targets, dangling)
+    return out
+
+
+def _bundle_resources(path: Path, report: ImportReport) -> list[dict[str, Any]]:
+    """The valid resources of one Bundle file, references resolved; problems recorded in ``report``."""
+    bundle = _load_bundle(path, report)
+    if bundle is None:
+        return []
+    name = str(path)
+    pending: list[tuple[int, str, dict[str, Any]]] = []
+    targets: dict[str, str] = {}
+    for number, entry in enumerate(bundle.get("entry", []), start=1):
+        if not isinstance(entry, dict):
+            report.problems.append(LineProblem(name, None, "an entry must be a JSON object", entry=number))
+            continue
+        request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
+        method = request.get("method")
+        resource = entry.get("resource")
+        rtype = resource.get("resourceType") if isinstance(resource, dict) else None
+        if method not in (None, "POST", "PUT"):
+            report.problems.append(LineProblem(
+                name, None, f"request.method {method} is not imported; only POST and PUT entries (or entries "
+                            "without a request) are loaded", entry=number, resource_type=rtype))
+            continue
+        if (entry.get("search") or {}).get("mode") == "outcome":
+            continue  # a searchset's OperationOutcome about the search, not a record
+        if not isinstance(resource, dict):
+            report.problems.append(LineProblem(name, None, "the entry has no resource (a JSON object)",
+                                               entry=number))
+            continue
+        target = _entry_target(entry)
+        if isinstance(target, str):
+            report.problems.append(LineProblem(name, None, target, entry=number, resource_type=rtype))
+            continue
+        local = f"{target[0]}/{target[1]}"
+        full_url = entry.get("fullUrl")
+        if isinstance(full_url, str) and full_url:
+            targets[full_url] = local
+        pending.append((number, local, resource))
+
+    resources: list[dict[str, Any]] = []
+    for number, local, original in pending:
+        rtype, rid = local.split("/", 1)
+        dangling: list[str] = []
+        resource = _rewrite(copy.deepcopy(original), targets, dangling)
+        resource["id"] = rid
+        if dangling:
+            report.problems.append(LineProblem(
+                name, None, f"references {dangling[0]}, which no entry of this Bundle has as its fullUrl; "
+                            "add the referenced resource to the Bundle or reference it as Type/id",
+                entry=number, resource_type=rtype))
+            continue
+        try:
+            resources.append(validate_resource(resource))
+        except InvalidResource as err:
+            report.problems.append(LineProblem(name, None, str(err), entry=number, resource_type=rtype))
+    return resources

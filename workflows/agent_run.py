@@ -27,16 +27,21 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from agents.approvals import ApprovalDecision, DecisionResult, PendingApproval, ReceivedDecision
+    from agents.approvals import (
+        ApprovalDecision,
+        DecisionResult,
+        PendingApproval,
+        ReceivedDecision,
+    )
     from agents.runtime import ToolFailure
     from agents.state import ActionRecord, ActionStatus
     from runtime import search_attributes as sa
     from runtime.errors import DecisionRefused
     from store.ledger import LedgerActivities, LedgerAppend
-    from tools.registry import ToolSpec
+    from tools.registry import SEND_OUTREACH, ToolSpec
     from workflows.approvals import ApprovalBook, RoutedPolicy
 
-__all__ = ["ActionOutcome", "AgentRun", "ParkableState", "outcome_of"]
+__all__ = ["ActivityQueues", "ActionOutcome", "AgentRun", "ParkableState", "outcome_of"]
 
 S = TypeVar("S", bound=BaseModel)
 
@@ -82,12 +87,23 @@ class ParkableState(Protocol):
     def next_wake_up(self) -> datetime | None: ...
 
 
+class ActivityQueues(BaseModel):
+    """Task queues of the rate-limited activities; None runs them on the workflow's own queue.
+
+    In the run's input, so workflow code routes deterministically; set from settings when a rate limit is
+    configured (:meth:`runtime.settings.Settings.activity_queues`)."""
+
+    model: str | None = Field(default=None, description="Planner and recommender (model) calls.")
+    messages: str | None = Field(default=None, description="Messages to members.")
+
+
 class AgentRun:
     """Base class of program workflows (not a workflow itself)."""
 
     def _start_runtime(self, policy: RoutedPolicy, *, initiated_by: str, tool_attempts: int,
-                       tool_timeout_seconds: float) -> None:
+                       tool_timeout_seconds: float, queues: ActivityQueues | None = None) -> None:
         """Call from the subclass's ``@workflow.init``."""
+        self._queues = queues or ActivityQueues()
         self._book = ApprovalBook(policy, initiated_by=initiated_by)
         self._status = "starting"
         self._search_attributes: dict[str, Any] = {}
@@ -162,11 +178,21 @@ class AgentRun:
     def now(self) -> datetime:
         return workflow.now()
 
+    def queue_for(self, tool: ToolSpec) -> str | None:
+        """The rate-limited queue of this tool's activity, if it has one (no schedule-to-start timeout: a
+        burst waits in the queue, it does not fail)."""
+        if tool.kind == "planner":
+            return self._queues.model
+        if tool.name == SEND_OUTREACH.name:
+            return self._queues.messages
+        return None
+
     async def call_tool(self, tool: ToolSpec, data: BaseModel) -> Any:
         """Run a tool as its activity; a failure for good becomes :class:`ToolFailure`."""
         try:
             return await workflow.execute_activity_method(
-                tool.activity, data, start_to_close_timeout=self._tool_timeout, retry_policy=self._tool_retry)
+                tool.activity, data, start_to_close_timeout=self._tool_timeout, retry_policy=self._tool_retry,
+                task_queue=self.queue_for(tool))
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError):

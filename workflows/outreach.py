@@ -19,7 +19,12 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 with workflow.unsafe.imports_passed_through():
     from agents.approvals import ApprovalDecision, PendingApproval
     from agents.graph import build_outreach_graph, run_status
-    from agents.planner import MODEL_ENDPOINT_ERROR, ModelUsage, PlannerInput, PlannerOutput
+    from agents.planner import (
+        MODEL_ENDPOINT_ERROR,
+        ModelUsage,
+        PlannerInput,
+        PlannerOutput,
+    )
     from agents.runtime import ToolFailure
     from agents.state import OutreachRequest, OutreachState, RunStatus
     from guardrails.policy import GuardrailPolicy
@@ -27,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from guardrails.verdicts import GuardrailVerdict
     from runtime.errors import DecisionRefused
     from tools.registry import PLAN_OUTREACH
-    from workflows.agent_run import ActionOutcome, AgentRun, outcome_of
+    from workflows.agent_run import ActionOutcome, ActivityQueues, AgentRun, outcome_of
 
 __all__ = [
     "ActionOutcome",
@@ -52,6 +57,7 @@ class OutreachInput(BaseModel):
     tool_timeout_seconds: float = Field(default=60.0, gt=0)
     planning_budget_seconds: float = Field(default=7200.0, gt=0, description=(
         "How long planning is retried (a model outage) before the offline rules plan for human review."))
+    queues: ActivityQueues = Field(default_factory=ActivityQueues)
 
 
 class OutreachStatus(BaseModel):
@@ -100,7 +106,7 @@ class MemberOutreachWorkflow(AgentRun):
             initiated_by=data.initiated_by,
         ))
         self._start_runtime(data.policy, initiated_by=data.initiated_by, tool_attempts=data.tool_attempts,
-                            tool_timeout_seconds=data.tool_timeout_seconds)
+                            tool_timeout_seconds=data.tool_timeout_seconds, queues=data.queues)
 
     @workflow.run
     async def run(self, data: OutreachInput) -> OutreachResult:
@@ -139,7 +145,7 @@ class MemberOutreachWorkflow(AgentRun):
         budget = timedelta(seconds=self._input.planning_budget_seconds)
         try:
             return await workflow.execute_activity_method(
-                PLAN_OUTREACH.activity, data,
+                PLAN_OUTREACH.activity, data, task_queue=self.queue_for(PLAN_OUTREACH),
                 start_to_close_timeout=min(_PLAN_TIMEOUT, budget), schedule_to_close_timeout=budget,
                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2),
                                          maximum_interval=timedelta(minutes=5), maximum_attempts=0,

@@ -20,10 +20,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from agents.approvals import ApprovalDecision, DecisionResult, PendingApproval
 from guardrails.policy import GuardrailPolicy, Role
-from runtime.errors import DecisionRefused
 from runtime import search_attributes as sa
+from runtime.errors import DecisionRefused
 from tools.member import pseudonym, salted_digest
-from workflows.agent_run import AgentRun
+from workflows.agent_run import ActivityQueues, AgentRun
 from workflows.outreach import MemberOutreachWorkflow, OutreachInput
 
 __all__ = [
@@ -84,6 +84,7 @@ async def start_outreach(
     salt: str,
     tool_attempts: int = 10,
     planning_budget: timedelta | None = None,
+    queues: ActivityQueues | None = None,
 ) -> tuple[WorkflowHandle[MemberOutreachWorkflow, object], bool]:
     """Start the run for this episode, or return the existing one; (handle, started_now).
 
@@ -100,7 +101,8 @@ async def start_outreach(
         handle = await client.start_workflow(
             MemberOutreachWorkflow.run,
             OutreachInput(member_id=member_id, encounter_id=encounter_id, policy=policy,
-                          initiated_by=initiated_by, tool_attempts=tool_attempts, **extra),
+                          initiated_by=initiated_by, tool_attempts=tool_attempts,
+                          queues=queues or ActivityQueues(), **extra),
             id=workflow_id,
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,

@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from runtime.errors import DecisionRefused
     from tools.determination import IssueDeterminationArgs
     from tools.pas_request import PriorAuthSubmission
-    from workflows.agent_run import ActionOutcome, AgentRun, outcome_of
+    from workflows.agent_run import ActionOutcome, ActivityQueues, AgentRun, outcome_of
 
 __all__ = ["PriorAuthInput", "PriorAuthResult", "PriorAuthStatus", "PriorAuthWorkflow"]
 
@@ -41,6 +41,7 @@ class PriorAuthInput(BaseModel):
     initiated_by: str = Field(default="system", description="Who submitted the request; may not approve it.")
     tool_attempts: int = Field(default=10, ge=1)
     tool_timeout_seconds: float = Field(default=60.0, gt=0)
+    queues: ActivityQueues = Field(default_factory=ActivityQueues)
 
 
 class PriorAuthStatus(BaseModel):
@@ -94,7 +95,7 @@ class PriorAuthWorkflow(AgentRun):
             workflow_id=workflow.info().workflow_id, submission=data.submission, policy=data.policy,
             initiated_by=data.initiated_by, decision_due=due))
         self._start_runtime(data.policy, initiated_by=data.initiated_by, tool_attempts=data.tool_attempts,
-                            tool_timeout_seconds=data.tool_timeout_seconds)
+                            tool_timeout_seconds=data.tool_timeout_seconds, queues=data.queues)
 
     @workflow.run
     async def run(self, data: PriorAuthInput) -> PriorAuthResult:

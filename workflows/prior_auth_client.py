@@ -20,7 +20,13 @@ from guardrails.prior_auth_policy import PriorAuthPolicy
 from store.records import CareRecordStore
 from tools.criteria import CriteriaSet
 from tools.member import salted_digest
-from tools.pas_request import PriorAuthSubmission, check_submission, parse_pas_bundle, save_submission
+from tools.pas_request import (
+    PriorAuthSubmission,
+    check_submission,
+    parse_pas_bundle,
+    save_submission,
+)
+from workflows.agent_run import ActivityQueues
 from workflows.prior_auth import PriorAuthInput, PriorAuthWorkflow
 
 __all__ = ["prior_auth_workflow_id", "submit_prior_auth"]
@@ -43,6 +49,7 @@ async def submit_prior_auth(
     initiated_by: str = "system",
     tool_attempts: int = 10,
     received_at: datetime | None = None,
+    queues: ActivityQueues | None = None,
 ) -> tuple[WorkflowHandle[PriorAuthWorkflow, Any], bool, PriorAuthSubmission]:
     """Check, store and start one request; (handle, started_now, submission).
 
@@ -59,7 +66,7 @@ async def submit_prior_auth(
         handle = await client.start_workflow(
             PriorAuthWorkflow.run,
             PriorAuthInput(submission=submission, policy=policy, initiated_by=initiated_by,
-                           tool_attempts=tool_attempts),
+                           tool_attempts=tool_attempts, queues=queues or ActivityQueues()),
             id=workflow_id, task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,

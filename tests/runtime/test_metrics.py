@@ -1,0 +1,80 @@
+"""The worker's /metrics: careloom's counters and the Temporal SDK's telemetry at one scrape target, over real
+HTTP, after real runs on the dev server; model counters from the real client talking to the scripted server."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+import uuid
+
+from temporalio.client import Client
+
+from feeds.discharges import discharge_of, start_discharges
+from runtime.metrics import REGISTRY
+from runtime.metrics_server import VisibilityGauges, sdk_runtime, serve_metrics
+from runtime.temporal_client import connect
+from tests.fhir_factory import make_member
+from tests.conftest import wait_for_status
+from worker import build_worker
+from workflows.outreach import MemberOutreachWorkflow
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def test_the_worker_endpoint_serves_careloom_and_sdk_metrics(client: Client, settings, store) -> None:
+    sdk_port, port = _free_port(), _free_port()
+    runtime = sdk_runtime(f"127.0.0.1:{sdk_port}")
+    metered = await connect(settings, target_host=client.service_client.config.target_host, runtime=runtime)
+    server = serve_metrics("127.0.0.1", port, f"http://127.0.0.1:{sdk_port}/metrics")
+    queue = f"test-metrics-{uuid.uuid4().hex[:8]}"
+    ours = settings.model_copy(update={"task_queue": queue})
+    member = make_member(store)
+    found = discharge_of(store.get("Encounter", member.encounter_id), ours.guardrail_policy(), ours.plan_time_zone)
+    before = REGISTRY.get_sample_value("careloom_runs_started_total",
+                                       {"program": "post-discharge-outreach", "trigger": "cli"}) or 0
+    try:
+        async with build_worker(metered, ours, store, task_queue=queue):
+            report = await start_discharges(metered, ours, [found], trigger="cli")
+            await wait_for_status(metered.get_workflow_handle(report.started[0]),
+                                  lambda s: s.status not in ("starting", "gathering", "planning", "executing"),
+                                  timeout=60, query=MemberOutreachWorkflow.status)
+            await VisibilityGauges(metered, ours).refresh()
+            await metered.get_workflow_handle(report.started[0]).terminate("test finished")
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        server.shutdown()
+    assert f'careloom_runs_started_total{{program="post-discharge-outreach",trigger="cli"}} {before + 1}' in text
+    assert "careloom_runs{" in text and "careloom_pending_approval_runs_by_role{" in text
+    assert "temporal_workflow_completed" in text or "temporal_request" in text, text[-2000:]
+    assert "temporal_activity_execution_latency" in text or "temporal_activity_" in text
+
+
+async def test_model_requests_and_tokens_are_counted() -> None:
+    from agents.model_client import ChatModel, ModelConfig, Tally
+    from tests.model_server import completion, error, running_model_server
+
+    with running_model_server() as model_server:
+        await _two_requests(model_server, ChatModel, ModelConfig, Tally, completion, error)
+
+
+async def _two_requests(model_server, ChatModel, ModelConfig, Tally, completion, error) -> None:  # noqa: ANN001, N803
+    model = ChatModel(ModelConfig(model="scripted-model", base_url=model_server.url, api_key="sk-test"),
+                      step="recommender")
+    model_server.script(completion([("issue_determination", {"outcome": "approve"})], prompt_tokens=100),
+                        error(401, "bad key"))
+    requests = REGISTRY.get_sample_value("careloom_model_requests_total", {"step": "recommender"}) or 0
+    prompt = REGISTRY.get_sample_value("careloom_model_tokens_total", {"step": "recommender", "kind": "prompt"}) or 0
+    await model.complete([{"role": "user", "content": "x"}], [], Tally())
+    try:
+        await model.complete([{"role": "user", "content": "x"}], [], Tally())
+    except Exception:  # noqa: BLE001 - the 401 is what is being counted
+        pass
+    assert requests + 2 == REGISTRY.get_sample_value("careloom_model_requests_total", {"step": "recommender"})
+    assert prompt + 100 == REGISTRY.get_sample_value("careloom_model_tokens_total",
+                                                     {"step": "recommender", "kind": "prompt"})
+    assert 1 <= REGISTRY.get_sample_value("careloom_model_errors_total",
+                                          {"step": "recommender", "error": "ModelEndpointError"})
