@@ -130,7 +130,7 @@ def import_(
         raise typer.Exit(1)
 
 
-async def _start_imported(cfg, store, encounter_ids: list[str]) -> tuple[dict | None, str | None]:  # noqa: ANN001
+async def _start_imported(cfg, store, encounter_ids: list[str]) -> tuple[dict | None, str | None]:
     """Start outreach for the discharges among these Encounters (idempotent): (report, None) or (None, why not)."""
     from feeds.discharges import discharge_of, start_discharges
     from runtime.temporal_client import connect
@@ -143,8 +143,8 @@ async def _start_imported(cfg, store, encounter_ids: list[str]) -> tuple[dict | 
             if encounter and (discharge := discharge_of(encounter, policy, cfg.plan_time_zone)):
                 found.append(discharge)
         except ValueError as err:  # a partial dateTime such as "2024-05" is valid FHIR but no discharge time
-            unreadable.append((f"Encounter/{eid}", f"period.end is not a full date-time ({err}); "
-                                                   "give the discharge its date and time"))
+            unreadable.append((f"Encounter/{eid}", (f"period.end is not a full date-time ({err}); "
+                                                    "give the discharge its date and time")))
     try:
         client = await connect(cfg)
     except CareloomError as err:

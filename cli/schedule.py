@@ -30,7 +30,7 @@ def create(
     concurrency: Annotated[int | None, typer.Option(help="Outreach starts in flight at once.")] = None,
     paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
 ) -> None:
-    """Create the sweep schedule."""
+    """Create the sweep schedule (cron and zone are checked before the server is asked)."""
     from feeds.schedule import check_cron, create_schedule, next_fire
 
     cfg = settings()
@@ -69,6 +69,107 @@ def list_(as_json: JsonFlag = False) -> None:
     run(go())
 
 
+@app.command("show")
+def show(as_json: JsonFlag = False) -> None:
+    """The sweep schedule: cron, zone, paused or not, next and recent runs."""
+    from feeds.schedule import describe_schedule
+
+    async def go() -> None:
+        found = await describe_schedule(await _client())
+        if as_json:
+            print_json(found)
+            return
+        console.print(f"{found['id']}: {', '.join(found['cron'])} ({found['time_zone']})"
+                      f"{' PAUSED: ' + (found['note'] or '') if found['paused'] else ''}")
+        console.print(f"next: {', '.join(found['next_runs']) or '-'}")
+        for recent in found["recent_runs"]:
+            console.print(f"ran: {recent['started']} {recent['workflow_id']}")
+        for running in found["running"]:
+            console.print(f"running: {running}  (careloom schedule progress {running})")
+
+    run(go())
+
+
+@app.command("progress")
+def progress(workflow_id: Annotated[str, typer.Argument(help="The sweep's workflow id (`careloom schedule show`).")],
+             as_json: JsonFlag = False) -> None:
+    """A sweep's progress: looked at, started, existing, failed, TCM missed, cursor, paused."""
+    from workflows.sweep import DischargeSweepWorkflow
+
+    async def go() -> None:
+        handle = (await _client()).get_workflow_handle_for(DischargeSweepWorkflow.run, workflow_id)
+        found = await handle.query(DischargeSweepWorkflow.progress)
+        if as_json:
+            print_json(found)
+            return
+        console.print(f"{workflow_id}: looked at {found.looked_at}, started {found.started}, existing "
+                      f"{found.existing}, failed {found.failed}, skipped {found.skipped}, TCM missed "
+                      f"{found.tcm_missed}; continued {found.continued}x"
+                      + ("; PAUSED" if found.paused else "") + ("; done" if found.done else ""))
+        for failure in found.failures:
+            console.print(f"  failed: {failure}")
+
+    run(go())
+
+
+@app.command("pause-sweep")
+def pause_sweep(workflow_id: Annotated[str, typer.Argument(help="The running sweep's workflow id.")]) -> None:
+    """Pause a running sweep between pages (the page in flight finishes); `resume-sweep` restarts it."""
+    from workflows.sweep import DischargeSweepWorkflow
+
+    async def go() -> None:
+        await (await _client()).get_workflow_handle(workflow_id).signal(DischargeSweepWorkflow.pause)
+        console.print(f"{workflow_id}: pausing after the page in flight")
+
+    run(go())
+
+
+@app.command("resume-sweep")
+def resume_sweep(workflow_id: Annotated[str, typer.Argument(help="The paused sweep's workflow id.")]) -> None:
+    """Resume a paused sweep."""
+    from workflows.sweep import DischargeSweepWorkflow
+
+    async def go() -> None:
+        await (await _client()).get_workflow_handle(workflow_id).signal(DischargeSweepWorkflow.resume)
+        console.print(f"{workflow_id}: resumed")
+
+    run(go())
+
+
+@app.command("backfill")
+def backfill(
+    since: Annotated[str, typer.Option(help="Start of the window, ISO 8601 with offset (2026-05-01T00:00:00Z).")],
+    until: Annotated[str | None, typer.Option(help="End of the window (default: now).")] = None,
+    batch: Annotated[int | None, typer.Option(help="Encounters per sweep run before it continues as new.")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Outreach starts in flight at once.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Sweep an explicit window now, outside the schedule (the watermark is not moved; nothing starts twice)."""
+    from datetime import datetime
+
+    from feeds.schedule import start_sweep
+
+    def parse(value: str, option: str) -> datetime:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            fail(f"{option} {value!r} is not an ISO 8601 time; e.g. 2026-05-01T00:00:00Z", code=2)
+            raise
+
+    start, end = parse(since, "--since"), parse(until, "--until") if until else None
+    cfg = settings()
+
+    async def go() -> None:
+        workflow_id = await start_sweep(await _client(), cfg, since=start, until=end, batch=batch,
+                                        concurrency=concurrency)
+        if as_json:
+            print_json({"workflow_id": workflow_id})
+        else:
+            console.print(f"started {workflow_id}; follow it with `careloom schedule progress {workflow_id}`")
+
+    run(go())
+
+
 @app.command("pause")
 def pause(note: Annotated[str, typer.Option(help="Why (kept on the schedule).")] = "paused by an operator") -> None:
     """Stop starting sweeps (a running one goes on; pause it with a signal if needed)."""
@@ -95,12 +196,12 @@ def unpause(note: Annotated[str, typer.Option(help="Why.")] = "unpaused by an op
 
 @app.command("trigger")
 def trigger() -> None:
-    """Run a sweep now (skipped if one is running)."""
+    """Run a scheduled sweep now, from the watermark (skipped if one is running)."""
     from feeds.schedule import trigger_schedule
 
     async def go() -> None:
         await trigger_schedule(await _client())
-        console.print("triggered")
+        console.print("triggered; see it with `careloom schedule show`")
 
     run(go())
 

@@ -24,16 +24,18 @@ from temporalio.client import (
     ScheduleSpec,
     ScheduleState,
 )
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from runtime.errors import ConfigurationError
 from runtime.settings import Settings
 from workflows.sweep import DischargeSweepWorkflow, SweepInput
 
-__all__ = ["SCHEDULE_ID", "check_cron", "create_schedule", "delete_schedule", "describe_schedule",
+__all__ = ["SCHEDULE_ID", "check_cron", "start_sweep", "create_schedule", "delete_schedule", "describe_schedule",
            "list_schedules", "next_fire", "pause_schedule", "trigger_schedule", "unpause_schedule"]
 
 SCHEDULE_ID = "careloom-discharge-sweep"
+CRON_EXAMPLE = "'0 6 * * *' for 06:00 every day or '30 7 * * 1-5' on weekdays"
 
 
 def check_cron(cron: str, time_zone: str) -> None:
@@ -42,7 +44,7 @@ def check_cron(cron: str, time_zone: str) -> None:
     if len(fields) != 5 or not croniter.is_valid(cron):
         raise ConfigurationError(
             f"the sweep cron {cron!r} does not parse (--cron / CARELOOM_SWEEP_CRON): give 5 fields, minute hour "
-            "day-of-month month day-of-week, e.g. '0 6 * * *' for 06:00 every day or '30 7 * * 1-5' on weekdays")
+            f"day-of-month month day-of-week, e.g. {CRON_EXAMPLE}")
     try:
         ZoneInfo(time_zone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -54,15 +56,20 @@ def check_cron(cron: str, time_zone: str) -> None:
 async def create_schedule(client: Client, settings: Settings, *, cron: str | None = None,
                           time_zone: str | None = None, batch: int | None = None, concurrency: int | None = None,
                           schedule_id: str = SCHEDULE_ID, paused: bool = False,
-                          sweep: SweepInput | None = None) -> str:
-    """Create the schedule (ConfigurationError if it exists or its cron or zone is wrong); its id."""
+                          sweep: SweepInput | None = None, task_queue: str | None = None) -> str:
+    """Create the schedule (ConfigurationError if it exists or its cron or zone is wrong); its id.
+
+    The cron and zone are checked before the server is asked. The sweep's input (batch, concurrency,
+    lookback) is fixed when the schedule is created: delete and create it again to change them. Sweeps
+    run on ``task_queue`` (default ``settings.task_queue``: careloom's worker).
+    """
     cron, time_zone = cron or settings.sweep_cron, time_zone or settings.plan_time_zone
     check_cron(cron, time_zone)
     data = sweep or SweepInput(lookback_days=settings.sweep_lookback_days, batch=batch or settings.sweep_batch,
                                concurrency=concurrency or settings.sweep_concurrency)
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(DischargeSweepWorkflow.run, data, id=f"{schedule_id}-run",
-                                           task_queue=settings.task_queue),
+                                           task_queue=task_queue or settings.task_queue),
         spec=ScheduleSpec(cron_expressions=[cron], time_zone_name=time_zone),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
         state=ScheduleState(paused=paused, note="created by careloom schedule create"),
@@ -119,6 +126,29 @@ async def trigger_schedule(client: Client, schedule_id: str = SCHEDULE_ID) -> No
 async def delete_schedule(client: Client, schedule_id: str = SCHEDULE_ID) -> None:
     await describe_schedule(client, schedule_id)
     await client.get_schedule_handle(schedule_id).delete()
+
+
+async def start_sweep(client: Client, settings: Settings, *, since: datetime, until: datetime | None = None,
+                      batch: int | None = None, concurrency: int | None = None,
+                      task_queue: str | None = None) -> str:
+    """A one-off sweep of an explicit window (a backfill), outside the schedule; its workflow id.
+
+    It does not move the watermark (the scheduled sweeps keep theirs); starts stay idempotent, so a
+    backfill over a window the schedule already swept only reports ``existing``.
+    """
+    end = until or datetime.now(UTC)
+    if since.tzinfo is None or end.tzinfo is None:
+        raise ConfigurationError("give --since and --until with a UTC offset, e.g. 2026-05-01T00:00:00Z")
+    since, end = since.astimezone(UTC), end.astimezone(UTC)
+    if since >= end:
+        raise ConfigurationError(f"--since ({since.isoformat()}) must be before --until ({end.isoformat()})")
+    data = SweepInput(since=since, until=end, batch=batch or settings.sweep_batch,
+                      concurrency=concurrency or settings.sweep_concurrency, advance_watermark=False)
+    workflow_id = f"careloom-discharge-backfill-{since:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}"
+    handle = await client.start_workflow(
+        DischargeSweepWorkflow.run, data, id=workflow_id, task_queue=task_queue or settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+    return handle.id
 
 
 def next_fire(cron: str, time_zone: str, after: datetime | None = None) -> datetime:

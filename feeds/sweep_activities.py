@@ -1,12 +1,15 @@
 """The discharge sweep's activities: page through discharges, start a batch, keep the watermark.
 
-Identifiers and times only cross into workflow history (member and encounter
-ids, discharge times, TCM deadlines) — never records.
+Only identifiers and counts cross into workflow history (member and encounter
+ids, the keyset cursor, totals): the start activity reads each encounter again
+from the store rather than carrying its dates through history. Failure strings
+name the encounter id and the server's error, nothing from the record.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import asyncio
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 from temporalio import activity
@@ -25,10 +28,10 @@ WATERMARK = "discharge-sweep"
 
 
 class DischargeRef(BaseModel):
+    """A discharge as history carries it: identifiers only (the start activity reads the rest from the store)."""
+
     member_id: str
     encounter_id: str
-    discharged_at: datetime
-    tcm_due: datetime
 
 
 class FindInput(BaseModel):
@@ -39,9 +42,10 @@ class FindInput(BaseModel):
 
 
 class FindResult(BaseModel):
-    discharges: list[DischargeRef]
+    discharges: list[DischargeRef] = Field(description="This page's discharges, earliest TCM deadline first.")
     scanned: int = Field(description="Encounters read (inpatient discharges or not).")
-    next_after: tuple[str, str] | None = Field(description="The cursor after this page; None when it was the last.")
+    last: tuple[str, str] | None = Field(description="Cursor of the last encounter read; None on an empty page.")
+    more: bool = Field(description="Whether there may be more after ``last`` (the page was full).")
 
 
 class StartBatchInput(BaseModel):
@@ -53,6 +57,7 @@ class StartBatchResult(BaseModel):
     started: int
     existing: int
     failed: int
+    skipped: int = Field(default=0, description="No longer a discharge (deleted, cancelled) when started.")
     tcm_missed: int
     failures: list[str] = Field(default_factory=list, description="'Encounter/<id>: <error>' for each not started.")
 
@@ -63,7 +68,9 @@ class WatermarkInput(BaseModel):
 
 
 def _iso(when: datetime) -> str:
-    return when.isoformat().replace("+00:00", "Z")
+    """UTC ISO text, as the store's period ends compare (a naive time is taken as UTC)."""
+    aware = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class SweepActivities:
@@ -77,29 +84,41 @@ class SweepActivities:
 
     @activity.defn(name="feeds.find_discharges")
     def find_discharges(self, data: FindInput) -> FindResult:
+        """One page of encounters ending in [since, until) after the cursor; their discharges as ids."""
         policy = self._settings.guardrail_policy()
         page = self._store.ended_page("Encounter", _iso(data.since), _iso(data.until), after=data.after,
                                       limit=data.limit)
-        found: list[Discharge] = [d for e in page if (d := discharge_of(e, policy, self._settings.plan_time_zone))]
-        last = page[-1] if page else None
-        next_after = (last["period"]["end"], last["id"]) if last is not None and len(page) == data.limit else None
-        return FindResult(
-            discharges=[DischargeRef(member_id=d.member_id, encounter_id=d.encounter_id,
-                                     discharged_at=d.discharged_at, tcm_due=d.tcm_due) for d in sorted(found)],
-            scanned=len(page), next_after=next_after)
+        found = sorted(d for e in page if (d := discharge_of(e, policy, self._settings.plan_time_zone)))
+        last = (page[-1]["period"]["end"], page[-1]["id"]) if page else None
+        return FindResult(discharges=[DischargeRef(member_id=d.member_id, encounter_id=d.encounter_id)
+                                      for d in found],
+                          scanned=len(page), last=last, more=len(page) == data.limit)
 
     @activity.defn(name="feeds.start_discharges")
     async def start_batch(self, data: StartBatchInput) -> StartBatchResult:
-        found = [Discharge(tcm_due=d.tcm_due, member_id=d.member_id, encounter_id=d.encounter_id,
-                           discharged_at=d.discharged_at) for d in data.discharges]
+        """Start (or find) each discharge's outreach run; counts. Idempotent: a retry reports ``existing``."""
+        found = await asyncio.to_thread(self._discharges_of, data.discharges)
+        skipped = len(data.discharges) - len(found)
         report = await start_discharges(self._client, self._settings, found, trigger="sweep",
                                         concurrency=data.concurrency, initiated_by="discharge-sweep")
         SWEEP_STARTED.labels("started").inc(len(report.started))
         SWEEP_STARTED.labels("existing").inc(len(report.existing))
+        SWEEP_STARTED.labels("skipped").inc(skipped)
         SWEEP_STARTED.labels("failed").inc(len(report.failed))
         return StartBatchResult(started=len(report.started), existing=len(report.existing),
-                                failed=len(report.failed), tcm_missed=report.tcm_missed,
+                                failed=len(report.failed), skipped=skipped, tcm_missed=report.tcm_missed,
                                 failures=[f"{where}: {why}"[:300] for where, why in report.failed][:50])
+
+    def _discharges_of(self, refs: list[DischargeRef]) -> list[Discharge]:
+        """The refs' discharges read again from the store; one no longer a discharge is left out (skipped)."""
+        policy = self._settings.guardrail_policy()
+        found = []
+        for ref in refs:
+            encounter = self._store.get("Encounter", ref.encounter_id)
+            discharge = discharge_of(encounter, policy, self._settings.plan_time_zone) if encounter else None
+            if discharge is not None and discharge.member_id == ref.member_id:
+                found.append(discharge)
+        return found
 
     @activity.defn(name="feeds.read_sweep_watermark")
     def read_watermark(self, data: WatermarkInput) -> datetime:

@@ -36,7 +36,7 @@ def synthea_bundle(*, discharged_at: datetime | None = None, codes: tuple[str, .
     return bundle, ids[f"Patient/{member.member_id}"], ids[f"Encounter/{member.encounter_id}"]
 
 
-def write_bundle_folder(folder: Path, count: int, **options: Any) -> list[tuple[str, str]]:  # noqa: ANN401
+def write_bundle_folder(folder: Path, count: int, **options: Any) -> list[tuple[str, str]]:
     """``count`` patient Bundles as ``<n>.json`` in ``folder``; (patient id, inpatient encounter id) of each."""
     folder.mkdir(parents=True, exist_ok=True)
     out = []

@@ -41,10 +41,10 @@ async def test_a_synthea_folder_imports_and_starts_outreach_once(tmp_path: Path,
         report = json.loads(first.stdout)
         assert (3, 3, 0, 0, 1) == tuple(report["outreach"][k] for k in
                                         ("discharges", "started", "existing", "failed", "tcm_missed"))
-        for workflow_id in started:  # each run read its member from the imported records
+        for workflow_id in started:  # each run read its member from the imported records:
             handle = client.get_workflow_handle_for(MemberOutreachWorkflow.run, workflow_id)
-            status = await wait_for_status(handle, lambda s: s.eligible is not None and s.lace is not None)
-            assert status.eligible is True
+            status = await wait_for_status(handle, lambda s: s.lace is not None)
+            assert 6 == status.lace  # L2 A3 C1 E0: the stay, the admission and the urn-linked Condition
 
         again = await asyncio.to_thread(careloom, env, "import", str(folder), "--start-outreach")
         assert 0 == again.returncode, again.stderr[-2000:]

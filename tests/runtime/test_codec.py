@@ -12,7 +12,13 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from history.events import read_run
-from runtime.codec import ENCODING, PayloadEncryptionCodec, PayloadKeyError, generate_key, parse_keys
+from runtime.codec import (
+    ENCODING,
+    PayloadEncryptionCodec,
+    PayloadKeyError,
+    generate_key,
+    parse_keys,
+)
 from runtime.errors import ConfigurationError
 from runtime.plugin import CareloomPlugin
 from tests.conftest import OPEN_WINDOW

@@ -13,8 +13,8 @@ from feeds.discharges import discharge_of, start_discharges
 from runtime.metrics import REGISTRY
 from runtime.metrics_server import VisibilityGauges, sdk_runtime, serve_metrics
 from runtime.temporal_client import connect
-from tests.fhir_factory import make_member
 from tests.conftest import wait_for_status
+from tests.fhir_factory import make_member
 from worker import build_worker
 from workflows.outreach import MemberOutreachWorkflow
 

@@ -19,13 +19,26 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 import runtime.errors
 from agents.runtime import ToolFailure
 from history.replay import replay_histories
-from runtime.codec import ENCODING, PayloadEncryptionCodec, generate_key, parse_keys
-from runtime.plugin import PASSTHROUGH_MODULES, CareloomPlugin, has_careloom_plugin, worker_plugins
+from runtime.codec import ENCODING, PayloadEncryptionCodec, generate_key
+from runtime.plugin import (
+    PASSTHROUGH_MODULES,
+    CareloomPlugin,
+    has_careloom_plugin,
+    worker_plugins,
+)
 from runtime.settings import Settings
-from runtime.temporal_client import DATA_CONVERTER, SharedPydanticPayloadConverter, connect
+from runtime.temporal_client import (
+    DATA_CONVERTER,
+    SharedPydanticPayloadConverter,
+    connect,
+)
 from tests.conftest import OPEN_WINDOW
 from tests.fhir_factory import make_member
-from tests.runtime.plugin_workflows import PROBE_ATTRIBUTE, FailsForGood, PassthroughProbe
+from tests.runtime.plugin_workflows import (
+    PROBE_ATTRIBUTE,
+    FailsForGood,
+    PassthroughProbe,
+)
 from worker import WORKFLOWS, build_worker
 from workflows.outreach_client import start_outreach
 
