@@ -15,7 +15,7 @@ app = typer.Typer(help="The daily discharge sweep's Temporal Schedule: every dis
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 
-async def _client():  # noqa: ANN202
+async def _client():
     from runtime.temporal_client import connect
 
     return await connect(settings())
@@ -151,10 +151,10 @@ def backfill(
 
     def parse(value: str, option: str) -> datetime:
         try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return datetime.fromisoformat(value)
         except ValueError:
             fail(f"{option} {value!r} is not an ISO 8601 time; e.g. 2026-05-01T00:00:00Z", code=2)
-            raise
+            raise SystemExit(2) from None  # fail() exited already
 
     start, end = parse(since, "--since"), parse(until, "--until") if until else None
     cfg = settings()
@@ -172,7 +172,7 @@ def backfill(
 
 @app.command("pause")
 def pause(note: Annotated[str, typer.Option(help="Why (kept on the schedule).")] = "paused by an operator") -> None:
-    """Stop starting sweeps (a running one goes on; pause it with a signal if needed)."""
+    """Stop starting sweeps on the cron (a running one goes on: `careloom schedule pause-sweep WF` pauses it)."""
     from feeds.schedule import pause_schedule
 
     async def go() -> None:

@@ -31,8 +31,19 @@ from runtime.errors import ConfigurationError
 from runtime.settings import Settings
 from workflows.sweep import DischargeSweepWorkflow, SweepInput
 
-__all__ = ["SCHEDULE_ID", "check_cron", "start_sweep", "create_schedule", "delete_schedule", "describe_schedule",
-           "list_schedules", "next_fire", "pause_schedule", "trigger_schedule", "unpause_schedule"]
+__all__ = [
+    "SCHEDULE_ID",
+    "check_cron",
+    "create_schedule",
+    "delete_schedule",
+    "describe_schedule",
+    "list_schedules",
+    "next_fire",
+    "pause_schedule",
+    "start_sweep",
+    "trigger_schedule",
+    "unpause_schedule",
+]
 
 SCHEDULE_ID = "careloom-discharge-sweep"
 CRON_EXAMPLE = "'0 6 * * *' for 06:00 every day or '30 7 * * 1-5' on weekdays"

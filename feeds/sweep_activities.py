@@ -63,8 +63,7 @@ class StartBatchResult(BaseModel):
 
 
 class WatermarkInput(BaseModel):
-    value: datetime | None = None
-    default_since: datetime | None = None
+    value: datetime | None = Field(default=None, description="The new watermark (advance_watermark).")
 
 
 def _iso(when: datetime) -> str:
@@ -121,14 +120,9 @@ class SweepActivities:
         return found
 
     @activity.defn(name="feeds.read_sweep_watermark")
-    def read_watermark(self, data: WatermarkInput) -> datetime:
-        """The watermark, or ``default_since`` (now − lookback) before the first sweep."""
-        value = self._watermarks.get(WATERMARK)
-        if value is not None:
-            return value
-        if data.default_since is None:
-            raise ValueError("no watermark yet and no default_since given")
-        return data.default_since
+    def read_watermark(self, data: WatermarkInput) -> datetime | None:
+        """The stored watermark: where the last complete sweep ended; None before the first one."""
+        return self._watermarks.get(WATERMARK)
 
     @activity.defn(name="feeds.advance_sweep_watermark")
     def advance_watermark(self, data: WatermarkInput) -> datetime:

@@ -112,9 +112,9 @@ class DischargeSweepWorkflow:
                 progress.since = data.since
             else:
                 mark = await workflow.execute_activity_method(
-                    SweepActivities.read_watermark,
-                    WatermarkInput(default_since=progress.until - timedelta(days=data.lookback_days)), **_ACTIVITY)
-                progress.since = mark - timedelta(hours=data.overlap_hours)
+                    SweepActivities.read_watermark, WatermarkInput(), **_ACTIVITY)
+                progress.since = (progress.until - timedelta(days=data.lookback_days) if mark is None
+                                  else mark - timedelta(hours=data.overlap_hours))
         handled = 0
         while True:
             await workflow.wait_condition(lambda: not self._paused)
