@@ -96,7 +96,9 @@ async def _wait_settled(client, queue: str, total: int, timeout: float) -> float
     began = time.perf_counter()
     statuses = ", ".join(f"'{s}'" for s in SETTLED)
     while time.perf_counter() - began < timeout:
-        if await _count(client, f"TaskQueue = '{queue}' AND CareloomStatus IN ({statuses})") >= total:
+        settled = await _count(client, f"TaskQueue = '{queue}' AND CareloomStatus IN ({statuses})")
+        failed = await _count(client, f"TaskQueue = '{queue}' AND ExecutionStatus = 'Failed'")
+        if settled + failed >= total:
             break
         await asyncio.sleep(1.0)
     return time.perf_counter() - began
@@ -156,10 +158,11 @@ async def main(count: int, connections: int, timeout: float) -> None:
         bare = await _baseline(client, settings, store, count, connections)
 
         queue = f"bench-pop-{uuid.uuid4().hex[:6]}"
-        ours = settings.model_copy(update={"task_queue": queue})
+        # Production's tool attempts (10): an activity lost with the killed worker is retried on the other.
+        ours = settings.model_copy(update={"task_queue": queue, "tool_attempts": 10})
         people = [(make_member(store).member_id, f"visit-{n:06d}") for n in range(count)]
         env = {**os.environ, "TEMPORAL_ADDRESS": settings.target_host, "CARELOOM_STATE_DIR": str(settings.state_dir),
-               "CARELOOM_TASK_QUEUE": queue, "CARELOOM_TOOL_ATTEMPTS": "3", "CARELOOM_LOG_LEVEL": "WARNING",
+               "CARELOOM_TASK_QUEUE": queue, "CARELOOM_TOOL_ATTEMPTS": "10", "CARELOOM_LOG_LEVEL": "WARNING",
                "CARELOOM_LOG_FORMAT": "json", "CARELOOM_CONTACT_WINDOW_START_HOUR": "0",
                "CARELOOM_CONTACT_WINDOW_END_HOUR": "24",
                "CARELOOM_PSEUDONYM_SALT": settings.pseudonym_salt.get_secret_value()}
@@ -202,7 +205,8 @@ async def main(count: int, connections: int, timeout: float) -> None:
                 "content LIKE '%tcm-interactive-contact%' AND member_id IN (SELECT id FROM bench_members) "
                 "GROUP BY member_id HAVING count(*) > 1)").fetchone()[0]
         events, size = await _history_size(client, ids[:50])
-        unsettled = count - await _count(client, f"TaskQueue = '{queue}' AND CareloomStatus IN "
+        failed_runs = await _count(client, f"TaskQueue = '{queue}' AND ExecutionStatus = 'Failed'")
+        unsettled = count - failed_runs - await _count(client, f"TaskQueue = '{queue}' AND CareloomStatus IN "
                                                  f"({', '.join(repr(s) for s in SETTLED)})")
 
     started_per_s = count / acked
@@ -219,6 +223,7 @@ async def main(count: int, connections: int, timeout: float) -> None:
     print(f"worker CPU per run           {1000 * cpu / count:9.1f} ms (both workers, the killed one included)")
     print(f"worker RSS                   {', '.join(f'{r:.0f} MB' for r in rss)}")
     print(f"\nruns lost                    {lost}")
+    print(f"runs failed                  {failed_runs}")
     print(f"duplicate runs per key       {duplicate_runs}")
     print(f"duplicate TCM tasks          {duplicate_tasks}")
     print(f"messages without ACK         {count - sum(acks.values())}")

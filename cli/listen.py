@@ -12,6 +12,11 @@ app = typer.Typer(help="Listen to event feeds (HL7 v2 ADT over MLLP) and start r
                   no_args_is_help=True)
 
 
+@app.callback()
+def listen() -> None:
+    """Listen to event feeds and start runs from them (one command per feed)."""
+
+
 @app.command("adt")
 def adt(
     host: Annotated[str | None, typer.Option(help="Address to bind (default CARELOOM_ADT_HOST).")] = None,
@@ -20,7 +25,7 @@ def adt(
         help="Serve Prometheus metrics (/metrics) on this port too.")] = None,
 ) -> None:
     """HL7 v2 ADT listener: A03 discharges start outreach runs (ACK AA only once the run is durable);
-    A13/A11 cancel them; A01/A04/A08 keep the encounter current. Runs until SIGINT or SIGTERM."""
+    A13/A11 stop (terminate) their runs; A01/A04/A08 keep the encounter current. Runs until SIGINT or SIGTERM."""
 
     async def go() -> None:
         from cli.demo import _until_signalled

@@ -16,6 +16,12 @@ PV1-45 discharge time   ``Encounter.period.end`` (required on A03)
 PV1-36 disposition      ``Encounter.hospitalization.dischargeDisposition``
 ======================  ==============================================
 
+IN1 (insurance) is read by no one: the member's coverage is the plan's own
+(Coverage in the records store, checked by the run's eligibility step), and the
+hospital's IN1 is its view of it, keyed by its own plan codes — mapping IN1-2 to
+a Coverage would need a per-hospital code table. PID names, birth date and
+address are never read: PID-3 is the only PID field careloom uses.
+
 HL7 times without an offset are the sending facility's local time, taken as
 the plan's time zone. A message careloom cannot use raises :class:`AdtRefused`
 with the ACK code (AR: never resend as is; AE: fix the data, then resend) and
@@ -34,7 +40,7 @@ import hl7
 
 from runtime.errors import CareloomError
 
-__all__ = ["SUPPORTED_EVENTS", "AdtEvent", "AdtRefused", "apply_event", "parse_adt"]
+__all__ = ["SUPPORTED_EVENTS", "AdtEvent", "AdtRefused", "apply_event", "event_label", "parse_adt"]
 
 SUPPORTED_EVENTS = frozenset({"A01", "A03", "A04", "A08", "A11", "A13"})
 _VERSION = re.compile(r"^2\.[3-9](\.\d+)?$")
@@ -48,13 +54,20 @@ AckCode = Literal["AA", "AE", "AR"]
 
 
 class AdtRefused(CareloomError):
-    """A message careloom answers with AE or AR; ``reason`` goes into MSA-3 (no PHI)."""
+    """A message careloom answers with AE or AR; ``reason`` goes into MSA-3 (no PHI).
 
-    def __init__(self, ack: AckCode, reason: str, message: hl7.Message | None = None) -> None:
+    ``error`` is the HL7 table 0357 error condition code and ``location`` the field at fault
+    (``("PV1", 45)``; ``("PID", None)`` for a whole segment): they become the ACK's ERR segment.
+    """
+
+    def __init__(self, ack: AckCode, reason: str, message: hl7.Message | None = None, *, error: str = "207",
+                 location: tuple[str, int | None] | None = None) -> None:
         super().__init__(reason)
         self.ack = ack
         self.reason = reason
         self.message = message
+        self.error = error
+        self.location = location
 
 
 @dataclass(frozen=True)
@@ -79,22 +92,40 @@ def _field(message: hl7.Message, segment: str, field: int, component: int = 1) -
         return ""
 
 
-def _time(raw: str, where: str, zone: ZoneInfo) -> datetime | None:
+def _time(raw: str, where: str, field: int, zone: ZoneInfo) -> datetime | None:
     if not raw:
         return None
     found = _TS.match(raw)
     if found is None:
-        raise AdtRefused("AE", f"{where} {raw!r} is not an HL7 timestamp (YYYYMMDDHHMM[SS][+ZZZZ])")
+        raise AdtRefused("AE", f"{where} {raw!r} is not an HL7 timestamp (YYYYMMDDHHMM[SS][+ZZZZ])",
+                         error="102", location=("PV1", field))
     year, month, day, hour, minute, second, offset = found.groups()
     try:
         local = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0))
     except ValueError as err:
-        raise AdtRefused("AE", f"{where} {raw!r} is not a valid date: {err}") from None
+        raise AdtRefused("AE", f"{where} {raw!r} is not a valid date: {err}", error="102",
+                         location=("PV1", field)) from None
     if offset:
         sign = 1 if offset[0] == "+" else -1
         minutes = sign * (int(offset[1:3]) * 60 + int(offset[3:5]))
         return local.replace(tzinfo=timezone(timedelta(minutes=minutes))).astimezone(UTC)
     return local.replace(tzinfo=zone).astimezone(UTC)
+
+
+def event_label(message: hl7.Message | None) -> str:
+    """The metrics label of a message: its ADT trigger event (A01…A99), 'non-adt', or 'unknown' (unparsed).
+
+    Bounded: a sender's free text in MSH-9 never becomes a new time series.
+    """
+    if message is None:
+        return "unknown"
+    try:
+        kind, event = _field(message, "MSH", 9, 1), _field(message, "MSH", 9, 2)
+    except Exception:  # noqa: BLE001 - an MSH too broken to read
+        return "unknown"
+    if kind != "ADT":
+        return "non-adt"
+    return event if re.fullmatch(r"A\d\d", event) else "unknown"
 
 
 def parse_adt(text: str, *, time_zone: str) -> tuple[hl7.Message, AdtEvent | None]:
@@ -103,12 +134,14 @@ def parse_adt(text: str, *, time_zone: str) -> tuple[hl7.Message, AdtEvent | Non
     Raises :class:`AdtRefused` for a message it cannot use, with the field at fault.
     """
     if not text.lstrip().startswith("MSH"):
-        raise AdtRefused("AR", "not an HL7 v2 message: it must begin with an MSH segment")
+        raise AdtRefused("AR", "not an HL7 v2 message: it must begin with an MSH segment", error="100",
+                         location=("MSH", None))
     try:
         message = hl7.parse(text.replace("\r\n", "\r").replace("\n", "\r"))
         message.segment("MSH")
     except Exception as err:  # noqa: BLE001 - the library raises several types for malformed text
-        raise AdtRefused("AR", f"the message could not be parsed as HL7 v2 ({type(err).__name__})") from None
+        raise AdtRefused("AR", f"the message could not be parsed as HL7 v2 ({type(err).__name__})",
+                         error="100", location=("MSH", None)) from None
     try:
         return message, _event(message, time_zone)
     except AdtRefused as refused:
@@ -119,37 +152,43 @@ def parse_adt(text: str, *, time_zone: str) -> tuple[hl7.Message, AdtEvent | Non
 def _event(message: hl7.Message, time_zone: str) -> AdtEvent | None:
     version = _field(message, "MSH", 12)
     if not _VERSION.match(version):
-        raise AdtRefused("AR", f"MSH-12 version {version or '(empty)'!r} is not supported; send HL7 v2.3 to v2.9")
+        raise AdtRefused("AR", f"MSH-12 version {version or '(empty)'!r} is not supported; send HL7 v2.3 to v2.9",
+                         error="203", location=("MSH", 12))
     kind, event = _field(message, "MSH", 9, 1), _field(message, "MSH", 9, 2)
     if kind != "ADT":
         raise AdtRefused("AR", f"MSH-9 message type {kind or '(empty)'}^{event} is not ADT; this listener takes "
-                               "ADT^A01/A03/A04/A08/A11/A13")
+                               "ADT^A01/A03/A04/A08/A11/A13", error="200", location=("MSH", 9))
     control_id = _field(message, "MSH", 10)
     if not control_id:
-        raise AdtRefused("AR", "MSH-10 message control id is empty")
+        raise AdtRefused("AR", "MSH-10 message control id is empty", error="101", location=("MSH", 10))
     if event not in SUPPORTED_EVENTS:
         return None
     for segment in ("PID", "PV1"):
         try:
             message.segment(segment)
         except KeyError:
-            raise AdtRefused("AE", f"ADT^{event} without a {segment} segment") from None
+            raise AdtRefused("AE", f"ADT^{event} without a {segment} segment", error="100",
+                             location=(segment, None)) from None
     member = _field(message, "PID", 3, 1)
     if not member:
-        raise AdtRefused("AE", "PID-3 (patient identifier) is empty")
+        raise AdtRefused("AE", "PID-3 (patient identifier) is empty", error="101", location=("PID", 3))
     encounter = _field(message, "PV1", 19, 1)
     if not encounter:
-        raise AdtRefused("AE", "PV1-19 (visit number) is empty: it identifies the encounter")
+        raise AdtRefused("AE", "PV1-19 (visit number) is empty: it identifies the encounter", error="101",
+                         location=("PV1", 19))
     if not re.match(r"^[A-Za-z0-9\-.]{1,64}$", encounter):
-        raise AdtRefused("AE", "PV1-19 (visit number) must be 1-64 letters, digits, '-' or '.' (a FHIR id)")
+        raise AdtRefused("AE", "PV1-19 (visit number) must be 1-64 letters, digits, '-' or '.' (a FHIR id)",
+                         error="102", location=("PV1", 19))
     raw_class = _field(message, "PV1", 2)
     if raw_class and raw_class not in _CLASSES:
-        raise AdtRefused("AE", f"PV1-2 patient class {raw_class!r} is not supported (I, E or O)")
+        raise AdtRefused("AE", f"PV1-2 patient class {raw_class!r} is not supported (I, E or O)", error="103",
+                         location=("PV1", 2))
     zone = ZoneInfo(time_zone)
-    admitted = _time(_field(message, "PV1", 44), "PV1-44 admit time", zone)
-    discharged = _time(_field(message, "PV1", 45), "PV1-45 discharge time", zone)
+    admitted = _time(_field(message, "PV1", 44), "PV1-44 admit time", 44, zone)
+    discharged = _time(_field(message, "PV1", 45), "PV1-45 discharge time", 45, zone)
     if event == "A03" and discharged is None:
-        raise AdtRefused("AE", "ADT^A03 without PV1-45 (discharge date/time)")
+        raise AdtRefused("AE", "ADT^A03 without PV1-45 (discharge date/time)", error="101",
+                         location=("PV1", 45))
     disposition = _field(message, "PV1", 36) or None
     return AdtEvent(event=event, control_id=control_id, member_id=member, encounter_id=encounter,
                              patient_class=_CLASSES.get(raw_class) if raw_class else None, admitted_at=admitted,
@@ -167,7 +206,8 @@ def apply_event(event: AdtEvent, existing: dict[str, Any] | None) -> dict[str, A
         "subject": {"reference": f"Patient/{event.member_id}"},
     }
     if existing and enc.get("subject", {}).get("reference") != f"Patient/{event.member_id}":
-        raise AdtRefused("AE", f"PV1-19 visit {event.encounter_id} belongs to another patient than PID-3")
+        raise AdtRefused("AE", f"PV1-19 visit {event.encounter_id} belongs to another patient than PID-3",
+                         error="205", location=("PV1", 19))
     klass = event.patient_class or (enc.get("class") or {}).get("code") or "IMP"
     enc["class"] = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": klass}
     period = dict(enc.get("period") or {})

@@ -23,8 +23,8 @@ def adt(event: str, member_id: str, encounter_id: str, *, discharged_at: datetim
     pv1 = ["PV1", "1", patient_class] + [""] * 16 + [encounter_id] + [""] * 16 + [disposition] + [""] * 7
     pv1 += [hl7_time(admitted), hl7_time(discharged) if include_discharge and event in ("A03", "A08") else ""]
     segments = [
-        f"MSH|^~\\&|HOSP_ADT|GENERAL_HOSPITAL|CARELOOM|PLAN|{hl7_time(datetime.now(UTC))}||"
-        f"{message_type}^{event}^{message_type}_{event}|{control}|P|{version}",
+        (f"MSH|^~\\&|HOSP_ADT|GENERAL_HOSPITAL|CARELOOM|PLAN|{hl7_time(datetime.now(UTC))}||"
+         f"{message_type}^{event}^{message_type}_{event}|{control}|P|{version}"),
         f"EVN|{event}|{hl7_time(datetime.now(UTC))}",
         f"PID|1||{member_id}^^^GENERAL_HOSPITAL^MR||Synthetic^Pat||19500505|F",
         "|".join(pv1),
