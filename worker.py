@@ -1,4 +1,8 @@
-"""careloom's Temporal worker: every workflow and activity on one task queue.
+"""careloom's Temporal worker: every workflow and activity on the task queue, plus a worker per rate-limited
+queue (model calls, member messages) when settings cap them.
+
+The main worker keeps the planner and ``send_outreach`` activities registered too: a run whose input names
+no rate-limited queue (started before a cap was configured, or with none) schedules them on its own queue.
 
 Run on its own (``python worker.py``) against a running server (``TEMPORAL_ADDRESS``
 or the embedded one started by ``careloom up``); SIGTERM/SIGINT shut it down
@@ -11,10 +15,12 @@ import asyncio
 import contextlib
 import signal
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from http.server import ThreadingHTTPServer
+from typing import TYPE_CHECKING, NamedTuple
 
 import structlog
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
@@ -37,8 +43,8 @@ from workflows.sweep import DischargeSweepWorkflow
 if TYPE_CHECKING:
     from agents.model_client import ModelConfig
 
-__all__ = ["WORKFLOWS", "build_worker", "main", "model_config_for", "planner_for", "recommender_for",
-           "warm_up_workflows", "workflow_runner"]
+__all__ = ["WORKFLOWS", "WorkerMetrics", "build_worker", "build_workers", "main", "model_config_for", "planner_for",
+           "rate_limited_workers", "recommender_for", "serve_worker_metrics", "warm_up_workflows", "workflow_runner"]
 
 log = structlog.get_logger(__name__)
 
@@ -139,6 +145,14 @@ def build_worker(
     )
 
 
+def build_workers(client: Client, settings: Settings, store: SqliteCareRecordStore, *,
+                  planner: Planner | None = None, recommender: RecommenderActivity | None = None) -> list[Worker]:
+    """The main worker and the rate-limited queues' workers, as ``python worker.py`` runs them (what an
+    in-process stack should run too: a run started with queues from settings needs their pollers)."""
+    return [build_worker(client, settings, store, planner=planner, recommender=recommender),
+            *rate_limited_workers(client, settings, store, planner=planner, recommender=recommender)]
+
+
 def rate_limited_workers(client: Client, settings: Settings, store: SqliteCareRecordStore, *,
                          planner: Planner | None = None, recommender: RecommenderActivity | None = None,
                          executor: ThreadPoolExecutor | None = None) -> list[Worker]:
@@ -197,24 +211,33 @@ async def run_until_signalled(*workers: Worker) -> None:
 async def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    client = await connect(settings, runtime=metrics_runtime(settings))
+    metrics = serve_worker_metrics(settings)
+    client = await connect(settings, runtime=metrics.runtime if metrics else None)
     store = SqliteCareRecordStore(settings.records_path)
     gauges = None
-    if settings.worker_metrics_port is not None:
+    if metrics is not None:
         from runtime.metrics_server import VisibilityGauges
 
         gauges = asyncio.create_task(VisibilityGauges(client, settings).run())
     try:
-        await run_until_signalled(build_worker(client, settings, store),
-                                  *rate_limited_workers(client, settings, store))
+        await run_until_signalled(*build_workers(client, settings, store))
     finally:
         if gauges is not None:
             gauges.cancel()
+        if metrics is not None:
+            metrics.server.shutdown()
 
 
-def metrics_runtime(settings: Settings):  # noqa: ANN201 - temporalio.runtime.Runtime | None
-    """With ``CARELOOM_WORKER_METRICS_PORT`` set: serve /metrics there (careloom's and the SDK's), and the
-    Temporal runtime whose telemetry it includes (on a loopback port of its own). None otherwise."""
+class WorkerMetrics(NamedTuple):
+    runtime: Runtime
+    """The Temporal runtime to connect with: its telemetry is what ``/metrics`` appends."""
+    server: ThreadingHTTPServer
+    """``/metrics`` on ``CARELOOM_METRICS_HOST:CARELOOM_WORKER_METRICS_PORT``; ``.shutdown()`` stops it."""
+
+
+def serve_worker_metrics(settings: Settings) -> WorkerMetrics | None:
+    """With ``CARELOOM_WORKER_METRICS_PORT`` set: serve /metrics there (careloom's registry, then the SDK's
+    telemetry, which the Temporal runtime exports on a loopback port of its own). None otherwise."""
     if settings.worker_metrics_port is None:
         return None
     import socket
@@ -225,8 +248,8 @@ def metrics_runtime(settings: Settings):  # noqa: ANN201 - temporalio.runtime.Ru
         probe.bind(("127.0.0.1", 0))
         sdk_port = probe.getsockname()[1]
     runtime = sdk_runtime(f"127.0.0.1:{sdk_port}")
-    serve_metrics(settings.metrics_host, settings.worker_metrics_port, f"http://127.0.0.1:{sdk_port}/metrics")
-    return runtime
+    server = serve_metrics(settings.metrics_host, settings.worker_metrics_port, f"http://127.0.0.1:{sdk_port}/metrics")
+    return WorkerMetrics(runtime, server)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ class Stack:
 @asynccontextmanager
 async def running_stack(settings: Settings, *, with_worker: bool = True) -> AsyncIterator[Stack]:
     """Start what is needed, yield it, and stop it all in reverse order."""
-    from worker import build_worker  # worker imports the workflows; keep CLI start-up light
+    from worker import build_workers  # worker imports the workflows; keep CLI start-up light
 
     async with AsyncExitStack() as stack:
         server = None
@@ -44,5 +44,7 @@ async def running_stack(settings: Settings, *, with_worker: bool = True) -> Asyn
         store = SqliteCareRecordStore(settings.records_path)
         stack.callback(store.close)
         if with_worker:
-            await stack.enter_async_context(build_worker(client, settings, store))
+            # The rate-limited queues' workers too: runs started with queues from settings need their pollers.
+            for worker in build_workers(client, settings, store):
+                await stack.enter_async_context(worker)
         yield Stack(client=client, store=store, server=server)

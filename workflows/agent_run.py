@@ -41,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from tools.registry import SEND_OUTREACH, ToolSpec
     from workflows.approvals import ApprovalBook, RoutedPolicy
 
-__all__ = ["ActivityQueues", "ActionOutcome", "AgentRun", "ParkableState", "outcome_of"]
+__all__ = ["ActionOutcome", "ActivityQueues", "AgentRun", "ParkableState", "outcome_of"]
 
 S = TypeVar("S", bound=BaseModel)
 
@@ -187,12 +187,15 @@ class AgentRun:
             return self._queues.messages
         return None
 
-    async def call_tool(self, tool: ToolSpec, data: BaseModel) -> Any:
-        """Run a tool as its activity; a failure for good becomes :class:`ToolFailure`."""
+    async def call_tool(self, tool: ToolSpec, data: BaseModel, *, own_queue: bool = False) -> Any:
+        """Run a tool as its activity; a failure for good becomes :class:`ToolFailure`.
+
+        ``own_queue``: on the workflow's own task queue even if the tool has a rate-limited one (a call that
+        does not reach the rate-limited resource, e.g. the offline rules planning when the model could not)."""
         try:
             return await workflow.execute_activity_method(
                 tool.activity, data, start_to_close_timeout=self._tool_timeout, retry_policy=self._tool_retry,
-                task_queue=self.queue_for(tool))
+                task_queue=None if own_queue else self.queue_for(tool))
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError):

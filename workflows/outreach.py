@@ -163,7 +163,9 @@ class MemberOutreachWorkflow(AgentRun):
             else:
                 raise ToolFailure("PlanningFailed", f"{PLAN_OUTREACH.name} failed: {cause or err}") from None
             workflow.logger.warning("model could not plan; planning with the offline rules for review")
-            return await self.call_tool(PLAN_OUTREACH, data.model_copy(update={"fallback_reason": reason}))
+            # The offline rules call no model: on the run's own queue, not behind the model rate limit again.
+            return await self.call_tool(PLAN_OUTREACH, data.model_copy(update={"fallback_reason": reason}),
+                                        own_queue=True)
 
     @workflow.query(name="status")
     def status(self) -> OutreachStatus:

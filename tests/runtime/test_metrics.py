@@ -3,6 +3,7 @@ HTTP, after real runs on the dev server; model counters from the real client tal
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import urllib.request
@@ -13,11 +14,11 @@ from temporalio.service import RPCError
 
 from feeds.discharges import discharge_of, start_discharges
 from runtime.metrics import REGISTRY
-from runtime.metrics_server import VisibilityGauges, sdk_runtime, serve_metrics
+from runtime.metrics_server import VisibilityGauges
 from runtime.temporal_client import connect
 from tests.conftest import wait_for_status
 from tests.fhir_factory import make_member
-from worker import build_worker
+from worker import build_worker, serve_worker_metrics
 from workflows.outreach import MemberOutreachWorkflow
 
 
@@ -28,12 +29,12 @@ def _free_port() -> int:
 
 
 async def test_the_worker_endpoint_serves_careloom_and_sdk_metrics(client: Client, settings, store) -> None:
-    sdk_port, port = _free_port(), _free_port()
-    runtime = sdk_runtime(f"127.0.0.1:{sdk_port}")
-    metered = await connect(settings, target_host=client.service_client.config.target_host, runtime=runtime)
-    server = serve_metrics("127.0.0.1", port, f"http://127.0.0.1:{sdk_port}/metrics")
     queue = f"test-metrics-{uuid.uuid4().hex[:8]}"
-    ours = settings.model_copy(update={"task_queue": queue})
+    port = _free_port()
+    ours = settings.model_copy(update={"task_queue": queue, "worker_metrics_port": port})
+    metrics = serve_worker_metrics(ours)  # what `python worker.py` serves
+    assert metrics is not None and serve_worker_metrics(settings) is None  # no port, nothing served
+    metered = await connect(ours, target_host=client.service_client.config.target_host, runtime=metrics.runtime)
     member = make_member(store)
     found = discharge_of(store.get("Encounter", member.encounter_id), ours.guardrail_policy(), ours.plan_time_zone)
     before = REGISTRY.get_sample_value("careloom_runs_started_total",
@@ -47,9 +48,11 @@ async def test_the_worker_endpoint_serves_careloom_and_sdk_metrics(client: Clien
             await VisibilityGauges(metered, ours).refresh()
             with contextlib.suppress(RPCError):  # it may have completed on its own
                 await metered.get_workflow_handle(report.started[0]).terminate("test finished")
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        answer = await asyncio.to_thread(urllib.request.urlopen, f"http://127.0.0.1:{port}/metrics", timeout=5)
+        content_type, text = answer.headers["content-type"], answer.read().decode()
     finally:
-        server.shutdown()
+        metrics.server.shutdown()
+    assert content_type.startswith("text/plain; version=")
     assert f'careloom_runs_started_total{{program="post-discharge-outreach",trigger="cli"}} {before + 1}' in text
     assert "careloom_runs{" in text and "careloom_pending_approval_runs_by_role{" in text
     assert "temporal_workflow_completed" in text or "temporal_request" in text, text[-2000:]

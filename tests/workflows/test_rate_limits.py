@@ -1,32 +1,57 @@
-"""Rate-limited queues on the real dev server: a burst of member messages queues behind the cap, none fails."""
+"""Rate-limited queues on the real dev server: a burst of runs queues behind the model and message caps, none
+fails, and the activities' start times show the caps."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import datetime
 
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import History
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 
+from agents.planner import MODEL_ENDPOINT_ERROR, PlannerInput, PlannerOutput
+from tests.conftest import wait_for_status
 from tests.fhir_factory import make_member
-from worker import build_worker, rate_limited_workers
+from tools.registry import PLAN_OUTREACH, SEND_OUTREACH
+from worker import build_workers, rate_limited_workers
 from workflows.outreach_client import start_outreach
 
-RUNS = 6
-RATE = 2.0  # messages per second, across every worker of the queue
+RUNS = 8
+MESSAGES_PER_SECOND = 2.0  # across every worker of the queue (the server enforces it)
+MODEL_PER_SECOND = 4.0
+SLACK = 0.7  # the server's limiter may let the first task or two through together
 
 
-async def test_a_burst_of_messages_waits_for_the_rate_limited_queue(client: Client, settings, store) -> None:
+def _starts(history: History, activity_type: str) -> list[tuple[str, datetime, object]]:
+    """(task queue, start time, scheduled attributes) of each start of the activity type."""
+    scheduled = {e.event_id: e.activity_task_scheduled_event_attributes for e in history.events
+                 if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED}
+    found = []
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            started = event.activity_task_started_event_attributes
+            attrs = scheduled[started.scheduled_event_id]
+            if attrs.activity_type.name == activity_type:
+                assert 1 == started.attempt, f"{activity_type} needed attempt {started.attempt}: a burst must not fail"
+                found.append((attrs.task_queue.name, event.event_time.ToDatetime(), attrs))
+    return found
+
+
+async def test_a_burst_waits_for_the_rate_limited_queues(client: Client, settings, store) -> None:
     queue = f"test-limits-{uuid.uuid4().hex[:8]}"
     # Contact window open all day, so no message is deferred by the TCPA hours whatever the time of the test.
-    ours = settings.model_copy(update={"task_queue": queue, "messages_per_second": RATE,
+    ours = settings.model_copy(update={"task_queue": queue, "messages_per_second": MESSAGES_PER_SECOND,
+                                       "model_activities_per_second": MODEL_PER_SECOND,
                                        "contact_window_start_hour": 0, "contact_window_end_hour": 24})
     queues = ours.activity_queues()
-    assert f"{queue}-messages" == queues.messages and queues.model is None
+    assert (f"{queue}-model", f"{queue}-messages") == (queues.model, queues.messages)
     members = [make_member(store) for _ in range(RUNS)]
-    workers = [build_worker(client, ours, store, task_queue=queue), *rate_limited_workers(client, ours, store)]
-    assert [queue, f"{queue}-messages"] == [w.task_queue for w in workers]
-    async with workers[0], workers[1]:
+    workers = build_workers(client, ours, store)
+    assert [queue, f"{queue}-model", f"{queue}-messages"] == [w.task_queue for w in workers]
+    async with workers[0], workers[1], workers[2]:
         handles = await asyncio.gather(*(start_outreach(
             client, member_id=m.member_id, encounter_id=m.encounter_id, policy=ours.guardrail_policy(),
             task_queue=queue, salt=ours.pseudonym_salt.get_secret_value(), tool_attempts=1, queues=queues)
@@ -34,17 +59,52 @@ async def test_a_burst_of_messages_waits_for_the_rate_limited_queue(client: Clie
         results = await asyncio.wait_for(asyncio.gather(*(h.result() for h, _ in handles)), timeout=60)
 
     assert {"completed"} == {r.status for r in results}
-    started = []
-    for handle, _ in handles:
-        history = await handle.fetch_history()
-        scheduled = {e.event_id: e.activity_task_scheduled_event_attributes for e in history.events
-                     if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED}
-        for event in history.events:
-            if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-                attrs = scheduled[event.activity_task_started_event_attributes.scheduled_event_id]
-                if attrs.activity_type.name == "tools.send_outreach":
-                    assert f"{queue}-messages" == attrs.task_queue.name
-                    started.append(event.event_time.ToDatetime())
-    assert RUNS == len(started)
-    spread = (max(started) - min(started)).total_seconds()
-    assert spread >= (RUNS - 1) / RATE * 0.7, f"{RUNS} messages started within {spread:.2f}s at {RATE}/s"
+    histories = [await handle.fetch_history() for handle, _ in handles]
+    for activity_type, limited, rate in ((SEND_OUTREACH.name, queues.messages, MESSAGES_PER_SECOND),
+                                         (PLAN_OUTREACH.name, queues.model, MODEL_PER_SECOND)):
+        starts = [s for h in histories for s in _starts(h, activity_type)]
+        assert RUNS == len(starts), activity_type
+        assert {limited} == {task_queue for task_queue, _, _ in starts}
+        if activity_type == SEND_OUTREACH.name:
+            # No schedule-to-start (nor schedule-to-close) limit: a message waits in the queue as long as it must.
+            assert {0} == {attrs.schedule_to_start_timeout.ToSeconds() for _, _, attrs in starts}
+        else:
+            # The planner's only limit on waiting is its planning budget (2 h), then the offline rules plan.
+            assert all(attrs.schedule_to_start_timeout.ToSeconds() >= 7200 for _, _, attrs in starts)
+        times = [t for _, t, _ in starts]
+        spread = (max(times) - min(times)).total_seconds()
+        assert spread >= (RUNS - 1) / rate * SLACK, f"{RUNS} {activity_type} started within {spread:.2f}s at {rate}/s"
+
+
+class _RefusingModel:
+    """A model endpoint that refuses for good (a wrong key): the offline rules must plan instead."""
+
+    name = "model:refusing"
+
+    async def plan(self, data: PlannerInput) -> PlannerOutput:
+        raise ApplicationError("the endpoint refused the key", type=MODEL_ENDPOINT_ERROR, non_retryable=True)
+
+
+async def test_the_offline_fallback_plan_does_not_queue_behind_the_model_limit(client: Client, settings,
+                                                                                store) -> None:
+    queue = f"test-fallback-{uuid.uuid4().hex[:8]}"
+    ours = settings.model_copy(update={"task_queue": queue, "model_activities_per_second": 1.0})
+    queues = ours.activity_queues()
+    member = make_member(store)
+    workers = build_workers(client, ours, store, planner=_RefusingModel())
+    assert [queue, f"{queue}-model"] == [w.task_queue for w in workers]
+    async with workers[0], workers[1]:
+        handle, _ = await start_outreach(
+            client, member_id=member.member_id, encounter_id=member.encounter_id, policy=ours.guardrail_policy(),
+            task_queue=queue, salt=ours.pseudonym_salt.get_secret_value(), tool_attempts=1, queues=queues)
+        # The fallback's proposals all wait for a reviewer: the run parks awaiting approval.
+        status = await wait_for_status(handle, lambda s: s.status == "awaiting_approval", timeout=30)
+        await handle.terminate("test finished")
+    assert status.planner is not None and "offline" in status.planner
+    starts = _starts(await handle.fetch_history(), PLAN_OUTREACH.name)
+    assert [f"{queue}-model", queue] == [task_queue for task_queue, _, _ in starts]
+
+
+def test_no_cap_no_extra_queue(settings) -> None:
+    assert (None, None) == (settings.activity_queues().model, settings.activity_queues().messages)
+    assert [] == rate_limited_workers(None, settings, None)  # type: ignore[arg-type] - nothing is built
