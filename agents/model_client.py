@@ -41,11 +41,13 @@ from agents.deidentify import PhiLevel
 from agents.planner import MODEL_ENDPOINT_ERROR, ModelUsage
 from runtime.metrics import MODEL_ERRORS, MODEL_REQUESTS, MODEL_TOKENS
 
-__all__ = ["Answer", "Call", "ChatModel", "ModelConfig", "Tally", "endpoint_failure", "model_certainty",
+__all__ = ["CERTAINTY_WITHOUT_LOGPROBS", "Answer", "Call", "ChatModel", "ModelConfig", "Tally", "endpoint_failure", "model_certainty",
            "parse_answer", "repair_messages", "retry_after"]
 
 log = structlog.get_logger(__name__)
 
+CERTAINTY_WITHOUT_LOGPROBS = 0.85
+"""A call's certainty when the endpoint returns no log-probabilities for it (OpenAI returns none for tool calls)."""
 _MAX_RETRY_AFTER = timedelta(minutes=10)
 _SYNTAX_ONLY = set('{}[]:,"\' \n\t')
 _HINTS = {

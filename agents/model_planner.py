@@ -52,6 +52,7 @@ from agents.actions import ConfidenceSignal, ProposedAction
 from agents.deidentify import Deidentifier
 from agents.facts import RunFacts
 from agents.model_client import (
+    CERTAINTY_WITHOUT_LOGPROBS,
     Answer,
     Call,
     ChatModel,
@@ -82,7 +83,6 @@ __all__ = ["MODEL_ENDPOINT_ERROR", "ModelConfig", "OpenAIPlanner", "model_certai
 
 log = structlog.get_logger(__name__)
 
-CERTAINTY_WITHOUT_LOGPROBS = 0.85
 APPROVED_MESSAGES = {"post-discharge-check-in": CHECK_IN_MESSAGE}
 """Member-facing texts a human approved; a model-written text differing from these goes to review."""
 

@@ -35,6 +35,7 @@ from temporalio.exceptions import ApplicationError
 
 from agents.actions import ConfidenceSignal, ProposedAction
 from agents.model_client import (
+    CERTAINTY_WITHOUT_LOGPROBS,
     Answer,
     ChatModel,
     ModelConfig,
@@ -42,7 +43,6 @@ from agents.model_client import (
     model_certainty,
     repair_messages,
 )
-from agents.model_planner import CERTAINTY_WITHOUT_LOGPROBS
 from agents.planner import PlannerOutput
 from agents.prior_auth_planner import OfflineDeterminationRules, RecommendInput
 from agents.prior_auth_state import PriorAuthFacts

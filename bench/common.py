@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from temporalio.client import Client
+
 from runtime.settings import Settings
 from runtime.stack import Stack, running_stack
 from tests.net import free_port
 
-__all__ = ["scratch_stack"]
+__all__ = ["history_size", "scratch_stack"]
 
 
 @asynccontextmanager
@@ -27,3 +29,13 @@ async def scratch_stack() -> AsyncIterator[tuple[Settings, Stack]]:
             yield settings, stack
     finally:
         shutil.rmtree(state, ignore_errors=True)
+
+
+async def history_size(client: Client, workflow_ids: list[str]) -> tuple[float, float]:
+    """Mean events and bytes per history over these workflows."""
+    events = size = 0
+    for wid in workflow_ids:
+        history = await client.get_workflow_handle(wid).fetch_history()
+        events += len(history.events)
+        size += sum(e.ByteSize() for e in history.events)
+    return events / len(workflow_ids), size / len(workflow_ids)

@@ -23,20 +23,11 @@ from temporalio.client import Client
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.baseline import POLICY, BareInput, BareOutreachBaseline, bare_worker  # noqa: E402
-from bench.common import scratch_stack  # noqa: E402
+from bench.common import history_size, scratch_stack  # noqa: E402
 from runtime.logging import configure_logging  # noqa: E402
 from tests.fhir_factory import make_member  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows.outreach_client import start_outreach  # noqa: E402
-
-
-async def _history_size(client: Client, workflow_ids: list[str]) -> tuple[float, float]:
-    events = size = 0
-    for wid in workflow_ids:
-        history = await client.get_workflow_handle(wid).fetch_history()
-        events += len(history.events)
-        size += sum(e.ByteSize() for e in history.events)
-    return events / len(workflow_ids), size / len(workflow_ids)
 
 
 async def _measure(name: str, start_all, client: Client, runs: int) -> dict[str, float]:  # noqa: ANN001
@@ -44,7 +35,7 @@ async def _measure(name: str, start_all, client: Client, runs: int) -> dict[str,
     handles = await start_all()
     results = await asyncio.gather(*(h.result() for h in handles))
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    events, size = await _history_size(client, [h.id for h in handles[: min(50, runs)]])
+    events, size = await history_size(client, [h.id for h in handles[: min(50, runs)]])
     return {"name": name, "runs": len(results), "runs_per_s": runs / wall, "cpu_ms_per_run": 1000 * cpu / runs,
             "events_per_run": events, "history_bytes_per_run": size, "wall_s": wall}
 

@@ -38,7 +38,7 @@ from hl7.mllp import open_hl7_connection
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.baseline import BareInput, BareOutreachBaseline, bare_worker  # noqa: E402
-from bench.common import scratch_stack  # noqa: E402
+from bench.common import history_size, scratch_stack  # noqa: E402
 from feeds.adt_listener import serve_adt  # noqa: E402
 from runtime.logging import configure_logging  # noqa: E402
 from tests.feeds.hl7_messages import adt, frame  # noqa: E402
@@ -104,15 +104,6 @@ async def _wait_settled(client, queue: str, total: int, timeout: float) -> float
     return time.perf_counter() - began
 
 
-async def _history_size(client, workflow_ids: list[str]) -> tuple[float, float]:  # noqa: ANN001
-    events = size = 0
-    for wid in workflow_ids:
-        history = await client.get_workflow_handle(wid).fetch_history()
-        events += len(history.events)
-        size += sum(e.ByteSize() for e in history.events)
-    return events / len(workflow_ids), size / len(workflow_ids)
-
-
 async def _baseline(client, settings, store, count: int, streams: int) -> dict[str, float]:  # noqa: ANN001
     """The bare workflow: started from ``streams`` concurrent starters, as the listener's connections."""
     members = [make_member(store) for _ in range(count)]
@@ -132,7 +123,7 @@ async def _baseline(client, settings, store, count: int, streams: int) -> dict[s
         while await _count(client, f"TaskQueue = '{queue}' AND ExecutionStatus = 'Completed'") < count:
             await asyncio.sleep(0.5)
         settled = time.perf_counter() - began
-    events, size = await _history_size(client, [h.id for h in handles[:50]])
+    events, size = await history_size(client, [h.id for h in handles[:50]])
     return {"started_per_s": count / started, "settled_per_s": count / settled, "events": events, "bytes": size}
 
 
@@ -204,7 +195,7 @@ async def main(count: int, connections: int, timeout: float) -> None:
                 "SELECT count(*) FROM (SELECT member_id FROM resources WHERE resource_type = 'Task' AND "
                 "content LIKE '%tcm-interactive-contact%' AND member_id IN (SELECT id FROM bench_members) "
                 "GROUP BY member_id HAVING count(*) > 1)").fetchone()[0]
-        events, size = await _history_size(client, ids[:50])
+        events, size = await history_size(client, ids[:50])
         failed_runs = await _count(client, f"TaskQueue = '{queue}' AND ExecutionStatus = 'Failed'")
         unsettled = count - failed_runs - await _count(client, f"TaskQueue = '{queue}' AND CareloomStatus IN "
                                                  f"({', '.join(repr(s) for s in SETTLED)})")

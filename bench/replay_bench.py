@@ -100,7 +100,6 @@ def _two_processes(paths: list[Path]) -> tuple[float, float]:
 
 def main(count: int, repeat: int) -> None:
     from bench.baseline import BareOutreachBaseline
-
     from runtime.logging import configure_logging
 
     configure_logging("WARNING", "json")

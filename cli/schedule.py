@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -19,6 +20,16 @@ async def _client():
     from runtime.temporal_client import connect
 
     return await connect(settings())
+
+
+def _act(action: Callable[[Any], Awaitable[object]], done: str) -> None:
+    """Connect, do one thing to the schedule or a sweep, say it is done."""
+
+    async def go() -> None:
+        await action(await _client())
+        console.print(done)
+
+    run(go())
 
 
 @app.command("create")
@@ -117,11 +128,8 @@ def pause_sweep(workflow_id: Annotated[str, typer.Argument(help="The running swe
     """Pause a running sweep between pages (the page in flight finishes); `resume-sweep` restarts it."""
     from workflows.sweep import DischargeSweepWorkflow
 
-    async def go() -> None:
-        await (await _client()).get_workflow_handle(workflow_id).signal(DischargeSweepWorkflow.pause)
-        console.print(f"{workflow_id}: pausing after the page in flight")
-
-    run(go())
+    _act(lambda client: client.get_workflow_handle(workflow_id).signal(DischargeSweepWorkflow.pause),
+         f"{workflow_id}: pausing after the page in flight")
 
 
 @app.command("resume-sweep")
@@ -129,11 +137,8 @@ def resume_sweep(workflow_id: Annotated[str, typer.Argument(help="The paused swe
     """Resume a paused sweep."""
     from workflows.sweep import DischargeSweepWorkflow
 
-    async def go() -> None:
-        await (await _client()).get_workflow_handle(workflow_id).signal(DischargeSweepWorkflow.resume)
-        console.print(f"{workflow_id}: resumed")
-
-    run(go())
+    _act(lambda client: client.get_workflow_handle(workflow_id).signal(DischargeSweepWorkflow.resume),
+         f"{workflow_id}: resumed")
 
 
 @app.command("backfill")
@@ -175,11 +180,7 @@ def pause(note: Annotated[str, typer.Option(help="Why (kept on the schedule).")]
     """Stop starting sweeps on the cron (a running one goes on: `careloom schedule pause-sweep WF` pauses it)."""
     from feeds.schedule import pause_schedule
 
-    async def go() -> None:
-        await pause_schedule(await _client(), note)
-        console.print("paused")
-
-    run(go())
+    _act(lambda client: pause_schedule(client, note), "paused")
 
 
 @app.command("unpause")
@@ -187,11 +188,7 @@ def unpause(note: Annotated[str, typer.Option(help="Why.")] = "unpaused by an op
     """Start sweeps on the cron again."""
     from feeds.schedule import unpause_schedule
 
-    async def go() -> None:
-        await unpause_schedule(await _client(), note)
-        console.print("unpaused")
-
-    run(go())
+    _act(lambda client: unpause_schedule(client, note), "unpaused")
 
 
 @app.command("trigger")
@@ -199,11 +196,7 @@ def trigger() -> None:
     """Run a scheduled sweep now, from the watermark (skipped if one is running)."""
     from feeds.schedule import trigger_schedule
 
-    async def go() -> None:
-        await trigger_schedule(await _client())
-        console.print("triggered; see it with `careloom schedule show`")
-
-    run(go())
+    _act(trigger_schedule, "triggered; see it with `careloom schedule show`")
 
 
 @app.command("delete")
@@ -211,8 +204,4 @@ def delete() -> None:
     """Delete the schedule (running sweeps finish; outreach runs are not touched)."""
     from feeds.schedule import delete_schedule
 
-    async def go() -> None:
-        await delete_schedule(await _client())
-        console.print("deleted")
-
-    run(go())
+    _act(delete_schedule, "deleted")

@@ -195,7 +195,7 @@ class AdtListener:
         discharge = discharge_of(encounter, self.policy, self.settings.plan_time_zone)
         if discharge is None:
             return "AA", "not an inpatient discharge: no outreach run"
-        report = await start_discharges(self.client, self.settings, [discharge], trigger="adt")
+        report = await start_discharges(self.client, self.settings, [discharge], trigger="adt", policy=self.policy)
         if report.failed:
             raise _Unavailable("the outreach run could not be started")
         if report.tcm_missed:

@@ -105,15 +105,17 @@ class StartReport:
 
 async def start_discharges(client: Client, settings: Settings, found: Iterable[Discharge], *, trigger: Trigger,
                            concurrency: int | None = None, initiated_by: str = "system",
-                           now: datetime | None = None) -> StartReport:
+                           now: datetime | None = None, policy: GuardrailPolicy | None = None) -> StartReport:
     """Start (or find) the outreach run of each discharge, earliest TCM deadline first, ``concurrency`` at once.
 
     A failure to start one (the server refused it) is reported with the discharge and the others go on.
     The failure names the encounter id: it is for operators, not logs (log lines carry counts only).
+    ``policy``: the guardrail policy for the runs, when the caller holds one (a long-lived listener); else it
+    is built from settings (about 2.5 ms: the holiday calendar).
     """
     from workflows.outreach_client import start_outreach
 
-    policy = settings.guardrail_policy()
+    policy = policy or settings.guardrail_policy()
     salt = settings.pseudonym_salt.get_secret_value()
     report = StartReport()
     gate = asyncio.Semaphore(concurrency or settings.sweep_concurrency)

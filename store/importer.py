@@ -146,16 +146,21 @@ def _parse_line(raw: str, expected: str) -> dict[str, Any]:
     return validate_resource(resource)
 
 
+def _files(source: Path, pattern: str, *, folder_of: str, expected: str) -> list[Path]:
+    """``source`` itself, or the files matching ``pattern`` under it; ImportFailure naming what was expected."""
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise ImportFailure(f"{source} does not exist; pass a folder of {folder_of} or one file")
+    files = sorted(source.rglob(pattern))
+    if not files:
+        raise ImportFailure(f"{source} holds no {pattern} files; expected {expected}")
+    return files
+
+
 def import_ndjson(store: CareRecordStore, source: Path) -> ImportReport:
     """Import every ``*.ndjson`` under ``source`` (a folder or one file)."""
-    if source.is_file():
-        files = [source]
-    elif source.is_dir():
-        files = sorted(source.rglob("*.ndjson"))
-    else:
-        raise ImportFailure(f"{source} does not exist; pass a folder of <Type>.ndjson files or one file")
-    if not files:
-        raise ImportFailure(f"{source} holds no *.ndjson files; expected the FHIR Bulk Data layout")
+    files = _files(source, "*.ndjson", folder_of="<Type>.ndjson files", expected="the FHIR Bulk Data layout")
     report = ImportReport()
     seen: set[str] = set()
     for path in files:
@@ -195,15 +200,8 @@ _LOCAL_PREFIXES = ("urn:uuid:", "urn:oid:")
 
 def import_bundles(store: CareRecordStore, source: Path) -> ImportReport:
     """Import every ``*.json`` FHIR Bundle under ``source`` (a folder or one file), entry by entry."""
-    if source.is_file():
-        files = [source]
-    elif source.is_dir():
-        files = sorted(source.rglob("*.json"))
-    else:
-        raise ImportFailure(f"{source} does not exist; pass a folder of FHIR Bundle .json files or one file")
-    if not files:
-        raise ImportFailure(f"{source} holds no *.json files; expected FHIR Bundles (transaction, batch, "
-                            "collection or searchset), one per file")
+    files = _files(source, "*.json", folder_of="FHIR Bundle .json files",
+                   expected="FHIR Bundles (transaction, batch, collection or searchset), one per file")
     report = ImportReport()
     seen: set[str] = set()
     for path in files:

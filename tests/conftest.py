@@ -18,9 +18,9 @@ from temporalio.testing import WorkflowEnvironment
 from agents.planner import Planner
 from agents.prior_auth_planner import RecommenderActivity
 from guardrails.policy import GuardrailPolicy
+from runtime.plugin import CareloomPlugin
 from runtime.search_attributes import ALL_KEYS
 from runtime.settings import Settings
-from runtime.plugin import CareloomPlugin
 from runtime.temporal_server import temporal_binary
 from store.records import SqliteCareRecordStore
 from worker import build_worker
@@ -130,3 +130,31 @@ async def wait_for_status(
             pass
         await asyncio.sleep(0.2)
     raise AssertionError(f"status never matched within {timeout}s; last: {last}")
+
+
+SubmitPriorAuth = Callable[..., Awaitable[WorkflowHandle]]
+
+
+@pytest_asyncio.fixture
+async def submit(client: Client, task_queue: str, settings: Settings,
+                 store: SqliteCareRecordStore) -> AsyncIterator[SubmitPriorAuth]:
+    """Submit prior-authorization requests to this test's worker; runs still open at the end are terminated."""
+    from guardrails.prior_auth_policy import PriorAuthPolicy
+    from workflows.prior_auth_client import submit_prior_auth
+
+    started: list[WorkflowHandle] = []
+
+    async def go(request, *, policy: PriorAuthPolicy | None = None, received_at=None,  # noqa: ANN001
+                 tool_attempts: int = 1) -> WorkflowHandle:
+        handle, was_started, _ = await submit_prior_auth(
+            client, store, request.bundle, criteria=settings.criteria(), policy=policy or PriorAuthPolicy(),
+            task_queue=task_queue, salt=settings.pseudonym_salt.get_secret_value(), initiated_by="pa-intake",
+            tool_attempts=tool_attempts, received_at=received_at)
+        assert was_started
+        started.append(handle)
+        return handle
+
+    yield go
+    for handle in started:
+        with contextlib.suppress(RPCError):
+            await handle.terminate("test finished")

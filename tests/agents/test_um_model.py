@@ -4,32 +4,20 @@ reviewer, and an answer that cites nothing or invents a criterion is refused and
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 
 import pytest
-import pytest_asyncio
-from temporalio.client import Client, WorkflowHandle
-from temporalio.service import RPCError
 
-from agents.approvals import ApprovalDecision, PendingApproval
 from agents.model_client import ModelConfig
 from agents.prior_auth_model import ModelDeterminationRecommender
 from agents.prior_auth_planner import RecommenderActivity
-from guardrails.prior_auth_policy import PriorAuthPolicy
-from runtime.settings import Settings
-from store.records import SqliteCareRecordStore
-from tests.conftest import wait_for_status
 from tests.model_server import ScriptedModelServer, argue_for_denial, completion, error
 from tests.pas_factory import MRI_NOTES_MET, make_pas_request
+from tests.prior_auth_runs import decision, pending
 from workflows.outreach_client import decide
 from workflows.prior_auth import PriorAuthResult, PriorAuthWorkflow
-from workflows.prior_auth_client import submit_prior_auth
-
-Submit = Callable[..., Awaitable[WorkflowHandle]]
 
 
 @pytest.fixture
@@ -40,45 +28,13 @@ def recommender(model_server: ScriptedModelServer) -> RecommenderActivity:
     return RecommenderActivity(ModelDeterminationRecommender(dataclasses.replace(config)))
 
 
-@pytest_asyncio.fixture
-async def submit(client: Client, task_queue: str, settings: Settings,
-                 store: SqliteCareRecordStore) -> AsyncIterator[Submit]:
-    started: list[WorkflowHandle] = []
-
-    async def go(request, *, tool_attempts: int = 1) -> WorkflowHandle:
-        handle, was_started, _ = await submit_prior_auth(
-            client, store, request.bundle, criteria=settings.criteria(), policy=PriorAuthPolicy(),
-            task_queue=task_queue, salt=settings.pseudonym_salt.get_secret_value(), initiated_by="pa-intake",
-            tool_attempts=tool_attempts)
-        assert was_started
-        started.append(handle)
-        return handle
-
-    yield go
-    for handle in started:
-        with contextlib.suppress(RPCError):
-            await handle.terminate("test finished")
-
-
-async def _pending(handle: WorkflowHandle, **match) -> PendingApproval:
-    status = await wait_for_status(handle, lambda s: any(
-        all(getattr(p, k) == v for k, v in match.items()) for p in s.pending_approvals), timeout=30,
-        query=PriorAuthWorkflow.status)
-    return next(p for p in status.pending_approvals if all(getattr(p, k) == v for k, v in match.items()))
-
-
-def _decision(item: PendingApproval, *, approver: str, role: str) -> ApprovalDecision:
-    return ApprovalDecision(approval_id=item.approval_id, digest=item.digest, decision="approve",
-                            approver=approver, role=role)
-
-
 def _determination_calls(server: ScriptedModelServer) -> list[dict]:
     """The issue_determination arguments of every request's answer, as the server recorded the requests."""
     return [r for r in server.requests if any(t["function"]["name"] == "issue_determination" for t in r["tools"])]
 
 
 async def test_a_model_that_follows_the_rules_approves_alone_and_sees_no_phi(
-        submit: Submit, store, model_server: ScriptedModelServer) -> None:
+        submit, store, model_server: ScriptedModelServer) -> None:
     """Every criterion met: the model's approval is issued without a human; the model saw codes and counts only."""
     request = make_pas_request(store, notes=MRI_NOTES_MET)
     result: PriorAuthResult = await (await submit(request)).result()
@@ -93,36 +49,36 @@ async def test_a_model_that_follows_the_rules_approves_alone_and_sees_no_phi(
 
 
 async def test_a_model_arguing_for_denial_waits_for_an_md_and_a_second_reviewer(
-        client, submit: Submit, store, model_server: ScriptedModelServer) -> None:
+        client, submit, store, model_server: ScriptedModelServer) -> None:
     """The notes meet every criterion but the model recommends denial: an MD and a second reviewer decide,
     told why; nothing is written before both have signed."""
     model_server.script(argue_for_denial)
     request = make_pas_request(store, notes=MRI_NOTES_MET)
     handle = await submit(request)
-    item = await _pending(handle)
+    item = await pending(handle)
 
     assert ("deny", "md", True) == (item.arguments.outcome, item.required_role, item.dual_signoff)
     reasons = " | ".join(item.reasons)
     assert "which the notes document as met" in reasons
     assert "the model recommends deny where the offline rules recommend approve" in reasons
-    first = await decide(client, handle.id, _decision(item, approver="dr.rivera", role="md"))
+    first = await decide(client, handle.id, decision(item, approver="dr.rivera", role="md"))
     assert "awaiting_second_signoff" == first.outcome
     assert [] == store.find_for_member("ClaimResponse", request.member_id)
-    waiting = await _pending(handle, required_role="rn")
-    await decide(client, handle.id, _decision(waiting, approver="rn.kim", role="rn"))
+    waiting = await pending(handle, required_role="rn")
+    await decide(client, handle.id, decision(waiting, approver="rn.kim", role="rn"))
     result: PriorAuthResult = await handle.result()
 
     assert ("completed", "deny", "dr.rivera, rn.kim") == (result.status, result.determination, result.decided_by)
 
 
 async def test_a_denial_citing_no_criteria_is_refused_and_the_repair_goes_to_a_human(
-        submit: Submit, store, model_server: ScriptedModelServer) -> None:
+        submit, store, model_server: ScriptedModelServer) -> None:
     """First answer: deny with no criteria cited (refused, shown to the model); the repaired approval is not
     issued on its own: a reviewer checks it."""
     model_server.script(partial(argue_for_denial, cite=False))
     request = make_pas_request(store, notes=MRI_NOTES_MET)
     handle = await submit(request)
-    item = await _pending(handle)
+    item = await pending(handle)
 
     assert "approve" == item.arguments.outcome
     assert any("first answer was refused" in r and "criterion cited" in r for r in item.reasons), item.reasons
@@ -131,7 +87,7 @@ async def test_a_denial_citing_no_criteria_is_refused_and_the_repair_goes_to_a_h
 
 
 async def test_an_invented_criterion_twice_falls_back_to_the_rules_for_review(
-        submit: Submit, store, model_server: ScriptedModelServer) -> None:
+        submit, store, model_server: ScriptedModelServer) -> None:
     """A model that cites a criterion the medical policy does not have, twice: the offline rules' recommendation,
     flagged for a human with the reason."""
     lines = [{"sequence": 1, "code": "72148", "decision": "denied"}]
@@ -141,7 +97,7 @@ async def test_an_invented_criterion_twice_falls_back_to_the_rules_for_review(
     model_server.script(invented, invented)
     request = make_pas_request(store, notes=MRI_NOTES_MET)
     handle = await submit(request)
-    item = await _pending(handle)
+    item = await pending(handle)
 
     status = await handle.query(PriorAuthWorkflow.status)
     assert "model:scripted-model → offline-um-rules/1" == status.planner
@@ -150,12 +106,12 @@ async def test_an_invented_criterion_twice_falls_back_to_the_rules_for_review(
 
 
 async def test_a_model_that_stays_down_gives_the_rules_recommendation_for_review(
-        submit: Submit, store, model_server: ScriptedModelServer) -> None:
+        submit, store, model_server: ScriptedModelServer) -> None:
     """503 on every attempt the retry policy allows: no failed request, the rules recommend and a human reviews."""
     model_server.script(*(error(503, "overloaded") for _ in range(2)))
     request = make_pas_request(store, notes=MRI_NOTES_MET)
     handle = await submit(request, tool_attempts=2)
-    item = await _pending(handle)
+    item = await pending(handle)
 
     assert 2 == len(_determination_calls(model_server))
     assert any("could not recommend" in r and "503" in r for r in item.reasons), item.reasons

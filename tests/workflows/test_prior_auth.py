@@ -2,52 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import pytest_asyncio
-from temporalio.client import Client, WorkflowHandle
-from temporalio.service import RPCError
 
-from agents.approvals import ApprovalDecision, PendingApproval
 from guardrails.policy import QueueRule, SlaRule
 from guardrails.prior_auth_policy import PriorAuthPolicy
 from runtime.errors import DecisionRefused
-from runtime.settings import Settings
 from store.fhir_validation import validate_resource
 from store.records import SqliteCareRecordStore
-from tests.conftest import wait_for_status
-from tests.pas_factory import HOME_HEALTH_NOTES_MET, MRI_NOTES_AGAINST, MRI_NOTES_MISSING_THERAPY, make_pas_request
+from tests.pas_factory import (
+    HOME_HEALTH_NOTES_MET,
+    MRI_NOTES_AGAINST,
+    MRI_NOTES_MISSING_THERAPY,
+    make_pas_request,
+)
+from tests.prior_auth_runs import decision, pending
 from tools.determination import IssueDeterminationArgs, ItemDecision
 from tools.pas_request import PriorAuthRequestError
 from workflows.outreach_client import decide
-from workflows.prior_auth import PriorAuthResult, PriorAuthWorkflow
+from workflows.prior_auth import PriorAuthResult
 from workflows.prior_auth_client import submit_prior_auth
-
-Submit = Callable[..., Awaitable[WorkflowHandle]]
-
-
-@pytest_asyncio.fixture
-async def submit(client: Client, task_queue: str, settings: Settings,
-                 store: SqliteCareRecordStore) -> AsyncIterator[Submit]:
-    """Submit requests to this test's worker; runs still open at the end are terminated."""
-    started: list[WorkflowHandle] = []
-
-    async def go(request, *, policy: PriorAuthPolicy | None = None, received_at: datetime | None = None):
-        handle, was_started, _ = await submit_prior_auth(
-            client, store, request.bundle, criteria=settings.criteria(), policy=policy or PriorAuthPolicy(),
-            task_queue=task_queue, salt=settings.pseudonym_salt.get_secret_value(), initiated_by="pa-intake",
-            tool_attempts=1, received_at=received_at)
-        assert was_started
-        started.append(handle)
-        return handle
-
-    yield go
-    for handle in started:
-        with contextlib.suppress(RPCError):
-            await handle.terminate("test finished")
 
 
 def _stored(store: SqliteCareRecordStore, reference: str) -> dict:
@@ -58,19 +33,7 @@ def _stored(store: SqliteCareRecordStore, reference: str) -> dict:
     return resource
 
 
-async def _pending(handle: WorkflowHandle, **match) -> PendingApproval:
-    status = await wait_for_status(handle, lambda s: any(
-        all(getattr(p, k) == v for k, v in match.items()) for p in s.pending_approvals), timeout=30,
-        query=PriorAuthWorkflow.status)
-    return next(p for p in status.pending_approvals if all(getattr(p, k) == v for k, v in match.items()))
-
-
-def _decision(item: PendingApproval, decision: str = "approve", *, approver: str, role: str, **extra):
-    return ApprovalDecision(approval_id=item.approval_id, digest=item.digest, decision=decision, approver=approver,
-                            role=role, **extra)
-
-
-async def test_every_criterion_met_is_approved_without_a_human(submit: Submit, store) -> None:
+async def test_every_criterion_met_is_approved_without_a_human(submit, store) -> None:
     """A lumbar MRI whose notes document every criterion gets an approving ClaimResponse on its own."""
     request = make_pas_request(store)
     result: PriorAuthResult = await (await submit(request)).result()
@@ -84,18 +47,18 @@ async def test_every_criterion_met_is_approved_without_a_human(submit: Submit, s
     assert ["allow"] == [v.decision for v in result.verdicts]
 
 
-async def test_missing_documentation_is_pended_by_an_md(client, submit: Submit, store) -> None:
+async def test_missing_documentation_is_pended_by_an_md(client, submit, store) -> None:
     """Undocumented therapy duration: the pend (it delays care) waits for an MD, then asks the provider."""
     request = make_pas_request(store, notes=MRI_NOTES_MISSING_THERAPY)
     handle = await submit(request)
-    item = await _pending(handle)
+    item = await pending(handle)
     assert ("pend", "md", "um-medical-review", False) == (
         item.arguments.outcome, item.required_role, item.queue, item.dual_signoff)
     assert ["conservative-therapy-6-weeks"] == item.arguments.requested_documentation
 
     with pytest.raises(DecisionRefused, match="needs role md"):
-        await decide(client, handle.id, _decision(item, approver="rn.kim", role="rn"))
-    await decide(client, handle.id, _decision(item, approver="dr.rivera", role="md"))
+        await decide(client, handle.id, decision(item, approver="rn.kim", role="rn"))
+    await decide(client, handle.id, decision(item, approver="dr.rivera", role="md"))
     result: PriorAuthResult = await handle.result()
 
     assert ("completed", "pend", "dr.rivera") == (result.status, result.determination, result.decided_by)
@@ -113,24 +76,24 @@ def store_related(store, result: PriorAuthResult) -> list[str]:
     return [f"Task/{t['id']}" for t in tasks]
 
 
-async def test_a_denial_needs_an_md_and_a_second_reviewer(client, submit: Submit, store) -> None:
+async def test_a_denial_needs_an_md_and_a_second_reviewer(client, submit, store) -> None:
     """Notes against the criteria: a denial recommendation, issued only after an MD and a distinct second reviewer."""
     request = make_pas_request(store, notes=MRI_NOTES_AGAINST)
     handle = await submit(request)
-    item = await _pending(handle)
+    item = await pending(handle)
     assert ("deny", "md", True, "urgent") == (item.arguments.outcome, item.required_role, item.dual_signoff,
                                               item.priority)
     assert item.arguments.criteria_cited and item.arguments.reason_codes == ["criteria-not-met"]
     assert "prior_auth" == item.context.kind and not all(c.status == "met" for c in item.context.criteria)
 
     with pytest.raises(DecisionRefused, match="needs role md"):
-        await decide(client, handle.id, _decision(item, approver="rn.kim", role="rn"))
-    first = await decide(client, handle.id, _decision(item, approver="dr.rivera", role="md"))
+        await decide(client, handle.id, decision(item, approver="rn.kim", role="rn"))
+    first = await decide(client, handle.id, decision(item, approver="dr.rivera", role="md"))
     assert "awaiting_second_signoff" == first.outcome
-    waiting = await _pending(handle, required_role="rn")
+    waiting = await pending(handle, required_role="rn")
     with pytest.raises(DecisionRefused, match="second approver must be someone else"):
-        await decide(client, handle.id, _decision(waiting, approver="dr.rivera", role="md", reason="again"))
-    await decide(client, handle.id, _decision(waiting, approver="rn.kim", role="rn"))
+        await decide(client, handle.id, decision(waiting, approver="dr.rivera", role="md", reason="again"))
+    await decide(client, handle.id, decision(waiting, approver="rn.kim", role="rn"))
     result: PriorAuthResult = await handle.result()
 
     assert ("completed", "deny", "dr.rivera, rn.kim") == (result.status, result.determination, result.decided_by)
@@ -140,20 +103,20 @@ async def test_a_denial_needs_an_md_and_a_second_reviewer(client, submit: Submit
     assert ["criteria-not-met"] == reasons
 
 
-async def test_an_md_overturns_a_denial_recommendation(client, submit: Submit, store) -> None:
+async def test_an_md_overturns_a_denial_recommendation(client, submit, store) -> None:
     """The MD edits the recommendation to an approval; with the second sign-off the approval is issued."""
     request = make_pas_request(store, notes=MRI_NOTES_AGAINST)
     handle = await submit(request)
-    item = await _pending(handle)
+    item = await pending(handle)
     approve = IssueDeterminationArgs(
         outcome="approve", explanation="Overturned on physician review: red flags on examination.",
         items=[ItemDecision(sequence=i.sequence, code=i.code, decision="approved", approved_quantity=1)
                for i in item.arguments.items])
-    first = await decide(client, handle.id, _decision(item, "edit", approver="dr.rivera", role="md",
+    first = await decide(client, handle.id, decision(item, "edit", approver="dr.rivera", role="md",
                                                       arguments=approve))
     assert "awaiting_second_signoff" == first.outcome
-    waiting = await _pending(handle, required_role="rn")
-    await decide(client, handle.id, _decision(waiting, approver="rn.kim", role="rn"))
+    waiting = await pending(handle, required_role="rn")
+    await decide(client, handle.id, decision(waiting, approver="rn.kim", role="rn"))
     result: PriorAuthResult = await handle.result()
 
     assert ("completed", "approve") == (result.status, result.determination)
@@ -161,7 +124,7 @@ async def test_an_md_overturns_a_denial_recommendation(client, submit: Submit, s
     assert "complete" == _stored(store, result.claim_response)["outcome"]
 
 
-async def test_an_overdue_request_escalates_and_expires_to_a_human(submit: Submit, store) -> None:
+async def test_an_overdue_request_escalates_and_expires_to_a_human(submit, store) -> None:
     """Past its due time the request climbs the queue chain and expires; nothing is decided by the clock."""
     request = make_pas_request(store, notes=MRI_NOTES_AGAINST, priority="stat")
     quick = {name: QueueRule(role=rule.role, sla=SlaRule(clock="calendar", duration=timedelta(seconds=1)),
@@ -181,12 +144,12 @@ async def test_an_overdue_request_escalates_and_expires_to_a_human(submit: Submi
     assert not [r for r in store.find_for_member("ClaimResponse", request.member_id)]
 
 
-async def test_an_expedited_request_is_due_in_72_hours_and_clocks_stop_there(submit: Submit, store) -> None:
+async def test_an_expedited_request_is_due_in_72_hours_and_clocks_stop_there(submit, store) -> None:
     """Expedited: due 72 h after receipt, and no queue deadline runs past it."""
     received = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=60)
     request = make_pas_request(store, service_code="G0299", notes=HOME_HEALTH_NOTES_MET, priority="stat")
     handle = await submit(request, policy=PriorAuthPolicy(auto_approve=False), received_at=received)
-    item = await _pending(handle)
+    item = await pending(handle)
 
     assert (received + timedelta(hours=72), received + timedelta(hours=72)) == (
         item.context.decision_due, item.sla_deadline)
