@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel
 
+from agents.actions import ProposedAction
 from agents.approvals import PendingApproval
 from runtime.errors import ToolFailure
 from tools.registry import ToolSpec
@@ -30,6 +31,10 @@ class AgentRuntime(Protocol):
     async def call_tool(self, tool: ToolSpec, data: BaseModel) -> Any: ...
 
     def request_approvals(self, items: list[PendingApproval]) -> None: ...
+
+    def executed_automatically(self, action: ProposedAction) -> None:
+        """The action was executed with no human approval (the runtime may sample it for quality review)."""
+        ...
 
     def publish(self, state: Any, status: str) -> None: ...
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-
 from pydantic import BaseModel
 
 from agents.actions import ProposedAction
@@ -72,6 +71,8 @@ async def execute_ready(rt: AgentRuntime, records: list[ActionRecord], *, write_
         try:
             record.result = await rt.call_tool(*write_call(record))
             record.status = "executed"
+            if record.approved_by is None:  # allowed by the guardrails and run with no human: auditable
+                rt.executed_automatically(record.action)
         except ToolFailure as failure:
             if on_failure is not None:
                 on_failure(record, failure)

@@ -17,8 +17,10 @@ from cli import approvals as approvals_cli
 from cli import demo as demo_cli
 from cli import history as history_cli
 from cli import listen as listen_cli
+from cli import monitor as monitor_cli
 from cli import prior_auth as prior_auth_cli
 from cli import programs as programs_cli
+from cli import quality as quality_cli
 from cli import schedule as schedule_cli
 from cli.common import run, settings
 from cli.output import console, fail, print_json
@@ -38,6 +40,8 @@ app.add_typer(programs_cli.app, name="programs")
 app.add_typer(prior_auth_cli.app, name="um")
 app.add_typer(listen_cli.app, name="listen")
 app.add_typer(schedule_cli.app, name="schedule")
+app.add_typer(quality_cli.app, name="quality")
+app.add_typer(monitor_cli.app, name="monitor")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 

@@ -80,6 +80,15 @@ class ApprovalRouting(BaseModel):
     second_signoff_role: Role = "rn"
     business_time_zone: str = Field(default="America/New_York", description="Zone of the reviewers' hours.")
     business_day_start_hour: int = Field(default=8, ge=0, le=23)
+    # Default 0 here (settings default to 5 %): a run recorded before this field existed reads its policy back
+    # with no sampling, so its history replays exactly as it ran.
+    quality_sample_rate: float = Field(
+        default=0.0, ge=0.0, le=1.0,
+        description="Share of automatically executed actions (allowed by the guardrails, no human approval) "
+                    "sent to the retrospective quality-review queue; never blocks or delays the action. "
+                    "Selection is a deterministic hash of workflow id and action id.")
+    quality_review_queue: str = Field(default="quality-review", min_length=1,
+                                      description="Where sampled actions wait for a retrospective review.")
 
     @model_validator(mode="after")
     def _chains_are_sound(self) -> "ApprovalRouting":

@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     approval_routing_file: Path | None = Field(
         default=None, description="JSON file of approval queues, SLA clocks and escalation chains "
         "(guardrails.policy.ApprovalRouting); unset uses the built-in queues.")
+    quality_sample_rate: float = Field(
+        default=0.05, ge=0.0, le=1.0, description="Share of automatically executed actions sampled for a "
+        "retrospective human quality review (careloom quality list); 0 turns sampling off. Overrides the "
+        "routing file's value when set.")
     holiday_calendar: Literal["US", "none"] = Field(
         default="US", description="Non-business days for TCM clocks: US federal holidays, or none.")
 
@@ -261,8 +265,9 @@ class Settings(BaseSettings):
 
     def prior_auth_policy(self, today: date | None = None) -> PriorAuthPolicy:
         """The versioned prior-authorization policy with this deployment's settings."""
+        routing = PriorAuthPolicy().approvals.model_copy(update={"quality_sample_rate": self.quality_sample_rate})
         return PriorAuthPolicy(auto_approve=self.um_auto_approve, min_confidence=self.min_confidence,
-                               holidays=self.guardrail_policy(today).holidays)
+                               holidays=self.guardrail_policy(today).holidays, approvals=routing)
 
     def criteria(self) -> CriteriaSet:
         """The medical-policy criteria prior-authorization runs are triaged under."""
@@ -287,6 +292,8 @@ class Settings(BaseSettings):
             holiday_dates = tuple(sorted(holidays.US(years=range(year - 3, year + 2))))
         routing = (ApprovalRouting.model_validate_json(self.approval_routing_file.read_text())
                    if self.approval_routing_file else ApprovalRouting())
+        if "quality_sample_rate" in self.model_fields_set or "quality_sample_rate" not in routing.model_fields_set:
+            routing = routing.model_copy(update={"quality_sample_rate": self.quality_sample_rate})
         return GuardrailPolicy(
             approvals=routing,
             min_confidence=self.min_confidence,

@@ -2,8 +2,9 @@
 
 Temporal Cloud keeps closed histories at most 90 days; HIPAA documentation is
 kept 6 years. Every approval request, reminder, escalation, expiry, sign-off
-and decision is appended here (who, role, when, action digest, decision,
-reason, policy version). Each entry's hash covers the previous entry's hash,
+and decision is appended here (who, role, when, action kind, action digest,
+decision, reason, policy version), and so is every automatic execution sampled
+for the retrospective quality review and that review's finding. Each entry's hash covers the previous entry's hash,
 so :meth:`DecisionLedger.verify` detects an altered, removed or reordered
 entry. SQLite triggers refuse UPDATE and DELETE on the table.
 """
@@ -27,7 +28,9 @@ __all__ = ["GENESIS", "DecisionLedger", "LedgerActivities", "LedgerAppend", "Led
 GENESIS = "0" * 64
 
 LedgerEvent = Literal["requested", "reminded", "escalated", "expired", "reassigned", "signed_off", "approved",
-                      "rejected", "edited"]
+                      "rejected", "edited", "sampled", "quality_reviewed"]
+"""``sampled``: an action executed without a human, picked for the retrospective quality review (its
+``approval_id`` is the action id); ``quality_reviewed``: a reviewer's finding on a sampled action."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decision_ledger (
@@ -49,8 +52,12 @@ class LedgerEntry(BaseModel):
 
     event_id: str = Field(description="Unique per event (workflow id / sequence): retries append once.")
     workflow_id: str
-    approval_id: str
+    approval_id: str = Field(description="The approval item, e.g. a3-care-plan.1; for sampled and "
+                                         "quality_reviewed entries the action id, e.g. a1-tcm-task.")
     event: LedgerEvent
+    tool: str | None = Field(default=None, description="The action kind (send_outreach, create_task, "
+                             "draft_care_plan, issue_determination); None on entries written before it was "
+                             "recorded.")
     actor: str = Field(description="User id, or 'system' for clocks.")
     role: str | None = None
     at: datetime
@@ -85,7 +92,11 @@ class DecisionLedger(SqliteDatabase):
 
     def append(self, entries: list[LedgerEntry]) -> int:
         """Append entries in order; an event id already present is skipped. Returns how many were added."""
-        added = 0
+        return len(self.append_new(entries))
+
+    def append_new(self, entries: list[LedgerEntry]) -> list[LedgerEntry]:
+        """Append entries in order; an event id already present is skipped. Returns the entries added."""
+        added: list[LedgerEntry] = []
         with self._transaction() as conn:
             last = conn.execute("SELECT entry_hash FROM decision_ledger ORDER BY seq DESC LIMIT 1").fetchone()
             prev = last[0] if last else GENESIS
@@ -97,7 +108,7 @@ class DecisionLedger(SqliteDatabase):
                 conn.execute("INSERT INTO decision_ledger (event_id, body, prev_hash, entry_hash) VALUES (?,?,?,?)",
                              (entry.event_id, body, prev, digest))
                 prev = digest
-                added += 1
+                added.append(entry)
         return added
 
     def entries(self, workflow_id: str | None = None) -> list[LedgerEntry]:
@@ -133,4 +144,8 @@ class LedgerActivities:
 
     @activity.defn(name="ledger.append")
     def append(self, data: LedgerAppend) -> int:
-        return self._ledger.append(data.entries)
+        from runtime.metrics import count_quality_samples
+
+        added = self._ledger.append_new(data.entries)
+        count_quality_samples(added)  # only entries added now: a retried append counts nothing twice
+        return len(added)

@@ -209,6 +209,13 @@ class AgentRun:
                 "approval_id": item.approval_id, "tool": item.tool, "queue": item.queue,
                 "required_role": item.required_role, "digest": item.digest[:12]})
 
+    def executed_automatically(self, action: Any) -> None:
+        """Every program's automatic executions pass here: a deterministic share goes to quality review (the
+        ``sampled`` entry reaches the ledger with the step's other entries); the action is not held."""
+        if self._book.sample(workflow.info().workflow_id, action, workflow.now()):
+            workflow.logger.info("action sampled for quality review", extra={
+                "action_id": action.action_id, "tool": action.tool, "digest": action.digest[:12]})
+
     def publish(self, state: Any, status: str) -> None:
         self._state, self._status = state, status
         self._sync_search_attributes()

@@ -11,6 +11,7 @@ activity, and the rules are unit-tested without a server.
     next_wake_up()            the earliest reminder or SLA deadline
     take_decided()            final outcomes for the agent's next step
     take_ledger()             ledger entries not yet written
+    sample(workflow_id, action, now)  an action executed without a human, maybe picked for quality review
 
 Nothing here ever approves: a deadline escalates an item, and the end of the
 chain expires it (the action is never run).
@@ -18,11 +19,12 @@ chain expires it (the action is never run).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
-from agents.actions import action_digest
+from agents.actions import ProposedAction, action_digest
 from agents.approvals import (
     ApprovalDecision,
     DecisionResult,
@@ -31,12 +33,12 @@ from agents.approvals import (
     SignOff,
     decision_key,
 )
-from runtime.errors import DecisionRefused
 from guardrails.policy import ROLE_RANK, ApprovalRouting
 from guardrails.routing import clock_for
+from runtime.errors import DecisionRefused
 from store.ledger import LedgerEntry, LedgerEvent
 
-__all__ = ["ApprovalBook", "EditCheck", "RoutedPolicy"]
+__all__ = ["ApprovalBook", "EditCheck", "RoutedPolicy", "quality_sample_fraction", "quality_sampled"]
 
 
 class RoutedPolicy(Protocol):
@@ -50,6 +52,22 @@ class RoutedPolicy(Protocol):
 
     @property
     def holidays(self) -> object: ...
+
+    @property
+    def policy_id(self) -> str: ...
+
+
+def quality_sample_fraction(workflow_id: str, action_id: str) -> float:
+    """A stable number in [0, 1) for this action: the first 8 hex digits of sha256(workflow id/action id)."""
+    digest = hashlib.sha256(f"{workflow_id}/{action_id}".encode()).hexdigest()
+    return int(digest[:8], 16) / 16**8
+
+
+def quality_sampled(workflow_id: str, action_id: str, rate: float) -> bool:
+    """Whether an automatically executed action is picked for quality review at this rate.
+
+    A hash, not a random draw: replay picks the same actions, and so does anyone recomputing it later."""
+    return rate > 0 and quality_sample_fraction(workflow_id, action_id) < rate
 
 
 EditCheck = Callable[[ApprovalDecision, PendingApproval], None]
@@ -245,6 +263,20 @@ class ApprovalBook:
         outcomes, self._outcomes = self._outcomes, []
         return outcomes
 
+    def sample(self, workflow_id: str, action: ProposedAction, now: datetime) -> bool:
+        """An action ran without any human approval: maybe record it for retrospective quality review.
+
+        Never blocks or changes the action; the ledger's ``sampled`` entry is the review queue's item."""
+        routing = self._policy.approvals
+        if not quality_sampled(workflow_id, action.action_id, routing.quality_sample_rate):
+            return False
+        self._append(LedgerEntry(
+            event_id="", workflow_id=workflow_id, approval_id=action.action_id, event="sampled", actor="system",
+            at=now, digest=action.digest, queue=routing.quality_review_queue, tool=action.tool,
+            reason=f"quality sample: {routing.quality_sample_rate:.0%} of automatic executions",
+            policy_id=self._policy.policy_id))
+        return True
+
     def take_ledger(self) -> list[LedgerEntry]:
         """Ledger entries not yet handed to the ledger activity."""
         entries, self._ledger = self._ledger, []
@@ -252,8 +284,12 @@ class ApprovalBook:
 
     def _record(self, item: PendingApproval, event: LedgerEvent, actor: str, now: datetime, *,
                 role: str | None = None, reason: str | None = None, digest: str | None = None) -> None:
+        self._append(LedgerEntry(
+            event_id="", workflow_id=item.workflow_id, approval_id=item.approval_id, event=event, actor=actor,
+            role=role, at=now, digest=digest or item.digest, queue=item.queue, tool=item.tool, reason=reason,
+            policy_id=item.policy_id))
+
+    def _append(self, entry: LedgerEntry) -> None:
+        """Number the entry in the run's one ledger sequence (its event id) and keep it for the next flush."""
         self._ledger_seq += 1
-        self._ledger.append(LedgerEntry(
-            event_id=f"{item.workflow_id}/{self._ledger_seq}", workflow_id=item.workflow_id,
-            approval_id=item.approval_id, event=event, actor=actor, role=role, at=now,
-            digest=digest or item.digest, queue=item.queue, reason=reason, policy_id=item.policy_id))
+        self._ledger.append(entry.model_copy(update={"event_id": f"{entry.workflow_id}/{self._ledger_seq}"}))

@@ -79,16 +79,17 @@ def test_open_makes_items_pending_in_order() -> None:
 
 
 def test_open_records_a_requested_entry_per_item_with_increasing_event_ids() -> None:
-    """Each opened item gets a `requested` ledger entry from the system, ids `<workflow>/<seq>`."""
+    """Each opened item gets a `requested` ledger entry from the system naming its tool, ids `<workflow>/<seq>`."""
     first, second = coordination_task(), clinical_plan()
     book = book_with(first, second)
     expected = [
         LedgerEntry(event_id=f"{WORKFLOW_ID}/1", workflow_id=WORKFLOW_ID, approval_id="a2-task.1",
-                    event="requested", actor="system", role=None, at=MONDAY, digest=first.digest,
+                    event="requested", tool="create_task", actor="system", role=None, at=MONDAY, digest=first.digest,
                     queue="care-coordination", reason="confidence below policy minimum",
                     policy_id=POLICY.policy_id),
         LedgerEntry(event_id=f"{WORKFLOW_ID}/2", workflow_id=WORKFLOW_ID, approval_id="a3-care-plan.1",
-                    event="requested", actor="system", role=None, at=MONDAY, digest=second.digest,
+                    event="requested", tool="draft_care_plan", actor="system", role=None, at=MONDAY,
+                    digest=second.digest,
                     queue="clinical-review", reason="confidence below policy minimum",
                     policy_id=POLICY.policy_id),
     ]

@@ -1,0 +1,124 @@
+"""``careloom monitor report``: human overrides, SLA, clocks, quality findings and drift (evaluation/monitor.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cli.common import settings
+from cli.output import console, err_console, fail, print_json
+
+app = typer.Typer(help="Monitoring figures from the decision ledger and exported histories.", no_args_is_help=True)
+
+REPORT_FILE = "monitoring-report.html"
+
+
+def _records(folder: Path) -> list:
+    """Runs decoded from the exported histories in ``folder``; unreadable files are reported and skipped."""
+    from history.events import read_run
+    from history.files import HistoryFileError, history_files, load_history
+    from runtime.codec import PayloadKeyError
+    from runtime.temporal_client import codec_for
+
+    try:
+        files = history_files([folder])
+    except HistoryFileError as err:
+        fail(str(err), code=2)
+        return []
+    codec = codec_for(settings())
+    records = []
+    for path in files:
+        try:
+            records.append(read_run(load_history(path).history, codec))
+        except (HistoryFileError, ValueError, PayloadKeyError) as err:
+            err_console.print(f"[yellow]skipped {err}[/]")
+    return records
+
+
+@app.command()
+def report(
+    since: Annotated[str | None, typer.Option(help="Only items and runs from this date on (YYYY-MM-DD).")] = None,
+    histories: Annotated[Path | None, typer.Option(help="Folder of exported histories (`careloom history export`) "
+                                                        "for drift, fallbacks and model errors.")] = None,
+    baseline_weeks: Annotated[int, typer.Option(min=1, help="Weeks (the first ones with data) PSI compares "
+                                                            "against.")] = 1,
+    html: Annotated[Path | None, typer.Option(help=f"Write a self-contained {REPORT_FILE} into this folder.")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")] = False,
+) -> None:
+    """Approval, edit and reject rates, time to decision against SLA, escalations, expiries, quality findings;
+    with --histories also confidence and LACE drift (PSI per ISO week), planner fallbacks and model errors."""
+    from evaluation.monitor import monitor_report, render_html
+    from store.ledger import DecisionLedger
+
+    start: date | None = None
+    if since is not None:
+        try:
+            start = date.fromisoformat(since)
+        except ValueError:
+            fail(f"--since must be a date like 2026-01-31, not {since!r}", code=2)
+    if histories is not None and not histories.is_dir():
+        fail(f"--histories {histories} is not a folder; export histories into one with `careloom history export "
+             f"--out {histories} --query ...`", code=2)
+    cfg = settings()
+    records = _records(histories) if histories is not None else None
+    result = monitor_report(DecisionLedger(cfg.records_path).entries(), records, since=start,
+                            baseline_weeks=baseline_weeks, now=datetime.now(UTC))
+    written = None
+    if html is not None:
+        try:
+            html.mkdir(parents=True, exist_ok=True)
+            written = html / REPORT_FILE
+            written.write_text(render_html(result), encoding="utf-8")
+        except OSError as err:
+            fail(f"cannot write the HTML report into {html}: {err.strerror}; pass a writable folder", code=2)
+    if as_json:
+        print_json(result)
+        return
+    _print(result)
+    if written is not None:
+        console.print(f"HTML report: {written}", soft_wrap=True, highlight=False)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _print(result) -> None:  # noqa: ANN001
+    led = result.ledger
+    console.print(f"{led.entries} ledger entries: {led.requested} approval item(s), {led.decided} decided, "
+                  f"{led.pending} pending; {led.reminded} reminders, {led.escalated} escalations "
+                  f"({led.items_escalated} items), {led.expired} expiries", soft_wrap=True)
+    for title, lines in (("action kind", led.by_tool), ("approver role", led.by_role)):
+        table = Table(title=f"decisions per {title}")
+        for column in (title, "decided", "approved", "edited", "rejected"):
+            table.add_column(column)
+        for r in lines:
+            table.add_row(r.key, str(r.decided), _pct(r.approved_rate), _pct(r.edited_rate), _pct(r.rejected_rate))
+        console.print(table)
+    table = Table(title="time to decision against SLA")
+    for column in ("entry queue", "closed", "within SLA", "median hours"):
+        table.add_column(column)
+    for s in [*led.sla_by_queue, led.sla]:
+        table.add_row(s.queue, str(s.closed), _pct(s.within_sla_share),
+                      "-" if s.median_hours is None else f"{s.median_hours:.2f}")
+    console.print(table)
+    q = led.quality.total
+    console.print(f"quality sampling: {q.sampled} sampled, {q.reviewed} reviewed, {q.appropriate} appropriate, "
+                  f"{q.inappropriate} inappropriate; audited precision {_pct(q.precision)}", soft_wrap=True)
+    hist = result.histories
+    if hist is None:
+        return
+    console.print(f"{hist.runs} run(s) from histories: {hist.planned} planned, {hist.fallbacks} planner "
+                  f"fallback(s), {hist.model_errors} model error(s)", soft_wrap=True)
+    for drift in (hist.confidence, hist.lace):
+        table = Table(title=f"{drift.name} (baseline {', '.join(drift.baseline_weeks) or 'none'})")
+        for column in ("week", "n", "mean", "PSI", "reading"):
+            table.add_column(column)
+        for w in drift.weeks:
+            table.add_row(w.week, str(w.count), f"{w.mean:.3f}", "-" if w.psi is None else f"{w.psi:.4f}", w.level)
+        console.print(table)

@@ -1,0 +1,262 @@
+"""Synthetic FHIR R4 members and Da Vinci PAS request Bundles, shaped like clinosim's output.
+
+The evaluation suite's generators (``data.member`` and ``data.request`` in a scenario) and the tests' factories
+both build records here. Every builder is pure: the caller picks the ids (a tag) and the clock.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+__all__ = ["CPT", "HCPCS", "HOME_HEALTH_NOTES_MET", "MRI_NOTES_AGAINST", "MRI_NOTES_MET",
+           "MRI_NOTES_MISSING_THERAPY", "NOTES", "REVENUE", "SNF_NOTES_MET", "build_pas_bundle", "code_system",
+           "member_resources"]
+
+def _encounter(eid: str, member_id: str, klass: str, start: datetime, end: datetime | None,
+               admit_source: str | None = "emd", disposition: str | None = "home") -> dict[str, Any]:
+    enc: dict[str, Any] = {
+        "resourceType": "Encounter", "id": eid, "status": "finished" if end else "in-progress",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": klass},
+        "subject": {"reference": f"Patient/{member_id}"},
+        "priority": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActPriority",
+                                 "code": "UR" if klass == "IMP" else "EM"}]},
+        "period": {"start": start.isoformat().replace("+00:00", "Z")},
+    }
+    if end:
+        enc["period"]["end"] = end.isoformat().replace("+00:00", "Z")
+    hosp: dict[str, Any] = {}
+    if admit_source:
+        hosp["admitSource"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/admit-source",
+                                           "code": admit_source}]}
+    if disposition and end:
+        hosp["dischargeDisposition"] = {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/discharge-disposition", "code": disposition}]}
+    if hosp:
+        enc["hospitalization"] = hosp
+    return enc
+
+
+def member_resources(
+    tag: str,
+    *,
+    los_days: int = 2,
+    discharged_at: datetime | None = None,
+    still_admitted: bool = False,
+    codes: tuple[str, ...] = (),
+    ed_visits: int = 0,
+    state: str | None = "MA",
+    phone_use: str | None = "mobile",
+    email: bool = False,
+    opted_out: bool = False,
+    deceased: bool = False,
+    coverage_status: str = "active",
+    coverage_type: str = "Medicare Advantage (Part C)",
+    coverage_end: str = "2099-12-31",
+    admit_source: str | None = "emd",
+    sex: str = "female",
+    birth_date: date = date(1950, 5, 5),
+    language: str | None = None,
+) -> tuple[str, str, list[dict[str, Any]]]:
+    """(member id, index encounter id, resources): one member with an inpatient stay.
+
+    Defaults give LACE = L2 + A3 + C0 + E0 = 5 with no codes.
+    """
+    member_id, encounter_id = f"pt-test-{tag}", f"enc-test-{tag}"
+    discharged = discharged_at or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
+    admitted = discharged - timedelta(days=los_days)
+    patient: dict[str, Any] = {
+        "resourceType": "Patient", "id": member_id, "active": not deceased,
+        "name": [{"family": f"Canary{tag}", "given": ["Testy"]}], "gender": sex, "birthDate": birth_date.isoformat(),
+    }
+    if state:
+        patient["address"] = [{"use": "home", "line": ["1 Main St"], "city": "Worcester", "state": state}]
+    telecom = []
+    if phone_use:
+        telecom.append({"system": "phone", "value": "(508) 555-0100", "use": phone_use})
+    if email:
+        telecom.append({"system": "email", "value": f"member-{tag}@example.org", "use": "home"})
+    if telecom:
+        patient["telecom"] = telecom
+    if language:
+        patient["communication"] = [{"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": language}]},
+                                     "preferred": True}]
+    if deceased:
+        patient["deceasedDateTime"] = (discharged + timedelta(days=3)).isoformat()
+    resources: list[dict[str, Any]] = [patient]
+    resources.append({
+        "resourceType": "Coverage", "id": f"cov-test-{tag}", "status": coverage_status,
+        "beneficiary": {"reference": f"Patient/{member_id}"}, "payor": [{"reference": "Organization/payer-x"}],
+        "type": {"text": coverage_type}, "period": {"start": "2020-01-01", "end": coverage_end},
+    })
+    resources.append(_encounter(encounter_id, member_id, "IMP", admitted, None if still_admitted else discharged,
+                                admit_source=admit_source))
+    # The ED visit that led to the admission: part of the index visit, never counted.
+    resources.append(_encounter(f"enc-test-{tag}-ed", member_id, "EMER", admitted - timedelta(hours=3), admitted,
+                                admit_source="outp", disposition=None))
+    for n in range(ed_visits):
+        start = admitted - timedelta(days=20 * (n + 1))
+        resources.append(_encounter(f"enc-test-{tag}-ed{n}", member_id, "EMER", start, start + timedelta(hours=3),
+                                    admit_source="outp"))
+    for n, code in enumerate(codes):
+        resources.append({
+            "resourceType": "Condition", "id": f"cond-test-{tag}-{n}",
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                           "code": "active"}]},
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": code}]},
+            "subject": {"reference": f"Patient/{member_id}"},
+            "onsetDateTime": "2015-01-01", "recordedDate": (admitted - timedelta(days=30)).isoformat(),
+        })
+    if opted_out:
+        resources.append({
+            "resourceType": "Consent", "id": f"consent-test-{tag}", "status": "active",
+            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                                  "code": "patient-privacy"}]},
+            "category": [{"text": "outreach contact preference"}],
+            "patient": {"reference": f"Patient/{member_id}"},
+            "provision": {"type": "deny"},
+        })
+    return member_id, encounter_id, resources
+
+
+CPT = "http://www.ama-assn.org/go/cpt"
+HCPCS = "https://bluebutton.cms.gov/resources/codesystem/hcpcs"
+REVENUE = "https://www.nubc.org/CodeSystem/RevenueCodes"
+
+MRI_NOTES_MET = (
+    "Spine clinic progress note. Low back pain radiating to the left leg for 4 months. Completed 8 weeks of "
+    "physical therapy and NSAIDs; symptoms persist despite therapy.\n"
+    "Neurological examination: straight leg raise positive on the left at 40 degrees, diminished left ankle "
+    "reflex, 4/5 ankle dorsiflexion (motor weakness).\n"
+    "Assessment: left L5 radiculopathy. Plan: MRI lumbar spine without contrast before surgical referral.",
+)
+"""A lumbar MRI request meeting every criterion of the shipped policy."""
+
+MRI_NOTES_MISSING_THERAPY = (
+    "Back pain with left leg radiation for 3 months. Has tried physical therapy in the past; dates and "
+    "duration are not in our records.\n"
+    "Neurological examination: positive straight leg raise on the left. Assessment: left L5 radiculopathy.",
+)
+"""Neurological findings documented, the duration of conservative therapy not: a pend."""
+
+MRI_NOTES_AGAINST = (
+    "Acute low back pain for 10 days after lifting boxes. No radiculopathy. Denies bowel or bladder "
+    "dysfunction, no saddle anesthesia.\n"
+    "Neurological examination normal: strength 5/5 in both legs. Has not started physical therapy or NSAIDs. "
+    "Requests an MRI for reassurance.",
+)
+"""Evidence against: red flags denied, no conservative therapy yet."""
+
+HOME_HEALTH_NOTES_MET = (
+    "Face-to-face encounter on 2024-11-18 for wound dehiscence after a left below-knee amputation.\n"
+    "The patient is homebound: leaving home requires a considerable and taxing effort with a wheelchair "
+    "and two-person assist.\n"
+    "Needs skilled nursing visits for wound care and wound vac changes three times a week, and IV "
+    "antibiotics through a PICC line for 4 weeks.",
+)
+"""A home health request meeting every criterion."""
+
+SNF_NOTES_MET = (
+    "Admitted 2024-06-17 for repair of a left hip fracture; inpatient for 5 days, a qualifying inpatient stay.\n"
+    "Requires daily physical therapy and daily skilled nursing for wound care and anticoagulation monitoring.\n"
+    "Lives alone with no caregiver; this care cannot safely be provided at home.",
+)
+"""An SNF admission request meeting every criterion."""
+
+
+def code_system(code: str) -> str:
+    """The code system a service code belongs to, by its shape (CPT 5 digits, revenue 4, HCPCS letter+4)."""
+    if code.isdigit():
+        return CPT if len(code) == 5 else REVENUE
+    return HCPCS
+
+
+def _note(note_id: str, member_ref: str, text: str, written: str) -> dict[str, Any]:
+    return {
+        "resourceType": "DocumentReference", "id": note_id, "status": "current",
+        "type": {"coding": [{"system": "http://loinc.org", "code": "11506-3", "display": "Progress note"}]},
+        "subject": {"reference": member_ref}, "date": written,
+        "content": [{"attachment": {"contentType": "text/plain",
+                                    "data": base64.b64encode(text.encode()).decode()}}],
+    }
+
+
+def build_pas_bundle(
+    *,
+    patient: dict[str, Any],
+    coverage: dict[str, Any],
+    tag: str,
+    service_code: str = "72148",
+    extra_codes: tuple[str, ...] = (),
+    quantity: int = 1,
+    priority: str = "normal",
+    notes: tuple[str, ...] | list[str] = MRI_NOTES_MET,
+    claim_use: str = "preauthorization",
+    created: str = "2026-03-02T14:05:00-05:00",
+    serviced_date: str | None = "2026-03-09",
+    bundle_type: str = "collection",
+    with_service_request: bool = True,
+) -> dict[str, Any]:
+    """A PAS request Bundle: Claim first, then Patient, Coverage, Practitioner, ServiceRequest, notes."""
+    member_ref = f"Patient/{patient['id']}"
+    note_ids = [f"note-{tag}-{n}" for n in range(len(notes))]
+    items = []
+    for sequence, code in enumerate((service_code, *extra_codes), start=1):
+        item: dict[str, Any] = {"sequence": sequence,
+                                "productOrService": {"coding": [{"system": code_system(code), "code": code}]},
+                                "quantity": {"value": quantity}}
+        if serviced_date:
+            item["servicedDate"] = serviced_date
+        items.append(item)
+    institutional = service_code.isdigit() and len(service_code) == 4
+    claim: dict[str, Any] = {
+        "resourceType": "Claim", "id": f"claim-{tag}", "status": "active",
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type",
+                             "code": "institutional" if institutional else "professional"}]},
+        "use": claim_use, "patient": {"reference": member_ref}, "created": created,
+        "provider": {"reference": f"Practitioner/prac-{tag}"},
+        "priority": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/processpriority",
+                                 "code": priority}]},
+        "insurance": [{"sequence": 1, "focal": True, "coverage": {"reference": f"Coverage/{coverage['id']}"}}],
+        "supportingInfo": [
+            {"sequence": n, "category": {"coding": [{
+                "system": "http://hl7.org/fhir/us/davinci-pas/CodeSystem/PASSupportingInfoType",
+                "code": "additionalInformation"}]},
+             "valueReference": {"reference": f"DocumentReference/{note_id}"}}
+            for n, note_id in enumerate(note_ids, start=1)],
+        "item": items,
+    }
+    practitioner = {
+        "resourceType": "Practitioner", "id": f"prac-{tag}",
+        "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}],
+        "name": [{"family": "Okafor", "given": ["Ada"], "prefix": ["Dr."]}],
+    }
+    resources: list[dict[str, Any]] = [claim, patient, coverage, practitioner]
+    if with_service_request:
+        resources.append({
+            "resourceType": "ServiceRequest", "id": f"sr-{tag}", "status": "active", "intent": "order",
+            "code": {"coding": [{"system": code_system(service_code), "code": service_code}]},
+            "subject": {"reference": member_ref}, "requester": {"reference": f"Practitioner/prac-{tag}"},
+            "authoredOn": created,
+        })
+    instant = created if "T" in created else f"{created}T00:00:00Z"  # DocumentReference.date is an instant
+    resources += [_note(note_id, member_ref, text, instant) for note_id, text in zip(note_ids, notes, strict=True)]
+    return {
+        "resourceType": "Bundle", "id": f"pas-{tag}", "type": bundle_type,
+        "identifier": {"system": "urn:example:provider:pas-request", "value": tag},
+        "timestamp": instant,
+        "entry": [{"fullUrl": f"http://provider.example/fhir/{r['resourceType']}/{r['id']}", "resource": r}
+                  for r in resources],
+    }
+
+
+NOTES: dict[str, tuple[str, ...]] = {
+    "mri-met": MRI_NOTES_MET,
+    "mri-missing-therapy": MRI_NOTES_MISSING_THERAPY,
+    "mri-against": MRI_NOTES_AGAINST,
+    "home-health-met": HOME_HEALTH_NOTES_MET,
+    "snf-met": SNF_NOTES_MET,
+    "none": (),
+}
+"""The clinical notes a generated request can carry, by name (scenario ``data.request.notes``)."""
