@@ -18,7 +18,7 @@ app = typer.Typer(help="Export, replay and audit workflow histories; test a guar
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 
-def _records(files: list[Path]) -> list:
+def decoded_runs(files: list[Path]) -> list:
     """Decoded runs of exported files (decrypted with the configured keys); unreadable files are reported and skipped."""
     from history.events import read_run
     from history.files import HistoryFileError, load_history
@@ -208,7 +208,7 @@ def what_if(
     except HistoryFileError as err:
         fail(str(err), code=2)
         return
-    report = evaluate(_records(files), candidate, chosen)
+    report = evaluate(decoded_runs(files), candidate, chosen)
     if as_json:
         print_json(report)
         return
@@ -242,7 +242,7 @@ def usage(
     except HistoryFileError as err:
         fail(str(err), code=2)
         return
-    report = usage_report(_records(files))
+    report = usage_report(decoded_runs(files))
     if as_json:
         print_json({**report.model_dump(), "estimated_cost_usd": report.estimated_cost_usd,
                     "lines": [{**line.model_dump(), "tokens_per_run": round(line.tokens_per_run, 1)}

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from cli.common import settings
-from cli.output import console, err_console, fail, print_json
+from cli.output import console, fail, print_json
 
 app = typer.Typer(help="Monitoring figures from the decision ledger and exported histories.", no_args_is_help=True)
 
@@ -18,25 +18,16 @@ REPORT_FILE = "monitoring-report.html"
 
 
 def _records(folder: Path) -> list:
-    """Runs decoded from the exported histories in ``folder``; unreadable files are reported and skipped."""
-    from history.events import read_run
-    from history.files import HistoryFileError, history_files, load_history
-    from runtime.codec import PayloadKeyError
-    from runtime.temporal_client import codec_for
+    """Runs decoded from the exported histories in ``folder`` (``careloom history`` reads them the same way)."""
+    from cli.history import decoded_runs
+    from history.files import HistoryFileError, history_files
 
     try:
         files = history_files([folder])
     except HistoryFileError as err:
         fail(str(err), code=2)
         return []
-    codec = codec_for(settings())
-    records = []
-    for path in files:
-        try:
-            records.append(read_run(load_history(path).history, codec))
-        except (HistoryFileError, ValueError, PayloadKeyError) as err:
-            err_console.print(f"[yellow]skipped {err}[/]")
-    return records
+    return decoded_runs(files)
 
 
 @app.command()

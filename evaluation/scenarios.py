@@ -12,7 +12,9 @@ naming the file and the field, and the other cases still run.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -24,17 +26,31 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from evaluation.scripted_model import BEHAVIOURS
 from evaluation.synthetic import NOTES
 from guardrails.policy import Role
-from tools.registry import WRITE_TOOLS
+from tools.registry import ALL_TOOLS
 
 __all__ = ["ACTION_KINDS", "FORMAT", "Case", "Expectation", "SkippedCase", "Suite", "load_suite"]
 
 FORMAT = "careloom-scenario/1"
-ACTION_KINDS: frozenset[str] = frozenset(t.name for t in WRITE_TOOLS)
+ACTION_KINDS: frozenset[str] = frozenset(t.tag for t in ALL_TOOLS if t.kind == "write")
 """The action kinds an expectation may name: the write tools."""
 
 Verdict = Literal["must_require_approval", "must_block", "must_defer", "may_auto"]
 ReviewDecision = Literal["approve", "edit", "reject"]
 PROGRAM_NAMES = ("post-discharge-outreach", "prior-auth-triage")
+
+
+def _one_of(value: str, allowed: Iterable[str], what: str) -> str:
+    """``value`` if it is one of ``allowed``; else a ValueError that lists them."""
+    if value not in allowed:
+        raise ValueError(f"unknown {what} {value!r}; use one of {', '.join(sorted(allowed))}")
+    return value
+
+
+def _known_kinds(value: Any) -> Any:  # noqa: ANN401 - a mapping keyed by action kind, before validation
+    if isinstance(value, dict):
+        for kind in sorted(value):
+            _one_of(kind, ACTION_KINDS, "action kind")
+    return value
 
 
 class _Strict(BaseModel):
@@ -101,9 +117,7 @@ class RequestSpec(_Strict):
     @field_validator("notes")
     @classmethod
     def _known_notes(cls, value: str) -> str:
-        if value not in NOTES:
-            raise ValueError(f"unknown notes {value!r}; use one of {', '.join(sorted(NOTES))}")
-        return value
+        return _one_of(value, NOTES, "notes")
 
 
 class DataSpec(_Strict):
@@ -129,9 +143,7 @@ class ModelSpec(_Strict):
     @field_validator("reply")
     @classmethod
     def _known_reply(cls, value: str) -> str:
-        if value not in BEHAVIOURS:
-            raise ValueError(f"unknown model reply {value!r}; use one of {', '.join(sorted(BEHAVIOURS))}")
-        return value
+        return _one_of(value, BEHAVIOURS, "model reply")
 
 
 class Expectation(_Strict):
@@ -184,12 +196,8 @@ class ExpectSpec(_Strict):
     @field_validator("actions", mode="before")
     @classmethod
     def _shorthand(cls, value: Any) -> Any:  # noqa: ANN401
-        if not isinstance(value, dict):
-            return value
-        unknown = sorted(set(value) - ACTION_KINDS)
-        if unknown:
-            raise ValueError(f"unknown action kind {unknown[0]!r}; use one of {', '.join(sorted(ACTION_KINDS))}")
-        return {k: _expectation(v) for k, v in value.items()}
+        _known_kinds(value)
+        return {k: _expectation(v) for k, v in value.items()} if isinstance(value, dict) else value
 
 
 class Case(_Strict):
@@ -209,11 +217,7 @@ class Case(_Strict):
     @field_validator("review", mode="before")
     @classmethod
     def _known_review_kinds(cls, value: Any) -> Any:  # noqa: ANN401
-        if isinstance(value, dict):
-            unknown = sorted(set(value) - ACTION_KINDS)
-            if unknown:
-                raise ValueError(f"unknown action kind {unknown[0]!r}; use one of {', '.join(sorted(ACTION_KINDS))}")
-        return value
+        return _known_kinds(value)
 
     @model_validator(mode="after")
     def _program_data(self) -> "Case":
@@ -238,8 +242,6 @@ class Suite(BaseModel):
 
     @property
     def digest(self) -> str:
-        import hashlib
-
         text = json.dumps([c.model_dump(mode="json") for c in self.cases], sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

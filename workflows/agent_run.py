@@ -27,6 +27,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from agents.actions import ProposedAction
     from agents.approvals import (
         ApprovalDecision,
         DecisionResult,
@@ -209,7 +210,7 @@ class AgentRun:
                 "approval_id": item.approval_id, "tool": item.tool, "queue": item.queue,
                 "required_role": item.required_role, "digest": item.digest[:12]})
 
-    def executed_automatically(self, action: Any) -> None:
+    def executed_automatically(self, action: ProposedAction) -> None:
         """Every program's automatic executions pass here: a deterministic share goes to quality review (the
         ``sampled`` entry reaches the ledger with the step's other entries); the action is not held."""
         if self._book.sample(workflow.info().workflow_id, action, workflow.now()):
