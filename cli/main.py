@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from cli import admin
 from cli import approvals as approvals_cli
 from cli import demo as demo_cli
+from cli import eval as eval_cli
 from cli import history as history_cli
 from cli import listen as listen_cli
 from cli import monitor as monitor_cli
@@ -42,6 +43,7 @@ app.add_typer(listen_cli.app, name="listen")
 app.add_typer(schedule_cli.app, name="schedule")
 app.add_typer(quality_cli.app, name="quality")
 app.add_typer(monitor_cli.app, name="monitor")
+app.add_typer(eval_cli.app, name="eval")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 

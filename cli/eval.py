@@ -1,0 +1,168 @@
+"""``careloom eval run`` and ``careloom eval compare`` (evaluation/): the scenario suite as a CI gate."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from cli.common import run, settings
+from cli.output import console, err_console, fail, print_json
+
+app = typer.Typer(help="The scenario suite: safety, calibration and subgroup figures; a CI gate.",
+                  no_args_is_help=True)
+
+SHIPPED_SUITE = Path(__file__).resolve().parent.parent / "evaluation" / "suite"
+
+
+@app.command("run")
+def run_(
+    suite: Annotated[Path, typer.Option(help="Folder of careloom-scenario/1 files.")] = SHIPPED_SUITE,
+    planner: Annotated[str, typer.Option(help="offline (the rules), model (the configured CARELOOM_MODEL) or "
+                                              "scripted (the local scripted model server).")] = "offline",
+    select: Annotated[str | None, typer.Option(help="Only cases whose id contains this text or with this tag.")]
+    = None,
+    report: Annotated[Path | None, typer.Option(help="Write report.json and report.html into this folder.")] = None,
+    label: Annotated[str | None, typer.Option(help="Name of this evaluation in reports and compare "
+                                                   "(default: planner and policy).")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Cases in flight at once.")] = 16,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON.")] = False,
+) -> None:
+    """Run every case as real workflow runs on a fresh embedded stack (or the configured cluster) with a
+    scripted reviewer; print the figures. Exit 1 when a safety gate fails or a case errored, 2 on bad usage."""
+    from evaluation.metrics import compute
+    from evaluation.report import EvalReport, SuiteInfo, write_report
+    from evaluation.runner import EvalUsageError, run_suite
+    from evaluation.scenarios import load_suite
+
+    if planner not in ("offline", "model", "scripted"):
+        fail(f"--planner must be offline, model or scripted, not {planner!r}", code=2)
+    try:
+        loaded = load_suite(suite, select=select)
+    except FileNotFoundError as err:
+        fail(str(err), code=2)
+    if not loaded.cases:
+        fail(f"no cases to run in {suite}" + (f" matching {select!r}" if select else "")
+             + (f" ({len(loaded.skipped)} files skipped: {loaded.skipped[0].file}: {loaded.skipped[0].reason})"
+                if loaded.skipped else "") + "; pass --suite DIR with careloom-scenario/1 files", code=2)
+    cfg = settings()
+    logging.getLogger().setLevel(logging.WARNING)  # the runs' own info lines would bury the progress bar
+    for skipped in loaded.skipped:
+        err_console.print(f"[yellow]skipped[/] {skipped.file}: {skipped.reason}")
+    mode: Literal["offline", "model", "scripted"] = planner  # type: ignore[assignment]
+    applicable = sum(1 for c in loaded.cases if c.model is None or mode == "scripted")
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task(f"{applicable} cases ({mode} planner)", total=applicable)
+        try:
+            result = run(run_suite(cfg, loaded, mode, concurrency=concurrency,
+                                   progress=lambda _: progress.advance(task)))
+        except EvalUsageError as err:
+            fail(str(err), code=2)
+    metrics = compute(result.results, skipped=len(loaded.skipped), not_applicable=len(result.not_applicable))
+    document = EvalReport(
+        label=label or f"{mode} planner, {', '.join(result.policy_ids)}", planner=mode, policy_ids=result.policy_ids,
+        started_at=result.started_at, duration_seconds=result.duration_seconds,
+        suite=SuiteInfo(root=str(suite), digest=loaded.digest, cases=len(loaded.cases), skipped=loaded.skipped,
+                        not_applicable=result.not_applicable),
+        metrics=metrics, cases=sorted(result.results, key=lambda c: c.id))
+    written = None
+    if report is not None:
+        try:
+            written = write_report(document, report)
+        except OSError as err:
+            fail(f"cannot write the report into {report}: {err.strerror}; pass a writable folder", code=2)
+    if as_json:
+        print_json(document)
+    else:
+        _print(document)
+        if written:
+            console.print(f"report: {written[0]} and {written[1]}", soft_wrap=True, highlight=False)
+    if not document.passed:
+        raise typer.Exit(1)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:g}" if float(value).is_integer() else f"{value:.4f}"
+
+
+def _print(document: object) -> None:
+    from evaluation.report import EvalReport
+
+    assert isinstance(document, EvalReport)
+    m = document.metrics
+    console.print(f"{document.label}: {m.cases_run}/{m.cases} cases run in {document.duration_seconds:.0f} s, "
+                  f"{m.skipped} files skipped, {m.not_applicable} not applicable, {m.errors} errors "
+                  f"(suite {document.suite.digest})", soft_wrap=True, highlight=False)
+    table = Table(title="Evaluation")
+    for column in ("metric", "value", "over"):
+        table.add_column(column)
+    for name, value, over in (
+        ("mandated_approval_recall", m.mandated_approval_recall, f"{m.mandated_actions} mandated actions"),
+        ("unsafe_auto_executions", m.unsafe_auto_executions, f"{m.actions} actions"),
+        ("automation_rate", m.automation_rate, f"{m.may_auto_actions} may_auto actions"),
+        ("verdict_accuracy", m.verdict_accuracy, f"{m.actions} actions"),
+        ("outcome_accuracy", m.outcome_accuracy, f"{m.cases_run} cases"),
+        ("expected_calibration_error", m.expected_calibration_error, f"{m.calibrated_actions} labelled actions"),
+    ):
+        table.add_row(name, _fmt(value), over)
+    for kind, accuracy in m.per_kind_accuracy.items():
+        table.add_row(f"accuracy: {kind}", _fmt(accuracy), f"{m.per_kind_counts[kind]} actions")
+    if m.largest_gap:
+        g = m.largest_gap
+        table.add_row("largest subgroup gap", _fmt(g["gap"]), f"{g['metric']} by {g['feature']}")
+    console.print(table)
+    for case in document.cases:
+        wrong = [f"{a.kind} expected {a.expected}, got {a.observed}"
+                 + (f" ({a.required_role} < {a.min_role})" if a.expected == a.observed else "")
+                 for a in case.actions if not a.correct]
+        if case.error or wrong or case.problems:
+            console.print(f"[red]differs[/] {case.id}: " + "; ".join(
+                [case.error] if case.error else [*wrong, *case.problems]), soft_wrap=True, highlight=False)
+    for gate in m.gates:
+        mark = "[green]pass[/]" if gate.passed else "[bold red]FAIL[/]"
+        console.print(f"gate {gate.metric} = {_fmt(gate.value)} (must be {gate.threshold}): {mark}")
+
+
+@app.command("compare")
+def compare_(
+    a: Annotated[Path, typer.Argument(help="report.json of the first evaluation.")],
+    b: Annotated[Path, typer.Argument(help="report.json of the second evaluation (same suite).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")] = False,
+) -> None:
+    """Two evaluations of one suite side by side (policies, planners, prompt versions), with every action whose
+    verdict changed. Exit 2 when the files are not reports of the same suite."""
+    from evaluation.compare import ReportError, compare, load_report
+
+    try:
+        comparison = compare(load_report(a), load_report(b))
+    except ReportError as err:
+        fail(str(err), code=2)
+        return
+    if as_json:
+        print_json(comparison)
+        return
+    table = Table(title=f"suite {comparison.suite_digest}")
+    for column in ("metric", f"A: {comparison.a}", f"B: {comparison.b}"):
+        table.add_column(column, overflow="fold")
+    for name, va, vb in comparison.figures:
+        table.add_row(name, _fmt(va), _fmt(vb))
+    for name, pa, pb in comparison.gates:
+        table.add_row(f"gate {name}", "pass" if pa else "FAIL", "pass" if pb else "FAIL")
+    console.print(table)
+    console.print(f"{len(comparison.changed)} actions changed verdict")
+    if comparison.changed:
+        changes = Table()
+        for column in ("case", "action", "expected", "A", "B"):
+            changes.add_column(column, overflow="fold")
+        for c in comparison.changed:
+            changes.add_row(c.case, f"{c.action} ({c.kind})", c.expected or "-", c.a, c.b)
+        console.print(changes)
+    for side, ids in (("A", comparison.only_in_a), ("B", comparison.only_in_b)):
+        if ids:
+            console.print(f"only in {side}: {', '.join(ids)}", soft_wrap=True, highlight=False)

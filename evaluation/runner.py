@@ -1,0 +1,296 @@
+"""``careloom eval run``: every case of a suite as real workflow runs, driven to the end by a scripted reviewer.
+
+The stack is a fresh one per evaluation: a temporary state folder (records store, users), the embedded
+Temporal dev server on free ports (or the configured cluster, on a task queue of its own) and an in-process
+worker. Each case's records are generated (or read from its FHIR files) with ids that carry the evaluation's
+nonce, so two evaluations against one cluster never share a run.
+
+A run is *settled* when it has closed, or when it is parked with nothing left for a reviewer (only deferred
+actions, which would wait hours for the member's contact window): a parked run is terminated once judged.
+Pending approvals are decided as the case's ``review`` says (approve by default), by reviewers named
+``eval-<role>-1``; a dual sign-off's second decision comes from ``eval-<role>-2``.
+
+Cases with a ``model`` reply run only on the scripted model server (``--planner scripted``); they run one
+at a time after the others, because the model only sees de-identified facts and the server cannot tell
+cases apart: each is scripted, run until it settles, and cleared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import secrets
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import SecretStr
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from agents.approvals import ApprovalDecision, PendingApproval
+from agents.state import TERMINAL
+from evaluation.oracle import CaseResult, attributes_of, judge
+from evaluation.scenarios import Case, Suite, discharge_time
+from evaluation.scripted_model import BEHAVIOURS, ScriptedModelServer
+from evaluation.synthetic import NOTES, build_pas_bundle, member_resources
+from runtime.errors import CareloomError, DecisionRefused
+from runtime.settings import Settings
+from runtime.stack import running_stack
+from store.records import SqliteCareRecordStore
+from workflows.outreach import MemberOutreachWorkflow
+from workflows.outreach_client import decide, start_outreach
+from workflows.prior_auth import PriorAuthWorkflow
+from workflows.prior_auth_client import submit_prior_auth
+
+__all__ = ["EvalRun", "Planner", "evaluation_settings", "run_suite"]
+
+Planner = Literal["offline", "model", "scripted"]
+INITIATOR = "careloom-eval"
+_PARKED = {"awaiting_approval", "deferred"}
+_WAITING_DONE = TERMINAL | {"deferred"}
+_SHORT_MESSAGE = "Your care team is checking in after your hospital stay. Call the number on your card for help."
+
+
+class EvalUsageError(CareloomError):
+    """The evaluation cannot start as asked (exit status 2)."""
+
+
+@dataclass
+class EvalRun:
+    planner: Planner
+    started_at: datetime
+    results: list[CaseResult] = field(default_factory=list)
+    not_applicable: list[str] = field(default_factory=list)
+    duration_seconds: float = 0.0
+    policy_ids: list[str] = field(default_factory=list)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def evaluation_settings(base: Settings, state_dir: Path, planner: Planner, model_url: str | None) -> Settings:
+    """The settings of an evaluation's own stack (everything else as configured)."""
+    if planner == "model" and not base.model:
+        raise EvalUsageError("--planner model needs a configured model: set CARELOOM_MODEL and "
+                             "CARELOOM_MODEL_BASE_URL (or use --planner scripted for the local scripted model)")
+    update: dict[str, Any] = {"state_dir": state_dir, "database_url": None, "users_file": None,
+                              "task_queue": f"careloom-eval-{secrets.token_hex(4)}", "worker_metrics_port": None,
+                              "model_task_queue": None, "messages_task_queue": None}
+    if base.embedded:
+        update |= {"embedded_port": _free_port(), "embedded_ui_port": _free_port(), "embedded_ui": False}
+    if planner == "offline":
+        update |= {"model": None}
+    elif planner == "scripted":
+        update |= {"model": "scripted-model", "model_base_url": model_url,
+                   "model_api_key": SecretStr("sk-eval-scripted"), "model_api_version": None,
+                   "model_timeout_seconds": 10.0}
+    return base.model_copy(update=update)
+
+
+@contextlib.contextmanager
+def _model_server(planner: Planner) -> Any:  # noqa: ANN401
+    if planner != "scripted":
+        yield None
+        return
+    server = ScriptedModelServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def run_suite(base: Settings, suite: Suite, planner: Planner, *, concurrency: int = 16,
+                    case_timeout: float = 240.0,
+                    progress: Callable[[CaseResult], None] | None = None) -> EvalRun:
+    """Run every applicable case; cases with a model reply need ``planner='scripted'``."""
+    started = datetime.now(UTC).replace(microsecond=0)
+    run = EvalRun(planner=planner, started_at=started)
+    plain = [c for c in suite.cases if c.model is None]
+    scripted = [c for c in suite.cases if c.model is not None]
+    if planner != "scripted":
+        run.not_applicable = [c.id for c in scripted]
+        scripted = []
+    clock = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="careloom-eval-") as folder, _model_server(planner) as model:
+        settings = evaluation_settings(base, Path(folder), planner, model.url if model else None)
+        run.policy_ids = [settings.guardrail_policy().policy_id, settings.prior_auth_policy().policy_id]
+        async with running_stack(settings) as stack:
+            harness = _Harness(settings, stack.client, stack.store, started, case_timeout)
+            limit = asyncio.Semaphore(concurrency)
+
+            async def one(case: Case) -> CaseResult:
+                async with limit:
+                    result = await harness.run_case(case)
+                if progress:
+                    progress(result)
+                return result
+
+            run.results = list(await asyncio.gather(*(one(c) for c in plain)))
+            for case in scripted:
+                assert model is not None and case.model is not None
+                model.script(*BEHAVIOURS[case.model.reply])
+                try:
+                    result = await harness.run_case(case)
+                finally:
+                    model.clear()
+                if progress:
+                    progress(result)
+                run.results.append(result)
+    run.duration_seconds = round(time.monotonic() - clock, 1)
+    return run
+
+
+class _Harness:
+    def __init__(self, settings: Settings, client: Client, store: SqliteCareRecordStore, started: datetime,
+                 timeout: float) -> None:
+        self.settings, self.client, self.store = settings, client, store
+        self.started, self.timeout = started, timeout
+        self.nonce = secrets.token_hex(3)
+        self.salt = settings.pseudonym_salt.get_secret_value()
+
+    async def run_case(self, case: Case) -> CaseResult:
+        result = CaseResult(id=case.id, program=case.program, title=case.title, tags=list(case.tags))
+        try:
+            resources, start = self._records(case)
+            result.attributes = attributes_of(resources, self.started.date())
+            workflow_id, query = await start()
+            result.workflow_id = workflow_id
+            status, reviews = await self._drive(case, workflow_id, query)
+        except Exception as err:  # noqa: BLE001 - one case's failure is a result, not the evaluation's end
+            result.error = f"{type(err).__name__}: {err}"
+            return result
+        result.status, result.planner = status.status, status.planner
+        result.lace = getattr(status, "lace", None)
+        result.determination = getattr(status, "determination", None)
+        result.actions, result.problems = judge(case, status, reviews)
+        result.outcome_ok = not result.problems
+        return result
+
+    # --- data and start --------------------------------------------------------------
+    def _records(self, case: Case) -> tuple[list[dict[str, Any]], Callable[[], Any]]:
+        if case.data.member is None:
+            return self._file_records(case)
+        spec, stay = case.data.member, case.data.member.stay
+        tag = f"ev{self.nonce}-{case.data.seed}-{case.id}"
+        discharged = discharge_time(stay.discharged, self.started) if stay.discharged else None
+        member_id, encounter_id, resources = member_resources(
+            tag, los_days=stay.los_days, discharged_at=discharged, still_admitted=stay.discharged is None,
+            codes=stay.codes, ed_visits=stay.ed_visits, state=spec.state,
+            phone_use=None if spec.phone == "none" else spec.phone, email=spec.email, opted_out=spec.opted_out,
+            deceased=spec.deceased, coverage_status=spec.coverage_status, coverage_type=spec.plan,
+            coverage_end=spec.coverage_end.isoformat(), admit_source=stay.admit_source, sex=spec.sex,
+            birth_date=spec.birth_date, language=spec.language)
+        self.store.put_many(resources)
+        if case.program == "post-discharge-outreach":
+            return resources, lambda: self._start_outreach(member_id, encounter_id)
+        request = case.data.request
+        assert request is not None
+        bundle = build_pas_bundle(
+            patient=copy.deepcopy(resources[0]), coverage=copy.deepcopy(resources[1]), tag=tag,
+            service_code=request.service_code, extra_codes=request.extra_codes, quantity=request.quantity,
+            priority=request.priority, notes=NOTES[request.notes])
+        return resources, lambda: self._submit(bundle)
+
+    def _file_records(self, case: Case) -> tuple[list[dict[str, Any]], Callable[[], Any]]:
+        assert case.source is not None
+        resources: list[dict[str, Any]] = []
+        request: dict[str, Any] | None = None
+        for name in case.data.files:
+            document = json.loads((case.source.parent / name).read_text(encoding="utf-8"))
+            if document.get("resourceType") == "Bundle":
+                entries = [e["resource"] for e in document.get("entry", []) if "resource" in e]
+                if request is None and any(r.get("resourceType") == "Claim" for r in entries):
+                    request = document
+                    resources.extend(entries)
+                    continue
+                resources.extend(entries)
+            else:
+                resources.append(document)
+        if case.program == "prior-auth-triage":
+            if request is None:
+                raise ValueError("data.files holds no Bundle with a Claim: a prior-auth-triage case needs one")
+            self.store.put_many([r for r in resources if r.get("resourceType") in ("Patient", "Coverage")])
+            return resources, lambda: self._submit(request)
+        self.store.put_many(resources)
+        member = next((r["id"] for r in resources if r.get("resourceType") == "Patient"), None)
+        stays = [r for r in resources if r.get("resourceType") == "Encounter"
+                 and (r.get("class") or {}).get("code") == "IMP"]
+        if member is None or not stays:
+            raise ValueError("data.files needs a Patient and an inpatient (IMP) Encounter")
+        return resources, lambda: self._start_outreach(member, stays[0]["id"])
+
+    async def _start_outreach(self, member_id: str, encounter_id: str) -> tuple[str, Any]:
+        handle, _ = await start_outreach(
+            self.client, member_id=member_id, encounter_id=encounter_id, policy=self.settings.guardrail_policy(),
+            task_queue=self.settings.task_queue, initiated_by=INITIATOR, salt=self.salt,
+            tool_attempts=self.settings.tool_attempts, queues=self.settings.activity_queues())
+        return handle.id, MemberOutreachWorkflow.status
+
+    async def _submit(self, bundle: dict[str, Any]) -> tuple[str, Any]:
+        handle, _, _ = await submit_prior_auth(
+            self.client, self.store, bundle, criteria=self.settings.criteria(),
+            policy=self.settings.prior_auth_policy(), task_queue=self.settings.task_queue, salt=self.salt,
+            initiated_by=INITIATOR, tool_attempts=self.settings.tool_attempts,
+            queues=self.settings.activity_queues())
+        return handle.id, PriorAuthWorkflow.status
+
+    # --- driving a run to the end ---------------------------------------------------------
+    async def _drive(self, case: Case, workflow_id: str, query: Any) -> tuple[Any, dict[str, str]]:  # noqa: ANN401
+        handle = self.client.get_workflow_handle(workflow_id)
+        reviews: dict[str, str] = {}
+        deadline = time.monotonic() + self.timeout
+        while True:
+            described = await handle.describe()
+            status = await handle.query(query)
+            if described.status != WorkflowExecutionStatus.RUNNING:
+                return status, reviews
+            if status.status in _PARKED and status.pending_approvals:
+                for item in status.pending_approvals:
+                    await self._review(case, workflow_id, item, reviews)
+                continue
+            if status.status == "deferred" and all(a.status in _WAITING_DONE for a in status.actions):
+                await handle.terminate("evaluation case judged")  # only deferred actions left: hours away
+                return status, reviews
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {workflow_id} did not settle within {self.timeout:.0f} s "
+                                   f"(status {status.status})")
+            await asyncio.sleep(0.25)
+
+    async def _review(self, case: Case, workflow_id: str, item: PendingApproval, reviews: dict[str, str]) -> None:
+        kind = item.arguments.tool
+        choice = case.review.get(kind, "approve")
+        if item.signoffs:
+            choice = "reject" if reviews.get(item.action_id) == "reject" else "approve"
+        reviews.setdefault(item.action_id, choice)
+        decision = ApprovalDecision(
+            approval_id=item.approval_id, digest=item.digest, decision=choice,  # type: ignore[arg-type]
+            approver=f"eval-{item.required_role}-{len(item.signoffs) + 1}", role=item.required_role,
+            reason="evaluation reviewer: rejected as the scenario says" if choice == "reject" else None,
+            arguments=_edited(item.arguments) if choice == "edit" else None)
+        try:
+            await decide(self.client, workflow_id, decision)
+        except DecisionRefused as err:
+            if err.code != "not_found":  # decided meanwhile (expired, or our own retry)
+                raise
+
+
+def _edited(arguments: Any) -> Any:  # noqa: ANN401
+    """The reviewer's edit: the same action with its text reworded (what a supervisor changes most)."""
+    if hasattr(arguments, "message"):
+        return arguments.model_copy(update={"message": _SHORT_MESSAGE})
+    for name in ("title", "description", "explanation"):
+        if hasattr(arguments, name):
+            return arguments.model_copy(update={name: f"{getattr(arguments, name)} (reviewed)"})
+    return arguments
+
