@@ -186,7 +186,7 @@ class _Harness:
         discharged = discharge_time(stay.discharged, self.started) if stay.discharged else None
         member_id, encounter_id, resources = member_resources(
             tag, los_days=stay.los_days, discharged_at=discharged, still_admitted=stay.discharged is None,
-            codes=stay.codes, ed_visits=stay.ed_visits, state=spec.state,
+            codes=stay.codes, ed_visits=stay.ed_visits, state=spec.state, priority=stay.priority,
             phone_use=None if spec.phone == "none" else spec.phone, email=spec.email, opted_out=spec.opted_out,
             deceased=spec.deceased, coverage_status=spec.coverage_status, coverage_type=spec.plan,
             coverage_end=spec.coverage_end.isoformat(), admit_source=stay.admit_source, sex=spec.sex,

@@ -65,6 +65,9 @@ class StaySpec(_Strict):
     codes: tuple[str, ...] = Field(default=(), description="ICD-10-CM codes of active conditions (Charlson).")
     ed_visits: int = Field(default=0, ge=0, le=20, description="ED visits in the 6 months before.")
     admit_source: str | None = Field(default="emd", description="emd: admitted through the ED (acuity 3).")
+    priority: str | None = Field(default="UR", description=(
+        "Encounter.priority (v3-ActPriority): UR or EM are acute; null with admit_source null leaves the "
+        "admission's acuity unrecorded, so LACE cannot be scored."))
 
     @field_validator("discharged")
     @classmethod

@@ -15,15 +15,17 @@ __all__ = ["CPT", "HCPCS", "HOME_HEALTH_NOTES_MET", "MRI_NOTES_AGAINST", "MRI_NO
            "member_resources"]
 
 def _encounter(eid: str, member_id: str, klass: str, start: datetime, end: datetime | None,
-               admit_source: str | None = "emd", disposition: str | None = "home") -> dict[str, Any]:
+               admit_source: str | None = "emd", disposition: str | None = "home",
+               priority: str | None = "") -> dict[str, Any]:
     enc: dict[str, Any] = {
         "resourceType": "Encounter", "id": eid, "status": "finished" if end else "in-progress",
         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": klass},
         "subject": {"reference": f"Patient/{member_id}"},
-        "priority": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActPriority",
-                                 "code": "UR" if klass == "IMP" else "EM"}]},
         "period": {"start": start.isoformat().replace("+00:00", "Z")},
     }
+    code = ("UR" if klass == "IMP" else "EM") if priority == "" else priority
+    if code:
+        enc["priority"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActPriority", "code": code}]}
     if end:
         enc["period"]["end"] = end.isoformat().replace("+00:00", "Z")
     hosp: dict[str, Any] = {}
@@ -55,13 +57,15 @@ def member_resources(
     coverage_type: str = "Medicare Advantage (Part C)",
     coverage_end: str = "2099-12-31",
     admit_source: str | None = "emd",
+    priority: str | None = "UR",
     sex: str = "female",
     birth_date: date = date(1950, 5, 5),
     language: str | None = None,
 ) -> tuple[str, str, list[dict[str, Any]]]:
     """(member id, index encounter id, resources): one member with an inpatient stay.
 
-    Defaults give LACE = L2 + A3 + C0 + E0 = 5 with no codes.
+    Defaults give LACE = L2 + A3 + C0 + E0 = 5 with no codes. ``priority`` is the stay's Encounter.priority
+    (v3-ActPriority); with ``admit_source`` None too, the admission's acuity is unrecorded (LACE not scorable).
     """
     member_id, encounter_id = f"pt-test-{tag}", f"enc-test-{tag}"
     discharged = discharged_at or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
@@ -91,7 +95,7 @@ def member_resources(
         "type": {"text": coverage_type}, "period": {"start": "2020-01-01", "end": coverage_end},
     })
     resources.append(_encounter(encounter_id, member_id, "IMP", admitted, None if still_admitted else discharged,
-                                admit_source=admit_source))
+                                admit_source=admit_source, priority=priority))
     # The ED visit that led to the admission: part of the index visit, never counted.
     resources.append(_encounter(f"enc-test-{tag}-ed", member_id, "EMER", admitted - timedelta(hours=3), admitted,
                                 admit_source="outp", disposition=None))
