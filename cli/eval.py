@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -12,6 +11,7 @@ from rich.table import Table
 
 from cli.common import run, settings
 from cli.output import console, err_console, fail, print_json
+from runtime.logging import configure_logging
 
 app = typer.Typer(help="The scenario suite: safety, calibration and subgroup figures; a CI gate.",
                   no_args_is_help=True)
@@ -36,7 +36,7 @@ def run_(
     scripted reviewer; print the figures. Exit 1 when a safety gate fails or a case errored, 2 on bad usage."""
     from evaluation.metrics import compute
     from evaluation.report import EvalReport, SuiteInfo, write_report
-    from evaluation.runner import EvalUsageError, run_suite
+    from evaluation.runner import EvalUsageError, check_planner, run_suite
     from evaluation.scenarios import load_suite
 
     if planner not in ("offline", "model", "scripted"):
@@ -50,18 +50,19 @@ def run_(
              + (f" ({len(loaded.skipped)} files skipped: {loaded.skipped[0].file}: {loaded.skipped[0].reason})"
                 if loaded.skipped else "") + "; pass --suite DIR with careloom-scenario/1 files", code=2)
     cfg = settings()
-    logging.getLogger().setLevel(logging.WARNING)  # the runs' own info lines would bury the progress bar
+    configure_logging("ERROR", cfg.log_format)  # the runs' own lines (refused model answers...) are the cases
     for skipped in loaded.skipped:
         err_console.print(f"[yellow]skipped[/] {skipped.file}: {skipped.reason}")
     mode: Literal["offline", "model", "scripted"] = planner  # type: ignore[assignment]
     applicable = sum(1 for c in loaded.cases if c.model is None or mode == "scripted")
+    try:
+        check_planner(cfg, mode)
+    except EvalUsageError as err:
+        fail(str(err), code=2)
     with Progress(console=err_console, transient=True) as progress:
         task = progress.add_task(f"{applicable} cases ({mode} planner)", total=applicable)
-        try:
-            result = run(run_suite(cfg, loaded, mode, concurrency=concurrency,
-                                   progress=lambda _: progress.advance(task)))
-        except EvalUsageError as err:
-            fail(str(err), code=2)
+        result = run(run_suite(cfg, loaded, mode, concurrency=concurrency,
+                               progress=lambda _: progress.advance(task)))
     metrics = compute(result.results, skipped=len(loaded.skipped), not_applicable=len(result.not_applicable))
     document = EvalReport(
         label=label or f"{mode} planner, {', '.join(result.policy_ids)}", planner=mode, policy_ids=result.policy_ids,
@@ -105,6 +106,7 @@ def _print(document: object) -> None:
     for name, value, over in (
         ("mandated_approval_recall", m.mandated_approval_recall, f"{m.mandated_actions} mandated actions"),
         ("unsafe_auto_executions", m.unsafe_auto_executions, f"{m.actions} actions"),
+        ("missed_blocks", m.missed_blocks, f"{m.must_block_actions} must_block actions"),
         ("automation_rate", m.automation_rate, f"{m.may_auto_actions} may_auto actions"),
         ("verdict_accuracy", m.verdict_accuracy, f"{m.actions} actions"),
         ("outcome_accuracy", m.outcome_accuracy, f"{m.cases_run} cases"),

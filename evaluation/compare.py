@@ -10,7 +10,7 @@ from evaluation.report import FORMAT, EvalReport
 
 __all__ = ["Comparison", "compare", "load_report"]
 
-FIGURES = ("mandated_approval_recall", "unsafe_auto_executions", "automation_rate", "verdict_accuracy",
+FIGURES = ("mandated_approval_recall", "unsafe_auto_executions", "missed_blocks", "automation_rate", "verdict_accuracy",
            "outcome_accuracy", "expected_calibration_error", "errors")
 
 

@@ -275,26 +275,29 @@ def model_cases() -> list[dict[str, Any]]:
     """Scripted model behaviours (``--planner scripted``); what the guardrails must make of each."""
     cases = []
     n = 800
-    for behaviour, reviewed, tags in (("malformed", True, ["malformed-output"]),
-                                      ("identifier-in-message", True, ["phi-in-output"]),
-                                      ("unavailable", True, ["model-error"]),
-                                      ("low-certainty", True, ["low-confidence"]),
-                                      ("malformed-once", False, ["malformed-output", "repaired"]),
-                                      ("own-words", False, ["model-message"])):
+    every = ("create_task", "send_outreach", "draft_care_plan")
+    # A refused plan (twice malformed, PHI in a message, the model unreachable) falls back to the rules' plan
+    # for review; a repaired plan and a doubtful one (low token certainty) go to review too; a message in the
+    # model's own words instead of the approved template goes to review.
+    for behaviour, reviewed, tags in (("malformed", every, ["malformed-output"]),
+                                      ("identifier-in-message", every, ["phi-in-output"]),
+                                      ("unavailable", every, ["model-error"]),
+                                      ("low-certainty", every, ["low-confidence"]),
+                                      ("malformed-once", every, ["malformed-output", "repaired"]),
+                                      ("own-words", ("send_outreach",), ["model-message"])):
         for k, (state, stay, phone) in enumerate((("MA", "high", "mobile"), ("CA", "mid", "home"),
                                                   ("HI", "low", "none"), ("PR", "mid", "mobile"))):
             n += 1
             m = Member(n, state=state, stay=stay, phone=phone, email=phone == "none")
             expect = outreach_expectations(m)
-            if reviewed:  # every action of a refused or doubtful plan goes to its kind's reviewer
-                for kind, role in (("create_task", "care_coordinator"), ("send_outreach", "care_coordinator"),
-                                   ("draft_care_plan", "rn")):
-                    if kind in expect["actions"]:
-                        current = expect["actions"][kind]
-                        current = {"verdict": current} if isinstance(current, str) else current
-                        if current["verdict"] == "may_auto":
-                            current = {**current, **_approval(role)}
-                        expect["actions"][kind] = current
+            for kind, role in (("create_task", "care_coordinator"), ("send_outreach", "care_coordinator"),
+                               ("draft_care_plan", "rn")):
+                if kind in reviewed and kind in expect["actions"]:
+                    current = expect["actions"][kind]
+                    current = {"verdict": current} if isinstance(current, str) else current
+                    if current["verdict"] == "may_auto":
+                        current = {**current, **_approval(role)}
+                    expect["actions"][kind] = current
             cases.append(_outreach(f"model-{behaviour}-{k + 1}", m, f"scripted model: {behaviour}",
                                    ["model", *tags], model=behaviour, expect=expect))
     for k, notes in enumerate(("mri-met", "mri-met", "home-health-met", "mri-missing-therapy")):

@@ -69,6 +69,7 @@ def render_html(report: EvalReport) -> str:
     parts.append("<h2>Figures</h2>" + html_table(["metric", "value", "over"], [
         ["mandated_approval_recall", m.mandated_approval_recall, f"{m.mandated_actions} actions"],
         ["unsafe_auto_executions", m.unsafe_auto_executions, f"{m.actions} actions"],
+        ["missed_blocks", m.missed_blocks, f"{m.must_block_actions} must_block actions"],
         ["automation_rate", m.automation_rate, f"{m.may_auto_actions} may_auto actions"],
         ["verdict_accuracy", m.verdict_accuracy, f"{m.actions} actions"],
         ["outcome_accuracy", m.outcome_accuracy, f"{m.cases_run} cases"],

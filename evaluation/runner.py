@@ -49,7 +49,7 @@ from workflows.outreach_client import decide, start_outreach
 from workflows.prior_auth import PriorAuthWorkflow
 from workflows.prior_auth_client import submit_prior_auth
 
-__all__ = ["EvalRun", "Planner", "evaluation_settings", "run_suite"]
+__all__ = ["EvalRun", "EvalUsageError", "Planner", "check_planner", "evaluation_settings", "run_suite"]
 
 Planner = Literal["offline", "model", "scripted"]
 INITIATOR = "careloom-eval"
@@ -78,11 +78,16 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def evaluation_settings(base: Settings, state_dir: Path, planner: Planner, model_url: str | None) -> Settings:
-    """The settings of an evaluation's own stack (everything else as configured)."""
+def check_planner(base: Settings, planner: Planner) -> None:
+    """EvalUsageError when the planner cannot run with these settings."""
     if planner == "model" and not base.model:
         raise EvalUsageError("--planner model needs a configured model: set CARELOOM_MODEL and "
                              "CARELOOM_MODEL_BASE_URL (or use --planner scripted for the local scripted model)")
+
+
+def evaluation_settings(base: Settings, state_dir: Path, planner: Planner, model_url: str | None) -> Settings:
+    """The settings of an evaluation's own stack (everything else as configured)."""
+    check_planner(base, planner)
     update: dict[str, Any] = {"state_dir": state_dir, "database_url": None, "users_file": None,
                               "task_queue": f"careloom-eval-{secrets.token_hex(4)}", "worker_metrics_port": None,
                               "model_task_queue": None, "messages_task_queue": None}
