@@ -150,7 +150,8 @@ def compare_(
         print_json(comparison)
         return
     table = Table(title=f"suite {comparison.suite_digest}")
-    for column in ("metric", f"A: {comparison.a}", f"B: {comparison.b}"):
+    table.add_column("metric", no_wrap=True)
+    for column in (f"A: {comparison.a}", f"B: {comparison.b}"):
         table.add_column(column, overflow="fold")
     for name, va, vb in comparison.figures:
         table.add_row(name, _fmt(va), _fmt(vb))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from evaluation.oracle import ActionResult
 from evaluation.report import FORMAT, EvalReport
 
 __all__ = ["Comparison", "compare", "load_report"]
@@ -62,6 +63,16 @@ def _verdict(action: object) -> str:
     return f"{observed} ({role})" if role else observed
 
 
+def _by_kind(actions: list[ActionResult]) -> dict[tuple[str, int], ActionResult]:
+    """Actions keyed by (kind, n-th of that kind): planners name their actions differently."""
+    seen: dict[str, int] = {}
+    keyed = {}
+    for action in actions:
+        seen[action.kind] = seen.get(action.kind, 0) + 1
+        keyed[(action.kind, seen[action.kind])] = action
+    return keyed
+
+
 def compare(a: EvalReport, b: EvalReport) -> Comparison:
     """Raises ReportError unless both ran the same suite (the same digest)."""
     if a.suite.digest != b.suite.digest:
@@ -72,15 +83,14 @@ def compare(a: EvalReport, b: EvalReport) -> Comparison:
     cases_a, cases_b = {c.id: c for c in a.cases}, {c.id: c for c in b.cases}
     changed = []
     for case_id in sorted(cases_a.keys() & cases_b.keys()):
-        acts_a = {x.action_id: x for x in cases_a[case_id].actions}
-        acts_b = {x.action_id: x for x in cases_b[case_id].actions}
-        for action_id in sorted(acts_a.keys() | acts_b.keys()):
-            x, y = acts_a.get(action_id), acts_b.get(action_id)
+        acts_a, acts_b = _by_kind(cases_a[case_id].actions), _by_kind(cases_b[case_id].actions)
+        for key in sorted(acts_a.keys() | acts_b.keys()):
+            x, y = acts_a.get(key), acts_b.get(key)
             va, vb = (_verdict(x) if x else "not proposed"), (_verdict(y) if y else "not proposed")
             if va != vb:
                 either = x or y
                 assert either is not None
-                changed.append(ChangedAction(case=case_id, action=action_id, kind=either.kind,
+                changed.append(ChangedAction(case=case_id, action=either.action_id, kind=either.kind,
                                              expected=either.expected, a=va, b=vb))
     return Comparison(a=a.label, b=b.label, suite_digest=a.suite.digest, figures=figures, gates=gates,
                       changed=changed, only_in_a=sorted(cases_a.keys() - cases_b.keys()),
