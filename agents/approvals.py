@@ -23,6 +23,7 @@ __all__ = [
     "CriterionReview",
     "PriorAuthReviewContext",
     "DecisionResult",
+    "DecisionSignature",
     "PendingApproval",
     "ReceivedDecision",
     "ReviewContext",
@@ -119,6 +120,14 @@ class PendingApproval(BaseModel):
                                        "sla_deadline": deadline, "remind_at": remind_at,
                                        "reminded": False, **changes})
 
+class DecisionSignature(BaseModel):
+    """Ed25519 signature of a decision by the API or CLI that authenticated the approver (runtime/signing.py)."""
+
+    key_id: str = Field(min_length=1, max_length=64)
+    signed_at: datetime
+    value: str = Field(max_length=200, description="base64 Ed25519 signature of the canonical decision.")
+
+
 class ApprovalDecision(BaseModel):
     """A supervisor's decision on one pending approval (the ``decide`` update's input)."""
 
@@ -131,6 +140,8 @@ class ApprovalDecision(BaseModel):
     arguments: ActionArguments | None = Field(default=None, description="New arguments (edit only).")
     queue: str | None = Field(default=None, description="Target queue (reassign only).")
     bulk_tool: str | None = Field(default=None, description="Set by bulk decisions: the tool every item must have.")
+    signature: DecisionSignature | None = Field(default=None, exclude_if=lambda v: v is None, description=(
+        "Set by the API or CLI; a run whose policy names decision keys refuses a decision without a valid one."))
 
     @model_validator(mode="after")
     def _complete(self) -> "ApprovalDecision":
@@ -173,5 +184,6 @@ class ReceivedDecision(BaseModel):
 
 
 def decision_key(decision: ApprovalDecision) -> str:
-    """Identity of a decision for idempotent repeats."""
-    return hashlib.sha256(json.dumps(decision.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+    """Identity of a decision for idempotent repeats: its content, whenever (and by which key) it was signed."""
+    body = decision.model_dump(mode="json", exclude={"signature"})
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()

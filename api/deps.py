@@ -19,6 +19,7 @@ from api.auth import make_verifier
 from api.identity import AuthError, Identity, TokenVerifier
 from runtime.codec import PayloadEncryptionCodec
 from runtime.settings import Settings
+from runtime.signing import DecisionSigner
 from runtime.temporal_client import codec_for
 from store.records import SqliteCareRecordStore
 from tools.criteria import CriteriaSet
@@ -62,6 +63,13 @@ def bind_state(app: FastAPI, settings: Settings, *, verifier: TokenVerifier | No
     # checked against (a bad criteria file fails here, at start).
     app.state.store = SqliteCareRecordStore(settings.records_path)
     app.state.criteria = settings.criteria()
+    # Decisions are signed here, after the approver is authenticated; runs verify them (runtime/signing.py).
+    app.state.signer = settings.signer()
+
+
+def get_signer(request: Request) -> DecisionSigner:
+    """The decision signer (CARELOOM_SIGNING_KEYS, or the development key file)."""
+    return request.app.state.signer
 
 
 def get_settings(request: Request) -> Settings:
@@ -137,3 +145,4 @@ ApprovalQueues = Annotated[list[str], Depends(get_queues)]
 RecordsStore = Annotated[SqliteCareRecordStore, Depends(get_store)]
 Criteria = Annotated[CriteriaSet, Depends(get_criteria)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
+Signer = Annotated[DecisionSigner, Depends(get_signer)]

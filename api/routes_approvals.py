@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from agents.approvals import DecisionResult, PendingApproval
 from api.decisions import DecisionRequest, to_decision
-from api.deps import CurrentIdentity, TemporalClient, current_identity
+from api.deps import CurrentIdentity, Signer, TemporalClient, current_identity
 from api.preview import preview_resources
 from guardrails.policy import Role
 from workflows.outreach_client import (
@@ -68,15 +68,15 @@ async def show_approval(workflow_id: str, approval_id: str, client: TemporalClie
 
 @router.post("/{workflow_id}/{approval_id}/decision")
 async def decide_approval(workflow_id: str, approval_id: str, body: DecisionRequest, who: CurrentIdentity,
-                          client: TemporalClient) -> DecisionResult:
+                          client: TemporalClient, signer: Signer) -> DecisionResult:
     """Approve, reject (reason required), edit (new arguments, re-guarded) or reassign one item."""
-    return await decide(client, workflow_id, to_decision(approval_id, body, who))
+    return await decide(client, workflow_id, to_decision(approval_id, body, who), signer=signer)
 
 
 @router.post("/bulk")
-async def bulk(body: BulkRequest, who: CurrentIdentity, client: TemporalClient) -> BulkResponse:
+async def bulk(body: BulkRequest, who: CurrentIdentity, client: TemporalClient, signer: Signer) -> BulkResponse:
     """Decide a homogeneous selection; every item is validated and reported on its own."""
     results = await decide_bulk(client, body.items, decision=body.decision, tool=body.tool,
-                                approver=who.user_id, role=who.role, reason=body.reason)
+                                approver=who.user_id, role=who.role, reason=body.reason, signer=signer)
     ok = sum(r.ok for r in results)
     return BulkResponse(decided=ok, failed=len(results) - ok, results=results)

@@ -128,7 +128,8 @@ async def decide_form(request: Request, workflow_id: str, approval_id: str, clie
                   if decision == "edit" else None)
         body = DecisionRequest(decision=decision, digest=digest, reason=reason.strip() or None,
                                arguments=parsed, queue=queue or None if decision == "reassign" else None)
-        result = await decide(client, workflow_id, to_decision(approval_id, body, who))
+        result = await decide(client, workflow_id, to_decision(approval_id, body, who),
+                              signer=request.app.state.signer)
     except json.JSONDecodeError as err:
         return await _render_item(request, who, workflow_id, approval_id, status_code=422, draft=arguments,
                                   error=f"the edited arguments are not valid JSON: {err.msg} (line {err.lineno})")

@@ -8,6 +8,7 @@ import typer
 
 from cli.common import settings
 from cli.output import console, fail, print_json
+from runtime.errors import CareloomError
 
 users_app = typer.Typer(help="Approvers, their roles and API tokens (embedded identity store).",
                         no_args_is_help=True)
@@ -92,7 +93,7 @@ def show(workflow: Annotated[str | None, typer.Option(help="Only this workflow i
                       soft_wrap=True, highlight=False)
 
 
-keys_app = typer.Typer(help="Payload encryption keys.", no_args_is_help=True)
+keys_app = typer.Typer(help="Payload encryption keys and decision signing keys.", no_args_is_help=True)
 
 
 @keys_app.command("generate")
@@ -101,3 +102,34 @@ def generate(key_id: Annotated[str, typer.Argument(help="A name for the key, e.g
     from runtime.codec import generate_key
 
     console.print(f"{key_id}={generate_key()}", soft_wrap=True, highlight=False)
+
+
+@keys_app.command("signing-generate")
+def signing_generate(key_id: Annotated[str, typer.Argument(help="A name for the key, e.g. 2026-12.")]) -> None:
+    """Print a new Ed25519 decision-signing key as KEY_ID=BASE64 for CARELOOM_SIGNING_KEYS (first = active),
+    and its public half for CARELOOM_DECISION_KEYS on hosts that start runs."""
+    from runtime.signing import generate_signing_key, parse_signing_keys, public_key_of
+
+    private = generate_signing_key()
+    try:
+        parse_signing_keys(f"{key_id}={private}")
+    except CareloomError as err:
+        fail(f"{err}; pick a key id of letters, digits, '.', '_' or '-'", code=2)
+    console.print(f"CARELOOM_SIGNING_KEYS: {key_id}={private}", soft_wrap=True, highlight=False)
+    console.print(f"CARELOOM_DECISION_KEYS: {key_id}={public_key_of(private)}", soft_wrap=True, highlight=False)
+
+
+@keys_app.command("public")
+def public_keys(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The public keys new runs accept decisions from (what CARELOOM_DECISION_KEYS should hold elsewhere)."""
+    cfg = settings()
+    try:
+        keys = cfg.decision_signatures().keys
+    except CareloomError as err:
+        fail(str(err), code=2)
+        return
+    if as_json:
+        print_json([k.model_dump(mode="json") for k in keys])
+        return
+    console.print(",".join(f"{k.key_id}={k.public_key}" + (f"@{k.not_after.isoformat()}" if k.not_after else "")
+                           for k in keys), soft_wrap=True, highlight=False)

@@ -127,7 +127,7 @@ def _decide(workflow_id: str, approval_id: str, *, digest: str, as_user: str | N
 
     async def go() -> None:
         try:
-            result = await decide(await connect(cfg), workflow_id, payload)
+            result = await decide(await connect(cfg), workflow_id, payload, signer=cfg.signer())
         except DecisionRejected as err:
             fail(f"refused ({err.code}): {err}")
             return
@@ -204,7 +204,7 @@ def bulk(
 
     async def go() -> None:
         results = await decide_bulk(await connect(cfg), selected, decision=decision, tool=tool,
-                                    approver=who.user_id, role=who.role, reason=reason)
+                                    approver=who.user_id, role=who.role, reason=reason, signer=cfg.signer())
         if as_json:
             print_json([r.model_dump(mode="json") for r in results])
         else:

@@ -163,6 +163,7 @@ class _Harness:
         self.started, self.timeout = started, timeout
         self.nonce = secrets.token_hex(3)
         self.salt = settings.pseudonym_salt.get_secret_value()
+        self.signer = settings.signer()
 
     async def run_case(self, case: Case) -> CaseResult:
         result = CaseResult(id=case.id, program=case.program, title=case.title, tags=list(case.tags))
@@ -284,7 +285,7 @@ class _Harness:
             reason="evaluation reviewer: rejected as the scenario says" if choice == "reject" else None,
             arguments=_edited(item.arguments) if choice == "edit" else None)
         try:
-            await decide(self.client, workflow_id, decision)
+            await decide(self.client, workflow_id, decision, signer=self.signer)
         except DecisionRefused as err:
             if err.code != "not_found":  # decided meanwhile (expired, or our own retry)
                 raise

@@ -8,12 +8,12 @@ which rules routed a case, even when a threshold was overridden by settings.
 from __future__ import annotations
 
 import hashlib
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ApprovalRouting", "GuardrailPolicy", "QueueRule", "ROLE_RANK", "Role", "ServiceEffect", "SlaRule",
+__all__ = ["ApprovalRouting", "DecisionKey", "DecisionSignatures", "GuardrailPolicy", "QueueRule", "ROLE_RANK", "Role", "ServiceEffect", "SlaRule",
            "max_role"]
 
 Role = Literal["care_coordinator", "rn", "md"]
@@ -66,6 +66,27 @@ def _default_queues() -> dict[str, QueueRule]:
     }
 
 
+class DecisionKey(BaseModel):
+    """A public key whose signatures a run accepts on decisions (``runtime/signing.py``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key_id: str = Field(min_length=1, max_length=64)
+    public_key: str = Field(description="Ed25519 public key, base64 of its 32 raw bytes.")
+    not_after: datetime | None = Field(default=None, description="Retired: signatures dated at or after this "
+                                                                 "are refused.")
+
+
+class DecisionSignatures(BaseModel):
+    """Who may sign decisions on a run: set, every decision must carry a valid, fresh signature."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    keys: tuple[DecisionKey, ...] = Field(min_length=1, description="Several at once during a rotation.")
+    max_age_seconds: int = Field(default=300, ge=10, le=3600, description=(
+        "A signature older than this (by workflow time) is refused: a delayed or replayed decision."))
+
+
 class ApprovalRouting(BaseModel):
     """Queues, SLA clocks, escalation chains and dual sign-off. Nothing here ever approves."""
 
@@ -89,6 +110,11 @@ class ApprovalRouting(BaseModel):
                     "Selection is a deterministic hash of workflow id and action id.")
     quality_review_queue: str = Field(default="quality-review", min_length=1,
                                       description="Where sampled actions wait for a retrospective review.")
+    # Left out of the dump when unset, so policies (and policy ids) from before signing read back unchanged.
+    decision_signatures: DecisionSignatures | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="The keys whose signed decisions the run accepts; None: unsigned decisions (runs started "
+                    "before signing was configured).")
 
     @model_validator(mode="after")
     def _chains_are_sound(self) -> "ApprovalRouting":

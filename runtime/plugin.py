@@ -57,6 +57,9 @@ PLUGIN_NAME = "careloom.CareloomPlugin"
 PASSTHROUGH_MODULES: tuple[str, ...] = (
     "langgraph", "langchain_core", "langsmith", "pydantic", "pydantic_core", "fhir", "fhir_core",
     "agents", "guardrails", "tools", "store", "runtime", "structlog", "zoneinfo",
+    # Decision signatures are verified in the update validator; cryptography's Rust extension aborts the
+    # process if a sandbox imports it a second time.
+    "cryptography",
 )
 """Modules the sandbox must not re-import per workflow: third-party libraries (LangGraph, pydantic, FHIR
 models) and careloom's own pure modules, which workflow code only uses deterministically. Passing

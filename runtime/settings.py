@@ -17,10 +17,11 @@ import holidays
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from guardrails.policy import ApprovalRouting, GuardrailPolicy
+from guardrails.policy import ApprovalRouting, DecisionSignatures, GuardrailPolicy
 from guardrails.prior_auth_policy import PriorAuthPolicy
 
 if TYPE_CHECKING:
+    from runtime.signing import DecisionSigner
     from tools.criteria import CriteriaSet
     from workflows.agent_run import ActivityQueues
 
@@ -96,6 +97,16 @@ class Settings(BaseSettings):
     payload_keys: SecretStr | None = Field(
         default=None, description="AES-256 payload encryption keys 'kid=BASE64,old=BASE64'; the first encrypts, "
         "all decrypt. Unset: payloads are not encrypted (development only).")
+
+    # --- signed decisions (runtime/signing.py) ------------------------------------------------
+    signing_keys: SecretStr | None = Field(
+        default=None, description="Ed25519 private keys 'kid=BASE64,old=BASE64' the API and CLI sign decisions "
+        "with (the first signs). Unset in development: a key made on first use in <state_dir>/signing-keys.")
+    decision_keys: str | None = Field(
+        default=None, description="Public keys 'kid=BASE64[@RETIRED_AT],...' runs accept decisions from (for "
+        "hosts that start runs but hold no private key). Unset: derived from the signing keys.")
+    decision_max_age_seconds: int = Field(default=300, ge=10, le=3600, description="A signed decision older "
+                                          "than this when it reaches the run is refused.")
 
     # --- the planner's language model (unset: the offline rules plan) -------------------
     model: str | None = Field(default=None, description="Model name (Azure: the deployment name). Unset: the "
@@ -230,6 +241,12 @@ class Settings(BaseSettings):
                     "CARELOOM_ENVIRONMENT=production needs CARELOOM_PAYLOAD_KEYS: histories must not hold "
                     "plaintext PHI; make a key with `careloom keys generate`"
                 )
+            if self.signing_keys is None and self.decision_keys is None:
+                raise ValueError(
+                    "CARELOOM_ENVIRONMENT=production needs CARELOOM_SIGNING_KEYS (API and CLI hosts) or "
+                    "CARELOOM_DECISION_KEYS (hosts that only start runs): decisions must be signed; make a key "
+                    "with `careloom keys signing-generate KEY_ID`"
+                )
             if self.temporal_address is None:
                 raise ValueError(
                     "CARELOOM_ENVIRONMENT=production needs TEMPORAL_ADDRESS: the embedded "
@@ -263,9 +280,30 @@ class Settings(BaseSettings):
         return self.temporal_address or f"127.0.0.1:{self.embedded_port}"
 
 
+    def signer(self) -> DecisionSigner:
+        """The API's and CLI's decision signer: CARELOOM_SIGNING_KEYS, or the development key file."""
+        from runtime.signing import DecisionSigner, parse_signing_keys
+
+        if self.signing_keys is not None:
+            return DecisionSigner(parse_signing_keys(self.signing_keys.get_secret_value()))
+        if self.environment == "production":
+            from runtime.errors import ConfigurationError
+
+            raise ConfigurationError("this host signs decisions but CARELOOM_SIGNING_KEYS is unset; set it "
+                                     "(`careloom keys signing-generate KEY_ID`)")
+        return DecisionSigner.from_file(self.state_dir / "signing-keys")
+
+    def decision_signatures(self) -> DecisionSignatures:
+        """The keys new runs accept decisions from (ApprovalRouting.decision_signatures)."""
+        from runtime.signing import parse_public_keys
+
+        keys = parse_public_keys(self.decision_keys) if self.decision_keys else self.signer().public_keys()
+        return DecisionSignatures(keys=keys, max_age_seconds=self.decision_max_age_seconds)
+
     def prior_auth_policy(self, today: date | None = None) -> PriorAuthPolicy:
         """The versioned prior-authorization policy with this deployment's settings."""
-        routing = PriorAuthPolicy().approvals.model_copy(update={"quality_sample_rate": self.quality_sample_rate})
+        routing = PriorAuthPolicy().approvals.model_copy(update={"quality_sample_rate": self.quality_sample_rate,
+                                                                 "decision_signatures": self.decision_signatures()})
         return PriorAuthPolicy(auto_approve=self.um_auto_approve, min_confidence=self.min_confidence,
                                holidays=self.guardrail_policy(today).holidays, approvals=routing)
 
@@ -294,6 +332,8 @@ class Settings(BaseSettings):
                    if self.approval_routing_file else ApprovalRouting())
         if "quality_sample_rate" in self.model_fields_set or "quality_sample_rate" not in routing.model_fields_set:
             routing = routing.model_copy(update={"quality_sample_rate": self.quality_sample_rate})
+        if routing.decision_signatures is None:
+            routing = routing.model_copy(update={"decision_signatures": self.decision_signatures()})
         return GuardrailPolicy(
             approvals=routing,
             min_confidence=self.min_confidence,

@@ -65,6 +65,8 @@ class LedgerEntry(BaseModel):
     queue: str | None = None
     reason: str | None = None
     policy_id: str
+    key_id: str | None = Field(default=None, exclude_if=lambda v: v is None, description=(
+        "The signing key of the decision (signed decisions only)."))
 
 
 class LedgerAppend(BaseModel):

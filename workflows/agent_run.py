@@ -246,7 +246,8 @@ class AgentRun:
     @decide.validator
     def _validate_decide(self, decision: ApprovalDecision) -> None:
         try:
-            self._book.validate(decision, check_edit=self.check_edit)
+            self._book.validate(decision, check_edit=self.check_edit, workflow_id=workflow.info().workflow_id,
+                                now=workflow.now())
         except DecisionRefused as refused:
             raise ApplicationError(str(refused), type=refused.code, non_retryable=True) from None
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from agents.actions import ProposedAction, action_digest
@@ -36,6 +36,7 @@ from agents.approvals import (
 from guardrails.policy import ROLE_RANK, ApprovalRouting
 from guardrails.routing import clock_for
 from runtime.errors import DecisionRefused
+from runtime.signing import verify_decision
 from store.ledger import LedgerEntry, LedgerEvent
 
 __all__ = ["ApprovalBook", "EditCheck", "RoutedPolicy", "quality_sample_fraction", "quality_sampled"]
@@ -140,8 +141,20 @@ class ApprovalBook:
             self._record(item, "escalated", "system", now, reason=f"SLA deadline passed; now in {clock.queue}")
         return self._ledger[before:]
 
-    def validate(self, decision: ApprovalDecision, *, check_edit: EditCheck) -> None:
-        """Raise :class:`DecisionRefused` unless the decision may be applied (or is an identical repeat)."""
+    def validate(self, decision: ApprovalDecision, *, check_edit: EditCheck, workflow_id: str | None = None,
+                 now: datetime | None = None) -> None:
+        """Raise :class:`DecisionRefused` unless the decision may be applied (or is an identical repeat).
+
+        With decision keys in the policy, the signature is checked first (``workflow_id`` and ``now``, the
+        workflow's time, are what it is checked against): an unsigned or forged decision is refused even when
+        it repeats one already applied.
+        """
+        signatures = self._policy.approvals.decision_signatures
+        if signatures is not None:
+            if workflow_id is None or now is None:
+                raise DecisionRefused("invalid", "signed decisions are checked against the run's id and time")
+            verify_decision(decision, workflow_id, signatures.keys, now=now,
+                            max_age=timedelta(seconds=signatures.max_age_seconds))
         if self._is_repeat(decision):
             return
         if decision.approval_id in self._decided:
@@ -223,13 +236,15 @@ class ApprovalBook:
             clock = clock_for(decision.queue or item.queue, item.required_role, self._policy, now)
             moved = item.entering(clock)
             self._pending[item.approval_id] = moved
-            self._record(moved, "reassigned", decision.approver, now, role=decision.role, reason=decision.reason)
+            self._record(moved, "reassigned", decision.approver, now, role=decision.role, reason=decision.reason,
+                         key_id=_key_id(decision))
             return DecisionResult(**base, outcome="reassigned", approved_digest=None, queue=clock.queue)
         if decision.decision == "reject":
             del self._pending[item.approval_id]
             result = DecisionResult(**base, outcome="rejected", approved_digest=None, queue=item.queue)
             self._finish(decision, item)
-            self._record(item, "rejected", decision.approver, now, role=decision.role, reason=decision.reason)
+            self._record(item, "rejected", decision.approver, now, role=decision.role, reason=decision.reason,
+                         key_id=_key_id(decision))
             return result
         if decision.decision == "edit" and decision.arguments is not None:
             arguments, digest = decision.arguments, action_digest(decision.arguments)
@@ -242,7 +257,8 @@ class ApprovalBook:
                 "required_role": self._policy.approvals.second_signoff_role,
                 "signoffs": [SignOff(approver=decision.approver, role=decision.role, at=now, digest=digest)]})
             self._pending[item.approval_id] = waiting
-            self._record(waiting, "signed_off", decision.approver, now, role=decision.role, reason=decision.reason)
+            self._record(waiting, "signed_off", decision.approver, now, role=decision.role, reason=decision.reason,
+                         key_id=_key_id(decision))
             return DecisionResult(**base, outcome="awaiting_second_signoff", approved_digest=digest,
                                   queue=item.queue)
         del self._pending[item.approval_id]
@@ -250,6 +266,7 @@ class ApprovalBook:
         result = DecisionResult(**base, outcome=outcome, approved_digest=digest, queue=item.queue)
         self._finish(decision, final)  # signoffs before this one, for the record
         self._record(final, outcome, decision.approver, now, role=decision.role, reason=decision.reason,
+                     key_id=_key_id(decision),
                      digest=digest)
         return result
 
@@ -283,13 +300,18 @@ class ApprovalBook:
         return entries
 
     def _record(self, item: PendingApproval, event: LedgerEvent, actor: str, now: datetime, *,
-                role: str | None = None, reason: str | None = None, digest: str | None = None) -> None:
+                role: str | None = None, reason: str | None = None, digest: str | None = None,
+                key_id: str | None = None) -> None:
         self._append(LedgerEntry(
             event_id="", workflow_id=item.workflow_id, approval_id=item.approval_id, event=event, actor=actor,
             role=role, at=now, digest=digest or item.digest, queue=item.queue, tool=item.tool, reason=reason,
-            policy_id=item.policy_id))
+            policy_id=item.policy_id, key_id=key_id))
 
     def _append(self, entry: LedgerEntry) -> None:
         """Number the entry in the run's one ledger sequence (its event id) and keep it for the next flush."""
         self._ledger_seq += 1
         self._ledger.append(entry.model_copy(update={"event_id": f"{entry.workflow_id}/{self._ledger_seq}"}))
+
+
+def _key_id(decision: ApprovalDecision) -> str | None:
+    return decision.signature.key_id if decision.signature else None

@@ -22,6 +22,7 @@ from agents.approvals import ApprovalDecision, DecisionResult, PendingApproval
 from guardrails.policy import GuardrailPolicy, Role
 from runtime import search_attributes as sa
 from runtime.errors import DecisionRefused
+from runtime.signing import DecisionSigner
 from tools.member import pseudonym, salted_digest
 from workflows.agent_run import ActivityQueues, AgentRun
 from workflows.outreach import MemberOutreachWorkflow, OutreachInput
@@ -237,8 +238,15 @@ async def get_approval(client: Client, workflow_id: str, approval_id: str) -> Pe
     raise DecisionRejected("not_found", f"no pending approval {approval_id!r} in {workflow_id}")
 
 
-async def decide(client: Client, workflow_id: str, decision: ApprovalDecision) -> DecisionResult:
-    """Send a decision through the ``decide`` update; a refusal raises DecisionRejected."""
+async def decide(client: Client, workflow_id: str, decision: ApprovalDecision, *,
+                 signer: DecisionSigner | None = None) -> DecisionResult:
+    """Send a decision through the ``decide`` update; a refusal raises DecisionRejected.
+
+    ``signer`` (the API's and CLI's, after they authenticated the approver) signs it for this run: a run
+    whose policy names decision keys refuses an unsigned one.
+    """
+    if signer is not None:
+        decision = signer.sign(decision, workflow_id)
     handle = client.get_workflow_handle(workflow_id)
     try:
         return await handle.execute_update(AgentRun.decide, decision)
@@ -272,7 +280,7 @@ class BulkItemResult(BaseModel):
 
 async def decide_bulk(client: Client, items: list[BulkItem], *, decision: Literal["approve", "reject"],
                       tool: str, approver: str, role: Role, reason: str | None = None,
-                      concurrency: int = 16) -> list[BulkItemResult]:
+                      concurrency: int = 16, signer: DecisionSigner | None = None) -> list[BulkItemResult]:
     """Decide many homogeneous items; each is validated on its own and reported on its own."""
     limit = asyncio.Semaphore(concurrency)
 
@@ -282,7 +290,8 @@ async def decide_bulk(client: Client, items: list[BulkItem], *, decision: Litera
             try:
                 payload = ApprovalDecision(approval_id=item.approval_id, digest=item.digest, decision=decision,
                                            approver=approver, role=role, reason=reason, bulk_tool=tool)
-                return BulkItemResult(**base, ok=True, result=await decide(client, item.workflow_id, payload))
+                return BulkItemResult(**base, ok=True, result=await decide(client, item.workflow_id, payload,
+                                                                                signer=signer))
             except DecisionRejected as err:
                 return BulkItemResult(**base, ok=False, error_code=err.code, error=str(err))
             except ValueError as err:
