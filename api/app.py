@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
 from api import (
@@ -28,6 +30,7 @@ from api import (
 from api.decisions import decision_refused
 from api.deps import SESSION_COOKIE, bind_state
 from api.identity import TokenVerifier
+from api.security import BodyLimitMiddleware, SecurityHeadersMiddleware
 from runtime.errors import DecisionRefused
 from runtime.settings import Settings
 from runtime.temporal_client import connect
@@ -52,14 +55,20 @@ def create_app(settings: Settings, *, client: Client | None = None, verifier: To
         app.state.client = client or await connect(settings)
         yield
 
+    production = settings.environment == "production"
+    # The interactive docs page runs inline script from a CDN: development only (the CSP forbids it).
     app = FastAPI(title="careloom", version="0.1.0", lifespan=lifespan,
+                  docs_url=None if production else "/docs", redoc_url=None,
                   description="Supervisor approvals for careloom's programs, and prior-authorization intake.")
     bind_state(app, settings, verifier=verifier)
-    # The embedded Temporal Web UI (another port, same site) calls /codec with the inbox session cookie.
-    app.add_middleware(CORSMiddleware, allow_origins=[f"http://127.0.0.1:{settings.embedded_ui_port}",
-                                                      f"http://localhost:{settings.embedded_ui_port}"],
-                       allow_credentials=True, allow_methods=["POST"], allow_headers=["*"])
+    # Only the configured Temporal Web UI may call /codec cross-origin (with the inbox session cookie); the
+    # list is fixed, so a foreign Origin is never reflected.
+    app.add_middleware(CORSMiddleware, allow_origins=settings.codec_cors_origins, allow_credentials=True,
+                       allow_methods=["POST"], allow_headers=["*"])
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware, production=production)
     app.add_exception_handler(DecisionRefused, decision_refused)
     for router in ROUTERS:
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     return app

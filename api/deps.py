@@ -10,6 +10,7 @@ inbox's session cookie.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -17,6 +18,8 @@ from temporalio.client import Client
 
 from api.auth import make_verifier
 from api.identity import AuthError, Identity, TokenVerifier
+from api.security import UNSAFE_METHODS, csrf_matches
+from api.sessions import Session, SessionStore
 from runtime.codec import PayloadEncryptionCodec
 from runtime.settings import Settings
 from runtime.signing import DecisionSigner
@@ -37,6 +40,7 @@ __all__ = [
     "bearer_token",
     "bind_state",
     "current_identity",
+    "current_session",
     "get_client",
     "get_codec",
     "get_criteria",
@@ -65,6 +69,9 @@ def bind_state(app: FastAPI, settings: Settings, *, verifier: TokenVerifier | No
     app.state.criteria = settings.criteria()
     # Decisions are signed here, after the approver is authenticated; runs verify them (runtime/signing.py).
     app.state.signer = settings.signer()
+    app.state.sessions = SessionStore(settings.state_dir / "sessions.db",
+                                      idle=timedelta(minutes=settings.session_idle_minutes),
+                                      absolute=timedelta(hours=settings.session_absolute_hours))
 
 
 def get_signer(request: Request) -> DecisionSigner:
@@ -127,14 +134,40 @@ def bearer_token(authorization_header: str | None) -> str:
     return token
 
 
+def current_session(request: Request) -> Session | None:
+    """The live inbox session of the cookie, if any (cached on the request)."""
+    if not hasattr(request.state, "session"):
+        cookie = request.cookies.get(SESSION_COOKIE)
+        request.state.session = get_sessions(request).get(cookie) if cookie else None
+    return request.state.session
+
+
 def current_identity(request: Request) -> Identity:
-    """The caller, from the bearer header or else the session cookie; 401 if neither verifies."""
+    """The caller, from the bearer header or else the inbox session; 401 if neither.
+
+    A session-authenticated request that changes something must carry the session's CSRF token in the
+    ``X-CSRF-Token`` header (inbox forms send it as a form field, checked by the page routes): 403 otherwise.
+    """
     header = request.headers.get("authorization")
-    token = request.cookies.get(SESSION_COOKIE) if header is None else None
+    if header is None:
+        session = current_session(request)
+        if session is None:
+            raise HTTPException(status_code=401, headers={"WWW-Authenticate": "Bearer"}, detail=(
+                f"not signed in: {_BEARER_FIX}, or sign in at /login (sessions end after inactivity)"))
+        # Inbox forms carry the token as a form field (checked by the page routes); /codec only decodes.
+        if (request.method in UNSAFE_METHODS and not request.url.path.startswith(("/inbox", "/logout", "/codec"))
+                and not csrf_matches(session.csrf_token, request.headers.get("x-csrf-token"))):
+            raise HTTPException(status_code=403, detail="missing or wrong X-CSRF-Token for this session: send "
+                                                        "the token of your inbox session with the request")
+        return session.identity
     try:
-        return get_verifier(request).verify(token or bearer_token(header))
+        return get_verifier(request).verify(bearer_token(header))
     except AuthError as err:
         raise HTTPException(status_code=401, detail=str(err), headers={"WWW-Authenticate": "Bearer"}) from None
+
+
+def get_sessions(request: Request) -> SessionStore:
+    return request.app.state.sessions
 
 
 CurrentIdentity = Annotated[Identity, Depends(current_identity)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -14,9 +15,18 @@ from pydantic import ValidationError
 
 from agents.actions import ACTION_ARGUMENTS
 from api.decisions import STATUS_FOR, DecisionRequest, to_decision
-from api.deps import SESSION_COOKIE, TemporalClient, Verifier, current_identity, get_client, get_queues
+from api.deps import (
+    SESSION_COOKIE,
+    TemporalClient,
+    Verifier,
+    current_identity,
+    current_session,
+    get_client,
+    get_queues,
+)
 from api.identity import AuthError, Identity
 from api.preview import preview_resources
+from api.security import csrf_matches
 from runtime.errors import DecisionRefused
 from workflows.outreach_client import InboxFilter, decide, get_approval, list_inbox
 
@@ -54,27 +64,64 @@ async def root() -> RedirectResponse:
     return RedirectResponse("/inbox", status_code=303)
 
 
+LOGIN_CSRF_COOKIE = "careloom_login_csrf"
+FORM_EXPIRED = ("this form was not sent by your inbox session (missing or stale CSRF token); reload the page "
+                "and try again")
+
+
+def _render(request: Request, template: str, context: dict, *, status_code: int = 200) -> Response:
+    """A page with the session's CSRF token for its forms."""
+    session = current_session(request)
+    token = session.csrf_token if session else context.pop("csrf_token", "")
+    return TEMPLATES.TemplateResponse(request, template, {**context, "csrf_token": token}, status_code=status_code)
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https" or request.app.state.settings.environment == "production"
+
+
 @router.get("/login", response_class=HTMLResponse)
 async def login_form(request: Request, next: str = "/inbox") -> Response:
-    return TEMPLATES.TemplateResponse(request, "login.html", {"next": next, "error": None})
+    # Login CSRF: a double-submit token, since there is no session yet.
+    token = secrets.token_urlsafe(24)
+    response = _render(request, "login.html", {"next": next, "error": None, "csrf_token": token})
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request),
+                        max_age=1800, path="/login")
+    return response
 
 
 @router.post("/login")
-async def login(request: Request, verifier: Verifier, token: str = Form(...), next: str = Form("/inbox")) -> Response:
+async def login(request: Request, verifier: Verifier, token: str = Form(...), next: str = Form("/inbox"),
+                csrf_token: str = Form("")) -> Response:
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE)
+    if not expected or not csrf_matches(expected, csrf_token):
+        return _render(request, "login.html", {"next": next, "error": FORM_EXPIRED, "csrf_token": expected or ""},
+                       status_code=403)
     try:
-        verifier.verify(token.strip())
+        who = verifier.verify(token.strip())
     except AuthError as err:
-        return TEMPLATES.TemplateResponse(request, "login.html", {"next": next, "error": str(err)},
-                                          status_code=401)
+        return _render(request, "login.html", {"next": next, "error": str(err), "csrf_token": expected},
+                       status_code=401)
     target = next if next.startswith("/") and not next.startswith("//") else "/inbox"
+    session_id, _ = request.app.state.sessions.create(who)
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(SESSION_COOKIE, token.strip(), httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https", max_age=8 * 3600)
+    # The cookie holds a random session id; the identity and clocks stay on the server (api/sessions.py).
+    settings = request.app.state.settings
+    response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="strict", secure=_secure(request),
+                        max_age=settings.session_absolute_hours * 3600)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return response
 
 
 @router.post("/logout")
-async def logout() -> Response:
+async def logout(request: Request, csrf_token: str = Form("")) -> Response:
+    session = current_session(request)
+    if session is not None and not csrf_matches(session.csrf_token, csrf_token):
+        return _render(request, "message.html", {"who": session.identity, "message": FORM_EXPIRED},
+                       status_code=403)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        request.app.state.sessions.delete(cookie)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
@@ -91,8 +138,7 @@ async def inbox(request: Request, client: TemporalClient, queue: str | None = No
     except ValidationError:
         filters = InboxFilter()
     page = await list_inbox(client, filters, page_size=50, cursor=cursor if (cursor or "").isdigit() else None)
-    return TEMPLATES.TemplateResponse(request, "inbox.html", {
-        "who": who, "page": page, "filters": filters, "flash": flash})
+    return _render(request, "inbox.html", {"who": who, "page": page, "filters": filters, "flash": flash})
 
 
 @router.get("/inbox/{workflow_id}/{approval_id}", response_class=HTMLResponse)
@@ -108,9 +154,8 @@ async def _render_item(request: Request, who: Identity, workflow_id: str, approv
     try:
         item = await get_approval(get_client(request), workflow_id, approval_id)
     except DecisionRefused as err:
-        return TEMPLATES.TemplateResponse(request, "message.html", {"who": who, "message": str(err)},
-                                          status_code=404)
-    return TEMPLATES.TemplateResponse(request, "item.html", {
+        return _render(request, "message.html", {"who": who, "message": str(err)}, status_code=404)
+    return _render(request, "item.html", {
         "who": who, "item": item, "preview": preview_resources(item), "error": error,
         "queues": get_queues(request), "arguments_json": draft or item.arguments.model_dump_json(indent=2),
     }, status_code=status_code)
@@ -119,10 +164,13 @@ async def _render_item(request: Request, who: Identity, workflow_id: str, approv
 @router.post("/inbox/{workflow_id}/{approval_id}")
 async def decide_form(request: Request, workflow_id: str, approval_id: str, client: TemporalClient,
                       decision: str = Form(...), digest: str = Form(...), reason: str = Form(""),
-                      arguments: str = Form(""), queue: str = Form("")) -> Response:
+                      arguments: str = Form(""), queue: str = Form(""), csrf_token: str = Form("")) -> Response:
     who = _who_or_login(request)
     if isinstance(who, Response):
         return who
+    session = current_session(request)
+    if session is not None and not csrf_matches(session.csrf_token, csrf_token):
+        return await _render_item(request, who, workflow_id, approval_id, status_code=403, error=FORM_EXPIRED)
     try:
         parsed = (ACTION_ARGUMENTS.validate_python(json.loads(arguments))
                   if decision == "edit" else None)

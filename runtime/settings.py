@@ -92,6 +92,15 @@ class Settings(BaseSettings):
     jwt_roles_claim: str = "roles"
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    session_idle_minutes: int = Field(default=30, ge=1, le=720, description="Inbox sign-out after this long "
+                                      "without a request.")
+    session_absolute_hours: int = Field(default=8, ge=1, le=24, description="Inbox sign-out this long after "
+                                        "sign-in, active or not.")
+    web_ui_origin: str | None = Field(default=None, description="Origin of the Temporal Web UI allowed to call "
+                                      "/codec (CORS), e.g. https://temporal.plan.example; unset: the embedded "
+                                      "UI (http://127.0.0.1:<embedded_ui_port>).")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger request bodies are refused "
+                                "(413).")
 
     # --- PHI protection ---------------------------------------------------------------
     payload_keys: SecretStr | None = Field(
@@ -265,6 +274,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return Path(self.database_url.removeprefix("sqlite:///"))
         return self.state_dir / "records.db"
+
+    @property
+    def codec_cors_origins(self) -> list[str]:
+        """The one Web UI origin /codec answers cross-origin (never a reflected Origin)."""
+        if self.web_ui_origin:
+            return [self.web_ui_origin.rstrip("/")]
+        return [f"http://127.0.0.1:{self.embedded_ui_port}", f"http://localhost:{self.embedded_ui_port}"]
 
     @property
     def users_path(self) -> Path:

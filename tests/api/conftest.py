@@ -3,10 +3,12 @@ server, its approvers, a headless browser, and :func:`auth_error` for the token 
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
@@ -24,6 +26,23 @@ BROWSER_TEST = [
                        reason="Chromium is missing: install Debian's chromium (python3 bootstrap.py test does)"),
 ]
 """``pytestmark`` of the tests that drive a real browser."""
+
+
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+async def sign_in(http: httpx.AsyncClient, token: str) -> str:
+    """Sign in through the login form as a browser does (its CSRF cookie and field); the session's CSRF token.
+
+    The client keeps the session cookie for the requests that follow.
+    """
+    form = await http.get("/login")
+    signed = await http.post("/login", data={"token": token, "next": "/inbox",
+                                             "csrf_token": CSRF_FIELD.search(form.text).group(1)})
+    assert 303 == signed.status_code, signed.text
+    inbox = await http.get("/inbox")
+    assert 200 == inbox.status_code
+    return CSRF_FIELD.search(inbox.text).group(1)
 
 
 def auth_error(verifier: TokenVerifier, token: str) -> str:

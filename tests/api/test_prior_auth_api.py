@@ -8,6 +8,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from tests.api.conftest import sign_in
 from tests.conftest import wait_for_status
 from tests.pas_factory import MRI_NOTES_AGAINST, make_pas_request
 from worker import build_worker
@@ -77,7 +78,9 @@ async def test_a_denial_recommendation_is_in_the_inbox_with_its_claim_response_p
         context = shown["item"]["context"]
         assert ("prior_auth", "deny") == (context["kind"], shown["item"]["arguments"]["outcome"])
         assert any(c["status"] == "not_met" and c["contrary"] for c in context["criteria"])
-        page = await http.get(f"/inbox/{workflow_id}/{item.approval_id}", cookies={"careloom_session": approvers["md.lee"]})
+        async with httpx.AsyncClient(base_url=str(http.base_url)) as browser_like:
+            await sign_in(browser_like, approvers["md.lee"])
+            page = await browser_like.get(f"/inbox/{workflow_id}/{item.approval_id}")
         assert 200 == page.status_code and "Criteria and cited evidence" in page.text and "NOT met" in page.text
         own = await http.post(f"/api/approvals/{workflow_id}/{item.approval_id}/decision",
                               json={"decision": "approve", "digest": item.digest}, headers=auth(approvers["care-ops-bot"]))

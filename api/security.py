@@ -1,0 +1,119 @@
+"""Browser-facing protections of the API and inbox: security headers, a body size limit and CSRF checks.
+
+* Every response carries a Content-Security-Policy with no inline script (nothing but same-origin styles and
+  data: images; frames refused), ``Referrer-Policy: no-referrer``, ``X-Content-Type-Options: nosniff``,
+  ``Cache-Control: no-store`` (pages show member context; not on /codec, see below) and, in production,
+  HSTS.
+* A request body over ``max_body_bytes`` is refused with 413 before any handler reads it.
+* A request authenticated by the session cookie that changes something (POST...) must carry the session's
+  CSRF token: the ``csrf_token`` form field (inbox forms) or the ``X-CSRF-Token`` header (scripts).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+__all__ = ["BodyLimitMiddleware", "SecurityHeadersMiddleware", "csrf_matches", "security_headers"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; "
+       "base-uri 'none'")
+CODEC_SKIP = b"cache-control"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def security_headers(*, production: bool) -> list[tuple[bytes, bytes]]:
+    headers = [(b"content-security-policy", CSP.encode()), (b"referrer-policy", b"no-referrer"),
+               (b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+               (b"cache-control", b"no-store")]
+    if production:
+        headers.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+    return headers
+
+
+class SecurityHeadersMiddleware:
+    def __init__(self, app: ASGIApp, *, production: bool) -> None:
+        self.app = app
+        self.headers = security_headers(production=production)
+        # /codec answers the Temporal Web UI's scripts, not a page; with no-store on its 401s the UI kept
+        # re-fetching the history page and never settled (seen in tests/api/test_ui_codec_browser.py).
+        self.codec_headers = [h for h in self.headers if h[0] != CODEC_SKIP]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        headers = self.codec_headers if scope.get("path", "").startswith("/codec") else self.headers
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = [*message.get("headers", []),
+                                      *((k, v) for k, v in headers if k not in names)]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """413 for a body over ``limit`` bytes, by its Content-Length or, without one, as it streams in."""
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps({"detail": f"request body is over {self.limit} bytes; send less (one decision or one "
+                                     "request Bundle per call)", "code": "too_large"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                *security_headers(production=False)]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await self._refuse(send)
+            return
+        seen = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracking)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send)
+
+
+def csrf_matches(expected: str, given: str | None) -> bool:
+    return bool(given) and hmac.compare_digest(expected.encode(), (given or "").encode())
