@@ -24,6 +24,7 @@ from runtime.codec import PayloadEncryptionCodec
 from runtime.settings import Settings
 from runtime.signing import DecisionSigner
 from runtime.temporal_client import codec_for
+from store.access_log import AccessLog
 from store.records import SqliteCareRecordStore
 from tools.criteria import CriteriaSet
 
@@ -69,6 +70,7 @@ def bind_state(app: FastAPI, settings: Settings, *, verifier: TokenVerifier | No
     app.state.criteria = settings.criteria()
     # Decisions are signed here, after the approver is authenticated; runs verify them (runtime/signing.py).
     app.state.signer = settings.signer()
+    app.state.access_log = AccessLog(settings.records_path)
     app.state.sessions = SessionStore(settings.state_dir / "sessions.db",
                                       idle=timedelta(minutes=settings.session_idle_minutes),
                                       absolute=timedelta(hours=settings.session_absolute_hours))

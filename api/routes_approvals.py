@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from agents.approvals import DecisionResult, PendingApproval
 from api.decisions import DecisionRequest, to_decision
 from api.deps import CurrentIdentity, Signer, TemporalClient, current_identity
 from api.preview import preview_resources
+from api.visibility import may_decide, record_access, visible_approval
 from guardrails.policy import Role
+from runtime.errors import DecisionRefused
 from workflows.outreach_client import (
     BulkItem,
     BulkItemResult,
@@ -20,7 +23,6 @@ from workflows.outreach_client import (
     InboxPage,
     decide,
     decide_bulk,
-    get_approval,
     list_inbox,
 )
 
@@ -49,34 +51,54 @@ class ApprovalView(BaseModel):
 
 @router.get("")
 async def list_approvals(
-    client: TemporalClient,
+    request: Request, client: TemporalClient, who: CurrentIdentity,
     queue: str | None = None, role: Role | None = None, priority: Literal["routine", "urgent"] | None = None,
     due_before: datetime | None = None, page_size: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
 ) -> InboxPage:
-    """Pending approvals across all runs, earliest SLA deadline first, paginated."""
-    filters = InboxFilter(queue=queue, role=role, priority=priority, due_before=due_before)
-    return await list_inbox(client, filters, page_size=page_size, cursor=cursor)
+    """Pending approvals you may decide (your role's and less senior roles'), earliest SLA deadline first."""
+    filters = InboxFilter(queue=queue, role=role, priority=priority, due_before=due_before, max_role=who.role)
+    page = await list_inbox(client, filters, page_size=page_size, cursor=cursor)
+    record_access(request, who, "approvals.list", f"{len(page.items)} items")
+    return page
 
 
 @router.get("/{workflow_id}/{approval_id}")
-async def show_approval(workflow_id: str, approval_id: str, client: TemporalClient) -> ApprovalView:
-    """One pending approval and a preview of the FHIR resource(s) it would write."""
-    item = await get_approval(client, workflow_id, approval_id)
+async def show_approval(request: Request, workflow_id: str, approval_id: str, client: TemporalClient,
+                        who: CurrentIdentity) -> ApprovalView:
+    """One pending approval you may decide and a preview of the FHIR resource(s) it would write."""
+    item = await visible_approval(request, client, who, workflow_id, approval_id, action="approval.show")
     return ApprovalView(item=item, preview=preview_resources(item))
 
 
 @router.post("/{workflow_id}/{approval_id}/decision")
 async def decide_approval(workflow_id: str, approval_id: str, body: DecisionRequest, who: CurrentIdentity,
-                          client: TemporalClient, signer: Signer) -> DecisionResult:
+                          client: TemporalClient, signer: Signer, request: Request) -> DecisionResult:
     """Approve, reject (reason required), edit (new arguments, re-guarded) or reassign one item."""
+    await may_decide(request, client, who, workflow_id, approval_id, action="approval.decide")
     return await decide(client, workflow_id, to_decision(approval_id, body, who), signer=signer)
 
 
 @router.post("/bulk")
-async def bulk(body: BulkRequest, who: CurrentIdentity, client: TemporalClient, signer: Signer) -> BulkResponse:
+async def bulk(request: Request, body: BulkRequest, who: CurrentIdentity, client: TemporalClient,
+               signer: Signer) -> BulkResponse:
     """Decide a homogeneous selection; every item is validated and reported on its own."""
-    results = await decide_bulk(client, body.items, decision=body.decision, tool=body.tool,
-                                approver=who.user_id, role=who.role, reason=body.reason, signer=signer)
+
+    async def hidden(item: BulkItem) -> BulkItemResult | None:
+        try:
+            await may_decide(request, client, who, item.workflow_id, item.approval_id, action="approval.bulk")
+        except DecisionRefused as err:
+            return BulkItemResult(workflow_id=item.workflow_id, approval_id=item.approval_id, ok=False,
+                                  error_code=err.code, error=str(err))
+        return None
+
+    refused = dict(zip([(i.workflow_id, i.approval_id) for i in body.items],
+                       await asyncio.gather(*(hidden(i) for i in body.items)), strict=True))
+    allowed = [i for i in body.items if refused[(i.workflow_id, i.approval_id)] is None]
+    decided = {(r.workflow_id, r.approval_id): r for r in await decide_bulk(
+        client, allowed, decision=body.decision, tool=body.tool, approver=who.user_id, role=who.role,
+        reason=body.reason, signer=signer)} if allowed else {}
+    results = [refused[(i.workflow_id, i.approval_id)] or decided[(i.workflow_id, i.approval_id)]
+               for i in body.items]
     ok = sum(r.ok for r in results)
     return BulkResponse(decided=ok, failed=len(results) - ok, results=results)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Response
+from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response
 from pydantic import BaseModel
 
 from api.deps import (
@@ -23,6 +23,7 @@ from api.deps import (
     TemporalClient,
     current_identity,
 )
+from api.visibility import visible_run_status
 from tools.pas_request import PriorAuthRequestError
 from workflows.prior_auth import PriorAuthStatus, PriorAuthWorkflow
 from workflows.prior_auth_client import submit_prior_auth
@@ -61,9 +62,7 @@ async def submit(response: Response, client: TemporalClient, store: RecordsStore
 
 
 @router.get("/{workflow_id}")
-async def status(workflow_id: str, client: TemporalClient) -> PriorAuthStatus:
-    handle = client.get_workflow_handle_for(PriorAuthWorkflow.run, workflow_id)
-    try:
-        return await handle.query(PriorAuthWorkflow.status)
-    except Exception as err:  # noqa: BLE001 - unknown or unreachable run
-        raise HTTPException(status_code=404, detail=f"no prior-authorization run {workflow_id!r}: {err}") from None
+async def status(request: Request, workflow_id: str, client: TemporalClient, who: CurrentIdentity) -> PriorAuthStatus:
+    """A request's status, if it routed nothing to a human or routed something to a role you may act for."""
+    return await visible_run_status(request, client, who, workflow_id, PriorAuthWorkflow.status,
+                                    action="prior_auth.status")

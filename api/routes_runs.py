@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, Request
 
-from api.deps import TemporalClient, current_identity
+from api.deps import CurrentIdentity, TemporalClient, current_identity
+from api.visibility import visible_run_status
 from workflows.outreach import MemberOutreachWorkflow, OutreachStatus
 
 __all__ = ["router"]
@@ -13,9 +14,8 @@ router = APIRouter(prefix="/api/runs", dependencies=[Depends(current_identity)])
 
 
 @router.get("/{workflow_id}")
-async def run_status(workflow_id: str, client: TemporalClient) -> OutreachStatus:
-    handle = client.get_workflow_handle_for(MemberOutreachWorkflow.run, workflow_id)
-    try:
-        return await handle.query(MemberOutreachWorkflow.status)
-    except Exception as err:  # noqa: BLE001 - unknown or unreachable run
-        raise HTTPException(status_code=404, detail=f"no run {workflow_id!r}: {err}") from None
+async def run_status(request: Request, workflow_id: str, client: TemporalClient,
+                     who: CurrentIdentity) -> OutreachStatus:
+    """A run's status, if it routed nothing to a human or routed something to a role you may act for."""
+    return await visible_run_status(request, client, who, workflow_id, MemberOutreachWorkflow.status,
+                                    action="run.status")

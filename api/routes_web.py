@@ -27,8 +27,9 @@ from api.deps import (
 from api.identity import AuthError, Identity
 from api.preview import preview_resources
 from api.security import csrf_matches
+from api.visibility import may_decide, record_access, visible_approval
 from runtime.errors import DecisionRefused
-from workflows.outreach_client import InboxFilter, decide, get_approval, list_inbox
+from workflows.outreach_client import InboxFilter, decide, list_inbox
 
 __all__ = ["router"]
 
@@ -134,10 +135,11 @@ async def inbox(request: Request, client: TemporalClient, queue: str | None = No
     if isinstance(who, Response):
         return who
     try:
-        filters = InboxFilter(queue=queue or None, role=role or None, priority=priority or None)
+        filters = InboxFilter(queue=queue or None, role=role or None, priority=priority or None, max_role=who.role)
     except ValidationError:
-        filters = InboxFilter()
+        filters = InboxFilter(max_role=who.role)
     page = await list_inbox(client, filters, page_size=50, cursor=cursor if (cursor or "").isdigit() else None)
+    record_access(request, who, "inbox.list", f"{len(page.items)} items")
     return _render(request, "inbox.html", {"who": who, "page": page, "filters": filters, "flash": flash})
 
 
@@ -152,7 +154,7 @@ async def item_page(request: Request, workflow_id: str, approval_id: str) -> Res
 async def _render_item(request: Request, who: Identity, workflow_id: str, approval_id: str, *,
                        error: str | None, status_code: int, draft: str | None = None) -> Response:
     try:
-        item = await get_approval(get_client(request), workflow_id, approval_id)
+        item = await visible_approval(request, get_client(request), who, workflow_id, approval_id, action="inbox.item")
     except DecisionRefused as err:
         return _render(request, "message.html", {"who": who, "message": str(err)}, status_code=404)
     return _render(request, "item.html", {
@@ -170,8 +172,9 @@ async def decide_form(request: Request, workflow_id: str, approval_id: str, clie
         return who
     session = current_session(request)
     if session is not None and not csrf_matches(session.csrf_token, csrf_token):
-        return await _render_item(request, who, workflow_id, approval_id, status_code=403, error=FORM_EXPIRED)
+        return _render(request, "message.html", {"who": who, "message": FORM_EXPIRED}, status_code=403)
     try:
+        await may_decide(request, client, who, workflow_id, approval_id, action="inbox.decide")
         parsed = (ACTION_ARGUMENTS.validate_python(json.loads(arguments))
                   if decision == "edit" else None)
         body = DecisionRequest(decision=decision, digest=digest, reason=reason.strip() or None,

@@ -64,10 +64,6 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, with_headers)
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodyLimitMiddleware:
     """413 for a body over ``limit`` bytes, by its Content-Length or, without one, as it streams in."""
 
@@ -91,28 +87,31 @@ class BodyLimitMiddleware:
             await self._refuse(send)
             return
         seen = 0
-        started = False
+        too_large = False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
+            if too_large:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise _TooLarge
+                    too_large = True  # the handler sees a client that went away; the 413 is ours
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def unless_refused(message: Message) -> None:
+            if not too_large:
+                await send(message)
 
         try:
-            await self.app(scope, counted, tracking)
-        except _TooLarge:
-            if not started:
-                await self._refuse(send)
+            await self.app(scope, counted, unless_refused)
+        except Exception:
+            if not too_large:
+                raise
+        if too_large:
+            await self._refuse(send)
 
 
 def csrf_matches(expected: str, given: str | None) -> bool:

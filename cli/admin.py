@@ -104,6 +104,31 @@ def generate(key_id: Annotated[str, typer.Argument(help="A name for the key, e.g
     console.print(f"{key_id}={generate_key()}", soft_wrap=True, highlight=False)
 
 
+@ledger_app.command("access")
+def access(user: Annotated[str | None, typer.Option(help="Only this user id.")] = None,
+           workflow: Annotated[str | None, typer.Option(help="Only this workflow id.")] = None,
+           since: Annotated[str | None, typer.Option(help="From this date on (YYYY-MM-DD).")] = None,
+           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The access log: who read which approval item or run (member context), when, and what they got."""
+    from datetime import UTC, datetime
+
+    from store.access_log import AccessLog
+
+    start = None
+    if since is not None:
+        try:
+            start = datetime.fromisoformat(since).replace(tzinfo=UTC)
+        except ValueError:
+            fail(f"--since must be a date like 2026-12-01, not {since!r}", code=2)
+    entries = AccessLog(settings().records_path).entries(user_id=user, workflow_id=workflow, since=start)
+    if as_json:
+        print_json([e.model_dump(mode="json") for e in entries])
+        return
+    for e in entries:
+        console.print(f"{e.at.isoformat()} {e.user_id} ({e.role}) {e.action} {e.workflow_id or ''} "
+                      f"{e.approval_id or ''} -> {e.outcome}", soft_wrap=True, highlight=False)
+
+
 @keys_app.command("signing-generate")
 def signing_generate(key_id: Annotated[str, typer.Argument(help="A name for the key, e.g. 2026-12.")]) -> None:
     """Print a new Ed25519 decision-signing key as KEY_ID=BASE64 for CARELOOM_SIGNING_KEYS (first = active),

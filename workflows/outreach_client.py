@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from agents.approvals import ApprovalDecision, DecisionResult, PendingApproval
-from guardrails.policy import GuardrailPolicy, Role
+from guardrails.policy import ROLE_RANK, GuardrailPolicy, Role
 from runtime import search_attributes as sa
 from runtime.errors import DecisionRefused
 from runtime.signing import DecisionSigner
@@ -122,6 +122,8 @@ class InboxFilter(BaseModel):
     priority: Literal["routine", "urgent"] | None = None
     due_before: datetime | None = None
     member: str | None = Field(default=None, description="Member pseudonym.")
+    max_role: Role | None = Field(default=None, description=(
+        "Least privilege: only items this role may decide (its own and less senior roles'), set from the caller."))
 
 
 class InboxPage(BaseModel):
@@ -149,6 +151,9 @@ def inbox_query(filters: InboxFilter) -> str:
         clauses.append(f"{sa.QUEUES.name} = {_quote(filters.queue)}")
     if filters.role:
         clauses.append(f"{sa.APPROVAL_ROLES.name} = {_quote(filters.role)}")
+    if filters.max_role:
+        allowed = [r for r, rank in ROLE_RANK.items() if rank <= ROLE_RANK[filters.max_role]]
+        clauses.append(f"{sa.APPROVAL_ROLES.name} IN ({', '.join(_quote(r) for r in allowed)})")
     if filters.priority:
         clauses.append(f"{sa.PRIORITY.name} = {_quote(filters.priority)}")
     if filters.due_before:
@@ -211,7 +216,8 @@ def _matches(item: PendingApproval, filters: InboxFilter) -> bool:
     return ((filters.queue is None or item.queue == filters.queue)
             and (filters.role is None or item.required_role == filters.role)
             and (filters.priority is None or item.priority == filters.priority)
-            and (filters.due_before is None or item.sla_deadline < filters.due_before))
+            and (filters.due_before is None or item.sla_deadline < filters.due_before)
+            and (filters.max_role is None or ROLE_RANK[item.required_role] <= ROLE_RANK[filters.max_role]))
 
 
 async def list_pending_approvals(client: Client, *, role: str | None = None) -> list[PendingApproval]:

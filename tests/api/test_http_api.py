@@ -41,7 +41,7 @@ async def test_openapi_schema_lists_the_operations(http: httpx.AsyncClient) -> N
 async def test_decisions_map_refusals_to_status_codes(
     start_run: StartRun, store, http: httpx.AsyncClient, approvers: dict[str, str]
 ) -> None:
-    """404 unknown, 403 wrong role or self-approval, 422 invalid edit or missing reason, 409 stale digest,
+    """404 unknown or above the caller's role (ids are not confirmed), 403 self-approval, 422 invalid edit or missing reason, 409 stale digest,
     then 200 for the approval and 409 for a conflicting second decision."""
     # Every action waits for a human, so the run stays open while this test repeats its decision.
     handle = await start_run(make_member(store, **HIGH_RISK), initiated_by="care-ops-bot", policy=ALWAYS_ASK)
@@ -58,7 +58,7 @@ async def test_decisions_map_refusals_to_status_codes(
     cases = [
         (404, f"/api/approvals/{handle.id}/a9-nothing.1/decision", approve, "md.lee"),
         (404, "/api/approvals/outreach-nobody-nothing/a1.1/decision", approve, "md.lee"),
-        (403, f"{url}/decision", approve, "cc.jones"),
+        (404, f"{url}/decision", approve, "cc.jones"),
         (403, f"{url}/decision", approve, "care-ops-bot"),
         (422, f"{url}/decision", {"decision": "reject", "digest": item.digest}, "rn.kim"),
         (422, f"{url}/decision", {"decision": "edit", "digest": item.digest, "arguments": {"tool": "draft_care_plan",

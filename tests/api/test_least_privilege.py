@@ -1,0 +1,79 @@
+"""Least privilege in the API: an approver sees only the items and runs of roles they may act for; anything
+else is 404 exactly like an unknown id; every read of member context is in the access log."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from store.access_log import AccessLog
+from tests.cli import careloom, clean_env
+from tests.conftest import ALWAYS_ASK, StartRun, wait_for_status
+from tests.fhir_factory import HIGH_RISK, make_member
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def http(api_url: str):  # noqa: ANN201
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as session:
+        yield session
+
+
+async def test_items_and_runs_above_the_callers_role_are_404_like_unknown_ones_and_every_read_is_logged(
+        start_run: StartRun, store, settings, http: httpx.AsyncClient, approvers: dict[str, str]) -> None:  # noqa: ANN001
+    routine = await start_run(make_member(store, **HIGH_RISK), policy=ALWAYS_ASK)  # items for CC (task) and RN (plan)
+    deceased = await start_run(make_member(store, deceased=True), policy=ALWAYS_ASK)  # one MD item only
+    items = (await wait_for_status(routine, lambda s: len(s.pending_approvals) == 3)).pending_approvals
+    (md_item,) = (await wait_for_status(deceased, lambda s: len(s.pending_approvals) == 1)).pending_approvals
+    assert "md" == md_item.required_role
+    plan = next(p for p in items if p.required_role == "rn")
+
+    listed = (await http.get("/api/approvals", params={"page_size": 500}, headers=auth(approvers["cc.jones"]))).json()
+    mine = {(i["workflow_id"], i["approval_id"]) for i in listed["items"]}
+    assert {(routine.id, p.approval_id) for p in items if p.required_role == "care_coordinator"} <= mine
+    assert all(i["required_role"] == "care_coordinator" for i in listed["items"])
+    listed_md = (await http.get("/api/approvals", params={"page_size": 500}, headers=auth(approvers["md.lee"]))).json()
+    assert {(routine.id, plan.approval_id), (deceased.id, md_item.approval_id)} <= {
+        (i["workflow_id"], i["approval_id"]) for i in listed_md["items"]}
+
+    hidden = await http.get(f"/api/approvals/{routine.id}/{plan.approval_id}", headers=auth(approvers["cc.jones"]))
+    unknown = await http.get(f"/api/approvals/{routine.id}/a9-nothing.1", headers=auth(approvers["cc.jones"]))
+    assert (404, 404) == (hidden.status_code, unknown.status_code)
+    assert hidden.json()["detail"].replace(plan.approval_id, "X") == unknown.json()["detail"].replace("a9-nothing.1", "X")
+    assert 200 == (await http.get(f"/api/approvals/{routine.id}/{plan.approval_id}",
+                                  headers=auth(approvers["rn.kim"]))).status_code
+
+    run_hidden = await http.get(f"/api/runs/{deceased.id}", headers=auth(approvers["rn.kim"]))
+    run_unknown = await http.get("/api/runs/outreach-nobody-nothing", headers=auth(approvers["rn.kim"]))
+    assert (404, 404) == (run_hidden.status_code, run_unknown.status_code)
+    assert run_hidden.json()["detail"].replace(deceased.id, "X") == run_unknown.json()["detail"].replace(
+        "outreach-nobody-nothing", "X")
+    assert 200 == (await http.get(f"/api/runs/{deceased.id}", headers=auth(approvers["md.lee"]))).status_code
+    assert 200 == (await http.get(f"/api/runs/{routine.id}", headers=auth(approvers["cc.jones"]))).status_code
+
+    bulk = await http.post("/api/approvals/bulk", headers=auth(approvers["rn.kim"]), json={
+        "decision": "approve", "tool": "create_task",
+        "items": [{"workflow_id": deceased.id, "approval_id": md_item.approval_id, "digest": md_item.digest}]})
+    assert [("not_found", False)] == [(r["error_code"], r["ok"]) for r in bulk.json()["results"]]
+    assert 1 == len((await wait_for_status(deceased, lambda s: True)).pending_approvals)  # nothing decided
+
+    log = AccessLog(settings.records_path)
+    reads = {(e.user_id, e.action, e.workflow_id, e.approval_id, e.outcome) for e in log.entries()}
+    assert {("cc.jones", "approval.show", routine.id, plan.approval_id, "not_found"),
+            ("rn.kim", "approval.show", routine.id, plan.approval_id, "shown"),
+            ("rn.kim", "run.status", deceased.id, None, "not_found"),
+            ("md.lee", "run.status", deceased.id, None, "shown"),
+            ("rn.kim", "approval.bulk", deceased.id, md_item.approval_id, "not_found")} <= reads
+    assert any(e.user_id == "cc.jones" and e.action == "approvals.list" for e in log.entries())
+    with pytest.raises(Exception, match="append-only"):
+        log._conn.execute("DELETE FROM access_log")  # noqa: SLF001 - the database itself refuses
+
+    shown = careloom(clean_env(CARELOOM_STATE_DIR=str(settings.state_dir)), "ledger", "access", "--user", "md.lee",
+                     "--workflow", deceased.id, "--json")
+    assert 0 == shown.returncode, shown.stderr
+    assert [("run.status", "shown")] == [(e["action"], e["outcome"]) for e in json.loads(shown.stdout)]
