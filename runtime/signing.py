@@ -139,15 +139,21 @@ class DecisionSigner:
     def public_keys(self) -> tuple[DecisionKey, ...]:
         return tuple(DecisionKey(key_id=kid, public_key=public_key_of(private)) for kid, private in self.keys)
 
-    def sign(self, decision: ApprovalDecision, workflow_id: str, *, now: datetime | None = None) -> ApprovalDecision:
+    def key_for(self, accepted: list[str]) -> str:
+        """The first of this signer's keys that a run accepting ``accepted`` trusts (during a rotation, a run
+        started before it knows only the old key); the active key when the run names none or none match."""
+        return next((kid for kid, _ in self.keys if kid in accepted), self.key_id)
+
+    def sign(self, decision: ApprovalDecision, workflow_id: str, *, now: datetime | None = None,
+             key_id: str | None = None) -> ApprovalDecision:
         from agents.approvals import DecisionSignature  # noqa: PLC0415
 
+        kid = key_id or self.key_id
+        private = dict(self.keys)[kid]
         at = (now or datetime.now(UTC)).replace(microsecond=0)
-        unsigned = decision.model_copy(update={"signature": DecisionSignature(key_id=self.key_id, signed_at=at,
-                                                                              value="")})
-        value = sign_message(self._private, signed_message(unsigned, workflow_id))
-        return unsigned.model_copy(update={"signature": DecisionSignature(key_id=self.key_id, signed_at=at,
-                                                                          value=value)})
+        unsigned = decision.model_copy(update={"signature": DecisionSignature(key_id=kid, signed_at=at, value="")})
+        value = sign_message(private, signed_message(unsigned, workflow_id))
+        return unsigned.model_copy(update={"signature": DecisionSignature(key_id=kid, signed_at=at, value=value)})
 
     @classmethod
     def from_file(cls, path: Path) -> DecisionSigner:

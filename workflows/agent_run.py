@@ -256,6 +256,11 @@ class AgentRun:
         """The run's pending approvals (what the cross-program inbox reads)."""
         return self._book.pending
 
+    @workflow.query(name="decision_key_ids")
+    def decision_key_ids(self) -> list[str]:
+        """The ids of the keys this run accepts decisions from (empty: unsigned decisions), for the signer."""
+        return self._book.decision_key_ids
+
     # --- search attributes -----------------------------------------------------------------
     def _sync_search_attributes(self) -> None:
         pending = self._book.pending

@@ -96,6 +96,11 @@ class ApprovalBook:
         return list(self._pending.values())
 
     @property
+    def decision_key_ids(self) -> list[str]:
+        signatures = self._policy.approvals.decision_signatures
+        return [k.key_id for k in signatures.keys] if signatures else []
+
+    @property
     def answers(self) -> int:
         """How many decisions were applied (identical repeats count once)."""
         return self._accepted

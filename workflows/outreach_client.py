@@ -251,9 +251,15 @@ async def decide(client: Client, workflow_id: str, decision: ApprovalDecision, *
     ``signer`` (the API's and CLI's, after they authenticated the approver) signs it for this run: a run
     whose policy names decision keys refuses an unsigned one.
     """
-    if signer is not None:
-        decision = signer.sign(decision, workflow_id)
     handle = client.get_workflow_handle(workflow_id)
+    if signer is not None:
+        key_id = signer.key_id
+        if len(signer.keys) > 1:  # a rotation: sign with a key this run knows
+            try:
+                key_id = signer.key_for(await handle.query(AgentRun.decision_key_ids))
+            except (RPCError, WorkflowQueryFailedError):
+                pass  # the update will say what is wrong with the run
+        decision = signer.sign(decision, workflow_id, key_id=key_id)
     try:
         return await handle.execute_update(AgentRun.decide, decision)
     except WorkflowUpdateFailedError as err:

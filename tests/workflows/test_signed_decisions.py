@@ -94,3 +94,23 @@ async def test_an_unsigned_decision_through_the_client_is_refused_and_a_signed_o
     first = await decide(client, handle.id, decision, signer=SIGNER)
     again = await decide(client, handle.id, decision, signer=SIGNER)  # signed anew: the same decision
     assert first == again
+
+
+async def test_during_a_rotation_the_signer_uses_the_key_each_run_knows(
+        client: Client, start_run: StartRun, store, settings) -> None:  # noqa: ANN001
+    """A run started before the rotation trusts only the old key; one started after trusts both: the API,
+    holding the new key first and the old one second, signs each with a key it accepts."""
+    old_only = ALWAYS_ASK.model_copy(update={"approvals": ALWAYS_ASK.approvals.model_copy(update={
+        "decision_signatures": DecisionSignatures(keys=(SIGNER.public_keys()[1],))})})
+    both = ALWAYS_ASK.model_copy(update={"approvals": ALWAYS_ASK.approvals.model_copy(update={
+        "decision_signatures": DecisionSignatures(keys=SIGNER.public_keys())})})
+    used = []
+    for policy in (old_only, both):
+        handle = await start_run(make_member(store), policy=policy)
+        item = (await wait_for_status(handle, lambda s: bool(s.pending_approvals))).pending_approvals[0]
+        decision = ApprovalDecision(approval_id=item.approval_id, digest=item.digest, decision="approve",
+                                    approver="dr.rivera", role="md")
+        assert "approved" == (await decide(client, handle.id, decision, signer=SIGNER)).outcome
+        await wait_for_status(handle, lambda s: item.approval_id not in {p.approval_id for p in s.pending_approvals})
+        used += [e.key_id for e in DecisionLedger(settings.records_path).entries(handle.id) if e.event == "approved"]
+    assert ["previous", "current"] == used
