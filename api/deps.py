@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from temporalio.client import Client
@@ -27,6 +27,9 @@ from runtime.temporal_client import codec_for
 from store.access_log import AccessLog
 from store.records import SqliteCareRecordStore
 from tools.criteria import CriteriaSet
+
+if TYPE_CHECKING:
+    from api.oidc import OidcLogin
 
 __all__ = [
     "SESSION_COOKIE",
@@ -71,9 +74,25 @@ def bind_state(app: FastAPI, settings: Settings, *, verifier: TokenVerifier | No
     # Decisions are signed here, after the approver is authenticated; runs verify them (runtime/signing.py).
     app.state.signer = settings.signer()
     app.state.access_log = AccessLog(settings.records_path)
+    app.state.oidc = _oidc_login(settings)
     app.state.sessions = SessionStore(settings.state_dir / "sessions.db",
                                       idle=timedelta(minutes=settings.session_idle_minutes),
                                       absolute=timedelta(hours=settings.session_absolute_hours))
+
+
+def _oidc_login(settings: Settings) -> OidcLogin | None:
+    """Inbox sign-in through the identity provider, when CARELOOM_OIDC_ISSUER is set."""
+    if not settings.oidc_issuer or not settings.oidc_client_id:
+        return None
+    from api.auth import jwt_verifier
+    from api.oidc import OidcLogin
+
+    secret = settings.oidc_client_secret.get_secret_value() if settings.oidc_client_secret else None
+    return OidcLogin(issuer=settings.oidc_issuer, client_id=settings.oidc_client_id, client_secret=secret,
+                     redirect_url=settings.oidc_redirect_url
+                     or f"http://{settings.api_host}:{settings.api_port}/auth/callback",
+                     scopes=settings.oidc_scopes, id_tokens=jwt_verifier(settings, audience=settings.oidc_client_id),
+                     state_path=settings.state_dir / "sessions.db")
 
 
 def get_signer(request: Request) -> DecisionSigner:

@@ -47,7 +47,7 @@ class JwtVerifier:
 
     def __init__(
         self,
-        key: str,
+        key: str | None,
         algorithms: list[str],
         issuer: str,
         audience: str,
@@ -56,6 +56,8 @@ class JwtVerifier:
         leeway_seconds: int = 30,
         role_map: Mapping[str, Role] | None = None,
         name_claim: str | None = "name",
+        jwks_url: str | None = None,
+        jwks_refresh_cooldown_seconds: float = 30,
     ) -> None:
         if not algorithms:
             raise ConfigurationError("JWT verifier: no algorithms given; name the IdP's, e.g. ['RS256']")
@@ -66,10 +68,13 @@ class JwtVerifier:
             raise ConfigurationError(
                 f"JWT verifier: algorithms {algorithms} mix shared-secret (HS*) and public-key "
                 "algorithms; configure one kind")
-        if not key:
-            raise ConfigurationError("JWT verifier: no key; give the IdP's public key (PEM) or the HS256 secret")
+        if not key and not jwks_url:
+            raise ConfigurationError("JWT verifier: no key; give the IdP's JWKS URL, its public key (PEM) or the "
+                                     "HS256 secret")
+        if jwks_url and any(_algorithm_family(a) == "hmac" for a in algorithms):
+            raise ConfigurationError("JWT verifier: a JWKS holds public keys; HS* algorithms cannot use it")
         prepared: Any = None
-        for algorithm in algorithms:
+        for algorithm in algorithms if key else ():
             try:
                 implementation = jwt.get_algorithm_by_name(algorithm)
             except NotImplementedError:
@@ -101,6 +106,12 @@ class JwtVerifier:
             raise ConfigurationError(
                 f"JWT verifier: role_map maps to unknown careloom roles {bad}; use {', '.join(ROLES)}")
         self._key = prepared  # parsed once, not on every request
+        # The key set is cached for ten minutes; a token with an unknown key id makes the client refetch it
+        # (the IdP rotated its keys), at most once per cooldown, so rotation needs no restart and garbage key
+        # ids cannot make careloom hammer the IdP.
+        self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=600, timeout=5,
+                                     cooldown_duration=jwks_refresh_cooldown_seconds) if jwks_url else None
+        self.jwks_url = jwks_url
         self.algorithms = list(algorithms)
         self.issuer = issuer
         self.audience = audience
@@ -112,10 +123,16 @@ class JwtVerifier:
 
     def verify(self, token: str) -> Identity:
         """The identity in a valid token; :class:`AuthError` with the precise reason otherwise."""
+        claims = self.claims(token)
+        return Identity(user_id=self._user_id(claims), role=self._role(claims),
+                        display_name=self._display_name(claims))
+
+    def claims(self, token: str) -> dict[str, Any]:
+        """The verified claims of a valid token; :class:`AuthError` otherwise."""
         try:
-            claims = jwt.decode(
+            return jwt.decode(
                 token,
-                self._key,
+                self._signing_key(token),
                 algorithms=self.algorithms,
                 audience=self.audience,
                 issuer=self.issuer,
@@ -124,8 +141,22 @@ class JwtVerifier:
             )
         except jwt.PyJWTError as exc:
             raise AuthError(self._reason(token, exc)) from None
-        return Identity(user_id=self._user_id(claims), role=self._role(claims),
-                        display_name=self._display_name(claims))
+
+    def _signing_key(self, token: str) -> Any:  # noqa: ANN401 - a prepared key of any algorithm
+        if self._jwks is None:
+            return self._key
+        header = jwt.get_unverified_header(token)  # DecodeError for a malformed token
+        if header.get("alg") not in self.algorithms:
+            raise jwt.InvalidAlgorithmError(f"alg {header.get('alg')!r}")
+        try:
+            return self._jwks.get_signing_key_from_jwt(token).key
+        except jwt.PyJWKClientConnectionError as exc:
+            raise AuthError(f"the identity provider's keys could not be fetched from {self.jwks_url} ({exc}); "
+                            "retry, and check CARELOOM_JWT_JWKS_URL") from None
+        except jwt.PyJWKClientError:
+            raise AuthError(f"unknown key id {header.get('kid')!r}: the identity provider publishes no such key "
+                            f"at {self.jwks_url} (forged, or from another identity provider); "
+                            f"{_SIGN_IN_AGAIN}") from None
 
     def _reason(self, token: str, exc: jwt.PyJWTError) -> str:
         # Claims read without verification are used only for errors raised *after* the

@@ -85,7 +85,8 @@ def _secure(request: Request) -> bool:
 async def login_form(request: Request, next: str = "/inbox") -> Response:
     # Login CSRF: a double-submit token, since there is no session yet.
     token = secrets.token_urlsafe(24)
-    response = _render(request, "login.html", {"next": next, "error": None, "csrf_token": token})
+    response = _render(request, "login.html", {"next": next, "error": None, "csrf_token": token,
+                                               "oidc": request.app.state.oidc is not None})
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request),
                         max_age=1800, path="/login")
     return response
@@ -103,15 +104,58 @@ async def login(request: Request, verifier: Verifier, token: str = Form(...), ne
     except AuthError as err:
         return _render(request, "login.html", {"next": next, "error": str(err), "csrf_token": expected},
                        status_code=401)
-    target = next if next.startswith("/") and not next.startswith("//") else "/inbox"
-    session_id, _ = request.app.state.sessions.create(who)
-    response = RedirectResponse(target, status_code=303)
-    # The cookie holds a random session id; the identity and clocks stay on the server (api/sessions.py).
-    settings = request.app.state.settings
-    response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="strict", secure=_secure(request),
-                        max_age=settings.session_absolute_hours * 3600)
+    response = _open_session(request, who, RedirectResponse(_safe_next(next), status_code=303))
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return response
+
+
+def _safe_next(value: str | None) -> str:
+    value = value or "/inbox"
+    return value if value.startswith("/") and not value.startswith("//") else "/inbox"
+
+
+def _open_session(request: Request, who: Identity, response: Response) -> Response:
+    session_id, _ = request.app.state.sessions.create(who)
+    settings = request.app.state.settings
+    # The cookie holds a random session id; the identity and clocks stay on the server (api/sessions.py).
+    response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="strict", secure=_secure(request),
+                        max_age=settings.session_absolute_hours * 3600)
+    return response
+
+
+@router.get("/auth/login")
+async def oidc_start(request: Request, next: str = "/inbox") -> Response:
+    """Sign in at the identity provider (OpenID Connect, authorization code with PKCE)."""
+    oidc = request.app.state.oidc
+    if oidc is None:
+        raise HTTPException(status_code=404, detail="sign-in through an identity provider is not configured "
+                                                    "(CARELOOM_OIDC_ISSUER)")
+    return RedirectResponse(oidc.start(_safe_next(next)), status_code=302)
+
+
+@router.get("/auth/callback")
+async def oidc_callback(request: Request, code: str = "", state: str = "", error: str = "",
+                        error_description: str = "") -> Response:
+    oidc = request.app.state.oidc
+    if oidc is None:
+        raise HTTPException(status_code=404, detail="sign-in through an identity provider is not configured")
+    problem = None
+    if error:
+        problem = f"the identity provider did not sign you in ({error}: {error_description or 'no detail'})"
+    elif not code or not state:
+        problem = "the identity provider's answer has no code or state; start the sign-in again"
+    else:
+        try:
+            who, next_url = await oidc.finish(code=code, state=state)
+        except AuthError as err:
+            problem = str(err)
+    if problem is not None:
+        return _render(request, "login.html", {"next": "/inbox", "error": problem, "csrf_token": "",
+                                               "oidc": True}, status_code=401)
+    # A page of our own moves on to the inbox: the SameSite=Strict cookie set here then travels with a
+    # same-site navigation (a redirect straight from the IdP's site would leave it behind).
+    page = _render(request, "continue.html", {"next": next_url, "who": None})
+    return _open_session(request, who, page)
 
 
 @router.post("/logout")

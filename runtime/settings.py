@@ -17,7 +17,7 @@ import holidays
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from guardrails.policy import ApprovalRouting, DecisionSignatures, GuardrailPolicy
+from guardrails.policy import ApprovalRouting, DecisionSignatures, GuardrailPolicy, Role
 from guardrails.prior_auth_policy import PriorAuthPolicy
 
 if TYPE_CHECKING:
@@ -90,6 +90,21 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_roles_claim: str = "roles"
+    jwt_jwks_url: str | None = Field(default=None, description="The IdP's JWKS URL (keys cached, refetched for "
+                                     "an unknown key id: rotation); instead of CARELOOM_JWT_KEY_FILE. Unset with "
+                                     "CARELOOM_OIDC_ISSUER set: the issuer's discovery document names it.")
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300, description="Clock difference allowed for exp/nbf/iat.")
+    jwt_user_claim: str = Field(default="sub", description="The claim holding the approver's user id.")
+    jwt_role_map: dict[str, Role] | None = Field(default=None, description=(
+        'IdP role name → careloom role, JSON, e.g. {"CM-Nurse": "rn", "CM-MedicalDirector": "md"}; unset: the '
+        "names care_coordinator, rn and md themselves."))
+    oidc_issuer: str | None = Field(default=None, description="OpenID Connect issuer for inbox sign-in "
+                                    "(authorization code + PKCE); its /.well-known/openid-configuration is read.")
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = Field(default=None, description="Unset: a public client (PKCE only).")
+    oidc_redirect_url: str | None = Field(default=None, description="Where the IdP sends the browser back; unset: "
+                                          "http://<api_host>:<api_port>/auth/callback.")
+    oidc_scopes: str = "openid profile"
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     session_idle_minutes: int = Field(default=30, ge=1, le=720, description="Inbox sign-out after this long "
@@ -261,9 +276,17 @@ class Settings(BaseSettings):
                     "CARELOOM_ENVIRONMENT=production needs TEMPORAL_ADDRESS: the embedded "
                     "dev server is for development only"
                 )
-        if self.auth_mode == "jwt" and not (self.jwt_key_file and self.jwt_issuer and self.jwt_audience):
-            raise ValueError("CARELOOM_AUTH_MODE=jwt needs CARELOOM_JWT_KEY_FILE, CARELOOM_JWT_ISSUER and "
-                             "CARELOOM_JWT_AUDIENCE")
+        keys = self.jwt_key_file or self.jwt_jwks_url or self.oidc_issuer
+        if self.auth_mode == "jwt" and not (keys and self.jwt_issuer and self.jwt_audience):
+            raise ValueError("CARELOOM_AUTH_MODE=jwt needs CARELOOM_JWT_ISSUER, CARELOOM_JWT_AUDIENCE and the "
+                             "IdP's keys: CARELOOM_JWT_JWKS_URL (or CARELOOM_OIDC_ISSUER) or CARELOOM_JWT_KEY_FILE")
+        if self.jwt_key_file and self.jwt_jwks_url:
+            raise ValueError("set CARELOOM_JWT_KEY_FILE or CARELOOM_JWT_JWKS_URL, not both")
+        if self.oidc_issuer and not self.oidc_client_id:
+            raise ValueError("CARELOOM_OIDC_ISSUER needs CARELOOM_OIDC_CLIENT_ID (the inbox's client at the IdP)")
+        if self.oidc_issuer and self.auth_mode != "jwt":
+            raise ValueError("CARELOOM_OIDC_ISSUER needs CARELOOM_AUTH_MODE=jwt: sign-in and API tokens come "
+                             "from the same identity provider")
         if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
             raise ValueError("set both CARELOOM_TEMPORAL_TLS_CERT and CARELOOM_TEMPORAL_TLS_KEY, or neither")
         return self

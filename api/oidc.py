@@ -1,0 +1,119 @@
+"""Inbox sign-in with OpenID Connect: the authorization-code flow with PKCE (S256), through Authlib.
+
+``/auth/login`` sends the browser to the identity provider with a fresh ``state``, ``nonce`` and PKCE
+challenge (kept server-side, one use, ten minutes); ``/auth/callback`` exchanges the code (with the
+verifier) at the token endpoint, verifies the ID token (signature by the IdP's JWKS, issuer, audience = the
+client id, expiry with leeway, the nonce) and maps its role claim to a careloom role, then opens an inbox
+session (:mod:`api.sessions`). The ID and access tokens themselves are not kept.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import httpx
+from authlib.integrations.httpx_client import AsyncOAuth2Client
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+from api.identity import AuthError, Identity
+from api.jwt_auth import JwtVerifier
+from runtime.errors import ConfigurationError
+
+__all__ = ["OidcLogin", "discover"]
+
+PENDING_TTL = timedelta(minutes=10)
+
+
+@lru_cache(maxsize=8)
+def discover(issuer: str) -> dict[str, Any]:
+    """The issuer's discovery document (read once per process)."""
+    url = f"{issuer.rstrip('/')}/.well-known/openid-configuration"
+    try:
+        response = httpx.get(url, timeout=10)
+        response.raise_for_status()
+        document = response.json()
+    except (httpx.HTTPError, ValueError) as err:
+        raise ConfigurationError(f"CARELOOM_OIDC_ISSUER: cannot read {url} ({err}); check the issuer URL") from None
+    missing = [k for k in ("authorization_endpoint", "token_endpoint", "jwks_uri") if k not in document]
+    if missing or document.get("issuer", "").rstrip("/") != issuer.rstrip("/"):
+        raise ConfigurationError(f"CARELOOM_OIDC_ISSUER: {url} is not the discovery document of {issuer} "
+                                 f"(issuer {document.get('issuer')!r}, missing {missing})")
+    return document
+
+
+class _Pending:
+    """state → (PKCE verifier, nonce, where to go next), one use each, in the sessions database."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("CREATE TABLE IF NOT EXISTS oidc_pending (state TEXT PRIMARY KEY, verifier TEXT NOT NULL,"
+                           " nonce TEXT NOT NULL, next TEXT NOT NULL, created_at TEXT NOT NULL)")
+        self._lock = threading.Lock()
+
+    def add(self, state: str, verifier: str, nonce: str, next_url: str) -> None:
+        now = datetime.now(UTC)
+        with self._lock:
+            self._conn.execute("DELETE FROM oidc_pending WHERE created_at < ?", ((now - PENDING_TTL).isoformat(),))
+            self._conn.execute("INSERT INTO oidc_pending VALUES (?,?,?,?,?)",
+                               (state, verifier, nonce, next_url, now.isoformat()))
+
+    def take(self, state: str) -> tuple[str, str, str] | None:
+        with self._lock:
+            row = self._conn.execute("SELECT verifier, nonce, next, created_at FROM oidc_pending WHERE state = ?",
+                                     (state,)).fetchone()
+            self._conn.execute("DELETE FROM oidc_pending WHERE state = ?", (state,))
+        if row is None or datetime.now(UTC) - datetime.fromisoformat(row[3]) > PENDING_TTL:
+            return None
+        return row[0], row[1], row[2]
+
+
+class OidcLogin:
+    def __init__(self, *, issuer: str, client_id: str, client_secret: str | None, redirect_url: str, scopes: str,
+                 id_tokens: JwtVerifier, state_path: Path) -> None:
+        self.issuer, self.client_id, self.client_secret = issuer, client_id, client_secret
+        self.redirect_url, self.scopes = redirect_url, scopes
+        self.id_tokens = id_tokens
+        self._pending = _Pending(state_path)
+
+    def _client(self) -> AsyncOAuth2Client:
+        return AsyncOAuth2Client(client_id=self.client_id, client_secret=self.client_secret, scope=self.scopes,
+                                 redirect_uri=self.redirect_url, code_challenge_method="S256",
+                                 token_endpoint_auth_method="client_secret_post" if self.client_secret else "none",
+                                 timeout=10)
+
+    def start(self, next_url: str) -> str:
+        """The identity provider's authorization URL for a new sign-in."""
+        verifier, nonce = secrets.token_urlsafe(48), secrets.token_urlsafe(16)
+        uri, state = self._client().create_authorization_url(
+            discover(self.issuer)["authorization_endpoint"], code_verifier=verifier, nonce=nonce,
+            state=secrets.token_urlsafe(24))
+        assert create_s256_code_challenge(verifier) in uri
+        self._pending.add(state, verifier, nonce, next_url)
+        return uri
+
+    async def finish(self, *, code: str, state: str) -> tuple[Identity, str]:
+        """(the approver, where to go next); AuthError naming the problem otherwise."""
+        pending = self._pending.take(state)
+        if pending is None:
+            raise AuthError("this sign-in is unknown, used or older than 10 minutes (state); start again")
+        verifier, nonce, next_url = pending
+        async with self._client() as client:
+            try:
+                token = await client.fetch_token(discover(self.issuer)["token_endpoint"], code=code,
+                                                 code_verifier=verifier, grant_type="authorization_code")
+            except Exception as err:  # noqa: BLE001 - Authlib's OAuthError, or the network
+                raise AuthError(f"the identity provider refused the sign-in code ({err}); start again") from None
+        id_token = token.get("id_token")
+        if not id_token:
+            raise AuthError("the identity provider returned no ID token; ask for the openid scope")
+        identity = self.id_tokens.verify(id_token)
+        claims = self.id_tokens.claims(id_token)
+        if not secrets.compare_digest(str(claims.get("nonce", "")), nonce):
+            raise AuthError("the ID token's nonce does not match this sign-in (replayed); start again")
+        return identity, next_url
