@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
@@ -30,7 +29,7 @@ from api import (
 from api.decisions import decision_refused
 from api.deps import SESSION_COOKIE, bind_state
 from api.identity import TokenVerifier
-from api.security import BodyLimitMiddleware, SecurityHeadersMiddleware
+from api.security import BodyLimitMiddleware, CodecOnlyCORS, SecurityHeadersMiddleware
 from runtime.errors import DecisionRefused
 from runtime.settings import Settings
 from runtime.temporal_client import connect
@@ -63,8 +62,7 @@ def create_app(settings: Settings, *, client: Client | None = None, verifier: To
     bind_state(app, settings, verifier=verifier)
     # Only the configured Temporal Web UI may call /codec cross-origin (with the inbox session cookie); the
     # list is fixed, so a foreign Origin is never reflected.
-    app.add_middleware(CORSMiddleware, allow_origins=settings.codec_cors_origins, allow_credentials=True,
-                       allow_methods=["POST"], allow_headers=["*"])
+    app.add_middleware(CodecOnlyCORS, allow_origins=settings.codec_cors_origins)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, production=production)
     app.add_exception_handler(DecisionRefused, decision_refused)

@@ -9,6 +9,7 @@ session (:mod:`api.sessions`). The ID and access tokens themselves are not kept.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import sqlite3
 import threading
@@ -47,28 +48,35 @@ def discover(issuer: str) -> dict[str, Any]:
     return document
 
 
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
 class _Pending:
     """state → (PKCE verifier, nonce, where to go next), one use each, in the sessions database."""
 
     def __init__(self, path: Path) -> None:
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._conn.execute("CREATE TABLE IF NOT EXISTS oidc_pending (state TEXT PRIMARY KEY, verifier TEXT NOT NULL,"
-                           " nonce TEXT NOT NULL, next TEXT NOT NULL, created_at TEXT NOT NULL)")
+                           " nonce TEXT NOT NULL, next TEXT NOT NULL, created_at TEXT NOT NULL, browser TEXT)")
         self._lock = threading.Lock()
 
-    def add(self, state: str, verifier: str, nonce: str, next_url: str) -> None:
+    def add(self, state: str, verifier: str, nonce: str, next_url: str, browser: str) -> None:
         now = datetime.now(UTC)
         with self._lock:
             self._conn.execute("DELETE FROM oidc_pending WHERE created_at < ?", ((now - PENDING_TTL).isoformat(),))
-            self._conn.execute("INSERT INTO oidc_pending VALUES (?,?,?,?,?)",
-                               (state, verifier, nonce, next_url, now.isoformat()))
+            self._conn.execute("INSERT INTO oidc_pending VALUES (?,?,?,?,?,?)",
+                               (state, verifier, nonce, next_url, now.isoformat(), _digest(browser)))
 
-    def take(self, state: str) -> tuple[str, str, str] | None:
+    def take(self, state: str, browser: str) -> tuple[str, str, str] | None:
+        """The sign-in ``state`` started, once, and only in the browser that started it."""
         with self._lock:
-            row = self._conn.execute("SELECT verifier, nonce, next, created_at FROM oidc_pending WHERE state = ?",
-                                     (state,)).fetchone()
-            self._conn.execute("DELETE FROM oidc_pending WHERE state = ?", (state,))
+            # One statement: two API hosts cannot both take the same state.
+            row = self._conn.execute("DELETE FROM oidc_pending WHERE state = ? RETURNING verifier, nonce, next, "
+                                     "created_at, browser", (state,)).fetchone()
         if row is None or datetime.now(UTC) - datetime.fromisoformat(row[3]) > PENDING_TTL:
+            return None
+        if not browser or not secrets.compare_digest(row[4] or "", _digest(browser)):
             return None
         return row[0], row[1], row[2]
 
@@ -87,21 +95,23 @@ class OidcLogin:
                                  token_endpoint_auth_method="client_secret_post" if self.client_secret else "none",
                                  timeout=10)
 
-    def start(self, next_url: str) -> str:
-        """The identity provider's authorization URL for a new sign-in."""
+    def start(self, next_url: str, browser: str) -> str:
+        """The identity provider's authorization URL for a new sign-in by the browser holding ``browser``
+        (a random value in its cookie: a callback link replayed in another browser is refused)."""
         verifier, nonce = secrets.token_urlsafe(48), secrets.token_urlsafe(16)
         uri, state = self._client().create_authorization_url(
             discover(self.issuer)["authorization_endpoint"], code_verifier=verifier, nonce=nonce,
             state=secrets.token_urlsafe(24))
         assert create_s256_code_challenge(verifier) in uri
-        self._pending.add(state, verifier, nonce, next_url)
+        self._pending.add(state, verifier, nonce, next_url, browser)
         return uri
 
-    async def finish(self, *, code: str, state: str) -> tuple[Identity, str]:
+    async def finish(self, *, code: str, state: str, browser: str) -> tuple[Identity, str]:
         """(the approver, where to go next); AuthError naming the problem otherwise."""
-        pending = self._pending.take(state)
+        pending = self._pending.take(state, browser)
         if pending is None:
-            raise AuthError("this sign-in is unknown, used or older than 10 minutes (state); start again")
+            raise AuthError("this sign-in is unknown, used, older than 10 minutes or was started in another "
+                            "browser (state); start again")
         verifier, nonce, next_url = pending
         async with self._client() as client:
             try:

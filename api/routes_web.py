@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +30,7 @@ from api.identity import AuthError, Identity
 from api.preview import preview_resources
 from api.security import csrf_matches
 from api.visibility import may_decide, record_access, visible_approval
-from runtime.errors import DecisionRefused
+from runtime.errors import ConfigurationError, DecisionRefused
 from workflows.outreach_client import InboxFilter, decide, list_inbox
 
 __all__ = ["router"]
@@ -66,6 +68,7 @@ async def root() -> RedirectResponse:
 
 
 LOGIN_CSRF_COOKIE = "careloom_login_csrf"
+OIDC_BROWSER_COOKIE = "careloom_oidc_browser"
 FORM_EXPIRED = ("this form was not sent by your inbox session (missing or stale CSRF token); reload the page "
                 "and try again")
 
@@ -85,7 +88,7 @@ def _secure(request: Request) -> bool:
 async def login_form(request: Request, next: str = "/inbox") -> Response:
     # Login CSRF: a double-submit token, since there is no session yet.
     token = secrets.token_urlsafe(24)
-    response = _render(request, "login.html", {"next": next, "error": None, "csrf_token": token,
+    response = _render(request, "login.html", {"next": _safe_next(next), "error": None, "csrf_token": token,
                                                "oidc": request.app.state.oidc is not None})
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request),
                         max_age=1800, path="/login")
@@ -109,12 +112,18 @@ async def login(request: Request, verifier: Verifier, token: str = Form(...), ne
     return response
 
 
+_LOCAL_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9/_\-.~?=&%]*")
+
+
 def _safe_next(value: str | None) -> str:
-    value = value or "/inbox"
-    return value if value.startswith("/") and not value.startswith("//") else "/inbox"
+    """A path on this site only: no scheme, host, backslash or control character (open redirects)."""
+    return value if value and _LOCAL_PATH.fullmatch(value) else "/inbox"
 
 
 def _open_session(request: Request, who: Identity, response: Response) -> Response:
+    previous = request.cookies.get(SESSION_COOKIE)
+    if previous:  # signing in again ends the session this browser had
+        request.app.state.sessions.delete(previous)
     session_id, _ = request.app.state.sessions.create(who)
     settings = request.app.state.settings
     # The cookie holds a random session id; the identity and clocks stay on the server (api/sessions.py).
@@ -130,7 +139,16 @@ async def oidc_start(request: Request, next: str = "/inbox") -> Response:
     if oidc is None:
         raise HTTPException(status_code=404, detail="sign-in through an identity provider is not configured "
                                                     "(CARELOOM_OIDC_ISSUER)")
-    return RedirectResponse(oidc.start(_safe_next(next)), status_code=302)
+    browser = secrets.token_urlsafe(24)
+    try:
+        target = await asyncio.to_thread(oidc.start, _safe_next(next), browser)  # discovery may fetch: a thread
+    except ConfigurationError as err:
+        raise HTTPException(status_code=503, detail=f"the identity provider is unavailable: {err}") from None
+    response = RedirectResponse(target, status_code=302)
+    # Lax: the IdP's redirect back is a cross-site top-level navigation, which a Strict cookie would not join.
+    response.set_cookie(OIDC_BROWSER_COOKIE, browser, httponly=True, samesite="lax", secure=_secure(request),
+                        max_age=600, path="/auth")
+    return response
 
 
 @router.get("/auth/callback")
@@ -146,7 +164,8 @@ async def oidc_callback(request: Request, code: str = "", state: str = "", error
         problem = "the identity provider's answer has no code or state; start the sign-in again"
     else:
         try:
-            who, next_url = await oidc.finish(code=code, state=state)
+            who, next_url = await oidc.finish(code=code, state=state,
+                                              browser=request.cookies.get(OIDC_BROWSER_COOKIE, ""))
         except AuthError as err:
             problem = str(err)
     if problem is not None:
@@ -154,7 +173,8 @@ async def oidc_callback(request: Request, code: str = "", state: str = "", error
                                                "oidc": True}, status_code=401)
     # A page of our own moves on to the inbox: the SameSite=Strict cookie set here then travels with a
     # same-site navigation (a redirect straight from the IdP's site would leave it behind).
-    page = _render(request, "continue.html", {"next": next_url, "who": None})
+    page = _render(request, "continue.html", {"next": _safe_next(next_url), "who": None})
+    page.delete_cookie(OIDC_BROWSER_COOKIE, path="/auth")
     return _open_session(request, who, page)
 
 

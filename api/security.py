@@ -16,7 +16,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-__all__ = ["BodyLimitMiddleware", "SecurityHeadersMiddleware", "csrf_matches", "security_headers"]
+__all__ = ["BodyLimitMiddleware", "CodecOnlyCORS", "SecurityHeadersMiddleware", "csrf_matches", "security_headers"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -112,6 +112,24 @@ class BodyLimitMiddleware:
                 raise
         if too_large:
             await self._refuse(send)
+
+
+class CodecOnlyCORS:
+    """CORS (with credentials) for ``/codec`` only: the Temporal Web UI's origin may call the codec, and no
+    other route answers a cross-origin script, so a script on that origin cannot read inbox pages."""
+
+    def __init__(self, app: ASGIApp, *, allow_origins: list[str]) -> None:
+        from starlette.middleware.cors import CORSMiddleware
+
+        self.app = app
+        self.cors = CORSMiddleware(app, allow_origins=allow_origins, allow_credentials=True, allow_methods=["POST"],
+                                   allow_headers=["*"])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("path", "").startswith("/codec"):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def csrf_matches(expected: str, given: str | None) -> bool:

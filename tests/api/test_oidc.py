@@ -135,15 +135,28 @@ async def test_inbox_sign_in_with_the_authorization_code_flow_and_pkce(provider:
             back = await browser.post(f"{provider.issuer}/authorize", data={**fields, "user": "dr.rivera"})
         callback = httpx.URL(back.headers["location"])
         assert callback.path == "/auth/callback"
+        async with httpx.AsyncClient(base_url=api_url) as victim:  # the link, opened in another browser
+            swapped = await victim.get(f"/auth/callback?{callback.query.decode()}")
+            assert 401 == swapped.status_code and "another browser" in swapped.text
+            assert "careloom_session" not in victim.cookies
+        # The refused attempt used the state up: sign in again in the right browser.
+        start = await web.get("/auth/login", params={"next": "/inbox/x?y=1"})
+        async with httpx.AsyncClient() as browser:
+            form = await browser.get(start.headers["location"])
+            fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', form.text))
+            back = await browser.post(f"{provider.issuer}/authorize", data={**fields, "user": "dr.rivera"})
+        callback = httpx.URL(back.headers["location"])
         signed_in = await web.get(f"/auth/callback?{callback.query.decode()}")
-        assert 200 == signed_in.status_code and 'http-equiv="refresh"' in signed_in.text
+        assert 200 == signed_in.status_code and 'content="0;url=/inbox/x?y=1"' in signed_in.text
         assert provider.token_requests[-1]["code_verifier"]  # PKCE verifier sent (and checked by the provider)
         inbox = await web.get("/inbox")
         assert 200 == inbox.status_code and "Ana Rivera" in inbox.text and "md" in inbox.text
         me = await web.get("/api/me")
         assert ("dr.rivera", "md") == (me.json()["user_id"], me.json()["role"])
         replay = await web.get(f"/auth/callback?{callback.query.decode()}")
-        assert 401 == replay.status_code and "unknown, used or older" in replay.text
+        assert 401 == replay.status_code and "unknown, used" in replay.text
+        evil = await web.get("/auth/login", params={"next": "/\\evil.example"})
+        assert "evil" not in str(evil.headers["location"]).split("state=")[0]  # next is kept server-side, sanitised
         denied = await web.get("/auth/callback", params={"error": "access_denied", "state": "x"})
         assert 401 == denied.status_code and "access_denied" in denied.text
         # An API bearer token for careloom's API audience works too; an ID token for the inbox does not.

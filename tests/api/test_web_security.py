@@ -83,6 +83,22 @@ async def test_codec_cors_answers_only_the_configured_web_ui(web: httpx.AsyncCli
         answer = await web.post("/codec/decode", json={"payloads": []}, headers={"Origin": origin})
         assert expected == answer.headers.get("access-control-allow-origin"), origin
         assert 401 == answer.status_code  # and no session: nothing decoded
+    # No other route answers a cross-origin script, not even the Web UI's origin.
+    for path in ("/inbox", "/api/approvals", "/login"):
+        page = await web.get(path, headers={"Origin": allowed})
+        assert "access-control-allow-origin" not in page.headers, path
+        preflight = await web.options("/api/approvals/bulk", headers={"Origin": allowed,
+                                                                     "Access-Control-Request-Method": "POST"})
+        assert "access-control-allow-origin" not in preflight.headers
+
+
+def test_next_after_sign_in_stays_on_this_site() -> None:
+    from api.routes_web import _safe_next
+
+    assert "/inbox/wf-1/a1.1?x=1" == _safe_next("/inbox/wf-1/a1.1?x=1")
+    for bad in ("//evil.example", "/\\evil.example", "/\tevil.example", "https://evil.example", "", None,
+                "/inbox\n", "javascript:alert(1)"):
+        assert "/inbox" == _safe_next(bad), bad
 
 
 async def test_an_oversized_body_is_refused_before_any_handler(web: httpx.AsyncClient,
