@@ -15,7 +15,7 @@ from runtime.errors import DecisionRefused
 
 __all__ = ["STATUS_FOR", "DecisionRequest", "decision_refused", "to_decision"]
 
-STATUS_FOR = {"not_found": 404, "conflict": 409, "forbidden": 403, "invalid": 422}
+STATUS_FOR = {"not_found": 404, "conflict": 409, "forbidden": 403, "invalid": 422, "unavailable": 503}
 
 
 class DecisionRequest(BaseModel):

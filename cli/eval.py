@@ -30,6 +30,8 @@ def run_(
     label: Annotated[str | None, typer.Option(help="Name of this evaluation in reports and compare "
                                                    "(default: planner and policy).")] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Cases in flight at once.")] = 16,
+    allow_skipped: Annotated[bool, typer.Option(help="Do not fail the gate for scenario files that did not "
+                                                     "load (they are still listed).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON.")] = False,
 ) -> None:
     """Run every case as real workflow runs on a fresh embedded stack (or the configured cluster) with a
@@ -63,7 +65,8 @@ def run_(
         task = progress.add_task(f"{applicable} cases ({mode} planner)", total=applicable)
         result = run(run_suite(cfg, loaded, mode, concurrency=concurrency,
                                progress=lambda _: progress.advance(task)))
-    metrics = compute(result.results, skipped=len(loaded.skipped), not_applicable=len(result.not_applicable))
+    metrics = compute(result.results, skipped=len(loaded.skipped), not_applicable=len(result.not_applicable),
+                      allow_skipped=allow_skipped)
     document = EvalReport(
         label=label or f"{mode} planner, {', '.join(result.policy_ids)}", planner=mode, policy_ids=result.policy_ids,
         started_at=result.started_at, duration_seconds=result.duration_seconds,

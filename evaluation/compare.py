@@ -79,7 +79,8 @@ def compare(a: EvalReport, b: EvalReport) -> Comparison:
         raise ReportError(f"the reports ran different suites (digest {a.suite.digest} vs {b.suite.digest}); "
                           "run both evaluations on the same --suite folder")
     figures = [(name, getattr(a.metrics, name), getattr(b.metrics, name)) for name in FIGURES]
-    gates = [(ga.metric, ga.passed, gb.passed) for ga, gb in zip(a.metrics.gates, b.metrics.gates, strict=True)]
+    gates_b = {g.metric: g.passed for g in b.metrics.gates}
+    gates = [(g.metric, g.passed, gates_b.get(g.metric, False)) for g in a.metrics.gates]
     cases_a, cases_b = {c.id: c for c in a.cases}, {c.id: c for c in b.cases}
     changed = []
     for case_id in sorted(cases_a.keys() & cases_b.keys()):

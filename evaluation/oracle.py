@@ -61,6 +61,8 @@ class CaseResult(BaseModel):
     lace: int | None = None
     determination: str | None = None
     actions: list[ActionResult] = Field(default_factory=list)
+    missing_kinds: list[str] = Field(default_factory=list, description="Action kinds the case expects that the "
+                                                                      "run never proposed.")
     outcome_ok: bool = False
     problems: list[str] = Field(default_factory=list, description="Where the outcome differs from expect.outcome.")
     error: str | None = Field(default=None, description="The case could not run to the end (a harness or run error).")
@@ -126,6 +128,9 @@ def _outcome_problems(case: Case, status: Any, results: list[ActionResult]) -> l
     if want.determination is not None and determination != want.determination:
         problems.append(f"determination {determination}, expected {want.determination}")
     proposed = sorted({r.kind for r in results})
+    missing = sorted(set(case.expect.actions) - set(proposed))
+    if missing:
+        problems.append(f"{', '.join(missing)} expected but never proposed")
     if want.proposed is not None and proposed != sorted(set(want.proposed)):
         problems.append(f"proposed {proposed or 'nothing'}, expected {sorted(set(want.proposed)) or 'nothing'}")
     unexpected = sorted({r.kind for r in results if r.expected is None})

@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -172,7 +172,8 @@ class _Harness:
             result.attributes = attributes_of(resources, self.started.date())
             workflow_id, query = await start()
             result.workflow_id = workflow_id
-            status, reviews = await self._drive(case, workflow_id, query)
+            # The whole drive is bounded too: a run that keeps asking (or a call that hangs) is an error.
+            status, reviews = await asyncio.wait_for(self._drive(case, workflow_id, query), self.timeout + 30)
         except Exception as err:  # noqa: BLE001 - one case's failure is a result, not the evaluation's end
             result.error = f"{type(err).__name__}: {err}"
             return result
@@ -180,6 +181,7 @@ class _Harness:
         result.lace = getattr(status, "lace", None)
         result.determination = getattr(status, "determination", None)
         result.actions, result.problems = judge(case, status, reviews)
+        result.missing_kinds = sorted(set(case.expect.actions) - {a.kind for a in result.actions})
         result.outcome_ok = not result.problems
         return result
 
@@ -256,21 +258,22 @@ class _Harness:
         handle = self.client.get_workflow_handle(workflow_id)
         reviews: dict[str, str] = {}
         deadline = time.monotonic() + self.timeout
+        rpc = timedelta(seconds=15)
         while True:
-            described = await handle.describe()
-            status = await handle.query(query)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {workflow_id} did not settle within {self.timeout:.0f} s")
+            described = await handle.describe(rpc_timeout=rpc)
+            status = await handle.query(query, rpc_timeout=rpc)
             if described.status != WorkflowExecutionStatus.RUNNING:
                 return status, reviews
             if status.status in _PARKED and status.pending_approvals:
                 for item in status.pending_approvals:
                     await self._review(case, workflow_id, item, reviews)
+                await asyncio.sleep(0.05)
                 continue
             if status.status == "deferred" and all(a.status in _WAITING_DONE for a in status.actions):
                 await handle.terminate("evaluation case judged")  # only deferred actions left: hours away
                 return status, reviews
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"run {workflow_id} did not settle within {self.timeout:.0f} s "
-                                   f"(status {status.status})")
             await asyncio.sleep(0.25)
 
     async def _review(self, case: Case, workflow_id: str, item: PendingApproval, reviews: dict[str, str]) -> None:

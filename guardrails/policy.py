@@ -11,7 +11,7 @@ import hashlib
 from datetime import date, datetime, time, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = ["ApprovalRouting", "DecisionKey", "DecisionSignatures", "GuardrailPolicy", "QueueRule", "ROLE_RANK", "Role", "ServiceEffect", "SlaRule",
            "max_role"]
@@ -76,6 +76,13 @@ class DecisionKey(BaseModel):
     not_after: datetime | None = Field(default=None, description="Retired: signatures dated at or after this "
                                                                  "are refused.")
 
+    @field_validator("not_after")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("not_after needs a UTC offset, e.g. 2026-12-31T00:00:00Z")
+        return value
+
 
 class DecisionSignatures(BaseModel):
     """Who may sign decisions on a run: set, every decision must carry a valid, fresh signature."""
@@ -83,6 +90,14 @@ class DecisionSignatures(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     keys: tuple[DecisionKey, ...] = Field(min_length=1, description="Several at once during a rotation.")
+
+    @field_validator("keys")
+    @classmethod
+    def _distinct(cls, value: tuple[DecisionKey, ...]) -> tuple[DecisionKey, ...]:
+        ids = [k.key_id for k in value]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"key ids must be distinct: {ids}")
+        return value
     max_age_seconds: int = Field(default=300, ge=10, le=3600, description=(
         "A signature older than this (by workflow time) is refused: a delayed or replayed decision."))
 

@@ -12,7 +12,7 @@ from typing import Literal
 __all__ = ["CareloomError", "ConfigurationError", "CriteriaFileError", "DecisionRefused", "ImportFailure", "InvalidResource",
            "PriorAuthErrorCode", "PriorAuthRequestError", "RefusalCode", "ToolFailure"]
 
-RefusalCode = Literal["not_found", "conflict", "forbidden", "invalid"]
+RefusalCode = Literal["not_found", "conflict", "forbidden", "invalid", "unavailable"]
 
 
 class CareloomError(Exception):
@@ -30,7 +30,7 @@ class ImportFailure(CareloomError):
 class DecisionRefused(CareloomError, ValueError):
     """A decision (or a request to decide) cannot be accepted; ``code`` maps to an HTTP status.
 
-    not_found → 404, conflict → 409, forbidden → 403, invalid → 422.
+    not_found → 404, conflict → 409, forbidden → 403, invalid → 422, unavailable → 503 (retry).
     """
 
     def __init__(self, code: RefusalCode | str, message: str) -> None:

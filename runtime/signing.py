@@ -77,6 +77,8 @@ def parse_signing_keys(text: str, *, setting: str = "CARELOOM_SIGNING_KEYS") -> 
         if len(raw) != 32:
             raise ConfigurationError(f"{setting} key {kid.strip()!r} is {len(raw)} bytes; an Ed25519 private key "
                                      "is 32 (generate one with `careloom keys signing-generate KEY_ID`)")
+        if any(kid.strip() == known for known, _ in keys):
+            raise ConfigurationError(f"{setting}: key id {kid.strip()!r} is listed twice; give every key its own id")
         keys.append((kid.strip(), value.strip()))
     if not keys:
         raise ConfigurationError(f"{setting} is empty; generate a key with `careloom keys signing-generate KEY_ID`")
@@ -101,6 +103,8 @@ def parse_public_keys(text: str, *, setting: str = "CARELOOM_DECISION_KEYS") -> 
                                      "date-time like 2026-12-31T00:00:00Z") from None
         if not_after is not None and not_after.tzinfo is None:
             raise ConfigurationError(f"{setting} key {kid.strip()!r}: give the retirement time a UTC offset (Z)")
+        if any(k.key_id == kid.strip() for k in keys):
+            raise ConfigurationError(f"{setting}: key id {kid.strip()!r} is listed twice; give every key its own id")
         keys.append(DecisionKey(key_id=kid.strip(), public_key=value.strip(), not_after=not_after))
     return tuple(keys)
 

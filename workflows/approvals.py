@@ -88,12 +88,18 @@ class ApprovalBook:
         self._outcomes: list[ReceivedDecision] = []
         self._ledger: list[LedgerEntry] = []
         self._ledger_seq = 0
+        self._roles: dict[str, str] = {}  # approval id -> the most senior role it ever needed
 
     # --- reading ------------------------------------------------------------
     @property
     def pending(self) -> list[PendingApproval]:
         """Items awaiting a human, in the order they were opened."""
         return list(self._pending.values())
+
+    def _note_role(self, item: PendingApproval) -> None:
+        known = self._roles.get(item.approval_id)
+        if known is None or ROLE_RANK[item.required_role] > ROLE_RANK[known]:
+            self._roles[item.approval_id] = item.required_role
 
     @property
     def decision_key_ids(self) -> list[str]:
@@ -121,6 +127,7 @@ class ApprovalBook:
         """These actions now await a human."""
         for item in items:
             self._pending[item.approval_id] = item
+            self._note_role(item)
             self._record(item, "requested", "system", now, reason="; ".join(item.reasons))
 
     def tick(self, now: datetime) -> list[LedgerEntry]:
@@ -143,6 +150,7 @@ class ApprovalBook:
             clock = clock_for(next_queue, item.required_role, self._policy, now)
             item = item.entering(clock, escalation_level=item.escalation_level + 1)
             self._pending[approval_id] = item
+            self._note_role(item)
             self._record(item, "escalated", "system", now, reason=f"SLA deadline passed; now in {clock.queue}")
         return self._ledger[before:]
 
@@ -163,6 +171,11 @@ class ApprovalBook:
         if self._is_repeat(decision):
             return
         if decision.approval_id in self._decided:
+            needed = self._roles.get(decision.approval_id)
+            if needed is not None and ROLE_RANK[decision.role] < ROLE_RANK[needed]:
+                # Not theirs to see: the same answer as an unknown item (its outcome and approver stay hidden).
+                raise DecisionRefused("not_found", (
+                    f"unknown approval {decision.approval_id!r}; list pending approvals with `careloom approvals list`"))
             first = self._decided[decision.approval_id]
             raise DecisionRefused("conflict", (
                 f"approval {decision.approval_id} was already decided ({first.decision} by {first.approver}); "

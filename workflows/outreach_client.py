@@ -13,6 +13,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -43,6 +44,8 @@ __all__ = [
     "start_outreach",
 ]
 
+
+DECIDE_TIMEOUT = timedelta(seconds=30)
 
 DecisionRejected = DecisionRefused
 """Kept for importers: the refusal is :class:`runtime.errors.DecisionRefused`."""
@@ -234,14 +237,20 @@ async def list_pending_approvals(client: Client, *, role: str | None = None) -> 
 
 async def get_approval(client: Client, workflow_id: str, approval_id: str) -> PendingApproval:
     """One pending approval; DecisionRejected(not_found) if the run or the item is unknown."""
+    missing = DecisionRejected("not_found", f"no pending approval {approval_id!r} in {workflow_id}")
     try:
-        pending = await _pending_of(client, workflow_id)
+        pending = await _pending_of(client, workflow_id, rpc_timeout=timedelta(seconds=10))
+    except WorkflowQueryFailedError:
+        raise missing from None  # not a careloom run (no approvals query): the same answer as an unknown one
     except RPCError as err:
-        raise DecisionRejected("not_found", f"no run {workflow_id!r}: {err.message}") from None
+        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            raise missing from None  # one answer for an unknown run and an unknown item: ids are not confirmed
+        raise DecisionRefused("unavailable", f"the run {workflow_id} did not answer ({err.message}); retry "
+                                             "shortly (is a worker running?)") from None
     for item in pending:
         if item.approval_id == approval_id:
             return item
-    raise DecisionRejected("not_found", f"no pending approval {approval_id!r} in {workflow_id}")
+    raise missing
 
 
 async def decide(client: Client, workflow_id: str, decision: ApprovalDecision, *,
@@ -261,7 +270,12 @@ async def decide(client: Client, workflow_id: str, decision: ApprovalDecision, *
                 pass  # the update will say what is wrong with the run
         decision = signer.sign(decision, workflow_id, key_id=key_id)
     try:
-        return await handle.execute_update(AgentRun.decide, decision)
+        # Bounded: with no worker polling (or a failing workflow task) an update would wait for ever.
+        return await handle.execute_update(AgentRun.decide, decision, rpc_timeout=DECIDE_TIMEOUT)
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        raise DecisionRefused("unavailable", (
+            f"the run {workflow_id} did not take the decision within {DECIDE_TIMEOUT.total_seconds():.0f} s "
+            "(no worker polling its task queue?); nothing was decided, retry shortly")) from None
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError):
@@ -272,7 +286,8 @@ async def decide(client: Client, workflow_id: str, decision: ApprovalDecision, *
             raise DecisionRejected("not_found", (
                 f"{workflow_id} is not running ({err.message}); it has completed or the id is wrong. "
                 "See `careloom outreach status` for its outcome")) from None
-        raise
+        raise DecisionRefused("unavailable", f"Temporal refused the decision for {workflow_id} ({err.message}); "
+                                             "retry shortly") from None
 
 
 class BulkItem(BaseModel):
@@ -308,5 +323,7 @@ async def decide_bulk(client: Client, items: list[BulkItem], *, decision: Litera
                 return BulkItemResult(**base, ok=False, error_code=err.code, error=str(err))
             except ValueError as err:
                 return BulkItemResult(**base, ok=False, error_code="invalid", error=str(err))
+            except (RPCError, WorkflowQueryFailedError) as err:  # one unreachable run does not sink the rest
+                return BulkItemResult(**base, ok=False, error_code="unavailable", error=str(err))
 
     return list(await asyncio.gather(*(one(i) for i in items)))

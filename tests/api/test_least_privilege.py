@@ -77,3 +77,23 @@ async def test_items_and_runs_above_the_callers_role_are_404_like_unknown_ones_a
                      "--workflow", deceased.id, "--json")
     assert 0 == shown.returncode, shown.stderr
     assert [("run.status", "shown")] == [(e["action"], e["outcome"]) for e in json.loads(shown.stdout)]
+
+
+async def test_a_decided_item_above_the_callers_role_stays_hidden(
+        start_run: StartRun, store, http: httpx.AsyncClient, approvers: dict[str, str]) -> None:  # noqa: ANN001
+    """After an RN decided it, a care coordinator asking about the same item learns nothing (no 409 naming the
+    outcome and the approver): the answer is the unknown-item 404. The run stays open (two items pending)."""
+    handle = await start_run(make_member(store, **HIGH_RISK), policy=ALWAYS_ASK)
+    items = (await wait_for_status(handle, lambda s: len(s.pending_approvals) == 3)).pending_approvals
+    plan = next(p for p in items if p.required_role == "rn")
+    url = f"/api/approvals/{handle.id}/{plan.approval_id}/decision"
+    reject = {"decision": "reject", "digest": plan.digest, "reason": "plan needs a cardiology visit"}
+    assert 200 == (await http.post(url, json=reject, headers=auth(approvers["rn.kim"]))).status_code
+    approve = {"decision": "approve", "digest": plan.digest}
+    asked = await http.post(url, json=approve, headers=auth(approvers["cc.jones"]))
+    unknown = await http.post(f"/api/approvals/{handle.id}/a9-nothing.1/decision", json=approve,
+                              headers=auth(approvers["cc.jones"]))
+    assert (404, 404) == (asked.status_code, unknown.status_code), asked.text
+    assert "rn.kim" not in asked.text and "reject" not in asked.text
+    again = await http.post(url, json=approve, headers=auth(approvers["rn.ortiz"]))
+    assert 409 == again.status_code and "rn.kim" in again.text  # an RN, who may see it, is told it was decided

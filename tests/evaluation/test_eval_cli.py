@@ -47,10 +47,11 @@ def write_suite(folder: Path) -> Path:
 def test_eval_run_reports_the_figures_and_skips_a_bad_file(tmp_path: Path, env: dict[str, str]) -> None:
     suite = write_suite(tmp_path / "suite")
     result = careloom(env, "eval", "run", "--suite", str(suite), "--report", str(tmp_path / "out"), "--json")
-    assert 0 == result.returncode, result.stderr[-3000:]
+    assert 1 == result.returncode, result.stderr[-3000:]  # a file that did not load fails the gate...
     report = json.loads(result.stdout)
     assert "skipped bad.yaml: expect.actions: unknown action kind 'create_tsk'" in result.stderr
     m = report["metrics"]
+    assert [g["metric"] for g in m["gates"] if not g["passed"]] == ["skipped_files"]  # ...and only that
     assert (3, 0, 1) == (m["cases_run"], m["errors"], m["skipped"])
     assert (1.0, 0, 0) == (m["mandated_approval_recall"], m["unsafe_auto_executions"], m["missed_blocks"])
     assert 1.0 == m["automation_rate"] and 6 == m["may_auto_actions"]

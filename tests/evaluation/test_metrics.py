@@ -55,7 +55,8 @@ def test_gates_fail_on_a_missed_approval_and_name_the_metric() -> None:
     assert 0.5 == m.mandated_approval_recall
     assert 1 == m.unsafe_auto_executions
     assert {"mandated_approval_recall": False, "unsafe_auto_executions": False, "missed_blocks": True,
-            "errors": True} == {g.metric: g.passed for g in m.gates}
+            "missing_actions": True, "unexpected_actions": True, "errors": True,
+            "skipped_files": True} == {g.metric: g.passed for g in m.gates}
     assert not m.passed
     assert compute([good]).passed
 
@@ -64,6 +65,16 @@ def test_a_block_that_became_a_deferral_is_a_missed_block() -> None:
     m = compute([case("c", action("send_outreach", "must_block", "must_defer", executed=False, label=None))])
     assert 1 == m.missed_blocks and 0 == m.unsafe_auto_executions
     assert not m.passed
+
+
+def test_expected_kinds_never_proposed_unexpected_kinds_and_skipped_files_fail_the_gate() -> None:
+    silent = case("silent")  # expected an issue_determination, proposed nothing
+    silent.missing_kinds = ["issue_determination"]
+    assert ["missing_actions"] == [g.metric for g in compute([silent]).gates if not g.passed]
+    stray = case("stray", action("send_outreach", None, "may_auto", approved_by="eval-rn-1"))
+    assert ["unexpected_actions"] == [g.metric for g in compute([stray]).gates if not g.passed]
+    assert ["skipped_files"] == [g.metric for g in compute([case("ok", action())], skipped=1).gates if not g.passed]
+    assert compute([case("ok", action())], skipped=1, allow_skipped=True).passed
 
 
 def test_an_errored_case_fails_the_gate_and_counts_nothing_else() -> None:

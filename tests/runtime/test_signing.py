@@ -100,3 +100,18 @@ def test_the_development_key_file_is_made_once_and_private(tmp_path) -> None:  #
     again = DecisionSigner.from_file(tmp_path / "signing-keys")
     assert first.public_keys() == again.public_keys()
     assert 0o600 == (tmp_path / "signing-keys").stat().st_mode & 0o777
+
+
+def test_duplicate_key_ids_and_naive_retirement_times_are_refused() -> None:
+    from guardrails.policy import DecisionKey, DecisionSignatures
+
+    one, two = generate_signing_key(), generate_signing_key()
+    with pytest.raises(ConfigurationError, match="listed twice"):
+        parse_signing_keys(f"k1={one},k1={two}")
+    with pytest.raises(ConfigurationError, match="listed twice"):
+        parse_public_keys(f"k1={public_key_of(one)},k1={public_key_of(two)}")
+    with pytest.raises(ValueError, match="UTC offset"):
+        DecisionKey(key_id="k", public_key=public_key_of(one), not_after=datetime(2026, 12, 31))
+    with pytest.raises(ValueError, match="distinct"):
+        DecisionSignatures(keys=(DecisionKey(key_id="k", public_key=public_key_of(one)),
+                                 DecisionKey(key_id="k", public_key=public_key_of(two))))
