@@ -58,7 +58,8 @@ async def test_two_worker_processes_share_one_queue(client: Client, settings, st
         async for execution in client.list_workflows(f"TaskQueue = '{queue}' AND ExecutionStatus = 'Running'"):
             with contextlib.suppress(Exception):
                 await client.get_workflow_handle(execution.id).terminate("test finished")
-    assert all(w.returncode == 0 for w in workers), [w.returncode for w in workers]
+    assert all(w.returncode == 0 for w in workers), [(w.returncode, w.stderr.read().decode()[-3000:])
+                                                     for w in workers if w.returncode != 0]
 
 
 def test_the_deployment_manifest_is_valid_yaml_and_names_every_part() -> None:
