@@ -18,6 +18,7 @@ from temporalio.client import Client
 
 from api.auth import make_verifier
 from api.identity import AuthError, Identity, TokenVerifier
+from api.users import UserDirectory
 from api.security import UNSAFE_METHODS, csrf_matches
 from api.sessions import Session, SessionStore
 from runtime.codec import PayloadEncryptionCodec
@@ -159,8 +160,21 @@ def current_session(request: Request) -> Session | None:
     """The live inbox session of the cookie, if any (cached on the request)."""
     if not hasattr(request.state, "session"):
         cookie = request.cookies.get(SESSION_COOKIE)
-        request.state.session = get_sessions(request).get(cookie) if cookie else None
+        session = get_sessions(request).get(cookie) if cookie else None
+        if session is not None and not _still_approver(request, session.identity):
+            get_sessions(request).delete(cookie)  # removed, or given another role, since signing in
+            session = None
+        request.state.session = session
     return request.state.session
+
+
+def _still_approver(request: Request, who: Identity) -> bool:
+    """With the embedded users file, a session lasts only while its user is there with the same role."""
+    verifier = get_verifier(request)
+    if not isinstance(verifier, UserDirectory):
+        return True  # an identity provider's users: the session's timeouts bound it
+    current = verifier.get(who.user_id)
+    return current is not None and current.role == who.role
 
 
 def current_identity(request: Request) -> Identity:

@@ -35,6 +35,18 @@ async def test_the_session_cookie_holds_no_token_and_sign_out_ends_it_at_once(we
         assert 401 == (await other.get("/api/me")).status_code
 
 
+async def test_a_session_ends_when_its_user_is_removed(web: httpx.AsyncClient, settings) -> None:  # noqa: ANN001
+    from api.users import UserDirectory
+
+    directory = UserDirectory(settings.users_path)
+    token = directory.add_user("cc.temp", "care_coordinator")
+    await sign_in(web, token)
+    assert 200 == (await web.get("/inbox")).status_code
+    directory.remove_user("cc.temp")
+    gone = await web.get("/inbox")
+    assert 303 == gone.status_code and gone.headers["location"].startswith("/login")
+
+
 async def test_a_post_without_the_sessions_csrf_token_is_refused_and_changes_nothing(
         web: httpx.AsyncClient, approvers: dict[str, str]) -> None:
     csrf = await sign_in(web, approvers["rn.kim"])
