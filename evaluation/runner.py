@@ -38,7 +38,7 @@ from agents.approvals import ApprovalDecision, PendingApproval
 from agents.state import TERMINAL
 from evaluation.oracle import CaseResult, attributes_of, judge
 from evaluation.scenarios import Case, Suite, discharge_time
-from evaluation.scripted_model import BEHAVIOURS, ScriptedModelServer
+from evaluation.scripted_model import BEHAVIOURS, ScriptedModelServer, running_model_server
 from evaluation.synthetic import NOTES, build_pas_bundle, member_resources
 from runtime.errors import CareloomError, DecisionRefused
 from runtime.settings import Settings
@@ -102,17 +102,9 @@ def evaluation_settings(base: Settings, state_dir: Path, planner: Planner, model
     return base.model_copy(update=update)
 
 
-@contextlib.contextmanager
-def _model_server(planner: Planner) -> Any:  # noqa: ANN401
-    if planner != "scripted":
-        yield None
-        return
-    server = ScriptedModelServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def _model_server(planner: Planner) -> contextlib.AbstractContextManager[ScriptedModelServer | None]:
+    """The scripted model server for ``--planner scripted`` (started and stopped around the run), else none."""
+    return running_model_server() if planner == "scripted" else contextlib.nullcontext()
 
 
 async def run_suite(base: Settings, suite: Suite, planner: Planner, *, concurrency: int = 16,

@@ -45,6 +45,16 @@ async def sign_in(http: httpx.AsyncClient, token: str) -> str:
     return CSRF_FIELD.search(inbox.text).group(1)
 
 
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def http(api_url: str):  # noqa: ANN201 - a client of the test API server (prior-auth tests add a worker)
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as session:
+        yield session
+
+
 def auth_error(verifier: TokenVerifier, token: str) -> str:
     """The message of the AuthError the verifier raises for this token."""
     with pytest.raises(AuthError) as caught:

@@ -5,22 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-import pytest
 
+from tests.api.conftest import auth
 from tests.conftest import ALWAYS_ASK, StartRun, wait_for_status
 from tests.fhir_factory import HIGH_RISK, make_member
 from tests.net import free_port
 
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-async def http(api_url: str):  # noqa: ANN201
-    async with httpx.AsyncClient(base_url=api_url, timeout=30) as session:
-        yield session
 
 
 async def test_requests_without_a_valid_token_get_401(http: httpx.AsyncClient) -> None:

@@ -9,19 +9,10 @@ import httpx
 import pytest
 
 from store.access_log import AccessLog
+from tests.api.conftest import auth
 from tests.cli import careloom, clean_env
 from tests.conftest import ALWAYS_ASK, StartRun, wait_for_status
 from tests.fhir_factory import HIGH_RISK, make_member
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-async def http(api_url: str):  # noqa: ANN201
-    async with httpx.AsyncClient(base_url=api_url, timeout=30) as session:
-        yield session
 
 
 async def test_items_and_runs_above_the_callers_role_are_404_like_unknown_ones_and_every_read_is_logged(
