@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING, NamedTuple
@@ -33,7 +34,7 @@ from runtime.plugin import sandboxed_runner, worker_plugins
 from runtime.settings import Settings, get_settings
 from runtime.temporal_client import connect
 from store.ledger import DecisionLedger, LedgerActivities
-from store.records import SqliteCareRecordStore
+from store.records import SqlCareRecordStore
 from tools.activities import CareTools
 from tools.prior_auth_tools import PriorAuthTools
 from tools.registry import ALL_TOOLS
@@ -113,7 +114,7 @@ def recommender_for(settings: Settings) -> RecommenderActivity:
 def build_worker(
     client: Client,
     settings: Settings,
-    store: SqliteCareRecordStore,
+    store: SqlCareRecordStore,
     *,
     planner: Planner | None = None,
     recommender: RecommenderActivity | None = None,
@@ -133,7 +134,7 @@ def build_worker(
         PlannerActivity(planner or planner_for(settings), fallback=OfflinePlanner()),
         PriorAuthTools(store, settings.criteria()),
         recommender or recommender_for(settings),
-        LedgerActivities(DecisionLedger(store.path)),
+        LedgerActivities(DecisionLedger(store.db)),
     ]
     return Worker(
         client,
@@ -145,7 +146,7 @@ def build_worker(
     )
 
 
-def build_workers(client: Client, settings: Settings, store: SqliteCareRecordStore, *,
+def build_workers(client: Client, settings: Settings, store: SqlCareRecordStore, *,
                   planner: Planner | None = None, recommender: RecommenderActivity | None = None) -> list[Worker]:
     """The main worker and the rate-limited queues' workers, as ``python worker.py`` runs them (what an
     in-process stack should run too: a run started with queues from settings needs their pollers)."""
@@ -153,7 +154,7 @@ def build_workers(client: Client, settings: Settings, store: SqliteCareRecordSto
             *rate_limited_workers(client, settings, store, planner=planner, recommender=recommender)]
 
 
-def rate_limited_workers(client: Client, settings: Settings, store: SqliteCareRecordStore, *,
+def rate_limited_workers(client: Client, settings: Settings, store: SqlCareRecordStore, *,
                          planner: Planner | None = None, recommender: RecommenderActivity | None = None,
                          executor: ThreadPoolExecutor | None = None) -> list[Worker]:
     """Workers for the rate-limited queues settings name (model calls, member messages); none if unset.
@@ -211,9 +212,11 @@ async def run_until_signalled(*workers: Worker) -> None:
 async def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    # The database first: an unreachable one, refused credentials or a schema behind the code stop the worker
+    # before it polls a single task (it would fail every activity it took).
+    store = SqlCareRecordStore(settings.open_database())
     metrics = serve_worker_metrics(settings)
     client = await connect(settings, runtime=metrics.runtime if metrics else None)
-    store = SqliteCareRecordStore(settings.records_path)
     gauges = None
     if metrics is not None:
         from runtime.metrics_server import VisibilityGauges
@@ -252,5 +255,24 @@ def serve_worker_metrics(settings: Settings) -> WorkerMetrics | None:
     return WorkerMetrics(runtime, server)
 
 
+def _start() -> None:
+    """``python worker.py``: a setting or the database that stops the worker exits 2 with the problem and the
+    fix on stderr, not a traceback."""
+    from pydantic import ValidationError
+
+    from runtime.errors import CareloomError
+
+    try:
+        asyncio.run(main())
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        sys.stderr.write(f"careloom worker: invalid setting CARELOOM_{where.upper()}: {first['msg']}\n")
+        raise SystemExit(2) from None
+    except CareloomError as err:
+        sys.stderr.write(f"careloom worker: cannot start: {err}\n")
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    _start()

@@ -18,15 +18,16 @@ from temporalio.client import Client
 
 from api.auth import make_verifier
 from api.identity import AuthError, Identity, TokenVerifier
-from api.users import UserDirectory
 from api.security import UNSAFE_METHODS, csrf_matches
 from api.sessions import Session, SessionStore
+from api.users import UserDirectory
 from runtime.codec import PayloadEncryptionCodec
 from runtime.settings import Settings
 from runtime.signing import DecisionSigner
 from runtime.temporal_client import codec_for
 from store.access_log import AccessLog
-from store.records import SqliteCareRecordStore
+from store.database import Database
+from store.records import SqlCareRecordStore
 from tools.criteria import CriteriaSet
 
 if TYPE_CHECKING:
@@ -70,18 +71,18 @@ def bind_state(app: FastAPI, settings: Settings, *, verifier: TokenVerifier | No
                                *settings.prior_auth_policy().approvals.queues})
     # Prior-authorization intake: the records store the request is written to, and the criteria it is
     # checked against (a bad criteria file fails here, at start).
-    app.state.store = SqliteCareRecordStore(settings.records_path)
+    app.state.store = SqlCareRecordStore(settings.open_database())
     app.state.criteria = settings.criteria()
     # Decisions are signed here, after the approver is authenticated; runs verify them (runtime/signing.py).
     app.state.signer = settings.signer()
-    app.state.access_log = AccessLog(settings.records_path)
-    app.state.oidc = _oidc_login(settings)
-    app.state.sessions = SessionStore(settings.state_dir / "sessions.db",
+    app.state.access_log = AccessLog(app.state.store.db)
+    app.state.oidc = _oidc_login(settings, app.state.store.db)
+    app.state.sessions = SessionStore(app.state.store.db,
                                       idle=timedelta(minutes=settings.session_idle_minutes),
                                       absolute=timedelta(hours=settings.session_absolute_hours))
 
 
-def _oidc_login(settings: Settings) -> OidcLogin | None:
+def _oidc_login(settings: Settings, database: Database) -> OidcLogin | None:
     """Inbox sign-in through the identity provider, when CARELOOM_OIDC_ISSUER is set."""
     if not settings.oidc_issuer or not settings.oidc_client_id:
         return None
@@ -93,7 +94,7 @@ def _oidc_login(settings: Settings) -> OidcLogin | None:
                      redirect_url=settings.oidc_redirect_url
                      or f"http://{settings.api_host}:{settings.api_port}/auth/callback",
                      scopes=settings.oidc_scopes, id_tokens=jwt_verifier(settings, audience=settings.oidc_client_id),
-                     state_path=settings.state_dir / "sessions.db")
+                     database=database)
 
 
 def get_signer(request: Request) -> DecisionSigner:
@@ -126,7 +127,7 @@ def get_queues(request: Request) -> list[str]:
     return request.app.state.queues
 
 
-def get_store(request: Request) -> SqliteCareRecordStore:
+def get_store(request: Request) -> SqlCareRecordStore:
     """The care records store (prior-authorization requests are written there)."""
     return request.app.state.store
 
@@ -210,7 +211,7 @@ TemporalClient = Annotated[Client, Depends(get_client)]
 Verifier = Annotated[TokenVerifier, Depends(get_verifier)]
 Codec = Annotated[PayloadEncryptionCodec | None, Depends(get_codec)]
 ApprovalQueues = Annotated[list[str], Depends(get_queues)]
-RecordsStore = Annotated[SqliteCareRecordStore, Depends(get_store)]
+RecordsStore = Annotated[SqlCareRecordStore, Depends(get_store)]
 Criteria = Annotated[CriteriaSet, Depends(get_criteria)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
 Signer = Annotated[DecisionSigner, Depends(get_signer)]

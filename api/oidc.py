@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
-import threading
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,6 +22,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from api.identity import AuthError, Identity
 from api.jwt_auth import JwtVerifier
 from runtime.errors import ConfigurationError
+from store.database import Database, Rows
 
 __all__ = ["OidcLogin", "discover"]
 
@@ -53,27 +51,28 @@ def _digest(value: str) -> str:
 
 
 class _Pending:
-    """state → (PKCE verifier, nonce, where to go next), one use each, in the sessions database."""
+    """state → (PKCE verifier, nonce, where to go next), one use each, in the care records database (shared by
+    every API host: the callback may reach another host than the one that started the sign-in)."""
 
-    def __init__(self, path: Path) -> None:
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("CREATE TABLE IF NOT EXISTS oidc_pending (state TEXT PRIMARY KEY, verifier TEXT NOT NULL,"
-                           " nonce TEXT NOT NULL, next TEXT NOT NULL, created_at TEXT NOT NULL, browser TEXT)")
-        self._lock = threading.Lock()
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def add(self, state: str, verifier: str, nonce: str, next_url: str, browser: str) -> None:
         now = datetime.now(UTC)
-        with self._lock:
-            self._conn.execute("DELETE FROM oidc_pending WHERE created_at < ?", ((now - PENDING_TTL).isoformat(),))
-            self._conn.execute("INSERT INTO oidc_pending VALUES (?,?,?,?,?,?)",
-                               (state, verifier, nonce, next_url, now.isoformat(), _digest(browser)))
+
+        def add(db: Rows) -> None:
+            db.rows("DELETE FROM oidc_pending WHERE created_at < :old", {"old": (now - PENDING_TTL).isoformat()})
+            db.rows("INSERT INTO oidc_pending (state, verifier, nonce, next, created_at, browser) "
+                    "VALUES (:s, :v, :n, :x, :at, :b)", {"s": state, "v": verifier, "n": nonce, "x": next_url,
+                                                        "at": now.isoformat(), "b": _digest(browser)})
+
+        self.db.write(add)
 
     def take(self, state: str, browser: str) -> tuple[str, str, str] | None:
         """The sign-in ``state`` started, once, and only in the browser that started it."""
-        with self._lock:
-            # One statement: two API hosts cannot both take the same state.
-            row = self._conn.execute("DELETE FROM oidc_pending WHERE state = ? RETURNING verifier, nonce, next, "
-                                     "created_at, browser", (state,)).fetchone()
+        # One statement: two API hosts cannot both take the same state.
+        row = self.db.write(lambda db: db.one("DELETE FROM oidc_pending WHERE state = :s RETURNING verifier, nonce, "
+                                              "next, created_at, browser", {"s": state}))
         if row is None or datetime.now(UTC) - datetime.fromisoformat(row[3]) > PENDING_TTL:
             return None
         if not browser or not secrets.compare_digest(row[4] or "", _digest(browser)):
@@ -83,11 +82,11 @@ class _Pending:
 
 class OidcLogin:
     def __init__(self, *, issuer: str, client_id: str, client_secret: str | None, redirect_url: str, scopes: str,
-                 id_tokens: JwtVerifier, state_path: Path) -> None:
+                 id_tokens: JwtVerifier, database: Database) -> None:
         self.issuer, self.client_id, self.client_secret = issuer, client_id, client_secret
         self.redirect_url, self.scopes = redirect_url, scopes
         self.id_tokens = id_tokens
-        self._pending = _Pending(state_path)
+        self._pending = _Pending(database)
 
     def _client(self) -> AsyncOAuth2Client:
         return AsyncOAuth2Client(client_id=self.client_id, client_secret=self.client_secret, scope=self.scopes,

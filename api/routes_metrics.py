@@ -17,7 +17,7 @@ def _ledger_registry(request: Request) -> CollectorRegistry:
     registry = getattr(request.app.state, "ledger_metrics", None)
     if registry is None:
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(LedgerFiguresCollector(request.app.state.settings.records_path))
+        registry.register(LedgerFiguresCollector(request.app.state.store.db))
         request.app.state.ledger_metrics = registry
     return registry
 

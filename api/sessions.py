@@ -2,36 +2,21 @@
 
 A session carries the approver's identity (never their bearer token), a CSRF token for its forms, and two
 clocks: an idle timeout (no request for ``idle``) and an absolute one (``absolute`` after sign-in). Signing
-out deletes the row, so a copied cookie stops working at once. The store is a SQLite file next to the
-users file; every API host of one deployment points at the same state folder.
+out deletes the row, so a copied cookie stops working at once. The sessions table is in the care records
+database (``store/migrations``), so every API host of one deployment shares it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from api.identity import Identity
+from store.database import Database, Rows
 
 __all__ = ["Session", "SessionStore"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    id_hash     TEXT PRIMARY KEY,
-    user_id     TEXT NOT NULL,
-    role        TEXT NOT NULL,
-    display     TEXT,
-    csrf        TEXT NOT NULL,
-    created_at  TEXT NOT NULL,
-    seen_at     TEXT NOT NULL
-);
-"""
-
 
 @dataclass(frozen=True)
 class Session:
@@ -47,44 +32,42 @@ def _hash(session_id: str) -> str:
 
 
 class SessionStore:
-    def __init__(self, path: Path, *, idle: timedelta, absolute: timedelta) -> None:
+    def __init__(self, db: Database, *, idle: timedelta, absolute: timedelta) -> None:
         self.idle, self.absolute = idle, absolute
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.executescript(_SCHEMA)
-        self._lock = threading.Lock()
+        self.db = db
 
     def create(self, identity: Identity, *, now: datetime | None = None) -> tuple[str, Session]:
         """A new session for ``identity``: (the cookie value, the session)."""
         at = now or datetime.now(UTC)
         session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
-        with self._lock:
-            self._conn.execute("INSERT INTO sessions VALUES (?,?,?,?,?,?,?)",
-                               (_hash(session_id), identity.user_id, identity.role, identity.display_name, csrf,
-                                at.isoformat(), at.isoformat()))
+        self.db.write(lambda db: db.rows(
+            "INSERT INTO sessions (id_hash, user_id, role, display, csrf, created_at, seen_at) "
+            "VALUES (:h, :u, :r, :d, :c, :at, :at)", {"h": _hash(session_id), "u": identity.user_id,
+                                                   "r": identity.role, "d": identity.display_name, "c": csrf,
+                                                   "at": at.isoformat()}))
         return session_id, Session(identity=identity, csrf_token=csrf, created_at=at, seen_at=at)
 
     def get(self, session_id: str, *, now: datetime | None = None) -> Session | None:
         """The live session (its idle clock restarted), or None: unknown, idle too long, or too old."""
-        at = now or datetime.now(UTC)
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT user_id, role, display, csrf, created_at, seen_at FROM sessions WHERE id_hash = ?",
-                (_hash(session_id),)).fetchone()
+        at, key = now or datetime.now(UTC), _hash(session_id)
+
+        def touch(db: Rows) -> tuple | None:
+            row = db.one("SELECT user_id, role, display, csrf, created_at, seen_at FROM sessions WHERE id_hash = :h",
+                         {"h": key})
             if row is None:
                 return None
             created, seen = datetime.fromisoformat(row[4]), datetime.fromisoformat(row[5])
             if at - seen > self.idle or at - created > self.absolute:
-                self._conn.execute("DELETE FROM sessions WHERE id_hash = ?", (_hash(session_id),))
+                db.rows("DELETE FROM sessions WHERE id_hash = :h", {"h": key})
                 return None
-            self._conn.execute("UPDATE sessions SET seen_at = ? WHERE id_hash = ?", (at.isoformat(), _hash(session_id)))
+            db.rows("UPDATE sessions SET seen_at = :at WHERE id_hash = :h", {"at": at.isoformat(), "h": key})
+            return row
+
+        row = self.db.write(touch)
+        if row is None:
+            return None
         identity = Identity(user_id=row[0], role=row[1], display_name=row[2])
-        return Session(identity=identity, csrf_token=row[3], created_at=created, seen_at=at)
+        return Session(identity=identity, csrf_token=row[3], created_at=datetime.fromisoformat(row[4]), seen_at=at)
 
     def delete(self, session_id: str) -> None:
-        with self._lock:
-            self._conn.execute("DELETE FROM sessions WHERE id_hash = ?", (_hash(session_id),))
-
-    def close(self) -> None:
-        self._conn.close()
+        self.db.write(lambda db: db.rows("DELETE FROM sessions WHERE id_hash = :h", {"h": _hash(session_id)}))

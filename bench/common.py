@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from temporalio.client import Client
@@ -14,19 +15,45 @@ from runtime.settings import Settings
 from runtime.stack import Stack, running_stack
 from tests.net import free_port
 
-__all__ = ["history_size", "scratch_stack"]
+__all__ = ["history_size", "scratch_database", "scratch_stack"]
+
+
+@contextmanager
+def scratch_database(server_url: str | None) -> Iterator[str | None]:
+    """A new, empty database on the PostgreSQL server ``server_url`` names (any database of it), dropped
+    afterwards; None (the SQLite file in the state folder) when no URL is given."""
+    if server_url is None or server_url.startswith("sqlite"):
+        yield None
+        return
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from store.database import open_engine
+
+    name = f"careloom_bench_{secrets.token_hex(4)}"
+    admin = open_engine(server_url, pool_size=1).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @asynccontextmanager
-async def scratch_stack() -> AsyncIterator[tuple[Settings, Stack]]:
+async def scratch_stack(database_url: str | None = None) -> AsyncIterator[tuple[Settings, Stack]]:
     """An embedded dev server and records store in a fresh folder (free ports, no Web UI, one tool attempt),
-    removed afterwards. Each bench starts its own workers."""
+    removed afterwards; the store on a scratch PostgreSQL database when ``database_url`` names a server.
+    Each bench starts its own workers."""
     state = Path(tempfile.mkdtemp(prefix="careloom-bench-"))
-    settings = Settings(state_dir=state, embedded_port=free_port(), embedded_ui_port=free_port(), embedded_ui=False,
-                        tool_attempts=1, _env_file=None)
     try:
-        async with running_stack(settings, with_worker=False) as stack:
-            yield settings, stack
+        with scratch_database(database_url) as url:
+            settings = Settings(state_dir=state, embedded_port=free_port(), embedded_ui_port=free_port(),
+                                embedded_ui=False, tool_attempts=1, database_url=url, _env_file=None)
+            async with running_stack(settings, with_worker=False) as stack:
+                yield settings, stack
     finally:
         shutil.rmtree(state, ignore_errors=True)
 

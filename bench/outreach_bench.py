@@ -6,7 +6,13 @@ on the same synthetic members (LACE 5: task, message and care plan, all within
 policy), so the difference is what careloom adds: the LangGraph agent,
 guardrails, status publishing and search attributes.
 
+With ``--database-url postgresql://...`` careloom's runs are measured twice in the same process: on the
+embedded SQLite store and on a scratch PostgreSQL database on that server (created and dropped), with the
+ratio PostgreSQL / SQLite. CPU per run is this process's (worker and client); the database server's own CPU
+is not in it.
+
     .venv/bin/python bench/outreach_bench.py --runs 200
+    .venv/bin/python bench/outreach_bench.py --runs 200 --database-url postgresql://postgres@127.0.0.1:5432/test
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from temporalio.client import Client
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.baseline import POLICY, BareInput, BareOutreachBaseline, bare_worker  # noqa: E402
-from bench.common import history_size, scratch_stack  # noqa: E402
+from bench.common import history_size, scratch_database, scratch_stack  # noqa: E402
 from runtime.logging import configure_logging  # noqa: E402
+from store.records import SqlCareRecordStore  # noqa: E402
 from tests.fhir_factory import make_member  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows.outreach_client import start_outreach  # noqa: E402
@@ -40,41 +47,55 @@ async def _measure(name: str, start_all, client: Client, runs: int) -> dict[str,
             "events_per_run": events, "history_bytes_per_run": size, "wall_s": wall}
 
 
-async def main(runs: int) -> None:
+async def main(runs: int, database_url: str | None) -> None:
     configure_logging("WARNING", "json")
     async with scratch_stack() as (settings, stack):
         client, store = stack.client, stack.store
-        members = [make_member(store) for _ in range(2 * runs)]
-        careloom_members, bare_members = members[:runs], members[runs:]
+        salt = settings.pseudonym_salt.get_secret_value()
+        bare_members = [make_member(store) for _ in range(runs)]
         queue = f"bench-{uuid.uuid4().hex[:8]}"
-        worker = build_worker(client, settings, store, task_queue=queue)
-        baseline = bare_worker(client, settings, store, queue + "-bare")
-        async with worker, baseline:
+
+        async def careloom_on(records: SqlCareRecordStore, name: str) -> dict[str, float]:
+            members = [make_member(records) for _ in range(runs)]
+            ours = f"{queue}-{name}"
+
             async def start_careloom():  # noqa: ANN202
                 return [(await start_outreach(client, member_id=m.member_id, encounter_id=m.encounter_id,
-                                              policy=POLICY, task_queue=queue, tool_attempts=1,
-                                              salt=settings.pseudonym_salt.get_secret_value()))[0]
-                        for m in careloom_members]
+                                              policy=POLICY, task_queue=ours, tool_attempts=1, salt=salt))[0]
+                        for m in members]
 
-            async def start_bare():  # noqa: ANN202
-                return [await client.start_workflow(BareOutreachBaseline.run, BareInput(
-                    member_id=m.member_id, encounter_id=m.encounter_id), id=f"bare-{m.member_id}",
-                    task_queue=queue + "-bare") for m in bare_members]
+            async with build_worker(client, settings, records, task_queue=ours):
+                return await _measure(f"careloom on {name}", start_careloom, client, runs)
 
+        async def start_bare():  # noqa: ANN202
+            return [await client.start_workflow(BareOutreachBaseline.run, BareInput(
+                member_id=m.member_id, encounter_id=m.encounter_id), id=f"bare-{m.member_id}",
+                task_queue=queue + "-bare") for m in bare_members]
+
+        async with bare_worker(client, settings, store, queue + "-bare"):
             bare = await _measure("bare workflow, 8 activities", start_bare, client, runs)
-            ours = await _measure("careloom MemberOutreachWorkflow", start_careloom, client, runs)
-    print(f"{runs} runs each, one process, embedded dev server on SQLite, 2 cores\n")
+        rows = [bare, await careloom_on(store, "SQLite")]
+        with scratch_database(database_url) as url:
+            if url is not None:
+                postgres = SqlCareRecordStore(settings.model_copy(update={"database_url": url}).open_database())
+                rows.append(await careloom_on(postgres, "PostgreSQL"))
+                postgres.db.close()
+    print(f"{runs} runs each, one process, embedded dev server (its own SQLite), 2 cores\n")
     print(f"{'variant':<34}{'runs/s':>9}{'CPU ms/run':>12}{'events/run':>12}{'history B/run':>15}")
-    for row in (bare, ours):
+    for row in rows:
         print(f"{row['name']:<34}{row['runs_per_s']:>9.1f}{row['cpu_ms_per_run']:>12.1f}"
               f"{row['events_per_run']:>12.1f}{row['history_bytes_per_run']:>15.0f}")
-    print(f"{'ratio careloom / bare':<34}{ours['runs_per_s'] / bare['runs_per_s']:>9.2f}"
-          f"{ours['cpu_ms_per_run'] / bare['cpu_ms_per_run']:>12.2f}"
-          f"{ours['events_per_run'] / bare['events_per_run']:>12.2f}"
-          f"{ours['history_bytes_per_run'] / bare['history_bytes_per_run']:>15.2f}")
+    for row, base in [(rows[1], bare), *([(rows[2], rows[1])] if len(rows) > 2 else [])]:
+        print(f"{'ratio ' + row['name'].removeprefix('careloom on ') + ' / ' + base['name'].split(',')[0]:<34}"
+              f"{row['runs_per_s'] / base['runs_per_s']:>9.2f}{row['cpu_ms_per_run'] / base['cpu_ms_per_run']:>12.2f}"
+              f"{row['events_per_run'] / base['events_per_run']:>12.2f}"
+              f"{row['history_bytes_per_run'] / base['history_bytes_per_run']:>15.2f}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=200)
-    asyncio.run(main(parser.parse_args().runs))
+    parser.add_argument("--database-url", help="A PostgreSQL server (postgresql://USER@HOST:PORT/DB) to also run "
+                        "careloom on, in a scratch database created and dropped there.")
+    args = parser.parse_args()
+    asyncio.run(main(args.runs, args.database_url))

@@ -16,7 +16,12 @@ each worker; events and history bytes per run; and the checks: runs lost,
 duplicate runs per business key, duplicate TCM tasks per member, messages
 without ACK (each must be 0).
 
+With ``--database-url postgresql://...`` the store is a scratch database on that PostgreSQL server (created
+and dropped): the two worker processes, the listener and the checks share it, and the decision ledger's
+chain is verified at the end (it must be intact).
+
     .venv/bin/python bench/population_bench.py --messages 5000
+    .venv/bin/python bench/population_bench.py --messages 500 --database-url postgresql://postgres@127.0.0.1:5432/test
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ import argparse
 import asyncio
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -41,6 +45,7 @@ from bench.baseline import BareInput, BareOutreachBaseline, bare_worker  # noqa:
 from bench.common import history_size, scratch_stack  # noqa: E402
 from feeds.adt_listener import serve_adt  # noqa: E402
 from runtime.logging import configure_logging  # noqa: E402
+from store.ledger import DecisionLedger  # noqa: E402
 from tests.feeds.hl7_messages import adt, frame  # noqa: E402
 from tests.fhir_factory import make_member  # noqa: E402
 from workflows.outreach_client import outreach_workflow_id  # noqa: E402
@@ -140,9 +145,9 @@ async def _send(host: str, port: int, messages: list[str], acks: Counter, progre
         writer.close()
 
 
-async def main(count: int, connections: int, timeout: float) -> None:
+async def main(count: int, connections: int, timeout: float, database_url: str | None) -> None:
     configure_logging("WARNING", "json")
-    async with scratch_stack() as (base, stack):
+    async with scratch_stack(database_url) as (base, stack):
         settings = base.model_copy(update={"contact_window_start_hour": 0, "contact_window_end_hour": 24})
         client, store = stack.client, stack.store
         print(f"baseline: {count} bare workflows, one in-process worker ...", flush=True)
@@ -156,7 +161,8 @@ async def main(count: int, connections: int, timeout: float) -> None:
                "CARELOOM_TASK_QUEUE": queue, "CARELOOM_TOOL_ATTEMPTS": "10", "CARELOOM_LOG_LEVEL": "WARNING",
                "CARELOOM_LOG_FORMAT": "json", "CARELOOM_CONTACT_WINDOW_START_HOUR": "0",
                "CARELOOM_CONTACT_WINDOW_END_HOUR": "24",
-               "CARELOOM_PSEUDONYM_SALT": settings.pseudonym_salt.get_secret_value()}
+               "CARELOOM_PSEUDONYM_SALT": settings.pseudonym_salt.get_secret_value(),
+               **({"CARELOOM_DATABASE_URL": settings.database_url} if settings.database_url else {})}
         workers = [WorkerProcess(env, "worker-1"), WorkerProcess(env, "worker-2")]
         server = await serve_adt(ours, client, store, host="127.0.0.1", port=0)
         host, port = server.sockets[0].getsockname()[:2]
@@ -188,13 +194,18 @@ async def main(count: int, connections: int, timeout: float) -> None:
         runs = Counter([e.id async for e in client.list_workflows(f"TaskQueue = '{queue}'")])
         lost = sum(1 for i in ids if i not in runs)
         duplicate_runs = sum(1 for n in runs.values() if n > 1)
-        with sqlite3.connect(settings.records_path) as db:
-            db.execute("CREATE TEMP TABLE bench_members (id TEXT PRIMARY KEY)")
-            db.executemany("INSERT INTO bench_members VALUES (?)", [(m,) for m, _ in people])
-            duplicate_tasks = db.execute(
-                "SELECT count(*) FROM (SELECT member_id FROM resources WHERE resource_type = 'Task' AND "
-                "content LIKE '%tcm-interactive-contact%' AND member_id IN (SELECT id FROM bench_members) "
-                "GROUP BY member_id HAVING count(*) > 1)").fetchone()[0]
+        members = {m for m, _ in people}
+        repeated = store.db.read(lambda db: db.rows(
+            "SELECT member_id FROM resources WHERE resource_type = 'Task' AND content LIKE '%tcm-interactive-contact%' "
+            "GROUP BY member_id HAVING count(*) > 1"))
+        duplicate_tasks = sum(1 for (member,) in repeated if member in members)
+        # Every write tool's resource, by member and type: one discharge per member, so one of each at most.
+        written = store.db.read(lambda db: db.rows(
+            "SELECT member_id, resource_type, count(*) FROM resources WHERE idempotency_key IS NOT NULL "
+            "AND idempotency_key NOT LIKE '%#%' GROUP BY member_id, resource_type"))
+        duplicate_writes = sum(n - 1 for member, _, n in written if member in members and n > 1)
+        tool_writes = sum(n for member, _, n in written if member in members)
+        ledger_entries, ledger_problems = DecisionLedger(store.db).verify()
         events, size = await history_size(client, ids[:50])
         failed_runs = await _count(client, f"TaskQueue = '{queue}' AND ExecutionStatus = 'Failed'")
         unsettled = count - failed_runs - await _count(client, f"TaskQueue = '{queue}' AND CareloomStatus IN "
@@ -202,7 +213,7 @@ async def main(count: int, connections: int, timeout: float) -> None:
 
     started_per_s = count / acked
     print(f"\n{count} discharges, {connections} MLLP connections, 2 worker processes (one SIGKILLed mid-way), "
-          "embedded dev server on SQLite, 2 cores\n")
+          f"embedded dev server, records on {store.db.dialect}, 2 cores\n")
     print(f"messages acknowledged/s     {count / acked:9.1f}   (ACK codes: {dict(acks)})")
     print(f"{'':28}{'careloom':>10}{'bare':>10}{'ratio':>8}")
     print(f"{'runs started/s':<28}{started_per_s:>10.1f}{bare['started_per_s']:>10.1f}"
@@ -217,6 +228,9 @@ async def main(count: int, connections: int, timeout: float) -> None:
     print(f"runs failed                  {failed_runs}")
     print(f"duplicate runs per key       {duplicate_runs}")
     print(f"duplicate TCM tasks          {duplicate_tasks}")
+    print(f"duplicate tool writes        {duplicate_writes}   (of {tool_writes} resources written by tools)")
+    print(f"ledger chain                 {ledger_entries} entries, {len(ledger_problems)} problems"
+          + "".join(f"\n  {p}" for p in ledger_problems[:5]))
     print(f"messages without ACK         {count - sum(acks.values())}")
     print(f"runs not settled in time     {unsettled}")
 
@@ -226,5 +240,7 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=1800.0, help="Seconds to wait for runs to settle.")
+    parser.add_argument("--database-url", help="A PostgreSQL server (postgresql://USER@HOST:PORT/DB): the store on "
+                        "a scratch database there, shared by both worker processes.")
     args = parser.parse_args()
-    asyncio.run(main(args.messages, args.connections, args.timeout))
+    asyncio.run(main(args.messages, args.connections, args.timeout, args.database_url))

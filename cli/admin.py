@@ -69,7 +69,7 @@ def verify() -> None:
     """Recompute the hash chain; exit 1 if an entry was altered, removed or reordered."""
     from store.ledger import DecisionLedger
 
-    checked, problems = DecisionLedger(settings().records_path).verify()
+    checked, problems = DecisionLedger(settings().open_database()).verify()
     for problem in problems:
         console.print(f"[red]{problem}[/]")
     if problems:
@@ -83,7 +83,7 @@ def show(workflow: Annotated[str | None, typer.Option(help="Only this workflow i
     """Ledger entries (who, role, when, digest, decision, reason, policy)."""
     from store.ledger import DecisionLedger
 
-    entries = DecisionLedger(settings().records_path).entries(workflow)
+    entries = DecisionLedger(settings().open_database()).entries(workflow)
     if as_json:
         print_json([e.model_dump(mode="json") for e in entries])
         return
@@ -120,7 +120,7 @@ def access(user: Annotated[str | None, typer.Option(help="Only this user id.")] 
             start = datetime.fromisoformat(since).replace(tzinfo=UTC)
         except ValueError:
             fail(f"--since must be a date like 2026-12-01, not {since!r}", code=2)
-    entries = AccessLog(settings().records_path).entries(user_id=user, workflow_id=workflow, since=start)
+    entries = AccessLog(settings().open_database()).entries(user_id=user, workflow_id=workflow, since=start)
     if as_json:
         print_json([e.model_dump(mode="json") for e in entries])
         return

@@ -160,13 +160,14 @@ def audit(
     from runtime.codec import PayloadKeyError
     from runtime.temporal_client import codec_for
 
-    store_path = cfg.records_path
     try:
         record = read_run(history, codec_for(cfg))
     except PayloadKeyError as err:
         fail(f"{target}: {err}", code=2)
         return
-    report = build(record, DecisionLedger(store_path) if ledger and store_path.exists() else None)
+    location = cfg.database_location
+    has_ledger = ledger and (not isinstance(location, Path) or location.exists())
+    report = build(record, DecisionLedger(cfg.open_database()) if has_ledger else None)
     if as_json:
         print_json(report)
     else:

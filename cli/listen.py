@@ -31,7 +31,7 @@ def adt(
         from cli.demo import _until_signalled
         from feeds.adt_listener import serve_adt
         from runtime.temporal_client import connect
-        from store.records import SqliteCareRecordStore
+        from store.records import SqlCareRecordStore
 
         cfg = settings()
         client = await connect(cfg)
@@ -41,7 +41,7 @@ def adt(
             from runtime.metrics import REGISTRY
 
             start_http_server(metrics_port, addr=cfg.metrics_host, registry=REGISTRY)
-        server = await serve_adt(cfg, client, SqliteCareRecordStore(cfg.records_path), host=host, port=port)
+        server = await serve_adt(cfg, client, SqlCareRecordStore(cfg.open_database()), host=host, port=port)
         where = server.sockets[0].getsockname()
         try:
             await _until_signalled(f"careloom listen adt: MLLP on {where[0]}:{where[1]}"

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from cli import admin
 from cli import approvals as approvals_cli
+from cli import db as db_cli
 from cli import demo as demo_cli
 from cli import eval as eval_cli
 from cli import history as history_cli
@@ -44,6 +45,7 @@ app.add_typer(schedule_cli.app, name="schedule")
 app.add_typer(quality_cli.app, name="quality")
 app.add_typer(monitor_cli.app, name="monitor")
 app.add_typer(eval_cli.app, name="eval")
+app.add_typer(db_cli.app, name="db")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
@@ -95,10 +97,10 @@ def import_(
     """Import FHIR R4 into the care records store. Exit 1 if any line or entry was skipped (or a run failed to
     start), 2 if nothing could be imported or Temporal could not be reached for --start-outreach."""
     from store.importer import import_path
-    from store.records import SqliteCareRecordStore
+    from store.records import SqlCareRecordStore
 
     cfg = settings()
-    store = SqliteCareRecordStore(cfg.records_path)
+    store = SqlCareRecordStore(cfg.open_database())
     try:
         report = import_path(store, path)
     except CareloomError as err:
@@ -253,6 +255,9 @@ def main() -> None:
     try:
         app()
         code = 0
+    except CareloomError as err:  # e.g. the database unreachable or its schema behind: the problem and the fix
+        sys.stderr.write(f"error: {err}\n")
+        code = 2
     except SystemExit as exit_:
         if isinstance(exit_.code, str):
             sys.stderr.write(exit_.code + "\n")

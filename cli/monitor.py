@@ -57,7 +57,7 @@ def report(
              f"--out {histories} --query ...`", code=2)
     cfg = settings()
     records = _records(histories) if histories is not None else None
-    result = monitor_report(DecisionLedger(cfg.records_path).entries(), records, since=start,
+    result = monitor_report(DecisionLedger(cfg.open_database()).entries(), records, since=start,
                             baseline_weeks=baseline_weeks, now=datetime.now(UTC))
     written = None
     if html is not None:

@@ -42,13 +42,13 @@ def submit(
 
     async def go() -> int:
         from runtime.temporal_client import connect
-        from store.records import SqliteCareRecordStore
+        from store.records import SqlCareRecordStore
         from tools.pas_request import PriorAuthRequestError
         from workflows.prior_auth_client import submit_prior_auth
 
         cfg = settings()
         client = await connect(cfg)
-        store, criteria, policy = SqliteCareRecordStore(cfg.records_path), cfg.criteria(), cfg.prior_auth_policy()
+        store, criteria, policy = SqlCareRecordStore(cfg.open_database()), cfg.criteria(), cfg.prior_auth_policy()
         rows, refused = [], 0
         for path in _bundles(paths):
             try:

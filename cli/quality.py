@@ -27,7 +27,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON ou
 def _ledger():  # noqa: ANN202
     from store.ledger import DecisionLedger
 
-    return DecisionLedger(settings().records_path)
+    return DecisionLedger(settings().open_database())
 
 
 @app.command("list")

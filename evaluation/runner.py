@@ -43,7 +43,7 @@ from evaluation.synthetic import NOTES, build_pas_bundle, member_resources
 from runtime.errors import CareloomError, DecisionRefused
 from runtime.settings import Settings
 from runtime.stack import running_stack
-from store.records import SqliteCareRecordStore
+from store.records import SqlCareRecordStore
 from workflows.outreach import MemberOutreachWorkflow
 from workflows.outreach_client import decide, start_outreach
 from workflows.prior_auth import PriorAuthWorkflow
@@ -149,7 +149,7 @@ async def run_suite(base: Settings, suite: Suite, planner: Planner, *, concurren
 
 
 class _Harness:
-    def __init__(self, settings: Settings, client: Client, store: SqliteCareRecordStore, started: datetime,
+    def __init__(self, settings: Settings, client: Client, store: SqlCareRecordStore, started: datetime,
                  timeout: float) -> None:
         self.settings, self.client, self.store = settings, client, store
         self.started, self.timeout = started, timeout

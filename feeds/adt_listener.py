@@ -46,7 +46,7 @@ from feeds.discharges import discharge_of, start_discharges
 from runtime.metrics import ADT_LATENCY, ADT_MESSAGES
 from runtime.settings import Settings
 from store.fhir_validation import InvalidResource, validate_resource
-from store.records import SqliteCareRecordStore
+from store.records import SqlCareRecordStore
 
 __all__ = ["AdtListener", "serve_adt"]
 
@@ -112,7 +112,7 @@ def _ack_text(message: hl7.Message | None, code: str, reason: str | None, *, err
 class AdtListener:
     """Handles ADT messages for one records store and one Temporal namespace."""
 
-    def __init__(self, settings: Settings, client: Client, store: SqliteCareRecordStore) -> None:
+    def __init__(self, settings: Settings, client: Client, store: SqlCareRecordStore) -> None:
         self.settings = settings
         self.client = client
         self.store = store
@@ -281,7 +281,7 @@ class AdtListener:
             log.info("adt.disconnected", peer=str(peer))
 
 
-async def serve_adt(settings: Settings, client: Client, store: SqliteCareRecordStore, *,
+async def serve_adt(settings: Settings, client: Client, store: SqlCareRecordStore, *,
                     host: str | None = None, port: int | None = None) -> asyncio.Server:
     """Start listening (``server.close()`` stops it); port 0 picks a free one (``server.sockets[0]``)."""
     listener = AdtListener(settings, client, store)

@@ -25,7 +25,7 @@ from guardrails.deadlines import tcm_contact_due
 from guardrails.policy import GuardrailPolicy
 from runtime.metrics import RUNS_STARTED, TCM_DEADLINES
 from runtime.settings import Settings
-from store.records import SqliteCareRecordStore
+from store.records import SqlCareRecordStore
 
 __all__ = ["Discharge", "StartReport", "TcmState", "discharge_of", "discharges", "start_discharges", "tcm_state"]
 
@@ -67,7 +67,7 @@ def discharge_of(encounter: dict, policy: GuardrailPolicy, time_zone: str) -> Di
     return Discharge(tcm_due=due, member_id=member, encounter_id=encounter["id"], discharged_at=discharged)
 
 
-def discharges(store: SqliteCareRecordStore, since: str, until: str, *, policy: GuardrailPolicy,
+def discharges(store: SqlCareRecordStore, since: str, until: str, *, policy: GuardrailPolicy,
                time_zone: str) -> list[Discharge]:
     """Every inpatient discharge with a period end in [since, until), earliest TCM deadline first.
 

@@ -19,7 +19,7 @@ from feeds.discharges import Discharge, discharge_of, start_discharges
 from feeds.watermarks import Watermarks
 from runtime.metrics import SWEEP_STARTED
 from runtime.settings import Settings
-from store.records import SqliteCareRecordStore
+from store.records import SqlCareRecordStore
 
 __all__ = ["DischargeRef", "FindInput", "FindResult", "StartBatchInput", "StartBatchResult", "SweepActivities",
            "WatermarkInput"]
@@ -75,11 +75,11 @@ def _iso(when: datetime) -> str:
 class SweepActivities:
     """Bound to one records store and the task queue the outreach runs start on."""
 
-    def __init__(self, client: Client, settings: Settings, store: SqliteCareRecordStore, task_queue: str) -> None:
+    def __init__(self, client: Client, settings: Settings, store: SqlCareRecordStore, task_queue: str) -> None:
         self._client = client
         self._settings = settings.model_copy(update={"task_queue": task_queue})
         self._store = store
-        self._watermarks = Watermarks(store.path)
+        self._watermarks = Watermarks(store.db)
 
     @activity.defn(name="feeds.find_discharges")
     def find_discharges(self, data: FindInput) -> FindResult:

@@ -1,38 +1,33 @@
-"""Watermarks: how far a recurring job (the discharge sweep) has covered, kept in the records store's file."""
+"""Watermarks: how far a recurring job (the discharge sweep) has covered, kept in the care records database
+(shared by every worker host when it is PostgreSQL)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
-from store.sqlite import SqliteDatabase
+from store.database import Database, Rows, open_database
 
 __all__ = ["Watermarks"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS watermarks (
-    name       TEXT PRIMARY KEY,
-    value      TEXT NOT NULL,
-    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-);
-"""
 
-
-class Watermarks(SqliteDatabase):
-    def __init__(self, path: Path | str) -> None:
-        super().__init__(path, _SCHEMA)
+class Watermarks:
+    def __init__(self, where: Path | str | Database) -> None:
+        self.db = where if isinstance(where, Database) else open_database(where)
 
     def get(self, name: str) -> datetime | None:
-        row = self._conn().execute("SELECT value FROM watermarks WHERE name = ?", (name,)).fetchone()
+        row = self.db.read(lambda db: db.one("SELECT value FROM watermarks WHERE name = :n", {"n": name}))
         return datetime.fromisoformat(row[0]) if row else None
 
     def advance(self, name: str, value: datetime) -> datetime:
         """Move the watermark forward to ``value`` (never back); the watermark after the call."""
-        with self._transaction() as conn:
-            row = conn.execute("SELECT value FROM watermarks WHERE name = ?", (name,)).fetchone()
+        def move(db: Rows) -> datetime:
+            row = db.one("SELECT value FROM watermarks WHERE name = :n", {"n": name})
             if row is None or datetime.fromisoformat(row[0]) < value:
-                conn.execute("INSERT INTO watermarks (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
-                             "SET value = excluded.value, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-                             (name, value.isoformat()))
+                db.rows("INSERT INTO watermarks (name, value, updated_at) VALUES (:n, :v, :at) ON CONFLICT (name) "
+                        "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                        {"n": name, "v": value.isoformat(), "at": datetime.now(UTC).isoformat()})
                 return value
             return datetime.fromisoformat(row[0])
+
+        return self.db.write(move)

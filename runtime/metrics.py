@@ -9,7 +9,6 @@ type, ACK code) — never identifiers.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -17,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from store.database import Database
     from store.ledger import LedgerEntry
 
 __all__ = [
@@ -91,10 +91,10 @@ class LedgerFiguresCollector(Collector):
     `careloom monitor report` for history-wide figures.
     """
 
-    def __init__(self, ledger_path: Path) -> None:
+    def __init__(self, db: Database) -> None:
         from store.ledger import DecisionLedger
 
-        self._ledger = DecisionLedger(ledger_path)  # one per collector: a connection per scrape thread, reused
+        self._ledger = DecisionLedger(db)  # the API's database: its SQLite connection per thread, or its pool
 
     def collect(self) -> Iterator[Metric]:
         from evaluation.monitor import ledger_figures

@@ -8,6 +8,7 @@ with a message naming the variable, never later inside a workflow.
 
 from __future__ import annotations
 
+import threading
 from datetime import date, time
 from functools import lru_cache
 from pathlib import Path
@@ -22,12 +23,15 @@ from guardrails.prior_auth_policy import PriorAuthPolicy
 
 if TYPE_CHECKING:
     from runtime.signing import DecisionSigner
+    from store.database import Database
     from tools.criteria import CriteriaSet
     from workflows.agent_run import ActivityQueues
 
 __all__ = ["Settings", "get_settings"]
 
 _PLACEHOLDER_SALT = "careloom-development-pseudonym-salt"
+_DATABASES: dict[tuple[str, int, str], Database] = {}
+_DATABASES_LOCK = threading.Lock()
 
 
 class Settings(BaseSettings):
@@ -72,9 +76,13 @@ class Settings(BaseSettings):
                             "server's database and the care records store.")
     database_url: str | None = Field(
         default=None,
-        description="Care records store. Only sqlite:///PATH is supported today; "
-        "unset means <state_dir>/records.db.",
+        description="The care records database (records, idempotency keys, decision ledger, access log): "
+        "sqlite:///PATH, or postgresql://USER[:PASSWORD]@HOST:5432/DATABASE for several worker hosts sharing one "
+        "store. Unset means <state_dir>/records.db.",
     )
+    database_pool_size: int = Field(default=16, ge=1, le=200, description=(
+        "PostgreSQL connections each process keeps (plus 4 overflow): match the worker's activity threads "
+        "(16). The server's max_connections must cover every host's pool."))
     pseudonym_salt: SecretStr = Field(
         default=SecretStr(_PLACEHOLDER_SALT),
         description="Secret salt for member pseudonyms shown in summaries and search attributes.",
@@ -215,12 +223,11 @@ class Settings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _only_sqlite(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("sqlite:///"):
-            raise ValueError(
-                "CARELOOM_DATABASE_URL must look like sqlite:///path/to/records.db; "
-                "other backends are not implemented yet"
-            )
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is not None:
+            from store.database import check_url
+
+            check_url(value)
         return value
 
     @field_validator("um_criteria_file")
@@ -292,11 +299,28 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def records_path(self) -> Path:
-        """Path of the SQLite care records store."""
-        if self.database_url:
-            return Path(self.database_url.removeprefix("sqlite:///"))
-        return self.state_dir / "records.db"
+    def database_location(self) -> str | Path:
+        """The care records database: its PostgreSQL URL, or the path of its SQLite file."""
+        if self.database_url is None:
+            return self.state_dir / "records.db"
+        if self.database_url.startswith("sqlite:"):
+            from sqlalchemy.engine import make_url
+
+            return Path(make_url(self.database_url).database or "")
+        return self.database_url
+
+    def open_database(self) -> Database:
+        """The care records database, its schema checked: migrated on start in development, refused until
+        ``careloom db upgrade`` in production (ConfigurationError naming the fix). One per process and
+        location: the store, the ledger, the access log and the watermarks share its pool."""
+        from store.database import open_database
+
+        key = (str(self.database_location), self.database_pool_size, self.environment)
+        with _DATABASES_LOCK:
+            if key not in _DATABASES:
+                _DATABASES[key] = open_database(self.database_location, pool_size=self.database_pool_size,
+                                                migrate=self.environment == "development")
+            return _DATABASES[key]
 
     @property
     def codec_cors_origins(self) -> list[str]:

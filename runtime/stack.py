@@ -15,7 +15,7 @@ from temporalio.client import Client
 from runtime.settings import Settings
 from runtime.temporal_client import connect
 from runtime.temporal_server import EmbeddedTemporalServer
-from store.records import SqliteCareRecordStore
+from store.records import SqlCareRecordStore
 
 __all__ = ["Stack", "running_stack"]
 
@@ -23,7 +23,7 @@ __all__ = ["Stack", "running_stack"]
 @dataclass
 class Stack:
     client: Client
-    store: SqliteCareRecordStore
+    store: SqlCareRecordStore
     server: EmbeddedTemporalServer | None
 
     @property
@@ -41,8 +41,8 @@ async def running_stack(settings: Settings, *, with_worker: bool = True) -> Asyn
         if settings.embedded:
             server = await stack.enter_async_context(EmbeddedTemporalServer(settings))
         client = await connect(settings)
-        store = SqliteCareRecordStore(settings.records_path)
-        stack.callback(store.close)
+        store = SqlCareRecordStore(settings.open_database())
+        stack.callback(store.db.close)
         if with_worker:
             # The rate-limited queues' workers too: runs started with queues from settings need their pollers.
             for worker in build_workers(client, settings, store):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 
 from temporalio.client import Client
-from temporalio.runtime import Runtime
 from temporalio.contrib.pydantic import PydanticPayloadConverter
 from temporalio.converter import (
     DataConverter,
@@ -20,6 +19,7 @@ from temporalio.converter import (
     PayloadCodec,
     SerializationContext,
 )
+from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
 from runtime.codec import PayloadEncryptionCodec, parse_keys

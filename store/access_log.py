@@ -8,32 +8,14 @@ database refuses updates and deletes. ``careloom ledger access`` lists it.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel
 
-__all__ = ["AccessEntry", "AccessLog"]
+from store.database import Database, open_database
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS access_log (
-    seq          INTEGER PRIMARY KEY,
-    at           TEXT NOT NULL,
-    user_id      TEXT NOT NULL,
-    role         TEXT NOT NULL,
-    action       TEXT NOT NULL,
-    workflow_id  TEXT,
-    approval_id  TEXT,
-    outcome      TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS access_log_user ON access_log (user_id, at);
-CREATE TRIGGER IF NOT EXISTS access_log_no_update BEFORE UPDATE ON access_log
-BEGIN SELECT RAISE(ABORT, 'access_log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS access_log_no_delete BEFORE DELETE ON access_log
-BEGIN SELECT RAISE(ABORT, 'access_log is append-only'); END;
-"""
+__all__ = ["AccessEntry", "AccessLog"]
 
 
 class AccessEntry(BaseModel):
@@ -47,36 +29,37 @@ class AccessEntry(BaseModel):
 
 
 class AccessLog:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA busy_timeout=5000")
-        self._conn.executescript(_SCHEMA)
-        self._lock = threading.Lock()
+    """The access_log table of the care records database (schema in ``store/migrations``)."""
+
+    def __init__(self, where: Path | str | Database) -> None:
+        self._owned = not isinstance(where, Database)
+        self.db = where if isinstance(where, Database) else open_database(where)
 
     def record(self, *, user_id: str, role: str, action: str, outcome: str, workflow_id: str | None = None,
                approval_id: str | None = None, at: datetime | None = None) -> None:
-        with self._lock:
-            self._conn.execute(
-                "INSERT INTO access_log (at, user_id, role, action, workflow_id, approval_id, outcome) "
-                "VALUES (?,?,?,?,?,?,?)",
-                ((at or datetime.now(UTC)).isoformat(), user_id, role, action, workflow_id, approval_id, outcome))
+        self.db.write(lambda db: db.rows(
+            "INSERT INTO access_log (at, user_id, role, action, workflow_id, approval_id, outcome) "
+            "VALUES (:at, :u, :r, :a, :w, :ap, :o)",
+            {"at": (at or datetime.now(UTC)).isoformat(), "u": user_id, "r": role, "a": action, "w": workflow_id,
+             "ap": approval_id, "o": outcome}))
 
     def entries(self, *, user_id: str | None = None, since: datetime | None = None,
                 workflow_id: str | None = None) -> list[AccessEntry]:
-        clauses, params = [], []
+        clauses, params = [], {}
         for column, value in (("user_id", user_id), ("workflow_id", workflow_id)):
             if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
+                clauses.append(f"{column} = :{column}")
+                params[column] = value
         if since is not None:
-            clauses.append("at >= ?")
-            params.append(since.isoformat())
+            clauses.append("at >= :since")
+            params["since"] = since.isoformat()
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._conn.execute("SELECT at, user_id, role, action, workflow_id, approval_id, outcome FROM "
-                                  f"access_log{where} ORDER BY seq", params).fetchall()
+        rows = self.db.read(lambda db: db.rows(
+            f"SELECT at, user_id, role, action, workflow_id, approval_id, outcome FROM access_log{where} "  # noqa: S608
+            "ORDER BY seq", params))
         return [AccessEntry(at=datetime.fromisoformat(r[0]), user_id=r[1], role=r[2], action=r[3], workflow_id=r[4],
                             approval_id=r[5], outcome=r[6]) for r in rows]
 
     def close(self) -> None:
-        self._conn.close()
+        if self._owned:
+            self.db.close()

@@ -15,64 +15,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from temporalio import activity
 
-from runtime.errors import ConfigurationError
-from store.database import dialect_of, open_engine
-from store.sqlite import SqliteDatabase
+from store.database import Database, Rows, open_database
 
 __all__ = ["GENESIS", "DecisionLedger", "LedgerActivities", "LedgerAppend", "LedgerEntry", "LedgerProblem"]
 
 GENESIS = "0" * 64
+T = TypeVar("T")
 
 LedgerEvent = Literal["requested", "reminded", "escalated", "expired", "reassigned", "signed_off", "approved",
                       "rejected", "edited", "sampled", "quality_reviewed"]
 """``sampled``: an action executed without a human, picked for the retrospective quality review (its
 ``approval_id`` is the action id); ``quality_reviewed``: a reviewer's finding on a sampled action."""
 
-_SQLITE_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS decision_ledger (
-        seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, body TEXT NOT NULL,
-        prev_hash TEXT NOT NULL, entry_hash TEXT NOT NULL)""",
-    """CREATE TRIGGER IF NOT EXISTS decision_ledger_no_update BEFORE UPDATE ON decision_ledger
-       BEGIN SELECT RAISE(ABORT, 'decision_ledger is append-only'); END""",
-    """CREATE TRIGGER IF NOT EXISTS decision_ledger_no_delete BEFORE DELETE ON decision_ledger
-       BEGIN SELECT RAISE(ABORT, 'decision_ledger is append-only'); END""",
-    """CREATE TABLE IF NOT EXISTS decision_ledger_anchor (
-        seq INTEGER PRIMARY KEY, entry_hash TEXT NOT NULL, anchored_at TEXT NOT NULL)""",
-    """CREATE TRIGGER IF NOT EXISTS decision_ledger_anchor_no_update BEFORE UPDATE ON decision_ledger_anchor
-       BEGIN SELECT RAISE(ABORT, 'decision_ledger_anchor is append-only'); END""",
-    """CREATE TRIGGER IF NOT EXISTS decision_ledger_anchor_no_delete BEFORE DELETE ON decision_ledger_anchor
-       BEGIN SELECT RAISE(ABORT, 'decision_ledger_anchor is append-only'); END""",
-)
-_POSTGRES_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS decision_ledger (
-        seq BIGINT PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, body TEXT NOT NULL,
-        prev_hash TEXT NOT NULL, entry_hash TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS decision_ledger_anchor (
-        seq BIGINT PRIMARY KEY, entry_hash TEXT NOT NULL, anchored_at TEXT NOT NULL)""",
-    """CREATE OR REPLACE FUNCTION careloom_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-       BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$""",
-    "DROP TRIGGER IF EXISTS decision_ledger_append_only ON decision_ledger",
-    """CREATE TRIGGER decision_ledger_append_only BEFORE UPDATE OR DELETE ON decision_ledger
-       FOR EACH ROW EXECUTE FUNCTION careloom_append_only()""",
-    "DROP TRIGGER IF EXISTS decision_ledger_no_truncate ON decision_ledger",
-    """CREATE TRIGGER decision_ledger_no_truncate BEFORE TRUNCATE ON decision_ledger
-       FOR EACH STATEMENT EXECUTE FUNCTION careloom_append_only()""",
-    "DROP TRIGGER IF EXISTS decision_ledger_anchor_append_only ON decision_ledger_anchor",
-    """CREATE TRIGGER decision_ledger_anchor_append_only BEFORE UPDATE OR DELETE ON decision_ledger_anchor
-       FOR EACH ROW EXECUTE FUNCTION careloom_append_only()""",
-)
 # One lock for the chain: every appender takes it, so entries are linked one after another (PostgreSQL;
 # SQLite's IMMEDIATE transactions already admit one writer at a time).
 _CHAIN_LOCK = 7_424_001
@@ -120,61 +84,31 @@ def _hash(prev_hash: str, body: str) -> str:
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
 
 
-class _Rows:
-    """One connection, whichever backend: ``rows(sql, params)`` with ``:name`` parameters (both the sqlite3
-    driver and SQLAlchemy's ``text`` take them), so the ledger's logic is written once."""
-
-    def __init__(self, conn: Any) -> None:  # noqa: ANN401 - a sqlite3.Connection or a SQLAlchemy Connection
-        self._conn = conn
-        self._sqlalchemy = not isinstance(conn, sqlite3.Connection)
-
-    def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        if self._sqlalchemy:
-            result = self._conn.execute(text(sql), params or {})
-            return [tuple(r) for r in result.all()] if result.returns_rows else []
-        return self._conn.execute(sql, params or {}).fetchall()
-
-
 class DecisionLedger:
-    """The ledger tables in the care records database: the SQLite file (embedded default, through the same
-    connection handling as the records store) or PostgreSQL (``postgresql://`` URL or engine, SQLAlchemy)."""
+    """The ledger tables in the care records database (:mod:`store.database`; schema in ``store/migrations``)."""
 
-    def __init__(self, where: Path | str | Engine, *, anchor_every: int = ANCHOR_EVERY) -> None:
+    def __init__(self, where: Path | str | Database, *, anchor_every: int = ANCHOR_EVERY) -> None:
         self.anchor_every = anchor_every
-        self.engine: Engine | None = None
-        self._sqlite: SqliteDatabase | None = None
-        if isinstance(where, Engine) or "://" in str(where):
-            self.engine = where if isinstance(where, Engine) else open_engine(str(where))
-            if dialect_of(self.engine) != "postgresql":
-                raise ConfigurationError("the ledger takes a SQLite file path or a postgresql:// URL")
-            self.path = None
-        else:
-            self._sqlite = SqliteDatabase(where, "")
-            self.path = self._sqlite.path
-        with self._writing() as db:
-            for statement in _POSTGRES_SCHEMA if self.engine is not None else _SQLITE_SCHEMA:
-                db.rows(statement)
+        self._owned = not isinstance(where, Database)
+        self.db = where if isinstance(where, Database) else open_database(where)
 
-    @contextmanager
-    def _writing(self) -> Iterator[_Rows]:
-        """One write transaction that holds the chain: IMMEDIATE on SQLite, the advisory lock on PostgreSQL."""
-        if self._sqlite is not None:
-            with self._sqlite._transaction() as conn:  # noqa: SLF001 - the shared SQLite handling
-                yield _Rows(conn)
-            return
-        assert self.engine is not None
-        with self.engine.begin() as conn:
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK})
-            yield _Rows(conn)
+    @property
+    def engine(self) -> Engine | None:
+        return self.db.engine
 
-    @contextmanager
-    def _reading(self) -> Iterator[_Rows]:
-        if self._sqlite is not None:
-            yield _Rows(self._sqlite._conn())  # noqa: SLF001
-            return
-        assert self.engine is not None
-        with self.engine.connect() as conn:
-            yield _Rows(conn)
+    @property
+    def path(self) -> Path | None:
+        return self.db.path
+
+    def _writing(self, work: Callable[[Rows], T]) -> T:
+        """``work`` in one write transaction that holds the chain: IMMEDIATE on SQLite, the advisory lock on
+        PostgreSQL."""
+        def locked(db: Rows) -> T:
+            if self.db.dialect == "postgresql":
+                db.rows("SELECT pg_advisory_xact_lock(:k)", {"k": _CHAIN_LOCK})
+            return work(db)
+
+        return self.db.write(locked)
 
     def append(self, entries: list[LedgerEntry]) -> int:
         """Append entries in order; an event id already present is skipped. Returns how many were added."""
@@ -182,8 +116,8 @@ class DecisionLedger:
 
     def append_new(self, entries: list[LedgerEntry]) -> list[LedgerEntry]:
         """Append entries in order; an event id already present is skipped. Returns the entries added."""
-        added: list[LedgerEntry] = []
-        with self._writing() as db:
+        def append(db: Rows) -> list[LedgerEntry]:
+            added: list[LedgerEntry] = []
             last = db.rows("SELECT seq, entry_hash FROM decision_ledger ORDER BY seq DESC LIMIT 1")
             seq, prev = (last[0][0], last[0][1]) if last else (0, GENESIS)
             for entry in entries:
@@ -196,23 +130,26 @@ class DecisionLedger:
                         "VALUES (:s, :e, :b, :p, :h)", {"s": seq, "e": entry.event_id, "b": body, "p": prev,
                                                         "h": digest})
                 if seq % self.anchor_every == 0:
-                    db.rows("INSERT INTO decision_ledger_anchor (seq, entry_hash, anchored_at) VALUES (:s, :h, :at)",
-                            {"s": seq, "h": digest, "at": datetime.now(UTC).isoformat()})
+                    db.rows("INSERT INTO decision_ledger_anchor (seq, entry_hash, anchored_at) "
+                            "VALUES (:s, :h, :at)", {"s": seq, "h": digest, "at": datetime.now(UTC).isoformat()})
                 prev = digest
                 added.append(entry)
-        return added
+            return added
+
+        return self._writing(append)
 
     def entries(self, workflow_id: str | None = None) -> list[LedgerEntry]:
-        with self._reading() as db:
-            rows = db.rows("SELECT body FROM decision_ledger ORDER BY seq")
+        rows = self.db.read(lambda db: db.rows("SELECT body FROM decision_ledger ORDER BY seq"))
         found = [LedgerEntry.model_validate_json(r[0]) for r in rows]
         return [e for e in found if workflow_id is None or e.workflow_id == workflow_id]
 
     def verify(self) -> tuple[int, list[LedgerProblem]]:
         """(entries checked, problems): recomputes every hash and link, and checks the anchored head."""
-        with self._reading() as db:
-            rows = db.rows("SELECT seq, body, prev_hash, entry_hash FROM decision_ledger ORDER BY seq")
-            anchors = db.rows("SELECT seq, entry_hash FROM decision_ledger_anchor ORDER BY seq DESC LIMIT 1")
+        def read(db: Rows) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+            return (db.rows("SELECT seq, body, prev_hash, entry_hash FROM decision_ledger ORDER BY seq"),
+                    db.rows("SELECT seq, entry_hash FROM decision_ledger_anchor ORDER BY seq DESC LIMIT 1"))
+
+        rows, anchors = self.db.read(read)
         anchor = anchors[0] if anchors else None
         problems: list[LedgerProblem] = []
         prev = GENESIS
@@ -239,10 +176,8 @@ class DecisionLedger:
         return len(rows), problems
 
     def close(self) -> None:
-        if self._sqlite is not None:
-            self._sqlite.close()
-        if self.engine is not None:
-            self.engine.dispose()
+        if self._owned:
+            self.db.close()
 
 
 class LedgerActivities:

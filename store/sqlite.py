@@ -1,7 +1,6 @@
 """One SQLite database file: WAL mode, one connection per thread, IMMEDIATE write transactions.
 
-The care records store and the decision ledger live in the same file and share
-this connection handling.
+:class:`store.database.Database` drives the embedded care records database through it.
 """
 
 from __future__ import annotations
@@ -16,15 +15,15 @@ __all__ = ["SqliteDatabase"]
 
 
 class SqliteDatabase:
-    """Opens (and creates) the file and applies ``schema``; safe to share across a thread pool."""
+    """Opens (and creates) the file; safe to share across a thread pool."""
 
-    def __init__(self, path: Path | str, schema: str) -> None:
+    def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._conn().executescript(schema)
+        self.connection()
 
-    def _conn(self) -> sqlite3.Connection:
+    def connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -35,7 +34,7 @@ class SqliteDatabase:
         return conn
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; rolled back on any exception, including one raised into the thread.
 
         Temporal cancels a running sync activity by raising an exception asynchronously in its thread
@@ -44,7 +43,7 @@ class SqliteDatabase:
         fail. So the rollback sits in ``finally``, and a transaction left open on this thread's
         connection by an earlier interruption is rolled back before the next one begins.
         """
-        conn = self._conn()
+        conn = self.connection()
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         committed = False

@@ -1,4 +1,5 @@
-"""Shared fixtures: one real Temporal dev server per session, a real SQLite store, a worker per test."""
+"""Shared fixtures: one real Temporal dev server per session, a real records store (SQLite, or PostgreSQL with
+CARELOOM_TEST_DATABASE_URL: tests/databases.py), a worker per test."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from runtime.plugin import CareloomPlugin
 from runtime.search_attributes import ALL_KEYS
 from runtime.settings import Settings
 from runtime.temporal_server import temporal_binary
-from store.records import SqliteCareRecordStore
+from store.records import SqlCareRecordStore
+from tests.databases import BACKEND, fresh_postgres_url
 from worker import build_worker
 from workflows.outreach import MemberOutreachWorkflow, OutreachStatus
 from workflows.outreach_client import start_outreach
@@ -58,12 +60,14 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def settings(state_dir: Path) -> Settings:
-    return Settings(state_dir=state_dir, tool_attempts=1, _env_file=None)
+    """The session's settings: SQLite in state_dir, or a new PostgreSQL database (tests/databases.py)."""
+    url = fresh_postgres_url() if BACKEND == "postgresql" else None
+    return Settings(state_dir=state_dir, tool_attempts=1, database_url=url, _env_file=None)
 
 
 @pytest.fixture(scope="session")
-def store(settings: Settings) -> SqliteCareRecordStore:
-    return SqliteCareRecordStore(settings.records_path)
+def store(settings: Settings) -> SqlCareRecordStore:
+    return SqlCareRecordStore(settings.open_database())
 
 
 @pytest.fixture
@@ -79,7 +83,7 @@ def recommender() -> RecommenderActivity | None:
 
 
 @pytest_asyncio.fixture
-async def task_queue(client: Client, settings: Settings, store: SqliteCareRecordStore,
+async def task_queue(client: Client, settings: Settings, store: SqlCareRecordStore,
                      planner: Planner | None, recommender: RecommenderActivity | None) -> AsyncIterator[str]:
     """A worker on a task queue of this test's own."""
     queue = f"test-{uuid.uuid4().hex[:12]}"
@@ -137,7 +141,7 @@ SubmitPriorAuth = Callable[..., Awaitable[WorkflowHandle]]
 
 @pytest_asyncio.fixture
 async def submit(client: Client, task_queue: str, settings: Settings,
-                 store: SqliteCareRecordStore) -> AsyncIterator[SubmitPriorAuth]:
+                 store: SqlCareRecordStore) -> AsyncIterator[SubmitPriorAuth]:
     """Submit prior-authorization requests to this test's worker; runs still open at the end are terminated."""
     from guardrails.prior_auth_policy import PriorAuthPolicy
     from workflows.prior_auth_client import submit_prior_auth

@@ -13,6 +13,7 @@ import pytest
 from tests.cli import CARELOOM, ROOT, careloom, clean_env
 from tests.net import free_port
 
+
 @pytest.fixture
 def cli_env(tmp_path: Path) -> dict[str, str]:
     return clean_env(CARELOOM_STATE_DIR=str(tmp_path / "state"), CARELOOM_EMBEDDED_PORT=str(free_port()),
@@ -40,9 +41,11 @@ def test_demo_then_approve_from_the_cli_completes_the_run(cli_env: dict[str, str
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not pending:
             listed = careloom(cli_env, "approvals", "list", "--role", "rn", "--json")
-            pending = json.loads(listed.stdout) if listed.returncode == 0 else []
+            # An outreach item: the list is ordered by due time, and a prior-auth item may come first.
+            pending = [i for i in (json.loads(listed.stdout) if listed.returncode == 0 else [])
+                       if i["workflow_id"].startswith("outreach-")]
             time.sleep(0.5)
-        assert pending, "no rn approvals listed after `careloom up`"
+        assert pending, "no rn outreach approvals listed after `careloom up`"
         item = pending[0]
         assert "rn" == item["required_role"]
         wf, approval = item["workflow_id"], item["approval_id"]

@@ -25,8 +25,9 @@ from runtime.codec import generate_key
 from runtime.settings import Settings
 from runtime.temporal_client import connect
 from runtime.temporal_server import EmbeddedTemporalServer
-from store.records import SqliteCareRecordStore
+from store.records import SqlCareRecordStore
 from tests.conftest import OPEN_WINDOW, wait_for_status
+from tests.databases import database_env
 from tests.fhir_factory import HIGH_RISK, make_member
 from tests.model_server import running_model_server
 from tests.net import free_port
@@ -45,7 +46,7 @@ CANARIES = {
 }
 
 
-def _canary_member(store: SqliteCareRecordStore, n: int, **scenario: object):
+def _canary_member(store: SqlCareRecordStore, n: int, **scenario: object):
     member = make_member(tag=f"{CANARIES['tag in ids and name']}{n}", **scenario)
     patient = next(r for r in member.resources if r["resourceType"] == "Patient")
     patient.update({
@@ -69,7 +70,7 @@ async def test_no_canary_identifier_reaches_temporal_logs_or_the_model(tmp_path:
     settings = Settings(state_dir=tmp_path, embedded_port=free_port(), embedded_ui=False, tool_attempts=1,
                         payload_keys=SecretStr(f"canary={generate_key()}"),
                         pseudonym_salt=SecretStr("canary-test-salt-0123456789abcdef"), _env_file=None)
-    store = SqliteCareRecordStore(settings.records_path)
+    store = SqlCareRecordStore(settings.open_database())
     members = [_canary_member(store, 1), _canary_member(store, 2, **HIGH_RISK)]
     log_file = tmp_path / "worker.log"
     with running_model_server() as model, log_file.open("wb") as log_out:
@@ -77,7 +78,7 @@ async def test_no_canary_identifier_reaches_temporal_logs_or_the_model(tmp_path:
             environment = {
                 **os.environ,
                 "TEMPORAL_ADDRESS": server.address, "CARELOOM_TASK_QUEUE": "canary",
-                "CARELOOM_STATE_DIR": str(tmp_path), "CARELOOM_DATABASE_URL": f"sqlite:///{settings.records_path}",
+                "CARELOOM_STATE_DIR": str(tmp_path), **database_env(settings.database_location),
                 "CARELOOM_PAYLOAD_KEYS": settings.payload_keys.get_secret_value(),
                 "CARELOOM_PSEUDONYM_SALT": settings.pseudonym_salt.get_secret_value(),
                 "CARELOOM_LOG_FORMAT": "json", "CARELOOM_LOG_LEVEL": "DEBUG",

@@ -12,7 +12,6 @@ from tests.fhir_factory import HIGH_RISK, make_member
 from tests.net import free_port
 
 
-
 async def test_requests_without_a_valid_token_get_401(http: httpx.AsyncClient) -> None:
     """No token, a malformed header and a forged token are all 401 and name the problem."""
     missing = await http.get("/api/approvals")
@@ -113,6 +112,7 @@ async def test_listing_filters_by_role_and_queue(
 async def test_codec_endpoint_decodes_for_signed_in_users_only(settings, client, approvers) -> None:
     """The Web UI codec endpoint decrypts payloads for an authenticated user and refuses everyone else."""
     import base64
+
     from google.protobuf import json_format
     from pydantic import SecretStr
     from temporalio.api.common.v1 import Payload, Payloads

@@ -53,7 +53,7 @@ async def test_items_and_runs_above_the_callers_role_are_404_like_unknown_ones_a
     assert [("not_found", False)] == [(r["error_code"], r["ok"]) for r in bulk.json()["results"]]
     assert 1 == len((await wait_for_status(deceased, lambda s: True)).pending_approvals)  # nothing decided
 
-    log = AccessLog(settings.records_path)
+    log = AccessLog(settings.open_database())
     reads = {(e.user_id, e.action, e.workflow_id, e.approval_id, e.outcome) for e in log.entries()}
     assert {("cc.jones", "approval.show", routine.id, plan.approval_id, "not_found"),
             ("rn.kim", "approval.show", routine.id, plan.approval_id, "shown"),
@@ -62,7 +62,7 @@ async def test_items_and_runs_above_the_callers_role_are_404_like_unknown_ones_a
             ("rn.kim", "approval.bulk", deceased.id, md_item.approval_id, "not_found")} <= reads
     assert any(e.user_id == "cc.jones" and e.action == "approvals.list" for e in log.entries())
     with pytest.raises(Exception, match="append-only"):
-        log._conn.execute("DELETE FROM access_log")  # noqa: SLF001 - the database itself refuses
+        log.db.write(lambda db: db.rows("DELETE FROM access_log"))  # the database itself refuses
 
     shown = careloom(clean_env(CARELOOM_STATE_DIR=str(settings.state_dir)), "ledger", "access", "--user", "md.lee",
                      "--workflow", deceased.id, "--json")

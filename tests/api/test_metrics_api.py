@@ -24,7 +24,7 @@ async def test_the_api_serves_the_ledger_figures_as_gauges_computed_at_scrape_ti
     wf = f"outreach-metrics-{uuid.uuid4().hex[:8]}"
     common = {"workflow_id": wf, "at": datetime.now(UTC), "digest": "d" * 64, "policy_id": "p",
               "tool": "metrics_probe_tool"}
-    DecisionLedger(settings.records_path).append([
+    DecisionLedger(settings.open_database()).append([
         LedgerEntry(event_id=f"{wf}/1", approval_id="a1.1", event="requested", actor="system",
                     queue="care-coordination", **common),
         LedgerEntry(event_id=f"{wf}/2", approval_id="a1.1", event="rejected", actor="rn.kim", role="rn",

@@ -7,9 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
-
-from tests.conftest import StartRun, wait_for_status
 from tests.api.conftest import BROWSER_TEST
+from tests.conftest import StartRun, wait_for_status
 from tests.fhir_factory import HIGH_RISK, make_member
 
 # Set CARELOOM_SCREENSHOT_DIR=docs/images to refresh the README's screenshots.

@@ -11,7 +11,9 @@ import pytest
 
 from api.identity import Identity
 from api.sessions import SessionStore
+from store.database import open_database
 from tests.api.conftest import CSRF_FIELD, sign_in
+from tests.databases import fresh_location
 
 
 @pytest.fixture
@@ -130,7 +132,7 @@ async def test_an_oversized_body_is_refused_before_any_handler(web: httpx.AsyncC
 
 
 def test_sessions_end_after_the_idle_and_the_absolute_timeout(tmp_path: Path) -> None:
-    store = SessionStore(tmp_path / "s.db", idle=timedelta(minutes=30), absolute=timedelta(hours=8))
+    store = SessionStore(open_database(fresh_location(tmp_path, "s.db")), idle=timedelta(minutes=30), absolute=timedelta(hours=8))
     t0 = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
     who = Identity(user_id="rn.kim", role="rn")
     sid, session = store.create(who, now=t0)

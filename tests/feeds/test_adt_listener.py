@@ -19,14 +19,14 @@ from feeds.adt_listener import serve_adt
 from feeds.discharges import discharge_of
 from runtime.metrics import REGISTRY
 from runtime.settings import Settings
-from store.records import SqliteCareRecordStore
+from store.records import SqlCareRecordStore
 from tests.feeds.hl7_messages import adt, frame
 from tests.fhir_factory import make_member
 from workflows.outreach_client import outreach_workflow_id
 
 
 @pytest_asyncio.fixture
-async def listener(client: Client, settings: Settings, store: SqliteCareRecordStore,
+async def listener(client: Client, settings: Settings, store: SqlCareRecordStore,
                    task_queue: str) -> AsyncIterator[tuple[str, int, Settings]]:
     """The listener on a free port, starting runs on this test's worker; its runs are terminated afterwards."""
     ours = settings.model_copy(update={"task_queue": task_queue})
@@ -65,7 +65,7 @@ def _ack(message: hl7.Message) -> tuple[str, str]:
     return str(message.extract_field("MSA", 1, 1)), message.unescape(str(message.extract_field("MSA", 1, 3)))
 
 
-def _member(store: SqliteCareRecordStore) -> tuple[str, str]:
+def _member(store: SqlCareRecordStore) -> tuple[str, str]:
     member = make_member(store)
     return member.member_id, f"visit-{uuid.uuid4().hex[:10]}"
 

@@ -45,7 +45,8 @@ from feeds.watermarks import Watermarks
 from runtime.errors import ConfigurationError
 from runtime.plugin import worker_plugins
 from runtime.settings import Settings
-from store.records import SqliteCareRecordStore
+from store.records import SqlCareRecordStore
+from tests.databases import fresh_location, fresh_store
 from tests.fhir_factory import make_member
 from worker import build_worker
 from workflows.outreach_client import outreach_workflow_id, start_outreach
@@ -81,7 +82,7 @@ async def _terminate_running(client: Client, *queues: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def sweep_worker(client: Client, settings: Settings, store: SqliteCareRecordStore, outreach_queue: str,
+async def sweep_worker(client: Client, settings: Settings, store: SqlCareRecordStore, outreach_queue: str,
                        hosts: SweepActivities | None = None) -> AsyncIterator[Sweeper]:
     """A worker running only the sweep, on its own queue; every run on either queue is terminated afterwards."""
     queue = f"test-sweep-{uuid.uuid4().hex[:10]}"
@@ -98,7 +99,7 @@ async def sweep_worker(client: Client, settings: Settings, store: SqliteCareReco
 
 
 @pytest_asyncio.fixture
-async def sweeper(client: Client, settings: Settings, store: SqliteCareRecordStore,
+async def sweeper(client: Client, settings: Settings, store: SqlCareRecordStore,
                   task_queue: str) -> AsyncIterator[Sweeper]:
     async with sweep_worker(client, settings, store, task_queue) as found:
         yield found
@@ -110,7 +111,7 @@ def _window(year: int) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=5)
 
 
-def _discharges(store: SqliteCareRecordStore, since: datetime, n: int) -> list[tuple[str, str]]:
+def _discharges(store: SqlCareRecordStore, since: datetime, n: int) -> list[tuple[str, str]]:
     return [(m.member_id, m.encounter_id) for m in
             (make_member(store, discharged_at=since + timedelta(hours=6 * (i + 1))) for i in range(n))]
 
@@ -274,7 +275,11 @@ async def test_the_watermark_moves_forward_and_late_discharges_are_flagged(clien
                                                                           tmp_path: Path) -> None:
     """On a store of its own: the first sweep (no watermark) looks back lookback_days and starts a discharge
     past its TCM window (counted tcm_missed) and one within it; the next sweep starts from the watermark."""
-    store = SqliteCareRecordStore(tmp_path / "records.db")
+    with fresh_store(tmp_path) as store:
+        await _watermark_sweeps(client, settings, store)
+
+
+async def _watermark_sweeps(client: Client, settings: Settings, store: SqlCareRecordStore) -> None:
     queue = f"test-outreach-{uuid.uuid4().hex[:8]}"
     now = datetime.now(UTC).replace(microsecond=0)
     late = make_member(store, discharged_at=now - timedelta(days=20))  # TCM's 2 business days long gone
@@ -292,7 +297,7 @@ async def test_the_watermark_moves_forward_and_late_discharges_are_flagged(clien
     salt = settings.pseudonym_salt.get_secret_value()
     assert await _has_run(client, salt, late.member_id, late.encounter_id)
     assert await _has_run(client, salt, fresh.member_id, fresh.encounter_id)
-    assert second.until == Watermarks(store.path).get("discharge-sweep")
+    assert second.until == Watermarks(store.db).get("discharge-sweep")
     assert second.since == first.until - timedelta(hours=24)
     assert (1, 0, 1) == (second.looked_at, second.started, second.existing)  # the overlap looks again
 
@@ -300,17 +305,17 @@ async def test_the_watermark_moves_forward_and_late_discharges_are_flagged(clien
 async def test_a_backfill_sweeps_its_window_and_leaves_the_watermark(client: Client, store, sweeper) -> None:
     since, until = _window(2018)
     _discharges(store, since, 2)
-    mark = Watermarks(store.path).get("discharge-sweep")
+    mark = Watermarks(store.db).get("discharge-sweep")
     workflow_id = await start_sweep(client, sweeper.settings, since=since, until=until, task_queue=sweeper.queue)
     result = await client.get_workflow_handle_for(DischargeSweepWorkflow.run, workflow_id).result()
     assert (2, 2, 2, False) == (result.looked_at, result.started, result.tcm_missed, result.watermark_advanced)
-    assert mark == Watermarks(store.path).get("discharge-sweep")
+    assert mark == Watermarks(store.db).get("discharge-sweep")
     with pytest.raises(ConfigurationError, match="--since"):
         await start_sweep(client, sweeper.settings, since=until, until=since, task_queue=sweeper.queue)
 
 
 def test_watermarks_never_move_back(tmp_path: Path) -> None:
-    marks = Watermarks(tmp_path / "w.db")
+    marks = Watermarks(fresh_location(tmp_path, "w.db"))
     later, earlier = datetime(2026, 5, 2, tzinfo=UTC), datetime(2026, 5, 1, tzinfo=UTC)
     assert marks.get("x") is None
     assert later == marks.advance("x", later)

@@ -26,20 +26,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from agents.approvals import ApprovalDecision  # noqa: E402
 from agents.model_planner import ModelConfig, OpenAIPlanner  # noqa: E402
 from guardrails.policy import ApprovalRouting, GuardrailPolicy, QueueRule, SlaRule  # noqa: E402
+from guardrails.prior_auth_policy import PriorAuthPolicy  # noqa: E402
 from history.files import write_history  # noqa: E402
 from runtime.logging import configure_logging  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
 from runtime.temporal_client import connect  # noqa: E402
 from runtime.temporal_server import EmbeddedTemporalServer  # noqa: E402
-from store.records import SqliteCareRecordStore  # noqa: E402
+from store.records import SqlCareRecordStore  # noqa: E402
 from tests.fhir_factory import HIGH_RISK, make_member  # noqa: E402
 from tests.model_server import error, running_model_server  # noqa: E402
 from tests.net import free_port  # noqa: E402
-from tools.care_plan import DraftCarePlanArgs, GoalSpec  # noqa: E402
-from worker import build_worker  # noqa: E402
-from guardrails.prior_auth_policy import PriorAuthPolicy  # noqa: E402
 from tests.pas_factory import MRI_NOTES_AGAINST, MRI_NOTES_MISSING_THERAPY, make_pas_request  # noqa: E402
+from tools.care_plan import DraftCarePlanArgs, GoalSpec  # noqa: E402
 from tools.determination import IssueDeterminationArgs, ItemDecision  # noqa: E402
+from worker import build_worker  # noqa: E402
 from workflows.agent_run import AgentRun  # noqa: E402
 from workflows.outreach_client import decide, start_outreach  # noqa: E402
 from workflows.prior_auth_client import submit_prior_auth  # noqa: E402
@@ -76,7 +76,7 @@ async def main(wanted: set[str]) -> None:
     state = Path(tempfile.mkdtemp(prefix="careloom-golden-"))
     settings = Settings(state_dir=state, embedded_port=free_port(), embedded_ui_port=free_port(), embedded_ui=False,
                         tool_attempts=1, _env_file=None)
-    store = SqliteCareRecordStore(settings.records_path)
+    store = SqlCareRecordStore(settings.open_database())
     OUT.mkdir(parents=True, exist_ok=True)
     with running_model_server() as model:
         await _record(settings, store, model, wanted)
@@ -116,7 +116,7 @@ def _overturn(i):  # noqa: ANN001, ANN202
     return _as_required(i, "edit", arguments=approve)
 
 
-async def _record_prior_auth(client, settings: Settings, store: SqliteCareRecordStore, queue: str,  # noqa: ANN001
+async def _record_prior_auth(client, settings: Settings, store: SqlCareRecordStore, queue: str,  # noqa: ANN001
                              wanted: set[str]) -> None:
     quick = {name: QueueRule(role=rule.role, sla=SlaRule(clock="calendar", duration=timedelta(seconds=2)),
                              escalate_to=rule.escalate_to) for name, rule in PriorAuthPolicy().approvals.queues.items()}
@@ -140,7 +140,7 @@ async def _record_prior_auth(client, settings: Settings, store: SqliteCareRecord
         await _save(handle, name)
 
 
-async def _record(settings: Settings, store: SqliteCareRecordStore, model, wanted: set[str]) -> None:  # noqa: ANN001
+async def _record(settings: Settings, store: SqlCareRecordStore, model, wanted: set[str]) -> None:  # noqa: ANN001
     async with EmbeddedTemporalServer(settings):
         client = await connect(settings)
         queue = f"golden-{uuid.uuid4().hex[:6]}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
 
-
 from guardrails.deadlines import add_business_days, next_contact_time, tcm_contact_due
 
 NY = "America/New_York"

@@ -13,12 +13,12 @@ from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from agents.approvals import ApprovalDecision
+from guardrails.policy import GuardrailPolicy
 from history.audit import audit
 from history.events import read_run
 from history.files import load_history
 from history.history_json import history_from_dict
 from history.what_if import what_if
-from guardrails.policy import GuardrailPolicy
 from runtime.temporal_server import temporal_binary
 from store.ledger import DecisionLedger
 from tests.cli import ROOT, careloom, clean_env
@@ -57,7 +57,7 @@ async def test_export_replay_and_audit_a_live_run(
     replayed = live_cli(env, settings.state_dir, "history", "replay", str(out), "--json")
     assert (0, ["ok"]) == (replayed.returncode, [o["status"] for o in json.loads(replayed.stdout)])
 
-    report = audit(read_run(load_history(out / f"{handle.id}.json").history), DecisionLedger(settings.records_path))
+    report = audit(read_run(load_history(out / f"{handle.id}.json").history), DecisionLedger(settings.open_database()))
     kinds = {e.kind for e in report.entries}
     assert {"trigger", "tool", "proposal", "verdict", "approval", "decision", "outcome"} <= kinds
     decision = next(e for e in report.entries if e.kind == "decision")

@@ -1,14 +1,13 @@
-"""Fixtures for store tests: a real SQLite care records store per test."""
+"""Fixtures for store tests: a real care records store per test (SQLite, or PostgreSQL: tests/databases.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from store.records import SqliteCareRecordStore
+from tests.databases import fresh_store
 
 
 @pytest.fixture
 def store(tmp_path):
-    records = SqliteCareRecordStore(tmp_path / "r.db")
-    yield records
-    records.close()
+    with fresh_store(tmp_path, "r.db") as records:
+        yield records

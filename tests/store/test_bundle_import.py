@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from runtime.errors import ImportFailure
 from store.importer import import_bundles, import_path
-from store.records import SqliteCareRecordStore
+from store.records import SqlCareRecordStore
 from tests.bundle_factory import synthea_bundle, write_bundle_folder
+from tests.databases import fresh_store
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteCareRecordStore:
-    return SqliteCareRecordStore(tmp_path / "records.db")
+def store(tmp_path: Path) -> Iterator[SqlCareRecordStore]:
+    with fresh_store(tmp_path) as records:
+        yield records
 
 
 def _entry_index(bundle: dict, rtype: str) -> int:

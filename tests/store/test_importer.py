@@ -9,7 +9,7 @@ import pytest
 
 from runtime.errors import ImportFailure
 from store.importer import import_ndjson
-from store.records import SqliteCareRecordStore
+from tests.databases import fresh_store
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "fhir_r4"
 
@@ -140,10 +140,8 @@ def test_empty_folder_is_an_import_failure_naming_the_path(store, tmp_path):
 
 @pytest.fixture(scope="module")
 def sample_import(tmp_path_factory):
-    records = SqliteCareRecordStore(tmp_path_factory.mktemp("sample") / "r.db")
-    first = import_ndjson(records, SAMPLE)
-    yield records, first
-    records.close()
+    with fresh_store(tmp_path_factory.mktemp("sample"), "r.db") as records:
+        yield records, import_ndjson(records, SAMPLE)
 
 
 def test_clinosim_sample_imports_without_skipping(sample_import):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from store.fhir_validation import InvalidResource
-from store.records import SqliteCareRecordStore, member_of, period_of
+from store.records import SqlCareRecordStore, member_of, period_of
 from tests.fhir_factory import make_member
 
 
@@ -51,10 +51,10 @@ def test_key_order_does_not_make_content_differ(store):
 
 def test_records_persist_in_the_file(tmp_path):
     """A second store on the same file reads what the first wrote."""
-    first = SqliteCareRecordStore(tmp_path / "r.db")
+    first = SqlCareRecordStore(tmp_path / "r.db")
     first.put_many([_task("t1")])
     first.close()
-    second = SqliteCareRecordStore(tmp_path / "r.db")
+    second = SqlCareRecordStore(tmp_path / "r.db")
 
     assert _task("t1") == second.get("Task", "t1")
     second.close()
@@ -177,24 +177,30 @@ def test_put_many_keeps_the_idempotency_key_of_a_created_resource(store):
 def test_a_transaction_left_open_by_an_interrupted_thread_is_rolled_back_on_its_next_write(store):
     """Temporal cancels a sync activity by raising into its thread; if that leaves the thread's connection
     inside a write transaction, the thread's next write rolls it back and proceeds (and the lock is released)."""
-    store._conn().execute("BEGIN IMMEDIATE")  # as an exception raised right after BEGIN would leave it
-    store._conn().execute("INSERT INTO resources (resource_type, id, content, content_sha256, updated_at)"
+    if store.db.sqlite is None:
+        pytest.skip("SQLite's connection per thread; on PostgreSQL the pool rolls a returned connection back")
+    conn = store.db.sqlite.connection()
+    conn.execute("BEGIN IMMEDIATE")  # as an exception raised right after BEGIN would leave it
+    conn.execute("INSERT INTO resources (resource_type, id, content, content_sha256, updated_at)"
                           " VALUES ('Task', 'half-written', '{}', 'x', 'now')")
 
     assert ["inserted"] == store.put_many([_task("t1")])
 
     assert store.get("Task", "t1") is not None
     assert store.get("Task", "half-written") is None  # the interrupted write did not land
-    other = SqliteCareRecordStore(store.path)  # another connection can write at once: no lock is held
+    other = SqlCareRecordStore(store.db.path)  # another connection can write at once: no lock is held
     assert ["inserted"] == other.put_many([_task("t2")])
     other.close()
 
 
 def test_an_exception_inside_a_transaction_rolls_it_back(store):
+    def interrupted(db):  # noqa: ANN001, ANN202
+        db.rows("INSERT INTO resources (resource_type, id, content, content_sha256, updated_at)"
+                " VALUES ('Task', 'x', '{}', 'x', 'now')")
+        raise KeyboardInterrupt  # a BaseException, as the SDK's cancellation is
+
     with pytest.raises(KeyboardInterrupt):
-        with store._transaction() as conn:
-            conn.execute("INSERT INTO resources (resource_type, id, content, content_sha256, updated_at)"
-                         " VALUES ('Task', 'x', '{}', 'x', 'now')")
-            raise KeyboardInterrupt  # a BaseException, as the SDK's cancellation is
-    assert not store._conn().in_transaction
+        store.db.write(interrupted)
+    if store.db.sqlite is not None:
+        assert not store.db.sqlite.connection().in_transaction
     assert store.get("Task", "x") is None

@@ -9,7 +9,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from store.importer import import_ndjson
-from store.records import SqliteCareRecordStore
+from tests.databases import fresh_store
 from tests.fhir_factory import make_member
 from tools.clinical import ClinicalContextInput, get_clinical_context, parse_instant
 
@@ -221,10 +221,9 @@ def test_parse_instant(value, expected):
 
 @pytest.fixture(scope="module")
 def sample_store(tmp_path_factory):
-    records = SqliteCareRecordStore(tmp_path_factory.mktemp("sample") / "r.db")
-    import_ndjson(records, SAMPLE)
-    yield records
-    records.close()
+    with fresh_store(tmp_path_factory.mktemp("sample"), "r.db") as records:
+        import_ndjson(records, SAMPLE)
+        yield records
 
 
 @pytest.mark.parametrize(("member_id", "encounter_id", "los", "ed_visits"), [

@@ -40,7 +40,7 @@ def _entry(bundle, resource_type):
 
 def _snapshot(store):
     # Every row, content included: "nothing written" means exactly that.
-    return store._conn().execute("SELECT resource_type, id, content FROM resources ORDER BY 1, 2").fetchall()
+    return store.db.read(lambda db: db.rows("SELECT resource_type, id, content FROM resources ORDER BY 1, 2"))
 
 
 def _saved(store, request):

@@ -71,7 +71,7 @@ async def test_unanswered_approvals_escalate_then_expire_into_a_human_task_never
     assert [] == store.find_for_member("CarePlan", member.member_id)
     kinds = sorted(t["code"]["text"] for t in store.find_for_member("Task", member.member_id))
     assert ["expired-approval-review"] * 3 == kinds
-    events = [(e.approval_id, e.event) for e in DecisionLedger(settings.records_path).entries(handle.id)]
+    events = [(e.approval_id, e.event) for e in DecisionLedger(settings.open_database()).entries(handle.id)]
     assert [("a1-tcm-task.1", e) for e in ("requested", "reminded", "escalated", "reminded", "expired")] == [
         x for x in events if x[0] == "a1-tcm-task.1"]
 
@@ -159,7 +159,7 @@ async def test_every_request_and_decision_is_in_the_hash_chained_ledger(
                                                      decision="reject", approver="rn.kim", role="rn",
                                                      reason="duplicate of an active plan"))
     await handle.result()
-    ledger = DecisionLedger(settings.records_path)
+    ledger = DecisionLedger(settings.open_database())
     entries = ledger.entries(handle.id)
     assert [("requested", "system", None), ("rejected", "rn.kim", "rn")] == [(e.event, e.actor, e.role)
                                                                              for e in entries]

@@ -17,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from agents.approvals import ApprovalDecision
 from runtime.settings import Settings
 from tests.conftest import OPEN_WINDOW, wait_for_status
+from tests.databases import database_env
 from tests.fhir_factory import HIGH_RISK, make_member
 from workflows.outreach_client import decide, start_outreach
 
@@ -28,7 +29,7 @@ def start_worker_process(env: WorkflowEnvironment, settings: Settings, queue: st
         **os.environ,
         "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
         "CARELOOM_TASK_QUEUE": queue,
-        "CARELOOM_DATABASE_URL": f"sqlite:///{settings.records_path}",
+        **database_env(settings.database_location),
         "CARELOOM_STATE_DIR": str(settings.state_dir),
         "CARELOOM_LOG_FORMAT": "json",
     }

@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 from agents.approvals import ApprovalDecision
 from guardrails.policy import GuardrailPolicy
 from store.fhir_validation import validate_resource
-from store.records import SqliteCareRecordStore
+from store.records import SqlCareRecordStore
 from tests.conftest import ALWAYS_ASK, OPEN_WINDOW, StartRun, wait_for_status
 from tests.fhir_factory import HIGH_RISK, make_member
 from tools.care_plan import DraftCarePlanArgs, GoalSpec
@@ -23,8 +23,7 @@ from workflows.outreach import MemberOutreachWorkflow, OutreachResult
 from workflows.outreach_client import DecisionRejected, decide, list_pending_approvals, start_outreach
 
 
-
-def written(store: SqliteCareRecordStore, reference: str) -> dict:
+def written(store: SqlCareRecordStore, reference: str) -> dict:
     rtype, rid = reference.split("/")
     resource = store.get(rtype, rid)
     assert resource is not None, f"{reference} is not in the store"

@@ -10,7 +10,7 @@ from guardrails.policy import QueueRule, SlaRule
 from guardrails.prior_auth_policy import PriorAuthPolicy
 from runtime.errors import DecisionRefused
 from store.fhir_validation import validate_resource
-from store.records import SqliteCareRecordStore
+from store.records import SqlCareRecordStore
 from tests.pas_factory import (
     HOME_HEALTH_NOTES_MET,
     MRI_NOTES_AGAINST,
@@ -25,7 +25,7 @@ from workflows.prior_auth import PriorAuthResult
 from workflows.prior_auth_client import submit_prior_auth
 
 
-def _stored(store: SqliteCareRecordStore, reference: str) -> dict:
+def _stored(store: SqlCareRecordStore, reference: str) -> dict:
     rtype, rid = reference.split("/")
     resource = store.get(rtype, rid)
     assert resource is not None, f"{reference} is not in the store"

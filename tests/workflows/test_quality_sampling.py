@@ -52,7 +52,7 @@ async def test_rate_one_samples_every_automatic_execution_and_no_approved_one(st
 
     assert {"a1-tcm-task": "executed", "a2-check-in": "executed", "a3-care-plan": "executed"} == {
         a.action_id: a.status for a in result.actions}
-    ledger = DecisionLedger(settings.records_path)
+    ledger = DecisionLedger(settings.open_database())
     entries = ledger.entries(handle.id)
     sampled = [(e.approval_id, e.tool, e.queue, e.actor) for e in entries if e.event == "sampled"]
     assert [("a1-tcm-task", "create_task", "quality-review", "system"),
@@ -71,7 +71,7 @@ async def test_rate_one_samples_every_automatic_execution_and_no_approved_one(st
 async def test_rate_zero_samples_nothing_and_a_partial_rate_samples_exactly_the_hashed_share(
         start_run: StartRun, store, settings) -> None:
     """Rate 0: no sampled entry. Rate 0.5: exactly the actions the hash picks, and the run completes all the same."""
-    ledger = DecisionLedger(settings.records_path)
+    ledger = DecisionLedger(settings.open_database())
     off = await start_run(make_member(store), policy=sampling(0.0))
     half = await start_run(make_member(store), policy=sampling(0.5))
     off_result, half_result = await off.result(), await half.result()
@@ -90,7 +90,7 @@ async def test_prior_auth_automatic_approval_is_sampled_through_the_shared_runti
     result = await handle.result()
 
     assert ("completed", "approve") == (result.status, result.determination)
-    entries = DecisionLedger(settings.records_path).entries(handle.id)
+    entries = DecisionLedger(settings.open_database()).entries(handle.id)
     assert [("sampled", "issue_determination")] == [(e.event, e.tool) for e in entries]
     assert policy.policy_id == entries[0].policy_id
 

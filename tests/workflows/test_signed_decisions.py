@@ -77,7 +77,7 @@ async def test_forged_updates_from_the_temporal_cli_are_refused_before_history(
     accepted = await accepted_update_ids(client, handle.id)
     assert 1 == len(accepted) and not any(u.startswith("forged-") for u in accepted)
     await wait_for_status(handle, lambda s: first.approval_id not in {p.approval_id for p in s.pending_approvals})
-    entries = [e for e in DecisionLedger(settings.records_path).entries(handle.id) if e.event == "approved"]
+    entries = [e for e in DecisionLedger(settings.open_database()).entries(handle.id) if e.event == "approved"]
     assert [("current", "dr.rivera")] == [(e.key_id, e.actor) for e in entries]
 
 
@@ -112,5 +112,5 @@ async def test_during_a_rotation_the_signer_uses_the_key_each_run_knows(
                                     approver="dr.rivera", role="md")
         assert "approved" == (await decide(client, handle.id, decision, signer=SIGNER)).outcome
         await wait_for_status(handle, lambda s: item.approval_id not in {p.approval_id for p in s.pending_approvals})
-        used += [e.key_id for e in DecisionLedger(settings.records_path).entries(handle.id) if e.event == "approved"]
+        used += [e.key_id for e in DecisionLedger(settings.open_database()).entries(handle.id) if e.event == "approved"]
     assert ["previous", "current"] == used
