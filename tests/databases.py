@@ -16,11 +16,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from runtime.errors import ConfigurationError
+from runtime.settings import Settings
 from store.database import open_engine
 from store.records import SqlCareRecordStore
 
 __all__ = ["ADMIN_URL", "BACKEND", "database_env", "drop", "fresh_location", "fresh_postgres_url", "fresh_store",
-           "postgres_available"]
+           "postgres_available", "session_env"]
 
 ADMIN_URL = os.environ.get("CARELOOM_TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test"
 BACKEND = "postgresql" if os.environ.get("CARELOOM_TEST_DATABASE_URL") else "sqlite"
@@ -71,6 +72,11 @@ def _drop_all() -> None:
 def fresh_location(tmp_path: Path, name: str = "records.db") -> str | Path:
     """A new care records database for one test, on the backend this session tests."""
     return fresh_postgres_url() if BACKEND == "postgresql" else tmp_path / name
+
+
+def session_env(settings: Settings) -> dict[str, str]:
+    """CARELOOM_STATE_DIR and CARELOOM_DATABASE_URL of ``settings``: a careloom subprocess on the same state."""
+    return {"CARELOOM_STATE_DIR": str(settings.state_dir), **database_env(settings.database_location)}
 
 
 def database_env(location: str | Path) -> dict[str, str]:

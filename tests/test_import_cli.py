@@ -19,6 +19,7 @@ from runtime.settings import Settings
 from tests.bundle_factory import synthea_bundle, write_bundle_folder
 from tests.cli import careloom, clean_env
 from tests.conftest import wait_for_status
+from tests.databases import session_env
 from tests.net import free_port
 from workflows.outreach import MemberOutreachWorkflow
 
@@ -31,7 +32,7 @@ async def test_a_synthea_folder_imports_and_starts_outreach_once(tmp_path: Path,
     write_bundle_folder(folder, 2)
     late, _, _ = synthea_bundle(discharged_at=datetime.now(UTC) - timedelta(days=10))
     (folder / "patient-late.json").write_text(json.dumps(late))
-    env = clean_env(CARELOOM_STATE_DIR=str(settings.state_dir), TEMPORAL_ADDRESS=client.service_client.config.target_host,
+    env = clean_env(**session_env(settings), TEMPORAL_ADDRESS=client.service_client.config.target_host,
                     CARELOOM_TASK_QUEUE=task_queue, CARELOOM_LOG_FORMAT="json", CARELOOM_LOG_LEVEL="WARNING")
     # In a thread: the worker serving these runs shares this event loop.
     first = await asyncio.to_thread(careloom, env, "import", str(folder), "--start-outreach", "--json")

@@ -12,6 +12,7 @@ from store.access_log import AccessLog
 from tests.api.conftest import auth
 from tests.cli import careloom, clean_env
 from tests.conftest import ALWAYS_ASK, StartRun, wait_for_status
+from tests.databases import session_env
 from tests.fhir_factory import HIGH_RISK, make_member
 
 
@@ -64,7 +65,7 @@ async def test_items_and_runs_above_the_callers_role_are_404_like_unknown_ones_a
     with pytest.raises(Exception, match="append-only"):
         log.db.write(lambda db: db.rows("DELETE FROM access_log"))  # the database itself refuses
 
-    shown = careloom(clean_env(CARELOOM_STATE_DIR=str(settings.state_dir)), "ledger", "access", "--user", "md.lee",
+    shown = careloom(clean_env(**session_env(settings)), "ledger", "access", "--user", "md.lee",
                      "--workflow", deceased.id, "--json")
     assert 0 == shown.returncode, shown.stderr
     assert [("run.status", "shown")] == [(e["action"], e["outcome"]) for e in json.loads(shown.stdout)]

@@ -19,20 +19,22 @@ from history.events import read_run
 from history.files import load_history
 from history.history_json import history_from_dict
 from history.what_if import what_if
+from runtime.settings import Settings
 from runtime.temporal_server import temporal_binary
 from store.ledger import DecisionLedger
 from tests.cli import ROOT, careloom, clean_env
 from tests.conftest import OPEN_WINDOW, StartRun, wait_for_status
+from tests.databases import session_env
 from tests.fhir_factory import HIGH_RISK, make_member
 from workflows.outreach_client import decide
 
 GOLDEN = ROOT / "tests" / "golden" / "histories"
 
 
-def live_cli(env: WorkflowEnvironment, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The CLI against the test's Temporal server."""
+def live_cli(env: WorkflowEnvironment, settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI against the test's Temporal server and the session's state."""
     return careloom(clean_env(TEMPORAL_ADDRESS=env.client.service_client.config.target_host,
-                              CARELOOM_STATE_DIR=str(state), CARELOOM_LOG_LEVEL="WARNING"), *args, timeout=180)
+                              CARELOOM_LOG_LEVEL="WARNING", **session_env(settings)), *args, timeout=180)
 
 
 @pytest.mark.slow
@@ -48,13 +50,13 @@ async def test_export_replay_and_audit_a_live_run(
     await handle.result()
     out = tmp_path / "export"
 
-    exported = live_cli(env, settings.state_dir, "history", "export", "--out", str(out), "-w", handle.id,
+    exported = live_cli(env, settings, "history", "export", "--out", str(out), "-w", handle.id,
                         "-w", "outreach-no-such-run")
     assert 1 == exported.returncode
     assert "outreach-no-such-run: cannot export" in exported.stderr
     assert [f"{handle.id}.json"] == [p.name for p in out.iterdir()]
 
-    replayed = live_cli(env, settings.state_dir, "history", "replay", str(out), "--json")
+    replayed = live_cli(env, settings, "history", "replay", str(out), "--json")
     assert (0, ["ok"]) == (replayed.returncode, [o["status"] for o in json.loads(replayed.stdout)])
 
     report = audit(read_run(load_history(out / f"{handle.id}.json").history), DecisionLedger(settings.open_database()))
@@ -64,7 +66,7 @@ async def test_export_replay_and_audit_a_live_run(
     assert f"approve by rn.kim (rn), digest {item.digest[:12]}" in decision.summary
     assert (True, []) == (report.ledger_checked, report.ledger_mismatches)
 
-    live = live_cli(env, settings.state_dir, "history", "audit", handle.id, "--json")
+    live = live_cli(env, settings, "history", "audit", handle.id, "--json")
     assert 0 == live.returncode, live.stderr
     assert "completed" == json.loads(live.stdout)["outcome"]
 

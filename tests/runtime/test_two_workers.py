@@ -18,6 +18,7 @@ from temporalio.client import Client
 
 from feeds.discharges import discharge_of, start_discharges
 from tests.conftest import wait_for_status
+from tests.databases import session_env
 from tests.fhir_factory import make_member
 from workflows.outreach import MemberOutreachWorkflow
 
@@ -30,7 +31,7 @@ async def test_two_worker_processes_share_one_queue(client: Client, settings, st
     queue = f"test-two-{uuid.uuid4().hex[:8]}"
     ours = settings.model_copy(update={"task_queue": queue})
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOM_", "TEMPORAL_"))}
-    env.update(TEMPORAL_ADDRESS=client.service_client.config.target_host, CARELOOM_STATE_DIR=str(settings.state_dir),
+    env.update(TEMPORAL_ADDRESS=client.service_client.config.target_host, **session_env(settings),
                CARELOOM_TASK_QUEUE=queue, CARELOOM_LOG_LEVEL="WARNING", CARELOOM_LOG_FORMAT="json",
                CARELOOM_PSEUDONYM_SALT=settings.pseudonym_salt.get_secret_value())
     workers = [subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,

@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from agents.approvals import ApprovalDecision
 from runtime.settings import Settings
 from tests.conftest import OPEN_WINDOW, wait_for_status
-from tests.databases import database_env
+from tests.databases import session_env
 from tests.fhir_factory import HIGH_RISK, make_member
 from workflows.outreach_client import decide, start_outreach
 
@@ -29,8 +29,7 @@ def start_worker_process(env: WorkflowEnvironment, settings: Settings, queue: st
         **os.environ,
         "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
         "CARELOOM_TASK_QUEUE": queue,
-        **database_env(settings.database_location),
-        "CARELOOM_STATE_DIR": str(settings.state_dir),
+        **session_env(settings),
         "CARELOOM_LOG_FORMAT": "json",
     }
     return subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=environment,
