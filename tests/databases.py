@@ -10,6 +10,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import text
@@ -28,6 +29,7 @@ BACKEND = "postgresql" if os.environ.get("CARELOOM_TEST_DATABASE_URL") else "sql
 _made: list[str] = []
 
 
+@lru_cache(maxsize=1)
 def postgres_available() -> bool:
     try:
         open_engine(ADMIN_URL, pool_size=1).dispose()

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,27 +24,12 @@ from store.database import Database, DuplicateKey, StoreUnavailable, open_databa
 from store.ledger import DecisionLedger
 from store.records import SqlCareRecordStore
 from store.schema import head, state, upgrade
-from tests.databases import drop, fresh_postgres_url, postgres_available
+from tests.databases import postgres_available
 from tests.fhir_factory import make_member
 from tests.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-POSTGRES = postgres_available()
-needs_postgres = pytest.mark.skipif(not POSTGRES, reason="no PostgreSQL at 127.0.0.1:5432 (CI has one)")
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    if not POSTGRES:
-        pytest.skip("no PostgreSQL at 127.0.0.1:5432 (CI has one)")
-    url = fresh_postgres_url()
-    yield url
-    drop(url)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
-    return tmp_path / "records.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+needs_postgres = pytest.mark.skipif(not postgres_available(), reason="no PostgreSQL at 127.0.0.1:5432 (CI has one)")
 
 
 def _task(task_id: str, member: str = "m-1") -> dict:

@@ -5,9 +5,7 @@ several processes, and the anchored head that exposes removed newest entries."""
 from __future__ import annotations
 
 import multiprocessing
-import secrets
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,40 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from runtime.errors import ConfigurationError
 from store.database import open_engine
 from store.ledger import DecisionLedger, LedgerEntry
-
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def _postgres_available() -> bool:
-    try:
-        open_engine(ADMIN_URL).dispose()
-        return True
-    except ConfigurationError:
-        return False
-
-
-POSTGRES = _postgres_available()
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    if not POSTGRES:
-        pytest.skip("no PostgreSQL at 127.0.0.1:5432 (this machine's CI has one)")
-    name = f"careloom_test_{secrets.token_hex(4)}"
-    admin = open_engine(ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "records.db")
-    return request.getfixturevalue("pg_url")
+from tests.databases import postgres_available
 
 
 def execute(ledger: DecisionLedger, *statements: str) -> None:
@@ -71,8 +36,8 @@ def entry(n: int, workflow: str = "wf-1") -> LedgerEntry:
                        actor="system", at=datetime(2026, 12, 3, tzinfo=UTC), digest="d" * 64, policy_id="p#1")
 
 
-def test_append_verify_and_idempotent_event_ids(url: str) -> None:
-    ledger = DecisionLedger(url)
+def test_append_verify_and_idempotent_event_ids(location: str | Path) -> None:
+    ledger = DecisionLedger(location)
     assert 3 == ledger.append([entry(1), entry(2), entry(3)])
     assert 0 == ledger.append([entry(2), entry(3)])  # a retried activity appends nothing twice
     assert (3, []) == ledger.verify()
@@ -80,8 +45,8 @@ def test_append_verify_and_idempotent_event_ids(url: str) -> None:
     ledger.close()
 
 
-def test_the_database_refuses_updates_and_deletes(url: str) -> None:
-    ledger = DecisionLedger(url, anchor_every=1)  # an anchor row too: row triggers fire only on rows
+def test_the_database_refuses_updates_and_deletes(location: str | Path) -> None:
+    ledger = DecisionLedger(location, anchor_every=1)  # an anchor row too: row triggers fire only on rows
     ledger.append([entry(1)])
     for statement in ("UPDATE decision_ledger SET body = 'x'", "DELETE FROM decision_ledger",
                       "DELETE FROM decision_ledger_anchor"):
@@ -91,31 +56,31 @@ def test_the_database_refuses_updates_and_deletes(url: str) -> None:
     ledger.close()
 
 
-def _appender(url: str, worker: int, count: int) -> None:
-    ledger = DecisionLedger(url)
+def _appender(location: str | Path, worker: int, count: int) -> None:
+    ledger = DecisionLedger(location)
     for n in range(count):
         ledger.append([entry(n, workflow=f"wf-{worker}")])
     ledger.close()
 
 
-def test_concurrent_appenders_in_several_processes_keep_one_linear_chain(url: str) -> None:
-    DecisionLedger(url).close()  # the schema first; then four processes append at once
+def test_concurrent_appenders_in_several_processes_keep_one_linear_chain(location: str | Path) -> None:
+    DecisionLedger(location).close()  # the schema first; then four processes append at once
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_appender, args=(url, w, 40)) for w in range(4)]
+    workers = [context.Process(target=_appender, args=(location, w, 40)) for w in range(4)]
     for process in workers:
         process.start()
     for process in workers:
         process.join(120)
         assert 0 == process.exitcode
-    ledger = DecisionLedger(url)
+    ledger = DecisionLedger(location)
     checked, problems = ledger.verify()
     assert (160, []) == (checked, problems)
     assert 160 == len({e.event_id for e in ledger.entries()})
     ledger.close()
 
 
-def test_removing_the_newest_entries_is_detected_by_the_anchor(url: str) -> None:
-    ledger = DecisionLedger(url, anchor_every=10)
+def test_removing_the_newest_entries_is_detected_by_the_anchor(location: str | Path) -> None:
+    ledger = DecisionLedger(location, anchor_every=10)
     ledger.append([entry(n) for n in range(1, 26)])  # anchors at 10 and 20
     assert (25, []) == ledger.verify()
     guard_off = ("DROP TRIGGER decision_ledger_no_delete" if ledger.engine is None  # an administrator, first
@@ -130,7 +95,7 @@ def test_removing_the_newest_entries_is_detected_by_the_anchor(url: str) -> None
 
 @pytest.mark.parametrize(("bad", "message"), [
     ("mysql://root@127.0.0.1/test", "unknown scheme 'mysql'"),
-    ("not a url", "is not a database URL"),
+    ("not a location", "is not a database URL"),
     ("postgresql://postgres@127.0.0.1:1/test", "is the server running"),
 ])
 def test_bad_database_urls_fail_at_start_naming_the_setting(bad: str, message: str) -> None:
@@ -140,7 +105,7 @@ def test_bad_database_urls_fail_at_start_naming_the_setting(bad: str, message: s
 
 
 def test_a_missing_database_names_the_fix() -> None:
-    if not POSTGRES:
+    if not postgres_available():
         pytest.skip("no PostgreSQL at 127.0.0.1:5432")
     with pytest.raises(ConfigurationError, match="create the database") as caught:
         open_engine("postgresql://postgres:secret@127.0.0.1:5432/careloom_nowhere")
