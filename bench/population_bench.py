@@ -68,7 +68,7 @@ def _rss_mb(pid: int) -> float:
 
 class WorkerProcess:
     def __init__(self, env: dict[str, str], name: str) -> None:
-        self.env, self.name, self.cpu_done = env, name, 0.0
+        self.env, self.name, self.cpu_done, self.kills = env, name, 0.0, 0
         self.proc = self._spawn()
 
     def _spawn(self) -> subprocess.Popen:
@@ -81,6 +81,7 @@ class WorkerProcess:
     def kill_and_restart(self) -> None:
         self.cpu_done += _cpu_seconds(self.proc.pid)
         self.proc.send_signal(signal.SIGKILL)
+        self.kills += 1
         self.proc.wait()
         self.proc = self._spawn()
 
@@ -107,6 +108,47 @@ async def _wait_settled(client, queue: str, total: int, timeout: float) -> float
             break
         await asyncio.sleep(1.0)
     return time.perf_counter() - began
+
+
+async def _approve_all(client, settings, queue: str, victim: WorkerProcess, timeout: float) -> tuple[int, float]:  # noqa: ANN001
+    """Approve every parked action of the queue's runs (a signed md decision, the inbox's bulk path) and
+    SIGKILL ``victim`` half-way, so the write tools (task, message, care plan) run on both workers with one
+    killed mid-way: what the duplicate-write checks are about. (Approved actions, seconds until all runs
+    leave awaiting_approval.)"""
+    from workflows.outreach_client import BulkItem, decide_bulk, list_pending_approvals
+
+    began, approved, signer = time.perf_counter(), 0, settings.signer()
+    for _ in range(3):  # a decision can open the next approval of the run (a care plan's sign-off)
+        ours = await _queue_runs(client, queue)
+        pending = [p for p in await list_pending_approvals(client) if p.workflow_id in ours]
+        if not pending:
+            break
+        by_tool: dict[str, list] = {}
+        for item in pending:
+            by_tool.setdefault(item.tool, []).append(BulkItem(workflow_id=item.workflow_id,
+                                                              approval_id=item.approval_id, digest=item.digest))
+        for n, (tool, items) in enumerate(by_tool.items()):
+            if approved == 0 and n == 0:
+                print(f"approving {len(pending)} parked actions (md, signed); SIGKILL {victim.name} half-way ...",
+                      flush=True)
+            half = len(items) // 2
+            for part, chunk in enumerate((items[:half], items[half:])):
+                results = await decide_bulk(client, chunk, decision="approve", tool=tool, approver="bench-md",
+                                            role="md", signer=signer)
+                approved += sum(r.ok for r in results)
+                if part == 0 and tool == next(iter(by_tool)) and victim.kills == 0:
+                    victim.kill_and_restart()
+                    print(f"  SIGKILLed and restarted {victim.name} after {approved} approvals", flush=True)
+        await asyncio.sleep(2)
+    while time.perf_counter() - began < timeout:
+        if not await _count(client, f"TaskQueue = '{queue}' AND CareloomStatus = 'awaiting_approval'"):
+            break
+        await asyncio.sleep(1.0)
+    return approved, time.perf_counter() - began
+
+
+async def _queue_runs(client, queue: str) -> set[str]:  # noqa: ANN001
+    return {e.id async for e in client.list_workflows(f"TaskQueue = '{queue}' AND ExecutionStatus = 'Running'")}
 
 
 async def _baseline(client, settings, store, count: int, streams: int) -> dict[str, float]:  # noqa: ANN001
@@ -184,6 +226,7 @@ async def main(count: int, connections: int, timeout: float, database_url: str |
         for sender in senders:
             sender.exception()  # surface a sender failure
         settled = await _wait_settled(client, queue, count, timeout) + acked
+        approved, approve_s = await _approve_all(client, settings, queue, workers[1], timeout)
         rss = [_rss_mb(w.proc.pid) for w in workers]
         cpu = sum(w.cpu() for w in workers)
         server.close()
@@ -224,7 +267,8 @@ async def main(count: int, connections: int, timeout: float, database_url: str |
     print(f"{'history bytes per run':<28}{size:>10.0f}{bare['bytes']:>10.0f}{size / bare['bytes']:>8.2f}")
     print(f"worker CPU per run           {1000 * cpu / count:9.1f} ms (both workers, the killed one included)")
     print(f"worker RSS                   {', '.join(f'{r:.0f} MB' for r in rss)}")
-    print(f"\nruns lost                    {lost}")
+    print(f"\nactions approved             {approved}   (every run out of awaiting_approval {approve_s:.0f} s later)")
+    print(f"runs lost                    {lost}")
     print(f"runs failed                  {failed_runs}")
     print(f"duplicate runs per key       {duplicate_runs}")
     print(f"duplicate TCM tasks          {duplicate_tasks}")
