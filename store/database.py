@@ -9,8 +9,11 @@ once for both.
 Start-up checks fail with an error naming the setting and the fix (:func:`open_database`): a URL that is not
 one or has an unknown scheme, an unreachable server, refused credentials, a missing database, and a schema
 older or newer than the code (:mod:`store.schema`). At run time a transaction that meets a transient error (a
-serialization failure, a deadlock, a lost connection, a locked SQLite file) is run again a few times, then
-surfaces as :class:`StoreUnavailable`, which Temporal retries like any activity failure. Driver errors never
+serialization failure, a deadlock, a lost connection, a locked, read-only or failing SQLite file) is run again a
+few times, then surfaces as :class:`StoreUnavailable`, which Temporal retries like any activity failure. The
+connection that met such a fault is not trusted afterwards: SQLite keeps a connection opened while the file was
+read-only read-only for good, so the thread's connection is dropped and the next attempt opens a new one, and
+a store that was read-only for a while writes again once it is writable, without a restart. Driver errors never
 carry SQL parameters out (they would put record content into workflow histories): :class:`StoreError` names
 the error class and SQLSTATE only.
 """
@@ -24,15 +27,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import structlog
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 
 from runtime.errors import CareloomError, ConfigurationError
-from store.sqlite import SqliteDatabase
+from store.sqlite import SqliteDatabase, needs_new_connection
 
 __all__ = ["SETTING", "Database", "DuplicateKey", "Rows", "StoreError", "StoreUnavailable", "check_url",
            "open_database", "open_engine"]
+
+log = structlog.get_logger(__name__)
 
 SETTING = "CARELOOM_DATABASE_URL"
 _SCHEMES = ("sqlite", "postgresql")
@@ -154,8 +160,10 @@ def _transient(err: BaseException) -> bool:
         return sqlstate in _TRANSIENT_SQLSTATES or sqlstate.startswith("08") or (
             isinstance(err, OperationalError) and not sqlstate)
     if isinstance(err, sqlite3.OperationalError):
+        if needs_new_connection(err):  # read-only file, I/O error, cannot open: a new connection may not meet it
+            return True
         message = str(err).lower()
-        return "locked" in message or "busy" in message
+        return "locked" in message or "busy" in message or "database or disk is full" in message
     return False
 
 
@@ -240,6 +248,11 @@ class Database:
                     raise DuplicateKey(f"a unique constraint refused the write: {_described(err)}") from None
                 raise StoreError(f"the care records database refused the write: {_described(err)}") from None
             except (sqlite3.Error, DBAPIError) as err:
+                if self.sqlite is not None and needs_new_connection(err):
+                    # Before any retry or error: this thread's next statement, in this call or the next one
+                    # (Temporal's retry of the activity), opens the file as it is then.
+                    self.sqlite.reset()
+                    log.warning("store.sqlite_connection_dropped", error=_described(err), attempt=attempt + 1)
                 if not _transient(err):
                     raise StoreError(f"the care records database refused a statement: {_described(err)}") from None
                 if attempt == len(_RETRY_PAUSES):
