@@ -40,9 +40,11 @@ import hl7
 
 from runtime.errors import CareloomError
 
-__all__ = ["SUPPORTED_EVENTS", "AdtEvent", "AdtRefused", "apply_event", "event_label", "parse_adt"]
+__all__ = ["SUPPORTED_EVENTS", "AdtEvent", "AdtRefused", "apply_event", "event_label", "parse_adt", "read_segments",
+           "sender_of"]
 
 SUPPORTED_EVENTS = frozenset({"A01", "A03", "A04", "A08", "A11", "A13"})
+_READ = ("MSH", "PID", "PV1")  # the only segments careloom reads
 _VERSION = re.compile(r"^2\.[3-9](\.\d+)?$")
 _CLASSES = {"I": "IMP", "E": "EMER", "O": "AMB"}
 # UB-04 patient discharge status (PV1-36) → FHIR discharge-disposition.
@@ -82,6 +84,8 @@ class AdtEvent:
     admitted_at: datetime | None
     discharged_at: datetime | None
     disposition: str | None
+    facility: str = ""
+    """MSH-4 sending facility (first component): who sent it, for allow-lists and the ledger's actor."""
 
 
 def _field(message: hl7.Message, segment: str, field: int, component: int = 1) -> str:
@@ -131,22 +135,62 @@ def event_label(message: hl7.Message | None) -> str:
 def parse_adt(text: str, *, time_zone: str) -> tuple[hl7.Message, AdtEvent | None]:
     """The parsed message and its event; None for an ADT event careloom does not use (accept, ignore).
 
-    Raises :class:`AdtRefused` for a message it cannot use, with the field at fault.
+    Raises :class:`AdtRefused` for a message it cannot use, with the field at fault. Linear in the size of
+    the text: see :func:`read_segments`.
     """
     if not text.lstrip().startswith("MSH"):
         raise AdtRefused("AR", "not an HL7 v2 message: it must begin with an MSH segment", error="100",
                          location=("MSH", None))
-    try:
-        message = hl7.parse(text.replace("\r\n", "\r").replace("\n", "\r"))
-        message.segment("MSH")
-    except Exception as err:  # noqa: BLE001 - the library raises several types for malformed text
-        raise AdtRefused("AR", f"the message could not be parsed as HL7 v2 ({type(err).__name__})",
-                         error="100", location=("MSH", None)) from None
+    message, msh_count = read_segments(text.replace("\r\n", "\r").replace("\n", "\r"))
+    if msh_count > 1:
+        # A second MSH is a second message (or a smuggled one): which of them is "the" event is ambiguous, and
+        # the hl7 library would read fields of one and segments of the other.
+        raise AdtRefused("AR", f"the frame holds {msh_count} MSH segments; send one message per MLLP frame "
+                               "(batches and nested messages are not accepted)", message, error="100",
+                         location=("MSH", None))
     try:
         return message, _event(message, time_zone)
     except AdtRefused as refused:
         refused.message = message
         raise
+
+
+def read_segments(text: str) -> tuple[hl7.Message, int]:
+    """The message reduced to the segments careloom reads (MSH, the first PID and PV1), and its MSH count.
+
+    ``hl7.parse`` of a whole message builds several objects per field of every segment, and each field
+    lookup scans every segment: 40,000 NTE segments took seconds, growing faster than the text (the garbage
+    collector re-walks the growing tree). Splitting the text once and parsing the three segments used keeps
+    the work linear in the text and the object tree small; what careloom reads is the same (the first
+    segment of each id, as ``extract_field`` does).
+    """
+    segments = text.strip().split("\r")
+    head = segments[0]
+    separator = head[3:4]
+    if len(head) < 8 or separator.isalnum() or separator.isspace():
+        raise AdtRefused("AR", "the MSH segment is too short or has no field separator (MSH-1)", error="100",
+                         location=("MSH", 1))
+    kept: dict[str, str] = {}
+    msh_count = 0
+    for segment in segments:
+        if segment.lstrip().startswith("MSH"):  # counted however it is indented: a hidden MSH is still one
+            msh_count += 1
+        end = segment.find(separator, 0, 8)
+        name = segment[:end] if end >= 0 else segment[:8]
+        if name in _READ and name not in kept:
+            kept[name] = segment
+    try:
+        message = hl7.parse("\r".join(kept[name] for name in _READ if name in kept))
+        message.segment("MSH")
+    except Exception as err:  # noqa: BLE001 - the library raises several types for malformed text
+        raise AdtRefused("AR", f"the message could not be parsed as HL7 v2 ({type(err).__name__})",
+                         error="100", location=("MSH", None)) from None
+    return message, msh_count
+
+
+def sender_of(message: hl7.Message) -> tuple[str, str]:
+    """(MSH-3 sending application, MSH-4 sending facility), first components; '' when absent."""
+    return _field(message, "MSH", 3), _field(message, "MSH", 4)
 
 
 def _event(message: hl7.Message, time_zone: str) -> AdtEvent | None:
@@ -191,8 +235,8 @@ def _event(message: hl7.Message, time_zone: str) -> AdtEvent | None:
                          location=("PV1", 45))
     disposition = _field(message, "PV1", 36) or None
     return AdtEvent(event=event, control_id=control_id, member_id=member, encounter_id=encounter,
-                             patient_class=_CLASSES.get(raw_class) if raw_class else None, admitted_at=admitted,
-                             discharged_at=discharged, disposition=disposition)
+                    patient_class=_CLASSES.get(raw_class) if raw_class else None, admitted_at=admitted,
+                    discharged_at=discharged, disposition=disposition, facility=sender_of(message)[1])
 
 
 def _iso(when: datetime) -> str:

@@ -7,42 +7,40 @@ acknowledgement: the sender waits for the ACK before the next message):
 2. apply it to the Encounter in the records store (validated FHIR R4);
 3. A03: start the discharge's outreach run and wait until Temporal has it
    durably (``start_discharges``, idempotent by the run's business key: a
-   resent message starts nothing); A13 and A11: terminate the episode's run
-   if one is running (see :meth:`AdtListener._stop` for why not cancel);
+   resent message starts nothing); A13 and A11: withdraw the episode's run
+   if one is running (see :meth:`AdtListener._withdraw`: never terminate);
 4. only then answer: AA, or AE (fix the data or retry later, e.g. Temporal
    unavailable) / AR (never resend as is) with the reason in MSA-3.
 
-Framing is the library's MLLP reader (<VT> … <FS><CR>); bytes before a
-frame's start block (garbage, or a truncated frame the sender gave up on) are
-dropped and the frame after them is still read, so a bad frame never loses a
-good one that follows. Nothing raised by one message reaches the server: the
-connection goes on. Logs carry the event, control id and ACK code, never PHI.
+Connections, framing, timeouts, TLS and source addresses are
+:mod:`feeds.mllp_server`'s; parsing runs in a small thread pool, so a large
+message never stalls the event loop (and other connections) while it is
+parsed. A sending facility outside the allow-list is answered AR. Nothing
+raised by one message reaches the server: the connection goes on. Logs carry
+the event, control id, ACK code and sending facility, never PHI.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import weakref
-from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import hl7
 import structlog
-from hl7.mllp import start_hl7_server
-from hl7.mllp.streams import (
-    CARRIAGE_RETURN,
-    END_BLOCK,
-    START_BLOCK,
-    HL7StreamReader,
-    HL7StreamWriter,
-)
+from pydantic import BaseModel
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from feeds.adt import AdtEvent, AdtRefused, apply_event, event_label, parse_adt
+from feeds.adt import AdtEvent, AdtRefused, apply_event, event_label, parse_adt, sender_of
 from feeds.discharges import discharge_of, start_discharges
+from feeds.mllp_access import AdtAccess, check_exposure, server_tls_context
+from feeds.mllp_framing import Frame
+from feeds.mllp_server import MllpLimits, MllpServer
 from runtime.metrics import ADT_LATENCY, ADT_MESSAGES
 from runtime.settings import Settings
 from store.fhir_validation import InvalidResource, validate_resource
@@ -52,10 +50,15 @@ __all__ = ["AdtListener", "serve_adt"]
 
 log = structlog.get_logger(__name__)
 
-FRAME_LIMIT = 1 << 20
-"""Largest message accepted (1 MiB); a longer one is dropped and the connection goes on."""
-_SEPARATOR = END_BLOCK + CARRIAGE_RETURN
-_TOO_LARGE = "\x00too-large\x00"  # marks, between _frames and connection, the MSH of an oversized frame
+try:
+    from workflows.agent_run import WithdrawRequest
+except ImportError:  # until the withdraw update lands in workflows/agent_run.py: the same fields, the same JSON
+    class WithdrawRequest(BaseModel):  # type: ignore[no-redef]
+        actor: str
+        reason: str
+        source: str | None = None
+
+_WITHDRAW_SECONDS = 20.0  # under a sender's usual 30 s ACK timeout: an AE it can act on, not a silent hang
 _HL7_ESCAPES = str.maketrans({"\\": "\\E\\", "|": "\\F\\", "^": "\\S\\", "&": "\\T\\", "~": "\\R\\",
                               "\r": " ", "\n": " "})
 # HL7 table 0357, message error condition codes (what the ERR segment says).
@@ -112,11 +115,14 @@ def _ack_text(message: hl7.Message | None, code: str, reason: str | None, *, err
 class AdtListener:
     """Handles ADT messages for one records store and one Temporal namespace."""
 
-    def __init__(self, settings: Settings, client: Client, store: SqlCareRecordStore) -> None:
+    def __init__(self, settings: Settings, client: Client, store: SqlCareRecordStore, *,
+                 access: AdtAccess | None = None) -> None:
         self.settings = settings
         self.client = client
         self.store = store
         self.policy = settings.guardrail_policy()
+        self.access = access or AdtAccess.from_settings(settings)
+        self._parser = _parse_pool(settings.adt_parse_threads)
         # One message at a time per visit, across connections: an A13 never overtakes its A03's start.
         self._visits: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -127,7 +133,9 @@ class AdtListener:
         error: str | None = None
         location: tuple[str, int | None] | None = None
         try:
-            message, event = parse_adt(text, time_zone=self.settings.plan_time_zone)
+            message, event = await asyncio.get_running_loop().run_in_executor(
+                self._parser, functools.partial(parse_adt, text, time_zone=self.settings.plan_time_zone))
+            self._check_sender(message)
             code, reason = ("AA", f"event {event_label(message)} not used by careloom") if event is None \
                 else await self._apply(event)
         except AdtRefused as refused:
@@ -150,9 +158,26 @@ class AdtListener:
         except Exception:  # noqa: BLE001 - an MSH too broken to answer from: a bare ACK
             return _ack_text(None, code, reason, error=error, location=location)
 
+    async def on_frame(self, frame: Frame) -> bytes:
+        """The ACK for one frame from :class:`~feeds.mllp_server.MllpServer`."""
+        if frame.kind == "too_large":
+            msh = frame.data.split(b"\r", 1)[0].decode("utf-8", "replace")
+            return (await self.too_large(msh)).encode("utf-8")
+        return (await self.handle(frame.data.decode("utf-8", "replace"))).encode("utf-8")
+
+    def _check_sender(self, message: hl7.Message) -> None:
+        application, facility = sender_of(message)
+        if self.access.facility_allowed(application, facility):
+            return
+        log.warning("adt.sender_refused", sending_application=application[:64], sending_facility=facility[:64],
+                    hl7_event=event_label(message))
+        raise AdtRefused("AR", f"MSH-4 sending facility {facility[:64] or '(empty)'!r} (MSH-3 {application[:64]!r})"
+                               " is not allowed on this listener; ask the plan to add it to "
+                               "CARELOOM_ADT_ALLOWED_FACILITIES", message, error="207", location=("MSH", 4))
+
     async def too_large(self, msh: str) -> str:
-        """The AR for a message over FRAME_LIMIT, answered from its MSH segment alone."""
-        reason = f"the message is larger than {FRAME_LIMIT} bytes; nothing was stored"
+        """The AR for a message over the frame limit, answered from its MSH segment alone."""
+        reason = f"the message is larger than {self.settings.adt_frame_limit_bytes} bytes; nothing was stored"
         try:
             message = hl7.parse(msh + "\r")
             message.segment("MSH")
@@ -188,7 +213,7 @@ class AdtListener:
         if event.event == "A03":
             return await self._start(encounter)
         if event.event in ("A11", "A13"):
-            return "AA", await self._stop(event)
+            return "AA", await self._withdraw(event)
         return "AA", None
 
     async def _start(self, encounter: dict) -> tuple[str, str | None]:
@@ -202,12 +227,14 @@ class AdtListener:
             return "AA", "outreach started; the TCM contact window has already passed (tcm_missed)"
         return "AA", None if report.started else "outreach run already exists"
 
-    async def _stop(self, event: AdtEvent) -> str | None:
-        """Stop the episode's outreach run if one is running; the reason for the ACK.
+    async def _withdraw(self, event: AdtEvent) -> str | None:
+        """Withdraw the episode's outreach run if one is running; the reason for the ACK.
 
-        Terminated, not cancelled: the outreach workflow turns a cancelled activity into a tool failure
-        and goes on (a cancel during an activity may let the run execute further actions), whereas a
-        terminated run schedules nothing more. The reason is in the run's history.
+        Withdrawn, never terminated: a terminated run drops its pending approvals without a trace (no ledger
+        entry, the approver's item gone), and anyone who can reach the port can send an A13. The run's
+        ``withdraw`` update records a ``withdrawn`` ledger entry for each pending approval naming the sending
+        facility and the event, executes nothing further and ends ``withdrawn``. Not cancel either: the
+        outreach workflow turns a cancelled activity into a tool failure and goes on.
         """
         from workflows.outreach_client import outreach_workflow_id
 
@@ -218,74 +245,59 @@ class AdtListener:
             described = await handle.describe()
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
-                return "no outreach run to stop"
+                return "no outreach run to withdraw"
             raise _Unavailable("the outreach run could not be looked up") from None
         except Exception:  # noqa: BLE001 - e.g. a client that cannot connect
             raise _Unavailable("the outreach run could not be looked up") from None
         if described.status != WorkflowExecutionStatus.RUNNING:
             return "the outreach run had already ended"
         what = "cancel discharge" if event.event == "A13" else "cancel admit"
+        request = WithdrawRequest(actor=f"adt:{event.facility or 'unknown'}", source=event.facility or None,
+                                  reason=f"ADT^{event.event} ({what}), MSH-10 {event.control_id}: the episode is "
+                                         "no longer a discharge")
         try:
-            await handle.terminate(reason=f"ADT^{event.event} ({what}), MSH-10 {event.control_id}: the episode "
-                                          "is no longer a discharge")
+            await asyncio.wait_for(handle.execute_update("withdraw", request), _WITHDRAW_SECONDS)
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:  # it closed in between
                 return "the outreach run had already ended"
-            raise _Unavailable("the outreach run could not be stopped") from None
-        log.info("adt.run_terminated", hl7_event=event.event, control_id=event.control_id)
-        return "outreach run stopped (terminated)"
+            raise _Unavailable("the outreach run could not be withdrawn") from None
+        except TimeoutError:
+            raise _Unavailable("the outreach run did not answer the withdrawal (no worker?)") from None
+        except Exception as err:  # noqa: BLE001 - the run refused (e.g. a worker without the update): never AA
+            log.error("adt.withdraw_failed", hl7_event=event.event, control_id=event.control_id,
+                      error=type(err).__name__)
+            raise AdtRefused("AE", f"the outreach run could not be withdrawn ({type(err).__name__}); it is still "
+                                   "running: resend once the workers are upgraded, or withdraw it in careloom",
+                             error="207") from None
+        log.info("adt.run_withdrawn", hl7_event=event.event, control_id=event.control_id,
+                 sending_facility=event.facility[:64])
+        return "outreach run withdrawn"
 
-    async def _frames(self, reader: HL7StreamReader) -> AsyncIterator[str]:
-        """The text of each framed message, in order; what is not a frame is dropped (logged by size only)."""
-        while True:
-            try:
-                block = await reader.readuntil(_SEPARATOR)
-            except asyncio.IncompleteReadError as err:
-                if err.partial.strip():
-                    log.warning("adt.frame_truncated", bytes=len(err.partial))
-                return
-            except asyncio.LimitOverrunError as err:
-                log.warning("adt.frame_too_large", limit=FRAME_LIMIT)
-                head = b""
-                with contextlib.suppress(Exception):
-                    head = await reader.readexactly(err.consumed)  # drop what was buffered and read on
-                # Answer it (AR) from its MSH, so an original-mode sender does not wait for an ACK forever;
-                # the rest of the frame, when it comes, has no start block and is dropped.
-                start = head.find(START_BLOCK + b"MSH")
-                if start >= 0:
-                    yield _TOO_LARGE + head[start + 1:].split(b"\r", 1)[0].decode("utf-8", "replace")
-                continue
-            start = block.rfind(START_BLOCK)
-            if start < 0:
-                log.warning("adt.frame_without_start_block", bytes=len(block))
-                continue
-            if start > 0:
-                log.warning("adt.bytes_before_frame_dropped", bytes=start)
-            yield block[start + 1:-len(_SEPARATOR)].decode("utf-8", "replace")
 
-    async def connection(self, reader: HL7StreamReader, writer: HL7StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        log.info("adt.connected", peer=str(peer))
-        try:
-            async for text in self._frames(reader):
-                ack = await (self.too_large(text.removeprefix(_TOO_LARGE)) if text.startswith(_TOO_LARGE)
-                             else self.handle(text))
-                writer.writeblock(ack.encode("utf-8"))
-                await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-            log.info("adt.disconnected", peer=str(peer))
+@functools.lru_cache(maxsize=None)
+def _parse_pool(threads: int) -> ThreadPoolExecutor:
+    """One parse pool per size per process, shared by listeners (tests start many), never torn down.
+
+    Bounded twice: ``threads`` parse at once, and each connection waits for its message's ACK before
+    reading the next, so at most ``adt_max_connections`` parses are queued.
+    """
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="adt-parse")
 
 
 async def serve_adt(settings: Settings, client: Client, store: SqlCareRecordStore, *,
                     host: str | None = None, port: int | None = None) -> asyncio.Server:
-    """Start listening (``server.close()`` stops it); port 0 picks a free one (``server.sockets[0]``)."""
-    listener = AdtListener(settings, client, store)
-    server = await start_hl7_server(listener.connection, host or settings.adt_host,
-                                    settings.adt_port if port is None else port, limit=FRAME_LIMIT)
-    log.info("adt.listening", bind=str(server.sockets[0].getsockname()))
+    """Start listening (``server.close()`` stops it); port 0 picks a free one (``server.sockets[0]``).
+
+    Raises :class:`~runtime.errors.ConfigurationError` for a bad TLS file or allow-list entry, and in
+    production for a listener that anyone who reaches it could feed (docs/adt-listener.md, "Exposure").
+    """
+    bind = host or settings.adt_host
+    tls, access = server_tls_context(settings), AdtAccess.from_settings(settings)
+    check_exposure(settings, bind, tls, access)
+    listener = AdtListener(settings, client, store, access=access)
+    mllp = MllpServer(listener.on_frame, MllpLimits.from_settings(settings), access=access, tls=tls)
+    server = await mllp.start(bind, settings.adt_port if port is None else port)
+    log.info("adt.listening", bind=str(server.sockets[0].getsockname()), tls=tls is not None,
+             client_certificates=tls is not None and tls.verify_mode.name == "CERT_REQUIRED",
+             allowed_sources=len(access.sources), allowed_facilities=len(access.facilities))
     return server

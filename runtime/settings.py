@@ -193,6 +193,26 @@ class Settings(BaseSettings):
     # --- event feeds: the ADT listener and the discharge sweep ----------------------
     adt_host: str = Field(default="127.0.0.1", description="Address the HL7 v2 MLLP listener binds.")
     adt_port: int = Field(default=2575, ge=1, le=65535, description="MLLP port (2575 is HL7's registered port).")
+    adt_max_connections: int = Field(default=64, ge=1, le=10_000, description="MLLP connections held at once; "
+                                     "beyond it the least recently active one is closed (docs/adt-listener.md).")
+    adt_idle_timeout_seconds: float = Field(default=300, gt=0, description="An MLLP connection silent this "
+                                            "long is closed (the sender reconnects).")
+    adt_frame_timeout_seconds: float = Field(default=30, gt=0, description="A frame (and a TLS handshake) must "
+                                             "complete within this time of its first byte, or the connection is "
+                                             "closed.")
+    adt_frame_limit_bytes: int = Field(default=1 << 20, ge=4096, le=64 << 20, description="Largest HL7 message "
+                                       "(bytes); a larger frame is answered AR and never held in memory.")
+    adt_parse_threads: int = Field(default=2, ge=1, le=64, description="Threads that parse HL7 messages (off "
+                                   "the event loop).")
+    adt_tls_cert_file: Path | None = Field(default=None, description="MLLP over TLS: the server certificate "
+                                           "chain (PEM); unset: plain MLLP.")
+    adt_tls_key_file: Path | None = Field(default=None, description="The server certificate's private key (PEM).")
+    adt_tls_client_ca_file: Path | None = Field(default=None, description="CA bundle (PEM) that senders' client "
+                                                "certificates must chain to; set: a client certificate is required.")
+    adt_allowed_facilities: list[str] = Field(default_factory=list, description="Sending facilities accepted "
+                                              "(MSH-4, or MSH-3^MSH-4); empty: any (JSON list in the environment).")
+    adt_allowed_sources: list[str] = Field(default_factory=list, description="Source addresses accepted "
+                                           "(CIDRs, e.g. 10.20.0.0/16); empty: any (JSON list in the environment).")
     plan_time_zone: str = Field(default="America/New_York", description="IANA zone of the plan's business "
                                 "day: schedules' cron times are in it.")
     sweep_cron: str = Field(default="0 6 * * *", description="When the discharge sweep runs (5-field cron, in "

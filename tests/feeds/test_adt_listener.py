@@ -22,7 +22,11 @@ from runtime.settings import Settings
 from store.records import SqlCareRecordStore
 from tests.feeds.hl7_messages import adt, frame
 from tests.fhir_factory import make_member
+from workflows import agent_run
 from workflows.outreach_client import outreach_workflow_id
+
+WITHDRAW_LANDED = hasattr(agent_run, "WithdrawRequest")
+"""The lead's ``withdraw`` update (workflows/agent_run.py); until it lands an A13 is answered AE."""
 
 
 @pytest_asyncio.fixture
@@ -77,6 +81,16 @@ async def _status(client: Client, workflow_id: str) -> WorkflowExecutionStatus |
         return None
 
 
+async def _closed_status(client: Client, workflow_id: str, timeout: float = 15) -> WorkflowExecutionStatus | None:
+    """The run's status once it has closed (a withdrawn run ends at its next step, not at the update)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    status = await _status(client, workflow_id)
+    while status == WorkflowExecutionStatus.RUNNING and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+        status = await _status(client, workflow_id)
+    return status
+
+
 async def test_a_discharge_starts_its_run_before_the_ack_and_a_resend_starts_nothing(
         client: Client, store, listener) -> None:
     host, port, settings = listener
@@ -100,10 +114,11 @@ async def test_a_discharge_starts_its_run_before_the_ack_and_a_resend_starts_not
     assert before + 2 == REGISTRY.get_sample_value("careloom_adt_messages_total", {"event": "A03", "ack": "AA"})
 
 
-async def test_a_cancelled_discharge_stops_the_run_and_is_no_longer_a_discharge(
+@pytest.mark.skipif(not WITHDRAW_LANDED, reason="workflows/agent_run.py has no withdraw update yet")
+async def test_a_cancelled_discharge_withdraws_the_run_and_is_no_longer_a_discharge(
         client: Client, store, listener) -> None:
-    """A13 after an A03: the run is terminated (with the reason in its history), the Encounter is in progress
-    again with no period end, and the sweep would not find it."""
+    """A13 after an A03: the run is withdrawn (never terminated), the Encounter is in progress again with no
+    period end, and the sweep would not find it."""
     host, port, settings = listener
     member_id, visit = _member(store)
     workflow_id = outreach_workflow_id(member_id, visit, settings.pseudonym_salt.get_secret_value())
@@ -111,16 +126,13 @@ async def test_a_cancelled_discharge_stops_the_run_and_is_no_longer_a_discharge(
     async with connect(host, port) as conn:
         assert "AA" == _ack(await conn.send(adt("A03", member_id, visit)))[0]
         stopped = _ack(await conn.send(cancel))
-        # Stopping is idempotent too: a resent A13 finds the run already ended.
+        closed = await _closed_status(client, workflow_id)
+        # Withdrawing is idempotent too: a resent A13 finds the run already ended.
         again = _ack(await conn.send(cancel))
 
-    assert ("AA", "outreach run stopped (terminated)") == stopped
+    assert ("AA", "outreach run withdrawn") == stopped
     assert ("AA", "the outreach run had already ended") == again
-    assert WorkflowExecutionStatus.TERMINATED == await _status(client, workflow_id)
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    terminated = [e for e in history.events if e.HasField("workflow_execution_terminated_event_attributes")]
-    assert "ADT^A13 (cancel discharge), MSH-10 ctl-a13-1" in \
-        terminated[0].workflow_execution_terminated_event_attributes.reason
+    assert WorkflowExecutionStatus.COMPLETED == closed
     encounter = store.get("Encounter", visit)
     assert ("in-progress", None) == (encounter["status"], encounter["period"].get("end"))
     assert "dischargeDisposition" not in encounter.get("hospitalization", {})
@@ -162,7 +174,7 @@ async def test_a_cancelled_admission_is_cancelled_and_an_update_changes_what_it_
         assert ("AA", "") == _ack(await conn.send(adt("A01", member_id, visit, admitted_at=admitted)))
         assert ("in-progress", "2026-03-02T09:30:00Z") == (
             store.get("Encounter", visit)["status"], store.get("Encounter", visit)["period"]["start"])
-        assert ("AA", "no outreach run to stop") == _ack(await conn.send(adt("A11", member_id, visit)))
+        assert ("AA", "no outreach run to withdraw") == _ack(await conn.send(adt("A11", member_id, visit)))
     assert "cancelled" == store.get("Encounter", visit)["status"]
     assert await _status(client, outreach_workflow_id(member_id, visit, salt)) is None
 
@@ -266,10 +278,11 @@ async def test_an_emergency_visit_discharge_is_stored_and_starts_nothing(client:
                                                       settings.pseudonym_salt.get_secret_value())) is None
 
 
+@pytest.mark.skipif(not WITHDRAW_LANDED, reason="workflows/agent_run.py has no withdraw update yet")
 async def test_a_cancel_on_another_connection_never_overtakes_the_discharge_start(
         client: Client, store, listener) -> None:
     """A03 on one connection, its A13 on another while the run is being started: the A13 waits for the visit,
-    then stops the run; the episode does not end with a running run and an undischarged Encounter."""
+    then withdraws the run; the episode does not end with a running run and an undischarged Encounter."""
     host, port, settings = listener
     member_id, visit = _member(store)
     async with connect(host, port) as first, connect(host, port) as second:
@@ -277,7 +290,7 @@ async def test_a_cancel_on_another_connection_never_overtakes_the_discharge_star
         await asyncio.sleep(0.01)  # the A03 is in, its start in flight
         stopped = await second.send(adt("A13", member_id, visit))
         assert "AA" == _ack(await discharge)[0]
-    assert ("AA", "outreach run stopped (terminated)") == _ack(stopped)
+    assert ("AA", "outreach run withdrawn") == _ack(stopped)
     workflow_id = outreach_workflow_id(member_id, visit, settings.pseudonym_salt.get_secret_value())
-    assert WorkflowExecutionStatus.TERMINATED == await _status(client, workflow_id)
+    assert WorkflowExecutionStatus.COMPLETED == await _closed_status(client, workflow_id)
     assert "in-progress" == store.get("Encounter", visit)["status"]
