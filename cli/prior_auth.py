@@ -1,4 +1,7 @@
-"""``careloom um``: submit prior-authorization requests (Da Vinci PAS Bundles) and read their runs."""
+"""``careloom um``: submit prior-authorization requests (Da Vinci PAS Bundles) and read their runs.
+
+Also :func:`refuse_if_submitter`, the CLI's check that whoever submitted a request does not decide it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,9 @@ import typer
 
 from cli.common import run, settings
 from cli.output import console, fail, print_json
+from runtime.settings import Settings
+
+__all__ = ["app", "refuse_if_submitter"]
 
 app = typer.Typer(help="Utilization management: prior-authorization triage runs.", no_args_is_help=True)
 
@@ -37,34 +43,48 @@ def submit(
     as_user: Annotated[str, typer.Option("--as", help="Who submits (may not approve the run).")] = "pa-intake",
     as_json: JsonFlag = False,
 ) -> None:
-    """Check, store and start one triage run per request; a resubmitted request joins its run. Exit 1 if any
-    request was refused (each refusal names the problem and the fix; nothing of it is stored or started)."""
+    """Check, store and start one triage run per request; an identical resubmission joins its run. Exit 2 if a
+    request is over an intake limit (CARELOOM_PA_MAX_ITEMS, _MAX_NOTES, _MAX_NOTE_BYTES), else 1 if any was
+    refused (each refusal names the problem and the fix; nothing of it is stored or started). Every request is
+    a row of the access log (action prior_auth.submit, role cli)."""
 
     async def go() -> int:
         from runtime.temporal_client import connect
+        from store.access_log import AccessLog
         from store.records import SqlCareRecordStore
-        from tools.pas_request import PriorAuthRequestError
+        from tools.pas_audit import record_intake, refusal_outcome
+        from tools.pas_limits import IntakeLimits
+        from tools.pas_request import PriorAuthRequestError, SubmissionConflict
         from workflows.prior_auth_client import submit_prior_auth
 
         cfg = settings()
         client = await connect(cfg)
         store, criteria, policy = SqlCareRecordStore(cfg.open_database()), cfg.criteria(), cfg.prior_auth_policy()
-        rows, refused = [], 0
+        limits = IntakeLimits(max_items=cfg.pa_max_items, max_notes=cfg.pa_max_notes,
+                              max_note_bytes=cfg.pa_max_note_bytes)
+        access_log, audit = AccessLog(store.db), {"user_id": as_user, "role": "cli", "channel": "cli"}
+        rows, refused, over_limit = [], 0, False
         for path in _bundles(paths):
             try:
                 bundle = json.loads(path.read_text(encoding="utf-8"))
                 handle, started, sub = await submit_prior_auth(
                     client, store, bundle, criteria=criteria, policy=policy, task_queue=cfg.task_queue,
                     salt=cfg.pseudonym_salt.get_secret_value(), initiated_by=as_user,
-                    tool_attempts=cfg.tool_attempts, queues=cfg.activity_queues())
+                    tool_attempts=cfg.tool_attempts, queues=cfg.activity_queues(), limits=limits)
+                record_intake(access_log, **audit, outcome="started" if started else "duplicate", workflow_id=handle.id)
                 rows.append({"file": str(path), "workflow_id": handle.id, "started": started,
                              "priority": sub.priority, "services": [i.code for i in sub.items]})
             except json.JSONDecodeError as err:
                 refused += 1
+                record_intake(access_log, **audit, outcome="refused:invalid", code="invalid_json")
                 rows.append({"file": str(path), "error": "invalid_json",
                              "message": f"not JSON ({err.msg} at line {err.lineno}): send a FHIR Bundle"})
             except PriorAuthRequestError as err:
                 refused += 1
+                outcome = refusal_outcome(err.code)
+                over_limit |= outcome == "refused:limit"
+                record_intake(access_log, **audit, outcome=outcome, code=err.code,
+                              workflow_id=err.workflow_id if isinstance(err, SubmissionConflict) else None)
                 rows.append({"file": str(path), "error": err.code, "message": str(err)})
         if as_json:
             print_json(rows)
@@ -74,10 +94,10 @@ def submit(
             else:
                 console.print(f"{'started' if row['started'] else 'already exists'}: {row['workflow_id']} "
                               f"({row['priority']}, {', '.join(row['services'])})")
-        return refused
+        return 2 if over_limit else min(refused, 1)
 
-    if run(go()):
-        raise typer.Exit(1)
+    if code := run(go()):
+        raise typer.Exit(code)
 
 
 @app.command("status")
@@ -110,3 +130,19 @@ def status(
                           f"{' (+ second reviewer)' if item.dual_signoff and not item.signoffs else ''}")
 
     run(go())
+
+
+def refuse_if_submitter(cfg: Settings, workflow_ids: list[str], user_id: str) -> None:
+    """Exit 1 (refused, forbidden) when ``user_id`` submitted the request of any of these runs: a request's
+    submitter never decides it. ``careloom approvals`` calls it before a decision is signed."""
+    from runtime.errors import DecisionRefused
+    from store.submissions import SubmissionStore, refuse_submitter
+
+    db = cfg.open_database()
+    try:
+        for workflow_id in dict.fromkeys(workflow_ids):
+            refuse_submitter(SubmissionStore(db), workflow_id, user_id)
+    except DecisionRefused as err:
+        fail(f"refused ({err.code}): {err}")
+    finally:
+        db.close()

@@ -55,6 +55,10 @@ PriorAuthErrorCode = Literal[
     "unknown_service_code",
     "missing_notes",
     "unknown_claim",
+    "conflict",
+    "too_many_items",
+    "too_many_notes",
+    "note_too_large",
 ]
 
 

@@ -124,6 +124,12 @@ class Settings(BaseSettings):
                                       "UI (http://127.0.0.1:<embedded_ui_port>).")
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger request bodies are refused "
                                 "(413).")
+    pa_max_items: int = Field(default=50, ge=1, le=999, description="Service lines (Claim.item) a "
+                              "prior-authorization request may carry; more is refused (422).")
+    pa_max_notes: int = Field(default=20, ge=1, le=500, description="DocumentReferences a prior-authorization "
+                              "request may carry; more is refused (422).")
+    pa_max_note_bytes: int = Field(default=200_000, ge=1000, description="Decoded bytes of one attachment of a "
+                                   "prior-authorization request's note; larger is refused (413).")
 
     # --- PHI protection ---------------------------------------------------------------
     payload_keys: SecretStr | None = Field(

@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 from store.database import Database, DuplicateKey, Rows, open_database
 from store.fhir_validation import validate_resource
 
-__all__ = ["CareRecordStore", "PutOutcome", "SqlCareRecordStore", "member_of", "period_of"]
+__all__ = ["CareRecordStore", "PutOutcome", "SqlCareRecordStore", "insert_unchangeable", "member_of", "period_of"]
 
 PutOutcome = Literal["inserted", "updated", "unchanged"]
 
@@ -263,6 +263,25 @@ class SqlCareRecordStore:
     def close(self) -> None:
         if self._owned:
             self.db.close()
+
+
+def insert_unchangeable(db: Rows, resources: Iterable[dict[str, Any]]) -> list[str]:
+    """Insert resources that must never change once written (a submitted request's), inside the caller's
+    transaction. One already stored with the same content is left as it is; the ``Type/id`` of each stored with
+    OTHER content is returned, and nothing is written for it: the caller refuses and so rolls back."""
+    differing: list[str] = []
+    now = datetime.now(UTC).isoformat()
+    for resource in resources:
+        row = SqlCareRecordStore._row(resource)
+        existing = db.one("SELECT content_sha256 FROM resources WHERE resource_type = :t AND id = :i",
+                          {"t": row.resource_type, "i": row.id})
+        if existing is None:
+            db.rows("INSERT INTO resources (resource_type, id, member_id, date_start, date_end, content, "
+                    "content_sha256, updated_at) VALUES (:t, :i, :m, :s, :e, :c, :h, :now)",
+                    {**_params(row), "now": now})
+        elif existing[0] != row.content_sha256:
+            differing.append(f"{row.resource_type}/{row.id}")
+    return differing
 
 
 def _params(row: _Row) -> dict[str, Any]:

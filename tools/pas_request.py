@@ -1,17 +1,22 @@
 """Intake of a Da Vinci PAS-style prior-authorization request Bundle.
 
-:func:`parse_pas_bundle` turns the Bundle into a :class:`PriorAuthSubmission` of identifiers (what a
-workflow may carry in its history); :func:`check_submission` checks it against the records store and
-the medical policy; :func:`save_submission` stores the request's Claim, notes, Practitioner and
-ServiceRequest in one transaction; :func:`load_notes` reads the note text back inside an activity.
-Note text never leaves this module except as :class:`Note`, which must not go into history.
+:func:`parse_pas_bundle` checks the intake limits and turns the Bundle into a :class:`PriorAuthSubmission` of
+identifiers (what a workflow may carry in its history); :func:`check_submission` checks it against the records
+store and the medical policy; :func:`save_submission` stores the request once, as an immutable record: its
+Claim, notes, Practitioner and ServiceRequest with ids scoped to the submission (:func:`scoped_id`), its content
+digest and its submitters, in one transaction; a resubmission with other content is refused, never written.
+:func:`load_notes` reads the note text back inside an activity. Note text never leaves this module except as
+:class:`Note`, which must not go into history.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
@@ -19,8 +24,11 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from store.fhir_validation import InvalidResource, validate_resource
-from store.records import CareRecordStore, PutOutcome, member_of
+from store.records import CareRecordStore, SqlCareRecordStore, member_of
+from store.submissions import SubmissionRecord, SubmissionStore
 from tools.criteria import CriteriaSet
+from tools.pas_diff import SUBMITTED_ID_SYSTEM, differences
+from tools.pas_limits import IntakeLimits, check_limits
 
 __all__ = [
     "Note",
@@ -29,10 +37,13 @@ __all__ = [
     "PriorAuthSubmission",
     "RequestedService",
     "SavedSubmission",
+    "SubmissionConflict",
     "check_submission",
     "load_notes",
     "parse_pas_bundle",
     "save_submission",
+    "scoped_id",
+    "submission_scope",
 ]
 
 from runtime.errors import PriorAuthErrorCode, PriorAuthRequestError
@@ -72,20 +83,18 @@ class Note(BaseModel):
 
 
 class SavedSubmission(BaseModel):
-    """What :func:`save_submission` wrote, per resource reference."""
+    """What :func:`save_submission` recorded, or found already recorded for an identical request."""
 
-    claim_reference: str
-    outcomes: dict[str, PutOutcome]
-
-    @property
-    def changed(self) -> bool:
-        return any(outcome != "unchanged" for outcome in self.outcomes.values())
+    submission: PriorAuthSubmission = Field(description="The run's input: stored (scoped) ids, first receipt.")
+    record: SubmissionRecord
+    created: bool = Field(description="False: the identical request was already stored; nothing was written.")
 
 
 # Only what the plan must keep of the request: Patient and Coverage are the plan's own records and a
 # provider's copy of them must never overwrite those.
 _SAVED_TYPES = ("Claim", "DocumentReference", "Practitioner", "ServiceRequest")
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_DEFAULT_LIMITS = IntakeLimits()
 
 
 @dataclass(frozen=True)
@@ -230,7 +239,9 @@ def _note_text(document: dict[str, Any], where: str) -> str | None:
     return text or None
 
 
-def _parse(bundle: Any) -> tuple[PriorAuthSubmission, list[_Entry], _References]:
+def _parse(bundle: Any, limits: IntakeLimits | None) -> tuple[PriorAuthSubmission, list[_Entry], _References]:
+    if limits is not None:
+        check_limits(bundle, limits)
     entries = _entries(bundle)
     refs = _References(entries)
     claims = [e for e in entries if e.type == "Claim"]
@@ -284,9 +295,13 @@ def _parse(bundle: Any) -> tuple[PriorAuthSubmission, list[_Entry], _References]
     return submission, entries, refs
 
 
-def parse_pas_bundle(bundle: dict[str, Any]) -> PriorAuthSubmission:
-    """The submission a PAS request Bundle makes, or PriorAuthRequestError naming problem and fix."""
-    return _parse(bundle)[0]
+def parse_pas_bundle(bundle: dict[str, Any], limits: IntakeLimits | None = _DEFAULT_LIMITS) -> PriorAuthSubmission:
+    """The submission a PAS request Bundle makes, or PriorAuthRequestError naming problem and fix.
+
+    ``limits`` (default: the settings' defaults) are checked first, on the raw Bundle; None skips them.
+    The ids are as submitted: :func:`save_submission` returns the stored (scoped) ones the run is given.
+    """
+    return _parse(bundle, limits)[0]
 
 
 def _check_member_and_coverage(store: CareRecordStore, submission: PriorAuthSubmission) -> None:
@@ -317,67 +332,170 @@ def check_submission(store: CareRecordStore, submission: PriorAuthSubmission, cr
                                     " the code, or route the request to manual review")
 
 
-def _rewritten(value: Any, refs: _References) -> Any:
+def submission_scope(claim_id: str, version: int = 1) -> str:
+    """The namespace of one stored version of a request: its resources' stored ids begin with it."""
+    return "pa" + hashlib.sha256(f"Claim/{claim_id}#v{version}".encode()).hexdigest()[:12]
+
+
+def scoped_id(claim_id: str, resource_id: str, version: int = 1) -> str:
+    """The stored id of a resource the request carries (its Claim keeps its own id): another request's, or
+    another member's, resource of the same id is another stored resource, so a run never reads it."""
+    scope = submission_scope(claim_id, version)
+    scoped = f"{scope}-{resource_id}"
+    return scoped if len(scoped) <= 64 else f"{scope}-{hashlib.sha256(resource_id.encode()).hexdigest()[:40]}"
+
+
+def _rewritten(value: Any, stored_key: dict[str, str], refs: _References) -> Any:
     if isinstance(value, dict):
-        return {k: (refs.rewrite(v) if k == "reference" and isinstance(v, str) else _rewritten(v, refs))
-                for k, v in value.items()}
+        return {k: (stored_key.get(refs.rewrite(v), refs.rewrite(v)) if k == "reference" and isinstance(v, str)
+                    else _rewritten(v, stored_key, refs)) for k, v in value.items()}
     if isinstance(value, list):
-        return [_rewritten(v, refs) for v in value]
+        return [_rewritten(v, stored_key, refs) for v in value]
     return value
 
 
-def _link_to_claim(store: CareRecordStore, document: dict[str, Any], claim_id: str) -> dict[str, Any]:
-    # context.related ties a note to the request it supports, so load_notes finds it from the Claim
-    # alone; links to other Claims already stored for the same document are kept.
-    related = list(((store.get("DocumentReference", document["id"]) or {}).get("context") or {}).get("related") or [])
-    for link in (document.get("context") or {}).get("related") or []:
-        if link not in related:
-            related.append(link)
-    claim_link = {"reference": f"Claim/{claim_id}"}
-    if claim_link not in related:
-        related.append(claim_link)
-    return {**document, "context": {**(document.get("context") or {}), "related": related}}
+def _canonical(resource: dict[str, Any]) -> str:
+    return json.dumps(resource, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def save_submission(store: CareRecordStore, bundle: dict[str, Any],
-                    submission: PriorAuthSubmission) -> SavedSubmission:
-    """Store the request's Claim, notes, Practitioner and ServiceRequest in one transaction.
+@dataclass(frozen=True)
+class _Stored:
+    """A request in the form it is stored: resources with scoped ids, their digest, the scoped submission."""
 
-    All or nothing, and idempotent: the same Bundle again leaves every resource unchanged.
-    References to Bundle entries by fullUrl are stored as Type/id.
+    resources: list[dict[str, Any]]
+    digest: str
+    submission: PriorAuthSubmission
+
+
+def _stored_form(entries: list[_Entry], refs: _References, submission: PriorAuthSubmission,
+                 version: int) -> _Stored:
+    claim_id = submission.claim_id
+    saved = [e for e in entries if e.type in _SAVED_TYPES]
+    stored_key = {e.key: e.key if e.type == "Claim" else f"{e.type}/{scoped_id(claim_id, e.resource['id'], version)}"
+                  for e in saved}
+    resources: list[dict[str, Any]] = []
+    for entry in sorted(saved, key=lambda e: (e.type != "Claim", e.key)):
+        resource = _rewritten(entry.resource, stored_key, refs)
+        if entry.type != "Claim":
+            resource["id"] = stored_key[entry.key].split("/", 1)[1]
+            # The id as sent, so the stored copy still says which of the submitter's resources it is.
+            resource["identifier"] = [*(resource.get("identifier") or []),
+                                      {"system": SUBMITTED_ID_SYSTEM, "value": entry.resource["id"]}]
+        if entry.type == "DocumentReference":
+            # context.related ties the note to the one request it came with; links it was sent with stay.
+            context = resource.get("context") or {}
+            related = list(context.get("related") or [])
+            if {"reference": f"Claim/{claim_id}"} not in related:
+                related.append({"reference": f"Claim/{claim_id}"})
+            resource["context"] = {**context, "related": related}
+        resources.append(validate_resource(resource))
+    practitioner = f"Practitioner/{submission.provider_id}"
+    scoped = submission.model_copy(update={
+        "provider_id": stored_key.get(practitioner, practitioner).split("/", 1)[1],
+        "note_ids": sorted(stored_key[f"DocumentReference/{n}"].split("/", 1)[1] for n in submission.note_ids),
+    })
+    digest = hashlib.sha256("\n".join(_canonical(r) for r in resources).encode()).hexdigest()
+    return _Stored(resources=resources, digest=digest, submission=scoped)
+
+
+class SubmissionConflict(PriorAuthRequestError):
+    """A resubmission refused because the request is already stored otherwise (code ``conflict``)."""
+
+    def __init__(self, message: str, workflow_id: str | None) -> None:
+        super().__init__("conflict", message)
+        self.workflow_id = workflow_id
+        """The stored request's run, for the access log (None when unknown)."""
+
+
+def _conflict(claim_id: str, existing: SubmissionRecord, changes: list[str]) -> SubmissionConflict:
+    return SubmissionConflict((
+        f"Claim/{claim_id} was already submitted (received {existing.received_at:%Y-%m-%d %H:%M} UTC) with other"
+        f" content: {'; '.join(changes) or 'the stored resources differ'}. A submitted request is never changed"
+        " and its run goes on with what was first submitted: send the change as a new request with a new Claim id"
+        " (the PAS update path, a Claim related to this one, is not supported yet)"), existing.workflow_id)
+
+
+def _compare(store: SqlCareRecordStore, existing: SubmissionRecord, stored: _Stored) -> None:
+    """Refuse (conflict) a resubmission that is not identical to the stored request."""
+    claim_id = stored.submission.claim_id
+    if existing.member_id != stored.submission.member_id:
+        raise SubmissionConflict((
+            f"Claim/{claim_id} was already submitted for another member: a Claim id names one request of one"
+            " member, and a submitted request is never changed; send this request with a new Claim id"),
+            existing.workflow_id)
+    if existing.content_sha256 != stored.digest:
+        before = [r for r in (store.get(*key.split("/", 1)) for key in existing.resources) if r is not None]
+        raise _conflict(claim_id, existing, differences(before, stored.resources))
+
+
+def _refuse_stored(claim_id: str) -> Callable[[list[str]], Exception]:
+    def refuse(keys: list[str]) -> Exception:
+        return SubmissionConflict((
+            f"{', '.join(keys)} of Claim/{claim_id} is already stored with other content (stored before requests"
+            " were kept as versioned records): send this request with a new Claim id"), None)
+    return refuse
+
+
+def save_submission(store: SqlCareRecordStore, bundle: dict[str, Any], submission: PriorAuthSubmission, *,
+                    submitted_by: str = "system", workflow_id: str | None = None,
+                    received_at: datetime | None = None) -> SavedSubmission:
+    """Store the request once, as an immutable record: its Claim, notes, Practitioner and ServiceRequest (ids
+    scoped to it), its content digest and its submitter, in one transaction.
+
+    The same request again (identical content) changes nothing but adds its submitter to the request's
+    submitters. Other content under the same Claim id, or the Claim id for another member, is refused
+    (``conflict``, naming what differs) and nothing is written. The returned submission names the stored
+    (scoped) ids and the time the request was first received.
     """
-    parsed, entries, refs = _parse(bundle)
+    parsed, entries, refs = _parse(bundle, None)
     if parsed != submission:
         raise _invalid(f"the submission for Claim/{submission.claim_id} was not parsed from this Bundle"
                        f" (Claim/{parsed.claim_id}): parse the Bundle again and save both together")
     _check_member_and_coverage(store, submission)
-    resources: list[dict[str, Any]] = []
-    for entry in entries:
-        if entry.type not in _SAVED_TYPES:
-            continue
-        resource = _rewritten(entry.resource, refs)
-        if entry.type == "DocumentReference":
-            resource = _link_to_claim(store, resource, submission.claim_id)
-        resources.append(validate_resource(resource))
-    outcomes = store.put_many(resources)
-    return SavedSubmission(
-        claim_reference=f"Claim/{submission.claim_id}",
-        outcomes={f"{r['resourceType']}/{r['id']}": o for r, o in zip(resources, outcomes, strict=True)},
-    )
+    submissions = SubmissionStore(store.db)
+    stored = _stored_form(entries, refs, submission, version=1)
+    existing = submissions.latest(submission.claim_id)
+    created = existing is None
+    if existing is None:
+        now = datetime.now(UTC)
+        existing = submissions.create(SubmissionRecord(
+            claim_id=submission.claim_id, version=1, member_id=submission.member_id, workflow_id=workflow_id,
+            content_sha256=stored.digest, resources=[f"{r['resourceType']}/{r['id']}" for r in stored.resources],
+            received_at=received_at or now, submitted_at=now, submitted_by=submitted_by,
+        ), stored.resources, _refuse_stored(submission.claim_id))
+        if existing is None:  # another submission of this Claim id was recorded first: compare with it
+            created = False
+            existing = submissions.latest(submission.claim_id)
+            if existing is None:
+                raise RuntimeError(f"Claim/{submission.claim_id} was recorded by another writer but cannot be read")
+    if not created:
+        _compare(store, existing, stored)
+        submissions.add_submitter(existing, submitted_by)
+    return SavedSubmission(submission=stored.submission.model_copy(update={"received_at": existing.received_at}),
+                           record=existing, created=created)
 
 
-def load_notes(store: CareRecordStore, claim_id: str) -> list[Note]:
-    """The decoded clinical notes of a saved request, by document id. Call it inside an activity."""
+def load_notes(store: SqlCareRecordStore, claim_id: str) -> list[Note]:
+    """The decoded clinical notes of a saved request, by stored document id. Call it inside an activity.
+
+    The notes are those its submission record lists, read by their stored (scoped) ids: never another
+    request's or another member's document that happens to share an id or link to the Claim.
+    """
     claim = store.get("Claim", claim_id)
     if claim is None:
         raise PriorAuthRequestError(
             "unknown_claim", f"no Claim/{claim_id} in the records store: save the request (save_submission)"
                              " before reading its notes")
-    link = {"reference": f"Claim/{claim_id}"}
+    record = SubmissionStore(store.db).latest(claim_id)
+    if record is not None:
+        documents = [d for d in (store.get("DocumentReference", i) for i in record.stored("DocumentReference")) if d]
+    else:
+        # A request saved before submissions were records (a run started then may still read it).
+        link = {"reference": f"Claim/{claim_id}"}
+        documents = [d for d in store.find_for_member("DocumentReference", member_of(claim) or "")
+                     if link in ((d.get("context") or {}).get("related") or [])]
     notes: list[Note] = []
-    for document in store.find_for_member("DocumentReference", member_of(claim) or ""):
-        if link not in ((document.get("context") or {}).get("related") or []):
-            continue
+    for document in documents:
         text = _note_text(document, f"DocumentReference/{document['id']}")
         if text is not None:
             notes.append(Note(document_id=document["id"], text=text))

@@ -20,6 +20,7 @@ from guardrails.prior_auth_policy import PriorAuthPolicy
 from store.records import CareRecordStore
 from tools.criteria import CriteriaSet
 from tools.member import salted_digest
+from tools.pas_limits import IntakeLimits
 from tools.pas_request import (
     PriorAuthSubmission,
     check_submission,
@@ -50,6 +51,7 @@ async def submit_prior_auth(
     tool_attempts: int = 10,
     received_at: datetime | None = None,
     queues: ActivityQueues | None = None,
+    limits: IntakeLimits | None = None,
 ) -> tuple[WorkflowHandle[PriorAuthWorkflow, Any], bool, PriorAuthSubmission]:
     """Check, store and start one request; (handle, started_now, submission).
 
@@ -57,11 +59,12 @@ async def submit_prior_auth(
     written and nothing started. ``received_at`` (default now) starts the CMS-0057-F clock: the time the
     plan received the request, not the provider's ``Claim.created``.
     """
-    parsed = parse_pas_bundle(bundle)
+    parsed = parse_pas_bundle(bundle, limits or IntakeLimits())
     check_submission(store, parsed, criteria)
-    save_submission(store, bundle, parsed)
-    submission = parsed.model_copy(update={"received_at": received_at or datetime.now(UTC)})
-    workflow_id = prior_auth_workflow_id(submission, salt)
+    workflow_id = prior_auth_workflow_id(parsed, salt)  # the business key: the ids as submitted
+    # The run is given the stored (scoped) ids and the first receipt time; a conflicting resubmission is refused.
+    submission = save_submission(store, bundle, parsed, submitted_by=initiated_by, workflow_id=workflow_id,
+                                 received_at=received_at or datetime.now(UTC)).submission
     try:
         handle = await client.start_workflow(
             PriorAuthWorkflow.run,

@@ -81,8 +81,13 @@ async def test_a_denial_recommendation_is_in_the_inbox_with_its_claim_response_p
             await sign_in(browser_like, approvers["md.lee"])
             page = await browser_like.get(f"/inbox/{workflow_id}/{item.approval_id}")
         assert 200 == page.status_code and "Criteria and cited evidence" in page.text and "NOT met" in page.text
-        own = await http.post(f"/api/approvals/{workflow_id}/{item.approval_id}/decision",
-                              json={"decision": "approve", "digest": item.digest}, headers=auth(approvers["care-ops-bot"]))
-        assert 404 == own.status_code  # an RN asking for an MD item: as if it did not exist (least privilege)
+        own, made_up = [await http.post(f"/api/approvals/{workflow_id}/{approval_id}/decision",
+                                        json={"decision": "approve", "digest": item.digest},
+                                        headers=auth(approvers["care-ops-bot"]))
+                        for approval_id in (item.approval_id, "no-such-item")]
+        # The submitter is refused on the whole run, before the item is looked up: 403 for the MD item above
+        # their role and for an id that does not exist alike, so the answer confirms no item.
+        assert (403, 403, "forbidden") == (own.status_code, made_up.status_code, own.json()["code"])
+        assert own.json()["detail"].startswith(f"you submitted this request ({workflow_id})")
     finally:
         await handle.terminate("test finished")

@@ -93,11 +93,11 @@ def _at_revision(location: str | Path, revision: str) -> None:
 
 def test_an_older_schema_is_upgraded_in_development_and_refused_in_production(location: str | Path) -> None:
     _at_revision(location, "0001")
-    with pytest.raises(ConfigurationError, match=r"schema is at revision 0001 and this careloom needs 0003; "
+    with pytest.raises(ConfigurationError, match=rf"schema is at revision 0001 and this careloom needs {head()}; "
                                                  r"run `careloom db upgrade` first"):
         open_database(location, migrate=False)
     db = open_database(location, migrate=True)
-    assert (state(db).current, state(db).head) == ("0003", head())
+    assert (state(db).current, state(db).head) == (head(), head())
     assert (0, []) == DecisionLedger(db).verify()  # the table 0002 added is there
     db.close()
     open_database(location, migrate=False).close()  # current now: production starts
@@ -107,8 +107,8 @@ def test_an_empty_database_in_production_is_refused_until_db_upgrade(location: s
     with pytest.raises(ConfigurationError, match=r"\(none: empty database\)"):
         open_database(location, migrate=False)
     db = Database(location)
-    assert (None, "0003") == upgrade(db)
-    assert ("0003", "0003") == upgrade(db)  # a second upgrade changes nothing
+    assert (None, head()) == upgrade(db)
+    assert (head(), head()) == upgrade(db)  # a second upgrade changes nothing
     db.close()
     open_database(location, migrate=False).close()
 
@@ -155,7 +155,7 @@ def test_workers_starting_at_once_on_an_empty_database_migrate_it_once(pg_url: s
         proc.start()
     for proc in procs:
         proc.join(60)
-    assert ["0003"] * 4 == [results.get(timeout=5) for _ in procs]
+    assert [head()] * 4 == [results.get(timeout=5) for _ in procs]
 
 
 # --- idempotency and errors -----------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from tools.determination import (
     service_effect,
     write_claim_response,
 )
-from tools.pas_request import parse_pas_bundle, save_submission
+from tools.pas_request import parse_pas_bundle, save_submission, scoped_id
 
 DECIDED = datetime(2026, 3, 3, 15, 0, tzinfo=UTC)
 VERSION = criteria_version_id(load_criteria())
@@ -81,7 +81,8 @@ def test_claim_response_answers_the_claim(store):
     parsed = ClaimResponse.model_validate(_response(store, write_claim_response(store, _input(request, _args()))))
 
     assert ("active", "preauthorization", f"Claim/{request.claim_id}", f"Patient/{request.member_id}",
-            "Organization/payer-x", f"Practitioner/{request.provider_id}", "professional", DECIDED) == (
+            "Organization/payer-x", f"Practitioner/{scoped_id(request.claim_id, request.provider_id)}",
+            "professional", DECIDED) == (
         parsed.status, parsed.use, parsed.request.reference, parsed.patient.reference, parsed.insurer.reference,
         parsed.requestor.reference, parsed.type.coding[0].code, parsed.created)
 
@@ -205,7 +206,8 @@ def test_pend_also_writes_an_information_request_task(store):
     task = Task.model_validate(store.get("Task", result.related[0].split("/")[1]))
 
     assert ("requested", "order", "request-additional-information", f"Patient/{request.member_id}",
-            f"Practitioner/{request.provider_id}", f"Claim/{request.claim_id}", result.reference,
+            f"Practitioner/{scoped_id(request.claim_id, request.provider_id)}", f"Claim/{request.claim_id}",
+            result.reference,
             ["conservative-therapy-6-weeks", "neurological-examination"]) == (
         task.status, task.intent, task.code.coding[0].code, task.for_fhir.reference, task.owner.reference,
         task.focus.reference, task.reasonReference.reference,

@@ -23,6 +23,7 @@ from tools.pas_request import (
     load_notes,
     parse_pas_bundle,
     save_submission,
+    scoped_id,
 )
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
@@ -386,13 +387,19 @@ def test_a_code_no_policy_covers_is_refused_with_the_known_codes(store):
 
 
 def test_save_writes_claim_notes_practitioner_and_service_request(store):
-    """The Claim, its notes, the Practitioner and the ServiceRequest are written; nothing else."""
+    """The Claim (its own id), its notes, the Practitioner and the ServiceRequest (ids scoped to the request)
+    are written, and the run's submission names the stored ids; nothing else is written."""
     request = make_pas_request(store, notes=("a", "b"))
+    before = store.count()
     _, saved = _saved(store, request)
+    scoped = [scoped_id(request.claim_id, n) for n in request.note_ids]
 
-    assert {f"Claim/{request.claim_id}": "inserted", f"Practitioner/{request.provider_id}": "inserted",
-            f"ServiceRequest/sr-{request.claim_id.removeprefix('claim-')}": "inserted",
-            **{f"DocumentReference/{n}": "inserted" for n in request.note_ids}} == saved.outcomes
+    assert ({f"Claim/{request.claim_id}", f"Practitioner/{scoped_id(request.claim_id, request.provider_id)}",
+             f"ServiceRequest/{scoped_id(request.claim_id, 'sr-' + request.claim_id.removeprefix('claim-'))}",
+             *(f"DocumentReference/{n}" for n in scoped)}, 5, True) == (
+        set(saved.record.resources), store.count() - before, saved.created)
+    assert (request.claim_id, scoped_id(request.claim_id, request.provider_id), scoped) == (
+        saved.submission.claim_id, saved.submission.provider_id, saved.submission.note_ids)
 
 
 def test_save_never_overwrites_the_plans_member_records(store):
@@ -406,13 +413,14 @@ def test_save_never_overwrites_the_plans_member_records(store):
 
 
 def test_saving_the_same_bundle_again_changes_nothing(store):
-    """A second save of the same Bundle leaves every resource unchanged."""
+    """A second save of the same Bundle leaves every resource unchanged and answers the first record."""
     request = make_pas_request(store)
-    submission, _ = _saved(store, request)
+    submission, first = _saved(store, request)
     before = _snapshot(store)
     again = save_submission(store, request.bundle, submission)
 
-    assert (False, {"unchanged"}, before) == (again.changed, set(again.outcomes.values()), _snapshot(store))
+    assert (False, first.record, first.submission, before) == (again.created, again.record, again.submission,
+                                                               _snapshot(store))
 
 
 def test_saved_claim_is_found_for_its_member(store):
@@ -427,7 +435,7 @@ def test_saved_resources_validate(store):
     """Everything saved validates with the project's validator."""
     request = make_pas_request(store)
     _, saved = _saved(store, request)
-    stored = [store.get(*ref.split("/")) for ref in saved.outcomes]
+    stored = [store.get(*ref.split("/", 1)) for ref in saved.record.resources]
 
     assert stored == [validate_resource(r) for r in stored]
 
@@ -440,8 +448,8 @@ def test_urn_references_are_stored_as_type_and_id(store):
     save_submission(store, bundle, submission)
     claim = store.get("Claim", submission.claim_id)
 
-    assert (f"Patient/{request.member_id}", f"Practitioner/{submission.provider_id}") == (
-        claim["patient"]["reference"], claim["provider"]["reference"])
+    assert (f"Patient/{request.member_id}", f"Practitioner/{scoped_id(submission.claim_id, submission.provider_id)}"
+            ) == (claim["patient"]["reference"], claim["provider"]["reference"])
 
 
 def test_refused_save_of_an_unknown_member_writes_nothing(store):
@@ -486,8 +494,9 @@ def test_load_notes_decodes_the_saved_notes(store):
     request = make_pas_request(store, notes=MRI_NOTES_MET + MRI_NOTES_AGAINST)
     _saved(store, request)
 
-    assert [Note(document_id=i, text=t) for i, t in zip(request.note_ids, MRI_NOTES_MET + MRI_NOTES_AGAINST,
-                                                         strict=True)] == load_notes(store, request.claim_id)
+    assert [Note(document_id=scoped_id(request.claim_id, i), text=t)
+            for i, t in zip(request.note_ids, MRI_NOTES_MET + MRI_NOTES_AGAINST, strict=True)
+            ] == load_notes(store, request.claim_id)
 
 
 def test_load_notes_reads_only_this_requests_notes(store):
@@ -501,16 +510,18 @@ def test_load_notes_reads_only_this_requests_notes(store):
                                        [n.text for n in load_notes(store, second.claim_id)])
 
 
-def test_a_note_sent_with_two_requests_stays_linked_to_both(store):
-    """Resending a note with a second request keeps it among the first request's notes."""
+def test_a_note_sent_with_two_requests_is_stored_once_per_request(store):
+    """A note id sent with two requests is two stored notes, each linked to its own Claim only."""
     first = make_pas_request(store, notes=("shared",))
     second = make_pas_request(store, member=first.member, notes=())
     second.bundle["entry"].append(copy.deepcopy(first.bundle["entry"][-1]))
     _saved(store, first)
     _saved(store, second)
+    notes = load_notes(store, first.claim_id), load_notes(store, second.claim_id)
 
-    assert (["shared"], ["shared"]) == ([n.text for n in load_notes(store, first.claim_id)],
-                                        [n.text for n in load_notes(store, second.claim_id)])
+    assert (["shared"], ["shared"]) == tuple([n.text for n in found] for found in notes)
+    assert ([[{"reference": f"Claim/{first.claim_id}"}]], [[{"reference": f"Claim/{second.claim_id}"}]]) == tuple(
+        [store.get("DocumentReference", n.document_id)["context"]["related"] for n in found] for found in notes)
 
 
 def test_load_notes_of_an_unknown_claim_is_refused(store):
