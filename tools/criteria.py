@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -56,6 +57,11 @@ class Criterion(BaseModel):
     def _terms_are_phrases(self) -> Criterion:
         if any(not term.strip() for term in self.evidence_terms):
             raise ValueError("evidence_terms holds an empty phrase: remove it or write the phrase")
+        # A phrase is matched as words (tools/evidence.py); one with no letter or digit has no word to match.
+        wordless = [term for term in self.evidence_terms if not re.search(r"\w", term)]
+        if wordless:
+            raise ValueError(f"evidence_terms holds {', '.join(map(repr, wordless))}, which has no letter or digit:"
+                             " write the phrase's words")
         lowered = [term.strip().lower() for term in self.evidence_terms]
         duplicates = sorted({term for term in lowered if lowered.count(term) > 1})
         if duplicates:

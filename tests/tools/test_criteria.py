@@ -164,6 +164,15 @@ def test_empty_evidence_phrase_is_refused(tmp_path):
     assert "evidence_terms holds an empty phrase: remove it or write the phrase" in _refusal(_write(tmp_path, data))
 
 
+def test_a_phrase_without_a_word_is_refused(tmp_path):
+    """A phrase of punctuation only ("-") would match nothing as words: the file is refused, naming it."""
+    data = _shipped()
+    data["services"][0]["criteria"][0]["evidence_terms"].append("-")
+
+    assert ("evidence_terms holds '-', which has no letter or digit: write the phrase's words"
+            in _refusal(_write(tmp_path, data)))
+
+
 def test_not_json_names_line_and_column(tmp_path):
     """A syntax error names the file, line and column and says to fix the syntax."""
     path = _write(tmp_path, '{\n  "version": "2026.1",\n}')
