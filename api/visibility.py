@@ -15,6 +15,7 @@ from temporalio.client import Client
 
 from agents.approvals import PendingApproval
 from api.identity import Identity
+from api.submitters import refuse_own_request
 from guardrails.policy import ROLE_RANK
 from runtime.errors import DecisionRefused
 from workflows.outreach_client import get_approval
@@ -53,6 +54,7 @@ async def may_decide(request: Request, client: Client, who: Identity, workflow_i
     An item that is not pending (unknown, or already decided) goes on to the run, which answers an identical
     repeat with its first result, a different decision with 409 and an unknown item with 404.
     """
+    refuse_own_request(request, who, workflow_id, approval_id, action=action)  # 403 for a request's submitter
     try:
         item = await get_approval(client, workflow_id, approval_id)
     except DecisionRefused:

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from cli.common import run, settings
 from cli.output import console, fail, print_json
+from cli.prior_auth import refuse_if_submitter
 from runtime.temporal_client import connect
 
 app = typer.Typer(help="Pending approvals across all runs, and decisions on them.", no_args_is_help=True)
@@ -117,6 +118,7 @@ def _decide(workflow_id: str, approval_id: str, *, digest: str, as_user: str | N
 
     cfg = settings()
     who = _identity(cfg, as_user, token)
+    refuse_if_submitter(cfg, [workflow_id], who.user_id)  # a request's submitter never decides it
     try:
         payload = ApprovalDecision(approval_id=approval_id, digest=digest, decision=decision, approver=who.user_id,
                                    role=who.role, reason=reason, arguments=arguments, queue=queue)
@@ -201,6 +203,7 @@ def bulk(
         return
     cfg = settings()
     who = _identity(cfg, as_user, token)
+    refuse_if_submitter(cfg, [i.workflow_id for i in selected], who.user_id)
 
     async def go() -> None:
         results = await decide_bulk(await connect(cfg), selected, decision=decision, tool=tool,
