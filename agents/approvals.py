@@ -77,6 +77,8 @@ class SignOff(BaseModel):
     role: Role
     at: datetime
     digest: str
+    decision: ApprovalDecision | None = Field(default=None, exclude_if=lambda v: v is None, description=(
+        "The signed decision of this sign-off: the worker that performs the action verifies it again."))
 
 
 class PendingApproval(BaseModel):
@@ -187,3 +189,6 @@ def decision_key(decision: ApprovalDecision) -> str:
     """Identity of a decision for idempotent repeats: its content, whenever (and by which key) it was signed."""
     body = decision.model_dump(mode="json", exclude={"signature"})
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+SignOff.model_rebuild()

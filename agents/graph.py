@@ -69,6 +69,8 @@ def run_status(state: OutreachState) -> RunStatus:
     if state.stop is not None:
         return "ineligible" if state.facts and state.facts.clinical.stay.discharged_at else "not_discharged"
     statuses = {r.status for r in state.actions}
+    if "withdrawn" in statuses:
+        return "withdrawn"
     if "awaiting_approval" in statuses:
         return "awaiting_approval"
     if "deferred" in statuses:
@@ -260,7 +262,7 @@ def _write_call(state: OutreachState, record: ActionRecord) -> tuple[Any, BaseMo
         raise ToolFailure("UnknownTool", str(err)) from None
     common = {"member_id": req.member_id, "encounter_id": req.encounter_id,
               "idempotency_key": f"{req.workflow_id}/{record.action.action_id}", "approved_by": record.approved_by,
-              "arguments": args}
+              "approval": record.approval, "arguments": args}
     if tool is SEND_OUTREACH:
         policy = req.policy
         return tool, SendOutreachInput(**common, contact_window_start=policy.contact_window_start,

@@ -54,6 +54,8 @@ __all__ = ["build_prior_auth_graph", "prior_auth_status"]
 def prior_auth_status(state: PriorAuthState) -> RunStatus:
     """The run's status word, derived from its state."""
     statuses = {r.status for r in state.actions}
+    if "withdrawn" in statuses:
+        return "withdrawn"
     if "awaiting_approval" in statuses:
         return "awaiting_approval"
     if state.planner is not None and statuses <= TERMINAL:
@@ -203,10 +205,10 @@ def _write_call(state: PriorAuthState, record: ActionRecord, now: datetime) -> t
     if tool is ISSUE_DETERMINATION:
         return tool, WriteDeterminationInput(
             claim_id=sub.claim_id, member_id=sub.member_id, coverage_id=sub.coverage_id, idempotency_key=key,
-            approved_by=record.approved_by, arguments=args, decided_at=now,
+            approved_by=record.approved_by, approval=record.approval, arguments=args, decided_at=now,
             criteria_version=_facts(state).review.criteria_version)
     if tool is CREATE_TASK:
         return tool, CreateTaskInput(member_id=sub.member_id, encounter_id=sub.claim_id, focus=f"Claim/{sub.claim_id}",
                                      idempotency_key=key, arguments=args, approved_by=record.approved_by,
-                                     authored_at=now)
+                                     approval=record.approval, authored_at=now)
     raise ToolFailure("UnknownTool", f"{tool.name} is not a prior-authorization write tool")

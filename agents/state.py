@@ -13,20 +13,25 @@ from agents.facts import RunFacts
 from agents.planner import ModelUsage
 from guardrails.policy import GuardrailPolicy, Role
 from guardrails.verdicts import GuardrailVerdict
-from tools.writes import WriteResult
+from tools.writes import SignedApproval, WriteResult
 
-__all__ = ["ActionRecord", "ActionStatus", "OutreachRequest", "OutreachState", "RunStatus", "TERMINAL"]
+__all__ = ["FINAL_STATUSES", "ActionRecord", "ActionStatus", "OutreachRequest", "OutreachState", "RunStatus",
+           "TERMINAL"]
 
 ActionStatus = Literal[
     "proposed", "awaiting_approval", "approved", "deferred", "ready", "executed", "rejected", "blocked", "failed",
-    "expired",
+    "expired", "withdrawn",
 ]
 RunStatus = Literal[
     "starting", "gathering", "planning", "executing", "awaiting_approval", "deferred", "completed",
-    "needs_attention", "ineligible", "not_discharged",
+    "needs_attention", "ineligible", "not_discharged", "withdrawn",
 ]
-"""A run's status word (the CareloomStatus search attribute); the last four are final."""
-TERMINAL: frozenset[str] = frozenset({"executed", "rejected", "blocked", "failed", "expired"})
+"""A run's status word (the CareloomStatus search attribute); the last five are final (a cancelled run, and one
+withdrawn by its source, ends ``withdrawn``; one that could not go on ends ``needs_attention`` with a human
+follow-up Task)."""
+FINAL_STATUSES: frozenset[str] = frozenset({"completed", "needs_attention", "ineligible", "not_discharged",
+                                            "withdrawn"})
+TERMINAL: frozenset[str] = frozenset({"executed", "rejected", "blocked", "failed", "expired", "withdrawn"})
 
 
 class ActionRecord(BaseModel):
@@ -39,6 +44,8 @@ class ActionRecord(BaseModel):
     approval_requests: int = 0
     approved_by: str | None = None
     approver_role: Role | None = None
+    approval: SignedApproval | None = Field(default=None, exclude_if=lambda v: v is None, description=(
+        "The signed decisions that approved the action, for the worker that performs it to verify."))
     edited: bool = False
     reason: str | None = Field(default=None, description="Why rejected, blocked or failed.")
     result: WriteResult | None = None

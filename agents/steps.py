@@ -23,6 +23,7 @@ from guardrails.policy import Role, max_role
 from guardrails.verdicts import GuardrailVerdict
 from tools.registry import ToolSpec
 from tools.tasks import CreateTaskArgs
+from tools.writes import SignedApproval
 
 __all__ = ["apply_received", "execute_ready", "expired_follow_up", "guard_actions"]
 
@@ -108,6 +109,9 @@ def apply_received(records: list[ActionRecord], inbox: list[ReceivedDecision], *
         if item.arguments != record.action.arguments:
             record.action = record.action.model_copy(update={"arguments": item.arguments})
             record.edited = True
+        signed = [s.decision for s in item.signoffs if s.decision is not None] + [decision]
+        record.approval = SignedApproval(approval_id=item.approval_id,
+                                         decisions=[d.model_dump(mode="json") for d in signed])
         record.status = "approved"
     return actions
 

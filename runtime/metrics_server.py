@@ -89,14 +89,17 @@ class VisibilityGauges:
         self.interval = interval
 
     async def refresh(self) -> None:
-        from agents.state import RunStatus
+        from agents.state import FINAL_STATUSES, RunStatus
         from workflows.programs import PROGRAMS
 
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         for program in PROGRAMS:
             kind = f"WorkflowType = '{program.workflow_type}'"
             for status in get_args(RunStatus):
-                found = await self.client.count_workflows(f"{kind} AND CareloomStatus = '{status}'")
+                # A run stopped from outside (terminated, failed, timed out) keeps its last status word: an open
+                # status only counts running runs.
+                running = "" if status in FINAL_STATUSES else " AND ExecutionStatus = 'Running'"
+                found = await self.client.count_workflows(f"{kind} AND CareloomStatus = '{status}'{running}")
                 RUNS.labels(program.name, status).set(found.count)
             overdue = await self.client.count_workflows(
                 f"{kind} AND ExecutionStatus = 'Running' AND CareloomSlaDeadline < '{now}'")

@@ -1,16 +1,22 @@
-"""Signed approval decisions: Ed25519 over everything a decision binds, verified inside the workflow.
+"""Signed approval decisions: Ed25519 over everything a decision binds, verified where actions execute.
 
 The API and the CLI authenticate the approver, then sign the decision with the active key of
-``CARELOOM_SIGNING_KEYS``; the public keys travel in the run's policy (``ApprovalRouting.decision_keys``)
-and the ``decide`` update's validator verifies the signature and its age deterministically before anything
-reaches history. Whoever can reach the Temporal frontend, but holds no signing key, cannot decide.
+``CARELOOM_SIGNING_KEYS``. Two places verify it:
+
+* the ``decide`` update's validator (the early refusal), against the keys in the run's policy
+  (``ApprovalRouting.decision_signatures``) and the workflow's time, before anything reaches history;
+* the worker, in the activity that performs the approved write and in the ledger append
+  (:func:`verify_approval`), against the keys the worker itself holds (``CARELOOM_DECISION_KEYS`` or the
+  public halves of its signing keys) — never the run's input, which anyone with Temporal access writes.
 
 The signed message is canonical JSON (sorted keys, no spaces) of::
 
-    v, workflow_id, approval_id, digest, decision, arguments_digest, approver, role, reason, queue,
+    v, workflow_id, run_id, approval_id, digest, decision, arguments_digest, approver, role, reason, queue,
     bulk_tool, key_id, signed_at
 
-so a signature cannot be moved to another run, item, action version, decision, approver or time.
+so a signature cannot be moved to another run (a restart under the same workflow id is another run), item,
+action version, decision, approver or time. Agent runs never continue-as-new, so their run id is their
+first-execution run id.
 """
 
 from __future__ import annotations
@@ -33,13 +39,17 @@ from runtime.errors import ConfigurationError, DecisionRefused
 
 if TYPE_CHECKING:
     from agents.approvals import ApprovalDecision
+    from guardrails.policy import ServiceEffect
 
 __all__ = ["DecisionSigner", "generate_signing_key", "parse_public_keys", "parse_signing_keys", "sign_message",
-           "signed_message", "verify_decision"]
+           "signed_message", "verify_approval", "verify_decision", "verify_signed"]
 
-MESSAGE_VERSION = 1
+MESSAGE_VERSION = 2
 _KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 FUTURE_SKEW = timedelta(seconds=60)
+DUAL_SIGNOFF_FLOOR = frozenset({"denies", "reduces", "terminates"})
+"""Effects the worker never writes without two distinct approvers, whatever a run's policy says (every
+program's policy asks for at least these; a pend, which delays, needs an MD)."""
 
 
 def _b64(data: bytes) -> str:
@@ -109,7 +119,7 @@ def parse_public_keys(text: str, *, setting: str = "CARELOOM_DECISION_KEYS") -> 
     return tuple(keys)
 
 
-def signed_message(decision: ApprovalDecision, workflow_id: str) -> bytes:
+def signed_message(decision: ApprovalDecision, workflow_id: str, run_id: str) -> bytes:
     """The canonical bytes a signature covers (see the module docstring)."""
     from agents.actions import action_digest  # noqa: PLC0415 - keep this module a light leaf
 
@@ -117,7 +127,7 @@ def signed_message(decision: ApprovalDecision, workflow_id: str) -> bytes:
     if signature is None:
         raise ValueError("the decision carries no signature block")
     body = {
-        "v": MESSAGE_VERSION, "workflow_id": workflow_id, "approval_id": decision.approval_id,
+        "v": MESSAGE_VERSION, "workflow_id": workflow_id, "run_id": run_id, "approval_id": decision.approval_id,
         "digest": decision.digest, "decision": decision.decision,
         "arguments_digest": action_digest(decision.arguments) if decision.arguments is not None else None,
         "approver": decision.approver, "role": decision.role, "reason": decision.reason, "queue": decision.queue,
@@ -148,7 +158,7 @@ class DecisionSigner:
         started before it knows only the old key); the active key when the run names none or none match."""
         return next((kid for kid, _ in self.keys if kid in accepted), self.key_id)
 
-    def sign(self, decision: ApprovalDecision, workflow_id: str, *, now: datetime | None = None,
+    def sign(self, decision: ApprovalDecision, workflow_id: str, run_id: str, *, now: datetime | None = None,
              key_id: str | None = None) -> ApprovalDecision:
         from agents.approvals import DecisionSignature  # noqa: PLC0415
 
@@ -156,7 +166,7 @@ class DecisionSigner:
         private = dict(self.keys)[kid]
         at = (now or datetime.now(UTC)).replace(microsecond=0)
         unsigned = decision.model_copy(update={"signature": DecisionSignature(key_id=kid, signed_at=at, value="")})
-        value = sign_message(private, signed_message(unsigned, workflow_id))
+        value = sign_message(private, signed_message(unsigned, workflow_id, run_id))
         return unsigned.model_copy(update={"signature": DecisionSignature(key_id=kid, signed_at=at, value=value)})
 
     @classmethod
@@ -177,12 +187,27 @@ class DecisionSigner:
         return cls(parse_signing_keys(path.read_text().strip(), setting=str(path)))
 
 
-def verify_decision(decision: ApprovalDecision, workflow_id: str, keys: tuple[DecisionKey, ...], *,
+def verify_decision(decision: ApprovalDecision, workflow_id: str, run_id: str, keys: tuple[DecisionKey, ...], *,
                     now: datetime, max_age: timedelta) -> str:
     """The key id that signed ``decision``; DecisionRefused("forbidden") naming why not.
 
     Deterministic (no clock but ``now``, no I/O): safe in a workflow's update validator.
     """
+    key = _signature_key(decision, keys)
+    signed_at = decision.signature.signed_at  # type: ignore[union-attr] - checked by _signature_key
+    if signed_at > now + FUTURE_SKEW:
+        raise DecisionRefused("forbidden", f"the signature is dated {signed_at.isoformat()}, in the future; "
+                                           "check the signer's clock")
+    if now - signed_at > max_age:
+        raise DecisionRefused("forbidden", f"the signature is {int((now - signed_at).total_seconds())} s old "
+                                           f"(at most {int(max_age.total_seconds())} s): a replayed or delayed "
+                                           "decision; decide again")
+    _check_signature(decision, key, workflow_id, run_id)
+    return key.key_id
+
+
+def _signature_key(decision: ApprovalDecision, keys: tuple[DecisionKey, ...]) -> DecisionKey:
+    """The trusted key the decision names, unretired when it signed; DecisionRefused naming why not."""
     signature = decision.signature
     if signature is None:
         raise DecisionRefused("forbidden", "unsigned decision: this run only accepts decisions signed by the "
@@ -197,17 +222,81 @@ def verify_decision(decision: ApprovalDecision, workflow_id: str, keys: tuple[De
     if key.not_after is not None and signed_at >= key.not_after:
         raise DecisionRefused("forbidden", f"key {key.key_id!r} was retired at {key.not_after.isoformat()}; "
                                            "sign with the current key")
-    if signed_at > now + FUTURE_SKEW:
-        raise DecisionRefused("forbidden", f"the signature is dated {signed_at.isoformat()}, in the future; "
-                                           "check the signer's clock")
-    if now - signed_at > max_age:
-        raise DecisionRefused("forbidden", f"the signature is {int((now - signed_at).total_seconds())} s old "
-                                           f"(at most {int(max_age.total_seconds())} s): a replayed or delayed "
-                                           "decision; decide again")
+    return key
+
+
+def _check_signature(decision: ApprovalDecision, key: DecisionKey, workflow_id: str, run_id: str) -> None:
+    signature = decision.signature
     try:
         public = Ed25519PublicKey.from_public_bytes(base64.b64decode(key.public_key))
-        public.verify(base64.b64decode(signature.value, validate=True), signed_message(decision, workflow_id))
+        public.verify(base64.b64decode(signature.value, validate=True),  # type: ignore[union-attr]
+                      signed_message(decision, workflow_id, run_id))
     except (InvalidSignature, binascii.Error, ValueError):
-        raise DecisionRefused("forbidden", "the decision's signature does not match its content (forged, or "
-                                           "altered after signing)") from None
+        raise DecisionRefused("forbidden", "the decision's signature does not match its content (forged, "
+                                           "altered after signing, or signed for another run of this "
+                                           "workflow id)") from None
+
+
+def verify_signed(decision: ApprovalDecision, *, workflow_id: str, run_id: str,
+                  keys: tuple[DecisionKey, ...]) -> str:
+    """The key id that signed ``decision`` for this workflow and run (no age check: a worker verifies long after
+    the decision was taken); DecisionRefused naming why not."""
+    key = _signature_key(decision, keys)
+    _check_signature(decision, key, workflow_id, run_id)
     return key.key_id
+
+
+def verify_approval(approval_id: str | None, decisions: list[ApprovalDecision], *, arguments_digest: str, effect: ServiceEffect,
+                    approved_by: str | None, workflow_id: str, run_id: str,
+                    keys: tuple[DecisionKey, ...]) -> str | None:
+    """Check, on the worker about to write, that this exact action may run; DecisionRefused naming why not.
+
+    ``keys`` are the worker's own (configuration), ``run_id`` is the run the activity belongs to (from the
+    activity's info, which the Temporal server sets). Returns the approvers (``a, b``) the proof names, or
+    None for an action that ran with no human (allowed only when it is not adverse and the run claims no
+    approver). The rules that hold whatever the run's input or policy says:
+
+    * an adverse action (denies, delays, reduces or terminates a service) needs a signed MD approval of this
+      exact digest, and one that denies, reduces or terminates also a second, distinct approver;
+    * every decision in the proof is signed by a key the worker holds (unretired when it signed), for this
+      workflow id **and run**, for the same approval item, and approves (or edits to) exactly the arguments
+      being written.
+    """
+    from agents.actions import action_digest  # noqa: PLC0415 - keep this module a light leaf
+
+    if approval_id is None or not decisions:
+        if effect != "none":
+            raise DecisionRefused("forbidden", f"an action that {effect} a service needs a signed MD approval "
+                                               "and a second reviewer; none came with it, so nothing was written")
+        if approved_by is not None:
+            raise DecisionRefused("forbidden", f"the run says {approved_by} approved this action but carries no "
+                                               "signed decision; nothing was written")
+        return None
+    if not keys:
+        raise DecisionRefused("forbidden", "this worker holds no decision keys (CARELOOM_DECISION_KEYS or "
+                                           "CARELOOM_SIGNING_KEYS), so it cannot verify an approval")
+    approvers: list[str] = []
+    roles: list[str] = []
+    for decision in decisions:
+        if decision.approval_id != approval_id:
+            raise DecisionRefused("forbidden", f"a decision for {decision.approval_id} was presented for "
+                                               f"{approval_id}")
+        if decision.decision not in ("approve", "edit"):
+            raise DecisionRefused("forbidden", f"{decision.approval_id}: a {decision.decision} decision does not "
+                                               "approve an action")
+        approved = action_digest(decision.arguments) if decision.arguments is not None else decision.digest
+        if approved != arguments_digest:
+            raise DecisionRefused("forbidden", f"{decision.approver} approved {approved[:12]}, but the action "
+                                               f"to write is {arguments_digest[:12]}; nothing was written")
+        _check_signature(decision, _signature_key(decision, keys), workflow_id, run_id)
+        if decision.approver in approvers:
+            raise DecisionRefused("forbidden", f"{decision.approver} signed twice; two distinct people approve")
+        approvers.append(decision.approver)
+        roles.append(decision.role)
+    who = ", ".join(f"{a} ({r})" for a, r in zip(approvers, roles, strict=True))
+    if effect != "none" and "md" not in roles:
+        raise DecisionRefused("forbidden", f"an action that {effect} a service needs an MD; it has {who}")
+    if effect in DUAL_SIGNOFF_FLOOR and len(approvers) < 2:
+        raise DecisionRefused("forbidden", f"an action that {effect} a service needs an MD and a second, "
+                                           f"distinct reviewer; it has {who}")
+    return ", ".join(approvers)

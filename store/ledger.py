@@ -25,6 +25,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from temporalio import activity
 
+from agents.approvals import ApprovalDecision
+from guardrails.policy import DecisionKey
+from runtime.errors import DecisionRefused
+from runtime.signing import verify_signed
 from store.database import Database, Rows, open_database
 
 __all__ = ["GENESIS", "DecisionLedger", "LedgerActivities", "LedgerAppend", "LedgerEntry", "LedgerProblem"]
@@ -33,9 +37,15 @@ GENESIS = "0" * 64
 T = TypeVar("T")
 
 LedgerEvent = Literal["requested", "reminded", "escalated", "expired", "reassigned", "signed_off", "approved",
-                      "rejected", "edited", "sampled", "quality_reviewed"]
+                      "rejected", "edited", "sampled", "quality_reviewed", "withdrawn", "run_failed"]
 """``sampled``: an action executed without a human, picked for the retrospective quality review (its
-``approval_id`` is the action id); ``quality_reviewed``: a reviewer's finding on a sampled action."""
+``approval_id`` is the action id); ``quality_reviewed``: a reviewer's finding on a sampled action;
+``withdrawn``: the run was withdrawn, cancelled or terminated (per pending item, and once with approval id
+``run``; actor and reason say who and why); ``run_failed``: the run could not go on and a person was given a
+follow-up Task (approval id ``run``)."""
+
+DECISION_EVENTS = frozenset({"reassigned", "signed_off", "approved", "rejected", "edited"})
+"""Entries written for a person's decision: the ledger append verifies the signed decision behind each."""
 
 # One lock for the chain: every appender takes it, so entries are linked one after another (PostgreSQL;
 # SQLite's IMMEDIATE transactions already admit one writer at a time).
@@ -65,10 +75,18 @@ class LedgerEntry(BaseModel):
     policy_id: str
     key_id: str | None = Field(default=None, exclude_if=lambda v: v is None, description=(
         "The signing key of the decision (signed decisions only)."))
+    run_id: str | None = Field(default=None, exclude_if=lambda v: v is None, description=(
+        "The run that wrote the entry (a restarted run under the same workflow id has its own)."))
+    verified: bool | None = Field(default=None, exclude_if=lambda v: v is None, description=(
+        "Decision entries: whether the appending worker verified the signed decision against its own keys and "
+        "the run (False: recorded as claimed, reported by `careloom ledger verify`)."))
+    unverified_reason: str | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class LedgerAppend(BaseModel):
     entries: list[LedgerEntry]
+    proofs: dict[str, ApprovalDecision] = Field(default_factory=dict, description=(
+        "Event id -> the signed decision behind a decision entry, verified by the worker before it appends."))
 
 
 @dataclass(frozen=True)
@@ -166,6 +184,12 @@ class DecisionLedger:
             prev, expected_seq = entry_hash, seq + 1
         if rows and rows[0][0] != 1:
             problems.insert(0, LedgerProblem(rows[0][0], f"entries 1..{rows[0][0] - 1} are missing"))
+        for seq, body, _prev, _hash_ in rows:
+            entry = json.loads(body)
+            if entry.get("event") in DECISION_EVENTS and entry.get("verified") is False:
+                problems.append(LedgerProblem(seq, f"{entry['event']} by {entry.get('actor')} on "
+                                                   f"{entry.get('workflow_id')} {entry.get('approval_id')} was not "
+                                                   f"verified: {entry.get('unverified_reason')}"))
         if anchor is not None:
             if anchor[0] not in hashes:
                 newest = rows[-1][0] if rows else 0
@@ -181,15 +205,39 @@ class DecisionLedger:
 
 
 class LedgerActivities:
-    """The ``ledger.append`` activity."""
+    """The ``ledger.append`` activity: verifies every decision entry on the worker before it appends."""
 
-    def __init__(self, ledger: DecisionLedger) -> None:
+    def __init__(self, ledger: DecisionLedger, keys: tuple[DecisionKey, ...] = ()) -> None:
         self._ledger = ledger
+        self._keys = keys
 
     @activity.defn(name="ledger.append")
     def append(self, data: LedgerAppend) -> int:
         from runtime.metrics import count_quality_samples
 
-        added = self._ledger.append_new(data.entries)
+        info = activity.info()
+        entries = [verified_entry(e, data.proofs.get(e.event_id), workflow_id=info.workflow_id or "",
+                                  run_id=info.workflow_run_id or "", keys=self._keys) for e in data.entries]
+        added = self._ledger.append_new(entries)
         count_quality_samples(added)  # only entries added now: a retried append counts nothing twice
         return len(added)
+
+
+def verified_entry(entry: LedgerEntry, proof: ApprovalDecision | None, *, workflow_id: str, run_id: str,
+                   keys: tuple[DecisionKey, ...]) -> LedgerEntry:
+    """A decision entry marked verified when its signed decision checks out against the worker's keys, this
+    workflow and run, and says what the entry says; otherwise marked unverified with the reason (kept: the
+    ledger records what the run claimed, and `careloom ledger verify` reports it). Other entries unchanged."""
+    if entry.event not in DECISION_EVENTS:
+        return entry
+    try:
+        if proof is None:
+            raise DecisionRefused("forbidden", "no signed decision came with it")
+        if (proof.approval_id, proof.approver, proof.role) != (entry.approval_id, entry.actor, entry.role):
+            raise DecisionRefused("forbidden", "the signed decision names another item, approver or role")
+        if entry.workflow_id != workflow_id:
+            raise DecisionRefused("forbidden", f"written by the run of {workflow_id}")
+        verify_signed(proof, workflow_id=workflow_id, run_id=run_id, keys=keys)
+    except DecisionRefused as refused:
+        return entry.model_copy(update={"verified": False, "unverified_reason": str(refused)})
+    return entry.model_copy(update={"verified": True})

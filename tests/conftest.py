@@ -25,6 +25,7 @@ from runtime.settings import Settings
 from runtime.temporal_server import temporal_binary
 from store.records import SqlCareRecordStore
 from tests.databases import BACKEND, fresh_postgres_url
+from tests.deciding import TEST_SIGNING_KEYS
 from worker import build_worker
 from workflows.outreach import MemberOutreachWorkflow, OutreachStatus
 from workflows.outreach_client import start_outreach
@@ -62,7 +63,8 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def settings(state_dir: Path) -> Settings:
     """The session's settings: SQLite in state_dir, or a new PostgreSQL database (tests/databases.py)."""
     url = fresh_postgres_url() if BACKEND == "postgresql" else None
-    return Settings(state_dir=state_dir, tool_attempts=1, database_url=url, _env_file=None)
+    return Settings(state_dir=state_dir, tool_attempts=1, database_url=url, signing_keys=TEST_SIGNING_KEYS,
+                    _env_file=None)
 
 
 @pytest.fixture(scope="session")

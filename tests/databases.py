@@ -77,8 +77,10 @@ def fresh_location(tmp_path: Path, name: str = "records.db") -> str | Path:
 
 
 def session_env(settings: Settings) -> dict[str, str]:
-    """CARELOOM_STATE_DIR and CARELOOM_DATABASE_URL of ``settings``: a careloom subprocess on the same state."""
-    return {"CARELOOM_STATE_DIR": str(settings.state_dir), **database_env(settings.database_location)}
+    """CARELOOM_STATE_DIR, CARELOOM_DATABASE_URL and the signing keys of ``settings``: a careloom subprocess on
+    the same state, trusting (and signing with) the same decision keys."""
+    keys = {"CARELOOM_SIGNING_KEYS": settings.signing_keys.get_secret_value()} if settings.signing_keys else {}
+    return {"CARELOOM_STATE_DIR": str(settings.state_dir), **database_env(settings.database_location), **keys}
 
 
 def database_env(location: str | Path) -> dict[str, str]:

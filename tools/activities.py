@@ -18,6 +18,8 @@ from runtime.settings import Settings
 from store.fhir_validation import InvalidResource
 from store.records import CareRecordStore
 from tools import care_plan, clinical, eligibility, member, outreach, risk, tasks
+from guardrails.policy import ServiceEffect
+from tools.approval_check import ApprovedWrite, verified_approvers
 from tools.errors import INVALID_RESOURCE, tool_error
 from tools.writes import WriteResult
 
@@ -38,6 +40,8 @@ class CareTools:
     def __init__(self, store: CareRecordStore, settings: Settings) -> None:
         self._store = store
         self._salt = settings.pseudonym_salt.get_secret_value()
+        # The keys approvals must be signed with: the worker's own configuration, never a run's input.
+        self._keys = settings.decision_signatures().keys
 
     def activities(self) -> list[object]:
         return [
@@ -77,9 +81,13 @@ class CareTools:
         return result
 
     # --- write tools --------------------------------------------------------
-    def _write(self, name: str, write: Callable[[], WriteResult]) -> WriteResult:
+    def _write(self, name: str, data: ApprovedWrite, write: Callable[[ApprovedWrite], WriteResult], *,
+               effect: ServiceEffect = "none") -> WriteResult:
+        """Verify the action's approval on this worker, then write (with the approvers the proof names)."""
+        approvers = verified_approvers(data, effect=effect, keys=self._keys, tool=name)
+        data = data.model_copy(update={"approved_by": approvers})  # type: ignore[attr-defined]
         try:
-            result = write()
+            result = write(data)
         except InvalidResource as err:
             raise tool_error(INVALID_RESOURCE, f"{name} built an invalid resource: {err}") from None
         except ApplicationError:
@@ -89,14 +97,14 @@ class CareTools:
 
     @activity.defn(name="tools.draft_care_plan")
     def draft_care_plan(self, data: care_plan.DraftCarePlanInput) -> WriteResult:
-        return self._write("draft_care_plan", lambda: care_plan.draft_care_plan(self._store, data))
+        return self._write("draft_care_plan", data, lambda d: care_plan.draft_care_plan(self._store, d))
 
     @activity.defn(name="tools.create_task")
     def create_task(self, data: tasks.CreateTaskInput) -> WriteResult:
-        return self._write("create_task", lambda: tasks.create_task(self._store, data))
+        return self._write("create_task", data, lambda d: tasks.create_task(self._store, d),
+                           effect=tasks.task_service_effect(data.arguments))
 
     @activity.defn(name="tools.send_outreach")
     def send_outreach(self, data: outreach.SendOutreachInput) -> WriteResult:
-        return self._write(
-            "send_outreach", lambda: outreach.send_outreach(self._store, data, now=datetime.now(UTC))
-        )
+        return self._write("send_outreach", data,
+                           lambda d: outreach.send_outreach(self._store, d, now=datetime.now(UTC)))

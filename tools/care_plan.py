@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from store.records import CareRecordStore, member_of
 from tools.clinical import parse_instant
 from tools.errors import ENCOUNTER_NOT_FOUND, tool_error
-from tools.writes import WriteResult, resource_id
+from tools.writes import SignedApproval, WriteResult, resource_id
 
 __all__ = ["CarePlanActivity", "DraftCarePlanArgs", "DraftCarePlanInput", "GoalSpec", "draft_care_plan"]
 
@@ -41,6 +41,8 @@ class DraftCarePlanInput(BaseModel):
     idempotency_key: str = Field(description="workflow id + action id: a retry returns the same plan.")
     arguments: DraftCarePlanArgs
     approved_by: str | None = Field(default=None, description="Approver id when a human approved it.")
+    approval: SignedApproval | None = Field(default=None, exclude_if=lambda v: v is None, description=(
+        "The signed decisions that approved this exact action; the worker verifies them before it writes."))
     authored_at: datetime
 
 

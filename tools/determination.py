@@ -16,7 +16,7 @@ from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from guardrails.policy import ServiceEffect
 from store.records import CareRecordStore, member_of
 from tools.errors import tool_error
-from tools.writes import WriteResult, resource_id
+from tools.writes import SignedApproval, WriteResult, resource_id
 
 __all__ = [
     "APPROVAL_REQUIRED",
@@ -137,6 +137,8 @@ class WriteDeterminationInput(BaseModel):
     coverage_id: str
     idempotency_key: str = Field(description="workflow id + action id: a retry returns the same ClaimResponse.")
     approved_by: str | None = Field(default=None, description="Reviewer id when a human decided it.")
+    approval: SignedApproval | None = Field(default=None, exclude_if=lambda v: v is None, description=(
+        "The signed decisions that approved this exact action; the worker verifies them before it writes."))
     arguments: IssueDeterminationArgs
     decided_at: AwareDatetime
     criteria_version: str = Field(description="criteria_version_id of the medical policy applied.")

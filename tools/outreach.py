@@ -23,7 +23,7 @@ from tools.errors import (
     tool_error,
 )
 from tools.member import Channel, contact_points, is_deceased, is_opted_out, member_time_zone
-from tools.writes import WriteResult, resource_id
+from tools.writes import SignedApproval, WriteResult, resource_id
 
 __all__ = ["SendOutreachArgs", "SendOutreachInput", "send_outreach"]
 
@@ -51,6 +51,8 @@ class SendOutreachInput(BaseModel):
     idempotency_key: str
     arguments: SendOutreachArgs
     approved_by: str | None = None
+    approval: SignedApproval | None = Field(default=None, exclude_if=lambda v: v is None, description=(
+        "The signed decisions that approved this exact action; the worker verifies them before it writes."))
     contact_window_start: time
     contact_window_end: time
     sms_max_chars: int = 160

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import cached_property
 from typing import Any, Literal
 
@@ -28,7 +29,7 @@ from tools.care_plan import DraftCarePlanArgs
 from tools.outreach import SendOutreachArgs
 from tools.previews import care_plan_preview, claim_response_preview, communication_preview, task_preview
 from tools.prior_auth_tools import PriorAuthTools
-from tools.tasks import ADVERSE_TASK_KINDS, CreateTaskArgs
+from tools.tasks import CreateTaskArgs, task_service_effect
 
 __all__ = ["ACTIVITY_TYPES", "ALL_TOOLS", "CHECK_ELIGIBILITY", "CREATE_TASK", "DRAFT_CARE_PLAN", "GET_CLINICAL_CONTEXT",
            "ISSUE_DETERMINATION", "LEDGER_APPEND", "LOOKUP_MEMBER", "OUTREACH_TOOLS", "PLAN_OUTREACH", "PRIOR_AUTH_TOOLS",
@@ -54,6 +55,13 @@ class ToolSpec:
     """Write tools: the proposal's effect on the member's services (adverse needs a clinician)."""
     preview: Callable[..., list[dict[str, Any]]] | None = field(default=None, repr=False)
     """Write tools: the FHIR resources the proposal would write, for the reviewer."""
+    heartbeat_seconds: float | None = None
+    """Long activities that heartbeat: a worker that dies mid-call is noticed after this long, not at the
+    start-to-close timeout."""
+
+    @property
+    def heartbeat_timeout(self) -> timedelta | None:
+        return None if self.heartbeat_seconds is None else timedelta(seconds=self.heartbeat_seconds)
 
     @cached_property
     def definition(self) -> Any:
@@ -78,13 +86,6 @@ class ToolSpec:
         return self.definition.ret_type
 
 
-def _task_effect(arguments: CreateTaskArgs) -> ServiceEffect:
-    """The declared effect, or the task kind's when that is adverse by nature."""
-    if arguments.service_effect != "none":
-        return arguments.service_effect
-    return ADVERSE_TASK_KINDS.get(arguments.kind, "none")
-
-
 def _write(method: Callable[..., Any], arguments: type[BaseModel], **kwargs: Any) -> ToolSpec:
     return ToolSpec(method, "write", arguments=arguments, **kwargs)
 
@@ -98,7 +99,7 @@ LEDGER_APPEND = ToolSpec(LedgerActivities.append, "ledger")
 
 
 DRAFT_CARE_PLAN = _write(CareTools.draft_care_plan, DraftCarePlanArgs, preview=care_plan_preview)
-CREATE_TASK = _write(CareTools.create_task, CreateTaskArgs, service_effect=_task_effect, preview=task_preview)
+CREATE_TASK = _write(CareTools.create_task, CreateTaskArgs, service_effect=task_service_effect, preview=task_preview)
 SEND_OUTREACH = _write(CareTools.send_outreach, SendOutreachArgs, preview=communication_preview)
 
 OUTREACH_TOOLS: tuple[ToolSpec, ...] = (

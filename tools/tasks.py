@@ -9,9 +9,9 @@ from pydantic import BaseModel, Field
 
 from guardrails.policy import ServiceEffect
 from store.records import CareRecordStore
-from tools.writes import WriteResult, resource_id
+from tools.writes import SignedApproval, WriteResult, resource_id
 
-__all__ = ["ADVERSE_TASK_KINDS", "CreateTaskArgs", "CreateTaskInput", "TaskKind", "create_task"]
+__all__ = ["ADVERSE_TASK_KINDS", "CreateTaskArgs", "CreateTaskInput", "TaskKind", "create_task", "task_service_effect"]
 
 TaskKind = Literal[
     "tcm-interactive-contact",
@@ -22,6 +22,7 @@ TaskKind = Literal[
     "close-care-episode",
     "reduce-service",
     "expired-approval-review",
+    "run-failure-review",
 ]
 
 ADVERSE_TASK_KINDS: dict[str, ServiceEffect] = {
@@ -52,9 +53,18 @@ class CreateTaskInput(BaseModel):
     idempotency_key: str
     arguments: CreateTaskArgs
     approved_by: str | None = None
+    approval: SignedApproval | None = Field(default=None, exclude_if=lambda v: v is None, description=(
+        "The signed decisions that approved this exact action; the worker verifies them before it writes."))
     authored_at: datetime
     focus: str | None = Field(default=None, description=(
         "FHIR reference the task is about; default the discharge Encounter (prior auth: the Claim)."))
+
+
+def task_service_effect(arguments: CreateTaskArgs) -> ServiceEffect:
+    """The declared effect, or the task kind's when that is adverse by nature."""
+    if arguments.service_effect != "none":
+        return arguments.service_effect
+    return ADVERSE_TASK_KINDS.get(arguments.kind, "none")
 
 
 def build_task(data: CreateTaskInput) -> dict[str, Any]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
-__all__ = ["WriteResult", "resource_id"]
+__all__ = ["SignedApproval", "WriteResult", "resource_id"]
 
 _NAMESPACE = uuid.UUID("6f1d0c3e-8a4b-4c57-9d1e-4b3a2f1e0c9d")
 
@@ -14,6 +16,17 @@ _NAMESPACE = uuid.UUID("6f1d0c3e-8a4b-4c57-9d1e-4b3a2f1e0c9d")
 def resource_id(idempotency_key: str, part: str = "") -> str:
     """The id of a resource written under this key: the same key always names the same resource."""
     return str(uuid.uuid5(_NAMESPACE, f"{idempotency_key}#{part}"))
+
+
+class SignedApproval(BaseModel):
+    """The signed decisions that approved one action, handed to the write tool that performs it.
+
+    The worker verifies every signature against the keys it holds (never the run's input), the run they were
+    signed for and the digest of the arguments it is about to write (:mod:`tools.approval_check`). The
+    decisions are ``agents.approvals.ApprovalDecision`` dumps (that model sits above the tools)."""
+
+    approval_id: str
+    decisions: list[dict[str, Any]] = Field(description="Sign-offs first, the final decision last.")
 
 
 class WriteResult(BaseModel):

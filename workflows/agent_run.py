@@ -9,7 +9,10 @@ status query and the check of an edited action. The runtime gives it:
 * the :class:`~workflows.approvals.ApprovalBook` wired to the ``decide``
   update, its validator, the SLA timer and the decision-ledger activity;
 * tool calls as activities, by method reference (:mod:`tools.registry`);
-* the search attributes the cross-program inbox reads.
+* the search attributes the cross-program inbox reads;
+* an end for every run: a cancel (Temporal) or a ``withdraw`` update closes its pending approvals with
+  ``withdrawn`` ledger entries and starts no write after it; a run that cannot go on (a tool failed for good,
+  data it cannot use) gives a person a follow-up Task and a ``run_failed`` ledger entry before it fails.
 
 Workflow code only: no I/O here; time is ``workflow.now()``.
 """
@@ -24,7 +27,8 @@ from typing import Any, Protocol, TypeVar
 from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from agents.actions import ProposedAction
@@ -35,14 +39,15 @@ with workflow.unsafe.imports_passed_through():
         ReceivedDecision,
     )
     from agents.runtime import ToolFailure
-    from agents.state import ActionRecord, ActionStatus
+    from agents.state import TERMINAL, ActionRecord, ActionStatus
     from runtime import search_attributes as sa
     from runtime.errors import DecisionRefused
-    from store.ledger import LedgerActivities, LedgerAppend
-    from tools.registry import SEND_OUTREACH, ToolSpec
+    from store.ledger import LedgerActivities
+    from tools.registry import CREATE_TASK, SEND_OUTREACH, ToolSpec
     from workflows.approvals import ApprovalBook, RoutedPolicy
 
-__all__ = ["ActionOutcome", "ActivityQueues", "AgentRun", "ParkableState", "outcome_of"]
+__all__ = ["ActionOutcome", "ActivityQueues", "AgentRun", "ParkableState", "WithdrawRequest", "WithdrawResult",
+           "outcome_of"]
 
 S = TypeVar("S", bound=BaseModel)
 
@@ -98,6 +103,25 @@ class ActivityQueues(BaseModel):
     messages: str | None = Field(default=None, description="Messages to members.")
 
 
+class WithdrawRequest(BaseModel):
+    """The ``withdraw`` update's input: the run's source takes it back (e.g. an ADT A13 cancels the discharge)."""
+
+    actor: str = Field(min_length=1, max_length=120, description="Who withdraws: a user id or adt:<facility>.")
+    reason: str = Field(min_length=1, max_length=500, description="Why, e.g. 'A13 cancel discharge'.")
+    source: str | None = Field(default=None, max_length=200, description="Where it came from (sending facility).")
+
+
+class WithdrawResult(BaseModel):
+    closed: list[str] = Field(description="Approval ids closed unexecuted (each has a withdrawn ledger entry).")
+    status: str
+
+
+_WITHDRAWN = "Withdrawn"
+"""ToolFailure type of a tool call refused because the run was withdrawn: nothing was started."""
+_FOLLOW_UP_TIMEOUT = timedelta(hours=1)
+"""How long a failed run keeps trying to give a person its follow-up Task (the store may be down)."""
+
+
 class AgentRun:
     """Base class of program workflows (not a workflow itself)."""
 
@@ -105,7 +129,11 @@ class AgentRun:
                        tool_timeout_seconds: float, queues: ActivityQueues | None = None) -> None:
         """Call from the subclass's ``@workflow.init``."""
         self._queues = queues or ActivityQueues()
-        self._book = ApprovalBook(policy, initiated_by=initiated_by)
+        # Ledger entries and signatures name this run: agent runs never continue-as-new, so the run id is the
+        # first-execution run id, and a run restarted under the same workflow id is another run.
+        self._book = ApprovalBook(policy, initiated_by=initiated_by, run_id=workflow.info().run_id)
+        self._withdrawal: WithdrawRequest | None = None
+        self._closed: list[str] = []
         self._status = "starting"
         self._search_attributes: dict[str, Any] = {}
         self._tool_timeout = timedelta(seconds=tool_timeout_seconds)
@@ -124,18 +152,93 @@ class AgentRun:
         """Raise :class:`DecisionRefused` unless the edited arguments pass the program's guardrails."""
         raise NotImplementedError
 
+    def follow_up_task(self, reason: str, key: str) -> BaseModel:
+        """The ``create_task`` input of the human follow-up for a run that cannot go on (idempotency ``key``)."""
+        raise NotImplementedError
+
     # --- the loop -------------------------------------------------------------------
     async def drive(self, graph: Any, state: S) -> S:
-        """Invoke the graph until the run is finished; wait durably whenever it parks."""
-        while True:
-            state = await self._step(graph, state)
-            await self._flush_ledger()
-            if state.finished:  # type: ignore[attr-defined]
-                return state
-            self.publish(state, self.run_status(state))
-            # Parked: wait durably for decisions, SLA clocks or the earliest deferral.
-            received = await self._wait(state)
-            state = state.model_copy(update={"inbox": received})
+        """Invoke the graph until the run is finished; wait durably whenever it parks.
+
+        Every way out is accounted for: finished; withdrawn (the state's open actions end ``withdrawn``);
+        cancelled (ledger entries, then CANCELLED); or failed after a person got a follow-up Task."""
+        try:
+            while True:
+                before = state
+                try:
+                    state = await self._step(graph, state)
+                except ApplicationError:
+                    if self._withdrawal is None:
+                        raise
+                    state = before  # a read or plan refused because the run was withdrawn: nothing was written
+                await self._flush_ledger()
+                if self._withdrawal is not None:
+                    return await self._end_withdrawn(state)
+                if state.finished:  # type: ignore[attr-defined]
+                    return state
+                self.publish(state, self.run_status(state))
+                # Parked: wait durably for decisions, SLA clocks or the earliest deferral.
+                received = await self._wait(state)
+                if self._withdrawal is not None:
+                    return await self._end_withdrawn(state)
+                state = state.model_copy(update={"inbox": received})
+        except asyncio.CancelledError:
+            await self._end_cancelled()
+            raise
+        except ApplicationError as failure:
+            await self._end_failed(failure)
+            raise
+
+    def check_may_start(self, tool: ToolSpec) -> None:
+        """No activity starts once the run is cancelled (CancelledError) or withdrawn (ToolFailure)."""
+        self.raise_if_cancelled()
+        if self._withdrawal is not None:
+            raise ToolFailure(_WITHDRAWN, f"the run was withdrawn by {self._withdrawal.actor}; {tool.name} was "
+                                          "not started")
+
+    def raise_if_cancelled(self) -> None:
+        """A cancel delivered while an activity finished (its result kept) must still stop the run here."""
+        if workflow.cancellation_reason() is not None:
+            raise asyncio.CancelledError(workflow.cancellation_reason())
+
+    async def _end_withdrawn(self, state: S) -> S:
+        actions = [r if r.status in TERMINAL and not _refused_as_withdrawn(r)
+                   else r.model_copy(update={"status": "withdrawn", "reason": f"withdrawn by "
+                                             f"{self._withdrawal.actor}: {self._withdrawal.reason}"})  # type: ignore[union-attr]
+                   for r in state.actions]  # type: ignore[attr-defined]
+        state = state.model_copy(update={"actions": actions})
+        await self._flush_ledger()
+        self.publish(state, "withdrawn")
+        return state
+
+    async def _end_cancelled(self) -> None:
+        reason = workflow.cancellation_reason() or "cancelled through Temporal"
+        if self._withdrawal is None:
+            self._closed = self._book.withdraw("temporal-cancel", f"cancelled: {reason}", workflow.now(),
+                                               workflow_id=workflow.info().workflow_id)
+        workflow.logger.info("run cancelled", extra={"closed": len(self._closed)})
+        self._status = "withdrawn"
+        self._sync_search_attributes()
+        await self._flush_ledger(shielded=True)
+
+    async def _end_failed(self, failure: ApplicationError) -> None:
+        """The run cannot go on: a person gets a follow-up Task and the ledger says so, then the run fails."""
+        info = workflow.info()
+        reason = f"{failure.type or 'ApplicationError'}: {failure.message}"[:290]
+        follow_up = None
+        try:
+            created = await workflow.execute_activity_method(
+                CREATE_TASK.activity, self.follow_up_task(reason, f"{info.workflow_id}/{info.run_id}/run-failure"),
+                start_to_close_timeout=self._tool_timeout, schedule_to_close_timeout=_FOLLOW_UP_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)))
+            follow_up = created.reference
+        except ActivityError as err:
+            workflow.logger.error("run failed and its follow-up Task could not be written",
+                                  extra={"error": str(err.cause or err)})
+        self._book.record_failure(reason, workflow.now(), workflow_id=info.workflow_id, follow_up=follow_up)
+        self._status = "needs_attention"
+        self._sync_search_attributes()
+        await self._flush_ledger()
 
     async def _step(self, graph: Any, state: S) -> S:
         """One graph invocation, from the start or a resume, until finished or parked."""
@@ -155,6 +258,7 @@ class AgentRun:
         """Until a final decision or expiry arrives, or a deferral is due; reminders and escalations on the way."""
         book = self._book
         while not book.has_outcomes:
+            self.raise_if_cancelled()
             now = workflow.now()
             deferral = state.next_wake_up
             if deferral is not None and deferral <= now:
@@ -166,10 +270,13 @@ class AgentRun:
             if wake is None or wake > now:
                 try:
                     await workflow.wait_condition(
-                        lambda: book.has_outcomes or book.answers != answers,
+                        lambda: (book.has_outcomes or book.answers != answers or self._withdrawal is not None
+                                 or workflow.cancellation_reason() is not None),
                         timeout=None if wake is None else (wake - now).total_seconds())
                 except asyncio.TimeoutError:
                     pass
+            if self._withdrawal is not None:
+                break
             book.tick(workflow.now())
             await self._flush_ledger()
             self._sync_search_attributes()
@@ -192,12 +299,22 @@ class AgentRun:
         """Run a tool as its activity; a failure for good becomes :class:`ToolFailure`.
 
         ``own_queue``: on the workflow's own task queue even if the tool has a rate-limited one (a call that
-        does not reach the rate-limited resource, e.g. the offline rules planning when the model could not)."""
+        does not reach the rate-limited resource, e.g. the offline rules planning when the model could not).
+
+        No tool starts once the run is cancelled or withdrawn. A write already running when a cancel arrives
+        is waited for (WAIT_CANCELLATION_COMPLETED), so what it wrote is known, never reported as failed."""
+        self.check_may_start(tool)
+        write = tool.kind == "write"
         try:
             return await workflow.execute_activity_method(
                 tool.activity, data, start_to_close_timeout=self._tool_timeout, retry_policy=self._tool_retry,
-                task_queue=None if own_queue else self.queue_for(tool))
+                task_queue=None if own_queue else self.queue_for(tool),
+                heartbeat_timeout=tool.heartbeat_timeout,
+                cancellation_type=(ActivityCancellationType.WAIT_CANCELLATION_COMPLETED if write
+                                   else ActivityCancellationType.TRY_CANCEL))
         except ActivityError as err:
+            if workflow.cancellation_reason() is not None or is_cancelled_exception(err):
+                raise asyncio.CancelledError(workflow.cancellation_reason()) from None
             cause = err.cause
             if isinstance(cause, ApplicationError):
                 raise ToolFailure(cause.type or "ApplicationError", cause.message) from None
@@ -222,15 +339,20 @@ class AgentRun:
         self._sync_search_attributes()
 
     # --- decision ledger ----------------------------------------------------------------
-    async def _flush_ledger(self) -> None:
-        entries = self._book.take_ledger()
-        if not entries:
+    async def _flush_ledger(self, *, shielded: bool = False) -> None:
+        """Hand new entries to the ledger activity; a cancel arriving meanwhile lets the append finish first
+        (``shielded``: the run is already ending cancelled, so do not raise again)."""
+        batch = self._book.take_ledger()
+        if not batch.entries:
             return
         await workflow.execute_activity_method(
-            LedgerActivities.append, LedgerAppend(entries=entries),
+            LedgerActivities.append, batch,
             start_to_close_timeout=timedelta(seconds=30),
             # The ledger is the 6-year record: keep trying (backing off) rather than lose an entry.
-            retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)))
+            retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)),
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
+        if not shielded:
+            self.raise_if_cancelled()
 
     # --- approvals ----------------------------------------------------------------------
     @workflow.update(name="decide")
@@ -250,6 +372,20 @@ class AgentRun:
                                 now=workflow.now())
         except DecisionRefused as refused:
             raise ApplicationError(str(refused), type=refused.code, non_retryable=True) from None
+
+    @workflow.update(name="withdraw")
+    def withdraw(self, request: WithdrawRequest) -> WithdrawResult:
+        """The run's source takes it back: pending approvals close unexecuted (ledger: withdrawn, who and why),
+        no tool starts after this, and the run ends ``withdrawn``. A repeat answers the first result."""
+        if self._withdrawal is None:
+            self._withdrawal = request
+            reason = request.reason + (f" (from {request.source})" if request.source else "")
+            self._closed = self._book.withdraw(request.actor, reason, workflow.now(),
+                                               workflow_id=workflow.info().workflow_id)
+            self._status = "withdrawn"
+            self._sync_search_attributes()
+            workflow.logger.info("run withdrawn", extra={"closed": len(self._closed)})
+        return WithdrawResult(closed=self._closed, status="withdrawn")
 
     @workflow.query(name="approvals")
     def approvals(self) -> list[PendingApproval]:
@@ -286,3 +422,8 @@ class AgentRun:
                 value = changed[key.name]
                 updates.append(key.value_unset() if value is None else key.value_set(value))
         workflow.upsert_search_attributes(updates)
+
+
+def _refused_as_withdrawn(record: ActionRecord) -> bool:
+    """A write refused (not started) because the run was withdrawn: it ends withdrawn, not failed."""
+    return record.status == "failed" and (record.reason or "").startswith(f"{_WITHDRAWN}:")

@@ -10,7 +10,8 @@ activity, and the rules are unit-tested without a server.
     tick(now)                 reminders, escalations along the queue chain, expiry at its end
     next_wake_up()            the earliest reminder or SLA deadline
     take_decided()            final outcomes for the agent's next step
-    take_ledger()             ledger entries not yet written
+    take_ledger()             ledger entries not yet written (and the signed decisions behind them)
+    withdraw(actor, reason, now)  the run is withdrawn or cancelled: every pending item closes, nothing runs
     sample(workflow_id, action, now)  an action executed without a human, maybe picked for quality review
 
 Nothing here ever approves: a deadline escalates an item, and the end of the
@@ -37,7 +38,7 @@ from guardrails.policy import ROLE_RANK, ApprovalRouting
 from guardrails.routing import clock_for
 from runtime.errors import DecisionRefused
 from runtime.signing import verify_decision
-from store.ledger import LedgerEntry, LedgerEvent
+from store.ledger import LedgerAppend, LedgerEntry, LedgerEvent
 
 __all__ = ["ApprovalBook", "EditCheck", "RoutedPolicy", "quality_sample_fraction", "quality_sampled"]
 
@@ -78,9 +79,10 @@ EditCheck = Callable[[ApprovalDecision, PendingApproval], None]
 class ApprovalBook:
     """Pending items, decisions, sign-offs, reminders, escalation and expiry of one run."""
 
-    def __init__(self, policy: RoutedPolicy, *, initiated_by: str) -> None:
+    def __init__(self, policy: RoutedPolicy, *, initiated_by: str, run_id: str = "") -> None:
         self._policy = policy
         self._initiated_by = initiated_by
+        self._run_id = run_id
         self._pending: dict[str, PendingApproval] = {}
         self._decided: dict[str, ApprovalDecision] = {}
         self._answered: dict[str, DecisionResult] = {}  # decision_key -> result, for identical repeats
@@ -88,6 +90,7 @@ class ApprovalBook:
         self._outcomes: list[ReceivedDecision] = []
         self._ledger: list[LedgerEntry] = []
         self._ledger_seq = 0
+        self._proofs: dict[str, ApprovalDecision] = {}  # ledger event id -> the signed decision behind it
         self._roles: dict[str, str] = {}  # approval id -> the most senior role it ever needed
 
     # --- reading ------------------------------------------------------------
@@ -158,15 +161,19 @@ class ApprovalBook:
                  now: datetime | None = None) -> None:
         """Raise :class:`DecisionRefused` unless the decision may be applied (or is an identical repeat).
 
-        With decision keys in the policy, the signature is checked first (``workflow_id`` and ``now``, the
-        workflow's time, are what it is checked against): an unsigned or forged decision is refused even when
-        it repeats one already applied.
+        The early refusal (the worker verifies again, with its own keys, before it writes anything): an
+        unsigned decision is refused whatever the policy says; with decision keys in the policy the signature
+        is checked against them, this workflow id and run, and ``now`` (the workflow's time) — a forged or
+        replayed decision is refused even when it repeats one already applied.
         """
+        if decision.signature is None:
+            raise DecisionRefused("forbidden", "unsigned decision: careloom only accepts decisions signed by its "
+                                               "API or CLI after they authenticate the approver")
         signatures = self._policy.approvals.decision_signatures
         if signatures is not None:
             if workflow_id is None or now is None:
                 raise DecisionRefused("invalid", "signed decisions are checked against the run's id and time")
-            verify_decision(decision, workflow_id, signatures.keys, now=now,
+            verify_decision(decision, workflow_id, self._run_id, signatures.keys, now=now,
                             max_age=timedelta(seconds=signatures.max_age_seconds))
         if self._is_repeat(decision):
             return
@@ -255,14 +262,14 @@ class ApprovalBook:
             moved = item.entering(clock)
             self._pending[item.approval_id] = moved
             self._record(moved, "reassigned", decision.approver, now, role=decision.role, reason=decision.reason,
-                         key_id=_key_id(decision))
+                         key_id=_key_id(decision), proof=decision)
             return DecisionResult(**base, outcome="reassigned", approved_digest=None, queue=clock.queue)
         if decision.decision == "reject":
             del self._pending[item.approval_id]
             result = DecisionResult(**base, outcome="rejected", approved_digest=None, queue=item.queue)
             self._finish(decision, item)
             self._record(item, "rejected", decision.approver, now, role=decision.role, reason=decision.reason,
-                         key_id=_key_id(decision))
+                         key_id=_key_id(decision), proof=decision)
             return result
         if decision.decision == "edit" and decision.arguments is not None:
             arguments, digest = decision.arguments, action_digest(decision.arguments)
@@ -273,10 +280,11 @@ class ApprovalBook:
             # First of two sign-offs: the item stays pending for a second, distinct reviewer.
             waiting = final.model_copy(update={
                 "required_role": self._policy.approvals.second_signoff_role,
-                "signoffs": [SignOff(approver=decision.approver, role=decision.role, at=now, digest=digest)]})
+                "signoffs": [SignOff(approver=decision.approver, role=decision.role, at=now, digest=digest,
+                                     decision=decision)]})
             self._pending[item.approval_id] = waiting
             self._record(waiting, "signed_off", decision.approver, now, role=decision.role, reason=decision.reason,
-                         key_id=_key_id(decision))
+                         key_id=_key_id(decision), proof=decision)
             return DecisionResult(**base, outcome="awaiting_second_signoff", approved_digest=digest,
                                   queue=item.queue)
         del self._pending[item.approval_id]
@@ -284,8 +292,7 @@ class ApprovalBook:
         result = DecisionResult(**base, outcome=outcome, approved_digest=digest, queue=item.queue)
         self._finish(decision, final)  # signoffs before this one, for the record
         self._record(final, outcome, decision.approver, now, role=decision.role, reason=decision.reason,
-                     key_id=_key_id(decision),
-                     digest=digest)
+                     key_id=_key_id(decision), digest=digest, proof=decision)
         return result
 
     def _finish(self, decision: ApprovalDecision, item: PendingApproval) -> None:
@@ -312,23 +319,55 @@ class ApprovalBook:
             policy_id=self._policy.policy_id))
         return True
 
-    def take_ledger(self) -> list[LedgerEntry]:
-        """Ledger entries not yet handed to the ledger activity."""
+    def take_ledger(self) -> LedgerAppend:
+        """Ledger entries not yet handed to the ledger activity, with the signed decisions behind them."""
         entries, self._ledger = self._ledger, []
-        return entries
+        proofs, self._proofs = self._proofs, {}
+        return LedgerAppend(entries=entries, proofs=proofs)
+
+    def withdraw(self, actor: str, reason: str, now: datetime, *, workflow_id: str) -> list[str]:
+        """The run is withdrawn (or cancelled): every pending item closes unexecuted, one ledger entry each, and
+        one for the run. Returns the approval ids closed."""
+        closed = []
+        for approval_id, item in list(self._pending.items()):
+            del self._pending[approval_id]
+            closed.append(approval_id)
+            self._record(item, "withdrawn", actor, now, reason=f"{reason}; not executed")
+        self._append(LedgerEntry(
+            event_id="", workflow_id=workflow_id, approval_id="run", event="withdrawn", actor=actor, at=now,
+            digest="", reason=reason + (f"; closed {', '.join(closed)}" if closed else ""),
+            policy_id=self._policy.policy_id))
+        return closed
+
+    def record_failure(self, reason: str, now: datetime, *, workflow_id: str, follow_up: str | None) -> None:
+        """The run could not go on (a tool failed for good, data it cannot use): the ledger says so, and which
+        human follow-up Task was made."""
+        self._append(LedgerEntry(
+            event_id="", workflow_id=workflow_id, approval_id="run", event="run_failed", actor="system", at=now,
+            digest="", reason=reason + (f"; follow-up {follow_up}" if follow_up else "; no follow-up Task"),
+            policy_id=self._policy.policy_id))
 
     def _record(self, item: PendingApproval, event: LedgerEvent, actor: str, now: datetime, *,
                 role: str | None = None, reason: str | None = None, digest: str | None = None,
-                key_id: str | None = None) -> None:
-        self._append(LedgerEntry(
+                key_id: str | None = None, proof: ApprovalDecision | None = None) -> None:
+        entry = self._append(LedgerEntry(
             event_id="", workflow_id=item.workflow_id, approval_id=item.approval_id, event=event, actor=actor,
             role=role, at=now, digest=digest or item.digest, queue=item.queue, tool=item.tool, reason=reason,
             policy_id=item.policy_id, key_id=key_id))
+        if proof is not None:
+            self._proofs[entry.event_id] = proof
 
-    def _append(self, entry: LedgerEntry) -> None:
-        """Number the entry in the run's one ledger sequence (its event id) and keep it for the next flush."""
+    def _append(self, entry: LedgerEntry) -> LedgerEntry:
+        """Number the entry in the run's one ledger sequence and keep it for the next flush.
+
+        The event id names the run (``workflow id/run id/seq``): a run restarted under the same workflow id
+        appends its own entries instead of colliding with the first run's."""
         self._ledger_seq += 1
-        self._ledger.append(entry.model_copy(update={"event_id": f"{entry.workflow_id}/{self._ledger_seq}"}))
+        run = f"{self._run_id}/" if self._run_id else ""
+        numbered = entry.model_copy(update={"event_id": f"{entry.workflow_id}/{run}{self._ledger_seq}",
+                                            "run_id": self._run_id or None})
+        self._ledger.append(numbered)
+        return numbered
 
 
 def _key_id(decision: ApprovalDecision) -> str | None:

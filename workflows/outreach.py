@@ -8,12 +8,13 @@ reaches history) and nothing is ever auto-approved.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState, is_cancelled_exception
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from guardrails.verdicts import GuardrailVerdict
     from runtime.errors import DecisionRefused
     from tools.registry import PLAN_OUTREACH
+    from tools.tasks import CreateTaskArgs, CreateTaskInput
     from workflows.agent_run import ActionOutcome, ActivityQueues, AgentRun, outcome_of
 
 __all__ = [
@@ -121,6 +123,17 @@ class MemberOutreachWorkflow(AgentRun):
     def member_pseudonym(self) -> str | None:
         return self._state.facts.member.pseudonym if self._state.facts is not None else None
 
+    def follow_up_task(self, reason: str, key: str) -> CreateTaskInput:
+        """A care manager reviews a run that could not go on, within a day."""
+        now = workflow.now()
+        return CreateTaskInput(
+            member_id=self._input.member_id, encounter_id=self._input.encounter_id, idempotency_key=key,
+            authored_at=now, arguments=CreateTaskArgs(
+                kind="run-failure-review", queue="care-management/run-review", priority="urgent",
+                description="The post-discharge outreach run could not go on; review the member and reach them "
+                            "by hand",
+                reason=reason, due=now + timedelta(days=1)))
+
     def check_edit(self, decision: ApprovalDecision, item: PendingApproval) -> None:
         """The edited action must pass the outreach guardrails with the editor's role."""
         facts = self._state.facts
@@ -143,14 +156,18 @@ class MemberOutreachWorkflow(AgentRun):
         reason. Nothing waits past the budget for a model that does not come back.
         """
         budget = timedelta(seconds=self._input.planning_budget_seconds)
+        self.check_may_start(PLAN_OUTREACH)
         try:
             return await workflow.execute_activity_method(
                 PLAN_OUTREACH.activity, data, task_queue=self.queue_for(PLAN_OUTREACH),
+                heartbeat_timeout=PLAN_OUTREACH.heartbeat_timeout,
                 start_to_close_timeout=min(_PLAN_TIMEOUT, budget), schedule_to_close_timeout=budget,
                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2),
                                          maximum_interval=timedelta(minutes=5), maximum_attempts=0,
                                          non_retryable_error_types=[MODEL_ENDPOINT_ERROR]))
         except ActivityError as err:
+            if workflow.cancellation_reason() is not None or is_cancelled_exception(err):
+                raise asyncio.CancelledError(workflow.cancellation_reason()) from None
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type == MODEL_ENDPOINT_ERROR:
                 reason = cause.message

@@ -262,13 +262,24 @@ async def decide(client: Client, workflow_id: str, decision: ApprovalDecision, *
     """
     handle = client.get_workflow_handle(workflow_id)
     if signer is not None:
+        # The signature binds the run that runs now: a decision cannot be replayed into a restarted run of
+        # this workflow id, and the update goes to exactly that run.
+        try:
+            run_id = (await handle.describe(rpc_timeout=DECIDE_TIMEOUT)).run_id
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise DecisionRejected("not_found", f"no pending approval {decision.approval_id!r} in "
+                                                    f"{workflow_id}") from None
+            raise DecisionRefused("unavailable", f"Temporal did not answer for {workflow_id} ({err.message}); "
+                                                 "retry shortly") from None
+        handle = client.get_workflow_handle(workflow_id, run_id=run_id)
         key_id = signer.key_id
         if len(signer.keys) > 1:  # a rotation: sign with a key this run knows
             try:
                 key_id = signer.key_for(await handle.query(AgentRun.decision_key_ids))
             except (RPCError, WorkflowQueryFailedError):
                 pass  # the update will say what is wrong with the run
-        decision = signer.sign(decision, workflow_id, key_id=key_id)
+        decision = signer.sign(decision, workflow_id, run_id, key_id=key_id)
     try:
         # Bounded: with no worker polling (or a failing workflow task) an update would wait for ever.
         return await handle.execute_update(AgentRun.decide, decision, rpc_timeout=DECIDE_TIMEOUT)

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from guardrails.verdicts import GuardrailVerdict
     from runtime.errors import DecisionRefused
     from tools.determination import IssueDeterminationArgs
+    from tools.tasks import CreateTaskArgs, CreateTaskInput
     from tools.pas_request import PriorAuthSubmission
     from workflows.agent_run import ActionOutcome, ActivityQueues, AgentRun, outcome_of
 
@@ -108,6 +109,17 @@ class PriorAuthWorkflow(AgentRun):
 
     def member_pseudonym(self) -> str | None:
         return self._state.facts.member.pseudonym if self._state.facts is not None else None
+
+    def follow_up_task(self, reason: str, key: str) -> CreateTaskInput:
+        """A UM reviewer decides by hand a request whose run could not go on, within its CMS-0057-F clock."""
+        sub, now = self._state.request.submission, workflow.now()
+        return CreateTaskInput(
+            member_id=sub.member_id, encounter_id=sub.claim_id, focus=f"Claim/{sub.claim_id}", idempotency_key=key,
+            authored_at=now, arguments=CreateTaskArgs(
+                kind="run-failure-review", queue="utilization-management/run-review", priority="urgent",
+                description="The prior-authorization run could not go on; decide the request by hand before "
+                            "its due time",
+                reason=reason, due=max(self._state.request.decision_due, now)))
 
     def check_edit(self, decision: ApprovalDecision, item: PendingApproval) -> None:
         """An edited determination must pass the prior-auth guardrails with the editor's role."""

@@ -31,7 +31,8 @@ from tests.databases import database_env
 from tests.fhir_factory import HIGH_RISK, make_member
 from tests.model_server import running_model_server
 from tests.net import free_port
-from workflows.outreach_client import decide, start_outreach
+from workflows.outreach_client import start_outreach
+from tests.deciding import decide
 
 ROOT = Path(__file__).resolve().parents[2]
 CANARIES = {

@@ -16,7 +16,7 @@ from agents.prior_auth_planner import RecommenderActivity
 from tests.model_server import ScriptedModelServer, argue_for_denial, completion, error
 from tests.pas_factory import MRI_NOTES_MET, make_pas_request
 from tests.prior_auth_runs import decision, pending
-from workflows.outreach_client import decide
+from tests.deciding import decide
 from workflows.prior_auth import PriorAuthResult, PriorAuthWorkflow
 
 

@@ -41,7 +41,8 @@ from tools.care_plan import DraftCarePlanArgs, GoalSpec  # noqa: E402
 from tools.determination import IssueDeterminationArgs, ItemDecision  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows.agent_run import AgentRun  # noqa: E402
-from workflows.outreach_client import decide, start_outreach  # noqa: E402
+from workflows.outreach_client import start_outreach  # noqa: E402
+from tests.deciding import decide  # noqa: E402
 from workflows.prior_auth_client import submit_prior_auth  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "histories"

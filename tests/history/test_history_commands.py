@@ -26,7 +26,7 @@ from tests.cli import ROOT, careloom, clean_env
 from tests.conftest import OPEN_WINDOW, StartRun, wait_for_status
 from tests.databases import session_env
 from tests.fhir_factory import HIGH_RISK, make_member
-from workflows.outreach_client import decide
+from tests.deciding import decide
 
 GOLDEN = ROOT / "tests" / "golden" / "histories"
 

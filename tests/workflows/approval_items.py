@@ -10,10 +10,13 @@ from agents.approvals import ApprovalDecision, PendingApproval, ReviewContext
 from guardrails.policy import GuardrailPolicy, Role
 from guardrails.routing import clock_for
 from guardrails.rules import service_effect
+from tests.deciding import TEST_SIGNER
 
 __all__ = ["INITIATOR", "WORKFLOW_ID", "decide", "pending_item"]
 
 WORKFLOW_ID = "outreach-mbr-000000000001-ep0001"
+RUN_ID = ""
+"""The books in these tests are made without a run id (pure tests: no Temporal)."""
 INITIATOR = "cc.starter"
 """Who started the run in these tests: never allowed to decide its items."""
 
@@ -51,4 +54,7 @@ def decide(item: PendingApproval, decision: str = "approve", *, approver: str = 
                               "approver": approver, "role": role}
     if decision == "reject":
         values["reason"] = "an active plan already exists"
-    return ApprovalDecision(**(values | fields))
+    unsigned = ApprovalDecision(**(values | fields))
+    if "signature" in fields:
+        return unsigned
+    return TEST_SIGNER.sign(unsigned, WORKFLOW_ID, RUN_ID)

@@ -93,14 +93,14 @@ def test_open_records_a_requested_entry_per_item_with_increasing_event_ids() -> 
                     queue="clinical-review", reason="confidence below policy minimum",
                     policy_id=POLICY.policy_id),
     ]
-    assert expected == book.take_ledger()
+    assert expected == book.take_ledger().entries
 
 
 def test_requested_reason_joins_the_guardrail_reasons() -> None:
     """The `requested` entry's reason is every guardrail reason, joined with "; "."""
     item = pending_item(care_plan(), role="rn", policy=POLICY, now=MONDAY,
                         reasons=("LACE 12 >= 10", "confidence 0.6 < 0.75"))
-    assert ["LACE 12 >= 10; confidence 0.6 < 0.75"] == [e.reason for e in book_with(item).take_ledger()]
+    assert ["LACE 12 >= 10; confidence 0.6 < 0.75"] == [e.reason for e in book_with(item).take_ledger().entries]
 
 
 def test_event_ids_keep_increasing_after_the_outbox_is_taken() -> None:
@@ -108,14 +108,14 @@ def test_event_ids_keep_increasing_after_the_outbox_is_taken() -> None:
     book = book_with(coordination_task())
     book.take_ledger()
     book.open([clinical_plan()], MONDAY)
-    assert [f"{WORKFLOW_ID}/2"] == [e.event_id for e in book.take_ledger()]
+    assert [f"{WORKFLOW_ID}/2"] == [e.event_id for e in book.take_ledger().entries]
 
 
 def test_take_ledger_empties_the_outbox() -> None:
     """A second take_ledger with nothing new returns no entries."""
     book = book_with(coordination_task())
     book.take_ledger()
-    assert [] == book.take_ledger()
+    assert [] == book.take_ledger().entries
 
 
 def test_next_wake_up_is_the_earliest_reminder_before_it_is_sent() -> None:
@@ -151,7 +151,7 @@ def test_tick_before_the_reminder_does_nothing() -> None:
     item = coordination_task()
     book = book_with(item)
     book.take_ledger()
-    assert ([], [], [item]) == (book.tick(MONDAY_16 - timedelta(seconds=1)), book.take_ledger(), book.pending)
+    assert ([], [], [item]) == (book.tick(MONDAY_16 - timedelta(seconds=1)), book.take_ledger().entries, book.pending)
 
 
 def test_tick_at_the_reminder_records_reminded_once() -> None:
@@ -161,7 +161,7 @@ def test_tick_at_the_reminder_records_reminded_once() -> None:
     first = book.tick(MONDAY_16)
     second = book.tick(MONDAY_16 + timedelta(minutes=5))
     assert (["reminded"], [], [True]) == (events(first), second, [p.reminded for p in book.pending])
-    assert [("system", MONDAY_16, f"{WORKFLOW_ID}/2")] == [(e.actor, e.at, e.event_id) for e in book.take_ledger()]
+    assert [("system", MONDAY_16, f"{WORKFLOW_ID}/2")] == [(e.actor, e.at, e.event_id) for e in book.take_ledger().entries]
 
 
 def test_tick_returns_what_it_recorded() -> None:
@@ -169,7 +169,7 @@ def test_tick_returns_what_it_recorded() -> None:
     book = book_with(coordination_task())
     book.take_ledger()
     recorded = book.tick(MONDAY_16)
-    assert recorded == book.take_ledger()
+    assert recorded == book.take_ledger().entries
 
 
 def test_past_the_deadline_the_item_escalates_to_the_next_tier() -> None:
@@ -184,7 +184,7 @@ def test_past_the_deadline_the_item_escalates_to_the_next_tier() -> None:
         moved.queue, moved.required_role, moved.escalation_level, moved.reminded)
     assert (datetime(2024, 12, 10, 13, 0, tzinfo=NY), datetime(2024, 12, 10, 12, 0, tzinfo=NY)) == (
         moved.sla_deadline, moved.remind_at)
-    [entry] = book.take_ledger()
+    [entry] = book.take_ledger().entries
     assert ("escalated", "system", "care-coordination-lead", "SLA deadline passed; now in care-coordination-lead",
             TUESDAY_9) == (entry.event, entry.actor, entry.queue, entry.reason, entry.at)
 
@@ -214,7 +214,7 @@ def test_at_the_end_of_the_chain_the_item_expires() -> None:
     expired = book.take_decided()
     assert [ReceivedDecision(kind="expired", decision=None, approval=last.model_copy(update={"reminded": True}))] \
         == expired
-    [entry] = [e for e in book.take_ledger() if e.event == "expired"]
+    [entry] = [e for e in book.take_ledger().entries if e.event == "expired"]
     assert ("system", "care-coordination-lead", "escalation chain exhausted; nothing was executed") == (
         entry.actor, entry.queue, entry.reason)
 
@@ -226,7 +226,7 @@ def test_walking_the_whole_chain_never_approves() -> None:
     while book.pending and len(woken) < 20:
         woken.append(book.next_wake_up())
         book.tick(woken[-1])
-    entries = book.take_ledger()
+    entries = book.take_ledger().entries
     assert ["requested", "reminded", "escalated", "reminded", "escalated", "reminded", "escalated",
             "reminded", "expired"] == events(entries)
     assert ["clinical-review", "clinical-review-lead", "medical-review", "medical-director"] == [
@@ -300,7 +300,7 @@ def test_ledger_entries_carry_the_policy_id_of_the_item() -> None:
     """Every entry names the policy that routed the item."""
     book = book_with(coordination_task(now=FRIDAY_15, policy=CALENDAR), policy=CALENDAR, now=FRIDAY_15)
     book.tick(datetime(2024, 12, 6, 23, 0, tzinfo=NY))
-    assert {CALENDAR.policy_id} == {e.policy_id for e in book.take_ledger()}
+    assert {CALENDAR.policy_id} == {e.policy_id for e in book.take_ledger().entries}
 
 
 # --- validate: refusals -----------------------------------------------------------------------------------------
@@ -353,7 +353,7 @@ def test_an_identical_repeat_returns_the_first_result() -> None:
     book.take_ledger()
     book.validate(decide(item), check_edit=no_edit_check)
     again = book.apply(decide(item), MONDAY + timedelta(minutes=3))
-    assert (first, 1, [], []) == (again, book.answers, book.take_decided(), book.take_ledger())
+    assert (first, 1, [], []) == (again, book.answers, book.take_decided(), book.take_ledger().entries)
 
 
 def test_bulk_decision_with_another_tool_is_invalid() -> None:
@@ -456,7 +456,7 @@ def test_approve_is_recorded_with_the_approver() -> None:
     book = book_with(item)
     book.take_ledger()
     accept(book, decide(item, reason="reviewed"))
-    [entry] = book.take_ledger()
+    [entry] = book.take_ledger().entries
     assert ("approved", "rn.kim", "rn", item.digest, "care-coordination", "reviewed", f"{WORKFLOW_ID}/2") == (
         entry.event, entry.actor, entry.role, entry.digest, entry.queue, entry.reason, entry.event_id)
 
@@ -470,7 +470,7 @@ def test_reject_hands_a_rejection_to_the_agent() -> None:
     result = accept(book, rejection)
     assert ("rejected", None, []) == (result.outcome, result.approved_digest, book.pending)
     assert [ReceivedDecision(decision=rejection, approval=item)] == book.take_decided()
-    assert [("rejected", "an active plan already exists")] == [(e.event, e.reason) for e in book.take_ledger()]
+    assert [("rejected", "an active plan already exists")] == [(e.event, e.reason) for e in book.take_ledger().entries]
 
 
 def test_edit_approves_the_edited_action_under_its_new_digest() -> None:
@@ -484,7 +484,7 @@ def test_edit_approves_the_edited_action_under_its_new_digest() -> None:
     [received] = book.take_decided()
     assert ("edited", new_digest, []) == (result.outcome, result.approved_digest, book.pending)
     assert (arguments, new_digest) == (received.approval.arguments, received.approval.digest)
-    assert [("edited", new_digest)] == [(e.event, e.digest) for e in book.take_ledger()]
+    assert [("edited", new_digest)] == [(e.event, e.digest) for e in book.take_ledger().entries]
     assert item.digest != new_digest
 
 
@@ -504,7 +504,7 @@ def test_reassign_moves_the_item_and_restarts_its_clock() -> None:
     assert (datetime(2024, 12, 10, 11, 0, tzinfo=NY), datetime(2024, 12, 10, 10, 0, tzinfo=NY)) == (
         moved.sla_deadline, moved.remind_at)
     assert [("reassigned", "rn.kim", "rn", "care-coordination-lead", "needs a nurse")] == [
-        (e.event, e.actor, e.role, e.queue, e.reason) for e in book.take_ledger()]
+        (e.event, e.actor, e.role, e.queue, e.reason) for e in book.take_ledger().entries]
     assert ([], False) == (book.take_decided(), book.has_outcomes)
 
 
@@ -543,14 +543,15 @@ def test_first_sign_off_keeps_the_item_pending_for_a_second_reviewer() -> None:
     item = adverse_task()
     book = book_with(item)
     book.take_ledger()
-    result = accept(book, decide(item, approver="dr.rivera", role="md"))
+    signed = decide(item, approver="dr.rivera", role="md")
+    result = accept(book, signed)
     [waiting] = book.pending
     assert ("awaiting_second_signoff", item.digest) == (result.outcome, result.approved_digest)
     assert (POLICY.approvals.second_signoff_role, [SignOff(approver="dr.rivera", role="md", at=MONDAY,
-                                                            digest=item.digest)]) == (
+                                                            digest=item.digest, decision=signed)]) == (
         waiting.required_role, waiting.signoffs)
     assert ([], [("signed_off", "dr.rivera")]) == (
-        book.take_decided(), [(e.event, e.actor) for e in book.take_ledger()])
+        book.take_decided(), [(e.event, e.actor) for e in book.take_ledger().entries])
 
 
 def test_the_first_signer_may_not_sign_again() -> None:

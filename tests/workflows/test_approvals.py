@@ -18,10 +18,10 @@ from workflows.outreach_client import (
     BulkItem,
     DecisionRejected,
     InboxFilter,
-    decide,
     decide_bulk,
     list_inbox,
 )
+from tests.deciding import TEST_SIGNER, decide
 
 
 def seconds(n: float) -> SlaRule:
@@ -139,7 +139,8 @@ async def test_bulk_approve_validates_each_item_and_reports_each_result(
     items[2] = items[2].model_copy(update={"digest": "f" * 64})
     items.append(BulkItem(workflow_id=plan.workflow_id, approval_id=plan.approval_id, digest=plan.digest))
 
-    results = await decide_bulk(client, items, decision="approve", tool="create_task", approver="rn.kim", role="rn")
+    results = await decide_bulk(client, items, decision="approve", tool="create_task", approver="rn.kim", role="rn",
+                                signer=TEST_SIGNER)
 
     assert [True, True, False, False] == [r.ok for r in results]
     assert ["conflict", "invalid"] == [r.error_code for r in results[2:]]

@@ -19,7 +19,8 @@ from runtime.settings import Settings
 from tests.conftest import OPEN_WINDOW, wait_for_status
 from tests.databases import session_env
 from tests.fhir_factory import HIGH_RISK, make_member
-from workflows.outreach_client import decide, start_outreach
+from workflows.outreach_client import start_outreach
+from tests.deciding import decide
 
 ROOT = Path(__file__).resolve().parents[2]
 

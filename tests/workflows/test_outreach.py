@@ -20,7 +20,8 @@ from tools.care_plan import DraftCarePlanArgs, GoalSpec
 from tools.outreach import SendOutreachArgs
 from tools.tasks import CreateTaskArgs
 from workflows.outreach import MemberOutreachWorkflow, OutreachResult
-from workflows.outreach_client import DecisionRejected, decide, list_pending_approvals, start_outreach
+from workflows.outreach_client import DecisionRejected, list_pending_approvals, start_outreach
+from tests.deciding import decide
 
 
 def written(store: SqlCareRecordStore, reference: str) -> dict:

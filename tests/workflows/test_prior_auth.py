@@ -20,7 +20,7 @@ from tests.pas_factory import (
 from tests.prior_auth_runs import decision, pending
 from tools.determination import IssueDeterminationArgs, ItemDecision
 from tools.pas_request import PriorAuthRequestError
-from workflows.outreach_client import decide
+from tests.deciding import decide
 from workflows.prior_auth import PriorAuthResult
 from workflows.prior_auth_client import submit_prior_auth
 

@@ -14,7 +14,7 @@ from tests.conftest import OPEN_WINDOW, StartRun, wait_for_status
 from tests.fhir_factory import HIGH_RISK, make_member
 from tests.pas_factory import make_pas_request
 from workflows.approvals import quality_sample_fraction, quality_sampled
-from workflows.outreach_client import decide
+from tests.deciding import decide
 
 
 def sampling(rate: float, policy: GuardrailPolicy = OPEN_WINDOW) -> GuardrailPolicy:

@@ -19,7 +19,8 @@ from runtime.temporal_server import temporal_binary
 from store.ledger import DecisionLedger
 from tests.conftest import ALWAYS_ASK, StartRun, wait_for_status
 from tests.fhir_factory import make_member
-from workflows.outreach_client import DecisionRejected, decide
+from workflows.outreach_client import DecisionRejected
+from tests.deciding import decide
 
 SIGNER = DecisionSigner([("current", generate_signing_key()), ("previous", generate_signing_key())])
 RETIRING = SIGNER.public_keys()[1].model_copy(update={"not_after": datetime.now(UTC) - timedelta(minutes=1)})
