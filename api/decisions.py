@@ -13,9 +13,14 @@ from agents.approvals import ApprovalDecision
 from api.identity import Identity
 from runtime.errors import DecisionRefused
 
-__all__ = ["STATUS_FOR", "DecisionRequest", "decision_refused", "to_decision"]
+__all__ = ["NOT_FOUND", "STATUS_FOR", "DecisionRequest", "decision_refused", "public_detail", "to_decision"]
 
 STATUS_FOR = {"not_found": 404, "conflict": 409, "forbidden": 403, "invalid": 422, "unavailable": 503}
+
+NOT_FOUND = ("no pending approval or run with these ids that you may see; list the items you may decide with "
+             "GET /api/approvals (or the inbox)")
+"""The one answer for every not-found-or-hidden item or run (unknown run, unknown item, an item or run above
+the caller's role, a completed run): the texts they had before told them apart, confirming ids and states."""
 
 
 class DecisionRequest(BaseModel):
@@ -41,4 +46,10 @@ def to_decision(approval_id: str, body: DecisionRequest, who: Identity) -> Appro
 
 async def decision_refused(request: Request, exc: DecisionRefused) -> JSONResponse:
     """The app's handler for a refusal raised by any route: its status code and ``{detail, code}``."""
-    return JSONResponse(status_code=STATUS_FOR.get(exc.code, 422), content={"detail": str(exc), "code": exc.code})
+    return JSONResponse(status_code=STATUS_FOR.get(exc.code, 422),
+                        content={"detail": public_detail(exc), "code": exc.code})
+
+
+def public_detail(refusal: DecisionRefused) -> str:
+    """What the caller reads: :data:`NOT_FOUND` for any not_found, whatever the layer below said."""
+    return NOT_FOUND if refusal.code == "not_found" else str(refusal)

@@ -10,8 +10,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from agents.approvals import DecisionResult, PendingApproval
-from api.decisions import DecisionRequest, to_decision
+from api.decisions import NOT_FOUND, DecisionRequest, public_detail, to_decision
 from api.deps import CurrentIdentity, Signer, TemporalClient, current_identity
+from api.filters import visibility_value
 from api.preview import preview_resources
 from api.visibility import may_decide, record_access, visible_approval
 from guardrails.policy import Role
@@ -57,7 +58,7 @@ async def list_approvals(
     cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
 ) -> InboxPage:
     """Pending approvals you may decide (your role's and less senior roles'), earliest SLA deadline first."""
-    filters = InboxFilter(queue=queue, role=role, priority=priority, due_before=due_before, max_role=who.role)
+    filters = InboxFilter(queue=visibility_value("queue", queue), role=role, priority=priority, due_before=due_before, max_role=who.role)
     page = await list_inbox(client, filters, page_size=page_size, cursor=cursor)
     record_access(request, who, "approvals.list", f"{len(page.items)} items")
     return page
@@ -89,7 +90,7 @@ async def bulk(request: Request, body: BulkRequest, who: CurrentIdentity, client
             await may_decide(request, client, who, item.workflow_id, item.approval_id, action="approval.bulk")
         except DecisionRefused as err:
             return BulkItemResult(workflow_id=item.workflow_id, approval_id=item.approval_id, ok=False,
-                                  error_code=err.code, error=str(err))
+                                  error_code=err.code, error=public_detail(err))
         return None
 
     refused = dict(zip([(i.workflow_id, i.approval_id) for i in body.items],
@@ -98,7 +99,14 @@ async def bulk(request: Request, body: BulkRequest, who: CurrentIdentity, client
     decided = {(r.workflow_id, r.approval_id): r for r in await decide_bulk(
         client, allowed, decision=body.decision, tool=body.tool, approver=who.user_id, role=who.role,
         reason=body.reason, signer=signer)} if allowed else {}
-    results = [refused[(i.workflow_id, i.approval_id)] or decided[(i.workflow_id, i.approval_id)]
+    results = [_public(refused[(i.workflow_id, i.approval_id)] or decided[(i.workflow_id, i.approval_id)])
                for i in body.items]
     ok = sum(r.ok for r in results)
     return BulkResponse(decided=ok, failed=len(results) - ok, results=results)
+
+
+def _public(result: BulkItemResult) -> BulkItemResult:
+    # The run's own refusals (unknown item, completed run) said which it was: one text for every not_found.
+    if result.error_code == "not_found":
+        return result.model_copy(update={"error": NOT_FOUND})
+    return result

@@ -16,7 +16,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from agents.actions import ACTION_ARGUMENTS
-from api.decisions import STATUS_FOR, DecisionRequest, to_decision
+from api.decisions import STATUS_FOR, DecisionRequest, public_detail, to_decision
 from api.deps import (
     SESSION_COOKIE,
     TemporalClient,
@@ -26,6 +26,7 @@ from api.deps import (
     get_client,
     get_queues,
 )
+from api.filters import visibility_value
 from api.identity import AuthError, Identity
 from api.preview import preview_resources
 from api.security import csrf_matches
@@ -120,15 +121,19 @@ def _safe_next(value: str | None) -> str:
     return value if value and _LOCAL_PATH.fullmatch(value) else "/inbox"
 
 
-def _open_session(request: Request, who: Identity, response: Response) -> Response:
+def _open_session(request: Request, who: Identity, response: Response, *,
+                  expires_at: datetime | None = None) -> Response:
     previous = request.cookies.get(SESSION_COOKIE)
     if previous:  # signing in again ends the session this browser had
         request.app.state.sessions.delete(previous)
-    session_id, _ = request.app.state.sessions.create(who)
+    session_id, _ = request.app.state.sessions.create(who, expires_at=expires_at)
     settings = request.app.state.settings
+    max_age = settings.session_absolute_hours * 3600
+    if expires_at is not None:
+        max_age = max(0, min(max_age, int((expires_at - datetime.now(UTC)).total_seconds())))
     # The cookie holds a random session id; the identity and clocks stay on the server (api/sessions.py).
     response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="strict", secure=_secure(request),
-                        max_age=settings.session_absolute_hours * 3600)
+                        max_age=max_age)
     return response
 
 
@@ -164,8 +169,8 @@ async def oidc_callback(request: Request, code: str = "", state: str = "", error
         problem = "the identity provider's answer has no code or state; start the sign-in again"
     else:
         try:
-            who, next_url = await oidc.finish(code=code, state=state,
-                                              browser=request.cookies.get(OIDC_BROWSER_COOKIE, ""))
+            who, next_url, expires_at = await oidc.finish(code=code, state=state,
+                                                          browser=request.cookies.get(OIDC_BROWSER_COOKIE, ""))
         except AuthError as err:
             problem = str(err)
     if problem is not None:
@@ -175,7 +180,8 @@ async def oidc_callback(request: Request, code: str = "", state: str = "", error
     # same-site navigation (a redirect straight from the IdP's site would leave it behind).
     page = _render(request, "continue.html", {"next": _safe_next(next_url), "who": None})
     page.delete_cookie(OIDC_BROWSER_COOKIE, path="/auth")
-    return _open_session(request, who, page)
+    # The session ends with the ID token: the role it carries is re-read from the IdP at the next sign-in.
+    return _open_session(request, who, page, expires_at=expires_at)
 
 
 @router.post("/logout")
@@ -199,7 +205,10 @@ async def inbox(request: Request, client: TemporalClient, queue: str | None = No
     if isinstance(who, Response):
         return who
     try:
-        filters = InboxFilter(queue=queue or None, role=role or None, priority=priority or None, max_role=who.role)
+        filters = InboxFilter(queue=visibility_value("queue", queue or None), role=role or None,
+                              priority=priority or None, max_role=who.role)
+    except DecisionRefused as err:
+        return _render(request, "message.html", {"who": who, "message": str(err)}, status_code=422)
     except ValidationError:
         filters = InboxFilter(max_role=who.role)
     page = await list_inbox(client, filters, page_size=50, cursor=cursor if (cursor or "").isdigit() else None)
@@ -220,7 +229,8 @@ async def _render_item(request: Request, who: Identity, workflow_id: str, approv
     try:
         item = await visible_approval(request, get_client(request), who, workflow_id, approval_id, action="inbox.item")
     except DecisionRefused as err:
-        return _render(request, "message.html", {"who": who, "message": str(err)}, status_code=404)
+        return _render(request, "message.html", {"who": who, "message": public_detail(err)},
+                       status_code=STATUS_FOR.get(err.code, 404))
     return _render(request, "item.html", {
         "who": who, "item": item, "preview": preview_resources(item), "error": error,
         "queues": get_queues(request), "arguments_json": draft or item.arguments.model_dump_json(indent=2),
@@ -254,7 +264,7 @@ async def decide_form(request: Request, workflow_id: str, approval_id: str, clie
         return await _render_item(request, who, workflow_id, approval_id, status_code=422, draft=arguments,
                                   error=f"invalid {where}: {first['msg']}")
     except DecisionRefused as err:
-        return await _render_item(request, who, workflow_id, approval_id, error=str(err), draft=arguments,
+        return await _render_item(request, who, workflow_id, approval_id, error=public_detail(err), draft=arguments,
                                   status_code=STATUS_FOR.get(err.code, 422))
     flash = f"{result.outcome}: {result.approval_id} ({workflow_id})"
     return RedirectResponse(f"/inbox?flash={quote(flash)}", status_code=303)

@@ -4,6 +4,9 @@
   data: images; frames refused), ``Referrer-Policy: no-referrer``, ``X-Content-Type-Options: nosniff``,
   ``Cache-Control: no-store`` (pages show member context; not on /codec, see below) and, in production,
   HSTS.
+* An exception no handler caught becomes a generic JSON 500 with the same headers, answered here (Starlette's
+  own 500 is sent outside every middleware, without them); the log line names the exception's type and the
+  route, never its message or a traceback (either may quote member data).
 * A request body over ``max_body_bytes`` is refused with 413 before any handler reads it.
 * A request authenticated by the session cookie that changes something (POST...) must carry the session's
   CSRF token: the ``csrf_token`` form field (inbox forms) or the ``X-CSRF-Token`` header (scripts).
@@ -15,6 +18,8 @@ import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+import structlog
 
 __all__ = ["BodyLimitMiddleware", "CodecOnlyCORS", "SecurityHeadersMiddleware", "csrf_matches", "security_headers"]
 
@@ -28,6 +33,11 @@ CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 
        "base-uri 'none'")
 CODEC_SKIP = b"cache-control"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+INTERNAL_ERROR = {"detail": "internal error: the request could not be completed; nothing is shown about why. "
+                            "Retry; if it persists, an operator can find it in the API log by time and path",
+                  "code": "internal"}
+
+log = structlog.get_logger(__name__)
 
 
 def security_headers(*, production: bool) -> list[tuple[bytes, bytes]]:
@@ -53,15 +63,30 @@ class SecurityHeadersMiddleware:
             return
 
         headers = self.codec_headers if scope.get("path", "").startswith("/codec") else self.headers
+        started = False
 
         async def with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 names = {k.lower() for k, _ in message.get("headers", [])}
                 message["headers"] = [*message.get("headers", []),
                                       *((k, v) for k, v in headers if k not in names)]
             await send(message)
 
-        await self.app(scope, receive, with_headers)
+        try:
+            await self.app(scope, receive, with_headers)
+        except Exception as err:
+            route = scope.get("route")
+            log.error("api.unhandled_error", error_type=type(err).__name__, method=scope.get("method"),
+                      route=getattr(route, "path", None))  # the template (/api/runs/{workflow_id}), not the ids
+            if started:
+                return  # the status line is out: the server ends the response short (no traceback in its log)
+            body = json.dumps(INTERNAL_ERROR).encode()
+            await with_headers({"type": "http.response.start", "status": 500,
+                                "headers": [(b"content-type", b"application/json"),
+                                            (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
 
 
 class BodyLimitMiddleware:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 from temporalio.client import Client
 
 from agents.approvals import PendingApproval
+from api.decisions import NOT_FOUND
 from api.identity import Identity
 from api.submitters import refuse_own_request
 from guardrails.policy import ROLE_RANK
@@ -39,7 +40,7 @@ async def visible_approval(request: Request, client: Client, who: Identity, work
     try:
         item = await get_approval(client, workflow_id, approval_id)
         if not may_act(who, item.required_role):
-            raise DecisionRefused("not_found", f"no pending approval {approval_id!r} in {workflow_id}")
+            raise DecisionRefused("not_found", NOT_FOUND)
     except DecisionRefused:
         record_access(request, who, action, "not_found", workflow_id=workflow_id, approval_id=approval_id)
         raise
@@ -62,7 +63,7 @@ async def may_decide(request: Request, client: Client, who: Identity, workflow_i
         return
     if not may_act(who, item.required_role):
         record_access(request, who, action, "not_found", workflow_id=workflow_id, approval_id=approval_id)
-        raise DecisionRefused("not_found", f"no pending approval {approval_id!r} in {workflow_id}")
+        raise DecisionRefused("not_found", NOT_FOUND)
     record_access(request, who, action, "decided", workflow_id=workflow_id, approval_id=approval_id)
 
 
@@ -74,13 +75,14 @@ def run_visible(status: Any, who: Identity) -> bool:  # noqa: ANN401 - any progr
 
 async def visible_run_status(request: Request, client: Client, who: Identity, workflow_id: str, query: Any,
                              *, action: str) -> Any:  # noqa: ANN401
-    """A run's ``status`` if the caller may see it, else 404 like an unknown run; recorded either way."""
+    """A run's ``status`` if the caller may see it, else the not-found refusal every hidden or unknown item and
+    run gets (404, :data:`api.decisions.NOT_FOUND`); recorded either way."""
     try:
         status = await client.get_workflow_handle(workflow_id).query(query)
     except Exception:  # noqa: BLE001 - unknown or unreachable run: the same answer as a hidden one
         status = None
     if status is None or not run_visible(status, who):
         record_access(request, who, action, "not_found", workflow_id=workflow_id)
-        raise HTTPException(status_code=404, detail=f"no run {workflow_id!r}")
+        raise DecisionRefused("not_found", NOT_FOUND)
     record_access(request, who, action, "shown", workflow_id=workflow_id)
     return status
