@@ -4,7 +4,9 @@
 challenge (kept server-side, one use, ten minutes); ``/auth/callback`` exchanges the code (with the
 verifier) at the token endpoint, verifies the ID token (signature by the IdP's JWKS, issuer, audience = the
 client id, expiry with leeway, the nonce) and maps its role claim to a careloom role, then opens an inbox
-session (:mod:`api.sessions`). The ID and access tokens themselves are not kept.
+session (:mod:`api.sessions`) that ends when the ID token expires: the role is re-read from the IdP at the
+next sign-in, so a role withdrawn there lasts no longer than one ID token. The ID and access tokens themselves
+are not kept.
 """
 
 from __future__ import annotations
@@ -105,8 +107,8 @@ class OidcLogin:
         self._pending.add(state, verifier, nonce, next_url, browser)
         return uri
 
-    async def finish(self, *, code: str, state: str, browser: str) -> tuple[Identity, str]:
-        """(the approver, where to go next); AuthError naming the problem otherwise."""
+    async def finish(self, *, code: str, state: str, browser: str) -> tuple[Identity, str, datetime]:
+        """(the approver, where to go next, when the ID token expires); AuthError naming the problem otherwise."""
         pending = self._pending.take(state, browser)
         if pending is None:
             raise AuthError("this sign-in is unknown, used, older than 10 minutes or was started in another "
@@ -125,4 +127,6 @@ class OidcLogin:
         claims = self.id_tokens.claims(id_token)
         if not secrets.compare_digest(str(claims.get("nonce", "")), nonce):
             raise AuthError("the ID token's nonce does not match this sign-in (replayed); start again")
-        return identity, next_url
+        if not isinstance(claims.get("exp"), int | float):
+            raise AuthError("the ID token has no expiry (exp); the identity provider must set one")
+        return identity, next_url, datetime.fromtimestamp(claims["exp"], UTC)
