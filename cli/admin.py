@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.common import settings
-from cli.output import console, fail, print_json
+from cli.output import console, fail, print_json, safe
 from runtime.errors import CareloomError
 
 users_app = typer.Typer(help="Approvers, their roles and API tokens (embedded identity store).",
@@ -36,21 +36,21 @@ def add(user_id: str, role: Annotated[str, typer.Option(help="care_coordinator, 
         name: Annotated[str | None, typer.Option(help="Display name.")] = None) -> None:
     """Add an approver; prints their API token once (only its hash is stored)."""
     token = _change_users(lambda d: d.add_user(user_id, role, name))
-    console.print(f"{user_id} ({role}) added. API token (shown once): {token}", soft_wrap=True, highlight=False)
+    console.print(safe(f"{user_id} ({role}) added. API token (shown once): {token}"), soft_wrap=True, highlight=False)
 
 
 @users_app.command("rotate")
 def rotate(user_id: str) -> None:
     """Issue a new token; the old one stops working."""
     token = _change_users(lambda d: d.rotate_token(user_id))
-    console.print(f"new API token for {user_id} (shown once): {token}", soft_wrap=True, highlight=False)
+    console.print(safe(f"new API token for {user_id} (shown once): {token}"), soft_wrap=True, highlight=False)
 
 
 @users_app.command("remove")
 def remove(user_id: str) -> None:
     """Remove an approver (their token stops working)."""
     _change_users(lambda d: d.remove_user(user_id))
-    console.print(f"{user_id} removed")
+    console.print(safe(f"{user_id} removed"))
 
 
 @users_app.command("list")
@@ -61,20 +61,72 @@ def list_users(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         print_json([u.model_dump() for u in found])
     else:
         for user in found:
-            console.print(f"{user.user_id:<24} {user.role}")
+            console.print(safe(f"{user.user_id:<24} {user.role}"))
 
 
 @ledger_app.command("verify")
-def verify() -> None:
-    """Recompute the hash chain; exit 1 if an entry was altered, removed or reordered."""
+def verify(chain_only: Annotated[bool, typer.Option(
+               "--chain-only", help="Only the hash chain (no Temporal): skips the cross-check with histories.")] = False,
+           since: Annotated[str | None, typer.Option(help="Cross-check runs started from this date (YYYY-MM-DD).")] = None,
+           workflow: Annotated[str | None, typer.Option(help="Cross-check only this workflow id's runs.")] = None,
+           ) -> None:
+    """Recompute the hash chain and cross-check every run's history with the ledger; exit 1 on a problem.
+
+    Problems: an altered, removed or reordered entry; a decision entry whose signature the worker could not
+    verify; an entry or accepted decision in a history that the ledger lacks; a run terminated or cancelled
+    with no withdrawn entry."""
+    from datetime import date
+
     from store.ledger import DecisionLedger
 
-    checked, problems = DecisionLedger(settings().open_database()).verify()
-    for problem in problems:
-        console.print(f"[red]{problem}[/]")
-    if problems:
-        fail(f"decision ledger: {len(problems)} problem(s) in {checked} entries")
-    console.print(f"decision ledger intact: {checked} entries, chain verified")
+    ledger = DecisionLedger(settings().open_database())
+    checked, problems = ledger.verify()
+    messages = [str(p) for p in problems]
+    runs = 0
+    if not chain_only:
+        from cli.ledger_runs import run_records
+        from history.ledger_check import check_run
+
+        entries = ledger.entries()
+        try:
+            records = run_records(settings(), date.fromisoformat(since) if since else None, workflow)
+        except ValueError as err:
+            fail(f"{err}; --since takes a date like 2026-12-01, --workflow a workflow id")
+        except Exception as err:  # noqa: BLE001 - Temporal unreachable: say so and how to skip
+            fail(f"cannot read run histories from Temporal ({err.__class__.__name__}: {err}); start it or pass "
+                 "--chain-only")
+        runs = len(records)
+        for record in records:
+            messages += [f"{record.workflow_id} run {record.run_id}: {p}" for p in check_run(record, entries).problems]
+    for message in messages:
+        console.print(f"[red]{safe(message)}[/]")
+    if messages:
+        fail(f"decision ledger: {len(messages)} problem(s) in {checked} entries"
+             + ("" if chain_only else f" and {runs} run histories"))
+    console.print(f"decision ledger intact: {checked} entries, chain verified"
+                  + ("" if chain_only else f", {runs} run histories cross-checked"))
+
+
+@ledger_app.command("reconcile")
+def reconcile(since: Annotated[str | None, typer.Option(help="Runs started from this date (YYYY-MM-DD).")] = None
+              ) -> None:
+    """Append the withdrawn entries that runs terminated through Temporal owe (who terminated them, why, and
+    each approval they left open). Idempotent: an entry already appended is skipped."""
+    from datetime import date
+
+    from cli.ledger_runs import run_records
+    from history.ledger_check import withdrawn_entries_owed
+    from store.ledger import DecisionLedger
+
+    ledger = DecisionLedger(settings().open_database())
+    entries = ledger.entries()
+    owed = [e for r in run_records(settings(), date.fromisoformat(since) if since else None)
+            for e in withdrawn_entries_owed(r, entries)]
+    added = ledger.append_new(owed)
+    for entry in added:
+        console.print(safe(f"{entry.workflow_id} {entry.approval_id} withdrawn by {entry.actor}: {entry.reason}"),
+                      soft_wrap=True, highlight=False)
+    console.print(f"{len(added)} withdrawn entr{'y' if len(added) == 1 else 'ies'} appended")
 
 
 @ledger_app.command("show")
@@ -88,8 +140,8 @@ def show(workflow: Annotated[str | None, typer.Option(help="Only this workflow i
         print_json([e.model_dump(mode="json") for e in entries])
         return
     for e in entries:
-        console.print(f"{e.at.isoformat()} {e.workflow_id} {e.approval_id} {e.event} by {e.actor}"
-                      f"{f' ({e.role})' if e.role else ''} digest={e.digest[:12]} {e.reason or ''}",
+        console.print(safe(f"{e.at.isoformat()} {e.workflow_id} {e.approval_id} {e.event} by {e.actor}"
+                           f"{f' ({e.role})' if e.role else ''} digest={e.digest[:12]} {e.reason or ''}"),
                       soft_wrap=True, highlight=False)
 
 
@@ -101,7 +153,7 @@ def generate(key_id: Annotated[str, typer.Argument(help="A name for the key, e.g
     """Print a new AES-256 key as KEY_ID=BASE64 for CARELOOM_PAYLOAD_KEYS (put it first to make it active)."""
     from runtime.codec import generate_key
 
-    console.print(f"{key_id}={generate_key()}", soft_wrap=True, highlight=False)
+    console.print(safe(f"{key_id}={generate_key()}"), soft_wrap=True, highlight=False)
 
 
 @ledger_app.command("access")
@@ -125,8 +177,8 @@ def access(user: Annotated[str | None, typer.Option(help="Only this user id.")] 
         print_json([e.model_dump(mode="json") for e in entries])
         return
     for e in entries:
-        console.print(f"{e.at.isoformat()} {e.user_id} ({e.role}) {e.action} {e.workflow_id or ''} "
-                      f"{e.approval_id or ''} -> {e.outcome}", soft_wrap=True, highlight=False)
+        console.print(safe(f"{e.at.isoformat()} {e.user_id} ({e.role}) {e.action} {e.workflow_id or ''} "
+                           f"{e.approval_id or ''} -> {e.outcome}"), soft_wrap=True, highlight=False)
 
 
 @keys_app.command("signing-generate")
@@ -140,8 +192,8 @@ def signing_generate(key_id: Annotated[str, typer.Argument(help="A name for the 
         parse_signing_keys(f"{key_id}={private}")
     except CareloomError as err:
         fail(f"{err}; pick a key id of letters, digits, '.', '_' or '-'", code=2)
-    console.print(f"CARELOOM_SIGNING_KEYS: {key_id}={private}", soft_wrap=True, highlight=False)
-    console.print(f"CARELOOM_DECISION_KEYS: {key_id}={public_key_of(private)}", soft_wrap=True, highlight=False)
+    console.print(safe(f"CARELOOM_SIGNING_KEYS: {key_id}={private}"), soft_wrap=True, highlight=False)
+    console.print(safe(f"CARELOOM_DECISION_KEYS: {key_id}={public_key_of(private)}"), soft_wrap=True, highlight=False)
 
 
 @keys_app.command("public")
@@ -156,5 +208,5 @@ def public_keys(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
     if as_json:
         print_json([k.model_dump(mode="json") for k in keys])
         return
-    console.print(",".join(f"{k.key_id}={k.public_key}" + (f"@{k.not_after.isoformat()}" if k.not_after else "")
-                           for k in keys), soft_wrap=True, highlight=False)
+    console.print(safe(",".join(f"{k.key_id}={k.public_key}" + (f"@{k.not_after.isoformat()}" if k.not_after else "")
+                                for k in keys)), soft_wrap=True, highlight=False)

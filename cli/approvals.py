@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from cli.common import run, settings
-from cli.output import console, fail, print_json
+from cli.output import console, fail, plain, print_json, safe
 from cli.prior_auth import refuse_if_submitter
 from runtime.temporal_client import connect
 
@@ -68,11 +68,11 @@ def list_(
         for column in ("due", "queue", "role", "priority", "workflow", "approval", "tool", "digest"):
             table.add_column(column, overflow="fold")
         for i in page.items:
-            table.add_row(i.sla_deadline.strftime("%Y-%m-%d %H:%M:%SZ"), i.queue, i.required_role, i.priority,
-                          i.workflow_id, i.approval_id, i.tool, i.digest[:12])
+            table.add_row(*map(plain, (i.sla_deadline.strftime("%Y-%m-%d %H:%M:%SZ"), i.queue, i.required_role,
+                                       i.priority, i.workflow_id, i.approval_id, i.tool, i.digest[:12])))
         console.print(table)
         if page.next_cursor:
-            console.print(f"more: --cursor {page.next_cursor}")
+            console.print(f"more: --cursor {safe(page.next_cursor)}")
 
     run(go())
 
@@ -92,17 +92,17 @@ def show(workflow_id: WorkflowArg, approval_id: ApprovalArg, as_json: JsonFlag =
         if as_json:
             print_json(item)
             return
-        console.print(f"[bold]{item.approval_id}[/] in {item.workflow_id}: {item.tool}, queue {item.queue}, "
-                      f"needs {item.required_role}, {item.priority}, due {item.sla_deadline.isoformat()}",
-                      soft_wrap=True)
-        console.print(f"digest: {item.digest}", soft_wrap=True, highlight=False)
-        console.print(f"why a human: {'; '.join(item.reasons)}", soft_wrap=True)
-        console.print(f"rationale: {item.rationale}", soft_wrap=True)
-        console.print(f"evidence: {', '.join(item.evidence)}", soft_wrap=True)
+        console.print(f"[bold]{safe(item.approval_id)}[/] in {safe(item.workflow_id)}: {safe(item.tool)}, queue "
+                      f"{safe(item.queue)}, needs {safe(item.required_role)}, {safe(item.priority)}, due "
+                      f"{item.sla_deadline.isoformat()}", soft_wrap=True)
+        console.print(f"digest: {safe(item.digest)}", soft_wrap=True, highlight=False)
+        console.print(f"why a human: {safe('; '.join(item.reasons))}", soft_wrap=True)
+        console.print(f"rationale: {safe(item.rationale)}", soft_wrap=True)
+        console.print(f"evidence: {safe(', '.join(item.evidence))}", soft_wrap=True)
         console.print(f"confidence: {item.confidence:.2f} ("
-                      + ", ".join(f"{s.name}={s.value:.2f}x{s.weight:.2f}" for s in item.signals) + ")")
+                      + safe(", ".join(f"{s.name}={s.value:.2f}x{s.weight:.2f}" for s in item.signals)) + ")")
         if item.signoffs:
-            console.print("signed off by: " + ", ".join(f"{s.approver} ({s.role})" for s in item.signoffs))
+            console.print("signed off by: " + safe(", ".join(f"{s.approver} ({s.role})" for s in item.signoffs)))
         console.print_json(item.arguments.model_dump_json())
 
     run(go())
@@ -136,8 +136,8 @@ def _decide(workflow_id: str, approval_id: str, *, digest: str, as_user: str | N
         if as_json:
             print_json(result)
         else:
-            console.print(f"{result.outcome}: {result.approval_id} by {result.approver} ({result.role}) at "
-                          f"{result.decided_at.isoformat()}", soft_wrap=True)
+            console.print(safe(f"{result.outcome}: {result.approval_id} by {result.approver} ({result.role}) at "
+                               f"{result.decided_at.isoformat()}"), soft_wrap=True)
 
     run(go())
 
@@ -212,8 +212,8 @@ def bulk(
             print_json([r.model_dump(mode="json") for r in results])
         else:
             for r in results:
-                console.print(f"{'ok ' if r.ok else 'ERR'} {r.workflow_id} {r.approval_id} "
-                              f"{r.result.outcome if r.result else f'{r.error_code}: {r.error}'}", soft_wrap=True)
+                console.print(safe(f"{'ok ' if r.ok else 'ERR'} {r.workflow_id} {r.approval_id} "
+                                   f"{r.result.outcome if r.result else f'{r.error_code}: {r.error}'}"), soft_wrap=True)
             console.print(f"{sum(r.ok for r in results)} of {len(results)} decided")
         if not all(r.ok for r in results):
             raise SystemExit(1)

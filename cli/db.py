@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from cli.common import settings
-from cli.output import console, fail, print_json
+from cli.output import console, fail, print_json, safe
 
 app = typer.Typer(help="The care records database: schema status and migrations.", no_args_is_help=True)
 
@@ -40,12 +40,12 @@ def status(as_json: JsonFlag = False) -> None:
         print_json({"database": db.url, "dialect": db.dialect, "revision": found.current, "head": found.head,
                     "current": current, "known": found.known})
     elif current:
-        console.print(f"{db.url}: schema at {found.head}, current")
+        console.print(safe(f"{db.url}: schema at {found.head}, current"))
     elif not found.known:
-        console.print(f"{db.url}: schema at {found.current}, newer than this careloom ({found.head})")
+        console.print(safe(f"{db.url}: schema at {found.current}, newer than this careloom ({found.head})"))
     else:
-        console.print(f"{db.url}: schema at {found.current or '(none)'}, this careloom needs {found.head}: "
-                      "run `careloom db upgrade`")
+        console.print(safe(f"{db.url}: schema at {found.current or '(none)'}, this careloom needs {found.head}: "
+                           "run `careloom db upgrade`"))
     if not current:
         raise typer.Exit(1)
 
@@ -65,6 +65,6 @@ def upgrade() -> None:
     finally:
         db.close()
     if before == after:
-        console.print(f"{db.url}: schema already at {after}")
+        console.print(safe(f"{db.url}: schema already at {after}"))
     else:
-        console.print(f"{db.url}: schema upgraded {before or '(none)'} → {after}")
+        console.print(safe(f"{db.url}: schema upgraded {before or '(none)'} → {after}"))

@@ -16,7 +16,7 @@ from rich.progress import Progress
 from rich.table import Table
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from cli.output import console, print_json
+from cli.output import console, plain, print_json, safe
 from feeds.discharges import discharges, start_discharges
 from runtime.errors import ConfigurationError
 from runtime.settings import Settings
@@ -77,9 +77,9 @@ def _summary(statuses: Iterable[OutreachStatus], eligibility: dict[str, str]) ->
         waiting = [f"{_SHORT.get(p.tool, p.tool)} ({p.required_role})" for p in s.pending_approvals]
         held = [f"{_SHORT.get(a.tool, a.tool)} {a.status}" for a in s.actions
                 if a.status in ("blocked", "deferred", "rejected")]
-        table.add_row(s.member_pseudonym or "?", eligibility.get(s.workflow_id, "?"),
-                      "-" if s.lace is None else str(s.lace), ", ".join(executed) or "-",
-                      ", ".join(waiting) or "-", ", ".join(held) or "-", s.status)
+        table.add_row(*map(plain, (s.member_pseudonym or "?", eligibility.get(s.workflow_id, "?"),
+                                   "-" if s.lace is None else str(s.lace), ", ".join(executed) or "-",
+                                   ", ".join(waiting) or "-", ", ".join(held) or "-", s.status)))
     return table
 
 
@@ -91,9 +91,10 @@ def _prior_auth_summary(statuses: Iterable[PriorAuthStatus]) -> Table:
         waiting = [f"{p.required_role} in {p.queue}" + (" + second reviewer" if p.dual_signoff and not p.signoffs
                                                         else "") for p in s.pending_approvals]
         issued = any(a.tool == "issue_determination" and a.status == "executed" for a in s.actions)
-        table.add_row(s.member_pseudonym or "?", s.priority, f"{s.decision_due:%Y-%m-%d %H:%M}",
-                      f"{s.determination} ({'issued' if issued else 'recommended'})" if s.determination else "-",
-                      ", ".join(waiting) or "-", s.status)
+        table.add_row(*map(plain, (
+            s.member_pseudonym or "?", s.priority, f"{s.decision_due:%Y-%m-%d %H:%M}",
+            f"{s.determination} ({'issued' if issued else 'recommended'})" if s.determination else "-",
+            ", ".join(waiting) or "-", s.status)))
     return table
 
 
@@ -126,13 +127,13 @@ async def run_demo(settings: Settings, *, data: Path, since: str, until: str, ex
     async with running_stack(settings) as stack:
         report = import_ndjson(stack.store, data)
         if not as_json:
-            console.print(f"imported {data}: {report.total('inserted')} new, {report.total('updated')} updated, "
-                          f"{report.total('unchanged')} unchanged, {report.skipped} skipped")
+            console.print(safe(f"imported {data}: {report.total('inserted')} new, {report.total('updated')} updated, "
+                               f"{report.total('unchanged')} unchanged, {report.skipped} skipped"))
         found = discharges(stack.store, since, until, policy=settings.guardrail_policy(),
                            time_zone=settings.plan_time_zone)
         started = await start_discharges(stack.client, settings, found, trigger="demo", initiated_by=DEMO_USER)
         for where, why in started.failed:
-            console.print(f"[red]could not start[/] {where}: {why}")
+            console.print(f"[red]could not start[/] {safe(where)}: {safe(why)}")
         workflow_ids = [*started.started, *started.existing]
         pa_ids = await _submit_prior_auth(settings, stack, data / "prior_auth") if (data / "prior_auth").is_dir() else []
         statuses = await _wait_for(stack.client, workflow_ids)
@@ -151,13 +152,14 @@ async def run_demo(settings: Settings, *, data: Path, since: str, until: str, ex
                 console.print(_prior_auth_summary(pa_ordered))
                 waiting = next((s for s in pa_ordered if s.pending_approvals), None)
                 if waiting is not None:
-                    console.print(f"a request's criteria, citations and clock: {_CLI} um status {waiting.workflow_id}",
+                    console.print(safe(f"a request's criteria, citations and clock: {_CLI} um status "
+                                       f"{waiting.workflow_id}"),
                                   soft_wrap=True, highlight=False)
             _print_next_steps(ordered, stack.ui_url, exit_after)
         if not as_json and tokens:
             console.print("\nDemo approvers (tokens shown once; `careloom users rotate NAME` makes new ones):")
             for user_id, token in tokens.items():
-                console.print(f"  {user_id}: {token}", soft_wrap=True, highlight=False)
+                console.print(safe(f"  {user_id}: {token}"), soft_wrap=True, highlight=False)
         if not exit_after:
             async with api_server(settings, stack.client) as api_url:
                 await _until_signalled(f"demo serving: inbox {api_url}/inbox; worker and server stay up; "
@@ -168,13 +170,13 @@ def _print_next_steps(statuses: list[OutreachStatus], ui_url: str | None, exit_a
     counts: dict[str, int] = {}
     for s in statuses:
         counts[s.status] = counts.get(s.status, 0) + 1
-    console.print("runs by status: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
-    console.print(planner_line(statuses))
+    console.print("runs by status: " + safe(", ".join(f"{k}={v}" for k, v in sorted(counts.items()))))
+    console.print(safe(planner_line(statuses)))
     pending = next((p for s in statuses for p in s.pending_approvals), None)
     if pending is not None:
         where = ("in another terminal (the demo keeps serving)" if not exit_after
                  else f"after starting the server and worker again with `{_CLI} up` in another terminal")
-        console.print(f"\nApprove one {where}:")
+        console.print(safe(f"\nApprove one {where}:"))
         for line in (
             f"{_CLI} approvals list",
             f"{_CLI} approvals show {pending.workflow_id} {pending.approval_id}",
@@ -182,9 +184,9 @@ def _print_next_steps(statuses: list[OutreachStatus], ui_url: str | None, exit_a
             f"--as {_approver_for(pending.required_role)}",
             f"{_CLI} outreach status {pending.workflow_id}",
         ):
-            console.print("  " + line, soft_wrap=True, highlight=False)
+            console.print("  " + safe(line), soft_wrap=True, highlight=False)
     if ui_url:
-        console.print(f"\nTemporal Web UI: {ui_url}  (while the server runs)")
+        console.print(safe(f"\nTemporal Web UI: {ui_url}  (while the server runs)"))
 
 
 def planner_line(statuses: list[OutreachStatus]) -> str:
@@ -208,7 +210,7 @@ async def _until_signalled(message: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    console.print(message)
+    console.print(safe(message))
     await stop.wait()
 
 

@@ -10,7 +10,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from cli.common import run, settings
-from cli.output import console, err_console, fail, print_json
+from cli.output import console, err_console, fail, plain, print_json, safe
 from runtime.logging import configure_logging
 
 app = typer.Typer(help="The scenario suite: safety, calibration and subgroup figures; a CI gate.",
@@ -54,7 +54,7 @@ def run_(
     cfg = settings()
     configure_logging("ERROR", cfg.log_format)  # the runs' own lines (refused model answers...) are the cases
     for skipped in loaded.skipped:
-        err_console.print(f"[yellow]skipped[/] {skipped.file}: {skipped.reason}")
+        err_console.print(f"[yellow]skipped[/] {safe(skipped.file)}: {safe(skipped.reason)}")
     mode: Literal["offline", "model", "scripted"] = planner  # type: ignore[assignment]
     applicable = sum(1 for c in loaded.cases if c.model is None or mode == "scripted")
     try:
@@ -84,7 +84,7 @@ def run_(
     else:
         _print(document)
         if written:
-            console.print(f"report: {written[0]} and {written[1]}", soft_wrap=True, highlight=False)
+            console.print(safe(f"report: {written[0]} and {written[1]}"), soft_wrap=True, highlight=False)
     if not document.passed:
         raise typer.Exit(1)
 
@@ -100,9 +100,9 @@ def _print(document: object) -> None:
 
     assert isinstance(document, EvalReport)
     m = document.metrics
-    console.print(f"{document.label}: {m.cases_run}/{m.cases} cases run in {document.duration_seconds:.0f} s, "
-                  f"{m.skipped} files skipped, {m.not_applicable} not applicable, {m.errors} errors "
-                  f"(suite {document.suite.digest})", soft_wrap=True, highlight=False)
+    console.print(safe(f"{document.label}: {m.cases_run}/{m.cases} cases run in {document.duration_seconds:.0f} s, "
+                       f"{m.skipped} files skipped, {m.not_applicable} not applicable, {m.errors} errors "
+                       f"(suite {document.suite.digest})"), soft_wrap=True, highlight=False)
     table = Table(title="Evaluation")
     for column in ("metric", "value", "over"):
         table.add_column(column)
@@ -115,23 +115,23 @@ def _print(document: object) -> None:
         ("outcome_accuracy", m.outcome_accuracy, f"{m.cases_run} cases"),
         ("expected_calibration_error", m.expected_calibration_error, f"{m.calibrated_actions} labelled actions"),
     ):
-        table.add_row(name, _fmt(value), over)
+        table.add_row(*map(plain, (name, _fmt(value), over)))
     for kind, accuracy in m.per_kind_accuracy.items():
-        table.add_row(f"accuracy: {kind}", _fmt(accuracy), f"{m.per_kind_counts[kind]} actions")
+        table.add_row(*map(plain, (f"accuracy: {kind}", _fmt(accuracy), f"{m.per_kind_counts[kind]} actions")))
     if m.largest_gap:
         g = m.largest_gap
-        table.add_row("largest subgroup gap", _fmt(g["gap"]), f"{g['metric']} by {g['feature']}")
+        table.add_row(*map(plain, ("largest subgroup gap", _fmt(g["gap"]), f"{g['metric']} by {g['feature']}")))
     console.print(table)
     for case in document.cases:
         wrong = [f"{a.kind} expected {a.expected}, got {a.observed}"
                  + (f" ({a.required_role} < {a.min_role})" if a.expected == a.observed else "")
                  for a in case.actions if not a.correct]
         if case.error or wrong or case.problems:
-            console.print(f"[red]differs[/] {case.id}: " + "; ".join(
-                [case.error] if case.error else [*wrong, *case.problems]), soft_wrap=True, highlight=False)
+            console.print(f"[red]differs[/] {safe(case.id)}: " + safe("; ".join(
+                [case.error] if case.error else [*wrong, *case.problems])), soft_wrap=True, highlight=False)
     for gate in m.gates:
         mark = "[green]pass[/]" if gate.passed else "[bold red]FAIL[/]"
-        console.print(f"gate {gate.metric} = {_fmt(gate.value)} (must be {gate.threshold}): {mark}")
+        console.print(f"gate {safe(gate.metric)} = {_fmt(gate.value)} (must be {safe(gate.threshold)}): {mark}")
 
 
 @app.command("compare")
@@ -152,14 +152,14 @@ def compare_(
     if as_json:
         print_json(comparison)
         return
-    table = Table(title=f"suite {comparison.suite_digest}")
+    table = Table(title=plain(f"suite {comparison.suite_digest}"))
     table.add_column("metric", no_wrap=True)
     for column in (f"A: {comparison.a}", f"B: {comparison.b}"):
-        table.add_column(column, overflow="fold")
+        table.add_column(plain(column), overflow="fold")
     for name, va, vb in comparison.figures:
-        table.add_row(name, _fmt(va), _fmt(vb))
+        table.add_row(*map(plain, (name, _fmt(va), _fmt(vb))))
     for name, pa, pb in comparison.gates:
-        table.add_row(f"gate {name}", "pass" if pa else "FAIL", "pass" if pb else "FAIL")
+        table.add_row(*map(plain, (f"gate {name}", "pass" if pa else "FAIL", "pass" if pb else "FAIL")))
     console.print(table)
     console.print(f"{len(comparison.changed)} actions changed verdict")
     if comparison.changed:
@@ -167,8 +167,8 @@ def compare_(
         for column in ("case", "action", "expected", "A", "B"):
             changes.add_column(column, overflow="fold")
         for c in comparison.changed:
-            changes.add_row(c.case, f"{c.action} ({c.kind})", c.expected or "-", c.a, c.b)
+            changes.add_row(*map(plain, (c.case, f"{c.action} ({c.kind})", c.expected or "-", c.a, c.b)))
         console.print(changes)
     for side, ids in (("A", comparison.only_in_a), ("B", comparison.only_in_b)):
         if ids:
-            console.print(f"only in {side}: {', '.join(ids)}", soft_wrap=True, highlight=False)
+            console.print(safe(f"only in {side}: {', '.join(ids)}"), soft_wrap=True, highlight=False)

@@ -10,7 +10,7 @@ import typer
 from rich.progress import Progress
 
 from cli.common import run, settings
-from cli.output import console, err_console, fail, print_json
+from cli.output import console, err_console, fail, plain, print_json, safe
 
 app = typer.Typer(help="Export, replay and audit workflow histories; test a guardrail policy on past cases.",
                   no_args_is_help=True)
@@ -31,7 +31,7 @@ def decoded_runs(files: list[Path]) -> list:
         try:
             records.append(read_run(load_history(path).history, codec))
         except (HistoryFileError, ValueError, PayloadKeyError) as err:
-            err_console.print(f"[yellow]skipped {err}[/]", soft_wrap=True)
+            err_console.print(f"[yellow]skipped {safe(err)}[/]", soft_wrap=True)
     return records
 
 
@@ -63,9 +63,9 @@ def export(
                     write_history(out, await client.get_workflow_handle(wid).fetch_history())
                 except RPCError as err:
                     failures += 1
-                    err_console.print(f"[red]{wid}: cannot export ({err.message}); check the id[/]")
+                    err_console.print(f"[red]{safe(wid)}: cannot export ({safe(err.message)}); check the id[/]")
                 progress.advance(task)
-        console.print(f"exported {len(ids) - failures} of {len(ids)} histories to {out}")
+        console.print(safe(f"exported {len(ids) - failures} of {len(ids)} histories to {out}"))
         return failures
 
     if run(go()):
@@ -110,11 +110,11 @@ def replay(
     else:
         for o in outcomes:
             colour = {"ok": "green", "nondeterministic": "red", "error": "yellow"}[o.status]
-            line = f"[{colour}]{o.status:<16}[/] {o.source or o.workflow_id}"
+            line = f"[{colour}]{o.status:<16}[/] {safe(o.source or o.workflow_id)}"
             if o.status != "ok":
-                line += f"\n    {o.detail}" + (f"\n    first diverging event: {o.first_diverging_event}"
-                                                if o.first_diverging_event else "") + (f"\n    hint: {o.hint}"
-                                                                                       if o.hint else "")
+                line += safe(f"\n    {o.detail}" + (f"\n    first diverging event: {o.first_diverging_event}"
+                                                     if o.first_diverging_event else "") + (f"\n    hint: {o.hint}"
+                                                                                            if o.hint else ""))
             console.print(line, soft_wrap=True, highlight=False)
         console.print(f"{len(outcomes)} replayed: {len(outcomes) - len(bad)} ok, "
                       f"{sum(o.status == 'nondeterministic' for o in bad)} nondeterministic, "
@@ -171,14 +171,15 @@ def audit(
     if as_json:
         print_json(report)
     else:
-        console.print(f"[bold]{report.workflow_id}[/]  policy {report.policy_id}  outcome {report.outcome}")
+        console.print(f"[bold]{safe(report.workflow_id)}[/]  policy {safe(report.policy_id)}  outcome "
+                      f"{safe(report.outcome)}")
         for e in report.entries:
             when = e.at.strftime("%Y-%m-%d %H:%M:%S") if e.at else "-"
-            console.print(f"{when}  {e.kind:<9} {e.summary}", soft_wrap=True, highlight=False)
+            console.print(safe(f"{when}  {e.kind:<9} {e.summary}"), soft_wrap=True, highlight=False)
         if report.ledger_checked:
             if report.ledger_mismatches:
                 for m in report.ledger_mismatches:
-                    console.print(f"[red]ledger mismatch: {m}[/]", soft_wrap=True)
+                    console.print(f"[red]ledger mismatch: {safe(m)}[/]", soft_wrap=True)
             else:
                 console.print("decision ledger: consistent with the history")
     if report.ledger_mismatches:
@@ -215,18 +216,19 @@ def what_if(
         return
     for c in report.changes:
         flag = "  [bold red]!! WOULD RUN WITHOUT A HUMAN[/]" if c.loses_human else ""
-        console.print(f"{c.workflow_id} {c.action_id} ({c.tool}): {c.old}{f'/{c.old_role}' if c.old_role else ''}"
-                      f" -> {c.new}{f'/{c.new_role}' if c.new_role else ''}{flag}", soft_wrap=True, highlight=False)
+        console.print(safe(f"{c.workflow_id} {c.action_id} ({c.tool}): {c.old}{f'/{c.old_role}' if c.old_role else ''}"
+                           f" -> {c.new}{f'/{c.new_role}' if c.new_role else ''}") + flag, soft_wrap=True,
+                      highlight=False)
     if report.other_programs_skipped:
-        console.print(f"{report.other_programs_skipped} run(s) of other programs skipped (the policy is for "
-                      f"{report.program})")
+        console.print(safe(f"{report.other_programs_skipped} run(s) of other programs skipped (the policy is for "
+                           f"{report.program})"))
     console.print(f"{report.cases} cases, {report.actions} actions: approvals +{report.approvals_added} "
                   f"-{report.approvals_removed}; automation {report.automation_before:.0%} -> "
                   f"{report.automation_after:.0%}; runs stopped {report.runs_stopped_before} -> "
                   f"{report.runs_stopped_after}")
     if report.human_removed:
         console.print(f"[bold red]WARNING: {len(report.human_removed)} action(s) that needed a human under the "
-                      f"old policy would run without one under {report.new_policy}[/]", soft_wrap=True)
+                      f"old policy would run without one under {safe(report.new_policy)}[/]", soft_wrap=True)
 
 
 @app.command()
@@ -250,9 +252,9 @@ def usage(
                               for line in report.lines]})
         return
     for line in report.lines:
-        console.print(f"{line.planner}  model={line.model or '-'}  prompt={line.prompt_version or '-'}: "
-                      f"{line.runs} run(s), {line.requests} request(s), {line.prompt_tokens}+{line.completion_tokens} "
-                      f"tokens ({line.tokens_per_run:,.0f}/run), ~${line.estimated_cost_usd:.4f}, "
-                      f"{line.repaired} repaired", soft_wrap=True, highlight=False)
+        console.print(safe(f"{line.planner}  model={line.model or '-'}  prompt={line.prompt_version or '-'}: "
+                           f"{line.runs} run(s), {line.requests} request(s), {line.prompt_tokens}+"
+                           f"{line.completion_tokens} tokens ({line.tokens_per_run:,.0f}/run), "
+                           f"~${line.estimated_cost_usd:.4f}, {line.repaired} repaired"), soft_wrap=True, highlight=False)
     console.print(f"{report.runs} run(s); {report.failed_planning_attempts} failed planning attempt(s); "
                   f"{report.fallbacks} fallback plan(s) for review; estimated ${report.estimated_cost_usd:.4f}")

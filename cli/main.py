@@ -25,7 +25,7 @@ from cli import programs as programs_cli
 from cli import quality as quality_cli
 from cli import schedule as schedule_cli
 from cli.common import run, settings
-from cli.output import console, fail, print_json
+from cli.output import console, fail, print_json, safe
 from runtime.errors import CareloomError
 from runtime.logging import configure_logging
 
@@ -115,12 +115,12 @@ def import_(
         print_json(out)
     else:
         for rtype, outcomes in out["by_type"].items():
-            console.print(f"{rtype:>14}: " + ", ".join(f"{n} {o}" for o, n in outcomes.items()))
+            console.print(safe(f"{rtype:>14}: " + ", ".join(f"{n} {o}" for o, n in outcomes.items())))
         for problem in report.problems:
-            console.print(f"[yellow]skipped[/] {problem}")
+            console.print(f"[yellow]skipped[/] {safe(problem)}")
         if report.ignored:
-            console.print(f"ignored {len(report.ignored)} .json file(s) beside the Bulk Data .ndjson files "
-                          f"(import Bundles from their own folder): {', '.join(report.ignored)}")
+            console.print(safe(f"ignored {len(report.ignored)} .json file(s) beside the Bulk Data .ndjson files "
+                               f"(import Bundles from their own folder): {', '.join(report.ignored)}"))
         console.print(f"{report.total('inserted')} inserted, {report.total('updated')} updated, "
                       f"{report.total('unchanged')} unchanged, {report.skipped} skipped")
         if start_outreach and unreachable is None:
@@ -129,7 +129,7 @@ def import_(
                           f"already had a run, {o['failed']} failed, {o['tcm_missed']} started past their TCM "
                           "window (tcm_missed)")
             for error in o["errors"]:
-                console.print(f"[red]not started[/] {error['discharge']}: {error['error']}")
+                console.print(f"[red]not started[/] {safe(error['discharge'])}: {safe(error['error'])}")
     if unreachable is not None:
         fail(f"imported, but no outreach was started: {unreachable}. Then run the same command again: the "
              "import changes nothing the second time and discharges that already have a run are not started "
@@ -185,7 +185,7 @@ def outreach_start(
         if as_json:
             print_json({"workflow_id": handle.id, "started": started})
         else:
-            console.print(f"{'started' if started else 'already exists'}: {handle.id}")
+            console.print(safe(f"{'started' if started else 'already exists'}: {handle.id}"))
 
     run(go())
 
@@ -213,16 +213,16 @@ def outreach_status(
         if as_json:
             print_json(status)
             return
-        console.print(f"[bold]{status.workflow_id}[/]  status={status.status}  member={status.member_pseudonym}"
-                      f"  LACE={status.lace}  planner={status.planner}")
+        console.print(f"[bold]{safe(status.workflow_id)}[/]  " + safe(
+            f"status={status.status}  member={status.member_pseudonym}  LACE={status.lace}  planner={status.planner}"))
         for action in status.actions:
             extra = action.reference or action.reason or ""
-            console.print(f"  {action.action_id:<18} {action.tool:<16} {action.status:<18} {extra}")
+            console.print(safe(f"  {action.action_id:<18} {action.tool:<16} {action.status:<18} {extra}"))
         for verdict in status.verdicts:
-            console.print(f"  verdict {verdict.action_id:<18} {verdict.decision:<17} {'; '.join(verdict.reasons)}")
+            console.print(safe(f"  verdict {verdict.action_id:<18} {verdict.decision:<17} {'; '.join(verdict.reasons)}"))
         for item in status.pending_approvals:
-            console.print(f"  [yellow]pending[/] {item.approval_id} needs {item.required_role} "
-                          f"digest={item.digest}")
+            console.print("  [yellow]pending[/] " + safe(f"{item.approval_id} needs {item.required_role} "
+                                                         f"digest={item.digest}"))
 
     run(go())
 

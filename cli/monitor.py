@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from cli.common import settings
-from cli.output import console, fail, print_json
+from cli.output import console, fail, plain, print_json, safe
 
 app = typer.Typer(help="Monitoring figures from the decision ledger and exported histories.", no_args_is_help=True)
 
@@ -72,7 +72,7 @@ def report(
         return
     _print(result)
     if written is not None:
-        console.print(f"HTML report: {written}", soft_wrap=True, highlight=False)
+        console.print(safe(f"HTML report: {written}"), soft_wrap=True, highlight=False)
 
 
 def _pct(value: float | None) -> str:
@@ -89,14 +89,15 @@ def _print(result) -> None:  # noqa: ANN001
         for column in (title, "decided", "approved", "edited", "rejected"):
             table.add_column(column)
         for r in lines:
-            table.add_row(r.key, str(r.decided), _pct(r.approved_rate), _pct(r.edited_rate), _pct(r.rejected_rate))
+            table.add_row(*map(plain, (r.key, str(r.decided), _pct(r.approved_rate), _pct(r.edited_rate),
+                                       _pct(r.rejected_rate))))
         console.print(table)
     table = Table(title="time to decision against SLA")
     for column in ("entry queue", "closed", "within SLA", "median hours"):
         table.add_column(column)
     for s in [*led.sla_by_queue, led.sla]:
-        table.add_row(s.queue, str(s.closed), _pct(s.within_sla_share),
-                      "-" if s.median_hours is None else f"{s.median_hours:.2f}")
+        table.add_row(*map(plain, (s.queue, str(s.closed), _pct(s.within_sla_share),
+                                   "-" if s.median_hours is None else f"{s.median_hours:.2f}")))
     console.print(table)
     q = led.quality.total
     console.print(f"quality sampling: {q.sampled} sampled, {q.reviewed} reviewed, {q.appropriate} appropriate, "
@@ -107,9 +108,10 @@ def _print(result) -> None:  # noqa: ANN001
     console.print(f"{hist.runs} run(s) from histories: {hist.planned} planned, {hist.fallbacks} planner "
                   f"fallback(s), {hist.model_errors} model error(s)", soft_wrap=True)
     for drift in (hist.confidence, hist.lace):
-        table = Table(title=f"{drift.name} (baseline {', '.join(drift.baseline_weeks) or 'none'})")
+        table = Table(title=plain(f"{drift.name} (baseline {', '.join(drift.baseline_weeks) or 'none'})"))
         for column in ("week", "n", "mean", "PSI", "reading"):
             table.add_column(column)
         for w in drift.weeks:
-            table.add_row(w.week, str(w.count), f"{w.mean:.3f}", "-" if w.psi is None else f"{w.psi:.4f}", w.level)
+            table.add_row(*map(plain, (w.week, str(w.count), f"{w.mean:.3f}", "-" if w.psi is None else f"{w.psi:.4f}",
+                                       w.level)))
         console.print(table)

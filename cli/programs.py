@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.output import console, print_json
+from cli.output import console, plain, print_json, safe
 
 app = typer.Typer(help="The care-management programs careloom runs.", no_args_is_help=True)
 
@@ -41,7 +41,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable
     for column in ("program", "workflow", "tools", "planners", "policy / queues"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(f"[bold]{row['name']}[/]\n{row['title']}\ntrigger: {row['trigger']}",
-                      f"{row['workflow_type']}\n{row['workflow_ids']}", "\n".join(row["tools"]),
-                      "\n".join(row["planners"]), f"{row['policy']}\n" + ", ".join(row["queues"]))
+        table.add_row(f"[bold]{safe(row['name'])}[/]\n" + safe(f"{row['title']}\ntrigger: {row['trigger']}"),
+                      *map(plain, (f"{row['workflow_type']}\n{row['workflow_ids']}", "\n".join(row["tools"]),
+                                   "\n".join(row["planners"]), f"{row['policy']}\n" + ", ".join(row["queues"]))))
     console.print(table)

@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from cli.common import settings
-from cli.output import console, fail, print_json
+from cli.output import console, fail, plain, print_json, safe
 
 app = typer.Typer(help="Review a sample of automatically executed actions after the fact (quality audit).",
                   no_args_is_help=True)
@@ -43,8 +43,8 @@ def list_(as_json: JsonFlag = False) -> None:
     for column in ("sampled", "workflow", "action", "tool", "digest"):
         table.add_column(column, overflow="fold")
     for s in samples:
-        table.add_row(s.sampled_at.strftime("%Y-%m-%d %H:%M:%SZ"), s.workflow_id, s.action_id, s.tool or "-",
-                      s.digest[:12])
+        table.add_row(*map(plain, (s.sampled_at.strftime("%Y-%m-%d %H:%M:%SZ"), s.workflow_id, s.action_id,
+                                   s.tool or "-", s.digest[:12])))
     console.print(table)
 
 
@@ -85,5 +85,5 @@ def review(
     if as_json:
         print_json(entry)
     else:
-        console.print(f"recorded: {action_id} of {workflow_id} judged {finding} by {who.user_id} ({who.role})",
+        console.print(safe(f"recorded: {action_id} of {workflow_id} judged {finding} by {who.user_id} ({who.role})"),
                       soft_wrap=True, highlight=False)

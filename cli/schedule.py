@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.common import run, settings
-from cli.output import console, fail, print_json
+from cli.output import fail, print_json, say
 from runtime.errors import CareloomError
 
 app = typer.Typer(help="The daily discharge sweep's Temporal Schedule: every discharge without an outreach run "
@@ -27,7 +27,7 @@ def _act(action: Callable[[Any], Awaitable[object]], done: str) -> None:
 
     async def go() -> None:
         await action(await _client())
-        console.print(done)
+        say(done)
 
     run(go())
 
@@ -54,8 +54,8 @@ def create(
     async def go() -> None:
         schedule_id = await create_schedule(await _client(), cfg, cron=cron, time_zone=zone, batch=batch,
                                             concurrency=concurrency, paused=paused)
-        console.print(f"created {schedule_id}: '{cron or cfg.sweep_cron}' in {zone}; next run "
-                      f"{next_fire(cron or cfg.sweep_cron, zone).isoformat()}" + (" (paused)" if paused else ""))
+        say(f"created {schedule_id}: '{cron or cfg.sweep_cron}' in {zone}; next run "
+            f"{next_fire(cron or cfg.sweep_cron, zone).isoformat()}" + (" (paused)" if paused else ""))
 
     run(go())
 
@@ -71,11 +71,11 @@ def list_(as_json: JsonFlag = False) -> None:
             print_json(found)
             return
         if not found:
-            console.print("no careloom schedules; create one with `careloom schedule create`")
+            say("no careloom schedules; create one with `careloom schedule create`")
         for s in found:
-            console.print(f"{s['id']}: {', '.join(s['cron'])} ({s['time_zone']})"
-                          f"{' PAUSED' if s['paused'] else ''}; next {', '.join(s['next_runs'][:1]) or '-'}; "
-                          f"running {len(s['running'])}")
+            say(f"{s['id']}: {', '.join(s['cron'])} ({s['time_zone']})"
+                f"{' PAUSED' if s['paused'] else ''}; next {', '.join(s['next_runs'][:1]) or '-'}; "
+                f"running {len(s['running'])}")
 
     run(go())
 
@@ -90,13 +90,13 @@ def show(as_json: JsonFlag = False) -> None:
         if as_json:
             print_json(found)
             return
-        console.print(f"{found['id']}: {', '.join(found['cron'])} ({found['time_zone']})"
-                      f"{' PAUSED: ' + (found['note'] or '') if found['paused'] else ''}")
-        console.print(f"next: {', '.join(found['next_runs']) or '-'}")
+        say(f"{found['id']}: {', '.join(found['cron'])} ({found['time_zone']})"
+            f"{' PAUSED: ' + (found['note'] or '') if found['paused'] else ''}")
+        say(f"next: {', '.join(found['next_runs']) or '-'}")
         for recent in found["recent_runs"]:
-            console.print(f"ran: {recent['started']} {recent['workflow_id']}")
+            say(f"ran: {recent['started']} {recent['workflow_id']}")
         for running in found["running"]:
-            console.print(f"running: {running}  (careloom schedule progress {running})")
+            say(f"running: {running}  (careloom schedule progress {running})")
 
     run(go())
 
@@ -113,12 +113,12 @@ def progress(workflow_id: Annotated[str, typer.Argument(help="The sweep's workfl
         if as_json:
             print_json(found)
             return
-        console.print(f"{workflow_id}: looked at {found.looked_at}, started {found.started}, existing "
-                      f"{found.existing}, failed {found.failed}, skipped {found.skipped}, TCM missed "
-                      f"{found.tcm_missed}; continued {found.continued}x"
-                      + ("; PAUSED" if found.paused else "") + ("; done" if found.done else ""))
+        say(f"{workflow_id}: looked at {found.looked_at}, started {found.started}, existing "
+            f"{found.existing}, failed {found.failed}, skipped {found.skipped}, TCM missed "
+            f"{found.tcm_missed}; continued {found.continued}x"
+            + ("; PAUSED" if found.paused else "") + ("; done" if found.done else ""))
         for failure in found.failures:
-            console.print(f"  failed: {failure}")
+            say(f"  failed: {failure}")
 
     run(go())
 
@@ -170,7 +170,7 @@ def backfill(
         if as_json:
             print_json({"workflow_id": workflow_id})
         else:
-            console.print(f"started {workflow_id}; follow it with `careloom schedule progress {workflow_id}`")
+            say(f"started {workflow_id}; follow it with `careloom schedule progress {workflow_id}`")
 
     run(go())
 
