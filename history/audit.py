@@ -163,8 +163,13 @@ def audit(record: RunRecord, ledger: DecisionLedger | None = None) -> AuditRepor
     report = AuditReport(workflow_id=record.workflow_id, policy_id=policy.policy_id, outcome=outcome, entries=entries)
     if ledger is not None:
         report.ledger_checked = True
-        report.ledger_mismatches = ledger_mismatches(record.ledger_entries, ledger.entries(record.workflow_id))
+        report.ledger_mismatches = ledger_mismatches(record.ledger_entries, [
+            e for e in ledger.entries(record.workflow_id) if e.run_id in (None, record.run_id)])
     return report
+
+
+_SET_BY_THE_LEDGER = {"verified", "unverified_reason"}
+"""Fields the ledger activity adds when it appends (its verification of a decision entry)."""
 
 
 def ledger_mismatches(in_history: list[LedgerEntry], in_ledger: list[LedgerEntry]) -> list[str]:
@@ -176,7 +181,7 @@ def ledger_mismatches(in_history: list[LedgerEntry], in_ledger: list[LedgerEntry
         if found is None:
             problems.append(f"{entry.event_id} ({entry.approval_id} {entry.event}) is in the history but not in the "
                             "ledger")
-        elif found != entry:
+        elif found.model_dump(exclude=_SET_BY_THE_LEDGER) != entry.model_dump(exclude=_SET_BY_THE_LEDGER):
             problems.append(f"{entry.event_id} ({entry.approval_id} {entry.event}) differs between history and ledger")
     problems.extend(f"{e.event_id} ({e.approval_id} {e.event}) is in the ledger but not in the history"
                     for e in stored.values())

@@ -32,6 +32,7 @@ from tools.registry import (
     LOOKUP_MEMBER,
     SCORE_READMISSION_RISK,
 )
+from workflows.agent_run import WithdrawRequest
 from workflows.programs import OUTREACH, PLANNER_ACTIVITIES, Program, program_of_workflow_type
 
 __all__ = ["ActivityCall", "DecisionEvent", "RunRecord", "read_run"]
@@ -68,6 +69,9 @@ class RunRecord:
     result: Any = None
     closed_as: str | None = None
     failure: str | None = None
+    run_id: str | None = None
+    closed_by: str | None = None  # terminated runs: the identity that terminated it
+    withdrawals: list[Any] = field(default_factory=list)  # accepted ``withdraw`` updates (WithdrawRequest)
 
     def first_result(self, name: str) -> Any:
         return next((c.result for c in self.calls if c.name == name and c.result is not None), None)
@@ -107,6 +111,11 @@ class RunRecord:
     @property
     def ledger_entries(self) -> list[LedgerEntry]:
         return [e for c in self.calls if c.name == LEDGER_APPEND.name for e in c.input.entries]
+
+    @property
+    def closed_requested(self) -> bool:
+        """Closed from outside (terminated or cancelled): no workflow code ran to close its approvals."""
+        return self.closed_as in ("terminated", "cancelled")
 
 
 _CODEC: ContextVar[PayloadEncryptionCodec | None] = ContextVar("history_codec", default=None)
@@ -151,7 +160,8 @@ def _read_run(history: WorkflowHistory) -> RunRecord:
     if program is None:
         raise ValueError(f"a {started.workflow_type.name} history is not a careloom program's run")
     record = RunRecord(workflow_id=history.workflow_id, started_at=first.event_time.ToDatetime(tzinfo=UTC),
-                       program=program, input=_decode(started.input, program.input_type))
+                       program=program, input=_decode(started.input, program.input_type),
+                       run_id=started.original_execution_run_id or None)
     scheduled: dict[int, ActivityCall] = {}
     updates: dict[str, DecisionEvent] = {}
     for event in events[1:]:
@@ -176,6 +186,9 @@ def _read_run(history: WorkflowHistory) -> RunRecord:
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
             attrs = event.workflow_execution_update_accepted_event_attributes
             request = attrs.accepted_request
+            if request.input.name == "withdraw":
+                record.withdrawals.append(_decode(request.input.args, WithdrawRequest))
+                continue
             decision = _decode(request.input.args, ApprovalDecision)
             updates[attrs.protocol_instance_id] = DecisionEvent(at=at, decision=decision)
             record.decisions.append(updates[attrs.protocol_instance_id])
@@ -197,4 +210,7 @@ def _read_run(history: WorkflowHistory) -> RunRecord:
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
             record.closed_at, record.closed_as = at, "terminated"
             record.failure = event.workflow_execution_terminated_event_attributes.reason
+            record.closed_by = event.workflow_execution_terminated_event_attributes.identity or None
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:
+            record.closed_at, record.closed_as = at, "cancelled"
     return record

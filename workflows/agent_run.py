@@ -175,6 +175,10 @@ class AgentRun:
                 if self._withdrawal is not None:
                     return await self._end_withdrawn(state)
                 if state.finished:  # type: ignore[attr-defined]
+                    failed = [r for r in state.actions if r.status == "failed"]  # type: ignore[attr-defined]
+                    if failed:  # an action that could not be written: a person follows up, the ledger says so
+                        await self._follow_up("; ".join(f"{r.action.action_id} ({r.action.tool}) failed: {r.reason}"
+                                                        for r in failed))
                     return state
                 self.publish(state, self.run_status(state))
                 # Parked: wait durably for decisions, SLA clocks or the earliest deferral.
@@ -186,7 +190,9 @@ class AgentRun:
             await self._end_cancelled()
             raise
         except ApplicationError as failure:
-            await self._end_failed(failure)
+            await self._follow_up(f"{failure.type or 'ApplicationError'}: {failure.message}")
+            self._status = "needs_attention"
+            self._sync_search_attributes()
             raise
 
     def check_may_start(self, tool: ToolSpec) -> None:
@@ -221,10 +227,11 @@ class AgentRun:
         self._sync_search_attributes()
         await self._flush_ledger(shielded=True)
 
-    async def _end_failed(self, failure: ApplicationError) -> None:
-        """The run cannot go on: a person gets a follow-up Task and the ledger says so, then the run fails."""
+    async def _follow_up(self, reason: str) -> None:
+        """The run cannot go on, or an action could not be written: a person gets a follow-up Task and the
+        ledger a ``run_failed`` entry naming it."""
         info = workflow.info()
-        reason = f"{failure.type or 'ApplicationError'}: {failure.message}"[:290]
+        reason = reason[:290]
         follow_up = None
         try:
             created = await workflow.execute_activity_method(
@@ -236,8 +243,6 @@ class AgentRun:
             workflow.logger.error("run failed and its follow-up Task could not be written",
                                   extra={"error": str(err.cause or err)})
         self._book.record_failure(reason, workflow.now(), workflow_id=info.workflow_id, follow_up=follow_up)
-        self._status = "needs_attention"
-        self._sync_search_attributes()
         await self._flush_ledger()
 
     async def _step(self, graph: Any, state: S) -> S:
