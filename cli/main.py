@@ -28,6 +28,7 @@ from cli.common import run, settings
 from cli.output import console, fail, print_json, safe
 from runtime.errors import CareloomError
 from runtime.logging import configure_logging
+from runtime.state_dir import open_private, private_state_dir, private_umask
 
 app = typer.Typer(help="careloom: durable, agentic care-management workflows for health plans.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -60,10 +61,9 @@ def demo(
 ) -> None:
     """The main job: embedded server + worker, sample data, an outreach run per discharge, a summary."""
     cfg = settings()
-    cfg.state_dir.mkdir(parents=True, exist_ok=True)
-    log_path = cfg.state_dir / "demo.log"
+    log_path = private_state_dir(cfg.state_dir) / "demo.log"
     # The console is for the summary; the run's logs go to a file (identifiers only, no PHI).
-    configure_logging(cfg.log_level, "json", stream=log_path.open("a", encoding="utf-8"))
+    configure_logging(cfg.log_level, "json", stream=open_private(log_path))
     if not as_json:
         console.print(f"logs: {log_path}")
     run(demo_cli.run_demo(cfg, data=data, since=since, until=until, exit_after=exit_after,
@@ -252,6 +252,9 @@ def main() -> None:
     command's own work ends before ``app()`` returns, so output is flushed,
     logging is shut down and the process leaves with the command's status.
     """
+    # Every file careloom or a library makes (SQLite databases and their WAL, logs, exports) is 0600 from
+    # its first byte, and the processes it starts inherit that: the state folder holds member data.
+    private_umask()
     try:
         app()
         code = 0

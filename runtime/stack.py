@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from temporalio.client import Client
 
 from runtime.settings import Settings
+from runtime.state_dir import private_state_dir
 from runtime.temporal_client import connect
 from runtime.temporal_server import EmbeddedTemporalServer
 from store.records import SqlCareRecordStore
@@ -37,12 +38,14 @@ async def running_stack(settings: Settings, *, with_worker: bool = True) -> Asyn
     from worker import build_workers  # worker imports the workflows; keep CLI start-up light
 
     async with AsyncExitStack() as stack:
+        private_state_dir(settings.state_dir)  # 0700; member data and histories live here
         server = None
         if settings.embedded:
             server = await stack.enter_async_context(EmbeddedTemporalServer(settings))
         client = await connect(settings)
         store = SqlCareRecordStore(settings.open_database())
         stack.callback(store.db.close)
+        private_state_dir(settings.state_dir)  # a records database a process without careloom's umask just made
         if with_worker:
             # The rate-limited queues' workers too: runs started with queues from settings need their pollers.
             for worker in build_workers(client, settings, store):

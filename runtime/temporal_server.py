@@ -8,6 +8,7 @@ registered and the Web UI on. Stopped cleanly with SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import signal
 import socket
@@ -22,6 +23,7 @@ from temporalio.client import Client
 from runtime.errors import ConfigurationError
 from runtime.search_attributes import dev_server_flags
 from runtime.settings import Settings
+from runtime.state_dir import PRIVATE_FILE, PRIVATE_UMASK, private_state_dir
 
 __all__ = ["EmbeddedTemporalServer", "temporal_binary"]
 
@@ -94,10 +96,13 @@ class EmbeddedTemporalServer:
                 "running?); stop it, set CARELOOM_EMBEDDED_PORT to a free port, or set "
                 "TEMPORAL_ADDRESS to use that server"
             )
-        self._settings.state_dir.mkdir(parents=True, exist_ok=True)
-        with self._log_file.open("ab") as out:
+        private_state_dir(self._settings.state_dir)
+        fd = os.open(self._log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE)
+        os.fchmod(fd, PRIVATE_FILE)
+        with os.fdopen(fd, "ab") as out:
+            # The server's database holds every workflow history: with this umask it (and its WAL) is 0600.
             self._process = subprocess.Popen(
-                self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True, umask=PRIVATE_UMASK
             )
         log.info("temporal_server.starting", address=self.address, pid=self._process.pid)
         deadline = asyncio.get_running_loop().time() + self._timeout
