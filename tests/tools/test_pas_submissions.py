@@ -4,6 +4,7 @@ resubmissions with other content or for another member are refused and change no
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
@@ -161,3 +162,28 @@ def test_limits_follow_the_settings_and_count_notes(store):
                                      " carry at most 2 (CARELOOM_PA_MAX_NOTES)")
     big = make_pas_request(store, extra_codes=("72148",) * 59)
     assert 60 == len(parse_pas_bundle(big.bundle, IntakeLimits(max_items=60)).items)
+
+
+def test_a_submission_is_one_access_log_row_and_one_log_line_without_phi(store):
+    """record_intake writes who, what and the outcome; the log line carries no Claim, member or note id."""
+    from datetime import UTC, datetime
+
+    from structlog.testing import capture_logs
+
+    from store.access_log import AccessLog
+    from tools.pas_audit import record_intake, refusal_outcome
+
+    request = make_pas_request(store)
+    since = datetime.now(UTC)
+    with capture_logs() as logs:
+        record_intake(AccessLog(store.db), user_id="intake-log-test", role="rn", outcome=refusal_outcome("conflict"),
+                      channel="api", workflow_id="prior-auth-0123", code="conflict")
+    rows = AccessLog(store.db).entries(user_id="intake-log-test", since=since)
+
+    assert [("prior_auth.submit", "rn", "refused:conflict", "prior-auth-0123")] == [
+        (r.action, r.role, r.outcome, r.workflow_id) for r in rows]
+    assert [{"event": "prior_auth.submit", "user_id": "intake-log-test", "role": "rn", "outcome": "refused:conflict",
+             "channel": "api", "workflow_id": "prior-auth-0123", "code": "conflict", "log_level": "info"}] == logs
+    assert not any(i in json.dumps(logs) for i in (request.claim_id, request.member_id, *request.note_ids))
+    assert ("refused:limit", "refused:limit", "refused:invalid") == tuple(
+        refusal_outcome(c) for c in ("too_many_items", "note_too_large", "missing_notes"))
