@@ -6,17 +6,23 @@ no rate-limited queue (started before a cap was configured, or with none) schedu
 
 Run on its own (``python worker.py``) against a running server (``TEMPORAL_ADDRESS``
 or the embedded one started by ``careloom up``); SIGTERM/SIGINT shut it down
-cleanly, letting running activities finish.
+cleanly, letting running activities finish (up to :data:`GRACEFUL_SHUTDOWN`), and
+the process leaves with ``os._exit`` so no interpreter finalisation races the SDK's
+threads (temporalio/sdk-python#300 aborted one stop in 22 with ``PyGILState_Release``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import signal
 import sys
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from http.server import ThreadingHTTPServer
+from datetime import timedelta
 from typing import TYPE_CHECKING, NamedTuple
 
 import structlog
@@ -44,12 +50,16 @@ from workflows.sweep import DischargeSweepWorkflow
 if TYPE_CHECKING:
     from agents.model_client import ModelConfig
 
-__all__ = ["WORKFLOWS", "WorkerMetrics", "build_worker", "build_workers", "main", "model_config_for", "planner_for",
+__all__ = ["GRACEFUL_SHUTDOWN", "WORKFLOWS", "WorkerMetrics", "build_worker", "build_workers", "main", "model_config_for", "planner_for",
            "rate_limited_workers", "recommender_for", "serve_worker_metrics", "warm_up_workflows", "workflow_runner"]
 
 log = structlog.get_logger(__name__)
 
 WORKFLOWS = [*(program.workflow for program in PROGRAMS), DischargeSweepWorkflow]
+GRACEFUL_SHUTDOWN = timedelta(seconds=45)
+"""How long a stopping ``python worker.py`` lets running activities finish before cancelling them (a cancelled
+one is retried on another worker). Under deploy/careloom.yaml's 60 s termination grace, so the pod leaves on its
+own before Kubernetes sends SIGKILL. Workers built in-process (tests, ``careloom up``) keep the SDK's 0."""
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -120,6 +130,7 @@ def build_worker(
     recommender: RecommenderActivity | None = None,
     task_queue: str | None = None,
     executor: ThreadPoolExecutor | None = None,
+    graceful_shutdown: timedelta = timedelta(0),
 ) -> Worker:
     """A worker with every careloom workflow and activity.
 
@@ -143,20 +154,25 @@ def build_worker(
         activities=[*bound_activities(hosts), *SweepActivities(client, settings, store, queue).activities()],
         activity_executor=executor or ThreadPoolExecutor(max_workers=16, thread_name_prefix="careloom-tool"),
         plugins=worker_plugins(client, settings),
+        graceful_shutdown_timeout=graceful_shutdown,
     )
 
 
 def build_workers(client: Client, settings: Settings, store: SqlCareRecordStore, *,
-                  planner: Planner | None = None, recommender: RecommenderActivity | None = None) -> list[Worker]:
+                  planner: Planner | None = None, recommender: RecommenderActivity | None = None,
+                  graceful_shutdown: timedelta = timedelta(0)) -> list[Worker]:
     """The main worker and the rate-limited queues' workers, as ``python worker.py`` runs them (what an
     in-process stack should run too: a run started with queues from settings needs their pollers)."""
-    return [build_worker(client, settings, store, planner=planner, recommender=recommender),
-            *rate_limited_workers(client, settings, store, planner=planner, recommender=recommender)]
+    return [build_worker(client, settings, store, planner=planner, recommender=recommender,
+                         graceful_shutdown=graceful_shutdown),
+            *rate_limited_workers(client, settings, store, planner=planner, recommender=recommender,
+                                  graceful_shutdown=graceful_shutdown)]
 
 
 def rate_limited_workers(client: Client, settings: Settings, store: SqlCareRecordStore, *,
                          planner: Planner | None = None, recommender: RecommenderActivity | None = None,
-                         executor: ThreadPoolExecutor | None = None) -> list[Worker]:
+                         executor: ThreadPoolExecutor | None = None,
+                         graceful_shutdown: timedelta = timedelta(0)) -> list[Worker]:
     """Workers for the rate-limited queues settings name (model calls, member messages); none if unset.
 
     ``max_task_queue_activities_per_second`` is enforced by the Temporal server across every worker of the
@@ -171,12 +187,14 @@ def rate_limited_workers(client: Client, settings: Settings, store: SqlCareRecor
                  recommender or recommender_for(settings)]
         workers.append(Worker(client, task_queue=queues.model, activities=bound_activities(hosts, kind="planner"),
                               activity_executor=pool, plugins=worker_plugins(client, settings),
-                              max_task_queue_activities_per_second=settings.model_activities_per_second))
+                              max_task_queue_activities_per_second=settings.model_activities_per_second,
+                              graceful_shutdown_timeout=graceful_shutdown))
     if queues.messages:
         workers.append(Worker(client, task_queue=queues.messages,
                               activities=[CareTools(store, settings).send_outreach], activity_executor=pool,
                               plugins=worker_plugins(client, settings),
-                              max_task_queue_activities_per_second=settings.messages_per_second))
+                              max_task_queue_activities_per_second=settings.messages_per_second,
+                              graceful_shutdown_timeout=graceful_shutdown))
     return workers
 
 
@@ -223,7 +241,7 @@ async def main() -> None:
 
         gauges = asyncio.create_task(VisibilityGauges(client, settings).run())
     try:
-        await run_until_signalled(*build_workers(client, settings, store))
+        await run_until_signalled(*build_workers(client, settings, store, graceful_shutdown=GRACEFUL_SHUTDOWN))
     finally:
         if gauges is not None:
             gauges.cancel()
@@ -255,23 +273,57 @@ def serve_worker_metrics(settings: Settings) -> WorkerMetrics | None:
     return WorkerMetrics(runtime, server)
 
 
+def _leave(code: int) -> None:
+    """Flush what was logged, then end the process without interpreter finalisation.
+
+    The Temporal SDK's Rust threads can still call into Python while the interpreter finalises, which aborts
+    with ``Fatal Python error: PyGILState_Release`` (temporalio/sdk-python#300; one SIGTERM stop in 22, and
+    2 in 20 on a busy machine, measured). Everything worth keeping is done by now: the workers have shut down,
+    the store commits each transaction, and the server retries whatever did not finish. So skip finalisation.
+    """
+    for sig in (signal.SIGTERM, signal.SIGINT):  # asyncio.run reset them to the defaults: no kill mid-flush
+        signal.signal(sig, signal.SIG_IGN)
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def _stop_while_starting(signum: int, _frame: object) -> None:
+    """SIGTERM/SIGINT before the workers poll (opening the database, connecting, warming up): nothing has been
+    taken from a queue yet, so leave at once with 0, as a stop should, instead of dying of the signal.
+    :func:`run_until_signalled` replaces this with the graceful stop once the workers run."""
+    with contextlib.suppress(OSError):
+        os.write(2, f"careloom worker: stopped by {signal.Signals(signum).name} while starting\n".encode())
+    _leave(0)
+
+
 def _start() -> None:
-    """``python worker.py``: a setting or the database that stops the worker exits 2 with the problem and the
-    fix on stderr, not a traceback."""
+    """``python worker.py``: exits 0 after a SIGTERM/SIGINT stop, 2 with the problem and the fix on stderr when
+    a setting or the database stops the worker (not a traceback), 1 with the traceback on anything else."""
     from pydantic import ValidationError
 
     from runtime.errors import CareloomError
 
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop_while_starting)
+    code = 0
     try:
         asyncio.run(main())
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "settings"
         sys.stderr.write(f"careloom worker: invalid setting CARELOOM_{where.upper()}: {first['msg']}\n")
-        raise SystemExit(2) from None
+        code = 2
     except CareloomError as err:
         sys.stderr.write(f"careloom worker: cannot start: {err}\n")
-        raise SystemExit(2) from None
+        code = 2
+    except BaseException:  # noqa: BLE001 - reported, then the same exit without finalisation
+        traceback.print_exc()
+        code = 1
+    _leave(code)
 
 
 if __name__ == "__main__":
