@@ -197,3 +197,21 @@ def test_um_submit_refuses_a_request_over_a_limit_with_exit_2(settings, store, c
     assert "CARELOOM_PA_MAX_ITEMS" in json.loads(done.stdout)[0]["message"]
     assert store.get("Claim", request.claim_id) is None
     assert [("refused:limit", None)] == _submits(store, "intake-cli-test", since)
+
+
+def test_careloom_approvals_refuses_a_submitter(settings, store, client, approvers) -> None:
+    """``careloom approvals approve`` by a request's submitter: exit 1, "you submitted this request", before any
+    decision is signed or sent."""
+    from tools.pas_request import parse_pas_bundle, save_submission
+
+    request = make_pas_request(store)
+    workflow_id = f"prior-auth-cli-{request.claim_id}"
+    save_submission(store, request.bundle, parse_pas_bundle(request.bundle), submitted_by="md.lee",
+                    workflow_id=workflow_id)
+    env = clean_env(TEMPORAL_ADDRESS=client.service_client.config.target_host, **session_env(settings),
+                    CARELOOM_PSEUDONYM_SALT=settings.pseudonym_salt.get_secret_value())
+    done = careloom(env, "approvals", "approve", workflow_id, "a1-determination.1", "--digest", "0" * 64,
+                    "--as", "md.lee")
+
+    assert 1 == done.returncode, done.stdout
+    assert f"refused (forbidden): you submitted this request ({workflow_id})" in " ".join(done.stderr.split())
