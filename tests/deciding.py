@@ -10,13 +10,24 @@ from temporalio.client import Client
 
 from agents.approvals import ApprovalDecision, DecisionResult
 from runtime.signing import DecisionSigner, generate_signing_key, parse_signing_keys
+from store.ledger import DecisionLedger, LedgerProblem
 from workflows.outreach_client import decide as _decide
 
-__all__ = ["TEST_SIGNER", "TEST_SIGNING_KEYS", "decide"]
+__all__ = ["ROTATION_KEYS", "TEST_SIGNER", "TEST_SIGNING_KEYS", "chain_problems", "decide"]
 
-TEST_SIGNING_KEYS = SecretStr(f"test-session={generate_signing_key()}")
-"""The session's signing key (``CARELOOM_SIGNING_KEYS`` of the session's settings), new each session."""
-TEST_SIGNER = DecisionSigner(parse_signing_keys(TEST_SIGNING_KEYS.get_secret_value()))
+ROTATION_KEYS = [("current", generate_signing_key()), ("previous", generate_signing_key())]
+"""Two more keys the session's workers trust, for the key-rotation tests (a run's policy may name either)."""
+TEST_SIGNING_KEYS = SecretStr(",".join(f"{kid}={key}" for kid, key in
+                                       [("test-session", generate_signing_key()), *ROTATION_KEYS]))
+"""The session's signing keys (``CARELOOM_SIGNING_KEYS`` of the session's settings), new each session: the first
+signs, the workers trust all three."""
+TEST_SIGNER = DecisionSigner(parse_signing_keys(TEST_SIGNING_KEYS.get_secret_value())[:1])
+
+
+def chain_problems(ledger: DecisionLedger, workflow_id: str) -> list[LedgerProblem]:
+    """The ledger's problems except unverified decisions of other runs (the attack tests leave some on purpose
+    in the session's shared ledger)."""
+    return [p for p in ledger.verify()[1] if "was not verified" not in p.message or workflow_id in p.message]
 
 
 async def decide(client: Client, workflow_id: str, decision: ApprovalDecision, *,

@@ -99,7 +99,7 @@ async def test_no_canary_identifier_reaches_temporal_logs_or_the_model(tmp_path:
                 for pending in status.pending_approvals:
                     await decide(client, handles[1].id, ApprovalDecision(
                         approval_id=pending.approval_id, digest=pending.digest, decision="approve",
-                        approver="rn.kim", role="rn"))
+                        approver="rn.kim", role="rn"), signer=settings.signer())  # the worker's key file
                 results = [await h.result() for h in handles]
             finally:
                 worker.send_signal(signal.SIGTERM)

@@ -20,9 +20,9 @@ from store.ledger import DecisionLedger
 from tests.conftest import ALWAYS_ASK, StartRun, wait_for_status
 from tests.fhir_factory import make_member
 from workflows.outreach_client import DecisionRejected
-from tests.deciding import decide
+from tests.deciding import ROTATION_KEYS, decide
 
-SIGNER = DecisionSigner([("current", generate_signing_key()), ("previous", generate_signing_key())])
+SIGNER = DecisionSigner(ROTATION_KEYS)  # keys the session's workers trust (tests/deciding.py)
 RETIRING = SIGNER.public_keys()[1].model_copy(update={"not_after": datetime.now(UTC) - timedelta(minutes=1)})
 SIGNED = ALWAYS_ASK.model_copy(update={"approvals": ALWAYS_ASK.approvals.model_copy(update={
     "decision_signatures": DecisionSignatures(keys=(SIGNER.public_keys()[0], RETIRING))})})
@@ -51,20 +51,23 @@ async def test_forged_updates_from_the_temporal_cli_are_refused_before_history(
     first, second = status.pending_approvals[:2]
     base = ApprovalDecision(approval_id=first.approval_id, digest=first.digest, decision="approve",
                             approver="dr.rivera", role="md")
-    good = SIGNER.sign(base, handle.id)
-    other_run = SIGNER.sign(base, "outreach-someone-else")
-    impostor = DecisionSigner([("current", generate_signing_key())]).sign(base, handle.id)
-    retired = DecisionSigner(SIGNER.keys[1:]).sign(base, handle.id)
-    stale = SIGNER.sign(base, handle.id, now=datetime.now(UTC) - timedelta(minutes=10))
+    run_id = (await handle.describe()).run_id
+    good = SIGNER.sign(base, handle.id, run_id)
+    other_workflow = SIGNER.sign(base, "outreach-someone-else", run_id)
+    other_run = SIGNER.sign(base, handle.id, "a-run-before-a-restart")
+    impostor = DecisionSigner([("current", generate_signing_key())]).sign(base, handle.id, run_id)
+    retired = DecisionSigner(SIGNER.keys[1:]).sign(base, handle.id, run_id)
+    stale = SIGNER.sign(base, handle.id, run_id, now=datetime.now(UTC) - timedelta(minutes=10))
     on_another_item = good.model_copy(update={"approval_id": second.approval_id, "digest": second.digest})
     forged = {
         "unsigned": (base, "unsigned decision"),
-        "other-run": (other_run, "does not match"),
+        "other-workflow": (other_workflow, "does not match"),
+        "other-run": (other_run, "another run of this workflow id"),
         "impostor-key": (impostor, "does not match"),
         "retired-key": (retired, "retired"),
         "stale": (stale, "s old"),
         "another-item": (on_another_item, "does not match"),
-        "role-raised": (SIGNER.sign(base.model_copy(update={"role": "care_coordinator"}), handle.id)
+        "role-raised": (SIGNER.sign(base.model_copy(update={"role": "care_coordinator"}), handle.id, run_id)
                         .model_copy(update={"role": "md"}), "does not match"),
     }
     for name, (decision, message) in forged.items():
