@@ -25,7 +25,9 @@ def adt(
         help="Serve Prometheus metrics (/metrics) on this port too.")] = None,
 ) -> None:
     """HL7 v2 ADT listener: A03 discharges start outreach runs (ACK AA only once the run is durable);
-    A13/A11 stop (terminate) their runs; A01/A04/A08 keep the encounter current. Runs until SIGINT or SIGTERM."""
+    A13/A11 withdraw their runs (pending approvals recorded as withdrawn); A01/A04/A08 keep the encounter
+    current. TLS, allow-lists and limits come from CARELOOM_ADT_* settings (docs/adt-listener.md). Runs until
+    SIGINT or SIGTERM."""
 
     async def go() -> None:
         from cli.demo import _until_signalled
