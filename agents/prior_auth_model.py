@@ -71,7 +71,7 @@ def determination_brief(facts: PriorAuthFacts) -> dict[str, Any]:
             "sequence": s.sequence, "code": s.code, "quantity": s.quantity, "medical_policy": s.policy_id,
             "title": s.title,
             "criteria": [{"id": c.criterion_id, "description": c.description, "status": c.status,
-                          "supporting_passages": len(c.citations), "contradicting_passages": len(c.contrary),
+                          "supporting_passages": c.citations_found, "contradicting_passages": c.contrary_found,
                           "passages_needed": c.min_citations} for c in s.criteria],
         } for s in facts.review.services],
     }

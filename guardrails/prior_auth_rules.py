@@ -69,6 +69,11 @@ def evaluate_determination(action: ProposedAction, facts: PriorAuthFacts, policy
         if manual:
             approvals.append((policy.approval_reviewer,
                               f"medical policy {', '.join(manual)} allows no automatic approval"))
+    if not facts.review.fully_read:
+        # A note read only in part (its time budget ran out) may hold evidence either way: a person reads it.
+        approvals.append((policy.approval_reviewer,
+                          f"{facts.review.notes_incomplete} clinical note(s) not fully read within the time budget:"
+                          " the unread text may hold evidence for or against; read the notes before deciding"))
     if action.confidence < policy.min_confidence:
         approvals.append((policy.approval_reviewer,
                           f"confidence {action.confidence:.2f} below {policy.min_confidence:.2f}"))

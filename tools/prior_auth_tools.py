@@ -5,31 +5,53 @@ text never enters history) and checks each requested service against the
 plan's medical-policy criteria, returning criterion ids, statuses and
 citation offsets. ``um.issue_determination`` writes the ClaimResponse (and,
 for a pend, the information request to the provider).
+
+The review's result is compact whatever the request's size (a 3,000-line Claim once made a 4.5 MB
+result, over Temporal's 2 MB payload limit, on every attempt): each medical policy's findings appear once,
+not once per line that uses the policy; a line is its sequence, code and quantity; a criterion lists at most
+:data:`MAX_CITATIONS` citations of each kind and counts the rest; at most :data:`MAX_LISTED_NOTES` notes not
+fully read are named, the rest counted. ``EvidenceReview.services`` rebuilds the per-line view the agent
+reads.
 """
 
 from __future__ import annotations
 
+from typing import Any
 
 import structlog
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from temporalio import activity
 
 from store.fhir_validation import InvalidResource
 from store.records import CareRecordStore
-from tools.criteria import CriteriaSet, criteria_version_id
+from tools.criteria import CriteriaSet, Criterion, ServicePolicy, criteria_version_id
 from tools.determination import WriteDeterminationInput, write_claim_response
 from tools.errors import INVALID_RESOURCE, tool_error
-from tools.evidence import Citation, CriterionFinding, extract_evidence
+from tools.evidence import (
+    NOTE_TIME_BUDGET_S,
+    REVIEW_TIME_BUDGET_S,
+    Citation,
+    CriterionFinding,
+    NoteReading,
+    read_evidence,
+)
 from tools.pas_request import PriorAuthRequestError, RequestedService, load_notes
 from tools.writes import WriteResult
 
-__all__ = ["CriterionResult", "EvidenceReview", "PriorAuthTools", "ReviewEvidenceInput", "ServiceReview",
-           "UNKNOWN_SERVICE_CODE", "cite"]
+__all__ = ["MAX_CITATIONS", "MAX_LISTED_NOTES", "CriterionResult", "EvidenceReview", "PolicyReview",
+           "PriorAuthTools", "ReviewEvidenceInput", "ReviewedLine", "ServiceReview", "UNKNOWN_SERVICE_CODE",
+           "cite"]
 
 log = structlog.get_logger(__name__)
 
 UNKNOWN_SERVICE_CODE = "UnknownServiceCode"
 REQUEST_NOT_FOUND = "PriorAuthRequestNotFound"
+
+MAX_CITATIONS = 20
+"""Citations listed per criterion, for and against each: enough for a reviewer to open the notes at the
+evidence (and more than any criterion's ``min_citations``); the status counts every mention."""
+MAX_LISTED_NOTES = 20
+"""Notes not fully read that the review names; more are counted."""
 
 
 class ReviewEvidenceInput(BaseModel):
@@ -42,10 +64,24 @@ class CriterionResult(CriterionFinding):
 
     description: str
     min_citations: int = 1
+    citations_omitted: int = Field(default=0, ge=0, description=(
+        f"Supporting mentions found beyond the first {MAX_CITATIONS} listed: counted, not listed."))
+    contrary_omitted: int = Field(default=0, ge=0, description=(
+        f"Contrary mentions found beyond the first {MAX_CITATIONS} listed: counted, not listed."))
+
+    @property
+    def citations_found(self) -> int:
+        """Every supporting mention found, listed or not."""
+        return len(self.citations) + self.citations_omitted
+
+    @property
+    def contrary_found(self) -> int:
+        """Every contrary mention found, listed or not."""
+        return len(self.contrary) + self.contrary_omitted
 
 
 class ServiceReview(BaseModel):
-    """One requested line judged against its medical policy."""
+    """One requested line judged against its medical policy (a view: :attr:`EvidenceReview.services`)."""
 
     sequence: int
     code: str
@@ -60,15 +96,77 @@ class ServiceReview(BaseModel):
         return all(c.status == "met" for c in self.criteria)
 
 
+class ReviewedLine(BaseModel):
+    """A requested line: its medical policy is the one whose ``codes`` hold its code."""
+
+    sequence: int
+    code: str
+    quantity: int
+
+
+class PolicyReview(BaseModel):
+    """One medical policy's findings, shared by every requested line it covers."""
+
+    policy_id: str
+    title: str
+    auto_approve_when_met: bool
+    codes: list[str] = Field(description="The requested codes this policy covers.")
+    criteria: list[CriterionResult]
+
+
 class EvidenceReview(BaseModel):
     """Criteria, statuses and citation offsets for every line: identifiers and codes, no note text."""
 
     criteria_version: str = Field(description="um-medical-policy@<version>+sha256:<digest> applied.")
-    notes_read: int
-    services: list[ServiceReview]
+    notes_read: int = Field(description="Notes of the request that were read (fully or, see below, in part).")
+    notes_incomplete: int = Field(default=0, ge=0, description=(
+        "Notes not fully read within the time budget: their unread part may hold evidence for or against, so "
+        "the review is not complete and a person must decide."))
+    incomplete_notes: list[NoteReading] = Field(default_factory=list, description=(
+        f"The first {MAX_LISTED_NOTES} notes not fully read: id, length and how far they were read."))
+    policies: list[PolicyReview] = Field(default_factory=list)
+    lines: list[ReviewedLine] = Field(default_factory=list, description="The requested lines, in request order.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_per_line_results(cls, data: Any) -> Any:
+        # Histories recorded before the compact form hold one ServiceReview per line: replaying them must
+        # decode to the same review, so a running case keeps its course after the upgrade.
+        if not isinstance(data, dict) or "services" not in data:
+            return data
+        data = dict(data)
+        policies: dict[str, dict[str, Any]] = {}
+        lines = []
+        for raw in data.pop("services"):
+            service = ServiceReview.model_validate(raw)
+            lines.append({"sequence": service.sequence, "code": service.code, "quantity": service.quantity})
+            policy = policies.setdefault(service.policy_id, {
+                "policy_id": service.policy_id, "title": service.title,
+                "auto_approve_when_met": service.auto_approve_when_met, "codes": [], "criteria": service.criteria})
+            if service.code not in policy["codes"]:
+                policy["codes"].append(service.code)
+        return {**data, "policies": list(policies.values()), "lines": lines}
+
+    @property
+    def fully_read(self) -> bool:
+        """Whether every note was read to its end (else the review may miss evidence either way)."""
+        return self.notes_incomplete == 0
+
+    @property
+    def services(self) -> list[ServiceReview]:
+        """One review per requested line, in request order, each with its policy's findings."""
+        by_code = {code: p for p in self.policies for code in p.codes}
+        views = []
+        for line in self.lines:
+            policy = by_code[line.code]
+            # Built, not validated: the parts were validated with the review.
+            views.append(ServiceReview.model_construct(
+                sequence=line.sequence, code=line.code, quantity=line.quantity, policy_id=policy.policy_id,
+                title=policy.title, auto_approve_when_met=policy.auto_approve_when_met, criteria=policy.criteria))
+        return views
 
     def criterion_ids(self) -> set[str]:
-        return {c.criterion_id for s in self.services for c in s.criteria}
+        return {c.criterion_id for p in self.policies for c in p.criteria}
 
 
 def cite(citation: Citation) -> str:
@@ -76,8 +174,21 @@ def cite(citation: Citation) -> str:
     return f"{citation.document_id}#{citation.start}-{citation.end}: {citation.term}"
 
 
+def _result(finding: CriterionFinding, criterion: Criterion) -> CriterionResult:
+    return CriterionResult(
+        criterion_id=finding.criterion_id, status=finding.status, description=criterion.description,
+        min_citations=criterion.min_citations,
+        citations=finding.citations[:MAX_CITATIONS], citations_omitted=max(0, len(finding.citations) - MAX_CITATIONS),
+        contrary=finding.contrary[:MAX_CITATIONS], contrary_omitted=max(0, len(finding.contrary) - MAX_CITATIONS))
+
+
 class PriorAuthTools:
     """The prior-authorization tools, bound to one store and the plan's criteria."""
+
+    note_budget_s: float = NOTE_TIME_BUDGET_S
+    """Seconds one note may take to read (an instance may lower it, e.g. a test)."""
+    review_budget_s: float = REVIEW_TIME_BUDGET_S
+    """Seconds all the notes of one request may take together."""
 
     def __init__(self, store: CareRecordStore, criteria: CriteriaSet) -> None:
         self._store = store
@@ -93,25 +204,42 @@ class PriorAuthTools:
             notes = load_notes(self._store, data.claim_id)
         except PriorAuthRequestError as err:
             raise tool_error(REQUEST_NOT_FOUND, str(err)) from None
-        services = []
+        policies: dict[str, ServicePolicy] = {}
+        codes: dict[str, list[str]] = {}
         for item in data.items:
             policy = self._criteria.policy_for(item.code)
             if policy is None:
                 raise tool_error(UNKNOWN_SERVICE_CODE, (
                     f"no medical policy in {self._version} covers service code {item.code}: the criteria file "
                     "changed since the request was accepted; review it by hand"))
-            by_id = {c.criterion_id: c for c in policy.criteria}
-            findings = extract_evidence(notes, policy)
-            services.append(ServiceReview(
-                sequence=item.sequence, code=item.code, quantity=item.quantity, policy_id=policy.policy_id,
-                title=policy.title, auto_approve_when_met=policy.auto_approve_when_met,
-                criteria=[CriterionResult(**f.model_dump(), description=by_id[f.criterion_id].description,
-                                          min_citations=by_id[f.criterion_id].min_citations) for f in findings]))
-        review = EvidenceReview(criteria_version=self._version, notes_read=len(notes), services=services)
+            policies.setdefault(policy.policy_id, policy)
+            listed = codes.setdefault(policy.policy_id, [])
+            if item.code not in listed:
+                listed.append(item.code)
+        # Each policy's criteria are judged once over the notes, however many lines use the policy.
+        reading = read_evidence(notes, list(policies.values()), note_budget_s=self.note_budget_s,
+                                review_budget_s=self.review_budget_s)
+        reviews = [PolicyReview(
+            policy_id=policy.policy_id, title=policy.title, auto_approve_when_met=policy.auto_approve_when_met,
+            codes=codes[policy.policy_id],
+            criteria=[_result(f, c) for f, c in zip(reading.findings[policy.policy_id], policy.criteria, strict=True)],
+        ) for policy in policies.values()]
+        incomplete = reading.incomplete
+        review = EvidenceReview(
+            criteria_version=self._version, notes_read=len(notes), notes_incomplete=len(incomplete),
+            incomplete_notes=incomplete[:MAX_LISTED_NOTES], policies=reviews,
+            lines=[ReviewedLine(sequence=i.sequence, code=i.code, quantity=i.quantity) for i in data.items])
         info = activity.info()
+        # Counts and sizes only: no note text, no member data.
         log.info("tool.review_evidence", workflow_id=info.workflow_id, notes=len(notes),
-                 met=sum(c.status == "met" for s in services for c in s.criteria),
-                 criteria=sum(len(s.criteria) for s in services))
+                 notes_incomplete=len(incomplete), note_chars=sum(len(n.text) for n in notes),
+                 lines=len(data.items), policies=len(reviews),
+                 met=sum(c.status == "met" for p in reviews for c in p.criteria),
+                 criteria=sum(len(p.criteria) for p in reviews), result_bytes=len(review.model_dump_json()))
+        if incomplete:
+            log.warning("tool.review_evidence.notes_not_fully_read", workflow_id=info.workflow_id,
+                        notes=[n.document_id for n in incomplete[:MAX_LISTED_NOTES]],
+                        note_budget_s=self.note_budget_s, review_budget_s=self.review_budget_s)
         return review
 
     @activity.defn(name="um.issue_determination")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from tests.pas_factory import (
     SNF_NOTES_MET,
 )
 from tools.criteria import Criterion, ServicePolicy, load_criteria
-from tools.evidence import Citation, extract_evidence, unmet_criteria
+from tools.evidence import Citation, NoteReading, extract_evidence, read_evidence, unmet_criteria
 from tools.pas_request import Note
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_data" / "prior_auth"
@@ -188,3 +189,72 @@ def test_shipped_samples_show_what_their_readme_says(name):
     policy = load_criteria().policy_for(claim["item"][0]["productOrService"]["coding"][0]["code"])
 
     assert _SAMPLE_EXPECTED[name] == unmet_criteria(extract_evidence(notes, policy))
+
+
+def test_a_cue_before_a_long_run_of_spaces_still_negates():
+    """The negation window widens past blank space: "No" then 500 spaces, then the phrase, is still negated."""
+    finding = _one("No" + " " * 500 + "radiculopathy.", "radiculopathy")
+
+    assert ("not_met", ["radiculopathy"]) == (finding.status, [c.term for c in finding.contrary])
+
+
+def test_a_cue_thousands_of_words_back_in_one_sentence_does_not_negate():
+    """Only the five words before a phrase count, however long its sentence: "No" 20,000 words back does not."""
+    finding = _one("No " + "word " * 20_000 + "foot drop.", "foot drop")
+
+    assert ("met", 100_003) == (finding.status, finding.citations[0].start)
+
+
+def test_a_phrase_inside_a_longer_first_word_is_not_a_match():
+    """A phrase's first word inside a longer word ("L5/S1" for "L5") is found only as its own phrase."""
+    finding = _one("Disc at L5/S1 and at L5.", "L5", "L5/S1")
+
+    assert [("L5/S1", 8, 13), ("L5", 21, 23)] == [(c.term, c.start, c.end) for c in finding.citations]
+
+
+def _ticking() -> itertools.count:
+    """A clock that advances one second each time it is read: budgets run out at a known mention."""
+    return itertools.count()
+
+
+def test_a_note_over_its_time_budget_is_read_up_to_there_and_reported():
+    """A note whose budget runs out keeps what was found before, and says how far it was read."""
+    text = "Foot drop. Foot drop. Foot drop. Foot drop."
+    clock = _ticking()
+    reading = read_evidence([Note(document_id="d", text=text)], [_policy("foot drop")], note_budget_s=2.5,
+                            review_budget_s=None, clock=clock.__next__)
+
+    assert ([NoteReading(document_id="d", length=len(text), read_until=22)], [0, 11]) == (
+        reading.incomplete, [c.start for c in reading.findings["test"][0].citations])
+
+
+def test_notes_after_the_review_budget_are_reported_unread():
+    """When the request's budget runs out, the next note is reported read only up to its first phrase."""
+    notes = [Note(document_id="a", text="Foot drop. Foot drop."), Note(document_id="b", text="Left foot drop.")]
+    clock = _ticking()
+    reading = read_evidence(notes, [_policy("foot drop")], note_budget_s=None, review_budget_s=2.5,
+                            clock=clock.__next__)
+
+    assert ([True, False], [NoteReading(document_id="b", length=15, read_until=5)]) == (
+        [n.complete for n in reading.notes], reading.incomplete)
+
+
+def test_a_note_within_its_budget_is_read_to_the_end():
+    """With the default budgets, a note is read completely and every policy gets its findings."""
+    criteria = load_criteria()
+    policies = [criteria.policy_for("72148"), criteria.policy_for("G0299")]
+    reading = read_evidence([Note(document_id="d", text=MRI_NOTES_MET[0])], policies)
+
+    assert ([], ["home-health", "lumbar-spine-mri"], set()) == (
+        reading.incomplete, sorted(reading.findings),
+        set(unmet_criteria(reading.findings["lumbar-spine-mri"])))
+
+
+def test_each_policy_gets_the_findings_it_would_get_alone():
+    """Reading the notes once for several policies gives each the findings extract_evidence gives it alone."""
+    criteria = load_criteria()
+    notes = [Note(document_id=f"d{n}", text=t) for n, t in enumerate(
+        (*MRI_NOTES_AGAINST, *HOME_HEALTH_NOTES_MET, *SNF_NOTES_MET))]
+    together = read_evidence(notes, criteria.services).findings
+
+    assert {p.policy_id: extract_evidence(notes, p) for p in criteria.services} == together
