@@ -35,7 +35,9 @@ def run_(
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON.")] = False,
 ) -> None:
     """Run every case as real workflow runs on a fresh embedded stack (or the configured cluster) with a
-    scripted reviewer; print the figures. Exit 1 when a safety gate fails or a case errored, 2 on bad usage."""
+    scripted reviewer; print the figures. Exit 1 when a safety gate fails or a case errored, 2 on bad usage, 3
+    when every gate passed but some cases could not be judged because Temporal did not answer the harness in
+    time (retries included): an infrastructure problem, not a safety finding; run again."""
     from evaluation.metrics import compute
     from evaluation.report import EvalReport, SuiteInfo, write_report
     from evaluation.runner import EvalUsageError, check_planner, run_suite
@@ -87,6 +89,11 @@ def run_(
             console.print(safe(f"report: {written[0]} and {written[1]}"), soft_wrap=True, highlight=False)
     if not document.passed:
         raise typer.Exit(1)
+    if document.metrics.infrastructure_errors:
+        err_console.print(f"[yellow]incomplete:[/] {document.metrics.infrastructure_errors} case(s) not judged: "
+                          "Temporal did not answer the harness in time (retries included). The gates passed on "
+                          "the cases judged; run the evaluation again on a less loaded machine or cluster")
+        raise typer.Exit(3)
 
 
 def _fmt(value: float | None) -> str:
@@ -101,7 +108,8 @@ def _print(document: object) -> None:
     assert isinstance(document, EvalReport)
     m = document.metrics
     console.print(safe(f"{document.label}: {m.cases_run}/{m.cases} cases run in {document.duration_seconds:.0f} s, "
-                       f"{m.skipped} files skipped, {m.not_applicable} not applicable, {m.errors} errors "
+                       f"{m.skipped} files skipped, {m.not_applicable} not applicable, {m.errors} errors, "
+                       f"{m.infrastructure_errors} infrastructure errors "
                        f"(suite {document.suite.digest})"), soft_wrap=True, highlight=False)
     table = Table(title="Evaluation")
     for column in ("metric", "value", "over"):
@@ -126,7 +134,10 @@ def _print(document: object) -> None:
         wrong = [f"{a.kind} expected {a.expected}, got {a.observed}"
                  + (f" ({a.required_role} < {a.min_role})" if a.expected == a.observed else "")
                  for a in case.actions if not a.correct]
-        if case.error or wrong or case.problems:
+        if case.infrastructure_error:
+            console.print(f"[yellow]not judged[/] {safe(case.id)}: {safe(case.infrastructure_error)}", soft_wrap=True,
+                          highlight=False)
+        elif case.error or wrong or case.problems:
             console.print(f"[red]differs[/] {safe(case.id)}: " + safe("; ".join(
                 [case.error] if case.error else [*wrong, *case.problems])), soft_wrap=True, highlight=False)
     for gate in m.gates:

@@ -40,6 +40,8 @@ class Metrics(BaseModel):
     cases: int
     cases_run: int
     errors: int
+    infrastructure_errors: int = Field(default=0, description="Cases not judged because Temporal did not answer "
+                                                              "the harness in time (not a gate; re-run them).")
     skipped: int
     missing_actions: int = Field(description="Expected action kinds never proposed (a regression that stops "
                                              "proposing a mandated action would otherwise go unseen).")
@@ -166,9 +168,10 @@ def compute(results: Sequence[CaseResult], *, skipped: int = 0, not_applicable: 
         Gate(metric="skipped_files", value=skipped, threshold="== 0" + (" (allowed)" if allow_skipped else ""),
              passed=allow_skipped or skipped == 0),
     ]
-    ran = [r for r in results if r.error is None]
+    ran = [r for r in results if r.error is None and r.infrastructure_error is None]
     return Metrics(
         cases=len(results) + not_applicable, cases_run=len(ran), errors=errors, skipped=skipped,
+        infrastructure_errors=sum(1 for r in results if r.infrastructure_error is not None),
         missing_actions=missing, unexpected_actions=unexpected,
         not_applicable=not_applicable, actions=len(actions),
         mandated_approval_recall=recall, mandated_actions=len(mandated), unsafe_auto_executions=unsafe,

@@ -66,6 +66,9 @@ class CaseResult(BaseModel):
     outcome_ok: bool = False
     problems: list[str] = Field(default_factory=list, description="Where the outcome differs from expect.outcome.")
     error: str | None = Field(default=None, description="The case could not run to the end (a harness or run error).")
+    infrastructure_error: str | None = Field(default=None, description=(
+        "Temporal did not answer the harness in time, retries included (evaluation/rpc_retry.py): the case was "
+        "not judged; not a case error."))
 
 
 def _outside_contact_hours(at: datetime, zone: str) -> bool:

@@ -10,6 +10,10 @@ actions, which would wait hours for the member's contact window): a parked run i
 Pending approvals are decided as the case's ``review`` says (approve by default), by reviewers named
 ``eval-<role>-1``; a dual sign-off's second decision comes from ``eval-<role>-2``.
 
+The harness's Temporal calls are retried while they fail transiently (``evaluation/rpc_retry.py``); a case
+whose calls still fail that way has an ``infrastructure_error``, not an ``error``: a slow machine cannot fail
+the safety gate, and the evaluation says which cases it could not judge.
+
 Cases with a ``model`` reply run only on the scripted model server (``--planner scripted``); they run one
 at a time after the others, because the model only sees de-identified facts and the server cannot tell
 cases apart: each is scripted, run until it settles, and cleared.
@@ -32,11 +36,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import SecretStr
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from agents.approvals import ApprovalDecision, PendingApproval
 from agents.state import TERMINAL
 from evaluation.oracle import CaseResult, attributes_of, judge
+from evaluation.rpc_retry import RpcRetry, infrastructure_error, with_rpc_retries
 from evaluation.scenarios import Case, Suite, discharge_time
 from evaluation.scripted_model import BEHAVIOURS, ScriptedModelServer, running_model_server
 from evaluation.synthetic import NOTES, build_pas_bundle, member_resources
@@ -49,7 +55,7 @@ from workflows.outreach_client import decide, start_outreach
 from workflows.prior_auth import PriorAuthWorkflow
 from workflows.prior_auth_client import submit_prior_auth
 
-__all__ = ["EvalRun", "EvalUsageError", "Planner", "check_planner", "evaluation_settings", "run_suite"]
+__all__ = ["EvalRun", "EvalUsageError", "Harness", "Planner", "check_planner", "evaluation_settings", "run_suite"]
 
 Planner = Literal["offline", "model", "scripted"]
 INITIATOR = "careloom-eval"
@@ -108,7 +114,7 @@ def _model_server(planner: Planner) -> contextlib.AbstractContextManager[Scripte
 
 
 async def run_suite(base: Settings, suite: Suite, planner: Planner, *, concurrency: int = 16,
-                    case_timeout: float = 240.0,
+                    case_timeout: float = 240.0, rpc_retry: RpcRetry = RpcRetry(),
                     progress: Callable[[CaseResult], None] | None = None) -> EvalRun:
     """Run every applicable case; cases with a model reply need ``planner='scripted'``."""
     started = datetime.now(UTC).replace(microsecond=0)
@@ -123,7 +129,7 @@ async def run_suite(base: Settings, suite: Suite, planner: Planner, *, concurren
         settings = evaluation_settings(base, Path(folder), planner, model.url if model else None)
         run.policy_ids = [settings.guardrail_policy().policy_id, settings.prior_auth_policy().policy_id]
         async with running_stack(settings) as stack:
-            harness = _Harness(settings, stack.client, stack.store, started, case_timeout)
+            harness = Harness(settings, stack.client, stack.store, started, case_timeout, rpc_retry)
             limit = asyncio.Semaphore(concurrency)
 
             async def one(case: Case) -> CaseResult:
@@ -134,6 +140,11 @@ async def run_suite(base: Settings, suite: Suite, planner: Planner, *, concurren
                 return result
 
             run.results = list(await asyncio.gather(*(one(c) for c in plain)))
+            # Cases Temporal did not answer for under full concurrency get one more go, alone: the load that
+            # starved them was mostly the evaluation's own. Their runs exist already (same ids): it goes on.
+            for index, (case, result) in enumerate(zip(plain, run.results, strict=True)):
+                if result.infrastructure_error is not None:
+                    run.results[index] = await harness.run_case(case)
             for case in scripted:
                 assert model is not None and case.model is not None
                 model.script(*BEHAVIOURS[case.model.reply])
@@ -148,11 +159,13 @@ async def run_suite(base: Settings, suite: Suite, planner: Planner, *, concurren
     return run
 
 
-class _Harness:
+class Harness:
+    """Runs one case at a time to the end against a stack (:func:`run_suite` builds both)."""
+
     def __init__(self, settings: Settings, client: Client, store: SqlCareRecordStore, started: datetime,
-                 timeout: float) -> None:
+                 timeout: float, rpc_retry: RpcRetry = RpcRetry()) -> None:
         self.settings, self.client, self.store = settings, client, store
-        self.started, self.timeout = started, timeout
+        self.started, self.timeout, self.rpc_retry = started, timeout, rpc_retry
         self.nonce = secrets.token_hex(3)
         self.salt = settings.pseudonym_salt.get_secret_value()
         self.signer = settings.signer()
@@ -162,12 +175,17 @@ class _Harness:
         try:
             resources, start = self._records(case)
             result.attributes = attributes_of(resources, self.started.date())
-            workflow_id, query = await start()
+            workflow_id, query = await self._rpc(start)
             result.workflow_id = workflow_id
             # The whole drive is bounded too: a run that keeps asking (or a call that hangs) is an error.
             status, reviews = await asyncio.wait_for(self._drive(case, workflow_id, query), self.timeout + 30)
         except Exception as err:  # noqa: BLE001 - one case's failure is a result, not the evaluation's end
-            result.error = f"{type(err).__name__}: {err}"
+            transient = infrastructure_error(err)
+            if transient is not None:  # Temporal did not answer in time, retries included: not the case's fault
+                result.infrastructure_error = (f"{type(transient).__name__}: {transient} (after "
+                                               f"{self.rpc_retry.attempts} attempts)")
+            else:
+                result.error = f"{type(err).__name__}: {err}"
             return result
         result.status, result.planner = status.status, status.planner
         result.lace = getattr(status, "lace", None)
@@ -230,6 +248,10 @@ class _Harness:
             raise ValueError("data.files needs a Patient and an inpatient (IMP) Encounter")
         return resources, lambda: self._start_outreach(member, stays[0]["id"])
 
+    async def _rpc(self, call: Callable[[], Any]) -> Any:  # noqa: ANN401
+        """A harness call to Temporal, retried while it fails transiently (every one here is idempotent)."""
+        return await with_rpc_retries(call, self.rpc_retry)
+
     async def _start_outreach(self, member_id: str, encounter_id: str) -> tuple[str, Any]:
         handle, _ = await start_outreach(
             self.client, member_id=member_id, encounter_id=encounter_id, policy=self.settings.guardrail_policy(),
@@ -254,8 +276,8 @@ class _Harness:
         while True:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"run {workflow_id} did not settle within {self.timeout:.0f} s")
-            described = await handle.describe(rpc_timeout=rpc)
-            status = await handle.query(query, rpc_timeout=rpc)
+            described = await self._rpc(lambda: handle.describe(rpc_timeout=rpc))
+            status = await self._rpc(lambda: handle.query(query, rpc_timeout=rpc))
             if described.status != WorkflowExecutionStatus.RUNNING:
                 return status, reviews
             if status.status in _PARKED and status.pending_approvals:
@@ -264,9 +286,24 @@ class _Harness:
                 await asyncio.sleep(0.05)
                 continue
             if status.status == "deferred" and all(a.status in _WAITING_DONE for a in status.actions):
-                await handle.terminate("evaluation case judged")  # only deferred actions left: hours away
+                await self._terminate(handle)  # only deferred actions left: hours away
                 return status, reviews
             await asyncio.sleep(0.25)
+
+    async def _terminate(self, handle: WorkflowHandle) -> None:
+        attempts = 0
+
+        async def once() -> None:
+            nonlocal attempts
+            attempts += 1
+            try:
+                await handle.terminate("evaluation case judged")
+            except RPCError as err:
+                # A retry after a terminate that went through but whose answer was lost: already closed.
+                if not (attempts > 1 and err.status == RPCStatusCode.NOT_FOUND):
+                    raise
+
+        await self._rpc(once)
 
     async def _review(self, case: Case, workflow_id: str, item: PendingApproval, reviews: dict[str, str]) -> None:
         kind = item.arguments.tool
@@ -280,7 +317,7 @@ class _Harness:
             reason="evaluation reviewer: rejected as the scenario says" if choice == "reject" else None,
             arguments=_edited(item.arguments) if choice == "edit" else None)
         try:
-            await decide(self.client, workflow_id, decision, signer=self.signer)
+            await self._rpc(lambda: decide(self.client, workflow_id, decision, signer=self.signer))
         except DecisionRefused as err:
             if err.code != "not_found":  # decided meanwhile (expired, or our own retry)
                 raise
