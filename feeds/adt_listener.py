@@ -32,7 +32,6 @@ from datetime import UTC, datetime
 
 import hl7
 import structlog
-from pydantic import BaseModel
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -45,18 +44,12 @@ from runtime.metrics import ADT_LATENCY, ADT_MESSAGES
 from runtime.settings import Settings
 from store.fhir_validation import InvalidResource, validate_resource
 from store.records import SqlCareRecordStore
+from workflows.agent_run import WithdrawRequest
+from workflows.outreach_client import outreach_workflow_id
 
 __all__ = ["AdtListener", "serve_adt"]
 
 log = structlog.get_logger(__name__)
-
-try:
-    from workflows.agent_run import WithdrawRequest
-except ImportError:  # until the withdraw update lands in workflows/agent_run.py: the same fields, the same JSON
-    class WithdrawRequest(BaseModel):  # type: ignore[no-redef]
-        actor: str
-        reason: str
-        source: str | None = None
 
 _WITHDRAW_SECONDS = 20.0  # under a sender's usual 30 s ACK timeout: an AE it can act on, not a silent hang
 _HL7_ESCAPES = str.maketrans({"\\": "\\E\\", "|": "\\F\\", "^": "\\S\\", "&": "\\T\\", "~": "\\R\\",
@@ -236,8 +229,6 @@ class AdtListener:
         facility and the event, executes nothing further and ends ``withdrawn``. Not cancel either: the
         outreach workflow turns a cancelled activity into a tool failure and goes on.
         """
-        from workflows.outreach_client import outreach_workflow_id
-
         workflow_id = outreach_workflow_id(event.member_id, event.encounter_id,
                                            self.settings.pseudonym_salt.get_secret_value())
         handle = self.client.get_workflow_handle(workflow_id)

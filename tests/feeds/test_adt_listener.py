@@ -22,11 +22,7 @@ from runtime.settings import Settings
 from store.records import SqlCareRecordStore
 from tests.feeds.hl7_messages import adt, frame
 from tests.fhir_factory import make_member
-from workflows import agent_run
 from workflows.outreach_client import outreach_workflow_id
-
-WITHDRAW_LANDED = hasattr(agent_run, "WithdrawRequest")
-"""The lead's ``withdraw`` update (workflows/agent_run.py); until it lands an A13 is answered AE."""
 
 
 @pytest_asyncio.fixture
@@ -114,7 +110,6 @@ async def test_a_discharge_starts_its_run_before_the_ack_and_a_resend_starts_not
     assert before + 2 == REGISTRY.get_sample_value("careloom_adt_messages_total", {"event": "A03", "ack": "AA"})
 
 
-@pytest.mark.skipif(not WITHDRAW_LANDED, reason="workflows/agent_run.py has no withdraw update yet")
 async def test_a_cancelled_discharge_withdraws_the_run_and_is_no_longer_a_discharge(
         client: Client, store, listener) -> None:
     """A13 after an A03: the run is withdrawn (never terminated), the Encounter is in progress again with no
@@ -278,7 +273,6 @@ async def test_an_emergency_visit_discharge_is_stored_and_starts_nothing(client:
                                                       settings.pseudonym_salt.get_secret_value())) is None
 
 
-@pytest.mark.skipif(not WITHDRAW_LANDED, reason="workflows/agent_run.py has no withdraw update yet")
 async def test_a_cancel_on_another_connection_never_overtakes_the_discharge_start(
         client: Client, store, listener) -> None:
     """A03 on one connection, its A13 on another while the run is being started: the A13 waits for the visit,
