@@ -52,8 +52,15 @@ def list_(
 
     from workflows.outreach_client import InboxFilter, list_inbox
 
+    from api.filters import visibility_value
+    from runtime.errors import DecisionRefused
+
     try:
-        filters = InboxFilter(queue=queue, role=role, priority=priority, due_before=due_before)
+        filters = InboxFilter(queue=visibility_value("--queue", queue), role=role, priority=priority,
+                              due_before=due_before)
+    except DecisionRefused as err:  # a quote would break the visibility query: named here, not a traceback
+        fail(str(err), code=2)
+        return
     except ValidationError as err:
         fail(f"invalid filter: {err.errors()[0]['loc'][0]}: {err.errors()[0]['msg']}", code=2)
         return

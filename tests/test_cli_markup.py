@@ -82,3 +82,12 @@ class _Sink:
 
     def flush(self) -> None:
         pass
+
+
+def test_a_quote_in_the_queue_filter_is_named_not_a_traceback(tmp_path: Path) -> None:
+    """`approvals list --queue '"'` broke the visibility query (a ValueError traceback); it is refused first,
+    naming the option and the fix, before Temporal is asked (none runs at this address)."""
+    env = clean_env(CARELOOM_STATE_DIR=str(tmp_path / "state"), TEMPORAL_ADDRESS="127.0.0.1:1")
+    listed = careloom(env, "approvals", "list", "--queue", '"', timeout=60)
+    assert 2 == listed.returncode
+    assert "--queue: not a valid queue name" in listed.stderr and "Traceback" not in listed.stderr
