@@ -3,10 +3,19 @@
 Any planner (the offline rules now, an OpenAI-compatible model later) turns
 the run's facts into typed :class:`ProposedAction` objects. The workflow calls
 it through one activity, ``agents.plan_outreach``.
+
+Planning waits on a model for up to minutes, so planner activities heartbeat
+(:func:`heartbeating`) and the workflow gives their calls a heartbeat timeout
+(:data:`HEARTBEAT_TIMEOUT_SECONDS`, via ``ToolSpec.heartbeat_seconds``): a
+worker that dies mid-call is noticed and the call retried elsewhere in seconds,
+not after the start-to-close timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field, model_validator
@@ -15,11 +24,38 @@ from temporalio import activity
 from agents.actions import ProposedAction
 from agents.facts import RunFacts
 
-__all__ = ["MODEL_ENDPOINT_ERROR", "PLAN_ACTIVITY", "ModelUsage", "Planner", "PlannerActivity", "PlannerInput", "PlannerOutput"]
+__all__ = ["HEARTBEAT_TIMEOUT_SECONDS", "MODEL_ENDPOINT_ERROR", "PLAN_ACTIVITY", "heartbeating", "ModelUsage", "Planner", "PlannerActivity", "PlannerInput", "PlannerOutput"]
 
 PLAN_ACTIVITY = "agents.plan_outreach"
 MODEL_ENDPOINT_ERROR = "ModelEndpointError"
 """The error type of a model request refused for good (bad key, model or URL): not retried."""
+HEARTBEAT_TIMEOUT_SECONDS = 20.0
+"""The heartbeat timeout of planner calls: how long a dead worker's planning goes unnoticed. Four beats fit in
+it (:func:`heartbeating`), so one late beat on a busy worker does not time a live call out."""
+
+
+@asynccontextmanager
+async def heartbeating(every: float = HEARTBEAT_TIMEOUT_SECONDS / 4) -> AsyncIterator[None]:
+    """Heartbeat every ``every`` seconds while the block runs, from a task beside it on the activity's loop.
+
+    A beat between model requests would not do: one request may take as long as the model timeout (up to
+    120 s), longer than the heartbeat timeout. Outside an activity (a planner called directly) it does nothing.
+    """
+    if not activity.in_activity():
+        yield
+        return
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()  # the SDK throttles what it sends to the server; calling often is cheap
+            await asyncio.sleep(every)
+
+    beats = asyncio.create_task(beat(), name="planner-heartbeat")
+    try:
+        yield
+    finally:
+        # Not awaited: awaiting here could swallow a cancellation meant for the activity itself.
+        beats.cancel()
 
 
 class PlannerInput(BaseModel):
@@ -89,4 +125,5 @@ class PlannerActivity:
     async def plan_outreach(self, data: PlannerInput) -> PlannerOutput:
         if data.fallback_reason is not None:
             return self._fallback.plan_for_review(data, data.fallback_reason)
-        return await self._planner.plan(data)
+        async with heartbeating():
+            return await self._planner.plan(data)

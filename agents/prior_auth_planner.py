@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from temporalio import activity
 
 from agents.actions import ConfidenceSignal, ProposedAction
-from agents.planner import PlannerOutput
+from agents.planner import PlannerOutput, heartbeating
 from agents.prior_auth_state import PriorAuthFacts
 from tools.determination import IssueDeterminationArgs, ItemDecision
 from tools.prior_auth_tools import ServiceReview
@@ -139,4 +139,5 @@ class RecommenderActivity:
         info = activity.info()
         limit = info.retry_policy.maximum_attempts if info.retry_policy else 0
         final = info.attempt >= min(FALLBACK_AFTER_ATTEMPTS, limit or FALLBACK_AFTER_ATTEMPTS)
-        return await self._model.recommend(data, final_attempt=final)
+        async with heartbeating():  # a model call may take minutes: a dead worker is noticed in seconds
+            return await self._model.recommend(data, final_attempt=final)

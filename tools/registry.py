@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from temporalio import activity
 
-from agents.planner import PlannerActivity
+from agents.planner import HEARTBEAT_TIMEOUT_SECONDS, PlannerActivity
 from agents.prior_auth_planner import RecommenderActivity
 from guardrails.policy import ServiceEffect
 from store.ledger import LedgerActivities
@@ -94,7 +94,7 @@ LOOKUP_MEMBER = ToolSpec(CareTools.lookup_member, "read")
 CHECK_ELIGIBILITY = ToolSpec(CareTools.check_eligibility, "read")
 GET_CLINICAL_CONTEXT = ToolSpec(CareTools.get_clinical_context, "read")
 SCORE_READMISSION_RISK = ToolSpec(CareTools.score_readmission_risk, "read")
-PLAN_OUTREACH = ToolSpec(PlannerActivity.plan_outreach, "planner")
+PLAN_OUTREACH = ToolSpec(PlannerActivity.plan_outreach, "planner", heartbeat_seconds=HEARTBEAT_TIMEOUT_SECONDS)
 LEDGER_APPEND = ToolSpec(LedgerActivities.append, "ledger")
 
 
@@ -109,7 +109,8 @@ OUTREACH_TOOLS: tuple[ToolSpec, ...] = (
 """The post-discharge outreach program's tools."""
 
 REVIEW_EVIDENCE = ToolSpec(PriorAuthTools.review_evidence, "read")
-RECOMMEND_DETERMINATION = ToolSpec(RecommenderActivity.recommend_determination, "planner")
+RECOMMEND_DETERMINATION = ToolSpec(RecommenderActivity.recommend_determination, "planner",
+                                   heartbeat_seconds=HEARTBEAT_TIMEOUT_SECONDS)
 ISSUE_DETERMINATION = _write(PriorAuthTools.issue_determination, determination.IssueDeterminationArgs,
                              service_effect=determination.service_effect, preview=claim_response_preview)
 

@@ -1,0 +1,86 @@
+"""A worker process killed while the model is planning: the planner activity heartbeats, so the run's planning
+is retried on another worker within seconds (the heartbeat timeout), not after the 5-minute plan timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from agents.planner import HEARTBEAT_TIMEOUT_SECONDS, PLAN_ACTIVITY
+from runtime.settings import Settings
+from tests.conftest import OPEN_WINDOW
+from tests.databases import session_env
+from tests.fhir_factory import make_member
+from tests.model_server import follow_the_prompt, running_model_server
+from workflows.outreach_client import start_outreach
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _worker(client: Client, settings: Settings, queue: str, model_url: str) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOM_", "TEMPORAL_", "OPENAI_"))}
+    env.update(TEMPORAL_ADDRESS=client.service_client.config.target_host, CARELOOM_TASK_QUEUE=queue,
+               **session_env(settings), CARELOOM_PSEUDONYM_SALT=settings.pseudonym_salt.get_secret_value(),
+               CARELOOM_LOG_FORMAT="json", CARELOOM_LOG_LEVEL="WARNING", CARELOOM_MODEL="scripted-model",
+               CARELOOM_MODEL_BASE_URL=model_url, CARELOOM_MODEL_API_KEY="sk-test-not-a-real-key",
+               CARELOOM_MODEL_TIMEOUT_SECONDS="120")
+    return subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+
+
+@pytest.mark.slow
+async def test_planning_on_a_killed_worker_is_retried_on_another_within_a_minute(
+        client: Client, settings: Settings, store) -> None:
+    queue = f"heartbeat-{uuid.uuid4().hex[:8]}"
+    member = make_member(store)
+    with running_model_server() as model:
+        # The first answer takes far longer than the test: only a retry on the second worker can plan.
+        model.script(lambda request: dataclasses.replace(follow_the_prompt(request), delay=600))
+        first = _worker(client, settings, queue, model.url)
+        second, result = None, None
+        try:
+            handle, _ = await start_outreach(
+                client, member_id=member.member_id, encounter_id=member.encounter_id, policy=OPEN_WINDOW,
+                task_queue=queue, initiated_by="care-ops-bot", tool_attempts=1,
+                salt=settings.pseudonym_salt.get_secret_value())
+            deadline = time.monotonic() + 60
+            while not model.requests:  # the first worker is now waiting on the model
+                assert first.poll() is None and time.monotonic() < deadline, first.stderr and first.stderr.read()
+                await asyncio.sleep(0.1)
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+            killed = time.monotonic()
+            second = _worker(client, settings, queue, model.url)
+            result = await asyncio.wait_for(handle.result(), timeout=90)
+            took = time.monotonic() - killed
+        finally:
+            for process in (first, second):
+                if process is not None and process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+                    process.wait(30)
+            if result is None:
+                async for execution in client.list_workflows(f"TaskQueue = '{queue}' AND ExecutionStatus = 'Running'"):
+                    await client.get_workflow_handle(execution.id).terminate("test finished")
+        assert 2 == len(model.requests)  # the killed worker's request, then the retry's
+
+    assert result is not None and "completed" == result.status
+    assert took < 60, f"the run finished {took:.0f}s after the kill"
+    events = (await handle.fetch_history()).events
+    [scheduled] = [e.activity_task_scheduled_event_attributes for e in events
+                   if e.HasField("activity_task_scheduled_event_attributes")
+                   and e.activity_task_scheduled_event_attributes.activity_type.name == PLAN_ACTIVITY]
+    assert HEARTBEAT_TIMEOUT_SECONDS == scheduled.heartbeat_timeout.ToTimedelta().total_seconds()
+    planned = [e.activity_task_started_event_attributes.attempt for e in events
+               if e.HasField("activity_task_started_event_attributes")
+               and e.activity_task_started_event_attributes.attempt > 1]
+    assert [2] == planned  # only the planning was retried
