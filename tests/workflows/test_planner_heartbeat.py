@@ -84,3 +84,43 @@ async def test_planning_on_a_killed_worker_is_retried_on_another_within_a_minute
                if e.HasField("activity_task_started_event_attributes")
                and e.activity_task_started_event_attributes.attempt > 1]
     assert [2] == planned  # only the planning was retried
+
+
+@pytest.mark.slow
+async def test_a_sigterm_during_planning_lets_the_call_finish_before_the_worker_leaves(
+        client: Client, settings: Settings, store) -> None:
+    """The graceful stop: the model's answer arrives after the SIGTERM and is still used (one request, attempt
+    1); the worker exits 0, and a second worker finishes the run."""
+    queue = f"graceful-{uuid.uuid4().hex[:8]}"
+    member = make_member(store)
+    with running_model_server() as model:
+        model.script(lambda request: dataclasses.replace(follow_the_prompt(request), delay=5))
+        first = _worker(client, settings, queue, model.url)
+        second, result = None, None
+        try:
+            handle, _ = await start_outreach(
+                client, member_id=member.member_id, encounter_id=member.encounter_id, policy=OPEN_WINDOW,
+                task_queue=queue, initiated_by="care-ops-bot", tool_attempts=1,
+                salt=settings.pseudonym_salt.get_secret_value())
+            deadline = time.monotonic() + 60
+            while not model.requests:
+                assert first.poll() is None and time.monotonic() < deadline, first.stderr and first.stderr.read()
+                await asyncio.sleep(0.1)
+            first.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(first.wait, 40)
+            second = _worker(client, settings, queue, model.url)
+            result = await asyncio.wait_for(handle.result(), timeout=60)
+        finally:
+            for process in (first, second):
+                if process is not None and process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+                    process.wait(30)
+            if result is None:
+                async for execution in client.list_workflows(f"TaskQueue = '{queue}' AND ExecutionStatus = 'Running'"):
+                    await client.get_workflow_handle(execution.id).terminate("test finished")
+        assert 1 == len(model.requests)
+
+    assert (0, "completed") == (code, result.status), first.stderr.read().decode()[-2000:] if first.stderr else ""
+    events = (await handle.fetch_history()).events
+    assert {1} == {e.activity_task_started_event_attributes.attempt for e in events
+                   if e.HasField("activity_task_started_event_attributes")}
