@@ -140,12 +140,14 @@ def build_worker(
     """
     warm_up_workflows()
     queue = task_queue or settings.task_queue
+    # The keys approvals must be signed with come from this worker's configuration, never from a run's input.
+    keys = settings.decision_signatures().keys
     hosts: list[object] = [
         CareTools(store, settings),
         PlannerActivity(planner or planner_for(settings), fallback=OfflinePlanner()),
-        PriorAuthTools(store, settings.criteria()),
+        PriorAuthTools(store, settings.criteria(), keys),
         recommender or recommender_for(settings),
-        LedgerActivities(DecisionLedger(store.db)),
+        LedgerActivities(DecisionLedger(store.db), keys),
     ]
     return Worker(
         client,
