@@ -22,10 +22,12 @@ import structlog
 from pydantic import BaseModel, Field, model_validator
 from temporalio import activity
 
+from guardrails.policy import DecisionKey
 from store.fhir_validation import InvalidResource
 from store.records import CareRecordStore
 from tools.criteria import CriteriaSet, Criterion, ServicePolicy, criteria_version_id
-from tools.determination import WriteDeterminationInput, write_claim_response
+from tools.approval_check import verified_approvers
+from tools.determination import WriteDeterminationInput, service_effect, write_claim_response
 from tools.errors import INVALID_RESOURCE, tool_error
 from tools.evidence import (
     NOTE_TIME_BUDGET_S,
@@ -190,8 +192,10 @@ class PriorAuthTools:
     review_budget_s: float = REVIEW_TIME_BUDGET_S
     """Seconds all the notes of one request may take together."""
 
-    def __init__(self, store: CareRecordStore, criteria: CriteriaSet) -> None:
+    def __init__(self, store: CareRecordStore, criteria: CriteriaSet,
+                 keys: tuple[DecisionKey, ...] = ()) -> None:
         self._store = store
+        self._keys = keys  # the worker's decision keys (configuration, never a run's input)
         self._criteria = criteria
         self._version = criteria_version_id(criteria)
 
@@ -244,6 +248,9 @@ class PriorAuthTools:
 
     @activity.defn(name="um.issue_determination")
     def issue_determination(self, data: WriteDeterminationInput) -> WriteResult:
+        approvers = verified_approvers(data, effect=service_effect(data.arguments), keys=self._keys,
+                                       tool="issue_determination")
+        data = data.model_copy(update={"approved_by": approvers})
         try:
             result = write_claim_response(self._store, data)
         except InvalidResource as err:
