@@ -184,13 +184,14 @@ def _pending(state: PriorAuthState, record: ActionRecord, reasons: list[str], ro
         context=PriorAuthReviewContext(
             priority=sub.priority, received_at=sub.received_at, decision_due=req.decision_due,
             service_codes=[i.code for i in sub.items],
-            service_policy=", ".join(dict.fromkeys(s.policy_id for s in review.services)) or None,
+            service_policy=", ".join(p.policy_id for p in review.policies) or None,
             criteria_version=review.criteria_version, plan_type=facts.eligibility.plan_type,
             eligible=facts.eligibility.inforce,
             criteria=[CriterionReview(criterion_id=c.criterion_id, description=c.description, status=c.status,
                                       citations=[cite(x) for x in c.citations],
                                       contrary=[cite(x) for x in c.contrary])
-                      for s in review.services for c in s.criteria],
+                      # once per medical policy, not per line: a 50-line request stays a small item
+                      for p in review.policies for c in p.criteria],
         ),
     )
     # The first queue's clock too stops at the regulatory due time.
