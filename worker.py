@@ -308,6 +308,9 @@ def _start() -> None:
     from pydantic import ValidationError
 
     from runtime.errors import CareloomError
+    from runtime.state_dir import private_umask
+
+    private_umask()  # the records database and logs it creates are the owner's only (0600), as the CLI's are
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop_while_starting)

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from cli.common import run, settings
-from cli.output import console, fail, print_json
+from cli.output import console, fail, print_json, safe
 from runtime.settings import Settings
 
 __all__ = ["app", "refuse_if_submitter"]
@@ -90,10 +90,10 @@ def submit(
             print_json(rows)
         for row in rows if not as_json else []:
             if "error" in row:
-                console.print(f"[red]refused[/] {row['file']}: {row['message']}")
+                console.print(f"[red]refused[/] {safe(row['file'])}: {safe(row['message'])}")
             else:
-                console.print(f"{'started' if row['started'] else 'already exists'}: {row['workflow_id']} "
-                              f"({row['priority']}, {', '.join(row['services'])})")
+                console.print(safe(f"{'started' if row['started'] else 'already exists'}: {row['workflow_id']} "
+                                   f"({row['priority']}, {', '.join(row['services'])})"))
         return 2 if over_limit else min(refused, 1)
 
     if code := run(go()):
@@ -121,13 +121,16 @@ def status(
         if as_json:
             print_json(found)
             return
-        console.print(f"[bold]{found.workflow_id}[/]  status={found.status}  {found.priority}, due "
-                      f"{found.decision_due:%Y-%m-%d %H:%M} UTC  determination={found.determination}")
+        console.print(f"[bold]{safe(found.workflow_id)}[/]  " + safe(
+            f"status={found.status}  {found.priority}, due {found.decision_due:%Y-%m-%d %H:%M} UTC  "
+            f"determination={found.determination}"))
         for action in found.actions:
-            console.print(f"  {action.action_id:<28} {action.status:<18} {action.reference or action.reason or ''}")
+            console.print(safe(f"  {action.action_id:<28} {action.status:<18} "
+                               f"{action.reference or action.reason or ''}"))
         for item in found.pending_approvals:
-            console.print(f"  [yellow]pending[/] {item.approval_id} in {item.queue} needs {item.required_role}"
-                          f"{' (+ second reviewer)' if item.dual_signoff and not item.signoffs else ''}")
+            console.print("  [yellow]pending[/] " + safe(
+                f"{item.approval_id} in {item.queue} needs {item.required_role}"
+                f"{' (+ second reviewer)' if item.dual_signoff and not item.signoffs else ''}"))
 
     run(go())
 
