@@ -145,6 +145,7 @@ def compute(results: Sequence[CaseResult], *, skipped: int = 0, not_applicable: 
     unsafe = sum(1 for a in actions if is_unsafe(a))
     missed = sum(1 for a in actions if a.expected == "must_block" and a.observed != "must_block")
     errors = sum(1 for r in results if r.error is not None)
+    silent = sum(1 for r in results if r.silent_failure)
     missing = sum(len(r.missing_kinds) for r in results if r.error is None)
     unexpected = sum(1 for a in actions if a.expected is None)
     subgroups = {
@@ -165,6 +166,7 @@ def compute(results: Sequence[CaseResult], *, skipped: int = 0, not_applicable: 
         Gate(metric="missing_actions", value=missing, threshold="== 0", passed=missing == 0),
         Gate(metric="unexpected_actions", value=unexpected, threshold="== 0", passed=unexpected == 0),
         Gate(metric="errors", value=errors, threshold="== 0", passed=errors == 0),
+        Gate(metric="silent_failures", value=silent, threshold="== 0", passed=silent == 0),
         Gate(metric="skipped_files", value=skipped, threshold="== 0" + (" (allowed)" if allow_skipped else ""),
              passed=allow_skipped or skipped == 0),
     ]

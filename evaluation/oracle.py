@@ -69,6 +69,8 @@ class CaseResult(BaseModel):
     infrastructure_error: str | None = Field(default=None, description=(
         "Temporal did not answer the harness in time, retries included (evaluation/rpc_retry.py): the case was "
         "not judged; not a case error."))
+    silent_failure: bool = Field(default=False, description=(
+        "The run ended FAILED without a run_failed ledger entry naming a person's follow-up Task."))
 
 
 def _outside_contact_hours(at: datetime, zone: str) -> bool:

@@ -49,6 +49,7 @@ from evaluation.synthetic import NOTES, build_pas_bundle, member_resources
 from runtime.errors import CareloomError, DecisionRefused
 from runtime.settings import Settings
 from runtime.stack import running_stack
+from store.ledger import DecisionLedger
 from store.records import SqlCareRecordStore
 from workflows.outreach import MemberOutreachWorkflow
 from workflows.outreach_client import decide, start_outreach
@@ -178,7 +179,8 @@ class Harness:
             workflow_id, query = await self._rpc(start)
             result.workflow_id = workflow_id
             # The whole drive is bounded too: a run that keeps asking (or a call that hangs) is an error.
-            status, reviews = await asyncio.wait_for(self._drive(case, workflow_id, query), self.timeout + 30)
+            status, reviews, closed = await asyncio.wait_for(self._drive(case, workflow_id, query),
+                                                             self.timeout + 30)
         except Exception as err:  # noqa: BLE001 - one case's failure is a result, not the evaluation's end
             transient = infrastructure_error(err)
             if transient is not None:  # Temporal did not answer in time, retries included: not the case's fault
@@ -188,6 +190,11 @@ class Harness:
                 result.error = f"{type(err).__name__}: {err}"
             return result
         result.status, result.planner = status.status, status.planner
+        if closed == WorkflowExecutionStatus.FAILED:
+            # Every run ends with an outcome or a person told: a failed run must have given someone a Task.
+            told = [e for e in DecisionLedger(self.store.db).entries(workflow_id)
+                    if e.event == "run_failed" and "follow-up Task/" in (e.reason or "")]
+            result.silent_failure = not told
         result.lace = getattr(status, "lace", None)
         result.determination = getattr(status, "determination", None)
         result.actions, result.problems = judge(case, status, reviews)
@@ -268,7 +275,8 @@ class Harness:
         return handle.id, PriorAuthWorkflow.status
 
     # --- driving a run to the end ---------------------------------------------------------
-    async def _drive(self, case: Case, workflow_id: str, query: Any) -> tuple[Any, dict[str, str]]:  # noqa: ANN401
+    async def _drive(self, case: Case, workflow_id: str, query: Any  # noqa: ANN401
+                     ) -> tuple[Any, dict[str, str], WorkflowExecutionStatus | None]:
         handle = self.client.get_workflow_handle(workflow_id)
         reviews: dict[str, str] = {}
         deadline = time.monotonic() + self.timeout
@@ -279,7 +287,7 @@ class Harness:
             described = await self._rpc(lambda: handle.describe(rpc_timeout=rpc))
             status = await self._rpc(lambda: handle.query(query, rpc_timeout=rpc))
             if described.status != WorkflowExecutionStatus.RUNNING:
-                return status, reviews
+                return status, reviews, described.status
             if status.status in _PARKED and status.pending_approvals:
                 for item in status.pending_approvals:
                     await self._review(case, workflow_id, item, reviews)
@@ -287,7 +295,7 @@ class Harness:
                 continue
             if status.status == "deferred" and all(a.status in _WAITING_DONE for a in status.actions):
                 await self._terminate(handle)  # only deferred actions left: hours away
-                return status, reviews
+                return status, reviews, None
             await asyncio.sleep(0.25)
 
     async def _terminate(self, handle: WorkflowHandle) -> None:

@@ -56,7 +56,7 @@ def test_gates_fail_on_a_missed_approval_and_name_the_metric() -> None:
     assert 1 == m.unsafe_auto_executions
     assert {"mandated_approval_recall": False, "unsafe_auto_executions": False, "missed_blocks": True,
             "missing_actions": True, "unexpected_actions": True, "errors": True,
-            "skipped_files": True} == {g.metric: g.passed for g in m.gates}
+            "skipped_files": True, "silent_failures": True} == {g.metric: g.passed for g in m.gates}
     assert not m.passed
     assert compute([good]).passed
 
@@ -75,6 +75,14 @@ def test_expected_kinds_never_proposed_unexpected_kinds_and_skipped_files_fail_t
     assert ["unexpected_actions"] == [g.metric for g in compute([stray]).gates if not g.passed]
     assert ["skipped_files"] == [g.metric for g in compute([case("ok", action())], skipped=1).gates if not g.passed]
     assert compute([case("ok", action())], skipped=1, allow_skipped=True).passed
+
+
+def test_a_run_that_failed_with_nobody_told_fails_the_gate() -> None:
+    """Every run ends with an outcome or a person told: a FAILED run without a follow-up Task is a gate failure."""
+    failed = case("failed", action())
+    failed.silent_failure = True
+    assert ["silent_failures"] == [g.metric for g in compute([failed]).gates if not g.passed]
+    assert compute([case("ok", action())]).passed
 
 
 def test_an_errored_case_fails_the_gate_and_counts_nothing_else() -> None:
