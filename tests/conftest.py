@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import time
@@ -49,9 +50,24 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
     await environment.shutdown()
 
 
-@pytest.fixture(scope="session")
-def client(env: WorkflowEnvironment) -> Client:
-    return env.client
+@pytest_asyncio.fixture(scope="session")
+async def client(env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[Client]:
+    """The session's client; at the end, every careloom run of the session that ended FAILED is checked for the
+    person it told (a run_failed ledger entry naming a follow-up Task): any that told nobody is reported."""
+    yield env.client
+    from history.files import careloom_query
+    from store.ledger import DecisionLedger
+
+    failed = [w.id async for w in env.client.list_workflows(careloom_query("ExecutionStatus = 'Failed'"))]
+    if not failed:
+        return
+    told = {e.workflow_id for e in DecisionLedger(settings.open_database()).entries()
+            if e.event == "run_failed" and "follow-up Task/" in (e.reason or "")}
+    silent = sorted(set(failed) - told)
+    # Past pytest's capture: the figure belongs in the run's output (CI log), whatever the verbosity.
+    sys.__stderr__.write(f"\ncareloom runs FAILED in this session: {len(failed)}; with a person's follow-up Task "
+                         f"in the session ledger: {len(set(failed) & told)}"
+                         + (f"; without (or in another test's store): {silent}" if silent else "") + "\n")
 
 
 @pytest.fixture(scope="session")
