@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import time
@@ -51,7 +50,8 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest_asyncio.fixture(scope="session")
-async def client(env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[Client]:
+async def client(env: WorkflowEnvironment, settings: Settings,
+                 request: pytest.FixtureRequest) -> AsyncIterator[Client]:
     """The session's client; at the end, every careloom run of the session that ended FAILED is checked for the
     person it told (a run_failed ledger entry naming a follow-up Task): any that told nobody is reported."""
     yield env.client
@@ -65,9 +65,11 @@ async def client(env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[
             if e.event == "run_failed" and "follow-up Task/" in (e.reason or "")}
     silent = sorted(set(failed) - told)
     # Past pytest's capture: the figure belongs in the run's output (CI log), whatever the verbosity.
-    sys.__stderr__.write(f"\ncareloom runs FAILED in this session: {len(failed)}; with a person's follow-up Task "
-                         f"in the session ledger: {len(set(failed) & told)}"
-                         + (f"; without (or in another test's store): {silent}" if silent else "") + "\n")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"\ncareloom runs FAILED in this session: {len(failed)}; with a person's follow-up "
+                            f"Task in the session ledger: {len(set(failed) & told)}"
+                            + (f"; without (or in another test's store): {silent}" if silent else ""))
 
 
 @pytest.fixture(scope="session")
