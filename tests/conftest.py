@@ -66,10 +66,12 @@ async def client(env: WorkflowEnvironment, settings: Settings,
     silent = sorted(set(failed) - told)
     # Past pytest's capture: the figure belongs in the run's output (CI log), whatever the verbosity.
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"\ncareloom runs FAILED in this session: {len(failed)}; with a person's follow-up "
-                            f"Task in the session ledger: {len(set(failed) & told)}"
-                            + (f"; without (or in another test's store): {silent}" if silent else ""))
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+                reporter.write_line(f"\ncareloom runs FAILED in this session: {len(failed)}; with a person's "
+                                f"follow-up Task in the session ledger: {len(set(failed) & told)}"
+                                + (f"; without (or in another test's store): {silent}" if silent else ""))
 
 
 @pytest.fixture(scope="session")
