@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import contextlib
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import scratch_stack  # noqa: E402
+from bench.common import module_at, scratch_stack  # noqa: E402
 from feeds.adt import parse_adt  # noqa: E402
 from feeds.adt_listener import serve_adt  # noqa: E402
 from runtime.logging import configure_logging  # noqa: E402
@@ -38,18 +37,6 @@ from tests.feeds.hl7_messages import adt, frame  # noqa: E402
 from tests.fhir_factory import make_member  # noqa: E402
 
 BEFORE = "804fb6d"  # the last commit before the hardening
-
-
-def _module(name: str, rev: str, path: str, rewrite: dict[str, str]) -> types.ModuleType:
-    source = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, check=True, capture_output=True,
-                            text=True).stdout
-    for old, new in rewrite.items():
-        source = source.replace(old, new)
-    module = types.ModuleType(name)
-    module.__file__ = f"{rev}:{path}"
-    sys.modules[name] = module
-    exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - the repo's own history
-    return module
 
 
 def _rss_mib() -> float:
@@ -164,8 +151,8 @@ async def main() -> None:
     parser.add_argument("--probes", type=int, default=5, help="good A01 messages per scenario")
     args = parser.parse_args()
     configure_logging("ERROR")
-    before_adt = _module("_adt_before", args.before, "feeds/adt.py", {})
-    before_listener = _module("_adt_listener_before", args.before, "feeds/adt_listener.py",
+    before_adt = module_at("_adt_before", args.before, "feeds/adt.py", {})
+    before_listener = module_at("_adt_listener_before", args.before, "feeds/adt_listener.py",
                               {"from feeds.adt import": "from _adt_before import"})
     parse_times(before_adt)
     async with scratch_stack() as (settings, stack):

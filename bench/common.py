@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import subprocess
+import sys
 import tempfile
+import types
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -15,7 +18,23 @@ from runtime.settings import Settings
 from runtime.stack import Stack, running_stack
 from tests.net import free_port
 
-__all__ = ["history_size", "scratch_database", "scratch_stack"]
+__all__ = ["history_size", "module_at", "scratch_database", "scratch_stack"]
+
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+def module_at(name: str, rev: str, path: str, rewrite: dict[str, str]) -> types.ModuleType:
+    """A file of the repository at ``rev`` as a module of its own (imports rewritten to other such modules), so
+    a bench runs the code before a change beside the code after it, in one process."""
+    source = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=_ROOT, check=True, capture_output=True,
+                            text=True).stdout
+    for old, new in rewrite.items():
+        source = source.replace(old, new)
+    module = types.ModuleType(name)
+    module.__file__ = f"<{rev}:{path}>"
+    sys.modules[name] = module  # pydantic resolves the models' postponed annotations through sys.modules
+    exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - the repo's own history
+    return module
 
 
 @contextmanager

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from temporalio.testing import ActivityEnvironment  # noqa: E402
 
+from bench.common import module_at  # noqa: E402
 from evaluation.synthetic import HOME_HEALTH_NOTES_MET, MRI_NOTES_AGAINST, MRI_NOTES_MET, SNF_NOTES_MET  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
 from store.records import SqlCareRecordStore  # noqa: E402
@@ -50,19 +51,6 @@ def _before_rev() -> str:
     added = subprocess.run(["git", "log", "--diff-filter=A", "--format=%H", "--", "tools/negation.py"], cwd=ROOT,
                            check=True, capture_output=True, text=True).stdout.split()
     return f"{added[-1]}~1" if added else "HEAD"
-
-
-def _module(name: str, rev: str, path: str, rewrite: dict[str, str]) -> types.ModuleType:
-    """A file of the repository at ``rev`` as a module of its own (imports rewritten to other such modules)."""
-    source = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, check=True, capture_output=True,
-                            text=True).stdout
-    for old, new in rewrite.items():
-        source = source.replace(old, new)
-    module = types.ModuleType(name)
-    module.__file__ = f"<{rev}:{path}>"
-    sys.modules[name] = module  # pydantic resolves the models' postponed annotations through sys.modules
-    exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - the repo's own history
-    return module
 
 
 def _text(size: int) -> str:
@@ -109,7 +97,7 @@ def review_sizes(rev: str) -> None:
         data = ReviewEvidenceInput(claim_id=submission.claim_id, items=submission.items)
         criteria = load_criteria()
         print(f"2. um.review_evidence of a {len(data.items):,}-line Claim, 3 notes of {len(DENSE_NOTE):,} chars")
-        old_tools = _module("_before_prior_auth_tools", rev, "tools/prior_auth_tools.py",
+        old_tools = module_at("_before_prior_auth_tools", rev, "tools/prior_auth_tools.py",
                             {"from tools.evidence import": "from _before_evidence import"})
         for label, tools in (("before", old_tools.PriorAuthTools(store, criteria)),
                              ("after", PriorAuthTools(store, criteria))):
@@ -129,7 +117,7 @@ def main() -> None:
     args = parser.parse_args()
     rev = args.before or _before_rev()
     print(f"before = {rev}")
-    before = _module("_before_evidence", rev, "tools/evidence.py", {})
+    before = module_at("_before_evidence", rev, "tools/evidence.py", {})
     extraction_times(before, args.before_max)
     review_sizes(rev)
 

@@ -128,11 +128,11 @@ def test_ledger_verify_detects_an_altered_entry(cli_env: dict[str, str], tmp_pat
     ledger = DecisionLedger(tmp_path / "state" / "records.db")
     ledger.append([LedgerEntry(event_id=f"wf/{n}", workflow_id="wf", approval_id="a1.1", event="requested",
                                actor="system", at=datetime.now(UTC), digest="d" * 64, policy_id="p") for n in (1, 2)])
-    assert 0 == careloom(cli_env, "ledger", "verify").returncode
+    assert 0 == careloom(cli_env, "ledger", "verify", "--chain-only").returncode
     with sqlite3.connect(tmp_path / "state" / "records.db") as conn:
         conn.execute("DROP TRIGGER decision_ledger_no_update")
         conn.execute("UPDATE decision_ledger SET body = replace(body, 'system', 'mallory') WHERE seq = 1")
-    tampered = careloom(cli_env, "ledger", "verify")
+    tampered = careloom(cli_env, "ledger", "verify", "--chain-only")
     assert 1 == tampered.returncode
     assert "entry 1: content does not match its hash (altered)" in tampered.stdout
 

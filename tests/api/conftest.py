@@ -55,6 +55,15 @@ async def http(api_url: str):  # noqa: ANN201 - a client of the test API server 
         yield session
 
 
+@pytest_asyncio.fixture
+async def worker_http(api_url: str, client: Client, settings: Settings, store) -> AsyncIterator[httpx.AsyncClient]:  # noqa: ANN001
+    """The API, with a worker on the task queue the API starts runs on (the prior-auth tests' ``http``)."""
+    from worker import build_worker
+
+    async with build_worker(client, settings, store), httpx.AsyncClient(base_url=api_url, timeout=60) as session:
+        yield session
+
+
 def auth_error(verifier: TokenVerifier, token: str) -> str:
     """The message of the AuthError the verifier raises for this token."""
     with pytest.raises(AuthError) as caught:

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest_asyncio
+import pytest
 
-from tests.api.conftest import sign_in
+from tests.api.conftest import auth, sign_in
 from tests.conftest import wait_for_status
 from tests.pas_factory import MRI_NOTES_AGAINST, make_pas_request
-from worker import build_worker
 from workflows.prior_auth import PriorAuthWorkflow
 
 
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest_asyncio.fixture
-async def http(api_url: str, client, settings, store) -> AsyncIterator[httpx.AsyncClient]:
-    """The API, with a worker on the task queue the API starts runs on."""
-    async with build_worker(client, settings, store), httpx.AsyncClient(base_url=api_url, timeout=30) as session:
-        yield session
+@pytest.fixture
+def http(worker_http: httpx.AsyncClient) -> httpx.AsyncClient:
+    """The API with a worker on its task queue (tests/api/conftest.py)."""
+    return worker_http
 
 
 async def test_a_request_is_accepted_once_and_triaged(http: httpx.AsyncClient, client, store,

@@ -6,32 +6,26 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
-import pytest_asyncio
+import pytest
 
 from store.access_log import AccessLog
 from store.submissions import SubmissionStore
+from tests.api.conftest import auth
 from tests.cli import careloom, clean_env
 from tests.conftest import wait_for_status
 from tests.databases import session_env
 from tests.pas_factory import MRI_NOTES_AGAINST, make_pas_request
 from tools.pas_request import load_notes
-from worker import build_worker
 from workflows.prior_auth import PriorAuthWorkflow
 
 
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest_asyncio.fixture
-async def http(api_url: str, client, settings, store) -> AsyncIterator[httpx.AsyncClient]:
-    """The API, with a worker on the task queue the API starts runs on."""
-    async with build_worker(client, settings, store), httpx.AsyncClient(base_url=api_url, timeout=60) as session:
-        yield session
+@pytest.fixture
+def http(worker_http: httpx.AsyncClient) -> httpx.AsyncClient:
+    """The API with a worker on its task queue (tests/api/conftest.py)."""
+    return worker_http
 
 
 def _entry(bundle, resource_type):

@@ -8,14 +8,16 @@ first run into a restarted one, and the ledger entries of both runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
-import sys
+from collections.abc import AsyncIterator
 
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 
 from agents.approvals import ApprovalDecision
 from history.events import read_run
@@ -49,8 +51,23 @@ async def start_input(handle: WorkflowHandle) -> dict:
     return json.loads(started.input.payloads[0].data)
 
 
+@pytest.fixture(autouse=True)
+async def _close_restarted_runs(client: Client) -> AsyncIterator[None]:
+    """Runs started here through the CLI are not the submit fixture's: terminate whatever still runs under the
+    ids restarted (a parked run without a worker would hang other tests' inbox queries)."""
+    yield
+    for workflow_id in RESTARTED:
+        with contextlib.suppress(RPCError):
+            await client.get_workflow_handle(workflow_id).terminate("test finished")
+    RESTARTED.clear()
+
+
+RESTARTED: list[str] = []
+
+
 async def restart(client: Client, workflow_id: str, task_queue: str, payload: dict) -> WorkflowHandle:
     """Terminate the run and start it again under the same workflow id with ``payload``, through the CLI."""
+    RESTARTED.append(workflow_id)
     done = await temporal(client, "workflow", "terminate", "--workflow-id", workflow_id, "--reason", "attacker")
     assert 0 == done.returncode, done.stderr
     started = await temporal(client, "workflow", "start", "--type", "PriorAuthWorkflow", "--task-queue", task_queue,
@@ -77,9 +94,10 @@ async def test_a_restart_with_the_attackers_own_keys_issues_no_denial(
 
     payload = await start_input(handle)
     attacker_private = generate_signing_key()
-    [legitimate] = payload["policy"]["approvals"]["decision_signatures"]["keys"]
-    legitimate["public_key"] = public_key_of(attacker_private)
-    attacker = DecisionSigner([(legitimate["key_id"], attacker_private)])
+    keys = payload["policy"]["approvals"]["decision_signatures"]["keys"]
+    for legitimate in keys:  # the attacker's public key under every legitimate key id
+        legitimate["public_key"] = public_key_of(attacker_private)
+    attacker = DecisionSigner([(keys[0]["key_id"], attacker_private)])
     forged_run = await restart(client, handle.id, task_queue, payload)
     item = await pending(forged_run)
     run_id = (await forged_run.describe()).run_id
