@@ -21,11 +21,24 @@ no entry of its Bundle has; a file that is not JSON, not a Bundle, or a
 
 Everything valid is imported, and re-importing the same data changes nothing
 (content hashes are compared).
+
+**One id, one resource per import.** Two places in one import that give the
+same ``Type/id`` different content (two Synthea folders generated with the same
+seed reuse their Patient ids for different people) would silently overwrite
+each other: the second person's encounters would hang off the first. The
+rule: the first occurrence in import order (files sorted by path, lines and
+entries in order) is kept; a later NDJSON line that conflicts with it is
+skipped, and a later Bundle with any conflicting entry is skipped whole (its
+entries reference each other, so importing the rest would attach them to the
+other resource). Each refusal is a problem naming both locations
+(``file:line`` or ``file entry N``). The same content under the same id
+(e.g. a shared Organization) is no conflict.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -79,6 +92,8 @@ class ImportReport:
     """Files of a Bulk Data folder that are not NDJSON (``*.json``): not imported."""
     encounters: list[str] = field(default_factory=list)
     """Ids of the Encounters imported (inserted, updated or unchanged), in import order, each once."""
+    conflicts: int = 0
+    """Lines and Bundles refused because an earlier place in this import gave one of their ids other content."""
 
     @property
     def skipped(self) -> int:
@@ -99,6 +114,7 @@ class ImportReport:
             "updated": self.total("updated"),
             "unchanged": self.total("unchanged"),
             "skipped": self.skipped,
+            "conflicts": self.conflicts,
             "problems": [str(p) for p in self.problems],
         }
 
@@ -163,8 +179,10 @@ def import_ndjson(store: CareRecordStore, source: Path) -> ImportReport:
     files = _files(source, "*.ndjson", folder_of="<Type>.ndjson files", expected="the FHIR Bulk Data layout")
     report = ImportReport()
     seen: set[str] = set()
+    first = _FirstSeen()
     for path in files:
-        report.files.append(str(path))
+        name = str(path)
+        report.files.append(name)
         expected = _expected_type(path)
         batch: list[dict[str, Any]] = []
         with path.open(encoding="utf-8", errors="replace") as handle:
@@ -172,10 +190,18 @@ def import_ndjson(store: CareRecordStore, source: Path) -> ImportReport:
                 if not raw.strip():
                     continue
                 try:
-                    batch.append(_parse_line(raw, expected))
+                    resource = _parse_line(raw, expected)
                 except InvalidResource as err:
                     report.problems.append(LineProblem(str(path), number, str(err)))
                     continue
+                if (conflict := first.claim(name, [(number, resource)], entries=False)) is not None:
+                    report.conflicts += 1
+                    report.problems.append(LineProblem(str(path), number, (
+                        f"{_key(resource)} conflicts with {conflict[1]}: the same id with different content in "
+                        "one import; the first was kept and this line skipped. Give one of them another id, "
+                        "or import only one of the two exports")))
+                    continue
+                batch.append(resource)
                 if len(batch) >= _BATCH:
                     _flush(store, batch, report, seen)
         _flush(store, batch, report, seen)
@@ -193,6 +219,41 @@ def _flush(store: CareRecordStore, batch: list[dict[str, Any]], report: ImportRe
     batch.clear()
 
 
+# --- one id, one resource per import ---------------------------------------------------------
+
+def _key(resource: dict[str, Any]) -> str:
+    return f"{resource['resourceType']}/{resource['id']}"
+
+
+class _FirstSeen:
+    """Where each ``Type/id`` of this import was first seen, and a digest of its content.
+
+    Per resource a 12-byte digest, the line or entry number and a reference to its file's name (shared by
+    the file's resources): about 200 bytes with the key, so a million-resource export holds about 200 MB.
+    """
+
+    def __init__(self) -> None:
+        self._first: dict[str, tuple[bytes, str, int, bool]] = {}
+
+    def claim(self, file: str, numbered: list[tuple[int, dict[str, Any]]], *, entries: bool
+              ) -> tuple[int, str] | None:
+        """Record these (line or entry number, resource) pairs of ``file`` as seen, all or none: None, or the
+        index of the first that conflicts and where its earlier, different version is (nothing recorded)."""
+        fresh: dict[str, tuple[bytes, str, int, bool]] = {}
+        for index, (number, resource) in enumerate(numbered):
+            key = _key(resource)
+            canonical = json.dumps(resource, sort_keys=True, separators=(",", ":")).encode()
+            digest = hashlib.blake2b(canonical, digest_size=12).digest()
+            prior = self._first.get(key) or fresh.get(key)
+            if prior is None:
+                fresh[key] = (digest, file, number, entries)
+            elif prior[0] != digest:
+                _, where, at, entry = prior
+                return index, f"{where} entry {at}" if entry else f"{where}:{at}"
+        self._first.update(fresh)
+        return None
+
+
 # --- Bundles -----------------------------------------------------------------
 
 _LOCAL_PREFIXES = ("urn:uuid:", "urn:oid:")
@@ -204,9 +265,22 @@ def import_bundles(store: CareRecordStore, source: Path) -> ImportReport:
                    expected="FHIR Bundles (transaction, batch, collection or searchset), one per file")
     report = ImportReport()
     seen: set[str] = set()
+    first = _FirstSeen()
     for path in files:
         report.files.append(str(path))
-        batch = _bundle_resources(path, report)
+        entries = _bundle_resources(path, report)
+        if (conflict := first.claim(str(path), entries, entries=True)) is not None:
+            index, prior = conflict
+            number, resource = entries[index]
+            report.conflicts += 1
+            report.problems.append(LineProblem(str(path), None, (
+                f"{_key(resource)} conflicts with {prior}: the same id with different content in one import. "
+                f"This Bundle was not imported (its {len(entries)} entries reference each other, so the rest "
+                "would attach to the other resource). Give the resources of one export other ids (e.g. "
+                "generate it with another seed), or import only one of the two"),
+                entry=number, resource_type=resource["resourceType"]))
+            continue
+        batch = [r for _, r in entries]
         for start in range(0, len(batch), _BATCH):
             _flush(store, batch[start:start + _BATCH], report, seen)
     return report
@@ -302,8 +376,9 @@ def _rewrite(value: Any, targets: dict[str, str], dangling: list[str]) -> Any:
     return out
 
 
-def _bundle_resources(path: Path, report: ImportReport) -> list[dict[str, Any]]:
-    """The valid resources of one Bundle file, references resolved; problems recorded in ``report``."""
+def _bundle_resources(path: Path, report: ImportReport) -> list[tuple[int, dict[str, Any]]]:
+    """(entry number, resource) of each valid entry of one Bundle file, references resolved; problems recorded
+    in ``report``."""
     bundle = _load_bundle(path, report)
     if bundle is None:
         return []
@@ -339,7 +414,7 @@ def _bundle_resources(path: Path, report: ImportReport) -> list[dict[str, Any]]:
             targets[full_url] = local
         pending.append((number, local, resource))
 
-    resources: list[dict[str, Any]] = []
+    resources: list[tuple[int, dict[str, Any]]] = []
     for number, local, original in pending:
         rtype, rid = local.split("/", 1)
         dangling: list[str] = []
@@ -352,7 +427,7 @@ def _bundle_resources(path: Path, report: ImportReport) -> list[dict[str, Any]]:
                 entry=number, resource_type=rtype))
             continue
         try:
-            resources.append(validate_resource(resource))
+            resources.append((number, validate_resource(resource)))
         except InvalidResource as err:
             report.problems.append(LineProblem(name, None, str(err), entry=number, resource_type=rtype))
     return resources

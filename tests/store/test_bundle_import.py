@@ -163,3 +163,63 @@ def test_a_folder_with_nothing_to_import_names_what_it_expected(tmp_path, store)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ImportFailure, match=r"empty holds no \*\.ndjson or \*\.json files; expected FHIR Bulk"):
         import_path(store, tmp_path / "empty")
+
+
+def _reuse_patient_ids(first: Path, second: Path, count: int) -> list[tuple[str, str, str]]:
+    """Two Synthea-style folders whose n-th Bundles give the same Patient id to different people (as two
+    exports generated with one seed do); (shared patient id, first's encounter, second's encounter) each."""
+    a = write_bundle_folder(first, count)
+    b = write_bundle_folder(second, count)
+    for n, ((patient_a, _), (patient_b, _)) in enumerate(zip(a, b, strict=True)):
+        path = second / f"patient-{n}.json"
+        path.write_text(path.read_text().replace(patient_b, patient_a))
+    return [(pa, ea, eb) for (pa, ea), (_, eb) in zip(a, b, strict=True)]
+
+
+def test_two_folders_reusing_patient_ids_are_refused_naming_both_places(tmp_path, store) -> None:
+    """One import of two folders that give the same Patient ids to different people keeps the first folder's
+    Bundles and refuses each of the second's whole, naming both entries (before: the second silently
+    overwrote the first, so the first person's record held the second's name and both people's stays)."""
+    shared = _reuse_patient_ids(tmp_path / "both" / "a", tmp_path / "both" / "b", 3)
+    first_patients = {p: json.loads((tmp_path / "both" / "a" / f"patient-{n}.json").read_text())
+                      for n, (p, _, _) in enumerate(shared)}
+    report = import_path(store, tmp_path / "both")
+
+    assert 3 == report.conflicts == len(report.problems)
+    for n, (patient, first_encounter, second_encounter) in enumerate(shared):
+        problem = str(report.problems[n])
+        assert problem.startswith(f"{tmp_path / 'both' / 'b' / f'patient-{n}.json'}: entry 1 (Patient): "
+                                  f"Patient/{patient} conflicts with {tmp_path / 'both' / 'a' / f'patient-{n}.json'}"
+                                  " entry 1: the same id with different content in one import"), problem
+        assert "Give the resources of one export other ids" in problem
+        assert store.get("Encounter", first_encounter) is not None
+        assert store.get("Encounter", second_encounter) is None  # nothing of the refused Bundle imported
+        name = first_patients[patient]["entry"][0]["resource"]["name"]
+        assert name == store.get("Patient", patient)["name"]
+        assert [first_encounter] == [e["id"] for e in store.find_for_member("Encounter", patient)
+                                     if e["class"]["code"] == "IMP"]
+    assert (0, report.total("inserted")) == (report.total("updated"), store.count())
+
+
+def test_reimporting_conflicting_folders_reports_everything_unchanged(tmp_path, store) -> None:
+    """Re-importing the same two folders changes nothing: every imported resource unchanged, none updated
+    (before: each import flipped the shared ids back and forth and reported them updated), the same refusals."""
+    _reuse_patient_ids(tmp_path / "both" / "a", tmp_path / "both" / "b", 2)
+    first = import_path(store, tmp_path / "both")
+    again = import_path(store, tmp_path / "both")
+
+    assert (0, 0, first.total("inserted")) == (again.total("inserted"), again.total("updated"),
+                                              again.total("unchanged"))
+    assert [str(p) for p in first.problems] == [str(p) for p in again.problems] and 2 == again.conflicts
+
+
+def test_the_same_resource_in_two_bundles_is_no_conflict(tmp_path, store) -> None:
+    """A resource repeated with identical content (e.g. a shared Organization) imports once, no problem."""
+    org = {"resourceType": "Organization", "id": "org-shared", "name": "General Hospital"}
+    for n in range(2):
+        bundle, _, _ = synthea_bundle()
+        bundle["entry"].append({"fullUrl": "Organization/org-shared", "resource": dict(org)})
+        _write(tmp_path / f"p{n}.json", bundle)
+    report = import_path(store, tmp_path)
+
+    assert ([], 0, 1) == (report.problems, report.conflicts, report.as_dict()["by_type"]["Organization"]["inserted"])

@@ -168,3 +168,19 @@ def test_clinosim_sample_reimport_is_all_unchanged(sample_import):
 
     assert (2047, 0, 0, 2047) == (again.total("unchanged"), again.total("inserted"), again.total("updated"),
                                   store.count())
+
+
+def test_the_same_id_with_other_content_in_one_ndjson_import_is_refused_naming_both_lines(store, tmp_path):
+    """A later line that reuses an id for different content is skipped and named with the line it conflicts
+    with (before: it silently replaced the first); an identical repeat is no conflict."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "Patient.001.ndjson").write_text(_patient("p1", birthDate="1950-01-01") + "\n" + _patient("p2") + "\n")
+    (folder / "Patient.002.ndjson").write_text(_patient("p2") + "\n" + _patient("p1", birthDate="1990-05-05") + "\n")
+    report = import_ndjson(store, folder)
+
+    [problem] = report.problems
+    assert (f"{folder / 'Patient.002.ndjson'}:2: Patient/p1 conflicts with {folder / 'Patient.001.ndjson'}:1: "
+            "the same id with different content in one import") == str(problem)[:len(str(problem).split(";")[0])]
+    assert ("1950-01-01", 1) == (store.get("Patient", "p1")["birthDate"], report.conflicts)
+    assert {"inserted": 2, "unchanged": 1} == report.as_dict()["by_type"]["Patient"]
