@@ -4,13 +4,29 @@ Recorded in the care records store, not delivered (no messaging gateway is
 configured). The tool re-checks what the guardrails checked, because it is
 the last line before a member is contacted: opt-out, the channel's contact
 point, TCPA hours in the member's time zone, and the 160-character SMS limit.
+
+The Communication's FHIR status is ``in-progress`` (R4 event status: the
+message is under way, not known to have reached the member) until a delivery
+receipt marks it ``completed``; careloom has no gateway yet, so nothing does.
+
+**One contact per member per day in this program.** Two runs for one member
+(two stays ending the same day, or a stay and a readmission) would each send
+their check-in minutes apart. Each Communication is written under the key
+``contact-day/post-discharge-outreach/<member>/<member-local date>``, whose
+unique constraint in the store admits one per day even for two runs at the
+same instant on two workers: the second run's message folds into the first
+(the tool returns the Communication already sent today, ``created`` False,
+and logs ``outreach.folded``); nothing second is sent. A run finds its own
+Communication again by its deterministic id, so a retry is still idempotent.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import date, datetime, time
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
+import structlog
 from pydantic import BaseModel, Field
 
 from guardrails.deadlines import next_contact_time
@@ -25,7 +41,11 @@ from tools.errors import (
 from tools.member import Channel, contact_points, is_deceased, is_opted_out, member_time_zone
 from tools.writes import SignedApproval, WriteResult, resource_id
 
-__all__ = ["SendOutreachArgs", "SendOutreachInput", "send_outreach"]
+__all__ = ["PROGRAM", "SendOutreachArgs", "SendOutreachInput", "contact_day_key", "send_outreach"]
+
+log = structlog.get_logger(__name__)
+
+PROGRAM = "post-discharge-outreach"
 
 _MEDIUM = {
     "sms": ("WRITTEN", "SMS text message"),
@@ -63,7 +83,8 @@ def build_communication(data: SendOutreachInput, sent_at: datetime) -> dict[str,
     return {
         "resourceType": "Communication",
         "id": resource_id(data.idempotency_key, "communication"),
-        "status": "completed",
+        # Handed over, not known delivered: "completed" only once a delivery receipt says so (FHIR R4).
+        "status": "in-progress",
         "category": [{"text": "post-discharge outreach"}],
         "medium": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode",
                                 "code": code}], "text": display}],
@@ -73,13 +94,20 @@ def build_communication(data: SendOutreachInput, sent_at: datetime) -> dict[str,
         "topic": {"text": data.arguments.template},
         "sent": sent_at.isoformat(),
         "payload": [{"contentString": data.arguments.message}],
-        "note": [{"text": "Recorded by careloom; not delivered (no messaging gateway configured)."}],
+        "note": [{"text": "Recorded by careloom; not delivered (no messaging gateway configured): in-progress "
+                           "until a delivery receipt arrives."}],
     }
 
 
+def contact_day_key(member_id: str, day: date) -> str:
+    """The store key that admits one Communication per member and member-local day in this program."""
+    return f"contact-day/{PROGRAM}/{member_id}/{day.isoformat()}"
+
+
 def send_outreach(store: CareRecordStore, data: SendOutreachInput, *, now: datetime) -> WriteResult:
-    existing = store.by_idempotency_key(data.idempotency_key)
-    if existing is not None:
+    own_id = resource_id(data.idempotency_key, "communication")
+    # By id, not by key: the Communication is stored under its contact-day key (and older ones under the run's).
+    if (existing := store.get("Communication", own_id)) is not None:
         return WriteResult(reference=f"Communication/{existing['id']}", created=False)
     patient = store.get("Patient", data.member_id)
     if patient is None:
@@ -89,14 +117,19 @@ def send_outreach(store: CareRecordStore, data: SendOutreachInput, *, now: datet
     if is_opted_out(store.find_for_member("Consent", data.member_id)):
         raise tool_error(CONTACT_NOT_ALLOWED, "the member has opted out of outreach; nothing was sent")
     channel = data.arguments.channel
+    zone, _ = member_time_zone(patient)
     if channel not in contact_points(patient):
         raise tool_error(NO_CONTACT_POINT, f"the member has no contact point for channel {channel!r}")
     if channel == "sms" and len(data.arguments.message) > data.sms_max_chars:
         raise tool_error(CONTACT_NOT_ALLOWED, f"an SMS must be at most {data.sms_max_chars} characters")
     if channel in _TIMED_CHANNELS:
-        zone, _ = member_time_zone(patient)
         opening = next_contact_time(now, zone, start=data.contact_window_start, end=data.contact_window_end)
         if opening is not None:
             raise tool_error(OUTSIDE_CONTACT_HOURS, f"outside TCPA contact hours; next opening {opening.isoformat()}")
-    stored, created = store.create_once([build_communication(data, now)], data.idempotency_key)
-    return WriteResult(reference=f"Communication/{stored[0]['id']}", created=created)
+    day = now.astimezone(ZoneInfo(zone)).date()
+    stored, created = store.create_once([build_communication(data, now)], contact_day_key(data.member_id, day))
+    reference = f"Communication/{stored[0]['id']}"
+    if not created and stored[0]["id"] != own_id:
+        # Another run (or another action of this one) contacted the member today: fold into that contact.
+        log.info("outreach.folded", folded_into=reference, channel=channel)
+    return WriteResult(reference=reference, created=created)

@@ -41,12 +41,13 @@ def test_communication_validates_with_value_sets(store):
 
 
 def test_communication_validates_directly_with_fhir_resources(store):
-    """The Communication parses as a fhir.resources R4B Communication with the message and send time."""
+    """The Communication parses as a fhir.resources R4B Communication with the message and send time; its
+    status is in-progress (handed over, not known delivered), never completed without a delivery receipt."""
     member = make_member(store)
     result = send_outreach(store, _input(member), now=NOON_NY)
     comm = Communication.model_validate(store.get("Communication", result.reference.split("/")[1]))
 
-    assert ("completed", f"Patient/{member.member_id}", MESSAGE, NOON_NY, "WRITTEN") == (
+    assert ("in-progress", f"Patient/{member.member_id}", MESSAGE, NOON_NY, "WRITTEN") == (
         comm.status, comm.subject.reference, comm.payload[0].contentString, comm.sent,
         comm.medium[0].coding[0].code)
 
@@ -135,3 +136,36 @@ def test_unknown_member_is_member_not_found(store):
     )
 
     assert ("MemberNotFound", True, 0) == _refusal(store, data)
+
+
+def test_a_second_run_for_the_member_on_the_same_day_folds_into_the_first_contact(store):
+    """Another run's message to the same member on the same member-local day is not recorded: the tool
+    returns the Communication already sent today (created False). Before: two Communications, two SMS."""
+    member = make_member(store)
+    first = send_outreach(store, _input(member, key="wf-1/a2-check-in"), now=NOON_NY)
+    second = send_outreach(store, _input(member, key="wf-2/a2-check-in"), now=NOON_NY.replace(minute=1))
+
+    assert ((True, False), first.reference, 1) == (
+        (first.created, second.created), second.reference, store.count("Communication"))
+
+
+def test_the_next_member_local_day_is_a_new_contact_and_each_run_finds_its_own_again(store):
+    """The limit is per member-local day: the next day's message is recorded; a retry of either run
+    returns that run's own Communication (idempotent by id), not the other day's."""
+    member = make_member(store, state="MA")
+    today = send_outreach(store, _input(member, key="wf-1/a2"), now=NOON_NY)
+    tomorrow = send_outreach(store, _input(member, key="wf-2/a2"), now=NOON_NY.replace(day=12))
+    retried = send_outreach(store, _input(member, key="wf-1/a2"), now=NOON_NY.replace(day=12))
+
+    assert (True, 2, today.reference) == (tomorrow.created, store.count("Communication"), retried.reference)
+    assert today.reference != tomorrow.reference
+
+
+def test_the_contact_day_is_the_members_own_day(store):
+    """At 01:30 UTC it is still the previous day in California: a message then and one at noon Pacific the
+    previous day are the same day for the member (one Communication)."""
+    member = make_member(store, state="CA")
+    evening = send_outreach(store, _input(member, key="wf-1/a2"), now=NIGHT_NY)           # 18:30 PDT, June 11
+    noon = send_outreach(store, _input(member, key="wf-2/a2"), now=datetime(2024, 6, 11, 19, 0, tzinfo=UTC))
+
+    assert (False, evening.reference, 1) == (noon.created, noon.reference, store.count("Communication"))
