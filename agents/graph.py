@@ -85,7 +85,7 @@ async def gather_facts(state: OutreachState, config: RunnableConfig) -> Command[
     req = state.request
     rt.publish(state, "gathering")
     member, clinical = await asyncio.gather(
-        rt.call_tool(LOOKUP_MEMBER, LookupMemberInput(member_id=req.member_id)),
+        rt.call_tool(LOOKUP_MEMBER, LookupMemberInput(member_id=req.member_id, encounter_id=req.encounter_id)),
         rt.call_tool(GET_CLINICAL_CONTEXT, ClinicalContextInput(member_id=req.member_id,
                                                                  encounter_id=req.encounter_id)),
     )

@@ -65,7 +65,7 @@ def evidence_signals(facts: RunFacts, *, needs_contact: bool) -> list[Confidence
     if not needs_contact or (member.preferred_channel and member.time_zone_known):
         reach, note = 1.0, "channel and time zone known"
     elif member.preferred_channel:
-        reach, note = 0.6, "time zone defaulted (no address state)"
+        reach, note = 0.6, f"time zone defaulted ({member.time_zone_basis})"
     else:
         reach, note = 0.3, "no contact channel"
     return [

@@ -75,7 +75,8 @@ def evaluate_action(
             if opening is not None:
                 defer_until = opening
                 defers.append(
-                    f"outside TCPA contact hours ({policy.contact_window_label} {member.time_zone}); "
+                    f"outside TCPA contact hours ({policy.contact_window_label} {member.time_zone}"
+                    f"{f', {member.time_zone_basis}' if member.time_zone_source == 'plan_default' else ''}); "
                     f"next opening {opening.isoformat()}"
                 )
 

@@ -40,6 +40,7 @@ class CareTools:
     def __init__(self, store: CareRecordStore, settings: Settings) -> None:
         self._store = store
         self._salt = settings.pseudonym_salt.get_secret_value()
+        self._plan_zone = settings.plan_time_zone  # a member's zone only when their address gives none
         # The keys approvals must be signed with: the worker's own configuration, never a run's input.
         self._keys = settings.decision_signatures().keys
 
@@ -57,7 +58,8 @@ class CareTools:
     # --- read tools -------------------------------------------------------
     @activity.defn(name="tools.lookup_member")
     def lookup_member(self, data: member.LookupMemberInput) -> member.MemberProfile:
-        result = member.lookup_member(self._store, data, salt=self._salt, today=datetime.now(UTC).date())
+        result = member.lookup_member(self._store, data, salt=self._salt, today=datetime.now(UTC).date(),
+                                     default_zone=self._plan_zone)
         _bind().info("tool.lookup_member", pseudonym=result.pseudonym, channels=len(result.channels))
         return result
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -43,11 +43,15 @@ class DraftCarePlanInput(BaseModel):
     approved_by: str | None = Field(default=None, description="Approver id when a human approved it.")
     approval: SignedApproval | None = Field(default=None, exclude_if=lambda v: v is None, description=(
         "The signed decisions that approved this exact action; the worker verifies them before it writes."))
-    authored_at: datetime
+    authored_at: datetime | None = Field(default=None, description=(
+        "When the run decided on the action (history only). The CarePlan's created is the moment the tool "
+        "writes it, whatever this says."))
 
 
-def build_care_plan(data: DraftCarePlanInput, discharged_at: datetime) -> list[dict[str, Any]]:
-    """The CarePlan first, then its Goals (FHIR R4 JSON)."""
+def build_care_plan(data: DraftCarePlanInput, discharged_at: datetime, *,
+                    written_at: datetime | None = None) -> list[dict[str, Any]]:
+    """The CarePlan first, then its Goals (FHIR R4 JSON); created at ``written_at`` (else the input's time, else
+    now). Goals and activities are timed from the discharge, which is what they are about."""
     subject = {"reference": f"Patient/{data.member_id}"}
     plan_id = resource_id(data.idempotency_key, "careplan")
     goals: list[dict[str, Any]] = []
@@ -84,7 +88,7 @@ def build_care_plan(data: DraftCarePlanInput, discharged_at: datetime) -> list[d
         "title": data.arguments.title,
         "subject": subject,
         "encounter": {"reference": f"Encounter/{data.encounter_id}"},
-        "created": data.authored_at.isoformat(),
+        "created": (written_at or data.authored_at or datetime.now(UTC)).isoformat(),
         "period": {"start": discharged_at.isoformat()},
         "goal": [{"reference": f"Goal/{g['id']}"} for g in goals],
         "activity": activities,
@@ -93,7 +97,8 @@ def build_care_plan(data: DraftCarePlanInput, discharged_at: datetime) -> list[d
     return [plan, *goals]
 
 
-def draft_care_plan(store: CareRecordStore, data: DraftCarePlanInput) -> WriteResult:
+def draft_care_plan(store: CareRecordStore, data: DraftCarePlanInput, *, now: datetime | None = None) -> WriteResult:
+    """Write the plan and its Goals once per idempotency key, created now: a retry returns the first write."""
     encounter = store.get("Encounter", data.encounter_id)
     if encounter is None or member_of(encounter) != data.member_id:
         raise tool_error(ENCOUNTER_NOT_FOUND,
@@ -101,7 +106,7 @@ def draft_care_plan(store: CareRecordStore, data: DraftCarePlanInput) -> WriteRe
     discharged = parse_instant((encounter.get("period") or {}).get("end"))
     if discharged is None:
         raise tool_error(ENCOUNTER_NOT_FOUND, f"Encounter {data.encounter_id!r} has no discharge to plan from")
-    resources = build_care_plan(data, discharged)
+    resources = build_care_plan(data, discharged, written_at=now or datetime.now(UTC))
     stored, created = store.create_once(resources, data.idempotency_key)
     return WriteResult(
         reference=f"CarePlan/{stored[0]['id']}",

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from store.records import CareRecordStore, member_of
 from tools.errors import ENCOUNTER_NOT_FOUND, MEMBER_NOT_FOUND, NOT_AN_INPATIENT_STAY, tool_error
-from tools.member import member_time_zone
+from tools.time_zones import member_time_zone
 
 __all__ = ["ClinicalContext", "ClinicalContextInput", "IndexStay", "get_clinical_context", "parse_instant"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -55,7 +55,9 @@ class CreateTaskInput(BaseModel):
     approved_by: str | None = None
     approval: SignedApproval | None = Field(default=None, exclude_if=lambda v: v is None, description=(
         "The signed decisions that approved this exact action; the worker verifies them before it writes."))
-    authored_at: datetime
+    authored_at: datetime | None = Field(default=None, description=(
+        "When the run decided on the action (history only). The Task's authoredOn is the moment the tool "
+        "writes it, whatever this says."))
     focus: str | None = Field(default=None, description=(
         "FHIR reference the task is about; default the discharge Encounter (prior auth: the Claim)."))
 
@@ -67,8 +69,13 @@ def task_service_effect(arguments: CreateTaskArgs) -> ServiceEffect:
     return ADVERSE_TASK_KINDS.get(arguments.kind, "none")
 
 
-def build_task(data: CreateTaskInput) -> dict[str, Any]:
+def build_task(data: CreateTaskInput, *, written_at: datetime | None = None) -> dict[str, Any]:
+    """The Task, authored at ``written_at`` (else the input's time, else now: a preview shows the same shape)."""
     args = data.arguments
+    authored = written_at or data.authored_at or datetime.now(UTC)
+    # When fulfilment is sought: from now until due. A task written after its due time (an old discharge) is
+    # overdue from the start: only the end is given, since FHIR forbids a period whose start is after its end.
+    sought = {"start": authored.isoformat()} if authored <= args.due else {}
     task: dict[str, Any] = {
         "resourceType": "Task",
         "id": resource_id(data.idempotency_key, "task"),
@@ -79,16 +86,18 @@ def build_task(data: CreateTaskInput) -> dict[str, Any]:
         "description": args.description,
         "for": {"reference": f"Patient/{data.member_id}"},
         "focus": {"reference": data.focus or f"Encounter/{data.encounter_id}"},
-        "authoredOn": data.authored_at.isoformat(),
+        "authoredOn": authored.isoformat(),
         "owner": {"identifier": {"system": "urn:careloom:queue", "value": args.queue}, "display": args.queue},
         "reasonCode": {"text": args.reason},
-        "restriction": {"period": {"start": data.authored_at.isoformat(), "end": args.due.isoformat()}},
+        "restriction": {"period": {**sought, "end": args.due.isoformat()}},
     }
     if data.approved_by:
         task["note"] = [{"text": f"Approved by {data.approved_by}."}]
     return task
 
 
-def create_task(store: CareRecordStore, data: CreateTaskInput) -> WriteResult:
-    stored, created = store.create_once([build_task(data)], data.idempotency_key)
+def create_task(store: CareRecordStore, data: CreateTaskInput, *, now: datetime | None = None) -> WriteResult:
+    """Write the Task once per idempotency key, authored now: a retry returns the first write, its time too."""
+    stored, created = store.create_once([build_task(data, written_at=now or datetime.now(UTC))],
+                                        data.idempotency_key)
     return WriteResult(reference=f"Task/{stored[0]['id']}", created=created)

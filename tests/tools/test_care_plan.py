@@ -135,3 +135,34 @@ def test_encounter_of_another_member_is_refused(store):
         draft_care_plan(store, data)
 
     assert ("EncounterNotFound", 0) == (raised.value.type, store.count("CarePlan"))
+
+
+def test_created_is_when_the_plan_is_written_and_goals_stay_timed_from_the_discharge(store):
+    """CarePlan.created is the write's time, not the input's; the period and goals still start at the discharge."""
+    member = make_member(store, discharged_at=DISCHARGED)
+    written = datetime(2024, 6, 12, 9, 30, tzinfo=UTC)
+    result = draft_care_plan(store, _input(member), now=written)
+    plan = store.get(*_type_and_id(result.reference))
+    goal = store.get(*_type_and_id(result.related[0]))
+
+    assert (written.isoformat(), DISCHARGED.isoformat(), "2024-06-10") == (
+        plan["created"], plan["period"]["start"], goal["startDate"])
+
+
+def test_created_defaults_to_the_moment_of_writing(store):
+    """Without an explicit time the tool stamps the current time (not the input's authored_at)."""
+    member = make_member(store, discharged_at=DISCHARGED)
+    before = datetime.now(UTC)
+    plan = store.get(*_type_and_id(draft_care_plan(store, _input(member)).reference))
+
+    assert before <= datetime.fromisoformat(plan["created"]) <= datetime.now(UTC)
+
+
+def test_a_retried_plan_write_keeps_the_first_created_time(store):
+    """A retry at a later time returns the first plan, created when it was first written."""
+    member = make_member(store, discharged_at=DISCHARGED)
+    first_at = datetime(2024, 6, 12, 9, tzinfo=UTC)
+    draft_care_plan(store, _input(member), now=first_at)
+    again = draft_care_plan(store, _input(member), now=datetime(2024, 6, 12, 11, tzinfo=UTC))
+
+    assert (False, first_at.isoformat()) == (again.created, store.get(*_type_and_id(again.reference))["created"])

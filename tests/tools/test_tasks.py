@@ -81,3 +81,41 @@ def test_task_is_indexed_for_its_member(store):
 def test_adverse_task_kinds():
     """close-care-episode terminates and reduce-service reduces a service, by nature."""
     assert {"close-care-episode": "terminates", "reduce-service": "reduces"} == ADVERSE_TASK_KINDS
+
+
+def test_authored_on_is_when_the_task_is_written_not_the_discharge(store):
+    """The input's time (the discharge, as runs pass it) is not what authoredOn says: the write's time is."""
+    member = make_member(store)
+    before = datetime.now(UTC)
+    task = _stored_task(store, create_task(store, _input(member)).reference)
+    authored = datetime.fromisoformat(task["authoredOn"])
+
+    assert (True, False) == (before <= authored <= datetime.now(UTC), authored == AUTHORED)
+
+
+def test_a_retried_write_returns_the_first_task_with_its_first_time(store):
+    """A retry an hour later returns the Task as first written: same authoredOn, nothing rewritten."""
+    member = make_member(store)
+    first_at, retry_at = datetime(2026, 1, 5, 9, tzinfo=UTC), datetime(2026, 1, 5, 10, tzinfo=UTC)
+    first = create_task(store, _input(member), now=first_at)
+    second = create_task(store, _input(member), now=retry_at)
+
+    assert (first.reference, False, first_at.isoformat()) == (
+        second.reference, second.created, _stored_task(store, second.reference)["authoredOn"])
+
+
+def test_fulfilment_period_runs_from_the_write_to_the_due_time(store):
+    """Written before it is due: restriction.period starts at the write and ends at the due time."""
+    member = make_member(store)
+    written = datetime(2024, 6, 10, 20, tzinfo=UTC)
+    task = _stored_task(store, create_task(store, _input(member), now=written).reference)
+
+    assert {"start": written.isoformat(), "end": DUE.isoformat()} == task["restriction"]["period"]
+
+
+def test_a_task_written_after_its_due_time_has_only_an_end_and_still_validates(store):
+    """An old discharge's TCM task is overdue when written: the period has no start after its end (FHIR per-1)."""
+    member = make_member(store)
+    task = _stored_task(store, create_task(store, _input(member), now=datetime(2026, 1, 5, tzinfo=UTC)).reference)
+
+    assert ({"end": DUE.isoformat()}, task) == (task["restriction"]["period"], validate_resource(task))
