@@ -1,5 +1,11 @@
 """``check_eligibility``: is coverage in force on a date, in the terms of a FHIR
-CoverageEligibilityResponse (``outcome`` complete/error, ``inforce``)."""
+CoverageEligibilityResponse (``outcome`` complete/error, ``inforce``).
+
+``also_on`` asks for a second date too (outreach: the discharge date and
+today): a member covered when discharged whose coverage has ended since is
+not in force, with the reason naming both dates. A 2023 discharge whose plan
+ended in 2024 is no longer a member outreach can help.
+"""
 
 from __future__ import annotations
 
@@ -42,6 +48,8 @@ _PLAN_PHRASES: tuple[tuple[str, PlanType], ...] = (
 class EligibilityInput(BaseModel):
     member_id: str
     on_date: date = Field(description="Date of service to check (the discharge date for outreach).")
+    also_on: date | None = Field(default=None, description="A second date the coverage must be in force on too "
+                                 "(e.g. today, for outreach long after a discharge); unset: ``on_date`` only.")
 
 
 class EligibilityResult(BaseModel):
@@ -81,14 +89,37 @@ def check_eligibility(store: CareRecordStore, data: EligibilityInput) -> Eligibi
     if store.get("Patient", data.member_id) is None:
         raise tool_error(MEMBER_NOT_FOUND, f"no Patient with id {data.member_id!r} in the care records store")
     coverages = store.find_for_member("Coverage", data.member_id)
-    base = {"member_id": data.member_id, "on_date": data.on_date}
+    first = _eligibility_on(coverages, data.member_id, data.on_date)
+    if data.also_on is None or data.also_on == data.on_date or not first.inforce:
+        return first
+    later = _eligibility_on(coverages, data.member_id, data.also_on)
+    if later.inforce:
+        return first
+    ended = _period_end(coverages, first.coverage_id)
+    since = f"coverage {first.coverage_id} ended {ended}" if ended else f"coverage {first.coverage_id} lapsed"
+    return first.model_copy(update={
+        "inforce": False, "outcome": later.outcome,
+        "reason": (f"{since}: in force on {data.on_date.isoformat()} but not on {data.also_on.isoformat()} "
+                   f"({later.reason})")})
+
+
+def _period_end(coverages: list[dict[str, Any]], coverage_id: str | None) -> str | None:
+    for coverage in coverages:
+        if coverage.get("id") == coverage_id:
+            return (coverage.get("period") or {}).get("end")
+    return None
+
+
+def _eligibility_on(coverages: list[dict[str, Any]], member_id: str, on: date) -> EligibilityResult:
+    """Eligibility on one date, from the member's Coverage resources."""
+    base = {"member_id": member_id, "on_date": on}
     if not coverages:
         return EligibilityResult(**base, outcome="complete", inforce=False, reason="no coverage on file")
     undecidable = 0
     lapsed: dict[str, Any] | None = None
     self_pay: dict[str, Any] | None = None
     for coverage in coverages:
-        covers = _covers(coverage, data.on_date)
+        covers = _covers(coverage, on)
         if covers is None:
             undecidable += 1
             continue
@@ -114,4 +145,4 @@ def check_eligibility(store: CareRecordStore, data: EligibilityInput) -> Eligibi
         return EligibilityResult(**base, outcome="complete", inforce=False, plan_type=plan_type_of(lapsed),
                                  coverage_id=lapsed["id"], reason=f"coverage status is {lapsed.get('status')}")
     return EligibilityResult(**base, outcome="complete", inforce=False,
-                             reason=f"no coverage period includes {data.on_date.isoformat()}")
+                             reason=f"no coverage period includes {on.isoformat()}")

@@ -158,3 +158,23 @@ def test_plan_type_flows_into_the_result(store):
     member = make_member(store, coverage_type="Medicare + Medicaid (dual eligible)")
 
     assert "dual" == _check(store, member.member_id).plan_type
+
+
+def test_coverage_ended_since_the_discharge_is_not_in_force_when_today_is_asked_too(store):
+    """Covered on the discharge date, ended since: not in force, and the reason names the end and both dates
+    (before: only the discharge date was checked, so a 2023 discharge whose plan ended was in force)."""
+    member = make_member(store, coverage_end="2024-12-31")
+    result = check_eligibility(store, EligibilityInput(member_id=member.member_id, on_date=ON,
+                                                       also_on=date(2026, 3, 1)))
+
+    assert ("complete", False, "medicare_advantage") == (result.outcome, result.inforce, result.plan_type)
+    assert result.reason.startswith(f"coverage cov-test-{member.member_id.removeprefix('pt-test-')} ended "
+                                    "2024-12-31: in force on 2024-06-10 but not on 2026-03-01"), result.reason
+
+
+def test_coverage_in_force_on_both_dates_is_in_force(store):
+    """A coverage covering the discharge date and today is in force; the result is the discharge date's."""
+    member = make_member(store)
+    both = check_eligibility(store, EligibilityInput(member_id=member.member_id, on_date=ON, also_on=date(2026, 3, 1)))
+
+    assert (True, ON, None) == (both.inforce, both.on_date, both.reason)
