@@ -225,6 +225,12 @@ class Settings(BaseSettings):
                             "plan_time_zone).")
     sweep_lookback_days: int = Field(default=30, ge=1, le=365, description="A first sweep (no watermark yet) "
                                      "looks this far back for discharges without a run.")
+    outreach_lookback_days: int | None = Field(default=None, ge=1, le=3650, description="`import "
+                                               "--start-outreach` and the ADT listener start outreach only for "
+                                               "discharges this recent (older ones are listed, not contacted; "
+                                               "--include-old starts them); unset: sweep_lookback_days.")
+    max_stay_days: int = Field(default=365, ge=1, le=3650, description="A stay longer than this (or ending "
+                               "before it starts) is reported as implausible and never started.")
     sweep_batch: int = Field(default=500, ge=1, le=10_000, description="Members per sweep run before it "
                              "continues as new (bounds its history).")
     sweep_concurrency: int = Field(default=20, ge=1, le=500, description="Outreach starts in flight at once.")
