@@ -7,11 +7,17 @@ when the role asked for is at least the case's ``min_role``.
 
 An expectation with ``outside_contact_hours`` switches to that verdict when the guardrails judged the action
 outside the TCPA window (08:00-21:00 member-local) in ``contact_zone``, computed from the verdict's own time,
-so a case means the same thing whenever the suite runs.
+so a case means the same thing whenever the suite runs. Such an action is *off window* when any of its verdicts
+let it go out, or deferred it to, a time outside that window in ``contact_zone`` (a member's zone taken for the
+plan's: a Pacific member called at 05:00 local).
+
+A case may start several runs (``data.start: import``) or none: their actions are judged together.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from datetime import date, datetime, time
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -46,6 +52,10 @@ class ActionResult(BaseModel):
     label: int | None = Field(default=None, description=(
         "Calibration label: 1 approved as proposed, 0 edited or rejected; for an automatic execution, the case's "
         "retrospective review label; None when no human judged it and it did not run."))
+    off_window: bool = Field(default=False, description=(
+        "A timed contact (its expectation names a contact_zone) that a verdict let go out, or deferred to, a "
+        "time outside 08:00-21:00 in that zone."))
+    excess: bool = Field(default=False, description="An action of a kind beyond the case's outcome.count.")
 
 
 class CaseResult(BaseModel):
@@ -61,6 +71,10 @@ class CaseResult(BaseModel):
     lace: int | None = None
     determination: str | None = None
     actions: list[ActionResult] = Field(default_factory=list)
+    leaks: list[str] = Field(default_factory=list, description=(
+        "Where text the case forbids (outcome.not_written) appeared: an approval item shown to a reviewer, or a "
+        "record a run wrote (named by action and resource type, never quoting the text)."))
+    runs: int = Field(default=1, description="Runs the case's start made (data.start: import may make 0 or more).")
     missing_kinds: list[str] = Field(default_factory=list, description="Action kinds the case expects that the "
                                                                       "run never proposed.")
     outcome_ok: bool = False
@@ -85,14 +99,49 @@ def expected_verdict(expectation: Expectation, evaluated_at: datetime | None) ->
     return expectation.verdict
 
 
-def judge(case: Case, status: Any, reviews: dict[str, str]) -> tuple[list[ActionResult], list[str]]:  # noqa: ANN401
-    """(per-action results, outcome problems) for one settled run's ``status`` query answer.
+def _off_window(expectation: Expectation | None, verdicts: list[Any], executed: bool) -> bool:  # noqa: ANN401
+    """Whether a verdict let a timed contact go out, or deferred it to, a time outside the window in its zone."""
+    if expectation is None or expectation.contact_zone is None:
+        return False
+    zone = expectation.contact_zone
+    for verdict in verdicts:
+        if verdict.decision == "defer" and verdict.defer_until is not None:
+            if _outside_contact_hours(verdict.defer_until, zone):
+                return True
+        elif (verdict.decision == "allow" and executed and verdict.evaluated_at is not None
+              and _outside_contact_hours(verdict.evaluated_at, zone)):
+            return True
+    return False
 
-    ``reviews`` maps action ids to the decision the harness gave (approve, edit, reject).
+
+def judge(case: Case, runs: Any | Sequence[Any], reviews: dict[str, str],  # noqa: ANN401
+          ) -> tuple[list[ActionResult], list[str]]:
+    """(per-action results, outcome problems) for the ``status`` query answers of a case's settled runs.
+
+    ``runs`` is one answer or a list of them (a case may start several runs, or none). ``reviews`` maps action
+    ids to the decision the harness gave (approve, edit, reject); with several runs, action ids are
+    ``<run number>:<action id>``, as in the results.
     """
+    statuses = list(runs) if isinstance(runs, (list, tuple)) else [runs]
+    results: list[ActionResult] = []
+    for number, status in enumerate(statuses, start=1):
+        prefix = f"{number}:" if len(statuses) > 1 else ""
+        results += _judge_run(case, status, reviews, prefix)
+    allowed = dict(case.expect.outcome.count)
+    seen: Counter[str] = Counter()
+    for result in results:
+        seen[result.kind] += 1
+        if result.kind in allowed and seen[result.kind] > allowed[result.kind]:
+            result.excess = True
+    return results, _outcome_problems(case, statuses, results)
+
+
+def _judge_run(case: Case, status: Any, reviews: dict[str, str], prefix: str) -> list[ActionResult]:  # noqa: ANN401
     first = {}
+    every: dict[str, list[Any]] = {}
     for verdict in status.verdicts:
         first.setdefault(verdict.action_id, verdict)
+        every.setdefault(verdict.action_id, []).append(verdict)
     results: list[ActionResult] = []
     for action in status.actions:
         verdict = first.get(action.action_id)
@@ -106,32 +155,38 @@ def judge(case: Case, status: Any, reviews: dict[str, str]) -> tuple[list[Action
             correct = required is not None and ROLE_RANK[required] >= ROLE_RANK[expectation.min_role]
         executed = action.status == "executed"
         automatic = executed and action.approved_by is None
-        review = reviews.get(action.action_id)
+        action_id = prefix + action.action_id
+        review = reviews.get(action_id)
         if review is not None:
             label = 1 if review == "approve" else 0
         elif automatic:
             label = 1 if case.review.get(action.tool, "approve") == "approve" else 0
         else:
             label = None
+        off_window = _off_window(expectation, every.get(action.action_id, []), executed)
         results.append(ActionResult(
-            action_id=action.action_id, kind=action.tool, expected=expected, observed=observed,
-            required_role=required, min_role=expectation.min_role if expectation else None, correct=correct,
-            status=action.status, executed=executed, automatic=automatic, approved_by=action.approved_by,
-            confidence=action.confidence, review=review, label=label))  # type: ignore[arg-type]
-    return results, _outcome_problems(case, status, results)
+            action_id=action_id, kind=action.tool, expected=expected, observed=observed,
+            required_role=required, min_role=expectation.min_role if expectation else None,
+            correct=correct and not off_window, status=action.status, executed=executed, automatic=automatic,
+            approved_by=action.approved_by, confidence=action.confidence, review=review,  # type: ignore[arg-type]
+            label=label, off_window=off_window))
+    return results
 
 
-def _outcome_problems(case: Case, status: Any, results: list[ActionResult]) -> list[str]:  # noqa: ANN401
+def _outcome_problems(case: Case, statuses: list[Any], results: list[ActionResult]) -> list[str]:  # noqa: ANN401
     want = case.expect.outcome
     problems = []
-    if want.status and status.status not in want.status:
-        problems.append(f"status {status.status}, expected {' or '.join(want.status)}")
-    lace = getattr(status, "lace", None)
-    if want.lace is not None and lace != want.lace:
-        problems.append(f"LACE {lace}, expected {want.lace}")
-    determination = getattr(status, "determination", None)
-    if want.determination is not None and determination != want.determination:
-        problems.append(f"determination {determination}, expected {want.determination}")
+    if want.status and not statuses and "not_started" not in want.status:
+        problems.append(f"no run started, expected {' or '.join(want.status)}")
+    for status in statuses:
+        if want.status and status.status not in want.status:
+            problems.append(f"status {status.status}, expected {' or '.join(want.status)}")
+        lace = getattr(status, "lace", None)
+        if want.lace is not None and lace != want.lace:
+            problems.append(f"LACE {lace}, expected {want.lace}")
+        determination = getattr(status, "determination", None)
+        if want.determination is not None and determination != want.determination:
+            problems.append(f"determination {determination}, expected {want.determination}")
     proposed = sorted({r.kind for r in results})
     missing = sorted(set(case.expect.actions) - set(proposed))
     if missing:
@@ -141,6 +196,13 @@ def _outcome_problems(case: Case, status: Any, results: list[ActionResult]) -> l
     unexpected = sorted({r.kind for r in results if r.expected is None})
     if unexpected:
         problems.append(f"proposed {', '.join(unexpected)}, which the case has no expectation for")
+    counts = Counter(r.kind for r in results)
+    for kind, most in sorted(want.count.items()):
+        if counts[kind] > most:
+            problems.append(f"{counts[kind]} {kind} actions over {len(statuses)} runs, at most {most} expected")
+    off = sorted({r.kind for r in results if r.off_window})
+    if off:
+        problems.append(f"{', '.join(off)} sent or deferred to a time outside 08:00-21:00 in the member's zone")
     return problems
 
 

@@ -46,6 +46,7 @@ from evaluation.rpc_retry import RpcRetry, infrastructure_error, with_rpc_retrie
 from evaluation.scenarios import Case, Suite, discharge_time
 from evaluation.scripted_model import BEHAVIOURS, ScriptedModelServer, running_model_server
 from evaluation.synthetic import NOTES, build_pas_bundle, member_resources
+from feeds.discharges import discharge_of, start_discharges
 from runtime.errors import CareloomError, DecisionRefused
 from runtime.settings import Settings
 from runtime.stack import running_stack
@@ -170,17 +171,24 @@ class Harness:
         self.nonce = secrets.token_hex(3)
         self.salt = settings.pseudonym_salt.get_secret_value()
         self.signer = settings.signer()
+        self._shown: dict[str, list[str]] = {}  # case id → approval items that showed forbidden text
 
     async def run_case(self, case: Case) -> CaseResult:
         result = CaseResult(id=case.id, program=case.program, title=case.title, tags=list(case.tags))
+        settled: list[tuple[str, Any, WorkflowExecutionStatus | None]] = []
+        reviews: dict[str, str] = {}
         try:
             resources, start = self._records(case)
             result.attributes = attributes_of(resources, self.started.date())
-            workflow_id, query = await self._rpc(start)
-            result.workflow_id = workflow_id
-            # The whole drive is bounded too: a run that keeps asking (or a call that hangs) is an error.
-            status, reviews, closed = await asyncio.wait_for(self._drive(case, workflow_id, query),
-                                                             self.timeout + 30)
+            runs = await self._rpc(start)
+            result.runs = len(runs)
+            result.workflow_id = runs[0][0] if runs else None
+            for number, (workflow_id, query) in enumerate(runs, start=1):
+                prefix = f"{number}:" if len(runs) > 1 else ""
+                # The whole drive is bounded too: a run that keeps asking (or a call that hangs) is an error.
+                status, closed = await asyncio.wait_for(
+                    self._drive(case, workflow_id, query, reviews, prefix), self.timeout + 30)
+                settled.append((workflow_id, status, closed))
         except Exception as err:  # noqa: BLE001 - one case's failure is a result, not the evaluation's end
             transient = infrastructure_error(err)
             if transient is not None:  # Temporal did not answer in time, retries included: not the case's fault
@@ -189,18 +197,41 @@ class Harness:
             else:
                 result.error = f"{type(err).__name__}: {err}"
             return result
-        result.status, result.planner = status.status, status.planner
-        if closed == WorkflowExecutionStatus.FAILED:
-            # Every run ends with an outcome or a person told: a failed run must have given someone a Task.
-            told = [e for e in DecisionLedger(self.store.db).entries(workflow_id)
-                    if e.event == "run_failed" and "follow-up Task/" in (e.reason or "")]
-            result.silent_failure = not told
-        result.lace = getattr(status, "lace", None)
-        result.determination = getattr(status, "determination", None)
-        result.actions, result.problems = judge(case, status, reviews)
+        statuses = [status for _, status, _ in settled]
+        if statuses:
+            result.status, result.planner = statuses[0].status, statuses[0].planner
+            result.lace = getattr(statuses[0], "lace", None)
+            result.determination = getattr(statuses[0], "determination", None)
+        else:
+            result.status = "not_started"
+        for workflow_id, _, closed in settled:
+            if closed == WorkflowExecutionStatus.FAILED:
+                # Every run ends with an outcome or a person told: a failed run must have given someone a Task.
+                told = [e for e in DecisionLedger(self.store.db).entries(workflow_id)
+                        if e.event == "run_failed" and "follow-up Task/" in (e.reason or "")]
+                result.silent_failure = result.silent_failure or not told
+        result.leaks = [*self._shown.pop(case.id, []), *self._written_leaks(case, statuses)]
+        result.actions, result.problems = judge(case, statuses, reviews)
+        if result.leaks:
+            result.problems.append(f"forbidden text in {', '.join(result.leaks)}")
         result.missing_kinds = sorted(set(case.expect.actions) - {a.kind for a in result.actions})
         result.outcome_ok = not result.problems
         return result
+
+    def _written_leaks(self, case: Case, statuses: list[Any]) -> list[str]:  # noqa: ANN401
+        """The records the runs wrote that hold text the case forbids (each named by action and resource type)."""
+        forbidden = case.expect.outcome.not_written
+        out = []
+        for number, status in enumerate(statuses, start=1):
+            for action in status.actions:
+                if not forbidden or not action.reference or "/" not in action.reference:
+                    continue
+                rtype, rid = action.reference.split("/", 1)
+                record = self.store.get(rtype, rid)
+                if record is not None and _holds(json.dumps(record), forbidden):
+                    out.append(f"{rtype} written by {number if len(statuses) > 1 else ''}"
+                               f"{':' if len(statuses) > 1 else ''}{action.action_id}")
+        return out
 
     # --- data and start --------------------------------------------------------------
     def _records(self, case: Case) -> tuple[list[dict[str, Any]], Callable[[], Any]]:
@@ -215,9 +246,11 @@ class Harness:
             phone_use=None if spec.phone == "none" else spec.phone, email=spec.email, opted_out=spec.opted_out,
             deceased=spec.deceased, coverage_status=spec.coverage_status, coverage_type=spec.plan,
             coverage_end=spec.coverage_end.isoformat(), admit_source=stay.admit_source, sex=spec.sex,
-            birth_date=spec.birth_date, language=spec.language)
+            birth_date=spec.birth_date, language=spec.language, earlier_stays=spec.earlier_stays)
         self.store.put_many(resources)
         if case.program == "post-discharge-outreach":
+            if case.data.start == "import":
+                return resources, lambda: self._start_imported(resources)
             return resources, lambda: self._start_outreach(member_id, encounter_id)
         request = case.data.request
         assert request is not None
@@ -248,6 +281,8 @@ class Harness:
             self.store.put_many([r for r in resources if r.get("resourceType") in ("Patient", "Coverage")])
             return resources, lambda: self._submit(request)
         self.store.put_many(resources)
+        if case.data.start == "import":
+            return resources, lambda: self._start_imported(resources)
         member = next((r["id"] for r in resources if r.get("resourceType") == "Patient"), None)
         stays = [r for r in resources if r.get("resourceType") == "Encounter"
                  and (r.get("class") or {}).get("code") == "IMP"]
@@ -259,26 +294,38 @@ class Harness:
         """A harness call to Temporal, retried while it fails transiently (every one here is idempotent)."""
         return await with_rpc_retries(call, self.rpc_retry)
 
-    async def _start_outreach(self, member_id: str, encounter_id: str) -> tuple[str, Any]:
+    async def _start_outreach(self, member_id: str, encounter_id: str) -> list[tuple[str, Any]]:
         handle, _ = await start_outreach(
             self.client, member_id=member_id, encounter_id=encounter_id, policy=self.settings.guardrail_policy(),
             task_queue=self.settings.task_queue, initiated_by=INITIATOR, salt=self.salt,
             tool_attempts=self.settings.tool_attempts, queues=self.settings.activity_queues())
-        return handle.id, MemberOutreachWorkflow.status
+        return [(handle.id, MemberOutreachWorkflow.status)]
 
-    async def _submit(self, bundle: dict[str, Any]) -> tuple[str, Any]:
+    async def _start_imported(self, resources: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+        """Every discharge among the case's Encounters, started the way ``careloom import --start-outreach`` does."""
+        policy = self.settings.guardrail_policy()
+        found = [d for r in resources if r.get("resourceType") == "Encounter"
+                 and (d := discharge_of(r, policy, self.settings.plan_time_zone)) is not None]
+        report = await start_discharges(self.client, self.settings, found, trigger="import", policy=policy,
+                                        initiated_by=INITIATOR)
+        if report.failed:
+            raise RuntimeError(f"import start refused: {report.failed[0][1]}")
+        return [(workflow_id, MemberOutreachWorkflow.status) for workflow_id in [*report.started, *report.existing]]
+
+    async def _submit(self, bundle: dict[str, Any]) -> list[tuple[str, Any]]:
         handle, _, _ = await submit_prior_auth(
             self.client, self.store, bundle, criteria=self.settings.criteria(),
             policy=self.settings.prior_auth_policy(), task_queue=self.settings.task_queue, salt=self.salt,
             initiated_by=INITIATOR, tool_attempts=self.settings.tool_attempts,
             queues=self.settings.activity_queues())
-        return handle.id, PriorAuthWorkflow.status
+        return [(handle.id, PriorAuthWorkflow.status)]
 
     # --- driving a run to the end ---------------------------------------------------------
-    async def _drive(self, case: Case, workflow_id: str, query: Any  # noqa: ANN401
-                     ) -> tuple[Any, dict[str, str], WorkflowExecutionStatus | None]:
+    async def _drive(self, case: Case, workflow_id: str, query: Any, reviews: dict[str, str],  # noqa: ANN401
+                     prefix: str = "") -> tuple[Any, WorkflowExecutionStatus | None]:
+        """Drive one run until it settles: (its last status, how it closed or None when parked); the
+        decisions given go into ``reviews`` under ``prefix`` + action id."""
         handle = self.client.get_workflow_handle(workflow_id)
-        reviews: dict[str, str] = {}
         deadline = time.monotonic() + self.timeout
         rpc = timedelta(seconds=15)
         while True:
@@ -287,15 +334,15 @@ class Harness:
             described = await self._rpc(lambda: handle.describe(rpc_timeout=rpc))
             status = await self._rpc(lambda: handle.query(query, rpc_timeout=rpc))
             if described.status != WorkflowExecutionStatus.RUNNING:
-                return status, reviews, described.status
+                return status, described.status
             if status.status in _PARKED and status.pending_approvals:
                 for item in status.pending_approvals:
-                    await self._review(case, workflow_id, item, reviews)
+                    await self._review(case, workflow_id, item, reviews, prefix)
                 await asyncio.sleep(0.05)
                 continue
             if status.status == "deferred" and all(a.status in _WAITING_DONE for a in status.actions):
                 await self._terminate(handle)  # only deferred actions left: hours away
-                return status, reviews, None
+                return status, None
             await asyncio.sleep(0.25)
 
     async def _terminate(self, handle: WorkflowHandle) -> None:
@@ -313,12 +360,17 @@ class Harness:
 
         await self._rpc(once)
 
-    async def _review(self, case: Case, workflow_id: str, item: PendingApproval, reviews: dict[str, str]) -> None:
+    async def _review(self, case: Case, workflow_id: str, item: PendingApproval, reviews: dict[str, str],
+                      prefix: str = "") -> None:
         kind = item.arguments.tool
+        if _holds(item.arguments.model_dump_json(), case.expect.outcome.not_written):
+            place = f"approval item {prefix}{item.action_id}"
+            if place not in self._shown.setdefault(case.id, []):
+                self._shown[case.id].append(place)
         choice = case.review.get(kind, "approve")
         if item.signoffs:
-            choice = "reject" if reviews.get(item.action_id) == "reject" else "approve"
-        reviews.setdefault(item.action_id, choice)
+            choice = "reject" if reviews.get(prefix + item.action_id) == "reject" else "approve"
+        reviews.setdefault(prefix + item.action_id, choice)
         decision = ApprovalDecision(
             approval_id=item.approval_id, digest=item.digest, decision=choice,  # type: ignore[arg-type]
             approver=f"eval-{item.required_role}-{len(item.signoffs) + 1}", role=item.required_role,
@@ -329,6 +381,12 @@ class Harness:
         except DecisionRefused as err:
             if err.code != "not_found":  # decided meanwhile (expired, or our own retry)
                 raise
+
+
+def _holds(text: str, forbidden: tuple[str, ...]) -> bool:
+    """Whether ``text`` (a JSON dump) holds any forbidden string, as written or JSON-escaped, in any case."""
+    lowered = text.lower()
+    return any(f.lower() in lowered or json.dumps(f)[1:-1].lower() in lowered for f in forbidden)
 
 
 def _edited(arguments: Any) -> Any:  # noqa: ANN401

@@ -106,6 +106,9 @@ class MemberSpec(_Strict):
     opted_out: bool = False
     deceased: bool = False
     stay: StaySpec = Field(default_factory=StaySpec)
+    earlier_stays: int = Field(default=0, ge=0, le=20, description=(
+        "More inpatient stays before ``stay`` (2 days each, ending 1, 5, 9... days before its admission): a "
+        "member with many discharges, which data.start: import offers to outreach all at once."))
 
 
 class RequestSpec(_Strict):
@@ -125,6 +128,10 @@ class RequestSpec(_Strict):
 
 class DataSpec(_Strict):
     seed: int = Field(default=0, ge=0, description="Part of every generated id: two cases never share records.")
+    start: Literal["explicit", "import"] = Field(default="explicit", description=(
+        "How outreach starts: explicit (one run for the stay, as `careloom outreach start`) or import (every "
+        "discharge of the member's records, as `careloom import --start-outreach`, which may start none or "
+        "several). Outreach cases only."))
     member: MemberSpec | None = None
     request: RequestSpec | None = None
     files: tuple[str, ...] = Field(default=(), description=(
@@ -185,6 +192,17 @@ class OutcomeSpec(_Strict):
     lace: int | None = Field(default=None, ge=0, le=19)
     determination: Literal["approve", "deny", "partial", "pend"] | None = None
     proposed: tuple[str, ...] | None = Field(default=None, description="Exactly these action kinds are proposed.")
+    not_written: tuple[str, ...] = Field(default=(), description=(
+        "Text that no record a run writes and no approval item a reviewer sees may contain (identifiers a "
+        "scripted model put in its text); any is a gate failure (text_leaks)."))
+    count: dict[str, int] = Field(default_factory=dict, description=(
+        "At most this many actions of a kind over all the case's runs (one close-episode item for a deceased "
+        "member, however many stays); more is a gate failure (excess_actions)."))
+
+    @field_validator("count", mode="before")
+    @classmethod
+    def _count_kinds(cls, value: Any) -> Any:  # noqa: ANN401
+        return _known_kinds(value)
 
     @field_validator("status", mode="before")
     @classmethod
@@ -228,6 +246,8 @@ class Case(_Strict):
             raise ValueError("a prior-auth-triage case with a generated member needs data.request")
         if self.program == "post-discharge-outreach" and self.data.request is not None:
             raise ValueError("data.request is for prior-auth-triage cases")
+        if self.program == "prior-auth-triage" and self.data.start != "explicit":
+            raise ValueError("data.start: import is for post-discharge-outreach cases; remove it")
         return self
 
     source: Path | None = Field(default=None, exclude=True)

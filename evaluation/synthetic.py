@@ -61,11 +61,14 @@ def member_resources(
     sex: str = "female",
     birth_date: date = date(1950, 5, 5),
     language: str | None = None,
+    earlier_stays: int = 0,
 ) -> tuple[str, str, list[dict[str, Any]]]:
     """(member id, index encounter id, resources): one member with an inpatient stay.
 
     Defaults give LACE = L2 + A3 + C0 + E0 = 5 with no codes. ``priority`` is the stay's Encounter.priority
     (v3-ActPriority); with ``admit_source`` None too, the admission's acuity is unrecorded (LACE not scorable).
+    ``earlier_stays``: more 2-day inpatient stays ending 1, 5, 9... days before the index admission
+    (``enc-test-<tag>-prior<n>``), as a member with many hospital stays has.
     """
     member_id, encounter_id = f"pt-test-{tag}", f"enc-test-{tag}"
     discharged = discharged_at or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
@@ -96,6 +99,10 @@ def member_resources(
     })
     resources.append(_encounter(encounter_id, member_id, "IMP", admitted, None if still_admitted else discharged,
                                 admit_source=admit_source, priority=priority))
+    for n in range(earlier_stays):
+        end = admitted - timedelta(days=1 + 4 * n)
+        resources.append(_encounter(f"enc-test-{tag}-prior{n}", member_id, "IMP", end - timedelta(days=2), end,
+                                    admit_source=admit_source, priority=priority))
     # The ED visit that led to the admission: part of the index visit, never counted.
     resources.append(_encounter(f"enc-test-{tag}-ed", member_id, "EMER", admitted - timedelta(hours=3), admitted,
                                 admit_source="outp", disposition=None))
