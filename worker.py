@@ -29,6 +29,7 @@ import structlog
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.worker import Worker
+from temporalio.workflow import _Definition
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from agents.offline_planner import OfflinePlanner
@@ -37,6 +38,7 @@ from agents.prior_auth_planner import RecommenderActivity
 from feeds.sweep_activities import SweepActivities
 from runtime.logging import configure_logging
 from runtime.plugin import sandboxed_runner, worker_plugins
+from runtime.run_origin import RunOriginInterceptor
 from runtime.settings import Settings, get_settings
 from runtime.temporal_client import connect
 from store.ledger import DecisionLedger, LedgerActivities
@@ -156,6 +158,7 @@ def build_worker(
         activities=[*bound_activities(hosts), *SweepActivities(client, settings, store, queue).activities()],
         activity_executor=executor or ThreadPoolExecutor(max_workers=16, thread_name_prefix="careloom-tool"),
         plugins=worker_plugins(client, settings),
+        interceptors=[run_origin(client, queue)],
         graceful_shutdown_timeout=graceful_shutdown,
     )
 
@@ -171,10 +174,17 @@ def build_workers(client: Client, settings: Settings, store: SqlCareRecordStore,
                                   graceful_shutdown=graceful_shutdown)]
 
 
+def run_origin(client: Client, *workflow_queues: str) -> RunOriginInterceptor:
+    """The interceptor that runs activities only for careloom's workflows on these workflow task queues."""
+    types = {_Definition.must_from_class(w).name for w in WORKFLOWS}  # the SDK's own reader of @workflow.defn
+    return RunOriginInterceptor(client, task_queues=workflow_queues, workflow_types=types)
+
+
 def rate_limited_workers(client: Client, settings: Settings, store: SqlCareRecordStore, *,
                          planner: Planner | None = None, recommender: RecommenderActivity | None = None,
                          executor: ThreadPoolExecutor | None = None,
-                         graceful_shutdown: timedelta = timedelta(0)) -> list[Worker]:
+                         graceful_shutdown: timedelta = timedelta(0),
+                         workflow_queues: tuple[str, ...] = ()) -> list[Worker]:
     """Workers for the rate-limited queues settings name (model calls, member messages); none if unset.
 
     ``max_task_queue_activities_per_second`` is enforced by the Temporal server across every worker of the
@@ -182,6 +192,7 @@ def rate_limited_workers(client: Client, settings: Settings, store: SqlCareRecor
     schedule-to-start timeout), they do not fail.
     """
     queues = settings.activity_queues()
+    workflow_queues = workflow_queues or (settings.task_queue,)
     workers = []
     pool = executor or ThreadPoolExecutor(max_workers=8, thread_name_prefix="careloom-limited")
     if queues.model:
@@ -190,12 +201,14 @@ def rate_limited_workers(client: Client, settings: Settings, store: SqlCareRecor
         workers.append(Worker(client, task_queue=queues.model, activities=bound_activities(hosts, kind="planner"),
                               activity_executor=pool, plugins=worker_plugins(client, settings),
                               max_task_queue_activities_per_second=settings.model_activities_per_second,
+                              interceptors=[run_origin(client, *workflow_queues)],
                               graceful_shutdown_timeout=graceful_shutdown))
     if queues.messages:
         workers.append(Worker(client, task_queue=queues.messages,
                               activities=[CareTools(store, settings).send_outreach], activity_executor=pool,
                               plugins=worker_plugins(client, settings),
                               max_task_queue_activities_per_second=settings.messages_per_second,
+                              interceptors=[run_origin(client, *workflow_queues)],
                               graceful_shutdown_timeout=graceful_shutdown))
     return workers
 
