@@ -10,23 +10,42 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
+from pydantic import BaseModel
+
 from agents.actions import ProposedAction
 from agents.facts import RunFacts
+from guardrails.adverse_content import SYSTEM_FAILURE_KIND, content_effect, most_adverse
 from guardrails.deadlines import next_contact_time
 from guardrails.policy import ROLE_RANK, GuardrailPolicy, Role, ServiceEffect, max_role
 from guardrails.verdicts import Decision, GuardrailVerdict
+from tools import determination
 from tools.care_plan import DraftCarePlanArgs
 from tools.outreach import SendOutreachArgs
 from tools.registry import write_tool_for
+from tools.tasks import ADVERSE_TASK_KINDS, CreateTaskArgs
 
-__all__ = ["check_run", "evaluate_action", "service_effect"]
+__all__ = ["check_run", "declared_effect", "evaluate_action", "service_effect"]
 
 _TIMED_CHANNELS = {"sms", "phone"}
 
 
+def declared_effect(arguments: BaseModel) -> ServiceEffect:
+    """What the action says it does: a task's ``service_effect`` (or its kind's), a determination's outcome;
+    care plans and messages declare nothing, so ``none``."""
+    if isinstance(arguments, CreateTaskArgs):
+        return arguments.service_effect if arguments.service_effect != "none" else (
+            ADVERSE_TASK_KINDS.get(arguments.kind, "none"))
+    if isinstance(arguments, determination.IssueDeterminationArgs):
+        return determination.service_effect(arguments)
+    return "none"
+
+
 def service_effect(action: ProposedAction) -> ServiceEffect:
-    """The action's effect on the member's services, as its write tool declares it (:mod:`tools.registry`)."""
-    return write_tool_for(action.arguments).service_effect(action.arguments)
+    """The action's effect on the member's services: the most adverse of what it declares (its write tool,
+    :mod:`tools.registry`) and what its own text does (:mod:`guardrails.adverse_content`). A planner cannot
+    make "terminate authorization" harmless by declaring ``none``."""
+    args = action.arguments
+    return most_adverse(write_tool_for(args).service_effect(args), declared_effect(args), content_effect(args).effect)
 
 
 def evaluate_action(
@@ -55,6 +74,18 @@ def evaluate_action(
     if effect != "none":
         approvals.append((policy.adverse_approver,
                           f"action {effect} a service: a clinician ({policy.adverse_approver}) must decide"))
+    content = content_effect(args)
+    if content.findings:
+        said = "; ".join(f.describe() for f in content.findings[:4])
+        approvals.append((policy.adverse_approver, f"its text is adverse whatever it declares: {said}"))
+        declared = declared_effect(args)
+        if most_adverse(declared, content.effect) != declared:
+            # The declaration itself is evidence: a planner that calls this text harmless is not to be trusted on it.
+            approvals.append((policy.adverse_approver, f"the declared effect ({declared}) contradicts the text "
+                                                       f"({content.effect}): check what this action really does"))
+    if isinstance(args, CreateTaskArgs) and args.kind == SYSTEM_FAILURE_KIND:
+        blocks.append(f"a {SYSTEM_FAILURE_KIND} Task is written by careloom when a run cannot go on; a planner "
+                      "may not propose one")
 
     if isinstance(args, SendOutreachArgs):
         if member.opted_out:

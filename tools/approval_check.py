@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 
 from agents.actions import action_digest
 from agents.approvals import ApprovalDecision
+from guardrails.adverse_content import content_effect, most_adverse
 from guardrails.policy import DecisionKey, ServiceEffect
 from runtime.errors import DecisionRefused
 from runtime.signing import verify_approval
@@ -41,6 +42,9 @@ def verified_approvers(data: ApprovedWrite, *, effect: ServiceEffect, keys: tupl
 
     Raises ApplicationError(ApprovalNotVerified, non-retryable) naming why, before anything is written."""
     info = activity.info()
+    # What the text says counts, whatever the caller computed from the declaration (issue 21): the same
+    # classifier as the guardrails, so a forged run cannot write "terminate authorization" without an MD.
+    effect = most_adverse(effect, content_effect(data.arguments).effect)
     try:
         decisions = [ApprovalDecision.model_validate(d) for d in data.approval.decisions] if data.approval else []
         return verify_approval(data.approval.approval_id if data.approval else None, decisions, arguments_digest=action_digest(data.arguments), effect=effect,

@@ -21,6 +21,7 @@ from temporalio import activity
 
 from agents.planner import HEARTBEAT_TIMEOUT_SECONDS, PlannerActivity
 from agents.prior_auth_planner import RecommenderActivity
+from guardrails.adverse_content import content_effect, most_adverse
 from guardrails.policy import ServiceEffect
 from store.ledger import LedgerActivities
 from tools.activities import CareTools
@@ -86,8 +87,14 @@ class ToolSpec:
         return self.definition.ret_type
 
 
-def _write(method: Callable[..., Any], arguments: type[BaseModel], **kwargs: Any) -> ToolSpec:
-    return ToolSpec(method, "write", arguments=arguments, **kwargs)
+def _write(method: Callable[..., Any], arguments: type[BaseModel], *,
+           service_effect: Callable[[Any], ServiceEffect] = _no_effect, **kwargs: Any) -> ToolSpec:
+    # Every write tool's effect counts what its text does too (issue 21: guardrails.adverse_content), so the
+    # guardrails of every program route an adverse text to an MD whatever the tool or the planner declares.
+    def effect(arguments: Any) -> ServiceEffect:  # noqa: ANN401
+        return most_adverse(service_effect(arguments), content_effect(arguments).effect)
+
+    return ToolSpec(method, "write", arguments=arguments, service_effect=effect, **kwargs)
 
 
 LOOKUP_MEMBER = ToolSpec(CareTools.lookup_member, "read")

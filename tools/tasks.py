@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from guardrails.adverse_content import content_effect, most_adverse
 from guardrails.policy import ServiceEffect
 from store.records import CareRecordStore
 from tools.writes import SignedApproval, WriteResult, resource_id
@@ -63,10 +64,11 @@ class CreateTaskInput(BaseModel):
 
 
 def task_service_effect(arguments: CreateTaskArgs) -> ServiceEffect:
-    """The declared effect, or the task kind's when that is adverse by nature."""
-    if arguments.service_effect != "none":
-        return arguments.service_effect
-    return ADVERSE_TASK_KINDS.get(arguments.kind, "none")
+    """The most adverse of the declared effect, the kind's (adverse by nature) and what the task's own text
+    does (:mod:`guardrails.adverse_content`, the classifier the guardrails use): the worker verifies the
+    approval against this, so a run cannot write "terminate authorization" declared ``none`` without an MD."""
+    return most_adverse(arguments.service_effect, ADVERSE_TASK_KINDS.get(arguments.kind, "none"),
+                        content_effect(arguments).effect)
 
 
 def build_task(data: CreateTaskInput, *, written_at: datetime | None = None) -> dict[str, Any]:
