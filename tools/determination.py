@@ -248,6 +248,22 @@ def _check_against_claim(data: WriteDeterminationInput, claim: dict[str, Any]) -
         raise tool_error(DETERMINATION_MISMATCH,
                          f"the determination decides lines {decided} but Claim/{data.claim_id} requests {lines}:"
                          " decide every requested line once, with its code")
+    # The quantities come from the stored (immutable) Claim, not the run's input: an "approved" line approves what
+    # was requested, and a "modified" one approves less (a reduction, which the approval check sends to an MD).
+    requested = {item["sequence"]: (item.get("quantity") or {}).get("value") for item in claim["item"]}
+    for item in data.arguments.items:
+        asked = requested.get(item.sequence)
+        if asked is None or item.approved_quantity is None:
+            continue
+        if item.decision == "approved" and item.approved_quantity != asked:
+            raise tool_error(DETERMINATION_MISMATCH,
+                             f"line {item.sequence} is approved for {item.approved_quantity} unit(s) but Claim/"
+                             f"{data.claim_id} requests {asked}: approve the requested quantity, or decide the line "
+                             "as modified (a reduction an MD decides)")
+        if item.decision == "modified" and item.approved_quantity >= asked:
+            raise tool_error(DETERMINATION_MISMATCH,
+                             f"line {item.sequence} is modified to {item.approved_quantity} unit(s), not fewer than "
+                             f"the {asked} requested: a modification approves less than was asked")
 
 
 def write_claim_response(store: CareRecordStore, data: WriteDeterminationInput) -> WriteResult:

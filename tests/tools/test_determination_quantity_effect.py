@@ -19,7 +19,6 @@ from tools.determination import IssueDeterminationArgs, ItemDecision, WriteDeter
 from tools.pas_request import parse_pas_bundle, save_submission
 
 
-@pytest.mark.xfail(strict=True, reason="review finding: approved_quantity below/above the Claim's is written as an approve with no reviewer; remove this marker with the fix")
 def test_an_approve_for_fewer_units_than_requested_needs_a_reviewer(store) -> None:
     request = make_pas_request(store, service_code="G0299", quantity=14)
     save_submission(store, request.bundle, parse_pas_bundle(request.bundle))
@@ -31,5 +30,12 @@ def test_an_approve_for_fewer_units_than_requested_needs_a_reviewer(store) -> No
         idempotency_key=f"review-{request.claim_id}/a1", approved_by=None, arguments=args,
         decided_at=datetime(2026, 3, 3, 15, 0, tzinfo=UTC), criteria_version=criteria_version_id(load_criteria()))
 
-    with pytest.raises(ApplicationError):
-        write_claim_response(store, data)  # today: "Certified in total", approved-quantity 1 of 14, no reviewer
+    with pytest.raises(ApplicationError, match="approve the requested quantity"):
+        write_claim_response(store, data)  # before: "Certified in total", approved-quantity 1 of 14, no reviewer
+    over = data.model_copy(update={"arguments": args.model_copy(update={"items": [ItemDecision(
+        sequence=1, code="G0299", decision="approved", approved_quantity=365)]})})
+    with pytest.raises(ApplicationError, match="approve the requested quantity"):
+        write_claim_response(store, over)
+    exact = data.model_copy(update={"arguments": args.model_copy(update={"items": [ItemDecision(
+        sequence=1, code="G0299", decision="approved", approved_quantity=14)]})})
+    assert write_claim_response(store, exact).created
