@@ -26,6 +26,14 @@ problems, the offline rules' plan is proposed with every action flagged for
 human review: never a crash, never a silent drop. A repaired plan is flagged for
 review too, and so is a message whose text is not the approved template text.
 
+Model-written text that identifies someone (the member's own names, birth date,
+identifiers, phone, e-mail or address, read from the records store here on the
+worker, or an SSN, phone, e-mail, MRN or date-of-birth pattern) is replaced by
+the approved template text of that action kind before the activity returns, and
+the action goes to a human with a reason naming what was found, never quoting it
+(:mod:`agents.generated_text`). Such text is not sent back to the model for
+repair: that would send the identifiers to the endpoint.
+
 Confidence of each proposed action::
 
     evidence   = (0.50·data_completeness + 0.25·reachability + 0.15·eligibility_certainty) / 0.90
@@ -42,6 +50,7 @@ template files), token usage and the estimated cost at the configured prices.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -51,6 +60,8 @@ from openai import AsyncOpenAI
 from agents.actions import ConfidenceSignal, ProposedAction
 from agents.deidentify import Deidentifier
 from agents.facts import RunFacts
+from agents.generated_text import IdentifierSource, PhiNotWithheld, withhold_phi
+from guardrails.phi_text import MemberIdentifiers
 from agents.model_client import (
     CERTAINTY_WITHOUT_LOGPROBS,
     Answer,
@@ -130,11 +141,24 @@ def _plan_problems(parsed: list[tuple[Call, ParsedCall]], facts: RunFacts) -> li
     return problems
 
 
+def _template_for(arguments: object, templates: list[ProposedAction]) -> ProposedAction | None:
+    """The rules' proposal of the same kind: same tool, and for a task the same task kind."""
+    for template in templates:
+        if template.tool == getattr(arguments, "tool", None) and (
+                not isinstance(arguments, CreateTaskArgs) or template.arguments.kind == arguments.kind):
+            return template
+    return None
+
+
 class OpenAIPlanner:
     """Plans outreach with a language model over the chat-completions protocol."""
 
-    def __init__(self, config: ModelConfig, client: AsyncOpenAI | None = None) -> None:
+    def __init__(self, config: ModelConfig, client: AsyncOpenAI | None = None, *,
+                 identifiers: IdentifierSource | None = None) -> None:
+        """``identifiers`` reads a member's identifiers from the records store (the worker passes
+        :class:`agents.generated_text.StoreIdentifiers`); without it only identifier patterns are checked."""
         self.config = config
+        self._identifiers = identifiers
         self.name = f"model:{config.model}"
         self._model = ChatModel(config, client)
         self._tools = tool_schemas()
@@ -167,12 +191,24 @@ class OpenAIPlanner:
             out = self._fallback.plan_for_review(data, reason)
             return out.model_copy(update={"planner": f"{self.name} → {out.planner}", "model": self.config.model,
                                           "prompt_version": self._prompts.version, "usage": usage})
-        proposals = self._proposals(data, parsed, answer, first_problems)
+        member = await self._member_identifiers(data.facts.member.member_id)
+        try:
+            proposals = self._proposals(data, parsed, answer, first_problems, member)
+        except PhiNotWithheld as withheld:
+            log.warning("planner.phi_withheld", model=self.config.model, kinds=withheld.found, replaced=False)
+            out = self._fallback.plan_for_review(data, f"{withheld}: the model's plan was not kept")
+            return out.model_copy(update={"planner": f"{self.name} → {out.planner}", "model": self.config.model,
+                                          "prompt_version": self._prompts.version, "usage": usage})
         log.info("planner.planned", model=self.config.model, actions=len(proposals), requests=usage.requests,
                  prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
                  repaired=usage.repaired, latency_ms=usage.latency_ms)
         return PlannerOutput(planner=self.name, model=self.config.model, prompt_version=self._prompts.version,
                              usage=usage, proposals=proposals)
+
+    async def _member_identifiers(self, member_id: str) -> MemberIdentifiers | None:
+        if self._identifiers is None:
+            return None
+        return await asyncio.to_thread(self._identifiers, member_id)  # a store read: off the activity's loop
 
     async def _complete(self, messages: list[dict[str, Any]], tally: Tally) -> Answer:
         return await self._model.complete(messages, self._tools, tally)
@@ -202,8 +238,9 @@ class OpenAIPlanner:
             "repair", problems=[str(p) for p in problems], tools=", ".join(ALLOWED_TOOLS)))
 
     def _proposals(self, data: PlannerInput, parsed: list[tuple[Call, ParsedCall]], answer: Answer,
-                   first_problems: list[CallProblem]) -> list[ProposedAction]:
+                   first_problems: list[CallProblem], member: MemberIdentifiers | None) -> list[ProposedAction]:
         facts = data.facts
+        templates = self._fallback.propose(data)
         evidence = evidence_for(facts)
         repaired = ("the model's first answer was refused (" + "; ".join(str(p) for p in first_problems[:2])
                     + "); a human checks the repaired plan") if first_problems else None
@@ -219,13 +256,20 @@ class OpenAIPlanner:
                 certainty, note = CERTAINTY_WITHOUT_LOGPROBS, f"{note}; default {CERTAINTY_WITHOUT_LOGPROBS}"
             signals = [*base, ConfidenceSignal(name="model_certainty", value=certainty, weight=1.0,
                                                note=f"{self.config.model}: {note}; multiplies the evidence")]
-            reasons = [repaired] if repaired else []
-            if isinstance(arguments, SendOutreachArgs) and arguments.message != APPROVED_MESSAGES.get(arguments.template):
-                reasons.append("the message text was written by the model, not the approved template text")
-            proposals.append(ProposedAction(
+            proposal = ProposedAction(
                 action_id=f"a{index}-{arguments.tool.replace('_', '-')}",
                 arguments=arguments, rationale=parsed_call.rationale[:500], evidence=evidence,
-                confidence=round(min(evidence_score * certainty, 1.0), 4), signals=signals, review_reasons=reasons))
+                confidence=round(min(evidence_score * certainty, 1.0), 4), signals=signals,
+                review_reasons=[repaired] if repaired else [])
+            proposal, found = withhold_phi(proposal, member, _template_for(arguments, templates), CHECK_IN_MESSAGE)
+            if found:  # the kinds only: the values stay out of the log
+                log.warning("planner.phi_withheld", model=self.config.model, tool=proposal.tool, kinds=found,
+                            replaced=True)
+            arguments = proposal.arguments
+            if isinstance(arguments, SendOutreachArgs) and arguments.message != APPROVED_MESSAGES.get(arguments.template):
+                proposal.review_reasons.append("the message text was written by the model, not the approved "
+                                               "template text")
+            proposals.append(proposal)
         return proposals
 
     def _usage(self, tally: Tally, *, repaired: bool) -> ModelUsage:

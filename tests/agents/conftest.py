@@ -7,7 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from agents.generated_text import StoreIdentifiers
 from agents.model_planner import ModelConfig, OpenAIPlanner
+from store.records import CareRecordStore
 from tests.model_server import ScriptedModelServer, running_model_server
 
 
@@ -17,13 +19,16 @@ def model_server() -> Iterator[ScriptedModelServer]:
         yield server
 
 
-def model_planner(server: ScriptedModelServer, **overrides: object) -> OpenAIPlanner:
+def model_planner(server: ScriptedModelServer, store: CareRecordStore | None = None,
+                  **overrides: object) -> OpenAIPlanner:
+    """The model planner on the scripted server; with ``store`` it reads members' identifiers, as the worker's does."""
     config = ModelConfig(model="scripted-model", base_url=server.url, api_key="sk-test-not-a-real-key",
                          timeout_seconds=5.0, input_usd_per_mtok=2.5, output_usd_per_mtok=10.0)
-    return OpenAIPlanner(dataclasses.replace(config, **overrides))
+    return OpenAIPlanner(dataclasses.replace(config, **overrides),
+                         identifiers=StoreIdentifiers(store) if store is not None else None)
 
 
 @pytest.fixture
-def planner(model_server: ScriptedModelServer) -> OpenAIPlanner:
-    """The workers of these tests plan with the scripted model."""
-    return model_planner(model_server)
+def planner(model_server: ScriptedModelServer, store: CareRecordStore) -> OpenAIPlanner:
+    """The workers of these tests plan with the scripted model, reading identifiers from the session's store."""
+    return model_planner(model_server, store)
