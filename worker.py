@@ -103,14 +103,16 @@ def model_config_for(settings: Settings) -> ModelConfig | None:
         output_usd_per_mtok=settings.model_output_usd_per_mtok)
 
 
-def planner_for(settings: Settings) -> Planner:
-    """The model planner when ``CARELOOM_MODEL`` is set, else the offline rules."""
+def planner_for(settings: Settings, store: SqlCareRecordStore | None = None) -> Planner:
+    """The model planner when ``CARELOOM_MODEL`` is set, else the offline rules. With ``store`` the model
+    planner checks the text it writes against each member's own identifiers (agents.generated_text)."""
     config = model_config_for(settings)
     if config is None:
         return OfflinePlanner()
+    from agents.generated_text import StoreIdentifiers
     from agents.model_planner import OpenAIPlanner
 
-    return OpenAIPlanner(config)
+    return OpenAIPlanner(config, identifiers=StoreIdentifiers(store) if store is not None else None)
 
 
 def recommender_for(settings: Settings) -> RecommenderActivity:
@@ -146,7 +148,7 @@ def build_worker(
     keys = settings.decision_signatures().keys
     hosts: list[object] = [
         CareTools(store, settings),
-        PlannerActivity(planner or planner_for(settings), fallback=OfflinePlanner()),
+        PlannerActivity(planner or planner_for(settings, store), fallback=OfflinePlanner()),
         PriorAuthTools(store, settings.criteria(), keys),
         recommender or recommender_for(settings),
         LedgerActivities(DecisionLedger(store.db), keys),
@@ -196,7 +198,7 @@ def rate_limited_workers(client: Client, settings: Settings, store: SqlCareRecor
     workers = []
     pool = executor or ThreadPoolExecutor(max_workers=8, thread_name_prefix="careloom-limited")
     if queues.model:
-        hosts = [PlannerActivity(planner or planner_for(settings), fallback=OfflinePlanner()),
+        hosts = [PlannerActivity(planner or planner_for(settings, store), fallback=OfflinePlanner()),
                  recommender or recommender_for(settings)]
         workers.append(Worker(client, task_queue=queues.model, activities=bound_activities(hosts, kind="planner"),
                               activity_executor=pool, plugins=worker_plugins(client, settings),
