@@ -32,7 +32,13 @@ class RunCheck:
 
 
 def _of_run(record: RunRecord, ledger: list[LedgerEntry]) -> list[LedgerEntry]:
-    return [e for e in ledger if e.workflow_id == record.workflow_id and e.run_id in (None, record.run_id)]
+    """The run's own entries: keyed with its run id, or written before entries named runs (``wf/seq``); never
+    one the appending worker marked as another run's."""
+    def legacy(e: LedgerEntry) -> bool:
+        return e.run_id is None and e.event_id.removeprefix(f"{record.workflow_id}/").isdigit()
+
+    return [e for e in ledger if e.workflow_id == record.workflow_id and e.verified is not False
+            and (e.run_id == record.run_id or legacy(e))]
 
 
 def open_approvals(entries: list[LedgerEntry]) -> dict[str, LedgerEntry]:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from temporalio import activity
 
+from agents.actions import action_digest
 from agents.approvals import ApprovalDecision
 from guardrails.policy import DecisionKey
 from runtime.errors import DecisionRefused
@@ -78,8 +79,9 @@ class LedgerEntry(BaseModel):
     run_id: str | None = Field(default=None, exclude_if=lambda v: v is None, description=(
         "The run that wrote the entry (a restarted run under the same workflow id has its own)."))
     verified: bool | None = Field(default=None, exclude_if=lambda v: v is None, description=(
-        "Decision entries: whether the appending worker verified the signed decision against its own keys and "
-        "the run (False: recorded as claimed, reported by `careloom ledger verify`)."))
+        "Set by the appending worker: True for a decision entry whose signed decision it verified against its own "
+        "keys and the run; False (with the reason) for one it could not, or any entry another run appended — "
+        "recorded as claimed and reported by `careloom ledger verify`."))
     unverified_reason: str | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
@@ -186,7 +188,7 @@ class DecisionLedger:
             problems.insert(0, LedgerProblem(rows[0][0], f"entries 1..{rows[0][0] - 1} are missing"))
         for seq, body, _prev, _hash_ in rows:
             entry = json.loads(body)
-            if entry.get("event") in DECISION_EVENTS and entry.get("verified") is False:
+            if entry.get("verified") is False:
                 problems.append(LedgerProblem(seq, f"{entry['event']} by {entry.get('actor')} on "
                                                    f"{entry.get('workflow_id')} {entry.get('approval_id')} was not "
                                                    f"verified: {entry.get('unverified_reason')}"))
@@ -223,20 +225,35 @@ class LedgerActivities:
         return len(added)
 
 
+_DECISION_OF = {"approved": {"approve"}, "edited": {"edit"}, "rejected": {"reject"}, "reassigned": {"reassign"},
+                "signed_off": {"approve", "edit"}}
+"""Which decision a decision entry records."""
+
+
 def verified_entry(entry: LedgerEntry, proof: ApprovalDecision | None, *, workflow_id: str, run_id: str,
                    keys: tuple[DecisionKey, ...]) -> LedgerEntry:
-    """A decision entry marked verified when its signed decision checks out against the worker's keys, this
-    workflow and run, and says what the entry says; otherwise marked unverified with the reason (kept: the
-    ledger records what the run claimed, and `careloom ledger verify` reports it). Other entries unchanged."""
-    if entry.event not in DECISION_EVENTS:
-        return entry
+    """The entry as the worker vouches for it.
+
+    Every entry is bound to the run that appends it: its workflow id, run id and event-id prefix must be the
+    activity's own (from the Temporal server), else it is kept marked ``verified: false`` with the reason (the
+    ledger records what was claimed; `careloom ledger verify` reports it). A decision entry is ``verified: true``
+    only when its signed decision checks out against the worker's keys, this workflow and run, and says what the
+    entry says: the same item, approver, role, kind of decision and digest."""
     try:
+        if (entry.workflow_id, entry.run_id) != (workflow_id, run_id) or not entry.event_id.startswith(
+                f"{workflow_id}/{run_id}/"):
+            raise DecisionRefused("forbidden", f"appended by another run ({workflow_id} run {run_id})")
+        if entry.event not in DECISION_EVENTS:
+            return entry
         if proof is None:
             raise DecisionRefused("forbidden", "no signed decision came with it")
         if (proof.approval_id, proof.approver, proof.role) != (entry.approval_id, entry.actor, entry.role):
             raise DecisionRefused("forbidden", "the signed decision names another item, approver or role")
-        if entry.workflow_id != workflow_id:
-            raise DecisionRefused("forbidden", f"written by the run of {workflow_id}")
+        if proof.decision not in _DECISION_OF[entry.event]:
+            raise DecisionRefused("forbidden", f"the signed decision is a {proof.decision}, not {entry.event}")
+        decided = action_digest(proof.arguments) if proof.arguments is not None else proof.digest
+        if entry.event != "reassigned" and decided != entry.digest:
+            raise DecisionRefused("forbidden", "the signed decision is about another version of the action")
         verify_signed(proof, workflow_id=workflow_id, run_id=run_id, keys=keys)
     except DecisionRefused as refused:
         return entry.model_copy(update={"verified": False, "unverified_reason": str(refused)})

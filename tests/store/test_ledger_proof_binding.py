@@ -17,7 +17,6 @@ NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 SIGNER = DecisionSigner([("k1", generate_signing_key())])
 KEYS = SIGNER.public_keys()
 
-pytestmark = pytest.mark.xfail(strict=True, reason="review finding: verified_entry binds neither the decision, the digest nor the workflow of non-decision entries; remove this marker with the fix")
 
 
 def _entry(**fields) -> LedgerEntry:
@@ -49,4 +48,17 @@ def test_a_run_cannot_append_entries_for_another_workflow() -> None:
     forged = _entry(workflow_id="wf-victim", event_id="wf-victim/r/1", approval_id="run", event="withdrawn",
                     actor="adt:GOOD-HOSPITAL", role=None, digest="", run_id=None)
     entry = verified_entry(forged, None, workflow_id="wf-attacker", run_id="run-9", keys=KEYS)
-    assert entry != forged
+    assert (False, "appended by another run (wf-attacker run run-9)") == (entry.verified,
+                                                                          entry.unverified_reason.split(": ", 1)[-1])
+
+
+def test_the_decision_behind_an_entry_verifies_it() -> None:
+    """The MD's signed approval of digest a… for this run verifies the entry that records it; a sign-off too."""
+    approval = SIGNER.sign(ApprovalDecision(approval_id="a1-determination.1", digest="a" * 64, decision="approve",
+                                            approver="dr.rivera", role="md"), "wf-1", "run-1", now=NOW)
+    assert verified_entry(_entry(), approval, workflow_id="wf-1", run_id="run-1", keys=KEYS).verified is True
+    assert verified_entry(_entry(event="signed_off"), approval, workflow_id="wf-1", run_id="run-1",
+                          keys=KEYS).verified is True
+    # A non-decision entry of the run itself needs no proof and is left as it is.
+    requested = _entry(event="requested", actor="system", role=None)
+    assert requested == verified_entry(requested, None, workflow_id="wf-1", run_id="run-1", keys=KEYS)
