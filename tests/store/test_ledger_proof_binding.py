@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pytest
 
 from agents.approvals import ApprovalDecision
 from runtime.signing import DecisionSigner, generate_signing_key
