@@ -91,7 +91,14 @@ def import_(
     start_outreach: Annotated[bool, typer.Option(
         "--start-outreach", help="Then start post-discharge outreach for the imported discharges that have no run "
                                  "yet (earliest TCM deadline first; existing runs are reported, not started "
-                                 "again). Needs Temporal (`careloom up`, or TEMPORAL_ADDRESS).")] = False,
+                                 "again). Only discharges outreach can still help start: older than the "
+                                 "lookback (CARELOOM_OUTREACH_LOOKBACK_DAYS, default the sweep's 30 days), "
+                                 "implausible stays, a deceased member's earlier stays and members whose "
+                                 "coverage has ended since are listed, not started. Needs Temporal (`careloom "
+                                 "up`, or TEMPORAL_ADDRESS).")] = False,
+    include_old: Annotated[bool, typer.Option(
+        "--include-old", help="With --start-outreach: start discharges older than the lookback too (the other "
+                              "checks still hold).")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Import FHIR R4 into the care records store. Exit 1 if any line or entry was skipped (or a run failed to
@@ -99,6 +106,8 @@ def import_(
     from store.importer import import_path
     from store.records import SqlCareRecordStore
 
+    if include_old and not start_outreach:
+        fail("--include-old only changes which discharges --start-outreach starts; add --start-outreach", code=2)
     cfg = settings()
     store = SqlCareRecordStore(cfg.open_database())
     try:
@@ -109,7 +118,8 @@ def import_(
     out = report.as_dict()
     unreachable: str | None = None
     if start_outreach:
-        started, unreachable = run(_start_imported(cfg, store, report.encounters))  # type: ignore[misc]
+        started, unreachable = run(_start_imported(cfg, store, report.encounters,  # type: ignore[misc]
+                                                   include_old=include_old))
         out["outreach"] = started if unreachable is None else {"error": unreachable}
     if as_json:
         print_json(out)
@@ -122,7 +132,8 @@ def import_(
             console.print(safe(f"ignored {len(report.ignored)} .json file(s) beside the Bulk Data .ndjson files "
                                f"(import Bundles from their own folder): {', '.join(report.ignored)}"))
         console.print(f"{report.total('inserted')} inserted, {report.total('updated')} updated, "
-                      f"{report.total('unchanged')} unchanged, {report.skipped} skipped")
+                      f"{report.total('unchanged')} unchanged, {report.skipped} skipped"
+                      + (f" ({report.conflicts} for conflicting ids)" if report.conflicts else ""))
         if start_outreach and unreachable is None:
             o = out["outreach"]
             console.print(f"outreach: {o['discharges']} discharge(s): {o['started']} started, {o['existing']} "
@@ -130,6 +141,12 @@ def import_(
                           "window (tcm_missed)")
             for error in o["errors"]:
                 console.print(f"[red]not started[/] {safe(error['discharge'])}: {safe(error['error'])}")
+            if o["held"]:
+                console.print(safe(f"outreach: {o['held']} discharge(s) not started: " + ", ".join(
+                    f"{n} {_HELD_WORDS.get(reason, reason)}" for reason, n in sorted(o["held_by_reason"].items()))))
+            for held in o["not_started"]:
+                console.print(f"[yellow]not started[/] {safe(held['discharge'])} ({safe(held['reason'])}): "
+                              f"{safe(held['detail'])}")
     if unreachable is not None:
         fail(f"imported, but no outreach was started: {unreachable}. Then run the same command again: the "
              "import changes nothing the second time and discharges that already have a run are not started "
@@ -138,9 +155,19 @@ def import_(
         raise typer.Exit(1)
 
 
-async def _start_imported(cfg, store, encounter_ids: list[str]) -> tuple[dict | None, str | None]:
-    """Start outreach for the discharges among these Encounters (idempotent): (report, None) or (None, why not)."""
+_HELD_WORDS = {"too_old": "older than the lookback (--include-old starts them)",
+               "implausible_stay": "implausible stays", "deceased_other_stay": "earlier stays of a deceased member",
+               "coverage_ended": "whose coverage has ended since"}
+
+
+async def _start_imported(cfg, store, encounter_ids: list[str], *, include_old: bool = False
+                          ) -> tuple[dict | None, str | None]:
+    """Start outreach for the discharges among these Encounters that outreach can still help (idempotent; the
+    others listed, :mod:`feeds.screening`): (report, None) or (None, why not)."""
+    from datetime import UTC, datetime
+
     from feeds.discharges import discharge_of, start_discharges
+    from feeds.screening import ScreenRules, screen
     from runtime.temporal_client import connect
 
     policy = cfg.guardrail_policy()
@@ -157,7 +184,10 @@ async def _start_imported(cfg, store, encounter_ids: list[str]) -> tuple[dict | 
         client = await connect(cfg)
     except CareloomError as err:
         return None, str(err)
-    started = await start_discharges(client, cfg, found, trigger="import")
+    screened = screen(store, found, ScreenRules.from_settings(cfg, include_old=include_old, policy=policy),
+                      now=datetime.now(UTC))
+    started = await start_discharges(client, cfg, screened.start, trigger="import", policy=policy,
+                                     held=screened.held)
     started.failed.extend(unreadable)
     return {"discharges": len(found) + len(unreadable), **started.as_dict()}, None
 

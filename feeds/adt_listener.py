@@ -7,7 +7,10 @@ acknowledgement: the sender waits for the ACK before the next message):
 2. apply it to the Encounter in the records store (validated FHIR R4);
 3. A03: start the discharge's outreach run and wait until Temporal has it
    durably (``start_discharges``, idempotent by the run's business key: a
-   resent message starts nothing); A13 and A11: withdraw the episode's run
+   resent message starts nothing), unless :mod:`feeds.screening` holds it
+   back (discharged before the lookback, an implausible stay, a deceased
+   member's earlier stay, coverage ended since): then AA with the reason in
+   MSA-3, logged as ``adt.discharge_held``; A13 and A11: withdraw the episode's run
    if one is running (see :meth:`AdtListener._withdraw`: never terminate);
 4. only then answer: AA, or AE (fix the data or retry later, e.g. Temporal
    unavailable) / AR (never resend as is) with the reason in MSA-3.
@@ -37,6 +40,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from feeds.adt import AdtEvent, AdtRefused, apply_event, event_label, parse_adt, sender_of
 from feeds.discharges import discharge_of, start_discharges
+from feeds.screening import ScreenRules, screen
 from feeds.mllp_access import AdtAccess, check_exposure, server_tls_context
 from feeds.mllp_framing import Frame
 from feeds.mllp_server import MllpLimits, MllpServer
@@ -114,6 +118,7 @@ class AdtListener:
         self.client = client
         self.store = store
         self.policy = settings.guardrail_policy()
+        self.screen_rules = ScreenRules.from_settings(settings, policy=self.policy)
         self.access = access or AdtAccess.from_settings(settings)
         self._parser = _parse_pool(settings.adt_parse_threads)
         # One message at a time per visit, across connections: an A13 never overtakes its A03's start.
@@ -213,6 +218,13 @@ class AdtListener:
         discharge = discharge_of(encounter, self.policy, self.settings.plan_time_zone)
         if discharge is None:
             return "AA", "not an inpatient discharge: no outreach run"
+        screened = await asyncio.to_thread(screen, self.store, [discharge], self.screen_rules,
+                                           now=datetime.now(UTC))
+        if screened.held:
+            [held] = screened.held
+            # The message is applied and kept (AA: resending changes nothing); only the run is not started.
+            log.info("adt.discharge_held", reason=held.reason)
+            return "AA", f"stored; no outreach started: {held.detail}"
         report = await start_discharges(self.client, self.settings, [discharge], trigger="adt", policy=self.policy)
         if report.failed:
             raise _Unavailable("the outreach run could not be started")

@@ -7,6 +7,9 @@ run's business key (:func:`workflows.outreach_client.start_outreach`): a
 discharge that already has a run is reported ``existing``, never started
 twice. Runs start earliest TCM deadline first; a discharge already past its
 TCM window is still started and counted ``tcm_missed``, never dropped.
+Callers screen discharges first (:mod:`feeds.screening`: too old, implausible,
+a deceased member's earlier stays, coverage ended) and pass the held ones on,
+so the report lists them beside the runs.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import structlog
 from temporalio.client import Client
@@ -26,6 +29,9 @@ from guardrails.policy import GuardrailPolicy
 from runtime.metrics import RUNS_STARTED, TCM_DEADLINES
 from runtime.settings import Settings
 from store.records import SqlCareRecordStore
+
+if TYPE_CHECKING:  # feeds.screening builds on Discharge; the report only carries its Held records
+    from feeds.screening import Held
 
 __all__ = ["Discharge", "StartReport", "TcmState", "discharge_of", "discharges", "start_discharges", "tcm_state"]
 
@@ -45,6 +51,8 @@ class Discharge:
     member_id: str
     encounter_id: str
     discharged_at: datetime
+    admitted_at: datetime | None = field(default=None, compare=False)
+    """Encounter.period.start; None when absent or not a full date-time."""
 
 
 def _parse(value: str) -> datetime:
@@ -64,7 +72,16 @@ def discharge_of(encounter: dict, policy: GuardrailPolicy, time_zone: str) -> Di
         return None
     discharged = _parse(end)
     due = tcm_contact_due(discharged, time_zone, holidays=policy.holidays)
-    return Discharge(tcm_due=due, member_id=member, encounter_id=encounter["id"], discharged_at=discharged)
+    return Discharge(tcm_due=due, member_id=member, encounter_id=encounter["id"], discharged_at=discharged,
+                     admitted_at=_admitted(encounter))
+
+
+def _admitted(encounter: dict) -> datetime | None:
+    start = (encounter.get("period") or {}).get("start")
+    try:
+        return _parse(start) if start else None
+    except ValueError:  # a partial dateTime ("2024-05"): the stay's length is unknown, not implausible
+        return None
 
 
 def discharges(store: SqlCareRecordStore, since: str, until: str, *, policy: GuardrailPolicy,
@@ -92,6 +109,8 @@ class StartReport:
     existing: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     tcm: Counter[str] = field(default_factory=Counter)
+    held: list[Held] = field(default_factory=list)
+    """Discharges the screen held back (:mod:`feeds.screening`), each with its reason: not started."""
 
     @property
     def tcm_missed(self) -> int:
@@ -100,24 +119,28 @@ class StartReport:
     def as_dict(self) -> dict[str, object]:
         return {"started": len(self.started), "existing": len(self.existing), "failed": len(self.failed),
                 "tcm_missed": self.tcm_missed, "tcm_at_risk": self.tcm["at_risk"],
-                "workflow_ids": self.started, "errors": [{"discharge": d, "error": e} for d, e in self.failed]}
+                "workflow_ids": self.started, "errors": [{"discharge": d, "error": e} for d, e in self.failed],
+                "held": len(self.held), "held_by_reason": dict(Counter(h.reason for h in self.held)),
+                "not_started": [h.as_dict() for h in self.held]}
 
 
 async def start_discharges(client: Client, settings: Settings, found: Iterable[Discharge], *, trigger: Trigger,
                            concurrency: int | None = None, initiated_by: str = "system",
-                           now: datetime | None = None, policy: GuardrailPolicy | None = None) -> StartReport:
+                           now: datetime | None = None, policy: GuardrailPolicy | None = None,
+                           held: Iterable[Held] = ()) -> StartReport:
     """Start (or find) the outreach run of each discharge, earliest TCM deadline first, ``concurrency`` at once.
 
     A failure to start one (the server refused it) is reported with the discharge and the others go on.
     The failure names the encounter id: it is for operators, not logs (log lines carry counts only).
     ``policy``: the guardrail policy for the runs, when the caller holds one (a long-lived listener); else it
-    is built from settings (about 2.5 ms: the holiday calendar).
+    is built from settings (about 2.5 ms: the holiday calendar). ``held``: the discharges the caller's
+    screen held back, carried into the report (and its log line, counted by reason).
     """
     from workflows.outreach_client import start_outreach
 
     policy = policy or settings.guardrail_policy()
     salt = settings.pseudonym_salt.get_secret_value()
-    report = StartReport()
+    report = StartReport(held=list(held))
     gate = asyncio.Semaphore(concurrency or settings.sweep_concurrency)
     clock = now or datetime.now(UTC)
 
@@ -142,6 +165,7 @@ async def start_discharges(client: Client, settings: Settings, found: Iterable[D
 
     await asyncio.gather(*(one(d) for d in sorted(found)))
     log.info("discharges.started", trigger=trigger, started=len(report.started), existing=len(report.existing),
-             failed=len(report.failed), tcm_missed=report.tcm_missed)
+             failed=len(report.failed), tcm_missed=report.tcm_missed, held=len(report.held),
+             **{f"held_{reason}": n for reason, n in Counter(h.reason for h in report.held).items()})
     return report
 

@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.client import Client
 
 from feeds.discharges import Discharge, discharge_of, start_discharges
+from feeds.screening import ScreenRules, screen
 from feeds.watermarks import Watermarks
 from runtime.metrics import SWEEP_STARTED
 from runtime.settings import Settings
@@ -57,9 +58,13 @@ class StartBatchResult(BaseModel):
     started: int
     existing: int
     failed: int
-    skipped: int = Field(default=0, description="No longer a discharge (deleted, cancelled) when started.")
+    skipped: int = Field(default=0, description="Not started: no longer a discharge (deleted, cancelled) when "
+                         "started, or held by the screen (feeds.screening: implausible stay, a deceased "
+                         "member's earlier stay, coverage ended since).")
     tcm_missed: int
     failures: list[str] = Field(default_factory=list, description="'Encounter/<id>: <error>' for each not started.")
+    held: list[str] = Field(default_factory=list, description="'Encounter/<id> (<reason>)' for each held by the "
+                            "screen (the first 50).")
 
 
 class WatermarkInput(BaseModel):
@@ -97,16 +102,22 @@ class SweepActivities:
     async def start_batch(self, data: StartBatchInput) -> StartBatchResult:
         """Start (or find) each discharge's outreach run; counts. Idempotent: a retry reports ``existing``."""
         found = await asyncio.to_thread(self._discharges_of, data.discharges)
-        skipped = len(data.discharges) - len(found)
-        report = await start_discharges(self._client, self._settings, found, trigger="sweep",
-                                        concurrency=data.concurrency, initiated_by="discharge-sweep")
+        # The sweep's window is its lookback (a backfill's explicit window is the operator's choice): age is
+        # not screened here, the rest is.
+        rules = ScreenRules.from_settings(self._settings, include_old=True)
+        screened = await asyncio.to_thread(screen, self._store, found, rules, now=datetime.now(UTC))
+        skipped = len(data.discharges) - len(screened.start)
+        report = await start_discharges(self._client, self._settings, screened.start, trigger="sweep",
+                                        concurrency=data.concurrency, initiated_by="discharge-sweep",
+                                        policy=rules.policy, held=screened.held)
         SWEEP_STARTED.labels("started").inc(len(report.started))
         SWEEP_STARTED.labels("existing").inc(len(report.existing))
         SWEEP_STARTED.labels("skipped").inc(skipped)
         SWEEP_STARTED.labels("failed").inc(len(report.failed))
         return StartBatchResult(started=len(report.started), existing=len(report.existing),
                                 failed=len(report.failed), skipped=skipped, tcm_missed=report.tcm_missed,
-                                failures=[f"{where}: {why}"[:300] for where, why in report.failed][:50])
+                                failures=[f"{where}: {why}"[:300] for where, why in report.failed][:50],
+                                held=[f"{h.where} ({h.reason})" for h in report.held][:50])
 
     def _discharges_of(self, refs: list[DischargeRef]) -> list[Discharge]:
         """The refs' discharges read again from the store; one no longer a discharge is left out (skipped)."""

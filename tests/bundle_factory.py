@@ -17,10 +17,12 @@ def _iso(when: datetime) -> str:
     return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def synthea_bundle(*, discharged_at: datetime | None = None, codes: tuple[str, ...] = ("I50.9",)) -> tuple[
-        dict[str, Any], str, str]:
-    """(Bundle, patient uuid, inpatient encounter uuid): resources without ids, referenced by urn:uuid."""
-    member = make_member(discharged_at=discharged_at or datetime.now(UTC) - timedelta(hours=5), codes=codes)
+def synthea_bundle(*, discharged_at: datetime | None = None, codes: tuple[str, ...] = ("I50.9",),
+                   **member_options: Any) -> tuple[dict[str, Any], str, str]:
+    """(Bundle, patient uuid, inpatient encounter uuid): resources without ids, referenced by urn:uuid.
+    ``member_options``: more of :func:`tests.fhir_factory.make_member`'s (e.g. deceased, earlier_stays)."""
+    member = make_member(discharged_at=discharged_at or datetime.now(UTC) - timedelta(hours=5), codes=codes,
+                         **member_options)
     ids = {f"{r['resourceType']}/{r['id']}": str(uuid.uuid4()) for r in member.resources}
     entries = []
     for resource in member.resources:

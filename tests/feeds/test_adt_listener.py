@@ -12,6 +12,7 @@ import hl7
 import pytest
 import pytest_asyncio
 from hl7.mllp import HL7StreamReader, HL7StreamWriter, open_hl7_connection
+from structlog.testing import capture_logs
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
@@ -288,3 +289,22 @@ async def test_a_cancel_on_another_connection_never_overtakes_the_discharge_star
     workflow_id = outreach_workflow_id(member_id, visit, settings.pseudonym_salt.get_secret_value())
     assert WorkflowExecutionStatus.COMPLETED == await _closed_status(client, workflow_id)
     assert "in-progress" == store.get("Encounter", visit)["status"]
+
+
+async def test_a_discharge_older_than_the_lookback_is_acknowledged_stored_and_not_started(
+        client: Client, store, listener) -> None:
+    """An A03 for a discharge 400 days ago (beyond the 30-day lookback) is AA with the reason, the Encounter
+    is stored, no run starts and the hold is logged (before: a run started and contacted the member)."""
+    host, port, settings = listener
+    member_id, visit = _member(store)
+    with capture_logs() as logs:
+        async with connect(host, port) as conn:
+            code, reason = _ack(await conn.send(adt("A03", member_id, visit,
+                                                    discharged_at=datetime.now(UTC) - timedelta(days=400))))
+    assert "AA" == code
+    assert reason.startswith("stored; no outreach started: discharged 400 days ago, before the 30-day lookback")
+    assert "finished" == store.get("Encounter", visit)["status"]
+    assert await _status(client, outreach_workflow_id(member_id, visit,
+                                                      settings.pseudonym_salt.get_secret_value())) is None
+    assert [{"event": "adt.discharge_held", "reason": "too_old", "log_level": "info"}] == [
+        log for log in logs if log["event"] == "adt.discharge_held"]

@@ -353,3 +353,25 @@ def test_the_cli_refuses_a_bad_cron_before_connecting(monkeypatch: pytest.Monkey
     zone = CliRunner().invoke(app, ["create", "--time-zone", "Eastern"])
     assert 2 == zone.exit_code and "CARELOOM_PLAN_TIME_ZONE" in zone.output
     assert SCHEDULE_ID == "careloom-discharge-sweep"
+
+
+async def test_a_sweep_skips_implausible_stays_and_a_deceased_members_earlier_stay(client: Client, store,
+                                                                                  sweeper) -> None:
+    """In the window: a plausible discharge, a deceased member's two stays and a 7,241-day stay. The sweep
+    starts two runs (the plausible one, the deceased member's latest) and counts the other two skipped
+    (before: four runs, two close-episode items for one person and a 20-year "stay")."""
+    since, until = _window(2017)
+    plain = make_member(store, discharged_at=since + timedelta(days=4))
+    deceased = make_member(store, discharged_at=since + timedelta(days=4), deceased=True, earlier_stays=1)
+    endless = make_member(store, discharged_at=since + timedelta(days=4))
+    encounter = store.get("Encounter", endless.encounter_id)
+    encounter["period"]["start"] = (since + timedelta(days=4) - timedelta(days=7241)).isoformat()
+    store.put_many([encounter])
+    workflow_id = await start_sweep(client, sweeper.settings, since=since, until=until, task_queue=sweeper.queue)
+    result = await client.get_workflow_handle_for(DischargeSweepWorkflow.run, workflow_id).result()
+
+    salt = sweeper.settings.pseudonym_salt.get_secret_value()
+    assert (4, 2, 2) == (result.looked_at, result.started, result.skipped)
+    assert [True, True, False, False] == [await _has_run(client, salt, m, e) for m, e in (
+        (plain.member_id, plain.encounter_id), (deceased.member_id, deceased.encounter_id),
+        (deceased.member_id, f"{deceased.encounter_id}-prior0"), (endless.member_id, endless.encounter_id))]
