@@ -120,6 +120,8 @@ _WITHDRAWN = "Withdrawn"
 """ToolFailure type of a tool call refused because the run was withdrawn: nothing was started."""
 _FOLLOW_UP_TIMEOUT = timedelta(hours=1)
 """How long a failed run keeps trying to give a person its follow-up Task (the store may be down)."""
+_FOLLOW_UP_PATCH = "follow-up-task-1"
+"""Patch marker of the follow-up Tasks of failed runs and failed actions: histories recorded before them replay."""
 
 
 class AgentRun:
@@ -134,6 +136,7 @@ class AgentRun:
         self._book = ApprovalBook(policy, initiated_by=initiated_by, run_id=workflow.info().run_id)
         self._withdrawal: WithdrawRequest | None = None
         self._closed: list[str] = []
+        self._done = False  # the run's last ledger flush has started
         self._status = "starting"
         self._search_attributes: dict[str, Any] = {}
         self._tool_timeout = timedelta(seconds=tool_timeout_seconds)
@@ -160,8 +163,10 @@ class AgentRun:
     async def drive(self, graph: Any, state: S) -> S:
         """Invoke the graph until the run is finished; wait durably whenever it parks.
 
-        Every way out is accounted for: finished; withdrawn (the state's open actions end ``withdrawn``);
-        cancelled (ledger entries, then CANCELLED); or failed after a person got a follow-up Task."""
+        Every way out is accounted for: finished; withdrawn (the state's open actions end ``withdrawn``, a person
+        confirms any approval it closed); cancelled (ledger entries, then CANCELLED); or failed after a person got
+        a follow-up Task. Once the run's last ledger flush starts, a ``withdraw`` is refused (it would never be
+        written)."""
         try:
             while True:
                 before = state
@@ -176,10 +181,12 @@ class AgentRun:
                     return await self._end_withdrawn(state)
                 if state.finished:  # type: ignore[attr-defined]
                     failed = [r for r in state.actions if r.status == "failed"]  # type: ignore[attr-defined]
-                    if failed:  # an action that could not be written: a person follows up, the ledger says so
+                    # Patched: runs recorded before this follow-up replay as they ran.
+                    if failed and workflow.patched(_FOLLOW_UP_PATCH):
+                        # An action that could not be written: a person follows up, the ledger says so.
                         await self._follow_up("; ".join(f"{r.action.action_id} ({r.action.tool}) failed: {r.reason}"
                                                         for r in failed))
-                    return state
+                    return await self._closing(state)
                 self.publish(state, self.run_status(state))
                 # Parked: wait durably for decisions, SLA clocks or the earliest deferral.
                 received = await self._wait(state)
@@ -190,10 +197,22 @@ class AgentRun:
             await self._end_cancelled()
             raise
         except ApplicationError as failure:
-            await self._follow_up(f"{failure.type or 'ApplicationError'}: {failure.message}")
+            try:
+                if workflow.patched(_FOLLOW_UP_PATCH):
+                    await self._follow_up(f"{failure.type or 'ApplicationError'}: {failure.message}")
+            except asyncio.CancelledError:  # cancelled while telling a person: still end as a cancel does
+                await self._end_cancelled()
+                raise
+            self._done = True
             self._status = "needs_attention"
             self._sync_search_attributes()
             raise
+
+    async def _closing(self, state: S) -> S:
+        """The run's last ledger flush: no withdrawal is taken after it starts (validator), so none is lost."""
+        self._done = True
+        await self._flush_ledger()
+        return state
 
     def check_may_start(self, tool: ToolSpec) -> None:
         """No activity starts once the run is cancelled (CancelledError) or withdrawn (ToolFailure)."""
@@ -208,40 +227,49 @@ class AgentRun:
             raise asyncio.CancelledError(workflow.cancellation_reason())
 
     async def _end_withdrawn(self, state: S) -> S:
+        request = self._withdrawal
+        if request is None:  # only called once a withdrawal was taken
+            return await self._closing(state)
         actions = [r if r.status in TERMINAL and not _refused_as_withdrawn(r)
-                   else r.model_copy(update={"status": "withdrawn", "reason": f"withdrawn by "
-                                             f"{self._withdrawal.actor}: {self._withdrawal.reason}"})  # type: ignore[union-attr]
+                   else r.model_copy(update={"status": "withdrawn",
+                                             "reason": f"withdrawn by {request.actor}: {request.reason}"})
                    for r in state.actions]  # type: ignore[attr-defined]
         state = state.model_copy(update={"actions": actions})
-        await self._flush_ledger()
+        if self._closed:
+            # Approvals closed unexecuted on someone's word (the withdraw update is not signed): a person confirms.
+            await self._follow_up(f"withdrawn by {request.actor} ({request.reason}); approval(s) "
+                                  f"{', '.join(self._closed)} closed unexecuted: confirm with the source",
+                                  key_suffix="withdrawn")
         self.publish(state, "withdrawn")
-        return state
+        return await self._closing(state)
 
     async def _end_cancelled(self) -> None:
         reason = workflow.cancellation_reason() or "cancelled through Temporal"
         if self._withdrawal is None:
             self._closed = self._book.withdraw("temporal-cancel", f"cancelled: {reason}", workflow.now(),
                                                workflow_id=workflow.info().workflow_id)
+        self._done = True
         workflow.logger.info("run cancelled", extra={"closed": len(self._closed)})
         self._status = "withdrawn"
         self._sync_search_attributes()
         await self._flush_ledger(shielded=True)
 
-    async def _follow_up(self, reason: str) -> None:
-        """The run cannot go on, or an action could not be written: a person gets a follow-up Task and the
-        ledger a ``run_failed`` entry naming it."""
+    async def _follow_up(self, reason: str, *, key_suffix: str = "run-failure") -> None:
+        """The run cannot go on, an action could not be written, or approvals were withdrawn: a person gets a
+        follow-up Task and the ledger an entry naming it. A cancel arriving meanwhile lets the write finish
+        (so the ledger says truly whether the Task exists)."""
         info = workflow.info()
         reason = reason[:290]
         follow_up = None
         try:
             created = await workflow.execute_activity_method(
-                CREATE_TASK.activity, self.follow_up_task(reason, f"{info.workflow_id}/{info.run_id}/run-failure"),
+                CREATE_TASK.activity, self.follow_up_task(reason, f"{info.workflow_id}/{info.run_id}/{key_suffix}"),
                 start_to_close_timeout=self._tool_timeout, schedule_to_close_timeout=_FOLLOW_UP_TIMEOUT,
-                retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)))
+                retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
             follow_up = created.reference
         except ActivityError as err:
-            workflow.logger.error("run failed and its follow-up Task could not be written",
-                                  extra={"error": str(err.cause or err)})
+            workflow.logger.error("a follow-up Task could not be written", extra={"error": str(err.cause or err)})
         self._book.record_failure(reason, workflow.now(), workflow_id=info.workflow_id, follow_up=follow_up)
         await self._flush_ledger()
 
@@ -391,6 +419,12 @@ class AgentRun:
             self._sync_search_attributes()
             workflow.logger.info("run withdrawn", extra={"closed": len(self._closed)})
         return WithdrawResult(closed=self._closed, status="withdrawn")
+
+    @withdraw.validator
+    def _validate_withdraw(self, request: WithdrawRequest) -> None:
+        if self._withdrawal is None and self._done:
+            raise ApplicationError("the run has finished: there is nothing left to withdraw", type="conflict",
+                                   non_retryable=True)
 
     @workflow.query(name="approvals")
     def approvals(self) -> list[PendingApproval]:

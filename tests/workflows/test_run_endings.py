@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType, PendingActivityState
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.service import RPCError
 from temporalio.exceptions import CancelledError
 
 from runtime.search_attributes import STATUS
@@ -107,8 +108,13 @@ async def test_a_withdrawn_parked_run_closes_its_approvals_with_who_and_why(
     assert (pending, "withdrawn") == (sorted(result.closed), result.status)
     assert "withdrawn" == outcome.status
     assert {"withdrawn"} == {a.status for a in outcome.actions}
-    assert [] == store.find_for_member("Task", member.member_id)
+    # Nothing the run proposed was written; a care manager confirms the withdrawal (the update is not signed).
+    [task] = store.find_for_member("Task", member.member_id)
+    assert "run-failure-review" == task["code"]["text"] and "withdrawn by adt:GENHOSP" in task["reasonCode"]["text"]
     assert [] == store.find_for_member("Communication", member.member_id)
+    # Too late: refused (by the validator while the run closes, by Temporal once it completed), never lost.
+    with pytest.raises((WorkflowUpdateFailedError, RPCError)):
+        await handle.execute_update(MemberOutreachWorkflow.withdraw, WithdrawRequest(actor="someone", reason="late"))
     entries = [e for e in DecisionLedger(settings.open_database()).entries(handle.id) if e.event == "withdrawn"]
     assert sorted([*pending, "run"]) == sorted(e.approval_id for e in entries)
     assert {"adt:GENHOSP"} == {e.actor for e in entries}
