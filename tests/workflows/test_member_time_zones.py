@@ -86,16 +86,15 @@ async def test_full_state_names_defer_each_member_by_their_own_zone(start_run: S
         assert started <= datetime.fromisoformat(task["authoredOn"]) <= datetime.now(UTC), name
 
 
-def _birthday_between(discharged: date, today: date, years: int) -> date:
-    """A birth date ``years`` ago whose anniversary falls after ``discharged`` and on or before ``today``."""
-    birthday = discharged + timedelta(days=3)
-    return birthday.replace(year=birthday.year - years)
+def _born_years_before(day: date, years: int) -> date:
+    """The birth date of someone whose ``years``-th birthday is ``day``."""
+    return day.replace(year=day.year - years)
 
 
 async def test_reviewers_see_the_age_at_discharge(start_run: StartRun, store, tmp_path) -> None:
     """Discharged 10 days ago, 80 since 7 days ago: the approval item says 79, the age on the discharge day."""
     discharged = datetime.now(UTC).replace(microsecond=0) - timedelta(days=10)
-    born = _birthday_between(discharged.astimezone(ZoneInfo("America/New_York")).date(), date.today(), 80)
+    born = _born_years_before(discharged.astimezone(ZoneInfo("America/New_York")).date() + timedelta(days=3), 80)
     members = _import_folder(store, tmp_path / "synthea", {"aged": {"birthDate": born.isoformat()}},
                              discharged_at=discharged)
     handle = await start_run(members["aged"], policy=ALWAYS_ASK)
