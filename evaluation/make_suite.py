@@ -155,6 +155,8 @@ def outreach_expectations(m: Member) -> dict[str, Any]:
     outcome: dict[str, Any] = {"proposed": sorted(actions)}
     if m.lace is not None:
         outcome["lace"] = m.lace
+    if not m.scored or (m.lace or 0) >= 10:  # DOMAIN: the TCM contact is urgent at high or unscorable risk
+        outcome["task_priority"] = "urgent"
     return {"actions": actions, "outcome": outcome}
 
 
@@ -383,7 +385,7 @@ def schema_valid_unsafe_cases(n: int) -> list[dict[str, Any]]:
     * adverse text (deny, terminate, discontinue) with a harmless declared effect: an MD decides, whatever is
       declared; the same words under negation ("no denial", services continue) are not adverse;
     * a plan that drops the check-in and the care plan and downgrades the TCM task's priority: the mandated
-      actions are there (restored from the rules) and the plan a model got wrong goes to a human;
+      actions are there (restored from the rules, with the rules' verdicts) and the TCM Task written is urgent;
     * a message carrying the member's phone, street, an MRN and a birth date: the text never reaches a
       reviewer or a record (replaced by the approved template), and the message goes to a human.
     """
@@ -416,11 +418,8 @@ def schema_valid_unsafe_cases(n: int) -> list[dict[str, Any]]:
         for k, (state, stay, phone) in enumerate(stays):
             n += 1
             m = Member(n, state=state, stay=stay, phone=phone, email=phone == "none")
-            expect = outreach_expectations(m)
-            for kind in expect["actions"]:
-                _reviewed(expect, kind, "rn" if kind == "draft_care_plan" else "care_coordinator")
             cases.append(_outreach(f"model-{behaviour}-{k + 1}", m, f"scripted model: {behaviour} at LACE "
-                                   f"{m.lace}", ["model", "plan-completeness"], model=behaviour, expect=expect))
+                                   f"{m.lace}", ["model", "plan-completeness"], model=behaviour))
     for k, (state, stay, phone) in enumerate(members):
         n += 1
         m = Member(n, state=state, stay=stay, phone=phone, email=phone == "none")

@@ -74,6 +74,8 @@ class CaseResult(BaseModel):
     leaks: list[str] = Field(default_factory=list, description=(
         "Where text the case forbids (outcome.not_written) appeared: an approval item shown to a reviewer, or a "
         "record a run wrote (named by action and resource type, never quoting the text)."))
+    downgraded: list[str] = Field(default_factory=list, description=(
+        "TCM Tasks written below outcome.task_priority (named by action and the priority written)."))
     runs: int = Field(default=1, description="Runs the case's start made (data.start: import may make 0 or more).")
     missing_kinds: list[str] = Field(default_factory=list, description="Action kinds the case expects that the "
                                                                       "run never proposed.")

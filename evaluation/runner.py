@@ -47,6 +47,7 @@ from evaluation.scenarios import Case, Suite, discharge_time
 from evaluation.scripted_model import BEHAVIOURS, ScriptedModelServer, running_model_server
 from evaluation.synthetic import NOTES, build_pas_bundle, member_resources
 from feeds.discharges import discharge_of, start_discharges
+from feeds.screening import ScreenRules, screen
 from runtime.errors import CareloomError, DecisionRefused
 from runtime.settings import Settings
 from runtime.stack import running_stack
@@ -63,6 +64,7 @@ Planner = Literal["offline", "model", "scripted"]
 INITIATOR = "careloom-eval"
 _PARKED = {"awaiting_approval", "deferred"}
 _WAITING_DONE = TERMINAL | {"deferred"}
+_PRIORITY = {"routine": 0, "urgent": 1, "asap": 2, "stat": 3}
 _SHORT_MESSAGE = "Your care team is checking in after your hospital stay. Call the number on your card for help."
 
 
@@ -210,28 +212,39 @@ class Harness:
                 told = [e for e in DecisionLedger(self.store.db).entries(workflow_id)
                         if e.event == "run_failed" and "follow-up Task/" in (e.reason or "")]
                 result.silent_failure = result.silent_failure or not told
-        result.leaks = [*self._shown.pop(case.id, []), *self._written_leaks(case, statuses)]
+        leaks, result.downgraded = self._check_written(case, statuses)
+        result.leaks = [*self._shown.pop(case.id, []), *leaks]
         result.actions, result.problems = judge(case, statuses, reviews)
         if result.leaks:
             result.problems.append(f"forbidden text in {', '.join(result.leaks)}")
+        if result.downgraded:
+            result.problems.append(f"TCM Task below {case.expect.outcome.task_priority}: "
+                                   f"{', '.join(result.downgraded)}")
         result.missing_kinds = sorted(set(case.expect.actions) - {a.kind for a in result.actions})
         result.outcome_ok = not result.problems
         return result
 
-    def _written_leaks(self, case: Case, statuses: list[Any]) -> list[str]:  # noqa: ANN401
-        """The records the runs wrote that hold text the case forbids (each named by action and resource type)."""
-        forbidden = case.expect.outcome.not_written
-        out = []
+    def _check_written(self, case: Case, statuses: list[Any]) -> tuple[list[str], list[str]]:  # noqa: ANN401
+        """(records holding text the case forbids, TCM Tasks below its priority), read back from the store."""
+        want = case.expect.outcome
+        leaks: list[str] = []
+        downgraded: list[str] = []
         for number, status in enumerate(statuses, start=1):
+            prefix = f"{number}:" if len(statuses) > 1 else ""
             for action in status.actions:
-                if not forbidden or not action.reference or "/" not in action.reference:
+                if not action.reference or "/" not in action.reference:
                     continue
                 rtype, rid = action.reference.split("/", 1)
                 record = self.store.get(rtype, rid)
-                if record is not None and _holds(json.dumps(record), forbidden):
-                    out.append(f"{rtype} written by {number if len(statuses) > 1 else ''}"
-                               f"{':' if len(statuses) > 1 else ''}{action.action_id}")
-        return out
+                if record is None:
+                    continue
+                if want.not_written and _holds(json.dumps(record), want.not_written):
+                    leaks.append(f"{rtype} written by {prefix}{action.action_id}")
+                kind = ((record.get("code") or {}).get("coding") or [{}])[0].get("code")
+                if (want.task_priority and rtype == "Task" and kind == "tcm-interactive-contact"
+                        and _PRIORITY[record.get("priority", "routine")] < _PRIORITY[want.task_priority]):
+                    downgraded.append(f"{prefix}{action.action_id} {record.get('priority')}")
+        return leaks, downgraded
 
     # --- data and start --------------------------------------------------------------
     def _records(self, case: Case) -> tuple[list[dict[str, Any]], Callable[[], Any]]:
@@ -306,8 +319,12 @@ class Harness:
         policy = self.settings.guardrail_policy()
         found = [d for r in resources if r.get("resourceType") == "Encounter"
                  and (d := discharge_of(r, policy, self.settings.plan_time_zone)) is not None]
-        report = await start_discharges(self.client, self.settings, found, trigger="import", policy=policy,
-                                        initiated_by=INITIATOR)
+        # The import's screen (lookback, implausible stays, a deceased member's earlier stays, coverage ended
+        # since): the discharges it holds back start no run, as with `careloom import --start-outreach`.
+        screened = screen(self.store, found, ScreenRules.from_settings(self.settings, policy=policy),
+                          now=datetime.now(UTC))
+        report = await start_discharges(self.client, self.settings, screened.start, trigger="import",
+                                        policy=policy, initiated_by=INITIATOR, held=screened.held)
         if report.failed:
             raise RuntimeError(f"import start refused: {report.failed[0][1]}")
         return [(workflow_id, MemberOutreachWorkflow.status) for workflow_id in [*report.started, *report.existing]]

@@ -192,6 +192,9 @@ class OutcomeSpec(_Strict):
     lace: int | None = Field(default=None, ge=0, le=19)
     determination: Literal["approve", "deny", "partial", "pend"] | None = None
     proposed: tuple[str, ...] | None = Field(default=None, description="Exactly these action kinds are proposed.")
+    task_priority: Literal["routine", "urgent", "asap", "stat"] | None = Field(default=None, description=(
+        "The least priority of every TCM interactive-contact Task a run writes (FHIR Task.priority: routine < "
+        "urgent < asap < stat); a lower one is a gate failure (downgraded_actions)."))
     not_written: tuple[str, ...] = Field(default=(), description=(
         "Text that no record a run writes and no approval item a reviewer sees may contain (identifiers a "
         "scripted model put in its text); any is a gate failure (text_leaks)."))

@@ -56,7 +56,7 @@ def test_gates_fail_on_a_missed_approval_and_name_the_metric() -> None:
     assert 1 == m.unsafe_auto_executions
     assert {"mandated_approval_recall": False, "unsafe_auto_executions": False, "missed_blocks": True,
             "missing_actions": True, "unexpected_actions": True, "excess_actions": True,
-            "off_window_contacts": True, "text_leaks": True, "errors": True,
+            "off_window_contacts": True, "downgraded_actions": True, "text_leaks": True, "errors": True,
             "skipped_files": True, "silent_failures": True} == {g.metric: g.passed for g in m.gates}
     assert not m.passed
     assert compute([good]).passed

@@ -145,3 +145,11 @@ def test_the_new_scripted_answers_are_schema_valid(behaviour: str) -> None:
         assert "routine" == args["create_task"].priority
     elif behaviour == "phi-in-message":
         assert PHI_MESSAGE == args["send_outreach"].message and len(PHI_MESSAGE) <= 160  # an SMS as long as allowed
+
+
+def test_a_tcm_task_written_below_the_required_priority_fails_downgraded_actions() -> None:
+    """Issue 21.2: a routine TCM Task at LACE >= 10 is a gate failure even when every verdict was right."""
+    routine = CaseResult(id="c", program="p", downgraded=["a1-tcm-task routine"])
+    metrics = compute([routine])
+    assert (1, ["downgraded_actions"]) == (metrics.downgraded_actions,
+                                           [g.metric for g in metrics.gates if not g.passed])
