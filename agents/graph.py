@@ -145,7 +145,7 @@ async def execute(state: OutreachState, config: RunnableConfig) -> Command[Liter
         elif failure.error_type == CONTACT_NOT_ALLOWED:
             record.status, record.reason = "blocked", str(failure)
 
-    actions = await execute_ready(rt, state.actions, write_call=lambda r: _write_call(state, r),
+    actions = await execute_ready(rt, state.actions, write_call=lambda r: _write_call(state, r, rt.idempotency_key(r.action.action_id)),
                                   on_failure=on_failure)
     # All actions final: record the outcome; otherwise the run parks (END) until decisions or a deferral.
     finished = state.model_copy(update={"actions": actions}).finished
@@ -253,7 +253,7 @@ def _next_opening(state: OutreachState, now: datetime) -> datetime:
     return opening or now + timedelta(minutes=1)
 
 
-def _write_call(state: OutreachState, record: ActionRecord) -> tuple[Any, BaseModel]:
+def _write_call(state: OutreachState, record: ActionRecord, key: str) -> tuple[Any, BaseModel]:
     """The write tool for the action and its input: identifiers, the idempotency key and the arguments."""
     req, args = state.request, record.action.arguments
     try:
@@ -261,7 +261,7 @@ def _write_call(state: OutreachState, record: ActionRecord) -> tuple[Any, BaseMo
     except LookupError as err:
         raise ToolFailure("UnknownTool", str(err)) from None
     common = {"member_id": req.member_id, "encounter_id": req.encounter_id,
-              "idempotency_key": f"{req.workflow_id}/{record.action.action_id}", "approved_by": record.approved_by,
+              "idempotency_key": key, "approved_by": record.approved_by,
               "approval": record.approval, "arguments": args}
     if tool is SEND_OUTREACH:
         policy = req.policy

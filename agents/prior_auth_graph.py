@@ -113,7 +113,8 @@ async def execute(state: PriorAuthState, config: RunnableConfig) -> Command[Lite
     rt = _runtime(config)
     if any(r.status == "ready" for r in state.actions):
         rt.publish(state, "executing")
-    actions = await execute_ready(rt, state.actions, write_call=lambda r: _write_call(state, r, rt.now()))
+    actions = await execute_ready(rt, state.actions, write_call=lambda r: _write_call(state, r, rt.now(),
+                                                                                   rt.idempotency_key(r.action.action_id)))
     finished = state.model_copy(update={"actions": actions}).finished
     return Command(update={"actions": actions}, goto="record_outcome" if finished else END)
 
@@ -198,10 +199,9 @@ def _pending(state: PriorAuthState, record: ActionRecord, reasons: list[str], ro
     return item.entering(clock)
 
 
-def _write_call(state: PriorAuthState, record: ActionRecord, now: datetime) -> tuple[ToolSpec, BaseModel]:
+def _write_call(state: PriorAuthState, record: ActionRecord, now: datetime, key: str) -> tuple[ToolSpec, BaseModel]:
     req, args = state.request, record.action.arguments
     sub = req.submission
-    key = f"{req.workflow_id}/{record.action.action_id}"
     tool = write_tool_for(args)
     if tool is ISSUE_DETERMINATION:
         return tool, WriteDeterminationInput(

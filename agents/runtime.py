@@ -38,6 +38,10 @@ class AgentRuntime(Protocol):
 
     def publish(self, state: Any, status: str) -> None: ...
 
+    def idempotency_key(self, action_id: str) -> str:
+        """The write's idempotency key: this run and action (a restarted run writes its own resources)."""
+        ...
+
 
 def runtime_of(config: RunnableConfig) -> Any:
     """The runtime a graph invocation was started with (``config["configurable"]["runtime"]``)."""

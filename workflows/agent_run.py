@@ -353,6 +353,12 @@ class AgentRun:
                 raise ToolFailure(cause.type or "ApplicationError", cause.message) from None
             raise ToolFailure("ToolUnavailable", f"{tool.name} failed after retries: {cause or err}") from None
 
+    def idempotency_key(self, action_id: str) -> str:
+        """``workflow id/run id/action id``: retries of a write return its first resource, and a run restarted
+        under the same workflow id writes its own (never reports run 1's resource as its own write)."""
+        info = workflow.info()
+        return f"{info.workflow_id}/{info.run_id}/{action_id}"
+
     def request_approvals(self, items: list[PendingApproval]) -> None:
         self._book.open(items, workflow.now())
         for item in items:

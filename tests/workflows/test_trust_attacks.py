@@ -26,7 +26,7 @@ from runtime.signing import DecisionSigner, generate_signing_key, public_key_of
 from runtime.temporal_server import temporal_binary
 from store.ledger import DecisionLedger
 from tests.deciding import decide
-from tests.pas_factory import MRI_NOTES_AGAINST, make_pas_request
+from tests.pas_factory import MRI_NOTES_AGAINST, MRI_NOTES_MET, make_pas_request
 from tests.prior_auth_runs import decision, pending
 from workflows.prior_auth import PriorAuthWorkflow
 from tests.cli import CARELOOM, ROOT
@@ -200,3 +200,19 @@ async def test_ledger_verify_fails_when_a_runs_entries_were_dropped(
     # decision entries there on purpose: the chain check reports those, not this run).
     assert "1 run histories" in ok.stdout + ok.stderr
     assert handle.id not in ok.stdout + ok.stderr
+
+
+async def test_a_run_started_again_under_the_same_id_writes_its_own_resources(
+        client: Client, submit, store, task_queue: str) -> None:  # noqa: ANN001
+    """Idempotency keys name the run: a second run of a workflow id never reports run 1's ClaimResponse as its own
+    write (before: created=false and run 1's resource, whatever run 2 decided)."""
+    handle = await submit(make_pas_request(store, notes=MRI_NOTES_MET))
+    first = await handle.result()
+    payload = await start_input(handle)
+    RESTARTED.append(handle.id)
+    started = await temporal(client, "workflow", "start", "--type", "PriorAuthWorkflow", "--task-queue", task_queue,
+                             "--workflow-id", handle.id, "--input", json.dumps(payload))
+    assert 0 == started.returncode, started.stderr
+    second = await client.get_workflow_handle_for(PriorAuthWorkflow.run, handle.id).result()
+    assert first.claim_response and second.claim_response
+    assert first.claim_response != second.claim_response
