@@ -1,7 +1,8 @@
 """Connecting to Temporal with careloom's data converter.
 
 Client, worker, CLI and replayer all use :func:`data_converter` (the shared
-pydantic converter, encrypted when payload keys are set), so typed pydantic
+pydantic converter, encrypted when payload keys are set or, without them, with
+the development key of the embedded stack), so typed pydantic
 models survive every hop. It reaches them through
 :class:`runtime.plugin.CareloomPlugin`, which :func:`connect` gives the client
 (and the SDK passes on to every worker built from it).
@@ -22,12 +23,12 @@ from temporalio.converter import (
 from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
-from runtime.codec import PayloadEncryptionCodec, parse_keys
+from runtime.codec import DEVELOPMENT_KEY_FILE, PayloadEncryptionCodec, parse_keys
 from runtime.errors import ConfigurationError
 from runtime.settings import Settings
 
 __all__ = ["DATA_CONVERTER", "SharedPydanticPayloadConverter", "codec_for", "connect", "data_converter",
-           "data_converter_with_codec", "tls_config"]
+           "data_converter_with_codec", "payloads_encrypted", "tls_config"]
 
 
 class SharedPydanticPayloadConverter(PydanticPayloadConverter):
@@ -68,15 +69,28 @@ DATA_CONVERTER = DataConverter(payload_converter_class=SharedPydanticPayloadConv
 
 
 def codec_for(settings: Settings) -> PayloadEncryptionCodec | None:
-    """The payload encryption codec for the configured keys, or None without keys."""
-    if settings.payload_keys is None:
-        return None
-    keys, active = parse_keys(settings.payload_keys.get_secret_value())
-    return PayloadEncryptionCodec(keys, active)
+    """The payload encryption codec: the configured keys; without them, for the embedded development stack, the
+    development key in ``<state_dir>/payload-keys`` (made on first use); None otherwise.
+
+    None only in development against a Temporal named by TEMPORAL_ADDRESS without CARELOOM_PAYLOAD_KEYS:
+    processes on other hosts cannot share a key file, so such a setup must configure keys to encrypt
+    (production refuses to start without them).
+    """
+    if settings.payload_keys is not None:
+        keys, active = parse_keys(settings.payload_keys.get_secret_value())
+        return PayloadEncryptionCodec(keys, active)
+    if payloads_encrypted(settings):
+        return PayloadEncryptionCodec.from_key_file(settings.state_dir / DEVELOPMENT_KEY_FILE)
+    return None
+
+
+def payloads_encrypted(settings: Settings) -> bool:
+    """Whether the processes these settings configure encrypt payloads (keys set, or the embedded stack)."""
+    return settings.payload_keys is not None or (settings.environment == "development" and settings.embedded)
 
 
 def data_converter(settings: Settings) -> DataConverter:
-    """The pydantic converter, wrapped with the AES-256-GCM codec when payload keys are configured.
+    """The pydantic converter, wrapped with the AES-256-GCM codec when payloads are encrypted (:func:`codec_for`).
 
     With a codec, failure messages and stack traces are moved into an encoded (so encrypted) payload
     too: an error message may quote a value, and failures are stored in history like any payload.
