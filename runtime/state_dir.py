@@ -25,7 +25,8 @@ PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
 PRIVATE_UMASK = 0o077
 
-STATE_FILES = ("records.db", "temporal.db", "demo.log", "temporal-server.log", "users.json", "signing-keys")
+STATE_FILES = ("records.db", "temporal.db", "demo.log", "temporal-server.log", "users.json", "signing-keys",
+               "payload-keys")
 """What careloom keeps in the state folder (with SQLite's -wal, -shm and -journal files beside the databases).
 Only these are narrowed: the folder may be one a person chose, holding files that are not careloom's."""
 

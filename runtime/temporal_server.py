@@ -24,6 +24,7 @@ from runtime.errors import ConfigurationError
 from runtime.search_attributes import dev_server_flags
 from runtime.settings import Settings
 from runtime.state_dir import PRIVATE_FILE, PRIVATE_UMASK, private_state_dir
+from runtime.temporal_client import payloads_encrypted
 
 __all__ = ["EmbeddedTemporalServer", "temporal_binary"]
 
@@ -81,7 +82,7 @@ class EmbeddedTemporalServer:
         ]
         if s.embedded_ui:
             cmd += ["--ui-port", str(s.embedded_ui_port), "--ui-disable-news-fetch"]
-            if s.payload_keys is not None:
+            if payloads_encrypted(s):
                 # The Web UI asks careloom's API to decrypt payloads, for users signed in to the inbox.
                 cmd += ["--ui-codec-endpoint", f"http://{s.api_host}:{s.api_port}/codec"]
         else:

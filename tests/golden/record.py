@@ -142,8 +142,9 @@ async def _record_prior_auth(client, settings: Settings, store: SqlCareRecordSto
 
 
 async def _record(settings: Settings, store: SqlCareRecordStore, model, wanted: set[str]) -> None:  # noqa: ANN001
-    async with EmbeddedTemporalServer(settings):
-        client = await connect(settings)
+    async with EmbeddedTemporalServer(settings) as server:
+        # Named by address, not embedded: the golden histories are recorded unencrypted, to replay without keys.
+        client = await connect(settings.model_copy(update={"temporal_address": server.address}))
         queue = f"golden-{uuid.uuid4().hex[:6]}"
         planner = OpenAIPlanner(ModelConfig(model="scripted-model", base_url=model.url, api_key="sk-golden"))
         async with build_worker(client, settings, store, task_queue=queue), \

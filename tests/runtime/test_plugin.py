@@ -109,7 +109,10 @@ async def test_connect_gives_the_client_the_plugin(settings: Settings, env: Work
     """runtime.temporal_client.connect: the client carries the plugin and its converter."""
     client = await connect(settings, target_host=env.client.service_client.config.target_host)
     assert has_careloom_plugin(client)
-    assert client.data_converter is DATA_CONVERTER  # no payload keys in the test settings
+    # No payload keys in the test settings, but they describe the embedded stack: its development key encrypts.
+    assert isinstance(client.data_converter.payload_codec, PayloadEncryptionCodec)
+    unencrypted = settings.model_copy(update={"temporal_address": env.client.service_client.config.target_host})
+    assert (await connect(unencrypted)).data_converter is DATA_CONVERTER  # a named cluster without keys
 
 
 def test_replay_keeps_its_runner_and_gets_the_passthrough_when_sandboxed() -> None:
