@@ -360,7 +360,7 @@ async def test_a_sweep_skips_implausible_stays_and_a_deceased_members_earlier_st
     """In the window: a plausible discharge, a deceased member's two stays and a 7,241-day stay. The sweep
     starts two runs (the plausible one, the deceased member's latest) and counts the other two skipped
     (before: four runs, two close-episode items for one person and a 20-year "stay")."""
-    since, until = _window(2017)
+    since, until = _window(2012)
     plain = make_member(store, discharged_at=since + timedelta(days=4))
     deceased = make_member(store, discharged_at=since + timedelta(days=4), deceased=True, earlier_stays=1)
     endless = make_member(store, discharged_at=since + timedelta(days=4))
