@@ -25,14 +25,17 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 from pydantic import BaseModel
+from temporalio import workflow
 
 from agents.approvals import PendingApproval, ReviewContext
 from agents.facts import RunFacts
+from agents.offline_planner import OfflinePlanner
 from agents.planner import PlannerInput, PlannerOutput
 from agents.runtime import AgentRuntime, ToolFailure, runtime_of
 from agents.steps import apply_received, execute_ready, expired_follow_up, guard_actions
 from agents.state import TERMINAL, ActionRecord, OutreachState, RunStatus
 from guardrails.deadlines import next_contact_time, tcm_contact_due
+from guardrails.plan_completeness import complete_plan
 from guardrails.policy import Role
 from guardrails.routing import clock_for
 from guardrails.rules import check_run, evaluate_action, service_effect
@@ -55,7 +58,10 @@ from tools.registry import (
 from tools.risk import RiskInput
 from tools.tasks import CreateTaskArgs, CreateTaskInput
 
-__all__ = ["OutreachRuntime", "build_outreach_graph", "run_status"]
+__all__ = ["PLAN_COMPLETENESS_PATCH", "OutreachRuntime", "build_outreach_graph", "run_status"]
+
+PLAN_COMPLETENESS_PATCH = "plan-completeness"
+"""The patch id of the plan-completeness check (issue 21.2)."""
 
 
 class OutreachRuntime(AgentRuntime, Protocol):
@@ -113,16 +119,26 @@ async def plan(state: OutreachState, config: RunnableConfig) -> dict[str, Any]:
     rt = _runtime(config)
     rt.publish(state, "planning")
     facts = _facts(state)
-    out = await rt.plan(PlannerInput(workflow_id=state.request.workflow_id, facts=facts,
-                                     high_risk_lace=state.request.policy.high_risk_lace))
+    policy = state.request.policy
+    data = PlannerInput(workflow_id=state.request.workflow_id, facts=facts, high_risk_lace=policy.high_risk_lace)
+    out = await rt.plan(data)
+    proposals, verdicts = out.proposals, state.verdicts
+    # Any planner's plan against what the policy mandates for these facts, the offline rules as the reference.
+    completed = complete_plan(out.proposals, OfflinePlanner().propose(data), facts,
+                              high_risk_lace=policy.high_risk_lace, planner=out.planner)
+    # Behind a patch marker, written only when something was restored: a run planned before this check replays
+    # with the plan it recorded; a complete plan (every offline plan) leaves the history as it was.
+    if completed.changes and workflow.patched(PLAN_COMPLETENESS_PATCH):
+        proposals = completed.proposals
+        verdicts = [*verdicts, *filter(None, [completed.verdict(policy.policy_id)])]
     seen: set[str] = set()
     records = []
-    for proposal in out.proposals:
+    for proposal in proposals:
         if proposal.action_id in seen:
             raise ToolFailure("InvalidPlan", f"planner {out.planner} proposed action id {proposal.action_id} twice")
         seen.add(proposal.action_id)
         records.append(ActionRecord(action=proposal, proposed_digest=proposal.digest))
-    return {"planner": out.planner, "planner_usage": out.usage, "actions": records}
+    return {"planner": out.planner, "planner_usage": out.usage, "actions": records, "verdicts": verdicts}
 
 async def guard(state: OutreachState, config: RunnableConfig) -> dict[str, Any]:
     rt = _runtime(config)
