@@ -103,3 +103,25 @@ async def test_phi_is_never_sent_back_to_the_model(store, model_server: Scripted
     message = next(p for p in out.proposals if p.tool == "send_outreach")
     assert CHECK_IN_MESSAGE == message.arguments.message
     assert any("replaced by the approved template text" in r for r in message.review_reasons)
+
+
+async def test_identifiers_in_a_field_with_no_approved_text_refuse_the_models_plan(
+        store, model_server: ScriptedModelServer) -> None:
+    """A task kind the rules never make, its queue naming the member: nothing approved can stand in, so the rules'
+    plan goes to a human with the reason (values unquoted) and the model is not asked again."""
+    from tests.agents.test_model_planner import INPUT, SMS, TASK, _due_token
+
+    member = _member(store)
+    odd = {**TASK, "kind": "outreach-follow-up", "queue": f"care-management/{FAMILY.lower()}"}
+    model_server.script(lambda request: completion([("create_task", {**TASK, "due": _due_token(request)}),
+                                                    ("create_task", {**odd, "due": _due_token(request)}),
+                                                    ("send_outreach", SMS)]))
+    facts = INPUT.facts.model_copy(update={"member": INPUT.facts.member.model_copy(
+        update={"member_id": member.member_id})})
+    out = await model_planner(model_server, store).plan(INPUT.model_copy(update={"facts": facts}))
+
+    assert 1 == len(model_server.requests)
+    assert out.planner == "model:scripted-model → offline-rules/1 (fallback)"
+    assert [] == _leaks(out.model_dump_json()) and FAMILY.lower() not in out.model_dump_json()
+    assert all("model text contained the member's name outside the free-text fields: the model's plan was not kept"
+               in p.review_reasons for p in out.proposals)
