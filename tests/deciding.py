@@ -5,15 +5,17 @@ that decides through :func:`decide` exercises the real signing and the worker's 
 
 from __future__ import annotations
 
+import asyncio
+
 from pydantic import SecretStr
 from temporalio.client import Client
 
 from agents.approvals import ApprovalDecision, DecisionResult
 from runtime.signing import DecisionSigner, generate_signing_key, parse_signing_keys
-from store.ledger import DecisionLedger, LedgerProblem
+from store.ledger import DecisionLedger, LedgerEntry, LedgerProblem
 from workflows.outreach_client import decide as _decide
 
-__all__ = ["ROTATION_KEYS", "TEST_SIGNER", "TEST_SIGNING_KEYS", "chain_problems", "decide"]
+__all__ = ["ROTATION_KEYS", "TEST_SIGNER", "TEST_SIGNING_KEYS", "chain_problems", "decide", "ledger_entries"]
 
 ROTATION_KEYS = [("current", generate_signing_key()), ("previous", generate_signing_key())]
 """Two more keys the session's workers trust, for the key-rotation tests (a run's policy may name either)."""
@@ -34,3 +36,15 @@ async def decide(client: Client, workflow_id: str, decision: ApprovalDecision, *
                  signer: DecisionSigner | None = TEST_SIGNER) -> DecisionResult:
     """``workflows.outreach_client.decide`` signed by the session's key (``signer=None``: unsigned)."""
     return await _decide(client, workflow_id, decision, signer=signer)
+
+
+async def ledger_entries(ledger: DecisionLedger, workflow_id: str, event: str, *, timeout: float = 30.0
+                         ) -> list[LedgerEntry]:
+    """The run's entries once one ``event`` entry is there (the run appends after the step it is in: on a slower
+    database that is a moment after the decision's answer)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        entries = ledger.entries(workflow_id)
+        if any(e.event == event for e in entries) or asyncio.get_running_loop().time() > deadline:
+            return entries
+        await asyncio.sleep(0.2)

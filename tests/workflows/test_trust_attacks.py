@@ -25,7 +25,7 @@ from history.ledger_check import check_run, withdrawn_entries_owed
 from runtime.signing import DecisionSigner, generate_signing_key, public_key_of
 from runtime.temporal_server import temporal_binary
 from store.ledger import DecisionLedger
-from tests.deciding import decide
+from tests.deciding import decide, ledger_entries
 from tests.pas_factory import MRI_NOTES_AGAINST, MRI_NOTES_MET, make_pas_request
 from tests.prior_auth_runs import decision, pending
 from workflows.prior_auth import PriorAuthWorkflow
@@ -179,8 +179,9 @@ async def test_ledger_verify_fails_when_a_runs_entries_were_dropped(
     item = await pending(handle)
     await decide(client, handle.id, decision(item, approver="dr.rivera", role="md"))
     await pending(handle, required_role="rn")
-    record = read_run(await handle.fetch_history())
     ledger = DecisionLedger(settings.open_database())
+    await ledger_entries(ledger, handle.id, "signed_off")
+    record = read_run(await handle.fetch_history())
     kept = [e for e in ledger.entries() if not (e.workflow_id == handle.id and e.event == "signed_off")]
     problems = check_run(record, kept).problems
     assert any("is in the history but not in the ledger" in p for p in problems)
