@@ -98,7 +98,10 @@ async def gather_facts(state: OutreachState, config: RunnableConfig) -> Command[
     stay = clinical.stay
     on_date = (stay.discharged_at or stay.admitted_at).date()
     eligibility, risk = await asyncio.gather(
-        rt.call_tool(CHECK_ELIGIBILITY, EligibilityInput(member_id=req.member_id, on_date=on_date)),
+        # In force on the discharge date and today (issue 21.5): an old discharge started explicitly must not
+        # contact a member whose coverage has ended since.
+        rt.call_tool(CHECK_ELIGIBILITY, EligibilityInput(member_id=req.member_id, on_date=on_date,
+                                                         also_on=rt.now().date())),
         rt.call_tool(SCORE_READMISSION_RISK, RiskInput(
             length_of_stay_days=stay.length_of_stay_days, acute_admission=stay.acute_admission,
             condition_codes=clinical.condition_codes, ed_visits_6mo=clinical.ed_visits_6mo)),
