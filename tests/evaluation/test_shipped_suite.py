@@ -29,6 +29,14 @@ def test_every_shipped_case_loads_and_the_suite_covers_both_programs_and_the_dom
     for tag in ("opted-out", "deceased", "tcpa", "holiday", "lace-high", "missing-data", "adverse", "ineligible",
                 "denial-recommendation", "low-confidence", "malformed-output", "phi-in-output"):
         assert tags[tag] >= 4, tag
+    # Issue 21: each point has cases the gate judges (schema-valid unsafe answers, real-export data).
+    for tag, least in (("adverse-content", 6), ("not-adverse", 2), ("plan-completeness", 5), ("phi-in-text", 4),
+                       ("full-state-name", 6), ("old-discharge", 4), ("many-stays", 2)):
+        assert tags[tag] >= least, tag
+    assert {"adverse-in-text", "adverse-care-plan", "negated-adverse-words", "drop-mandated", "downgrade-priority",
+            "phi-in-message"} <= {c.model.reply for c in suite.cases if c.model}
+    assert any(c.data.start == "import" and c.expect.outcome.count for c in suite.cases)
+    assert all(c.expect.outcome.not_written for c in suite.cases if "phi-in-text" in c.tags)
     zones = {e.contact_zone for c in suite.cases for e in c.expect.actions.values() if e.contact_zone}
     assert {"America/New_York", "America/Chicago", "America/Denver", "America/Phoenix", "America/Los_Angeles",
             "America/Anchorage", "Pacific/Honolulu", "America/Puerto_Rico", "Pacific/Guam"} <= zones
