@@ -16,6 +16,11 @@ PV1-45 discharge time   ``Encounter.period.end`` (required on A03)
 PV1-36 disposition      ``Encounter.hospitalization.dischargeDisposition``
 ======================  ==============================================
 
+The Encounter careloom creates from an ADT event records who sent it: a ``meta.tag`` with system
+``urn:careloom:adt-facility`` and the MSH-4 sending facility as code. Only that facility may change it
+later (any other gets AR, nothing applied, no run withdrawn); see :func:`check_owner`. An Encounter imported
+from files has no such tag and takes events from any allowed facility, as before.
+
 IN1 (insurance) is read by no one: the member's coverage is the plan's own
 (Coverage in the records store, checked by the run's eligibility step), and the
 hospital's IN1 is its view of it, keyed by its own plan codes — mapping IN1-2 to
@@ -37,11 +42,24 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import hl7
+import structlog
 
 from runtime.errors import CareloomError
 
-__all__ = ["SUPPORTED_EVENTS", "AdtEvent", "AdtRefused", "apply_event", "event_label", "parse_adt", "read_segments",
-           "sender_of"]
+__all__ = ["FACILITY_TAG_SYSTEM", "SUPPORTED_EVENTS", "AdtEvent", "AdtRefused", "apply_event", "check_owner",
+           "event_label", "owner_of", "parse_adt", "read_segments", "sender_of"]
+
+log = structlog.get_logger(__name__)
+
+FACILITY_TAG_SYSTEM = "urn:careloom:adt-facility"
+"""``Encounter.meta.tag`` system whose code is the MSH-4 facility whose ADT feed created the Encounter.
+
+A tag, not ``Encounter.serviceProvider``: serviceProvider is clinical data that imported files carry too
+(sample_data's Encounters, like Synthea's, name their Organization), so it could not tell "created by this
+feed" from "imported";
+and not an identifier, which other systems search on as a business key. A tag is FHIR's place for a
+process marker, is kept by every store write, and validates as R4 (a Coding: system a URI, code a token).
+"""
 
 SUPPORTED_EVENTS = frozenset({"A01", "A03", "A04", "A08", "A11", "A13"})
 _READ = ("MSH", "PID", "PV1")  # the only segments careloom reads
@@ -243,12 +261,50 @@ def _iso(when: datetime) -> str:
     return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _facility_code(facility: str) -> str:
+    # A FHIR code has no repeated or edge whitespace: "A  B" would fail validation and refuse the feed's A03.
+    return " ".join(facility.split())
+
+
+def owner_of(encounter: dict[str, Any] | None) -> str | None:
+    """The MSH-4 facility whose ADT feed created this Encounter; None if none did (imported from files)."""
+    for tag in ((encounter or {}).get("meta") or {}).get("tag") or ():
+        if isinstance(tag, dict) and tag.get("system") == FACILITY_TAG_SYSTEM and tag.get("code"):
+            return str(tag["code"])
+    return None
+
+
+def check_owner(event: AdtEvent, existing: dict[str, Any] | None) -> None:
+    """Refuse (AR) an event for an Encounter another facility's feed created: nothing is applied.
+
+    Without it, any allowed sender could cancel another hospital's discharge (an A13 withdraws its run) or
+    rewrite its episode. Ownership is MSH-4 alone: the facility owns its visits whichever application
+    (MSH-3: its EHR, an interface engine) relays them. An Encounter with no owner (imported from files,
+    or created from a message with an empty MSH-4) takes events from any allowed sender, as before.
+    """
+    owner = owner_of(existing)
+    if owner is None or owner == _facility_code(event.facility):
+        return
+    # Facility names and the control id only: the visit number and PID-3 identify a patient.
+    log.warning("adt.encounter_owner_refused", hl7_event=event.event, control_id=event.control_id,
+                sending_facility=event.facility[:64], owner_facility=owner[:64])
+    raise AdtRefused("AR", f"MSH-4 sending facility {event.facility[:64] or '(empty)'!r} may not change this "
+                           "PV1-19 visit: another facility's ADT feed created it; nothing was applied. If the "
+                           "visit is yours, prefix your visit numbers", error="207", location=("MSH", 4))
+
+
 def apply_event(event: AdtEvent, existing: dict[str, Any] | None) -> dict[str, Any]:
-    """The Encounter after this event (a new one, or the stored one changed); validate before storing."""
+    """The Encounter after this event (a new one, or the stored one changed); validate before storing.
+
+    Raises :class:`AdtRefused` (AR) for an Encounter another facility's feed created (:func:`check_owner`).
+    """
+    check_owner(event, existing)
     enc: dict[str, Any] = dict(existing) if existing else {
         "resourceType": "Encounter", "id": event.encounter_id, "status": "in-progress",
         "subject": {"reference": f"Patient/{event.member_id}"},
     }
+    if not existing and _facility_code(event.facility):
+        enc["meta"] = {"tag": [{"system": FACILITY_TAG_SYSTEM, "code": _facility_code(event.facility)}]}
     if existing and enc.get("subject", {}).get("reference") != f"Patient/{event.member_id}":
         raise AdtRefused("AE", f"PV1-19 visit {event.encounter_id} belongs to another patient than PID-3",
                          error="205", location=("PV1", 19))
