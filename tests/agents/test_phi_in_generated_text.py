@@ -50,6 +50,12 @@ def _leaks(blob: str) -> list[str]:
     return [value for value in LEAKS if value in blob]
 
 
+async def _history_bytes(handle) -> str:  # noqa: ANN001
+    """Every event of the run's history as the server stores it (payload bytes raw, not base64 as in to_json);
+    the session's server is unencrypted, so plaintext would show."""
+    return b"".join(e.SerializeToString() for e in (await handle.fetch_history()).events).decode("latin-1")
+
+
 async def test_a_message_with_the_members_name_birth_date_and_mrn_is_never_sent_nor_shown(
     start_run: StartRun, store, client: Client, model_server: ScriptedModelServer
 ) -> None:
@@ -71,7 +77,8 @@ async def test_a_message_with_the_members_name_birth_date_and_mrn_is_never_sent_
             "by the approved template text") in pending["create_task"].reasons
     queried = await handle.query("approvals")
     item = await get_approval(client, handle.id, pending["send_outreach"].approval_id)
-    history = (await handle.fetch_history()).to_json()
+    history = await _history_bytes(handle)
+    assert "checking in after your recent hospital stay" in history  # the scan reads the payloads
     assert [] == _leaks(repr(queried)) == _leaks(item.model_dump_json()) == _leaks(history)
     assert "07/19/1931" not in repr(status)
 
@@ -84,7 +91,7 @@ async def test_a_message_with_the_members_name_birth_date_and_mrn_is_never_sent_
     communication = store.get(*sent.reference.split("/"))
     assert CHECK_IN_MESSAGE == communication["payload"][0]["contentString"]
     assert [] == _leaks(str(communication)) == _leaks(str(store.get(*result.actions[0].reference.split("/"))))
-    assert [] == _leaks((await handle.fetch_history()).to_json())
+    assert [] == _leaks(await _history_bytes(handle))
 
 
 async def test_phi_is_never_sent_back_to_the_model(store, model_server: ScriptedModelServer) -> None:
