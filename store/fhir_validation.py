@@ -1,4 +1,5 @@
-"""FHIR R4 validation: ``fhir.resources.R4B`` structure plus the required value sets.
+"""FHIR R4 validation: ``fhir.resources.R4B`` structure plus the required value sets; messages say R4, the version
+of the input, and what is wrong in words (never a raw regular expression).
 
 The library checks required elements, primitive formats and unknown fields but
 not value-set bindings (``Task.status="bogus"`` passes), so the required
@@ -90,6 +91,27 @@ def _values_at(obj: Any, path: list[str]) -> list[Any]:
     return _values_at(obj[path[0]], path[1:])
 
 
+def _problem(error: Any, resource_type: str) -> str:  # noqa: ANN401 - a pydantic error dict
+    """What is wrong, in words: the library's own messages quote regular expressions and library names."""
+    kind, value = error.get("type"), error.get("input")
+    if isinstance(value, str) and not value.strip() and kind in ("string_pattern_mismatch", "string_too_short",
+                                                                 "value_error"):
+        return ("is an empty string" if value == "" else "is only whitespace") + (
+            "; FHIR allows no empty values: leave the element out or give it a value")
+    if kind == "string_pattern_mismatch":
+        if isinstance(value, str) and value != " ".join(value.split()):
+            return "has leading, trailing or repeated whitespace, which FHIR does not allow here; trim it"
+        return "does not have the form FHIR requires for this element's type"
+    if kind == "extra_forbidden":
+        return (f"is not an element of {resource_type} in FHIR R4 (misspelt, or from another FHIR version?); "
+                "remove or rename it")
+    message = str(error.get("msg", "is invalid"))
+    if kind == "value_error" and "regex" in message:
+        hint = " (a date is YYYY, YYYY-MM or YYYY-MM-DD)" if message.startswith("Value error, Date ") else ""
+        return f"does not have the form FHIR requires for this element's type{hint}"
+    return message
+
+
 def validate_resource(resource: dict[str, Any]) -> dict[str, Any]:
     """Validate one resource (as JSON-like dict); return it unchanged or raise InvalidResource."""
     if not isinstance(resource, dict):
@@ -106,8 +128,9 @@ def validate_resource(resource: dict[str, Any]) -> dict[str, Any]:
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(root)"
+        # The input is R4: the R4B models only check it (they accept R4 for every type careloom reads).
         raise InvalidResource(
-            f"{resource_type} is not valid FHIR R4B: {where}: {first['msg']} "
+            f"{resource_type} is not valid FHIR R4: {where}: {_problem(first, resource_type)} "
             f"({err.error_count()} error(s))"
         ) from None
     for (rtype, dotted), allowed in REQUIRED_BINDINGS.items():

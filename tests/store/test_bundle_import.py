@@ -68,7 +68,7 @@ def test_an_invalid_entry_is_skipped_with_its_file_and_index_and_the_rest_import
     report = import_path(store, path)
 
     [problem] = report.problems
-    assert str(problem).startswith(f"{path}: entry {index + 1} (Encounter): Encounter is not valid FHIR R4B")
+    assert str(problem).startswith(f"{path}: entry {index + 1} (Encounter): Encounter is not valid FHIR R4:")
     assert "period" in str(problem)
     assert store.get("Patient", patient) is not None and store.get("Encounter", encounter) is None
     assert report.total("inserted") == len(bundle["entry"]) - 1

@@ -54,7 +54,7 @@ def test_each_bad_line_is_reported_as_file_and_line_number(store, tmp_path):
 @pytest.mark.parametrize(("line", "message_start"), [
     (2, "not valid JSON"),
     (3, "resourceType 'Coverage' does not match the file (Patient.ndjson)"),
-    (4, "Patient is not valid FHIR R4B: birthDate"),
+    (4, "Patient is not valid FHIR R4: birthDate"),
     (7, "the resource has no id"),
 ])
 def test_bad_line_message_says_what_is_wrong(store, tmp_path, line, message_start):

@@ -226,7 +226,7 @@ def test_an_invalid_resource_names_its_entry_index():
     err = _refused(request.bundle)
 
     assert ("invalid_resource", True, True) == (
-        err.code, str(err).startswith("entry[3] is not valid: Practitioner is not valid FHIR R4B: birthDate"),
+        err.code, str(err).startswith("entry[3] is not valid: Practitioner is not valid FHIR R4: birthDate"),
         str(err).endswith(": fix that resource and resend"))
 
 
