@@ -10,6 +10,7 @@ never parsed). Markup is kept for careloom's own literal styles only.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from typing import Any
@@ -21,8 +22,21 @@ from rich.text import Text
 
 __all__ = ["console", "err_console", "fail", "plain", "print_json", "safe", "say"]
 
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True, highlight=False)
+def _console(*, stderr: bool = False) -> Console:
+    """A terminal gets rich's usual console. Anything else (a pipe, a file, a CI log) gets plain lines: no
+    colour, no highlighting, and no wrapping at rich's default 80 columns, which folds a table of workflow ids
+    into 8-character columns; COLUMNS, when set, still decides the width."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr, soft_wrap=stderr, highlight=not stderr)
+    return Console(stderr=stderr, soft_wrap=True, highlight=False, color_system=None,
+                   width=None if os.environ.get("COLUMNS") else _WIDE)
+
+
+_WIDE = 400
+"""Width of a console that is not a terminal: a table never folds its cells, and nobody reads wider lines."""
+console = _console()
+err_console = _console(stderr=True)
 
 # C0 controls but tab and newline, DEL and C1 controls: ESC starts ANSI/OSC sequences, the others move the
 # cursor or erase; none belongs in a record shown on a terminal.
