@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from temporalio.common import SearchAttributeKey
 
-__all__ = ["ALL_KEYS", "APPROVAL_ROLES", "MEMBER", "PENDING_APPROVALS", "PRIORITY", "QUEUES", "SLA_DEADLINE", "STATUS",
-           "dev_server_flags"]
+__all__ = ["ALL_KEYS", "APPROVAL_ROLES", "DISCHARGED_AT", "MEMBER", "PENDING_APPROVALS", "PRIORITY", "QUEUES",
+           "SLA_DEADLINE", "STATUS", "TCM_DUE", "dev_server_flags"]
 
 STATUS = SearchAttributeKey.for_keyword("CareloomStatus")
 """Run status: gathering, planning, awaiting_approval, deferred, executing, completed, ..."""
@@ -25,13 +25,21 @@ PRIORITY = SearchAttributeKey.for_keyword("CareloomPriority")
 """Highest priority among pending items: urgent or routine."""
 SLA_DEADLINE = SearchAttributeKey.for_datetime("CareloomSlaDeadline")
 """Earliest SLA deadline among pending items."""
+DISCHARGED_AT = SearchAttributeKey.for_datetime("CareloomDischargedAt")
+"""When the stay an outreach run is about ended (set with the member, once the run has read the stay)."""
+TCM_DUE = SearchAttributeKey.for_datetime("CareloomTcmDue")
+"""The TCM interactive-contact deadline of an outreach run (2 business days after discharge, member's zone)."""
 
 # Type names as `temporal operator search-attribute create --type` spells them.
 _DEV_SERVER_TYPES = {
     STATUS: "Keyword", PENDING_APPROVALS: "Int", APPROVAL_ROLES: "KeywordList", MEMBER: "Keyword",
-    QUEUES: "KeywordList", PRIORITY: "Keyword", SLA_DEADLINE: "Datetime",
+    QUEUES: "KeywordList", PRIORITY: "Keyword", SLA_DEADLINE: "Datetime", DISCHARGED_AT: "Datetime",
+    TCM_DUE: "Datetime",
 }
 ALL_KEYS = tuple(_DEV_SERVER_TYPES)
+"""Every key, in the order upserts list them. A cluster needs each registered (the embedded server, `careloom up`,
+the demo and the tests register them all); a run upserting an unregistered one fails its workflow task."""
+
 
 def dev_server_flags() -> list[str]:
     """``--search-attribute Name=Type`` flags for ``temporal server start-dev``."""

@@ -457,6 +457,9 @@ class AgentRun:
         member = self.member_pseudonym()
         if member is not None:
             wanted[sa.MEMBER.name] = member
+            # Known from the same step as the member, so they join the member's upsert: no new command, and
+            # histories recorded before these attributes replay unchanged.
+            wanted.update({k: v for k, v in self.episode_attributes().items() if v is not None})
         changed = {k: v for k, v in wanted.items() if self._search_attributes.get(k, "<unset>") != v}
         if not changed:
             return
@@ -467,6 +470,11 @@ class AgentRun:
                 value = changed[key.name]
                 updates.append(key.value_unset() if value is None else key.value_set(value))
         workflow.upsert_search_attributes(updates)
+
+    def episode_attributes(self) -> dict[str, Any]:
+        """Search attributes of the episode a program's run is about (name: value), known with the member: what
+        `careloom runs list` shows beside it. None by default."""
+        return {}
 
 
 def _refused_as_withdrawn(record: ActionRecord) -> bool:

@@ -123,6 +123,13 @@ class MemberOutreachWorkflow(AgentRun):
     def member_pseudonym(self) -> str | None:
         return self._state.facts.member.pseudonym if self._state.facts is not None else None
 
+    def episode_attributes(self) -> dict[str, object]:
+        """The discharge and the TCM contact deadline, for `careloom runs list` and `outreach status`."""
+        facts = self._state.facts
+        if facts is None:
+            return {}
+        return {"CareloomDischargedAt": facts.clinical.stay.discharged_at, "CareloomTcmDue": facts.tcm_contact_due}
+
     def follow_up_task(self, reason: str, key: str) -> CreateTaskInput:
         """A care manager reviews a run that could not go on, within a day."""
         now = workflow.now()
