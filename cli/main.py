@@ -15,14 +15,15 @@ from pydantic import ValidationError
 from cli import admin
 from cli import approvals as approvals_cli
 from cli import db as db_cli
-from cli import demo as demo_cli
 from cli import eval as eval_cli
 from cli import history as history_cli
 from cli import listen as listen_cli
 from cli import monitor as monitor_cli
+from cli import outreach as outreach_cli
 from cli import prior_auth as prior_auth_cli
 from cli import programs as programs_cli
 from cli import quality as quality_cli
+from cli import runs as runs_cli
 from cli import schedule as schedule_cli
 from cli.common import run, settings
 from cli.output import console, fail, print_json, safe
@@ -32,8 +33,8 @@ from runtime.state_dir import open_private, private_state_dir, private_umask
 
 app = typer.Typer(help="careloom: durable, agentic care-management workflows for health plans.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
-outreach_app = typer.Typer(help="Start and inspect post-discharge outreach runs.", no_args_is_help=True)
-app.add_typer(outreach_app, name="outreach")
+app.add_typer(outreach_cli.app, name="outreach")
+app.add_typer(runs_cli.app, name="runs")
 app.add_typer(approvals_cli.app, name="approvals")
 app.add_typer(admin.users_app, name="users")
 app.add_typer(admin.ledger_app, name="ledger")
@@ -49,17 +50,21 @@ app.add_typer(eval_cli.app, name="eval")
 app.add_typer(db_cli.app, name="db")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+# cli.demo imports every workflow and LangGraph (~0.5-2 s): loaded by the commands that run one, not by all.
+SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
 
 
 @app.command()
 def demo(
     exit_after: Annotated[bool, typer.Option("--exit", help="Stop after the summary instead of serving.")] = False,
-    data: Annotated[Path, typer.Option(help="FHIR NDJSON folder to import.")] = demo_cli.SAMPLE_DATA,
+    data: Annotated[Path, typer.Option(help="FHIR NDJSON folder to import.")] = SAMPLE_DATA,
     since: Annotated[str, typer.Option(help="First discharge date of the window (YYYY-MM-DD).")] = "2024-01-01",
     until: Annotated[str, typer.Option(help="Day after the last discharge date of the window.")] = "2025-01-01",
     as_json: JsonFlag = False,
 ) -> None:
     """The main job: embedded server + worker, sample data, an outreach run per discharge, a summary."""
+    from cli import demo as demo_cli
+
     cfg = settings()
     log_path = private_state_dir(cfg.state_dir) / "demo.log"
     # The console is for the summary; the run's logs go to a file (identifiers only, no PHI).
@@ -73,12 +78,16 @@ def demo(
 @app.command()
 def up() -> None:
     """Embedded Temporal server (unless TEMPORAL_ADDRESS is set), a worker and the HTTP API/inbox, until Ctrl-C."""
+    from cli import demo as demo_cli
+
     run(demo_cli.serve(settings()))
 
 
 @app.command()
 def api() -> None:
     """Only the HTTP API and web inbox, against a running Temporal (embedded or TEMPORAL_ADDRESS)."""
+    from cli import demo as demo_cli
+
     run(demo_cli.serve_api(settings()))
 
 
@@ -190,71 +199,6 @@ async def _start_imported(cfg, store, encounter_ids: list[str], *, include_old: 
                                      held=screened.held)
     started.failed.extend(unreadable)
     return {"discharges": len(found) + len(unreadable), **started.as_dict()}, None
-
-
-@outreach_app.command("start")
-def outreach_start(
-    member: Annotated[str, typer.Option(help="Patient id.")],
-    encounter: Annotated[str, typer.Option(help="Discharge (inpatient) Encounter id.")],
-    as_user: Annotated[str, typer.Option("--as", help="Who starts the run (may not approve it).")] = "system",
-    as_json: JsonFlag = False,
-) -> None:
-    """Start post-discharge outreach for one discharge (the same episode never runs twice)."""
-
-    async def go() -> None:
-        from runtime.temporal_client import connect
-        from workflows.outreach_client import start_outreach
-
-        cfg = settings()
-        client = await connect(cfg)
-        handle, started = await start_outreach(
-            client, member_id=member, encounter_id=encounter, policy=cfg.guardrail_policy(),
-            task_queue=cfg.task_queue, initiated_by=as_user, tool_attempts=cfg.tool_attempts,
-            queues=cfg.activity_queues(),
-            salt=cfg.pseudonym_salt.get_secret_value())
-        if as_json:
-            print_json({"workflow_id": handle.id, "started": started})
-        else:
-            console.print(safe(f"{'started' if started else 'already exists'}: {handle.id}"))
-
-    run(go())
-
-
-@outreach_app.command("status")
-def outreach_status(
-    workflow_id: Annotated[str, typer.Argument(help="outreach-<member pseudonym>-<episode digest>")],
-    as_json: JsonFlag = False,
-) -> None:
-    """Show a run's status, actions, verdicts and pending approvals."""
-
-    async def go() -> None:
-        from runtime.temporal_client import connect
-        from workflows.outreach import MemberOutreachWorkflow
-
-        cfg = settings()
-        client = await connect(cfg)
-        handle = client.get_workflow_handle_for(MemberOutreachWorkflow.run, workflow_id)
-        try:
-            status = await handle.query(MemberOutreachWorkflow.status)
-        except Exception as err:  # noqa: BLE001 - the server's message names the problem
-            fail(f"cannot read {workflow_id}: {err}. Check the id with `careloom approvals list` "
-                 "or the Web UI")
-            return
-        if as_json:
-            print_json(status)
-            return
-        console.print(f"[bold]{safe(status.workflow_id)}[/]  " + safe(
-            f"status={status.status}  member={status.member_pseudonym}  LACE={status.lace}  planner={status.planner}"))
-        for action in status.actions:
-            extra = action.reference or action.reason or ""
-            console.print(safe(f"  {action.action_id:<18} {action.tool:<16} {action.status:<18} {extra}"))
-        for verdict in status.verdicts:
-            console.print(safe(f"  verdict {verdict.action_id:<18} {verdict.decision:<17} {'; '.join(verdict.reasons)}"))
-        for item in status.pending_approvals:
-            console.print("  [yellow]pending[/] " + safe(f"{item.approval_id} needs {item.required_role} "
-                                                         f"digest={item.digest}"))
-
-    run(go())
 
 
 def parse_arguments(text: str) -> object:

@@ -105,32 +105,27 @@ def status(
     workflow_id: Annotated[str, typer.Argument(help="prior-auth-<digest>, as `um submit` printed it")],
     as_json: JsonFlag = False,
 ) -> None:
-    """A request's status: proposed determination, due time, actions, verdicts and pending approvals."""
+    """A request's status (failed, with the failure, when its run failed): proposed determination, due time,
+    actions, verdicts and pending approvals."""
 
     async def go() -> None:
-        from runtime.temporal_client import connect
-        from workflows.prior_auth import PriorAuthWorkflow
+        from cli.outreach import print_report_head, read_report, when
 
-        client = await connect(settings())
-        try:
-            found = await client.get_workflow_handle_for(PriorAuthWorkflow.run, workflow_id).query(
-                PriorAuthWorkflow.status)
-        except Exception as err:  # noqa: BLE001 - the server's message names the problem
-            fail(f"cannot read {workflow_id}: {err}. Check the id `careloom um submit` printed")
-            return
+        found = await read_report(workflow_id)
         if as_json:
             print_json(found)
             return
-        console.print(f"[bold]{safe(found.workflow_id)}[/]  " + safe(
-            f"status={found.status}  {found.priority}, due {found.decision_due:%Y-%m-%d %H:%M} UTC  "
-            f"determination={found.determination}"))
-        for action in found.actions:
-            console.print(safe(f"  {action.action_id:<28} {action.status:<18} "
-                               f"{action.reference or action.reason or ''}"))
-        for item in found.pending_approvals:
+        print_report_head(found)
+        console.print(safe(f"  {found.get('priority', '-')}, due {when(found.get('decision_due'))}  "
+                           f"determination={found.get('determination') or '-'}  "
+                           f"member={found.get('member_pseudonym') or '-'}"))
+        for action in found.get("actions", []):
+            console.print(safe(f"  {action['action_id']:<28} {action['status']:<18} "
+                               f"{action.get('reference') or action.get('reason') or ''}"))
+        for item in found.get("pending_approvals", []):
             console.print("  [yellow]pending[/] " + safe(
-                f"{item.approval_id} in {item.queue} needs {item.required_role}"
-                f"{' (+ second reviewer)' if item.dual_signoff and not item.signoffs else ''}"))
+                f"{item['approval_id']} in {item['queue']} needs {item['required_role']}"
+                f"{' (+ second reviewer)' if item.get('dual_signoff') and not item.get('signoffs') else ''}"))
 
     run(go())
 

@@ -132,3 +132,28 @@ async def test_codec_endpoint_decodes_for_signed_in_users_only(settings, client,
     assert 200 == decoded.status_code
     [payload] = decoded.json()["payloads"]
     assert b'"hello"' == base64.b64decode(payload["data"])
+
+
+async def test_a_failed_run_says_failed_with_its_failure(client, task_queue: str, settings, http: httpx.AsyncClient,
+                                                         approvers: dict[str, str]) -> None:
+    """GET /api/runs/{id} of a run that FAILED (unknown member) answers status failed with MemberNotFound and its
+    message, the status word the run last published and the follow-up Task a person got (it said
+    ``needs_attention``, the last word, before)."""
+    from temporalio.client import WorkflowFailureError
+
+    from workflows.outreach_client import start_outreach
+
+    handle, _ = await start_outreach(client, member_id="nobody-api-21", encounter_id="nothing-api-21",
+                                     policy=settings.guardrail_policy(), task_queue=task_queue,
+                                     salt=settings.pseudonym_salt.get_secret_value(), tool_attempts=1)
+    try:
+        await handle.result()
+    except WorkflowFailureError:
+        pass
+    answer = await http.get(f"/api/runs/{handle.id}", headers=auth(approvers["md.lee"]))
+    assert 200 == answer.status_code, answer.text
+    body = answer.json()
+    assert ("failed", "failed", "needs_attention") == (body["status"], body["execution"], body["run_status"])
+    assert {"type": "MemberNotFound",
+            "message": "no Patient with id 'nobody-api-21' in the care records store"} == body["failure"]
+    assert body["follow_up_task"].startswith("Task/")
