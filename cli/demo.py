@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import tempfile
 import time
+from datetime import date
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +24,7 @@ from runtime.errors import ConfigurationError
 from runtime.settings import Settings
 from runtime.stack import running_stack
 from store.importer import import_ndjson
+from store.time_shift import shift_date, shift_folder
 from workflows.outreach import MemberOutreachWorkflow, OutreachStatus
 from workflows.prior_auth import PriorAuthStatus, PriorAuthWorkflow
 
@@ -30,6 +33,8 @@ __all__ = ["SAMPLE_DATA", "run_demo", "serve"]
 log = structlog.get_logger(__name__)
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
+SAMPLE_SNAPSHOT = date(2024, 12, 31)
+"""The day the shipped sample data was taken (sample_data/README.md)."""
 DEMO_USER = "careloom-demo"
 _PARKED = {"awaiting_approval", "deferred"}
 _CLI = ".venv/bin/careloom"
@@ -123,6 +128,23 @@ def _eligibility(status: OutreachStatus) -> str:
 
 async def run_demo(settings: Settings, *, data: Path, since: str, until: str, exit_after: bool,
                    as_json: bool) -> None:
+    if data.resolve() == SAMPLE_DATA.resolve():
+        # The shipped snapshot (taken SAMPLE_SNAPSHOT) is read with its dates moved so the snapshot is today, as a
+        # payer's feed would be: coverage is checked on the discharge date and today, and old discharges are not
+        # contacted. The files on disk never change.
+        days = (date.today() - SAMPLE_SNAPSHOT).days
+        with tempfile.TemporaryDirectory(prefix="careloom-sample-") as moved:
+            if not as_json:
+                console.print(f"sample data: a {SAMPLE_SNAPSHOT.isoformat()} snapshot, its dates moved {days} days "
+                              "forward so it ends today")
+            await _run_demo(settings, data=shift_folder(data, Path(moved), days), since=shift_date(since, days),
+                            until=shift_date(until, days), exit_after=exit_after, as_json=as_json)
+        return
+    await _run_demo(settings, data=data, since=since, until=until, exit_after=exit_after, as_json=as_json)
+
+
+async def _run_demo(settings: Settings, *, data: Path, since: str, until: str, exit_after: bool,
+                    as_json: bool) -> None:
     tokens = ensure_demo_approvers(settings)
     async with running_stack(settings) as stack:
         report = import_ndjson(stack.store, data)
