@@ -160,3 +160,26 @@ def test_demo_plans_on_the_model_when_one_is_configured(cli_env: dict[str, str])
     assert all(r["planner_usage"]["prompt_tokens"] > 0 and r["planner_usage"]["estimated_cost_usd"] > 0
                for r in planned)
     assert {"completed", "awaiting_approval"} <= {r["status"] for r in runs}
+
+
+def test_runs_list_names_the_programs_of_the_catalogue() -> None:
+    """`runs list` maps program names to workflow types without importing the workflows: the map is the
+    catalogue's."""
+    from workflows.programs import PROGRAMS
+    from workflows.run_list import PROGRAM_TYPES
+
+    assert {p.name: p.workflow_type for p in PROGRAMS} == PROGRAM_TYPES
+
+
+def test_runs_list_filters_are_checked_before_the_query() -> None:
+    """A value outside the known set never reaches the visibility query; known ones build one query."""
+    from datetime import UTC, datetime
+
+    from workflows.run_list import RunListError, RunsFilter, runs_query
+
+    with pytest.raises(RunListError, match="--status 'x\" OR 1' is not a run status"):
+        runs_query(RunsFilter(status='x" OR 1'))
+    assert ('WorkflowType IN ("MemberOutreachWorkflow") AND CareloomStatus = "completed" AND ExecutionStatus IN '
+            '("Running", "Completed") AND StartTime >= "2024-05-01T00:00:00Z"') == runs_query(RunsFilter(
+                program="post-discharge-outreach", status="completed", since=datetime(2024, 5, 1, tzinfo=UTC)))
+    assert 'ExecutionStatus = "Failed"' in runs_query(RunsFilter(status="failed"))

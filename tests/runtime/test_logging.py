@@ -52,3 +52,23 @@ def test_http_client_loggers_never_log_requests_even_at_debug() -> None:
     logging.getLogger("openai._base_client").debug("Request options: %s", {"messages": "2024-03-05 admitted"})
     logging.getLogger("careloom.test").debug("kept")
     assert "2024-03-05" not in stream.getvalue() and "kept" in stream.getvalue()
+
+
+def test_infrastructure_addresses_are_logged_and_postal_addresses_are_not() -> None:
+    """A network endpoint under "address" (the Temporal server's host:port, a URL, an IP) is infrastructure and
+    logged as it is (it was [REDACTED]); a postal address under the same key is still dropped."""
+    for endpoint in ("127.0.0.1:7233", "temporal.internal:7233", "https://ns.tmprl.cloud:7233", "10.0.0.7",
+                     "[::1]:7233"):
+        assert endpoint == redact_phi(None, "info", {"event": "x", "address": endpoint})["address"]
+    for postal in ("12 Main St, Springfield, MA 01730", "Apt 4: 12 Elm St", {"line": ["12 Main St"]}):
+        assert REDACTED == redact_phi(None, "info", {"event": "x", "address": postal,
+                                                     "nested": {"address": postal}})["address"]
+
+
+def test_alembic_setup_lines_do_not_reach_the_log() -> None:
+    """Importing alembic's plugins logs 7 INFO "setup plugin" lines; at INFO none reaches careloom's stream."""
+    out = io.StringIO()
+    configure_logging("INFO", "json", stream=out)
+    logging.getLogger("alembic.runtime.plugins").info("setup plugin %s", "alembic.autogenerate.schemas")
+    logging.getLogger("alembic.runtime.migration").warning("a real problem")
+    assert ["a real problem"] == [json.loads(line)["event"] for line in out.getvalue().splitlines()]
