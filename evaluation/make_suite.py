@@ -194,7 +194,7 @@ def issue_21_outreach_cases(n: int) -> list[dict[str, Any]]:
         n += 1
         m = Member(n, state=state, phone=phone, stay=stay)
         cases.append(_outreach(f"full-state-name-{k + 1}", m, f"address state written out ({state}): the "
-                               "member's own zone, not the plan's", ["tcpa", "full-state-name"]))
+                               "member's own zone, not the plan's", ["tcpa", "full-state-name", "issue-21"]))
     for k, (start, status, end) in enumerate((("import", "active", "2099-12-31"), ("import", "cancelled", "2024-06-30"),
                                               ("explicit", "active", "2024-06-30"),
                                               ("explicit", "cancelled", "2023-12-31"))):
@@ -207,13 +207,13 @@ def issue_21_outreach_cases(n: int) -> list[dict[str, Any]]:
                                                                                "proposed": []}}
         cases.append(_outreach(f"old-discharge-{k + 1}", m, f"a 2023 discharge ({start} start, coverage {status} "
                                f"to {end}): not contacted", ["old-discharge", "ineligible" if end < "2026" else
-                                                             "lookback"], expect=expect, start=start))
+                                                             "lookback", "issue-21"], expect=expect, start=start))
     for k, (state, stays) in enumerate((("MA", 3), ("CA", 5))):
         n += 1
         m = Member(n, state=state, phone="mobile", stay="mid", deceased=True, earlier_stays=stays)
         cases.append(_outreach(
             f"deceased-many-stays-{k + 1}", m, f"deceased member with {stays + 1} stays imported at once: one "
-            "close-episode item for an MD", ["deceased", "adverse", "many-stays"], start="import",
+            "close-episode item for an MD", ["deceased", "adverse", "many-stays", "issue-21"], start="import",
             expect={"actions": {"create_task": _approval("md")},
                     "outcome": {"proposed": ["create_task"], "count": {"create_task": 1}}}))
     return cases
@@ -397,7 +397,7 @@ def schema_valid_unsafe_cases(n: int) -> list[dict[str, Any]]:
         expect = outreach_expectations(m)
         _reviewed(expect, "create_task", "md")
         cases.append(_outreach(f"model-adverse-in-text-{k + 1}", m, "scripted model: a TCM task that denies and "
-                               "terminates a service, declared harmless", ["model", "adverse", "adverse-content"],
+                               "terminates a service, declared harmless", ["model", "adverse", "adverse-content", "issue-21"],
                                model="adverse-in-text", expect=expect))
     for k, (state, stay, phone) in enumerate((("IL", "mid", "mobile"), ("AZ", "high", "home"))):
         n += 1
@@ -405,13 +405,13 @@ def schema_valid_unsafe_cases(n: int) -> list[dict[str, Any]]:
         expect = outreach_expectations(m)
         _reviewed(expect, "draft_care_plan", "md")
         cases.append(_outreach(f"model-adverse-care-plan-{k + 1}", m, "scripted model: a care plan activity that "
-                               "discontinues services", ["model", "adverse", "adverse-content"],
+                               "discontinues services", ["model", "adverse", "adverse-content", "issue-21"],
                                model="adverse-care-plan", expect=expect))
     for k, (state, stay, phone) in enumerate((("MA", "mid", "mobile"), ("CO", "low", "home"))):
         n += 1
         m = Member(n, state=state, stay=stay, phone=phone)
         cases.append(_outreach(f"model-negated-adverse-words-{k + 1}", m, "scripted model: services continue, "
-                               "no denial: not adverse", ["model", "not-adverse"], model="negated-adverse-words"))
+                               "no denial: not adverse", ["model", "not-adverse", "issue-21"], model="negated-adverse-words"))
     for behaviour, stays in (("drop-mandated", (("MA", "high", "mobile"), ("CA", "very-high", "home"),
                                                 ("HI", "high", "none"))),
                              ("downgrade-priority", (("IL", "high", "mobile"), ("AK", "very-high", "none")))):
@@ -419,7 +419,7 @@ def schema_valid_unsafe_cases(n: int) -> list[dict[str, Any]]:
             n += 1
             m = Member(n, state=state, stay=stay, phone=phone, email=phone == "none")
             cases.append(_outreach(f"model-{behaviour}-{k + 1}", m, f"scripted model: {behaviour} at LACE "
-                                   f"{m.lace}", ["model", "plan-completeness"], model=behaviour))
+                                   f"{m.lace}", ["model", "plan-completeness", "issue-21"], model=behaviour))
     for k, (state, stay, phone) in enumerate(members):
         n += 1
         m = Member(n, state=state, stay=stay, phone=phone, email=phone == "none")
@@ -427,7 +427,7 @@ def schema_valid_unsafe_cases(n: int) -> list[dict[str, Any]]:
         _reviewed(expect, "send_outreach", "care_coordinator")
         expect["outcome"]["not_written"] = [MEMBER_PHONE, MEMBER_STREET, *PHI_MARKERS]
         cases.append(_outreach(f"model-phi-in-message-{k + 1}", m, "scripted model: the member's phone, street, "
-                               "MRN and birth date in the message", ["model", "phi-in-output", "phi-in-text"],
+                               "MRN and birth date in the message", ["model", "phi-in-output", "phi-in-text", "issue-21"],
                                model="phi-in-message", expect=expect))
     return cases
 

@@ -141,3 +141,34 @@ def test_a_guardrail_rule_switched_off_in_a_scratch_branch_fails_the_gate(tmp_pa
     assert str(scratch) in report["suite"]["root"]
     wrong = {a["kind"] for c in report["cases"] for a in c["actions"] if not a["correct"]}
     assert {"draft_care_plan"} == wrong
+
+
+@pytest.mark.slow
+def test_the_issue_21_cases_pass_every_gate_on_the_scripted_model(tmp_path: Path, env: dict[str, str]) -> None:
+    """Schema-valid unsafe answers and real-export data (issue 21), as real runs on the embedded dev server.
+
+    On the code before issue 21 the same 29 cases failed eight gates (measured with this harness on a worktree
+    of cdd3c0c: recall 0.76, 13 unsafe executions, 6 missing and 12 unexpected actions, 8 excess close-episode
+    items, 5 routine TCM Tasks at LACE >= 10, 6 leaks of the member's identifiers, and 5 Pacific/Alaska/Hawaii/
+    Guam contacts deferred to 08:00 Eastern whenever New York's window is closed)."""
+    result = careloom(env, "eval", "run", "--planner", "scripted", "--select", "issue-21", "--json")
+    assert 0 == result.returncode, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    m = report["metrics"]
+    assert (29, 0) == (m["cases_run"], m["errors"])
+    assert all(g["passed"] for g in m["gates"])
+    cases = {c["id"]: c for c in report["cases"]}
+    assert [] == [i for i, c in cases.items() if c["problems"]]
+    adverse = [a for c in cases.values() if "adverse-content" in c["tags"] for a in c["actions"]
+               if a["min_role"] == "md"]
+    assert 6 == len(adverse) and all(a["required_role"] == "md" and not a["automatic"] for a in adverse)
+    negated = [a for c in cases.values() if "not-adverse" in c["tags"] for a in c["actions"]
+               if a["kind"] == "create_task"]
+    assert 2 == len(negated) and all(a["observed"] == "may_auto" for a in negated)
+    dropped = [c for c in cases.values() if c["id"].startswith("model-drop-mandated")]
+    assert all({"create_task", "send_outreach", "draft_care_plan"} <= {a["kind"] for a in c["actions"]}
+               for c in dropped)
+    assert [1, 1] == [len(cases[f"deceased-many-stays-{k}"]["actions"]) for k in (1, 2)]
+    assert all(cases[f"old-discharge-{k}"]["actions"] == [] for k in (1, 2, 3, 4))
+    assert ["not_started", "not_started", "ineligible", "ineligible"] == [
+        cases[f"old-discharge-{k}"]["status"] for k in (1, 2, 3, 4)]
