@@ -6,10 +6,11 @@ waiting for an MD). Values are identifiers and codes, never PHI.
 
 from __future__ import annotations
 
+from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 
 __all__ = ["ALL_KEYS", "APPROVAL_ROLES", "DISCHARGED_AT", "MEMBER", "PENDING_APPROVALS", "PRIORITY", "QUEUES",
-           "SLA_DEADLINE", "STATUS", "TCM_DUE", "dev_server_flags"]
+           "SLA_DEADLINE", "STATUS", "TCM_DUE", "dev_server_flags", "register_missing"]
 
 STATUS = SearchAttributeKey.for_keyword("CareloomStatus")
 """Run status: gathering, planning, awaiting_approval, deferred, executing, completed, ..."""
@@ -47,3 +48,20 @@ def dev_server_flags() -> list[str]:
     for key, type_name in _DEV_SERVER_TYPES.items():
         flags += ["--search-attribute", f"{key.name}={type_name}"]
     return flags
+
+
+async def register_missing(client: Client, namespace: str) -> list[str]:
+    """Register every careloom key the namespace lacks; the names added.
+
+    ``start-dev --search-attribute`` registers keys only when it creates its database: an embedded server whose
+    state folder an older careloom made would lack a key added since, and every new run's upsert of it would
+    fail its workflow task (the run stuck). So the embedded server adds what is missing at each start.
+    """
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+
+    known = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
+    missing = {key.name: int(key.indexed_value_type) for key in ALL_KEYS if key.name not in known.custom_attributes}
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing))  # type: ignore[arg-type]
+    return sorted(missing)

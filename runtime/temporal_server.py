@@ -21,7 +21,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
 from runtime.errors import ConfigurationError
-from runtime.search_attributes import dev_server_flags
+from runtime.search_attributes import dev_server_flags, register_missing
 from runtime.settings import Settings
 from runtime.state_dir import PRIVATE_FILE, PRIVATE_UMASK, private_state_dir
 from runtime.temporal_client import payloads_encrypted
@@ -125,6 +125,8 @@ class EmbeddedTemporalServer:
                         f"see {self._log_file}"
                     ) from None
                 await asyncio.sleep(0.2)
+        if added := await register_missing(client, self._settings.temporal_namespace):  # an older state folder
+            log.info("temporal_server.search_attributes_added", names=added)
         log.info("temporal_server.ready", address=self.address, ui=self.ui_url)
 
     def _log_tail(self, lines: int = 20) -> str:
