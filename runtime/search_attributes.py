@@ -6,8 +6,12 @@ waiting for an MD). Values are identifiers and codes, never PHI.
 
 from __future__ import annotations
 
-from temporalio.client import Client
+from typing import TYPE_CHECKING
+
 from temporalio.common import SearchAttributeKey
+
+if TYPE_CHECKING:  # workflow code imports this module: it keeps to values and pure functions
+    from temporalio.client import Client
 
 __all__ = ["ALL_KEYS", "APPROVAL_ROLES", "DISCHARGED_AT", "MEMBER", "PENDING_APPROVALS", "PRIORITY", "QUEUES",
            "SLA_DEADLINE", "STATUS", "TCM_DUE", "dev_server_flags", "register_missing"]
