@@ -220,24 +220,23 @@ def _negated(clause: list[str], at: int) -> bool:
     return any(word in _NEGATIONS for word in window)
 
 
-def _object_after(clause: list[str], at: int) -> int | None:
-    for index in range(at + 1, min(len(clause), at + 1 + _OBJECT_WINDOW)):
+def _first_object(clause: list[str], indices: range) -> int | None:
+    """The first service word met walking ``indices``, unless a blocker or stop word comes first."""
+    for index in indices:
         word = clause[index]
         if word in _OBJECTS:
             return index
         if word in _BLOCKERS or word in _STOP_WORDS:
             return None
     return None
+
+
+def _object_after(clause: list[str], at: int) -> int | None:
+    return _first_object(clause, range(at + 1, min(len(clause), at + 1 + _OBJECT_WINDOW)))
 
 
 def _object_before(clause: list[str], at: int) -> int | None:
-    for index in range(at - 1, max(-1, at - 1 - _BACK_WINDOW), -1):
-        word = clause[index]
-        if word in _OBJECTS:
-            return index
-        if word in _BLOCKERS or word in _STOP_WORDS:
-            return None
-    return None
+    return _first_object(clause, range(at - 1, max(-1, at - 1 - _BACK_WINDOW), -1))
 
 
 def _reported_by_member(clause: list[str], at: int) -> bool:

@@ -4,7 +4,6 @@ are refused (AR, nothing applied, no run withdrawn). Over a real MLLP socket, th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -14,16 +13,15 @@ import pytest
 import pytest_asyncio
 from structlog.testing import capture_logs
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError
 
 from feeds.adt import FACILITY_TAG_SYSTEM, AdtEvent, AdtRefused, apply_event, owner_of
-from feeds.adt_listener import serve_adt
 from runtime.settings import Settings
 from store.fhir_validation import validate_resource
 from store.ledger import DecisionLedger
 from store.records import SqlCareRecordStore
 from tests.conftest import wait_for_status
 from tests.feeds.hl7_messages import adt, frame
+from tests.feeds.listeners import running_listener
 from tests.feeds.test_adt_listener import _closed_status
 from tests.fhir_factory import HIGH_RISK, make_member
 from workflows.outreach import MemberOutreachWorkflow
@@ -38,17 +36,10 @@ async def listener(client: Client, settings: Settings, store: SqlCareRecordStore
                    task_queue: str) -> AsyncIterator[tuple[str, int, Settings]]:
     """A listener that allows both facilities and whose runs always ask a person (so they park on an approval);
     its runs are terminated afterwards."""
-    ours = settings.model_copy(update={
-        "task_queue": task_queue, "adt_allowed_facilities": [_OWNER, _OTHER], "min_confidence": 0.999,
-        "contact_window_start_hour": 0, "contact_window_end_hour": 24})
-    server = await serve_adt(ours, client, store, host="127.0.0.1", port=0)
-    host, port = server.sockets[0].getsockname()[:2]
-    yield host, port, ours
-    server.close()
-    await server.wait_closed()
-    async for execution in client.list_workflows(f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running'"):
-        with contextlib.suppress(RPCError):
-            await client.get_workflow_handle(execution.id).terminate("test finished")
+    async with running_listener(client, settings, store, task_queue, adt_allowed_facilities=[_OWNER, _OTHER],
+                                min_confidence=0.999, contact_window_start_hour=0,
+                                contact_window_end_hour=24) as running:
+        yield running
 
 
 def _from(message: str, facility: str, application: str = "HOSP_ADT") -> str:

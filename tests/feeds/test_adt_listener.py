@@ -16,12 +16,12 @@ from structlog.testing import capture_logs
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from feeds.adt_listener import serve_adt
 from feeds.discharges import discharge_of
 from runtime.metrics import REGISTRY
 from runtime.settings import Settings
 from store.records import SqlCareRecordStore
 from tests.feeds.hl7_messages import adt, frame
+from tests.feeds.listeners import running_listener
 from tests.fhir_factory import make_member
 from workflows.outreach_client import outreach_workflow_id
 
@@ -30,15 +30,8 @@ from workflows.outreach_client import outreach_workflow_id
 async def listener(client: Client, settings: Settings, store: SqlCareRecordStore,
                    task_queue: str) -> AsyncIterator[tuple[str, int, Settings]]:
     """The listener on a free port, starting runs on this test's worker; its runs are terminated afterwards."""
-    ours = settings.model_copy(update={"task_queue": task_queue})
-    server = await serve_adt(ours, client, store, host="127.0.0.1", port=0)
-    host, port = server.sockets[0].getsockname()[:2]
-    yield host, port, ours
-    server.close()
-    await server.wait_closed()
-    async for execution in client.list_workflows(f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running'"):
-        with contextlib.suppress(RPCError):
-            await client.get_workflow_handle(execution.id).terminate("test finished")
+    async with running_listener(client, settings, store, task_queue) as running:
+        yield running
 
 
 class Connection:

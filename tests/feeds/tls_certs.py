@@ -60,7 +60,6 @@ def _write(folder: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurv
 def make_pki(folder: Path) -> Pki:
     keys = {name: ec.generate_private_key(ec.SECP256R1()) for name in ("ca", "server", "client", "rogue_ca", "rogue")}
     ca = _certificate("careloom test CA", keys["ca"], "careloom test CA", keys["ca"], ca=True)
-    rogue_ca = _certificate("someone else's CA", keys["rogue_ca"], "someone else's CA", keys["rogue_ca"], ca=True)
     ca_path, _ = _write(folder, "ca", ca, keys["ca"])
     server = _write(folder, "server", _certificate("localhost", keys["server"], "careloom test CA", keys["ca"],
                                                    usage=ExtendedKeyUsageOID.SERVER_AUTH), keys["server"])

@@ -27,6 +27,19 @@ from workflows.outreach_client import start_outreach
 ROOT = Path(__file__).resolve().parents[2]
 
 
+async def _start_and_wait_for_the_model(client: Client, settings: Settings, member, queue: str, model,  # noqa: ANN001
+                                        first: subprocess.Popen[bytes]):  # noqa: ANN202
+    """Start the member's run on ``queue``; return its handle once the first worker is waiting on the model."""
+    handle, _ = await start_outreach(
+        client, member_id=member.member_id, encounter_id=member.encounter_id, policy=OPEN_WINDOW,
+        task_queue=queue, initiated_by="care-ops-bot", tool_attempts=1, salt=settings.pseudonym_salt.get_secret_value())
+    deadline = time.monotonic() + 60
+    while not model.requests:
+        assert first.poll() is None and time.monotonic() < deadline, first.stderr and first.stderr.read()
+        await asyncio.sleep(0.1)
+    return handle
+
+
 def _worker(client: Client, settings: Settings, queue: str, model_url: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOM_", "TEMPORAL_", "OPENAI_"))}
     env.update(TEMPORAL_ADDRESS=client.service_client.config.target_host, CARELOOM_TASK_QUEUE=queue,
@@ -49,14 +62,7 @@ async def test_planning_on_a_killed_worker_is_retried_on_another_within_a_minute
         first = _worker(client, settings, queue, model.url)
         second, result = None, None
         try:
-            handle, _ = await start_outreach(
-                client, member_id=member.member_id, encounter_id=member.encounter_id, policy=OPEN_WINDOW,
-                task_queue=queue, initiated_by="care-ops-bot", tool_attempts=1,
-                salt=settings.pseudonym_salt.get_secret_value())
-            deadline = time.monotonic() + 60
-            while not model.requests:  # the first worker is now waiting on the model
-                assert first.poll() is None and time.monotonic() < deadline, first.stderr and first.stderr.read()
-                await asyncio.sleep(0.1)
+            handle = await _start_and_wait_for_the_model(client, settings, member, queue, model, first)
             first.send_signal(signal.SIGKILL)
             first.wait(10)
             killed = time.monotonic()
@@ -98,14 +104,7 @@ async def test_a_sigterm_during_planning_lets_the_call_finish_before_the_worker_
         first = _worker(client, settings, queue, model.url)
         second, result = None, None
         try:
-            handle, _ = await start_outreach(
-                client, member_id=member.member_id, encounter_id=member.encounter_id, policy=OPEN_WINDOW,
-                task_queue=queue, initiated_by="care-ops-bot", tool_attempts=1,
-                salt=settings.pseudonym_salt.get_secret_value())
-            deadline = time.monotonic() + 60
-            while not model.requests:
-                assert first.poll() is None and time.monotonic() < deadline, first.stderr and first.stderr.read()
-                await asyncio.sleep(0.1)
+            handle = await _start_and_wait_for_the_model(client, settings, member, queue, model, first)
             first.send_signal(signal.SIGTERM)
             code = await asyncio.to_thread(first.wait, 40)
             second = _worker(client, settings, queue, model.url)
