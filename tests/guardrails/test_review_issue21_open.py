@@ -41,6 +41,9 @@ MISSED_ADVERSE = [
     "Stop all HH",
     # another language (members and coordinators write Spanish)
     "Se cancelan los servicios de salud en el hogar.",
+    # invisible or compatibility characters a reader never sees (no NFKC, no removal of format characters)
+    "De\u200bny home health services.",
+    "\uff24\uff45\uff4e\uff59 home health services.",
 ]
 
 
@@ -88,6 +91,7 @@ PATIENT = {
     "We will visit you at 123 Canaryfield St.",           # the usual street abbreviation
     "Birthday 4 Jul 41 on file.",                         # day-first, two-digit year
     "SSN 123 45 6789",                                    # spaces instead of hyphens
+    "Hi Jos\u200b\u00e9, checking in.",                      # a zero-width space inside the name
 ])
 def test_member_identifiers_in_other_spellings_are_found(text: str) -> None:
     assert phi_in_text(text, member_identifiers(PATIENT))
