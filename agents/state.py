@@ -20,8 +20,10 @@ __all__ = ["FINAL_STATUSES", "ActionRecord", "ActionStatus", "OutreachRequest", 
 
 ActionStatus = Literal[
     "proposed", "awaiting_approval", "approved", "deferred", "ready", "executed", "rejected", "blocked", "failed",
-    "expired", "withdrawn",
+    "expired", "withdrawn", "folded",
 ]
+"""``folded``: final, nothing written: the write folded into another run's (the member was contacted today,
+one contact a day); ``reason`` names what it folded into."""
 RunStatus = Literal[
     "starting", "gathering", "planning", "executing", "awaiting_approval", "deferred", "completed",
     "needs_attention", "ineligible", "not_discharged", "withdrawn",
@@ -31,7 +33,8 @@ withdrawn by its source, ends ``withdrawn``; one that could not go on ends ``nee
 follow-up Task)."""
 FINAL_STATUSES: frozenset[str] = frozenset({"completed", "needs_attention", "ineligible", "not_discharged",
                                             "withdrawn"})
-TERMINAL: frozenset[str] = frozenset({"executed", "rejected", "blocked", "failed", "expired", "withdrawn"})
+TERMINAL: frozenset[str] = frozenset({"executed", "rejected", "blocked", "failed", "expired", "withdrawn",
+                                      "folded"})
 
 
 class ActionRecord(BaseModel):
@@ -47,7 +50,7 @@ class ActionRecord(BaseModel):
     approval: SignedApproval | None = Field(default=None, exclude_if=lambda v: v is None, description=(
         "The signed decisions that approved the action, for the worker that performs it to verify."))
     edited: bool = False
-    reason: str | None = Field(default=None, description="Why rejected, blocked or failed.")
+    reason: str | None = Field(default=None, description="Why rejected, blocked, failed or folded.")
     result: WriteResult | None = None
 
 

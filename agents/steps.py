@@ -4,8 +4,12 @@ A program's graph supplies what differs (how an action is judged, how a
 pending item is described, which write tool input an action becomes); the
 life of an action is the same everywhere:
 
-    proposed → (ready | blocked | deferred | awaiting_approval) → approved → ready → executed
+    proposed → (ready | blocked | deferred | awaiting_approval) → approved → ready → executed | folded
                                          ↘ rejected · expired (never executed) · failed
+
+``folded``: the write tool wrote nothing because another run had already done it (one contact a day: the
+member was contacted today); the run must not report the action as sent, nor sample it as an automatic
+execution (it was not one).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from tools.registry import ToolSpec
 from tools.tasks import CreateTaskArgs
 from tools.writes import SignedApproval
 
-__all__ = ["apply_received", "execute_ready", "expired_follow_up", "guard_actions"]
+__all__ = ["apply_received", "execute_ready", "expired_follow_up", "folded_reason", "guard_actions"]
 
 Judge = Callable[[ActionRecord], GuardrailVerdict]
 Describe = Callable[[ActionRecord, list[str], Role], PendingApproval]
@@ -71,6 +75,9 @@ async def execute_ready(rt: AgentRuntime, records: list[ActionRecord], *, write_
             continue
         try:
             record.result = await rt.call_tool(*write_call(record))
+            if record.result.folded_into is not None:
+                record.status, record.reason = "folded", folded_reason(record.result.folded_into)
+                continue
             record.status = "executed"
             if record.approved_by is None:  # allowed by the guardrails and run with no human: auditable
                 rt.executed_automatically(record.action)
@@ -80,6 +87,12 @@ async def execute_ready(rt: AgentRuntime, records: list[ActionRecord], *, write_
             if record.status == "ready":
                 record.status, record.reason = "failed", f"{failure.error_type}: {failure}"
     return actions
+
+
+def folded_reason(folded_into: str) -> str:
+    """Why a folded action ended without writing: what it folded into."""
+    return (f"one contact a day: the member was contacted today by {folded_into}; nothing was sent for this "
+            "action")
 
 
 def apply_received(records: list[ActionRecord], inbox: list[ReceivedDecision], *,

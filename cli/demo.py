@@ -81,7 +81,7 @@ def _summary(statuses: Iterable[OutreachStatus], eligibility: dict[str, str]) ->
         executed = [_SHORT.get(a.tool, a.tool) for a in s.actions if a.status == "executed"]
         waiting = [f"{_SHORT.get(p.tool, p.tool)} ({p.required_role})" for p in s.pending_approvals]
         held = [f"{_SHORT.get(a.tool, a.tool)} {a.status}" for a in s.actions
-                if a.status in ("blocked", "deferred", "rejected")]
+                if a.status in ("blocked", "deferred", "rejected", "folded")]
         table.add_row(*map(plain, (s.member_pseudonym or "?", eligibility.get(s.workflow_id, "?"),
                                    "-" if s.lace is None else str(s.lace), ", ".join(executed) or "-",
                                    ", ".join(waiting) or "-", ", ".join(held) or "-", s.status)))

@@ -109,4 +109,5 @@ class CareTools:
     @activity.defn(name="tools.send_outreach")
     def send_outreach(self, data: outreach.SendOutreachInput) -> WriteResult:
         return self._write("send_outreach", data,
-                           lambda d: outreach.send_outreach(self._store, d, now=datetime.now(UTC)))
+                           lambda d: outreach.send_outreach(self._store, d, now=datetime.now(UTC),
+                                                            default_zone=self._plan_zone))

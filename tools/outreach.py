@@ -15,14 +15,23 @@ their check-in minutes apart. Each Communication is written under the key
 ``contact-day/post-discharge-outreach/<member>/<member-local date>``, whose
 unique constraint in the store admits one per day even for two runs at the
 same instant on two workers: the second run's message folds into the first
-(the tool returns the Communication already sent today, ``created`` False,
-and logs ``outreach.folded``); nothing second is sent. A run finds its own
-Communication again by its deterministic id, so a retry is still idempotent.
+(the tool returns the Communication already sent today, ``created`` False
+and ``folded_into`` naming it, and logs ``outreach.folded``); nothing second
+is sent, and the run reports its action ``folded``, not ``executed``. A run
+finds its own Communication again by its deterministic id, so a retry is
+still idempotent.
+
+**The member's zone is the one the guardrail used**: the address's zone, else
+the plan's (``default_zone``, which the worker passes from
+``settings.plan_time_zone`` as it does to ``lookup_member``). With any other
+default the tool and the guardrail disagree about the hour for an address-less
+member: the guardrail sees an open window, the tool refuses, the run defers a
+minute and tries again, every minute, and the contact day is the wrong date.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -38,7 +47,8 @@ from tools.errors import (
     OUTSIDE_CONTACT_HOURS,
     tool_error,
 )
-from tools.member import Channel, contact_points, is_deceased, is_opted_out, member_time_zone
+from tools.member import DEFAULT_TIME_ZONE, Channel, contact_points, is_deceased, is_opted_out
+from tools.time_zones import resolve_member_zone
 from tools.writes import SignedApproval, WriteResult, resource_id
 
 __all__ = ["PROGRAM", "SendOutreachArgs", "SendOutreachInput", "contact_day_key", "send_outreach"]
@@ -104,7 +114,9 @@ def contact_day_key(member_id: str, day: date) -> str:
     return f"contact-day/{PROGRAM}/{member_id}/{day.isoformat()}"
 
 
-def send_outreach(store: CareRecordStore, data: SendOutreachInput, *, now: datetime) -> WriteResult:
+def send_outreach(store: CareRecordStore, data: SendOutreachInput, *, now: datetime,
+                  default_zone: str = DEFAULT_TIME_ZONE) -> WriteResult:
+    """Record the message, or refuse with why; ``default_zone``: the plan's zone (see the module docstring)."""
     own_id = resource_id(data.idempotency_key, "communication")
     # By id, not by key: the Communication is stored under its contact-day key (and older ones under the run's).
     if (existing := store.get("Communication", own_id)) is not None:
@@ -117,7 +129,7 @@ def send_outreach(store: CareRecordStore, data: SendOutreachInput, *, now: datet
     if is_opted_out(store.find_for_member("Consent", data.member_id)):
         raise tool_error(CONTACT_NOT_ALLOWED, "the member has opted out of outreach; nothing was sent")
     channel = data.arguments.channel
-    zone, _ = member_time_zone(patient)
+    zone = resolve_member_zone(patient, default_zone=default_zone, on=now.astimezone(UTC).date()).zone
     if channel not in contact_points(patient):
         raise tool_error(NO_CONTACT_POINT, f"the member has no contact point for channel {channel!r}")
     if channel == "sms" and len(data.arguments.message) > data.sms_max_chars:
@@ -130,6 +142,8 @@ def send_outreach(store: CareRecordStore, data: SendOutreachInput, *, now: datet
     stored, created = store.create_once([build_communication(data, now)], contact_day_key(data.member_id, day))
     reference = f"Communication/{stored[0]['id']}"
     if not created and stored[0]["id"] != own_id:
-        # Another run (or another action of this one) contacted the member today: fold into that contact.
+        # Another run (or another action of this one) contacted the member today: fold into that contact, and
+        # say so, so the run does not report this message as sent (nothing of this action's went out).
         log.info("outreach.folded", folded_into=reference, channel=channel)
+        return WriteResult(reference=reference, created=False, folded_into=reference)
     return WriteResult(reference=reference, created=created)

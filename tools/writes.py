@@ -35,3 +35,6 @@ class WriteResult(BaseModel):
     reference: str = Field(description="FHIR reference of the primary resource, e.g. Task/<id>.")
     created: bool = Field(description="False when the key had been used: the earlier resource is returned.")
     related: list[str] = Field(default_factory=list, description="Other resources written with it (Goals).")
+    folded_into: str | None = Field(default=None, exclude_if=lambda v: v is None, description=(
+        "Set when nothing was written because the write folded into another run's resource (one contact a "
+        "day): that resource's reference, also in ``reference``. Absent from older histories."))

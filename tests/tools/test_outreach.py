@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 
 import pytest
 from fhir.resources.R4B.communication import Communication
@@ -10,7 +10,7 @@ from temporalio.exceptions import ApplicationError
 
 from store.fhir_validation import validate_resource
 from tests.fhir_factory import make_member
-from tools.outreach import SendOutreachArgs, SendOutreachInput, send_outreach
+from tools.outreach import SendOutreachArgs, SendOutreachInput, contact_day_key, send_outreach
 
 NOON_NY = datetime(2024, 6, 11, 16, 0, tzinfo=UTC)   # 12:00 EDT
 NIGHT_NY = datetime(2024, 6, 12, 1, 30, tzinfo=UTC)  # 21:30 EDT, 18:30 PDT
@@ -169,3 +169,28 @@ def test_the_contact_day_is_the_members_own_day(store):
     noon = send_outreach(store, _input(member, key="wf-2/a2"), now=datetime(2024, 6, 11, 19, 0, tzinfo=UTC))
 
     assert (False, evening.reference, 1) == (noon.created, noon.reference, store.count("Communication"))
+
+
+def test_a_folded_message_says_what_it_folded_into(store):
+    """The second run's result names the Communication it folded into (the run then reports it folded, not
+    sent); the first run's own result, and a retry of it, name nothing folded. Before: no such field."""
+    member = make_member(store)
+    first = send_outreach(store, _input(member, key="wf-1/a2-check-in"), now=NOON_NY)
+    second = send_outreach(store, _input(member, key="wf-2/a2-check-in"), now=NOON_NY.replace(minute=1))
+    retried = send_outreach(store, _input(member, key="wf-1/a2-check-in"), now=NOON_NY.replace(minute=2))
+
+    assert (None, first.reference, None) == (first.folded_into, second.folded_into, retried.folded_into)
+    assert "folded_into" not in first.model_dump()  # older histories' results keep their shape
+
+
+def test_an_address_less_members_contact_day_is_the_plans_date(store):
+    """At 06:30 UTC it is 23:30 the previous day in Los Angeles and 02:30 in New York: with a Pacific plan an
+    address-less member's contact day is the Pacific date (before: the New York one)."""
+    member = make_member(store, state=None)
+    data = _input(member, key="wf-9/a2").model_copy(update={"contact_window_start": time(0),
+                                                              "contact_window_end": time.max})
+    sent = send_outreach(store, data, now=datetime(2024, 6, 12, 6, 30, tzinfo=UTC), default_zone="America/Los_Angeles")
+    pacific_day = store.by_idempotency_key(contact_day_key(member.member_id, date(2024, 6, 11)))
+
+    assert (f"Communication/{pacific_day['id']}", None) == (sent.reference, store.by_idempotency_key(
+        contact_day_key(member.member_id, date(2024, 6, 12))))
