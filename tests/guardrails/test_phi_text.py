@@ -1,5 +1,5 @@
-"""guardrails.phi_text: the member's own identifiers in any common format, identifier patterns, and the texts the
-planner writes (the approved template, a rationale with an ISO due date) left alone."""
+"""guardrails.phi_text: the member's own identifiers in any common format and spelling, identifier patterns, and the
+texts the planner writes (the approved template, a rationale with an ISO due date) left alone."""
 
 from __future__ import annotations
 
@@ -77,3 +77,77 @@ def test_identifiers_are_read_from_every_part_of_the_patient() -> None:
     assert ("MRN-CNRY-55213",) == MEMBER.identifiers
     assert (("617-555-0199",), ("oz.v@canary.example",)) == (MEMBER.phones, MEMBER.emails)
     assert (("77 Canaryfield Way",), ("02118",)) == (MEMBER.address_lines, MEMBER.postal_codes)
+
+
+# A member whose identifiers come in other spellings (review of issue 21): an accented given name, a hyphenated
+# surname with an apostrophe, a street suffix, a city and a county.
+OTHER = member_identifiers({
+    "resourceType": "Patient", "id": "mbr-review-21",
+    "name": [{"family": "O\u2019Brien-Vrellquist", "given": ["Jos\u00e9"]}], "birthDate": "1941-07-04",
+    "address": [{"line": ["123 North Canaryfield Street Apt 4"], "city": "Quillbrook", "district": "Tamsworth County",
+                 "state": "CA", "postalCode": "94103-1234"}],
+})
+
+
+@pytest.mark.parametrize(("text", "kind"), [
+    ("Hi Jose, checking in.", "the member's name"),                          # accent dropped
+    ("Hi JOS\u00c9", "the member's name"),                                     # accent kept, upper case
+    ("Hi Jos\u200b\u00e9, checking in.", "the member's name"),                 # zero-width space inside
+    ("Hi Jo\u00adse", "the member's name"),                                    # soft hyphen inside
+    ("Hi \uff2a\uff4f\uff53\uff45", "the member's name"),                        # full-width letters
+    ("Mr O'Brien, please call us back.", "the member's name"),               # half of the hyphenated surname
+    ("Mr OBrien called", "the member's name"),                               # apostrophe dropped
+    ("Mr O Brien called", "the member's name"),                              # a piece of 3+ letters
+    ("Dear Ms Vrellquist", "the member's name"),                             # the other half
+    ("We will visit you at 123 Canaryfield St.", "the member's address"),    # the line without N and Apt
+    ("We will visit you at 123 N. Canaryfield St., #4", "the member's address"),
+    ("visit 123 north canaryfield street", "the member's address"),
+    ("on Canaryfield Street", "the member's address"),                       # no house number
+    ("She lives in Quillbrook.", "the member's city or county"),
+    ("TAMSWORTH COUNTY clinic", "the member's city or county"),
+    ("Birthday 4 Jul 41 on file.", "the member's birth date"),                # day-first, two-digit year
+    ("04-JUL-1941", "the member's birth date"),
+    ("Jul 4, 41", "the member's birth date"),
+    ("SSN 123 45 6789", "an SSN"),
+    ("ssn 123.45.6789", "an SSN"),
+    ("ssn 123 - 45 - 6789", "an SSN"),
+    ("A 92-year-old member", "an age over 89"),
+    ("92 years old", "an age over 89"),
+    ("age 93", "an age over 89"),
+    ("aged: 101", "an age over 89"),
+    ("95 y/o", "an age over 89"),
+    ("91 years of age", "an age over 89"),
+    ("a woman in her 90s", "an age over 89"),
+])
+def test_other_spellings_of_the_same_identifier_are_found(text: str, kind: str) -> None:
+    """Accents, invisible characters, compatibility forms, parts of a compound surname, USPS abbreviations,
+    two-digit years, separated SSNs and ages over 89 (Safe Harbor) are the identifier they spell."""
+    assert kind in phi_in_text(text, OTHER)
+
+
+@pytest.mark.parametrize("text", [
+    "Call O today",                           # a one-letter piece of the surname matches nothing
+    "Canaryfield Farms Market",               # the street name alone, without suffix or number
+    "Visit St. Mary's clinic on Main St",      # another street, and "St" as Saint
+    "Follow-up in 90 days; age 65",           # 90 that is not an age, an age under 90
+    "Reduce PT to 2 visits a week",
+    "Schedule the follow-up on May 5, 24 minutes before the call",
+])
+def test_near_misses_are_not_findings(text: str) -> None:
+    """Pieces shorter than 3 letters, another street, numbers that are not ages or dates: no false alarm."""
+    assert [] == phi_in_text(text, OTHER)
+
+
+def test_a_city_that_is_an_ordinary_word_counts_only_with_its_state() -> None:
+    """"Mobile" is a city and a word: "mobile phone" names nobody, "Mobile, AL" names where the member lives."""
+    member = member_identifiers({"address": [{"city": "Mobile", "state": "AL"}]})
+    assert [] == phi_in_text("Confirm the member's mobile phone number.", member)
+    assert ["the member's city or county"] == phi_in_text("The member moved to Mobile, AL.", member)
+    assert ["the member's city or county"] == phi_in_text("in Mobile Alabama", member)
+
+
+def test_the_forms_of_a_compound_name_keep_pieces_of_three_letters_or_more() -> None:
+    """The folded name is kept whole; its pieces are found, and "O" (one letter) is not one of them."""
+    assert ("Jose", "O'Brien-Vrellquist") == OTHER.names
+    assert ("Quillbrook", "Tamsworth County") == OTHER.cities
+    assert [] == phi_in_text("Plan O: call back", OTHER)

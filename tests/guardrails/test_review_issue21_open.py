@@ -82,9 +82,6 @@ PATIENT = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="review issue 21: the member's identifiers in other spellings pass "
-                                       "(guardrails/phi_text.py: hyphenated surnames kept whole, accents, street "
-                                       "abbreviations, spaced SSN, day-first two-digit year)")
 @pytest.mark.parametrize("text", [
     "Hi Jose, checking in after your stay.",              # accent dropped
     "Mr O'Brien, please call us back.",                   # one half of a hyphenated surname
