@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from agents.runtime import ToolFailure
     from agents.state import TERMINAL, ActionRecord, ActionStatus
+    from guardrails.adverse_content import non_adverse_quote
     from runtime import search_attributes as sa
     from runtime.errors import DecisionRefused
     from store.ledger import LedgerActivities
@@ -263,7 +264,9 @@ class AgentRun:
         follow_up = None
         try:
             created = await workflow.execute_activity_method(
-                CREATE_TASK.activity, self.follow_up_task(reason, f"{info.workflow_id}/{info.run_id}/{key_suffix}"),
+                # The worker reads every field of a Task for adverse words: the failure is quoted without them.
+                CREATE_TASK.activity, self.follow_up_task(non_adverse_quote(reason, 290),
+                                                          f"{info.workflow_id}/{info.run_id}/{key_suffix}"),
                 start_to_close_timeout=self._tool_timeout, schedule_to_close_timeout=_FOLLOW_UP_TIMEOUT,
                 retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)

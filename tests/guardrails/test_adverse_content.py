@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from guardrails.adverse_content import classify_text, content_effect, most_adverse
+from guardrails.adverse_content import classify_text, content_effect, most_adverse, non_adverse_quote
 from guardrails.policy import GuardrailPolicy
 from guardrails.rules import declared_effect, evaluate_action, service_effect
 from tests.guardrails.run_facts import DISCHARGED, make_facts
@@ -52,6 +52,18 @@ ADVERSE: list[tuple[str, str]] = [
     ("no denial, terminate the authorization", "terminates"),  # the negation ends at the comma
     ("No change to PT but reduce OT visits", "reduces"),  # ... and at "but"
     ("DENY CONTINUED HOME-HEALTH SERVICES", "denies"),
+    # Review of issue 21: what the history rule (past reports are not intent) must NOT excuse.
+    ("PT visits will be discontinued after 6 weeks.", "terminates"),  # future: intent
+    ("Your PT was discontinued after 6 weeks.", "terminates"),  # addressed to the member: a notice
+    ("Home health was stopped due to pain.", "terminates"),  # coverage, not a treatment
+    ("Conservative PT was discontinued by the health plan.", "terminates"),  # by the plan
+    ("Physical therapy is discontinued effective today.", "terminates"),  # present: a decision now
+    ("Home health services end only Friday.", "terminates"),  # "only" without a condition
+    ("Deny, as of today, all home health visits.", "denies"),  # an aside after the verb
+    ("Home health: reduce to weekly.", "reduces"),  # a header
+    ("D/C'd home health per plan", "terminates"),
+    ("Se deniega la autorizaci\u00f3n de terapia.", "denies"),
+    ("De\u00adny home health services.", "denies"),  # a soft hyphen (format character) inside the verb
 ]
 
 NOT_ADVERSE: list[str] = [
@@ -85,6 +97,15 @@ NOT_ADVERSE: list[str] = [
     "Daily weight and symptom check for heart failure",
     "Every criterion of the medical policy is met with cited evidence.",
     "Approval a1-task.0 (create_task) expired unanswered; review the run and decide by hand",
+    # Review of issue 21: history, scheduling and places that are not an intent to cut a service.
+    "Approve: criteria met; conservative PT was discontinued after 6 weeks without relief.",
+    "Member completed 6 weeks of PT; PT was then discontinued due to pain.",
+    "Reduce ED visits and unplanned admissions",
+    "d/c home with home health services",
+    "Lower extremity PT evaluation within 7 days",
+    "If pain stops, resume PT visits",
+    "No more than one call per day",
+    "No se cancelan los servicios de salud en el hogar.",
 ]
 
 
@@ -120,13 +141,34 @@ def test_codes_from_fixed_vocabularies_are_not_read_as_text() -> None:
     assert ("none", "reduces") == (content_effect(args).effect, task_service_effect(args))
 
 
-def test_the_reason_of_a_run_failure_task_quotes_the_failure_and_is_not_its_intent() -> None:
-    """careloom's own follow-up Task quotes errors such as 'an action that denies a service needs an MD'."""
+def test_the_reason_of_a_run_failure_task_is_read_like_any_other_field() -> None:
+    """Review of issue 21: the reason of any run-failure-review Task was skipped, on the worker too, so a forged run
+    could write "Deny home health services" there with no MD. Now it is read; the worker needs an MD for it."""
     args = _task("The post-discharge outreach run could not go on; review the member and reach them by hand",
-                 kind="run-failure-review",
-                 reason="ApprovalNotVerified: an action that denies a service needs a signed MD approval")
+                 kind="run-failure-review", reason="Deny continued home health services; terminate authorization")
 
-    assert "none" == task_service_effect(args)
+    assert "terminates" == task_service_effect(args)
+
+
+@pytest.mark.parametrize("failure", [
+    "ApprovalNotVerified: create_task refused: an action that denies a service needs a signed MD approval",
+    "ToolFailed: Deny continued home health services; terminate authorization effective today.",
+    "Home health: denied.",
+    "withdrawn by adt:GENHOSP (A13 cancel discharge); approval(s) a1 closed unexecuted: confirm with the source",
+])
+def test_careloom_quotes_a_failure_in_its_follow_up_task_without_adverse_words(failure: str) -> None:
+    """careloom's own follow-up quotes the failure through non_adverse_quote: what is not adverse is kept word for
+    word (the error type, the tool), an adverse part is replaced by a note, and the Task needs no MD."""
+    quoted = non_adverse_quote(failure, 290)
+    args = _task("The post-discharge outreach run could not go on; review the member and reach them by hand",
+                 kind="run-failure-review", reason=quoted)
+
+    assert ("none", []) == (task_service_effect(args), classify_text(quoted))
+    assert len(quoted) <= 290
+    if not classify_text(failure):
+        assert failure == quoted
+    elif failure.startswith(("ApprovalNotVerified", "ToolFailed")):
+        assert quoted.startswith(failure.split(":")[0] + ":"), quoted
 
 
 # --- the rules: adverse content goes to an MD with dual sign-off, whatever is declared -----------------------

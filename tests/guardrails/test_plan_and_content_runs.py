@@ -111,18 +111,21 @@ async def forged_queue(client: Client, settings: Settings, store: SqlCareRecordS
             yield queue
 
 
-def _task_input(member, description: str) -> CreateTaskInput:  # noqa: ANN001
+def _task_input(member, description: str, *, kind: str = "tcm-interactive-contact",  # noqa: ANN001
+                reason: str = "inpatient discharge") -> CreateTaskInput:
     now = datetime.now(UTC)
     return CreateTaskInput(
         member_id=member.member_id, encounter_id=member.encounter_id, idempotency_key=f"forged-{uuid.uuid4().hex}",
         authored_at=now, arguments=CreateTaskArgs(
-            kind="tcm-interactive-contact", queue="care-management/post-discharge", priority="urgent",
-            description=description, reason="inpatient discharge", due=now + timedelta(days=2),
-            service_effect="none"))
+            kind=kind, queue="care-management/post-discharge", priority="urgent",
+            description=description, reason=reason, due=now + timedelta(days=2), service_effect="none"))
 
 
 @pytest.mark.parametrize(("tool", "build"), [
     ("tools.create_task", lambda m: _task_input(m, ADVERSE_TASK_TEXT)),
+    # Review of issue 21: the reason of a run-failure-review Task was not read, on the worker either.
+    ("tools.create_task", lambda m: _task_input(m, "Review the member", kind="run-failure-review",
+                                                reason=ADVERSE_TASK_TEXT)),
     ("tools.send_outreach", lambda m: SendOutreachInput(
         member_id=m.member_id, encounter_id=m.encounter_id, idempotency_key=f"forged-{uuid.uuid4().hex}",
         arguments=SendOutreachArgs(channel="sms", template="follow-up-reminder",

@@ -39,7 +39,7 @@ MISSED_ADVERSE = [
     # clinical shorthand
     "d/c home health",
     "Stop all HH",
-    # another language (members and coordinators write Spanish)
+    # another language (members and coordinators write Spanish): a minimal Spanish vocabulary
     "Se cancelan los servicios de salud en el hogar.",
     # invisible or compatibility characters a reader never sees (no NFKC, no removal of format characters)
     "De\u200bny home health services.",
@@ -47,9 +47,6 @@ MISSED_ADVERSE = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="review issue 21: adverse paraphrases, clause splits and shorthand are "
-                                       "not findings (guardrails/adverse_content.py: _clauses, _OBJECT_WINDOW, "
-                                       "verb list)")
 @pytest.mark.parametrize("text", MISSED_ADVERSE)
 def test_adverse_paraphrases_are_findings(text: str) -> None:
     assert classify_text(text), f"not flagged: {text!r}"
@@ -66,9 +63,6 @@ FALSE_ADVERSE = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="review issue 21: clinical history and scheduling words are read as the "
-                                       "action's intent (guardrails/adverse_content.py: past-tense reports, "
-                                       "'end' as a noun modifier)")
 @pytest.mark.parametrize("text", FALSE_ADVERSE)
 def test_history_and_scheduling_are_not_findings(text: str) -> None:
     assert not classify_text(text), [f.describe() for f in classify_text(text)]
