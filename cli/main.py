@@ -137,6 +137,8 @@ def import_(
             console.print(safe(f"{rtype:>14}: " + ", ".join(f"{n} {o}" for o, n in outcomes.items())))
         for problem in report.problems:
             console.print(f"[yellow]skipped[/] {safe(problem)}")
+        for warning in report.warnings:  # imported, but maybe another person under a reused Patient id
+            console.print(f"[yellow]warning[/] {safe(warning)}")
         if report.ignored:
             console.print(safe(f"ignored {len(report.ignored)} .json file(s) beside the Bulk Data .ndjson files "
                                f"(import Bundles from their own folder): {', '.join(report.ignored)}"))

@@ -33,6 +33,24 @@ entries reference each other, so importing the rest would attach them to the
 other resource). Each refusal is a problem naming both locations
 (``file:line`` or ``file entry N``). The same content under the same id
 (e.g. a shared Organization) is no conflict.
+
+**A refused NDJSON Patient takes its records with it.** Skipping the line
+alone is not enough: the second export's Encounters, Conditions... keep
+their own ids (no conflict) and say ``subject: Patient/<reused id>``, so they
+would hang off the kept person and ``import --start-outreach`` would contact
+them about someone else's stay. So a first pass reads the Patient files (in
+Bulk Data folders ``Encounter.ndjson`` sorts before ``Patient.ndjson``) and
+finds the refused Patient lines; every resource of the refused line's folder
+(one Bulk Data export) that references that Patient, or references a resource
+held so, is held: not imported, one problem each naming the refused line.
+When both versions of the Patient come from one folder, whose record is whose
+cannot be told: every record of that folder referencing the id is held.
+
+**A Patient that changes identity between imports is a warning.** A later
+import that gives a stored Patient another ``name`` or ``birthDate`` is
+imported (a correction is legitimate) and reported in ``warnings``
+(``Patient/x changed identity fields (birthDate)``): it may be another
+person under a reused id.
 """
 
 from __future__ import annotations
@@ -53,6 +71,7 @@ __all__ = ["IMPORTED_BUNDLE_TYPES", "ImportReport", "LineProblem", "import_bundl
            "import_path"]
 
 _BATCH = 1000
+_IDENTITY_FIELDS = ("name", "birthDate")
 
 IMPORTED_BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "searchset", "document"})
 """Bundle types whose entries are records to load; the others are refused (see :func:`import_bundles`)."""
@@ -94,6 +113,10 @@ class ImportReport:
     """Ids of the Encounters imported (inserted, updated or unchanged), in import order, each once."""
     conflicts: int = 0
     """Lines and Bundles refused because an earlier place in this import gave one of their ids other content."""
+    held: int = 0
+    """NDJSON lines not imported because they reference a refused Patient of their own export (a problem each)."""
+    warnings: list[str] = field(default_factory=list)
+    """Imported, but worth a look: a stored Patient whose name or birth date this import changed."""
 
     @property
     def skipped(self) -> int:
@@ -115,7 +138,9 @@ class ImportReport:
             "unchanged": self.total("unchanged"),
             "skipped": self.skipped,
             "conflicts": self.conflicts,
+            "held": self.held,
             "problems": [str(p) for p in self.problems],
+            "warnings": self.warnings,
         }
 
 
@@ -180,6 +205,8 @@ def import_ndjson(store: CareRecordStore, source: Path) -> ImportReport:
     report = ImportReport()
     seen: set[str] = set()
     first = _FirstSeen()
+    refused = _refused_patients(files, first)  # claims every Patient line: the second pass does not again
+    held = _held_records(files, refused)
     for path in files:
         name = str(path)
         report.files.append(name)
@@ -194,10 +221,22 @@ def import_ndjson(store: CareRecordStore, source: Path) -> ImportReport:
                 except InvalidResource as err:
                     report.problems.append(LineProblem(str(path), number, str(err)))
                     continue
-                if (conflict := first.claim(name, [(number, resource)], entries=False)) is not None:
+                key = _key(resource)
+                if expected == "Patient":
+                    conflict = refused.lines.get((name, number))
+                    conflict = None if conflict is None else (0, conflict)
+                elif (why := held.get((path.parent, key))) is not None:
+                    report.held += 1
+                    report.problems.append(LineProblem(name, number, (
+                        f"{key} held, not imported: it {why}, so it would attach to another person's record. "
+                        "Give the resources of one export other ids, or import only one of the two exports")))
+                    continue
+                else:
+                    conflict = first.claim(name, [(number, resource)], entries=False)
+                if conflict is not None:
                     report.conflicts += 1
-                    report.problems.append(LineProblem(str(path), number, (
-                        f"{_key(resource)} conflicts with {conflict[1]}: the same id with different content in "
+                    report.problems.append(LineProblem(name, number, (
+                        f"{key} conflicts with {conflict[1]}: the same id with different content in "
                         "one import; the first was kept and this line skipped. Give one of them another id, "
                         "or import only one of the two exports")))
                     continue
@@ -208,11 +247,112 @@ def import_ndjson(store: CareRecordStore, source: Path) -> ImportReport:
     return report
 
 
+@dataclass
+class _Refused:
+    """The Patient lines of this import refused as conflicts, and which Patient each export folder lost."""
+
+    lines: dict[tuple[str, int], str] = field(default_factory=dict)
+    """(file, line) of each refused Patient line → where its other version is (``file:line``)."""
+    by_folder: dict[Path, dict[str, str]] = field(default_factory=dict)
+    """Export folder → refused Patient id → why its records are held (names both lines)."""
+
+
+def _refused_patients(files: list[Path], first: _FirstSeen) -> _Refused:
+    """First pass: claim every valid Patient line in import order; the conflicting ones are refused."""
+    refused = _Refused()
+    kept_in: dict[str, Path] = {}  # Patient id → folder of the version kept
+    for path in files:
+        if _expected_type(path) != "Patient":
+            continue
+        name = str(path)
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    resource = _parse_line(raw, "Patient")
+                except InvalidResource:
+                    continue  # reported by the second pass
+                conflict = first.claim(name, [(number, resource)], entries=False)
+                if conflict is None:
+                    kept_in.setdefault(resource["id"], path.parent)
+                    continue
+                refused.lines[(name, number)] = conflict[1]
+                why = f"references Patient/{resource['id']}, whose line {name}:{number} was refused (it " \
+                      f"conflicts with {conflict[1]})"
+                if kept_in.get(resource["id"]) == path.parent:
+                    why += "; both versions come from this folder, so whose record this is cannot be told"
+                refused.by_folder.setdefault(path.parent, {}).setdefault(resource["id"], why)
+    return refused
+
+
+def _held_records(files: list[Path], refused: _Refused) -> dict[tuple[Path, str], str]:
+    """(folder, Type/id) → why, for every resource of an export folder that lost a Patient and references it,
+    directly or through another held resource of that folder (e.g. an Observation of a held Encounter)."""
+    held: dict[tuple[Path, str], str] = {}
+    for folder, patients in refused.by_folder.items():
+        links: dict[str, set[str]] = {}
+        for path in files:
+            if path.parent != folder or _expected_type(path) == "Patient":
+                continue
+            with path.open(encoding="utf-8", errors="replace") as handle:
+                for raw in handle:
+                    try:
+                        resource = json.loads(raw)
+                    except json.JSONDecodeError:
+                        continue  # reported by the second pass
+                    if isinstance(resource, dict) and isinstance(resource.get("id"), str):
+                        key = f"{resource.get('resourceType')}/{resource['id']}"
+                        links.setdefault(key, set()).update(_references(resource))
+        why = {f"Patient/{pid}": reason for pid, reason in patients.items()}
+        grew = True
+        while grew:  # until no record references a held one: chains are short (Observation → Encounter)
+            grew = False
+            for key, targets in links.items():
+                if key in why:
+                    continue
+                if (via := next((t for t in sorted(targets) if t in why), None)) is not None:
+                    why[key] = why[via] if via.startswith("Patient/") else f"references held {via}, which {why[via]}"
+                    grew = True
+        held.update({(folder, key): reason for key, reason in why.items() if not key.startswith("Patient/")})
+    return held
+
+
+def _references(value: Any) -> set[str]:
+    """Every ``Type/id`` that ``value`` references (relative, absolute or versioned references alike)."""
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                if key == "reference" and isinstance(inner, str):
+                    parts = inner.split("/_history/")[0].rstrip("/").split("/")
+                    if len(parts) >= 2:
+                        found.add(f"{parts[-2]}/{parts[-1]}")
+                else:
+                    stack.append(inner)
+    return found
+
+
 def _flush(store: CareRecordStore, batch: list[dict[str, Any]], report: ImportReport, seen: set[str]) -> None:
     if not batch:
         return
+    # Read before the write: a stored Patient's identity this import changes is worth a warning (one read per
+    # Patient; the other resources are not read).
+    stored = {r["id"]: store.get("Patient", r["id"]) for r in batch if r["resourceType"] == "Patient"}
     for resource, outcome in zip(batch, store.put_many(batch), strict=True):
         report.counts[(resource["resourceType"], outcome)] += 1
+        if outcome == "updated" and (earlier := stored.get(resource["id"])) is not None \
+                and resource["resourceType"] == "Patient":
+            changed = [f for f in _IDENTITY_FIELDS if earlier.get(f) != resource.get(f)]
+            if changed:
+                report.warnings.append(
+                    f"Patient/{resource['id']} changed identity fields ({', '.join(changed)}) since it was last "
+                    "imported: if this is another person under a reused id, their records now hang off the "
+                    "earlier one's; give one export other ids")
         if resource["resourceType"] == "Encounter" and resource["id"] not in seen:
             seen.add(resource["id"])
             report.encounters.append(resource["id"])

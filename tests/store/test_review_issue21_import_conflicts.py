@@ -1,17 +1,17 @@
-"""Review of issue 21.6 (xfail strict: open finding): a refused NDJSON Patient still gets the other person's records.
+"""Review of issue 21.6 (fixed): a refused NDJSON Patient still got the other person's records.
 
 Two NDJSON exports that reuse a Patient id for two people, imported at once: the second Patient line is skipped
 as a conflict, but the second export's Encounter (its own id, no conflict) is imported with
 ``subject: Patient/<reused id>``, so the second person's stay now hangs off the first person, which is the harm
 issue 21.6 describes, and ``import --start-outreach`` would contact the first person about it. Bundles are
-skipped whole for exactly this reason (store/importer.py import_bundles); import_ndjson skips the line only.
+skipped whole for exactly this reason (store/importer.py import_bundles); import_ndjson skipped the line only.
+Now the refused Patient's records of its own export are held (tests/store/test_import_held_records.py).
 """
 
 from __future__ import annotations
 
 import json
 
-import pytest
 
 from store.importer import import_ndjson
 
@@ -23,9 +23,6 @@ def _encounter(eid: str, pid: str) -> str:
                        "period": {"start": "2024-06-01T10:00:00Z", "end": "2024-06-04T10:00:00Z"}})
 
 
-@pytest.mark.xfail(strict=True, reason="review issue 21.6: store/importer.py import_ndjson skips only the "
-                                       "conflicting Patient line; the other export's resources that reference it "
-                                       "are imported and attached to the first person")
 def test_records_of_a_refused_patient_are_not_attached_to_the_kept_one(store, tmp_path) -> None:
     for export, birth, encounter in (("a", "1950-01-01", "enc-a"), ("b", "1990-05-05", "enc-b")):
         folder = tmp_path / "exports" / export
