@@ -128,7 +128,7 @@ async def plan(state: OutreachState, config: RunnableConfig) -> dict[str, Any]:
     proposals, verdicts = out.proposals, state.verdicts
     # Any planner's plan against what the policy mandates for these facts, the offline rules as the reference.
     completed = complete_plan(out.proposals, OfflinePlanner().propose(data), facts,
-                              high_risk_lace=policy.high_risk_lace, planner=out.planner)
+                              high_risk_lace=policy.high_risk_lace, planner=out.planner, policy=policy)
     # Behind a patch marker, written only when something was restored: a run planned before this check replays
     # with the plan it recorded; a complete plan (every offline plan) leaves the history as it was.
     if completed.changes and workflow.patched(PLAN_COMPLETENESS_PATCH):

@@ -6,7 +6,9 @@ member and set the TCM task to ``routine`` was accepted (issue 21.2). The mandat
 
 * a living member: the ``tcm-interactive-contact`` Task (TCM interactive contact within 2 business days),
   ``urgent`` or higher when the readmission risk is high (LACE >= the policy's cut-off, or not scorable);
-* a living member with a preferred channel: a check-in message on a channel the member has;
+* a living member with a preferred channel: a check-in message on a channel the member has, that the outreach
+  guardrails would let out (one they block - an SMS over the limit, a marketing term - reaches nobody, so it
+  does not count: the reference check-in is restored beside it);
 * high readmission risk: the draft care plan (which the rules send to an RN);
 * a deceased member: the ``close-care-episode`` Task (an MD closes the episode).
 
@@ -23,6 +25,8 @@ from dataclasses import dataclass, field
 
 from agents.actions import ProposedAction
 from agents.facts import RunFacts
+from guardrails.policy import GuardrailPolicy
+from guardrails.rules import evaluate_action
 from guardrails.verdicts import GuardrailVerdict
 from tools.care_plan import DraftCarePlanArgs
 from tools.outreach import SendOutreachArgs
@@ -60,9 +64,11 @@ def _is_close(action: ProposedAction) -> bool:
 
 
 def complete_plan(proposals: list[ProposedAction], reference: list[ProposedAction], facts: RunFacts, *,
-                  high_risk_lace: int, planner: str) -> PlanCompleteness:
+                  high_risk_lace: int, planner: str, policy: GuardrailPolicy | None = None) -> PlanCompleteness:
     """``proposals`` with the mandated actions restored from ``reference`` (the offline rules' plan for the same
-    facts) and a TCM task's required priority restored; ``changes`` says what and why."""
+    facts) and a TCM task's required priority restored; ``changes`` says what and why. ``policy`` (default the
+    default policy) judges whether a check-in would be blocked."""
+    policy = policy or GuardrailPolicy()
     member = facts.member
     lace = facts.lace
     high_risk = facts.risk.status != "scored" or (lace or 0) >= high_risk_lace
@@ -72,13 +78,13 @@ def complete_plan(proposals: list[ProposedAction], reference: list[ProposedActio
     changes: list[str] = []
     taken = {p.action_id for p in proposals}
 
-    def restore(matches: Callable[[ProposedAction], bool], required: str) -> None:
+    def restore(matches: Callable[[ProposedAction], bool], required: str, had: str = "none") -> None:
         source = next((r for r in reference if matches(r)), None)
         if source is None:  # the reference rules do not propose it for these facts: nothing to restore from
             return
         action_id = _free_id(f"{source.action_id}-restored", taken)
         taken.add(action_id)
-        why = f"{required}; the {planner} plan had none"
+        why = f"{required}; the {planner} plan had {had}"
         out.append(source.model_copy(update={
             "action_id": action_id,
             "rationale": f"Restored from the policy's rules: {why}. {source.rationale}"[:_RATIONALE_MAX]}))
@@ -103,10 +109,18 @@ def complete_plan(proposals: list[ProposedAction], reference: list[ProposedActio
                     "rationale": (f"Priority restored to urgent by the policy ({risk}); the {planner} plan said "
                                   f"{args.priority}. {action.rationale}")[:_RATIONALE_MAX]})
                 changes.append(f"{action.action_id}: {required}")
-    if member.preferred_channel is not None and not any(
-            isinstance(p.arguments, SendOutreachArgs) and p.arguments.channel in member.channels for p in out):
-        restore(lambda r: isinstance(r.arguments, SendOutreachArgs),
-                f"a check-in on the member's preferred channel ({member.preferred_channel})")
+
+    def sendable(action: ProposedAction) -> bool:
+        # The same checks as the guardrails (contact hours aside: a deferred check-in still goes out, later).
+        return (isinstance(action.arguments, SendOutreachArgs)
+                and evaluate_action(action, facts, policy, now=None).decision != "block")
+
+    check_ins = [p for p in out if isinstance(p.arguments, SendOutreachArgs)]
+    # Restored only if the reference's own check-in would go out (an opted-out member gets none either way).
+    if member.preferred_channel is not None and not any(sendable(p) for p in check_ins):
+        had = (f"only {', '.join(p.action_id for p in check_ins)}, which the guardrails would block" if check_ins
+               else "none")
+        restore(sendable, f"a check-in on the member's preferred channel ({member.preferred_channel})", had)
     if high_risk and not any(isinstance(p.arguments, DraftCarePlanArgs) for p in out):
         restore(lambda r: isinstance(r.arguments, DraftCarePlanArgs),
                 f"a care plan for a clinician at high readmission risk ({risk})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from agents.offline_planner import OfflinePlanner
 from agents.planner import PlannerInput
 from guardrails.plan_completeness import complete_plan
+from guardrails.policy import GuardrailPolicy
 from tests.guardrails.run_facts import make_facts, scored_risk
 from tools.care_plan import DraftCarePlanArgs
 from tools.outreach import SendOutreachArgs
@@ -24,6 +25,7 @@ def _complete(proposals, facts):  # noqa: ANN001, ANN202
 def test_the_offline_plan_is_complete_for_every_kind_of_facts() -> None:
     """The reference is complete by construction: nothing changes (so offline runs' histories are unchanged)."""
     for facts in (make_facts(), make_facts(risk=HIGH), make_facts(deceased=True), make_facts(channels=()),
+                  make_facts(opted_out=True),  # its check-in is blocked, and so would a restored one be
                   make_facts(risk=scored_risk(los=1, acute=False))):
         plan = _reference(facts)
         completed = _complete(plan, facts)
@@ -90,3 +92,47 @@ def test_a_restored_id_never_collides_with_the_plans_own() -> None:
 
     ids = [p.action_id for p in completed.proposals]
     assert len(ids) == len(set(ids)) and "a3-care-plan-restored-2" in ids
+
+
+def _with_check_in(facts, message: str, channel: str = "sms"):  # noqa: ANN001, ANN202
+    """The reference plan with its check-in rewritten as a model might write it."""
+    reference = _reference(facts)
+    check_in = next(p for p in reference if isinstance(p.arguments, SendOutreachArgs))
+    model = check_in.model_copy(update={"action_id": "a2-send-outreach", "arguments": SendOutreachArgs(
+        channel=channel, template="post-discharge-check-in", message=message)})
+    return [model if p is check_in else p for p in reference]
+
+
+def test_a_check_in_with_a_marketing_term_does_not_count_and_the_reference_is_restored() -> None:
+    """Review of issue 21: a check-in the guardrails block (marketing content) counted as the mandated one, so the
+    member got none. Now the reference check-in is restored beside it, and the rationale says why."""
+    facts = make_facts(risk=HIGH)
+    completed = _complete(_with_check_in(facts, "Checking in - and a special offer on your plan!"), facts)
+
+    assert ["a1-tcm-task", "a2-send-outreach", "a3-care-plan", "a2-check-in-restored"] == [
+        p.action_id for p in completed.proposals]
+    restored = completed.proposals[-1]
+    assert restored.rationale.startswith(
+        "Restored from the policy's rules: a check-in on the member's preferred channel (sms); the model:m plan had "
+        "only a2-send-outreach, which the guardrails would block.")
+    assert ["restored a2-check-in-restored (a check-in on the member's preferred channel (sms))"] == completed.changes
+
+
+def test_whether_a_check_in_is_blocked_is_judged_by_the_runs_policy() -> None:
+    """A 200-character SMS is blocked under the default 160-character limit, not under a policy allowing 300."""
+    facts = make_facts(risk=HIGH)
+    plan = _with_check_in(facts, "How are you feeling? " * 10)
+    roomy = GuardrailPolicy(sms_max_chars=300)
+
+    assert 1 == len(complete_plan(plan, _reference(facts), facts, high_risk_lace=10, planner="model:m").changes)
+    assert [] == complete_plan(plan, _reference(facts), facts, high_risk_lace=10, planner="model:m",
+                               policy=roomy).changes
+
+
+def test_a_sendable_model_check_in_still_counts() -> None:
+    """A model's own check-in that the guardrails let out is kept and nothing is restored."""
+    facts = make_facts(risk=HIGH)
+    completed = _complete(_with_check_in(facts, "Checking in after your hospital stay. Reply if you need help."),
+                          facts)
+
+    assert [] == completed.changes

@@ -88,9 +88,6 @@ def test_member_identifiers_in_other_spellings_are_found(text: str) -> None:
     assert phi_in_text(text, member_identifiers(PATIENT))
 
 
-@pytest.mark.xfail(strict=True, reason="review issue 21: a check-in the guardrails will block (here an SMS over "
-                                       "160 characters) counts as the mandated check-in, so nothing is restored "
-                                       "(guardrails/plan_completeness.py: check-in test)")
 def test_a_check_in_that_will_be_blocked_does_not_count() -> None:
     facts = make_facts(risk=scored_risk(los=4, ed=4))
     reference = OfflinePlanner().propose(PlannerInput(workflow_id="wf", facts=facts, high_risk_lace=10))
