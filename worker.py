@@ -115,14 +115,17 @@ def planner_for(settings: Settings, store: SqlCareRecordStore | None = None) -> 
     return OpenAIPlanner(config, identifiers=StoreIdentifiers(store) if store is not None else None)
 
 
-def recommender_for(settings: Settings) -> RecommenderActivity:
-    """The determination recommender: the model when ``CARELOOM_MODEL`` is set, else the offline rules."""
+def recommender_for(settings: Settings, store: SqlCareRecordStore | None = None) -> RecommenderActivity:
+    """The determination recommender: the model when ``CARELOOM_MODEL`` is set, else the offline rules. With
+    ``store`` the model's explanation is checked against each member's own identifiers (agents.generated_text)."""
     config = model_config_for(settings)
     if config is None:
         return RecommenderActivity()
+    from agents.generated_text import StoreIdentifiers
     from agents.prior_auth_model import ModelDeterminationRecommender
 
-    return RecommenderActivity(ModelDeterminationRecommender(config))
+    return RecommenderActivity(ModelDeterminationRecommender(
+        config, identifiers=StoreIdentifiers(store) if store is not None else None))
 
 
 def build_worker(
@@ -150,7 +153,7 @@ def build_worker(
         CareTools(store, settings),
         PlannerActivity(planner or planner_for(settings, store), fallback=OfflinePlanner()),
         PriorAuthTools(store, settings.criteria(), keys),
-        recommender or recommender_for(settings),
+        recommender or recommender_for(settings, store),
         LedgerActivities(DecisionLedger(store.db), keys),
     ]
     return Worker(
@@ -199,7 +202,7 @@ def rate_limited_workers(client: Client, settings: Settings, store: SqlCareRecor
     pool = executor or ThreadPoolExecutor(max_workers=8, thread_name_prefix="careloom-limited")
     if queues.model:
         hosts = [PlannerActivity(planner or planner_for(settings, store), fallback=OfflinePlanner()),
-                 recommender or recommender_for(settings)]
+                 recommender or recommender_for(settings, store)]
         workers.append(Worker(client, task_queue=queues.model, activities=bound_activities(hosts, kind="planner"),
                               activity_executor=pool, plugins=worker_plugins(client, settings),
                               max_task_queue_activities_per_second=settings.model_activities_per_second,

@@ -11,6 +11,15 @@ action, and the action goes to a human with a reason that names what was found
 without quoting it. This runs in the activity, so the text never reaches the
 activity's result: not Temporal's history, not the inbox's PendingApproval or
 its approvals query, not the member.
+
+A prior-authorization determination is checked the same way
+(:func:`withhold_determination_phi`): its explanation becomes the
+ClaimResponse's disposition, which the provider reads (and which is written
+without a human when automatic approval is on). An explanation or rationale
+that identifies someone is replaced by the offline rules' text when they
+recommend the same outcome, by a neutral sentence when they do not, and the
+determination goes to a reviewer; a reason code that identifies someone
+refuses the model's recommendation (:class:`PhiNotWithheld`).
 """
 
 from __future__ import annotations
@@ -24,17 +33,21 @@ from agents.actions import ProposedAction
 from guardrails.phi_text import MemberIdentifiers, member_identifiers, phi_in_text
 from store.records import CareRecordStore
 from tools.care_plan import DraftCarePlanArgs
+from tools.determination import IssueDeterminationArgs
 from tools.outreach import SendOutreachArgs
 from tools.tasks import CreateTaskArgs
 
-__all__ = ["IdentifierSource", "PhiNotWithheld", "StoreIdentifiers", "WITHHELD_RATIONALE", "WITHHELD_TEXT",
-           "withhold_phi"]
+__all__ = ["IdentifierSource", "PhiNotWithheld", "StoreIdentifiers", "WITHHELD_EXPLANATION", "WITHHELD_RATIONALE",
+           "WITHHELD_TEXT", "withhold_determination_phi", "withhold_phi"]
 
 IdentifierSource = Callable[[str], MemberIdentifiers | None]
 """Member id → the member's identifiers (None: no Patient record; the patterns are still checked)."""
 
 WITHHELD_TEXT = "Text withheld: the model's wording contained member identifiers"
 WITHHELD_RATIONALE = "The model's rationale was withheld: it contained member identifiers."
+WITHHELD_EXPLANATION = "Decided on the medical policy criteria cited in this response."
+"""A determination's explanation when the model's identified someone and the rules recommend another outcome
+(their explanation would argue for it): true of every determination, and the provider reads it."""
 _FREE_TEXT = {"send_outreach": ("message",), "create_task": ("description", "reason"),
               "draft_care_plan": ("title", "goals", "activities")}
 """The fields of each tool that hold text the model wrote; codes, queues, dates and channels are checked too
@@ -84,6 +97,33 @@ def withhold_phi(proposal: ProposedAction, member: MemberIdentifiers | None, tem
               if template is not None or isinstance(arguments, SendOutreachArgs)
               else f"model text contained {_listed(found)}; withheld (no approved template for this action)")
     return proposal.model_copy(update={"arguments": arguments, "rationale": rationale,
+                                       "review_reasons": [*proposal.review_reasons, reason]}), found
+
+
+def withhold_determination_phi(proposal: ProposedAction, member: MemberIdentifiers | None,
+                               offline: ProposedAction) -> tuple[ProposedAction, list[str]]:
+    """The model's determination with an explanation or rationale that identifies someone replaced, and what was
+    found; ``offline`` is the offline rules' recommendation on the same review. Raises :class:`PhiNotWithheld`
+    when a code (a reason code, a line's code) identifies someone: no approved text stands in for a code."""
+    args = proposal.arguments
+    if not isinstance(args, IssueDeterminationArgs) or not isinstance(offline.arguments, IssueDeterminationArgs):
+        raise TypeError("withhold_determination_phi takes issue_determination proposals: use withhold_phi")
+    in_codes = _findings([*args.reason_codes, *args.criteria_cited, *args.requested_documentation,
+                          *(item.code for item in args.items)], member)
+    if in_codes:
+        raise PhiNotWithheld(in_codes)
+    in_explanation = phi_in_text(args.explanation, member)
+    in_rationale = phi_in_text(proposal.rationale, member)
+    found = list(dict.fromkeys([*in_explanation, *in_rationale]))
+    if not found:
+        return proposal, []
+    same = offline.arguments.outcome == args.outcome
+    if in_explanation:
+        args = args.model_copy(update={"explanation": offline.arguments.explanation if same else WITHHELD_EXPLANATION})
+    rationale = (offline.rationale if same else WITHHELD_RATIONALE) if in_rationale else proposal.rationale
+    reason = (f"model text contained {_listed(found)}; replaced by the offline rules' text" if same
+              else f"model text contained {_listed(found)}; withheld (the offline rules recommend another outcome)")
+    return proposal.model_copy(update={"arguments": args, "rationale": rationale,
                                        "review_reasons": [*proposal.review_reasons, reason]}), found
 
 

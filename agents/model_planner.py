@@ -23,7 +23,9 @@ to the member, no tool calls, and plan-level rules (exactly one TCM
 interactive-contact task due by the TCM deadline for a living member, at most
 one message, none for a deceased member). If the second answer still has
 problems, the offline rules' plan is proposed with every action flagged for
-human review: never a crash, never a silent drop. A repaired plan is flagged for
+human review: never a crash, never a silent drop. The reasons a reviewer reads
+name the problem without quoting the model (no call id, no tool name the agent
+does not have: :class:`agents.tool_calls.CallProblem`). A repaired plan is flagged for
 review too, and so is a message whose text is not the approved template text.
 
 Model-written text that identifies someone (the member's own names, birth date,
@@ -85,6 +87,7 @@ from agents.tool_calls import (
     CallProblem,
     ParsedCall,
     parse_call,
+    safe_tool_name,
     tool_schemas,
 )
 from tools.outreach import SendOutreachArgs
@@ -180,7 +183,7 @@ class OpenAIPlanner:
         if problems:
             first_problems = problems
             log.warning("planner.answer_refused", model=self.config.model, problems=len(problems),
-                        tools=sorted({p.tool for p in problems}))
+                        tools=sorted({safe_tool_name(p.tool) for p in problems}))
             messages += self._repair_messages(answer, problems)
             answer = await self._complete(messages, tally)
             parsed, problems = self._parse(answer, deid, data.facts)
@@ -222,7 +225,7 @@ class OpenAIPlanner:
         problems: list[CallProblem] = []
         for call in answer.calls:
             if call.kind != "function":
-                problems.append(CallProblem(call.id, call.kind, "only function tool calls are allowed"))
+                problems.append(CallProblem(call.id, "answer", "only function tool calls are allowed"))
                 continue
             result = parse_call(call.id, call.name, call.arguments, restore=deid.restore)
             if isinstance(result, CallProblem):
@@ -235,7 +238,7 @@ class OpenAIPlanner:
 
     def _repair_messages(self, answer: Answer, problems: list[CallProblem]) -> list[dict[str, Any]]:
         return repair_messages(answer, {p.call_id: p.message for p in problems}, self._prompts.render(
-            "repair", problems=[str(p) for p in problems], tools=", ".join(ALLOWED_TOOLS)))
+            "repair", problems=[p.for_model() for p in problems], tools=", ".join(ALLOWED_TOOLS)))
 
     def _proposals(self, data: PlannerInput, parsed: list[tuple[Call, ParsedCall]], answer: Answer,
                    first_problems: list[CallProblem], member: MemberIdentifiers | None) -> list[ProposedAction]:

@@ -15,6 +15,14 @@ outcome differs from the offline rules' on the same review, goes to a human
 with that reason. An answer still unusable after the repair, or a model that
 cannot be reached, gives the offline rules' proposal, flagged for review.
 
+The determination's explanation and rationale are checked for PHI on the
+worker before the activity returns (:func:`agents.generated_text.withhold_determination_phi`):
+the explanation becomes the ClaimResponse's disposition the provider reads. Text
+that identifies someone is replaced and the determination goes to a reviewer; a
+reason code that does refuses the model's recommendation for the rules'. The
+reasons a reviewer reads never quote what the model wrote (a criterion id, a
+tool name, a line's code): they name what is wrong and list the valid values.
+
 The guardrails judge the proposal as they judge the offline rules': a denial,
 partial or pend is only ever a recommendation that an MD decides (deny and
 partial with a second reviewer), whatever the model argues.
@@ -25,6 +33,7 @@ Confidence = the offline rules' evidence signals × the model's certainty
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -34,6 +43,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio.exceptions import ApplicationError
 
 from agents.actions import ConfidenceSignal, ProposedAction
+from agents.generated_text import IdentifierSource, PhiNotWithheld, withhold_determination_phi
 from agents.model_client import (
     CERTAINTY_WITHOUT_LOGPROBS,
     Answer,
@@ -48,6 +58,7 @@ from agents.prior_auth_planner import OfflineDeterminationRules, RecommendInput
 from agents.prior_auth_state import PriorAuthFacts
 from agents.prompts import um_recommender_prompts
 from agents.tool_calls import function_schema, validation_details, with_rationale
+from guardrails.phi_text import MemberIdentifiers
 from tools.determination import IssueDeterminationArgs
 
 __all__ = ["ModelDeterminationRecommender", "determination_brief"]
@@ -92,7 +103,7 @@ def _problems(answer: Answer, facts: PriorAuthFacts) -> tuple[_Parsed | None, li
         return None, [(c.id, f"one {TOOL} call only, not {len(calls)}") for c in calls[1:]]
     call = calls[0]
     if call.name != TOOL:
-        return None, [(call.id, f"tool {call.name!r} does not exist here; call {TOOL}")]
+        return None, [(call.id, f"an unknown tool was called; call {TOOL}")]
     try:
         raw = json.loads(call.arguments or "{}")
         if not isinstance(raw, dict):
@@ -104,21 +115,34 @@ def _problems(answer: Answer, facts: PriorAuthFacts) -> tuple[_Parsed | None, li
     except ValidationError as err:
         return None, [(call.id, f"invalid arguments: {validation_details(err)}")]
     args = IssueDeterminationArgs.model_validate(parsed.model_dump(exclude={"rationale"}))
+    # The messages below reach reviewers: they count what the model wrote and list the request's own values.
     known = facts.review.criterion_ids()
-    problems = [(call.id, f"criterion {c!r} is not in the medical policy; use only the ids given")
-                for c in dict.fromkeys([*args.criteria_cited, *args.requested_documentation]) if c not in known]
+    unknown = [c for c in dict.fromkeys([*args.criteria_cited, *args.requested_documentation]) if c not in known]
+    problems = []
+    if unknown:
+        problems.append((call.id, f"{_count(len(unknown), 'unknown criterion id')} cited (not in the medical policy);"
+                                  f" use only these ids: {', '.join(sorted(known))}"))
     lines = {(s.sequence, s.code) for s in facts.review.services}
     decided = {(i.sequence, i.code) for i in args.items}
     if decided != lines:
-        problems.append((call.id, f"decide exactly the request's lines {sorted(lines)}, not {sorted(decided)}"))
+        problems.append((call.id, f"decide exactly the request's lines {sorted(lines)}; the answer decided "
+                                  f"{_count(len(decided), 'line')}, {len(decided - lines)} not in the request"))
     return _Parsed(arguments=args, rationale=parsed.rationale), problems
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 class ModelDeterminationRecommender:
     """Recommends the determination with a language model over the chat-completions protocol."""
 
-    def __init__(self, config: ModelConfig, client: AsyncOpenAI | None = None) -> None:
+    def __init__(self, config: ModelConfig, client: AsyncOpenAI | None = None, *,
+                 identifiers: IdentifierSource | None = None) -> None:
+        """``identifiers`` reads a member's identifiers from the records store (the worker passes
+        :class:`agents.generated_text.StoreIdentifiers`); without it only identifier patterns are checked."""
         self.config = config
+        self._identifiers = identifiers
         self.name = f"model:{config.model}"
         self._model = ChatModel(config, client, step="recommender")
         self._prompts = um_recommender_prompts()
@@ -149,10 +173,13 @@ class ModelDeterminationRecommender:
         if problems or parsed is None:
             return self._fallback(data, f"model {self.config.model} answer unusable after one repair: "
                                   + "; ".join(m for _, m in problems[:3]), tally, repaired=True)
-        return self._proposal(data, parsed, answer, tally, first)
+        member = None
+        if self._identifiers is not None:  # a store read: off the activity's loop
+            member = await asyncio.to_thread(self._identifiers, facts.member.member_id)
+        return self._proposal(data, parsed, answer, tally, first, member)
 
     def _proposal(self, data: RecommendInput, parsed: _Parsed, answer: Answer, tally: Tally,
-                  first: list[tuple[str, str]]) -> PlannerOutput:
+                  first: list[tuple[str, str]], member: MemberIdentifiers | None) -> PlannerOutput:
         offline = self._rules.recommend(data).proposals[0]
         args = parsed.arguments
         reasons = []
@@ -171,6 +198,14 @@ class ModelDeterminationRecommender:
             action_id=offline.action_id, arguments=args, rationale=parsed.rationale[:500],
             evidence=offline.evidence, confidence=round(min(offline.confidence * certainty, 1.0), 4),
             signals=signals, review_reasons=[r[:500] for r in reasons])
+        try:
+            proposal, found = withhold_determination_phi(proposal, member, offline)
+        except PhiNotWithheld as withheld:
+            log.warning("recommender.phi_withheld", model=self.config.model, kinds=withheld.found, replaced=False)
+            return self._fallback(data, f"{withheld}: the model's recommendation was not kept", tally,
+                                  repaired=bool(first))
+        if found:  # the kinds only: the values stay out of the log
+            log.warning("recommender.phi_withheld", model=self.config.model, kinds=found, replaced=True)
         usage = self._model.usage(tally, repaired=bool(first))
         log.info("recommender.recommended", model=self.config.model, outcome=args.outcome,
                  agrees=args.outcome == offline.arguments.outcome, requests=usage.requests,

@@ -6,6 +6,11 @@ itself validates (``CreateTaskArgs``, ``SendOutreachArgs``,
 arguments that are not JSON, or arguments that fail the model's validation
 come back as :class:`CallProblem` (shown to the model in the repair round
 trip), never as an exception.
+
+A problem's message never quotes what the model wrote (a tool name, a call id,
+a value): it reaches reviewers in the inbox, the run's history and the ledger,
+and a model can write a member's name anywhere. ``str(problem)`` is the text for
+people; :meth:`CallProblem.for_model` adds the call id for the repair round trip.
 """
 
 from __future__ import annotations
@@ -19,11 +24,12 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agents.deidentify import has_token
 from tools.care_plan import DraftCarePlanArgs
+from tools.determination import IssueDeterminationArgs
 from tools.outreach import SendOutreachArgs
 from tools.tasks import CreateTaskArgs
 
-__all__ = ["ALLOWED_TOOLS", "CallProblem", "ParsedCall", "function_schema", "parse_call", "tool_schemas",
-           "validation_details", "with_rationale"]
+__all__ = ["ALLOWED_TOOLS", "CallProblem", "ParsedCall", "function_schema", "parse_call", "safe_tool_name",
+           "tool_schemas", "validation_details", "with_rationale"]
 
 _ARGUMENT_MODELS: dict[str, type[BaseModel]] = {
     "create_task": CreateTaskArgs,
@@ -87,6 +93,16 @@ class ParsedCall:
     rationale: str
 
 
+_PLAN_LEVEL = ("answer", "plan")
+"""CallProblem.tool values the planner uses for problems that belong to no single call."""
+
+
+def safe_tool_name(tool: str) -> str:
+    """The tool's name when it is one the agent has (or a plan-level label), else "an unknown tool": a model
+    writes the name it calls, and that text goes to reviewers and logs."""
+    return tool if tool in _CALL_MODELS or tool in _PLAN_LEVEL else "an unknown tool"
+
+
 @dataclass(frozen=True)
 class CallProblem:
     call_id: str
@@ -94,7 +110,13 @@ class CallProblem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.tool} (call {self.call_id}): {self.message}"
+        """For people (review reasons, logs): the tool only when it is a known one, no call id (the model wrote
+        it), and the message, which never quotes the model's values."""
+        return f"{safe_tool_name(self.tool)}: {self.message}"
+
+    def for_model(self) -> str:
+        """For the repair prompt: the model's own call id lets it find the call it made."""
+        return f"{safe_tool_name(self.tool)} (call {self.call_id}): {self.message}"
 
 
 def parse_call(call_id: str, tool: str, arguments_json: str,
@@ -105,7 +127,7 @@ def parse_call(call_id: str, tool: str, arguments_json: str,
     Member-facing text may not carry tokens at all: identifiers never go into a message to the member.
     """
     if tool not in _CALL_MODELS:
-        return CallProblem(call_id, tool, f"tool {tool!r} is not available to this agent; "
+        return CallProblem(call_id, tool, f"this tool is not available to this agent; "
                                           f"use one of {', '.join(ALLOWED_TOOLS)}")
     try:
         raw = json.loads(arguments_json or "{}")
@@ -128,5 +150,37 @@ def parse_call(call_id: str, tool: str, arguments_json: str,
 
 
 def validation_details(err: ValidationError) -> str:
-    """The first few validation errors as ``field.path: message``, for a model to correct."""
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in err.errors()[:5])
+    """The first few validation errors as ``field.path: message``, for a model to correct and a reviewer to read.
+
+    Pydantic's messages name the rule, not the input; a path part that is not a plain field name (a key the model
+    chose, in a mapping or an extra field) is shown as ``(key)``."""
+    return "; ".join(f"{'.'.join(_path_part(p) for p in e['loc']) or '(root)'}: {e['msg']}"
+                     for e in err.errors()[:5])
+
+
+def _path_part(part: object) -> str:
+    if isinstance(part, int) or (isinstance(part, str) and part in _FIELD_NAMES):
+        return str(part)
+    return "(key)"
+
+
+def _field_names(model: type[BaseModel], seen: set[type[BaseModel]]) -> set[str]:
+    """Every field name of the model and the models its fields hold (what a validation path may name)."""
+    if model in seen:
+        return set()
+    seen.add(model)
+    names = set(model.model_fields)
+    for field in model.model_fields.values():
+        for arg in _types_in(field.annotation):
+            names |= _field_names(arg, seen)
+    return names
+
+
+def _types_in(annotation: object) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [t for arg in getattr(annotation, "__args__", ()) for t in _types_in(arg)]
+
+
+_FIELD_NAMES = frozenset().union(*(_field_names(m, set()) for m in (*_CALL_MODELS.values(), IssueDeterminationArgs,
+                                                                     _Rationale)))

@@ -102,9 +102,10 @@ class IssueDeterminationArgs(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> IssueDeterminationArgs:
-        for code in [*self.reason_codes, *self.criteria_cited, *self.requested_documentation]:
-            if not re.match(_CODE, code):
-                raise ValueError(f"{code!r} is not a code: use lowercase letters, digits, '.' and '-'")
+        for field in ("reason_codes", "criteria_cited", "requested_documentation"):
+            for index, code in enumerate(getattr(self, field)):
+                if not re.match(_CODE, code):  # named by place, not quoted: a model's free text may identify someone
+                    raise ValueError(f"{field}[{index}] is not a code: use lowercase letters, digits, '.' and '-'")
         sequences = [item.sequence for item in self.items]
         if len(set(sequences)) != len(sequences):
             raise ValueError(f"items decide a line twice ({sequences}): one decision per Claim.item")

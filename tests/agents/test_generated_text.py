@@ -77,3 +77,49 @@ def test_identifiers_outside_the_free_text_fields_without_a_rule_refuse_the_plan
     with pytest.raises(PhiNotWithheld, match="the member's name outside the free-text fields"):
         withhold_phi(_proposal(_task(kind="outreach-follow-up", queue="care-management/vrellquist")), MEMBER, None,
                      CHECK_IN_MESSAGE)
+
+
+def _determination(outcome: str = "approve", explanation: str = "Every criterion is met.",
+                   rationale: str = "All met.", **changes: object) -> ProposedAction:
+    from tools.determination import IssueDeterminationArgs
+
+    decision = {"approve": "approved", "deny": "denied"}[outcome]
+    adverse = {"reason_codes": ["criteria-not-met"], "criteria_cited": ["c-1"]} if outcome == "deny" else {}
+    args = IssueDeterminationArgs(outcome=outcome, items=[{"sequence": 1, "code": "72148", "decision": decision}],
+                                  explanation=explanation, **{**adverse, **changes})
+    return ProposedAction(action_id="d1-determination", arguments=args, rationale=rationale, confidence=0.9)
+
+
+def test_a_determination_explanation_naming_the_member_takes_the_rules_text() -> None:
+    """Same outcome as the rules: their explanation and rationale; the reason names kinds, not values."""
+    from agents.generated_text import withhold_determination_phi
+
+    offline = _determination(explanation="Every criterion is met with cited evidence.", rationale="Rules: all met.")
+    out, found = withhold_determination_phi(
+        _determination(explanation="Approved for Ozymandra.", rationale="Vrellquist qualifies."), MEMBER, offline)
+    assert ("Every criterion is met with cited evidence.", "Rules: all met.") == (out.arguments.explanation,
+                                                                                 out.rationale)
+    assert ["the member's name"] == found
+    assert ["model text contained the member's name; replaced by the offline rules' text"] == out.review_reasons
+
+
+def test_a_determination_the_rules_disagree_with_gets_the_neutral_sentence() -> None:
+    """The rules approve, the model denies naming the member: the rules' approval text would argue the other way."""
+    from agents.generated_text import WITHHELD_EXPLANATION, withhold_determination_phi
+
+    out, _ = withhold_determination_phi(_determination("deny", explanation="Ozymandra does not qualify."), MEMBER,
+                                        _determination())
+    assert (WITHHELD_EXPLANATION, "deny", "All met.") == (out.arguments.explanation, out.arguments.outcome,
+                                                          out.rationale)
+    assert "withheld (the offline rules recommend another outcome)" in out.review_reasons[0]
+
+
+def test_a_reason_code_naming_the_member_is_not_withheld_but_refused() -> None:
+    """No approved text stands in for a code: the planner refuses the model's recommendation."""
+    from agents.generated_text import withhold_determination_phi
+
+    with pytest.raises(PhiNotWithheld, match="the member's name outside the free-text fields"):
+        withhold_determination_phi(_determination("deny", reason_codes=["criteria-not-met", "vrellquist-o"]), MEMBER,
+                                   _determination())
+    clean = _determination()
+    assert (clean, []) == withhold_determination_phi(clean, MEMBER, _determination())

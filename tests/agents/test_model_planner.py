@@ -98,10 +98,12 @@ async def test_disallowed_tool_gets_one_repair_round_trip(model_server: Scripted
     repair = model_server.requests[1]["messages"]
     tool_answers = {m["tool_call_id"]: m["content"] for m in repair if m["role"] == "tool"}
     assert tool_answers["call_1"].startswith("valid, but nothing was executed: include this call again")
-    assert "'delete_member' is not available" in tool_answers["call_2"]
+    assert "this tool is not available to this agent; use one of create_task" in tool_answers["call_2"]
     assert "Answer again with the complete plan" in repair[-1]["content"]
-    # A repaired plan is never executed on its own: the guardrails send it to a human with the reason.
-    assert "first answer was refused" in out.proposals[0].review_reasons[0]
+    # A repaired plan is never executed on its own: the guardrails send it to a human with the reason, which names
+    # the tool the model invented no more than its call id (model-written text a reviewer would read).
+    assert "first answer was refused (an unknown tool: this tool is not available" in out.proposals[0].review_reasons[0]
+    assert "delete_member" not in out.model_dump_json() and "call_2" not in out.model_dump_json()
     assert "require_approval" == evaluate_action(out.proposals[0], FACTS, GuardrailPolicy(min_confidence=0.0),
                                                  now=None).decision
 

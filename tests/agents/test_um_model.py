@@ -10,6 +10,7 @@ from functools import partial
 
 import pytest
 
+from agents.generated_text import StoreIdentifiers
 from agents.model_client import ModelConfig
 from agents.prior_auth_model import ModelDeterminationRecommender
 from agents.prior_auth_planner import RecommenderActivity
@@ -21,11 +22,13 @@ from workflows.prior_auth import PriorAuthResult, PriorAuthWorkflow
 
 
 @pytest.fixture
-def recommender(model_server: ScriptedModelServer) -> RecommenderActivity:
-    """This module's workers recommend determinations with the scripted model."""
+def recommender(model_server: ScriptedModelServer, store) -> RecommenderActivity:  # noqa: ANN001
+    """This module's workers recommend determinations with the scripted model, reading members' identifiers from
+    the session's store as the worker's recommender does."""
     config = ModelConfig(model="scripted-model", base_url=model_server.url, api_key="sk-test-not-a-real-key",
                          timeout_seconds=5.0, input_usd_per_mtok=2.5, output_usd_per_mtok=10.0)
-    return RecommenderActivity(ModelDeterminationRecommender(dataclasses.replace(config)))
+    return RecommenderActivity(ModelDeterminationRecommender(dataclasses.replace(config),
+                                                             identifiers=StoreIdentifiers(store)))
 
 
 def _determination_calls(server: ScriptedModelServer) -> list[dict]:
@@ -89,7 +92,7 @@ async def test_a_denial_citing_no_criteria_is_refused_and_the_repair_goes_to_a_h
 async def test_an_invented_criterion_twice_falls_back_to_the_rules_for_review(
         submit, store, model_server: ScriptedModelServer) -> None:
     """A model that cites a criterion the medical policy does not have, twice: the offline rules' recommendation,
-    flagged for a human with the reason."""
+    flagged for a human with the reason (the invented id unquoted)."""
     lines = [{"sequence": 1, "code": "72148", "decision": "denied"}]
     invented = completion([("issue_determination", {
         "outcome": "deny", "reason_codes": ["criteria-not-met"], "criteria_cited": ["prior-spine-surgery"],
@@ -102,7 +105,10 @@ async def test_an_invented_criterion_twice_falls_back_to_the_rules_for_review(
     status = await handle.query(PriorAuthWorkflow.status)
     assert "model:scripted-model → offline-um-rules/1" == status.planner
     assert "approve" == item.arguments.outcome
-    assert any("unusable after one repair" in r and "prior-spine-surgery" in r for r in item.reasons), item.reasons
+    # The reason counts the invented id and lists the policy's own: it never quotes what the model wrote.
+    assert any("unusable after one repair: 1 unknown criterion id cited" in r and "neurological-examination" in r
+               for r in item.reasons), item.reasons
+    assert "prior-spine-surgery" not in " ".join(item.reasons)
 
 
 async def test_a_model_that_stays_down_gives_the_rules_recommendation_for_review(

@@ -389,7 +389,7 @@ def test_explanation_is_at_most_500_characters():
 
 def test_reason_codes_are_codes():
     """A free-text reason is refused: reason codes are lowercase codes."""
-    assert "'Not medically necessary' is not a code: use lowercase letters, digits, '.' and '-'" == _refusal(
+    assert "reason_codes[0] is not a code: use lowercase letters, digits, '.' and '-'" == _refusal(
         outcome="deny", items=_DENIED, reason_codes=["Not medically necessary"], criteria_cited=["c"])
 
 
