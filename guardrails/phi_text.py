@@ -30,8 +30,10 @@ direction marks) are removed, and typographic apostrophes and dashes become
 ASCII ones. A hyphenated or apostrophe name also counts by its parts
 ("O'Brien-Vrellquist" is found as "O'Brien", "OBrien", "Brien" or
 "Vrellquist"); a part split off that way must have 3 letters or more, so "O",
-"Mc" or "d'" alone never match, while a whole given or family name keeps the
-2-letter minimum ("Jo"). Address lines are compared word by word after the
+"Mc" or "d'" alone never match, and be written as a name (capital first
+letter: a lower-case part is a tag a system joined on, such as the synthetic
+"Canary...-model-own-words-1", whose "model" would flag every text), while a
+whole given or family name keeps the 2-letter minimum ("Jo") and any case. Address lines are compared word by word after the
 USPS Publication 28 street suffixes, directionals and unit designators are
 reduced to their standard abbreviations ("Street" is "St", "North" is "N",
 "Apartment" is "Apt"), ordinal words to numbers ("Fifth" is "5th"), and a line
@@ -45,7 +47,9 @@ case-insensitively (a clinic named after the member's city is flagged too: a
 false alarm asks a human, which is the safe side).
 
 The Patient's record id is not an identifier here: it is how staff find the
-member, already a token in the model's brief and restored into its answer.
+member, already a token in the model's brief and restored into its answer. It
+is taken out of the text before names are matched, so a record id that happens
+to share a piece of the name ("pt-smith-7" for "Smith-Jones") is no finding.
 Names are matched whole-word and case-insensitively, so a member called "Will"
 flags "we will call": a false alarm replaces text by the approved template and
 asks a human, which is the safe side.
@@ -161,6 +165,7 @@ class MemberIdentifiers(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     names: tuple[str, ...] = ()
+    record_id: str = ""
     birth_date: date | None = None
     identifiers: tuple[str, ...] = ()
     phones: tuple[str, ...] = ()
@@ -190,7 +195,7 @@ def member_identifiers(patient: dict[str, Any]) -> MemberIdentifiers:
     # The county (FHIR Address.district) is a subdivision smaller than a state, as the city is.
     cities = [fold(str(a[k])).strip() for a in addresses for k in ("city", "district")
               if a.get(k) and len(str(a[k]).strip()) >= 3]
-    return MemberIdentifiers(names=tuple(dict.fromkeys(names)), birth_date=birth,
+    return MemberIdentifiers(names=tuple(dict.fromkeys(names)), record_id=record_id, birth_date=birth,
                              identifiers=tuple(dict.fromkeys(identifiers)), phones=tuple(phones),
                              emails=tuple(emails), address_lines=tuple(lines), cities=tuple(dict.fromkeys(cities)),
                              postal_codes=tuple(postal))
@@ -202,6 +207,8 @@ def phi_in_text(text: str, member: MemberIdentifiers | None = None) -> list[str]
     found: list[str] = []
     member = member or MemberIdentifiers()
     text = fold(text)  # one spelling: "José", "Jos\u200be" and "Ｊｏｓｅ" are all "Jose"
+    if member.record_id:  # how staff find the member, not an identifier: its parts never count as a name
+        text = re.sub(re.escape(fold(member.record_id)), " ", text, flags=re.IGNORECASE)
     if any(_word(name).search(text) for name in _name_forms(member.names)):
         found.append("the member's name")
     dates = _dates_in(text)
@@ -238,19 +245,25 @@ def phi_in_text(text: str, member: MemberIdentifiers | None = None) -> list[str]
 
 def _name_forms(names: tuple[str, ...]) -> list[str]:
     """Each name, and the parts of a hyphenated or apostrophe one: "O'Brien-Vrellquist" → itself, "O'Brien",
-    "OBrien", "Brien", "Vrellquist" (parts of fewer than 3 letters dropped: "O")."""
+    "OBrien", "Brien", "Vrellquist"; parts of fewer than 3 letters ("O", "2") or in lower case are dropped)."""
     forms: list[str] = []
     for name in names:
         name = fold(name)
         forms.append(name)
         for segment in re.split(r"-+", name):
             pieces = [p for p in re.split(r"'+", segment) if p]
-            if segment != name and len(segment.replace("'", "")) >= _NAME_PIECE_MIN:
+            if segment != name and _is_name_piece(segment):
                 forms.append(segment)
             if len(pieces) > 1:
                 forms.append("".join(pieces))  # "O'Brien" written "OBrien"
-                forms += [p for p in pieces if len(p) >= _NAME_PIECE_MIN]
+                forms += [p for p in pieces if _is_name_piece(p)]
     return list(dict.fromkeys(f for f in forms if f))
+
+
+def _is_name_piece(piece: str) -> bool:
+    """3 letters or more, written as a name is (a capital first letter: "Vrellquist", "VRELLQUIST"); a lower-case
+    piece is a tag some system joined on ("canary-...-model-own-words-1"), and ordinary words would match."""
+    return sum(c.isalpha() for c in piece) >= _NAME_PIECE_MIN and piece[0].isupper()
 
 
 def _address_words(text: str) -> list[str]:

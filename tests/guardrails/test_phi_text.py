@@ -151,3 +151,14 @@ def test_the_forms_of_a_compound_name_keep_pieces_of_three_letters_or_more() -> 
     assert ("Jose", "O'Brien-Vrellquist") == OTHER.names
     assert ("Quillbrook", "Tamsworth County") == OTHER.cities
     assert [] == phi_in_text("Plan O: call back", OTHER)
+
+
+def test_the_record_id_never_counts_as_the_name_it_shares_a_piece_with() -> None:
+    """A record id made from the same words as a hyphenated surname ("pt-test-...-model-own-words-1" for a family
+    name "Canary...-model-own-words-1", as the evaluation's synthetic members have) is how staff find the member;
+    the whole name still counts; digit-only and lower-case pieces never do."""
+    member = member_identifiers({"resourceType": "Patient", "id": "pt-test-ev5e-821-model-own-words-1",
+                                 "name": [{"family": "Canaryev5e-821-model-own-words-1", "given": ["Testy"]}]})
+    assert [] == phi_in_text("Call pt-test-ev5e-821-model-own-words-1 within 2 business days", member)
+    assert [] == phi_in_text("Reduce to 821 units; the model says", member)  # digits, and a lower-case piece
+    assert ["the member's name"] == phi_in_text("Canaryev5e-821-model-own-words-1", member)  # the whole name
