@@ -35,7 +35,6 @@ from store.records import CareRecordStore
 from tools.care_plan import DraftCarePlanArgs
 from tools.determination import IssueDeterminationArgs
 from tools.outreach import SendOutreachArgs
-from tools.tasks import CreateTaskArgs
 
 __all__ = ["IdentifierSource", "PhiNotWithheld", "StoreIdentifiers", "WITHHELD_EXPLANATION", "WITHHELD_RATIONALE",
            "WITHHELD_TEXT", "withhold_determination_phi", "withhold_phi"]

@@ -10,7 +10,7 @@ import typer
 from rich.progress import Progress
 
 from cli.common import run, settings
-from cli.output import console, err_console, fail, plain, print_json, safe
+from cli.output import console, err_console, fail, print_json, safe
 
 app = typer.Typer(help="Export, replay and audit workflow histories; test a guardrail policy on past cases.",
                   no_args_is_help=True)
