@@ -123,9 +123,15 @@ def test_no_library_setup_noise_and_the_server_address_is_logged(up: Up) -> None
     """At log level INFO, `careloom import` prints no alembic "setup plugin" lines (there were 7), and `careloom up`
     logs the embedded server's address as it is (the PHI filter used to print it as [REDACTED])."""
     assert "alembic" not in up.import_stderr and "setup plugin" not in up.import_stderr, up.import_stderr
-    lines = [json.loads(line) for line in up.stderr.read_text().splitlines() if line.startswith("{")]
-    ready = [line for line in lines if line.get("event") == "temporal_server.ready"]
-    assert [f"127.0.0.1:{up.env['CARELOOM_EMBEDDED_PORT']}"] == [line["address"] for line in ready]
+    deadline = time.monotonic() + 15
+    while True:  # the line is written by `careloom up`'s own process: read until it is there (or time is up)
+        text = up.stderr.read_text()
+        ready = [line for line in (json.loads(row) for row in text.splitlines() if row.startswith("{"))
+                 if line.get("event") == "temporal_server.ready"]
+        if ready or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert [f"127.0.0.1:{up.env['CARELOOM_EMBEDDED_PORT']}"] == [line["address"] for line in ready], text[-3000:]
 
 
 def test_outreach_start_checks_the_member_and_the_encounter_first(up: Up) -> None:
