@@ -23,6 +23,10 @@ RUNS = 8
 MESSAGES_PER_SECOND = 2.0  # across every worker of the queue (the server enforces it)
 MODEL_PER_SECOND = 4.0
 SLACK = 0.7  # the server's limiter may let the first task or two through together
+BURST = 2
+"""Starts the server's token bucket may let through at once: on a loaded machine the runs reach planning spread
+out, the bucket refills meanwhile, and a few start together (seen: 8 model calls within 1.0 s at 4/s). Without a
+limit all 8 start within a few hundredths of a second, so the bound still fails then."""
 
 
 def _starts(history: History, activity_type: str) -> list[tuple[str, datetime, object]]:
@@ -73,7 +77,8 @@ async def test_a_burst_waits_for_the_rate_limited_queues(client: Client, setting
             assert all(attrs.schedule_to_start_timeout.ToSeconds() >= 7200 for _, _, attrs in starts)
         times = [t for _, t, _ in starts]
         spread = (max(times) - min(times)).total_seconds()
-        assert spread >= (RUNS - 1) / rate * SLACK, f"{RUNS} {activity_type} started within {spread:.2f}s at {rate}/s"
+        assert spread >= (RUNS - 1 - BURST) / rate * SLACK, (
+            f"{RUNS} {activity_type} started within {spread:.2f}s at {rate}/s")
 
 
 class _RefusingModel:
