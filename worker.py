@@ -150,7 +150,7 @@ def build_worker(
     # The keys approvals must be signed with come from this worker's configuration, never from a run's input.
     keys = settings.decision_signatures().keys
     hosts: list[object] = [
-        CareTools(store, settings),
+        CareTools(store, settings, keys),
         PlannerActivity(planner or planner_for(settings, store), fallback=OfflinePlanner()),
         PriorAuthTools(store, settings.criteria(), keys),
         recommender or recommender_for(settings, store),
@@ -210,7 +210,7 @@ def rate_limited_workers(client: Client, settings: Settings, store: SqlCareRecor
                               graceful_shutdown_timeout=graceful_shutdown))
     if queues.messages:
         workers.append(Worker(client, task_queue=queues.messages,
-                              activities=[CareTools(store, settings).send_outreach], activity_executor=pool,
+                              activities=[CareTools(store, settings, settings.decision_signatures().keys).send_outreach], activity_executor=pool,
                               plugins=worker_plugins(client, settings),
                               max_task_queue_activities_per_second=settings.messages_per_second,
                               interceptors=[run_origin(client, *workflow_queues)],

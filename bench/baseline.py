@@ -101,5 +101,5 @@ def bare_worker(client: Client, settings: Settings, store: CareRecordStore, task
 
     rules = OfflinePlanner()
     return Worker(client, task_queue=task_queue, workflows=[BareOutreachBaseline],
-                  activities=[*CareTools(store, settings).activities(), PlannerActivity(rules, rules).plan_outreach],
+                  activities=[*CareTools(store, settings, settings.decision_signatures().keys).activities(), PlannerActivity(rules, rules).plan_outreach],
                   activity_executor=ThreadPoolExecutor(max_workers=16), plugins=worker_plugins(client, settings))

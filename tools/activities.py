@@ -18,7 +18,7 @@ from runtime.settings import Settings
 from store.fhir_validation import InvalidResource
 from store.records import CareRecordStore
 from tools import care_plan, clinical, eligibility, member, outreach, risk, tasks
-from guardrails.policy import ServiceEffect
+from guardrails.policy import DecisionKey, ServiceEffect
 from tools.approval_check import ApprovedWrite, verified_approvers
 from tools.errors import INVALID_RESOURCE, tool_error
 from tools.writes import WriteResult
@@ -37,12 +37,11 @@ def _bind() -> structlog.typing.FilteringBoundLogger:
 class CareTools:
     """The read and write tools, bound to one store."""
 
-    def __init__(self, store: CareRecordStore, settings: Settings) -> None:
+    def __init__(self, store: CareRecordStore, settings: Settings, keys: tuple[DecisionKey, ...]) -> None:
         self._store = store
         self._salt = settings.pseudonym_salt.get_secret_value()
         self._plan_zone = settings.plan_time_zone  # a member's zone only when their address gives none
-        # The keys approvals must be signed with: the worker's own configuration, never a run's input.
-        self._keys = settings.decision_signatures().keys
+        self._keys = keys  # the worker's decision keys (configuration, never a run's input), as PriorAuthTools
 
     def activities(self) -> list[object]:
         return [

@@ -104,7 +104,7 @@ class ForgedWrite:
 @pytest.fixture
 async def forged_queue(client: Client, settings: Settings, store: SqlCareRecordStore):  # noqa: ANN201
     queue = f"forged-{uuid.uuid4().hex[:10]}"
-    tools = CareTools(store, settings)
+    tools = CareTools(store, settings, settings.decision_signatures().keys)
     with ThreadPoolExecutor(max_workers=2) as executor:
         async with Worker(client, task_queue=queue, workflows=[ForgedWrite], activity_executor=executor,
                           activities=[tools.create_task, tools.send_outreach]):
