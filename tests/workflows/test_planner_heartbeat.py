@@ -27,6 +27,18 @@ from workflows.outreach_client import start_outreach
 ROOT = Path(__file__).resolve().parents[2]
 
 
+async def _stop(client: Client, queue: str, workers: tuple[subprocess.Popen[bytes] | None, ...], *,
+                finished: bool) -> None:
+    """Stop the test's worker processes; terminate the queue's runs still open if the test did not finish them."""
+    for process in workers:
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
+    if not finished:
+        async for execution in client.list_workflows(f"TaskQueue = '{queue}' AND ExecutionStatus = 'Running'"):
+            await client.get_workflow_handle(execution.id).terminate("test finished")
+
+
 async def _start_and_wait_for_the_model(client: Client, settings: Settings, member, queue: str, model,  # noqa: ANN001
                                         first: subprocess.Popen[bytes]):  # noqa: ANN202
     """Start the member's run on ``queue``; return its handle once the first worker is waiting on the model."""
@@ -70,13 +82,7 @@ async def test_planning_on_a_killed_worker_is_retried_on_another_within_a_minute
             result = await asyncio.wait_for(handle.result(), timeout=90)
             took = time.monotonic() - killed
         finally:
-            for process in (first, second):
-                if process is not None and process.poll() is None:
-                    process.send_signal(signal.SIGTERM)
-                    process.wait(30)
-            if result is None:
-                async for execution in client.list_workflows(f"TaskQueue = '{queue}' AND ExecutionStatus = 'Running'"):
-                    await client.get_workflow_handle(execution.id).terminate("test finished")
+            await _stop(client, queue, (first, second), finished=result is not None)
         assert 2 == len(model.requests)  # the killed worker's request, then the retry's
 
     assert result is not None and "completed" == result.status
@@ -110,13 +116,7 @@ async def test_a_sigterm_during_planning_lets_the_call_finish_before_the_worker_
             second = _worker(client, settings, queue, model.url)
             result = await asyncio.wait_for(handle.result(), timeout=60)
         finally:
-            for process in (first, second):
-                if process is not None and process.poll() is None:
-                    process.send_signal(signal.SIGTERM)
-                    process.wait(30)
-            if result is None:
-                async for execution in client.list_workflows(f"TaskQueue = '{queue}' AND ExecutionStatus = 'Running'"):
-                    await client.get_workflow_handle(execution.id).terminate("test finished")
+            await _stop(client, queue, (first, second), finished=result is not None)
         assert 1 == len(model.requests)
 
     assert (0, "completed") == (code, result.status), first.stderr.read().decode()[-2000:] if first.stderr else ""
