@@ -24,6 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import ThreadingHTTPServer
 from datetime import timedelta
 from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import structlog
 from temporalio.client import Client
@@ -35,24 +38,33 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from agents.offline_planner import OfflinePlanner
 from agents.planner import Planner, PlannerActivity
 from agents.prior_auth_planner import RecommenderActivity
+from feeds.sweep import DischargeSweepWorkflow
 from feeds.sweep_activities import SweepActivities
+from guardrails.approval_check import ApprovalCheck
+from guardrails.configured import check_deployment, decision_signatures
 from runtime.logging import configure_logging
 from runtime.plugin import sandboxed_runner, worker_plugins
 from runtime.run_origin import RunOriginInterceptor
 from runtime.settings import Settings, get_settings
+from runtime.state_dir import private_state_dir
 from runtime.temporal_client import connect
-from store.ledger import DecisionLedger, LedgerActivities
-from store.records import SqlCareRecordStore
+from runtime.temporal_server import EmbeddedTemporalServer
+from store.connect import configured_database
+from store.ledger import DecisionLedger
+from store.sql_records import SqlCareRecordStore
 from tools.activities import CareTools
-from tools.prior_auth_tools import PriorAuthTools
-from tools.registry import ALL_TOOLS
-from workflows.programs import PROGRAMS
-from workflows.sweep import DischargeSweepWorkflow
+from tools.criteria import criteria_for
+from tools.prior_auth_activities import PriorAuthTools
+from tools.registry import SEND_OUTREACH
+from workflows.agent_run import activity_queues
+from workflows.ledger_activity import LedgerActivities
+from workflows.programs import ALL_TOOLS, PROGRAMS
+from workflows.programs_plugin import ProgramsPlugin
 
 if TYPE_CHECKING:
     from agents.model_client import ModelConfig
 
-__all__ = ["GRACEFUL_SHUTDOWN", "WORKFLOWS", "WorkerMetrics", "build_worker", "build_workers", "main", "model_config_for", "planner_for",
+__all__ = ["GRACEFUL_SHUTDOWN", "WORKFLOWS", "Hosts", "Stack", "WorkerMetrics", "build_hosts", "build_worker", "build_workers", "main", "running_stack", "model_config_for", "planner_for",
            "rate_limited_workers", "recommender_for", "serve_worker_metrics", "warm_up_workflows", "workflow_runner"]
 
 log = structlog.get_logger(__name__)
@@ -128,6 +140,36 @@ def recommender_for(settings: Settings, store: SqlCareRecordStore | None = None)
         config, identifiers=StoreIdentifiers(store) if store is not None else None))
 
 
+class Hosts(NamedTuple):
+    """The objects whose activities run the programs' tools, built once per worker process and given to every
+    worker of it (:class:`workflows.programs_plugin.ProgramsPlugin` binds the declared tools to them)."""
+
+    care: CareTools
+    prior_auth: PriorAuthTools
+    planner: PlannerActivity
+    recommender: RecommenderActivity
+    ledger: LedgerActivities
+
+    @property
+    def planners(self) -> list[object]:
+        return [self.planner, self.recommender]
+
+
+def build_hosts(settings: Settings, store: SqlCareRecordStore, *, planner: Planner | None = None,
+                recommender: RecommenderActivity | None = None) -> Hosts:
+    """The tool hosts: the keys approvals must be signed with come from this worker's configuration, never from a
+    run's input (every write passes the same :class:`guardrails.approval_check.ApprovalCheck`)."""
+    keys = decision_signatures(settings).keys
+    gate = ApprovalCheck(keys)
+    return Hosts(
+        care=CareTools(store, settings, gate),
+        prior_auth=PriorAuthTools(store, criteria_for(settings), gate),
+        planner=PlannerActivity(planner or planner_for(settings, store), fallback=OfflinePlanner()),
+        recommender=recommender or recommender_for(settings, store),
+        ledger=LedgerActivities(DecisionLedger(store.db), keys),
+    )
+
+
 def build_worker(
     client: Client,
     settings: Settings,
@@ -135,11 +177,13 @@ def build_worker(
     *,
     planner: Planner | None = None,
     recommender: RecommenderActivity | None = None,
+    hosts: Hosts | None = None,
     task_queue: str | None = None,
     executor: ThreadPoolExecutor | None = None,
     graceful_shutdown: timedelta = timedelta(0),
 ) -> Worker:
-    """A worker with every careloom workflow and activity.
+    """A worker with every careloom workflow and activity: the programs' from :class:`ProgramsPlugin`, the
+    discharge sweep's (a feed) here.
 
     Converter, sandbox passthrough and failure types come from :class:`runtime.plugin.CareloomPlugin`: from
     the client when it carries it (``connect`` does; the SDK applies a client's plugins to its workers),
@@ -147,22 +191,14 @@ def build_worker(
     """
     warm_up_workflows()
     queue = task_queue or settings.task_queue
-    # The keys approvals must be signed with come from this worker's configuration, never from a run's input.
-    keys = settings.decision_signatures().keys
-    hosts: list[object] = [
-        CareTools(store, settings, keys),
-        PlannerActivity(planner or planner_for(settings, store), fallback=OfflinePlanner()),
-        PriorAuthTools(store, settings.criteria(), keys),
-        recommender or recommender_for(settings, store),
-        LedgerActivities(DecisionLedger(store.db), keys),
-    ]
+    hosts = hosts or build_hosts(settings, store, planner=planner, recommender=recommender)
     return Worker(
         client,
         task_queue=queue,
-        workflows=WORKFLOWS,
-        activities=[*bound_activities(hosts), *SweepActivities(client, settings, store, queue).activities()],
+        workflows=[DischargeSweepWorkflow],
+        activities=SweepActivities(client, settings, store, queue).activities(),
         activity_executor=executor or ThreadPoolExecutor(max_workers=16, thread_name_prefix="careloom-tool"),
-        plugins=worker_plugins(client, settings),
+        plugins=[ProgramsPlugin(hosts), *worker_plugins(client, settings)],
         interceptors=[run_origin(client, queue)],
         graceful_shutdown_timeout=graceful_shutdown,
     )
@@ -172,11 +208,11 @@ def build_workers(client: Client, settings: Settings, store: SqlCareRecordStore,
                   planner: Planner | None = None, recommender: RecommenderActivity | None = None,
                   graceful_shutdown: timedelta = timedelta(0)) -> list[Worker]:
     """The main worker and the rate-limited queues' workers, as ``python worker.py`` runs them (what an
-    in-process stack should run too: a run started with queues from settings needs their pollers)."""
-    return [build_worker(client, settings, store, planner=planner, recommender=recommender,
-                         graceful_shutdown=graceful_shutdown),
-            *rate_limited_workers(client, settings, store, planner=planner, recommender=recommender,
-                                  graceful_shutdown=graceful_shutdown)]
+    in-process stack should run too: a run started with queues from settings needs their pollers), sharing
+    one set of hosts."""
+    hosts = build_hosts(settings, store, planner=planner, recommender=recommender)
+    return [build_worker(client, settings, store, hosts=hosts, graceful_shutdown=graceful_shutdown),
+            *rate_limited_workers(client, settings, store, hosts=hosts, graceful_shutdown=graceful_shutdown)]
 
 
 def run_origin(client: Client, *workflow_queues: str) -> RunOriginInterceptor:
@@ -187,7 +223,7 @@ def run_origin(client: Client, *workflow_queues: str) -> RunOriginInterceptor:
 
 def rate_limited_workers(client: Client, settings: Settings, store: SqlCareRecordStore, *,
                          planner: Planner | None = None, recommender: RecommenderActivity | None = None,
-                         executor: ThreadPoolExecutor | None = None,
+                         hosts: Hosts | None = None, executor: ThreadPoolExecutor | None = None,
                          graceful_shutdown: timedelta = timedelta(0),
                          workflow_queues: tuple[str, ...] = ()) -> list[Worker]:
     """Workers for the rate-limited queues settings name (model calls, member messages); none if unset.
@@ -196,40 +232,58 @@ def rate_limited_workers(client: Client, settings: Settings, store: SqlCareRecor
     queue, so N worker hosts share the cap; activities beyond it wait in the queue (their runs set no
     schedule-to-start timeout), they do not fail.
     """
-    queues = settings.activity_queues()
+    queues = activity_queues(settings)
     workflow_queues = workflow_queues or (settings.task_queue,)
+    if not (queues.model or queues.messages):
+        return []
+    hosts = hosts or build_hosts(settings, store, planner=planner, recommender=recommender)
     workers = []
     pool = executor or ThreadPoolExecutor(max_workers=8, thread_name_prefix="careloom-limited")
-    if queues.model:
-        hosts = [PlannerActivity(planner or planner_for(settings, store), fallback=OfflinePlanner()),
-                 recommender or recommender_for(settings, store)]
-        workers.append(Worker(client, task_queue=queues.model, activities=bound_activities(hosts, kind="planner"),
-                              activity_executor=pool, plugins=worker_plugins(client, settings),
-                              max_task_queue_activities_per_second=settings.model_activities_per_second,
-                              interceptors=[run_origin(client, *workflow_queues)],
-                              graceful_shutdown_timeout=graceful_shutdown))
-    if queues.messages:
-        workers.append(Worker(client, task_queue=queues.messages,
-                              activities=[CareTools(store, settings, settings.decision_signatures().keys).send_outreach], activity_executor=pool,
-                              plugins=worker_plugins(client, settings),
-                              max_task_queue_activities_per_second=settings.messages_per_second,
-                              interceptors=[run_origin(client, *workflow_queues)],
-                              graceful_shutdown_timeout=graceful_shutdown))
+    limited = ((queues.model, [t for t in ALL_TOOLS if t.kind == "planner"], hosts.planners,
+                settings.model_activities_per_second),
+               (queues.messages, [SEND_OUTREACH], [hosts.care], settings.messages_per_second))
+    for queue, tools, queue_hosts, rate in limited:
+        if queue:
+            workers.append(Worker(client, task_queue=queue, activity_executor=pool,
+                                  plugins=[ProgramsPlugin(queue_hosts, tools=tools, workflows=False),
+                                           *worker_plugins(client, settings)],
+                                  max_task_queue_activities_per_second=rate,
+                                  interceptors=[run_origin(client, *workflow_queues)],
+                                  graceful_shutdown_timeout=graceful_shutdown))
     return workers
 
 
-def bound_activities(hosts: list[object], *, kind: str | None = None) -> list[object]:
-    """Every activity of the tool registry, bound to the host object of its class."""
-    by_class = {type(host).__qualname__: host for host in hosts}
-    activities = []
-    for tool in ALL_TOOLS:
-        if kind is not None and tool.kind != kind:
-            continue
-        owner = tool.activity.__qualname__.rsplit(".", 1)[0]
-        if owner not in by_class:
-            raise LookupError(f"no {owner} given to the worker for activity {tool.name}")
-        activities.append(getattr(by_class[owner], tool.activity.__name__))
-    return activities
+@dataclass
+class Stack:
+    """The local stack: Temporal (embedded or configured), the records store and the workers."""
+
+    client: Client
+    store: SqlCareRecordStore
+    server: EmbeddedTemporalServer | None
+
+    @property
+    def ui_url(self) -> str | None:
+        return self.server.ui_url if self.server else None
+
+
+@asynccontextmanager
+async def running_stack(settings: Settings, *, with_worker: bool = True) -> AsyncIterator[Stack]:
+    """Start what is needed (``careloom up``, ``careloom demo``, the evaluation), yield it, and stop it all in
+    reverse order; with ``TEMPORAL_ADDRESS`` set nothing is started but the workers."""
+    async with contextlib.AsyncExitStack() as stack:
+        private_state_dir(settings.state_dir)  # 0700; member data and histories live here
+        server = None
+        if settings.embedded:
+            server = await stack.enter_async_context(EmbeddedTemporalServer(settings))
+        client = await connect(settings)
+        store = SqlCareRecordStore(configured_database(settings))
+        stack.callback(store.db.close)
+        private_state_dir(settings.state_dir)  # a records database a process without careloom's umask just made
+        if with_worker:
+            # The rate-limited queues' workers too: runs started with queues from settings need their pollers.
+            for worker in build_workers(client, settings, store):
+                await stack.enter_async_context(worker)
+        yield Stack(client=client, store=store, server=server)
 
 
 async def run_until_signalled(*workers: Worker) -> None:
@@ -250,14 +304,15 @@ async def run_until_signalled(*workers: Worker) -> None:
 async def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    check_deployment(settings)  # the routing and criteria files and the keys, before anything starts
     # The database first: an unreachable one, refused credentials or a schema behind the code stop the worker
     # before it polls a single task (it would fail every activity it took).
-    store = SqlCareRecordStore(settings.open_database())
+    store = SqlCareRecordStore(configured_database(settings))
     metrics = serve_worker_metrics(settings)
     client = await connect(settings, runtime=metrics.runtime if metrics else None)
     gauges = None
     if metrics is not None:
-        from runtime.metrics_server import VisibilityGauges
+        from workflows.run_gauges import VisibilityGauges
 
         gauges = asyncio.create_task(VisibilityGauges(client, settings).run())
     try:

@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agents.actions import ProposedAction
+from guardrails.actions import ProposedAction
 from guardrails.phi_text import MemberIdentifiers, member_identifiers, phi_in_text
 from store.records import CareRecordStore
 from tools.care_plan import DraftCarePlanArgs

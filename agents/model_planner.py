@@ -59,11 +59,8 @@ from typing import Any
 import structlog
 from openai import AsyncOpenAI
 
-from agents.actions import ConfidenceSignal, ProposedAction
 from agents.deidentify import Deidentifier
-from agents.facts import RunFacts
 from agents.generated_text import IdentifierSource, PhiNotWithheld, withhold_phi
-from guardrails.phi_text import MemberIdentifiers
 from agents.model_client import (
     CERTAINTY_WITHOUT_LOGPROBS,
     Answer,
@@ -90,6 +87,9 @@ from agents.tool_calls import (
     safe_tool_name,
     tool_schemas,
 )
+from guardrails.actions import ConfidenceSignal, ProposedAction
+from guardrails.facts import RunFacts
+from guardrails.phi_text import MemberIdentifiers
 from tools.outreach import SendOutreachArgs
 from tools.tasks import CreateTaskArgs
 

@@ -27,9 +27,9 @@ rules).
 
 from __future__ import annotations
 
-from agents.actions import ConfidenceSignal, ProposedAction
-from agents.facts import RunFacts
 from agents.planner import PlannerInput, PlannerOutput
+from guardrails.actions import ConfidenceSignal, ProposedAction
+from guardrails.facts import RunFacts
 from tools.care_plan import CarePlanActivity, DraftCarePlanArgs, GoalSpec
 from tools.outreach import SendOutreachArgs
 from tools.tasks import CreateTaskArgs

@@ -21,10 +21,11 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field, model_validator
 from temporalio import activity
 
-from agents.actions import ProposedAction
-from agents.facts import RunFacts
+from guardrails.actions import ProposedAction
+from guardrails.facts import RunFacts
+from tools.registry import ToolSpec
 
-__all__ = ["HEARTBEAT_TIMEOUT_SECONDS", "MODEL_ENDPOINT_ERROR", "PLAN_ACTIVITY", "heartbeating", "ModelUsage", "Planner", "PlannerActivity", "PlannerInput", "PlannerOutput"]
+__all__ = ["HEARTBEAT_TIMEOUT_SECONDS", "MODEL_ENDPOINT_ERROR", "PLAN_ACTIVITY", "PLAN_OUTREACH", "heartbeating", "ModelUsage", "Planner", "PlannerActivity", "PlannerInput", "PlannerOutput"]
 
 PLAN_ACTIVITY = "agents.plan_outreach"
 MODEL_ENDPOINT_ERROR = "ModelEndpointError"
@@ -127,3 +128,8 @@ class PlannerActivity:
             return self._fallback.plan_for_review(data, data.fallback_reason)
         async with heartbeating():
             return await self._planner.plan(data)
+
+
+PLAN_OUTREACH = ToolSpec(PLAN_ACTIVITY, "planner", PlannerInput, PlannerOutput,
+                         heartbeat_seconds=HEARTBEAT_TIMEOUT_SECONDS)
+"""The outreach planner as a tool of the outreach program (hosted by :class:`PlannerActivity`)."""

@@ -23,25 +23,28 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 from pydantic import BaseModel
 
-from agents.approvals import CriterionReview, PendingApproval, PriorAuthReviewContext
 from agents.prior_auth_planner import RecommendInput
-from agents.prior_auth_state import PriorAuthFacts, PriorAuthState
+from agents.prior_auth_planner import RECOMMEND_DETERMINATION
+from agents.prior_auth_state import PriorAuthState
 from agents.runtime import AgentRuntime, ToolFailure, runtime_of
-from agents.state import TERMINAL, ActionRecord, RunStatus
 from agents.steps import apply_received, execute_ready, expired_follow_up, guard_actions
+from guardrails.actions import TERMINAL, ActionRecord
+from guardrails.adverse_content import action_effect
+from guardrails.approvals import CriterionReview, PendingApproval, PriorAuthReviewContext
+from guardrails.facts import PriorAuthFacts
 from guardrails.policy import Role
 from guardrails.prior_auth_rules import evaluate_determination
 from guardrails.routing import clock_for
+from runtime.search_attributes import RunStatus
 from tools.determination import WriteDeterminationInput
 from tools.eligibility import EligibilityInput
+from tools.evidence_review import ReviewEvidenceInput, cite
 from tools.member import LookupMemberInput
-from tools.prior_auth_tools import ReviewEvidenceInput, cite
 from tools.registry import (
     CHECK_ELIGIBILITY,
     CREATE_TASK,
     ISSUE_DETERMINATION,
     LOOKUP_MEMBER,
-    RECOMMEND_DETERMINATION,
     REVIEW_EVIDENCE,
     ToolSpec,
     write_tool_for,
@@ -157,7 +160,7 @@ def _pending(state: PriorAuthState, record: ActionRecord, reasons: list[str], ro
              ) -> PendingApproval:
     action, facts, req = record.action, _facts(state), state.request
     policy, sub = req.policy, req.submission
-    effect = write_tool_for(action.arguments).service_effect(action.arguments)
+    effect = action_effect(action.arguments)
     clock = clock_for(policy.entry_queue(sub.priority, role), role, policy, now)
     review = facts.review
     item = PendingApproval(

@@ -42,7 +42,6 @@ from openai import AsyncOpenAI
 from pydantic import BaseModel, ValidationError
 from temporalio.exceptions import ApplicationError
 
-from agents.actions import ConfidenceSignal, ProposedAction
 from agents.generated_text import IdentifierSource, PhiNotWithheld, withhold_determination_phi
 from agents.model_client import (
     CERTAINTY_WITHOUT_LOGPROBS,
@@ -55,9 +54,10 @@ from agents.model_client import (
 )
 from agents.planner import PlannerOutput
 from agents.prior_auth_planner import OfflineDeterminationRules, RecommendInput
-from agents.prior_auth_state import PriorAuthFacts
 from agents.prompts import um_recommender_prompts
 from agents.tool_calls import function_schema, validation_details, with_rationale
+from guardrails.actions import ConfidenceSignal, ProposedAction
+from guardrails.facts import PriorAuthFacts
 from guardrails.phi_text import MemberIdentifiers
 from tools.determination import IssueDeterminationArgs
 

@@ -23,11 +23,12 @@ from typing import Protocol
 from pydantic import BaseModel
 from temporalio import activity
 
-from agents.actions import ConfidenceSignal, ProposedAction
-from agents.planner import PlannerOutput, heartbeating
-from agents.prior_auth_state import PriorAuthFacts
+from agents.planner import HEARTBEAT_TIMEOUT_SECONDS, PlannerOutput, heartbeating
+from guardrails.actions import ConfidenceSignal, ProposedAction
+from guardrails.facts import PriorAuthFacts
 from tools.determination import IssueDeterminationArgs, ItemDecision
-from tools.prior_auth_tools import ServiceReview
+from tools.evidence_review import ServiceReview
+from tools.registry import ToolSpec
 
 __all__ = ["OfflineDeterminationRules", "RecommendInput", "Recommender", "RecommenderActivity"]
 
@@ -141,3 +142,8 @@ class RecommenderActivity:
         final = info.attempt >= min(FALLBACK_AFTER_ATTEMPTS, limit or FALLBACK_AFTER_ATTEMPTS)
         async with heartbeating():  # a model call may take minutes: a dead worker is noticed in seconds
             return await self._model.recommend(data, final_attempt=final)
+
+
+RECOMMEND_DETERMINATION = ToolSpec("agents.recommend_determination", "planner", RecommendInput, PlannerOutput,
+                                   heartbeat_seconds=HEARTBEAT_TIMEOUT_SECONDS)
+"""The recommender as a tool of the prior-authorization program (hosted by :class:`RecommenderActivity`)."""

@@ -6,17 +6,15 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from agents.approvals import ReceivedDecision
 from agents.planner import ModelUsage
-from agents.state import TERMINAL, ActionRecord
+from guardrails.actions import TERMINAL, ActionRecord
+from guardrails.approvals import ReceivedDecision
+from guardrails.facts import PriorAuthFacts
 from guardrails.prior_auth_policy import PriorAuthPolicy
 from guardrails.verdicts import GuardrailVerdict
-from tools.eligibility import EligibilityResult
-from tools.member import MemberProfile
-from tools.pas_request import PriorAuthSubmission
-from tools.prior_auth_tools import EvidenceReview
+from tools.pas_models import PriorAuthSubmission
 
-__all__ = ["PriorAuthFacts", "PriorAuthRequest", "PriorAuthState"]
+__all__ = ["PriorAuthRequest", "PriorAuthState"]
 
 
 class PriorAuthRequest(BaseModel):
@@ -27,14 +25,6 @@ class PriorAuthRequest(BaseModel):
     policy: PriorAuthPolicy
     initiated_by: str
     decision_due: datetime
-
-
-class PriorAuthFacts(BaseModel):
-    """What the read tools found: the member (minimum necessary), coverage on the service date, the evidence."""
-
-    member: MemberProfile
-    eligibility: EligibilityResult
-    review: EvidenceReview
 
 
 class PriorAuthState(BaseModel):

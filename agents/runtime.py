@@ -13,8 +13,8 @@ from typing import Any, Protocol
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel
 
-from agents.actions import ProposedAction
-from agents.approvals import PendingApproval
+from guardrails.actions import ProposedAction
+from guardrails.approvals import PendingApproval
 from runtime.errors import ToolFailure
 from tools.registry import ToolSpec
 

@@ -19,10 +19,10 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 
-from agents.actions import ProposedAction
-from agents.approvals import PendingApproval, ReceivedDecision
 from agents.runtime import AgentRuntime, ToolFailure
-from agents.state import ActionRecord
+from guardrails.actions import ProposedAction
+from guardrails.actions import ActionRecord
+from guardrails.approvals import PendingApproval, ReceivedDecision
 from guardrails.policy import Role, max_role
 from guardrails.verdicts import GuardrailVerdict
 from tools.registry import ToolSpec

@@ -30,6 +30,7 @@ from api.decisions import decision_refused
 from api.deps import SESSION_COOKIE, bind_state
 from api.identity import TokenVerifier
 from api.security import BodyLimitMiddleware, CodecOnlyCORS, SecurityHeadersMiddleware
+from guardrails.configured import check_deployment
 from runtime.errors import DecisionRefused
 from runtime.settings import Settings
 from runtime.temporal_client import connect
@@ -54,6 +55,7 @@ def create_app(settings: Settings, *, client: Client | None = None, verifier: To
         app.state.client = client or await connect(settings)
         yield
 
+    check_deployment(settings)  # a routing or criteria file that does not parse stops the API here
     production = settings.environment == "production"
     # The interactive docs page runs inline script from a CDN: development only (the CSP forbids it).
     app = FastAPI(title="careloom", version="0.1.0", lifespan=lifespan,

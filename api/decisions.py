@@ -8,9 +8,9 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from agents.actions import ActionArguments
-from agents.approvals import ApprovalDecision
 from api.identity import Identity
+from guardrails.actions import ActionArguments
+from guardrails.approvals import ApprovalDecision
 from runtime.errors import DecisionRefused
 
 __all__ = ["NOT_FOUND", "STATUS_FOR", "DecisionRequest", "decision_refused", "public_detail", "to_decision"]

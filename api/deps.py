@@ -21,14 +21,19 @@ from api.identity import AuthError, Identity, TokenVerifier
 from api.security import UNSAFE_METHODS, csrf_matches
 from api.sessions import Session, SessionStore
 from api.users import UserDirectory
+from guardrails.configured import outreach_policy
+from guardrails.configured import prior_auth_policy
+from guardrails.configured import signer
+from guardrails.signing import DecisionSigner
 from runtime.codec import PayloadEncryptionCodec
+from runtime.data_converter import codec_for
 from runtime.settings import Settings
-from runtime.signing import DecisionSigner
-from runtime.temporal_client import codec_for
 from store.access_log import AccessLog
+from store.connect import configured_database
 from store.database import Database
-from store.records import SqlCareRecordStore
+from store.sql_records import SqlCareRecordStore
 from tools.criteria import CriteriaSet
+from tools.criteria import criteria_for
 
 if TYPE_CHECKING:
     from api.oidc import OidcLogin
@@ -67,14 +72,14 @@ def bind_state(app: FastAPI, settings: Settings, *, verifier: TokenVerifier | No
     app.state.verifier = verifier or make_verifier(settings)
     app.state.codec = codec_for(settings)  # built once: the Web UI calls /codec for every page it shows
     # Queue names for the reassign form: computed once, not per page (the policy builds a holiday calendar).
-    app.state.queues = sorted({*settings.guardrail_policy().approvals.queues,
-                               *settings.prior_auth_policy().approvals.queues})
+    app.state.queues = sorted({*outreach_policy(settings).approvals.queues,
+                               *prior_auth_policy(settings).approvals.queues})
     # Prior-authorization intake: the records store the request is written to, and the criteria it is
     # checked against (a bad criteria file fails here, at start).
-    app.state.store = SqlCareRecordStore(settings.open_database())
-    app.state.criteria = settings.criteria()
-    # Decisions are signed here, after the approver is authenticated; runs verify them (runtime/signing.py).
-    app.state.signer = settings.signer()
+    app.state.store = SqlCareRecordStore(configured_database(settings))
+    app.state.criteria = criteria_for(settings)
+    # Decisions are signed here, after the approver is authenticated; runs verify them (guardrails/signing.py).
+    app.state.signer = signer(settings)
     app.state.access_log = AccessLog(app.state.store.db)
     app.state.oidc = _oidc_login(settings, app.state.store.db)
     app.state.sessions = SessionStore(app.state.store.db,

@@ -1,6 +1,6 @@
 """Checks on the values a caller's filter puts into a Temporal visibility query.
 
-The inbox's filters become a visibility query (``workflows.outreach_client.inbox_query``): a quote or a
+The inbox's filters become a visibility query (``workflows.inbox.inbox_query``): a quote or a
 backslash there broke the query (a 500) and is the first step of an injection. A value is refused here, with
 a 422 naming the parameter and the fix, before any query is built.
 """

@@ -9,23 +9,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from agents.approvals import DecisionResult, PendingApproval
 from api.decisions import NOT_FOUND, DecisionRequest, public_detail, to_decision
 from api.deps import CurrentIdentity, Signer, TemporalClient, current_identity
 from api.filters import visibility_value
 from api.preview import preview_resources
 from api.visibility import may_decide, record_access, visible_approval
+from guardrails.approvals import DecisionResult, PendingApproval
 from guardrails.policy import Role
 from runtime.errors import DecisionRefused
-from workflows.outreach_client import (
-    BulkItem,
-    BulkItemResult,
-    InboxFilter,
-    InboxPage,
-    decide,
-    decide_bulk,
-    list_inbox,
-)
+from workflows.inbox import BulkItem, BulkItemResult, InboxFilter, InboxPage, decide, decide_bulk, list_inbox
 
 __all__ = ["ApprovalView", "BulkRequest", "BulkResponse", "router"]
 

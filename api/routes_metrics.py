@@ -7,7 +7,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from runtime.metrics import REGISTRY, LedgerFiguresCollector
+from evaluation.ledger_gauges import LedgerFiguresCollector
+from runtime.metrics import REGISTRY
 
 router = APIRouter(tags=["operations"])
 

@@ -27,11 +27,14 @@ from api.deps import (
     current_identity,
 )
 from api.visibility import visible_run_status
+from guardrails.configured import prior_auth_policy
 from tools.pas_audit import record_intake, refusal_outcome
 from tools.pas_limits import IntakeLimits
 from tools.pas_request import PriorAuthRequestError, SubmissionConflict
-from workflows.prior_auth import PriorAuthStatus, PriorAuthWorkflow
+from workflows.agent_run import activity_queues
+from workflows.prior_auth import PriorAuthWorkflow
 from workflows.prior_auth_client import submit_prior_auth
+from workflows.prior_auth_models import PriorAuthStatus
 
 __all__ = ["PriorAuthAccepted", "router", "status_for"]
 
@@ -78,10 +81,10 @@ async def submit(request: Request, response: Response, client: TemporalClient, s
     try:
         bundle = await _bundle(request)
         handle, started, sub = await submit_prior_auth(
-            client, store, bundle, criteria=criteria, policy=settings.prior_auth_policy(),
+            client, store, bundle, criteria=criteria, policy=prior_auth_policy(settings),
             task_queue=settings.task_queue, salt=settings.pseudonym_salt.get_secret_value(),
             initiated_by=caller.user_id, tool_attempts=settings.tool_attempts,
-            queues=settings.activity_queues(),
+            queues=activity_queues(settings),
             limits=IntakeLimits(max_items=settings.pa_max_items, max_notes=settings.pa_max_notes,
                                 max_note_bytes=settings.pa_max_note_bytes))
     except PriorAuthRequestError as err:

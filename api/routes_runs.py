@@ -11,7 +11,7 @@ from api.decisions import NOT_FOUND
 from api.deps import CurrentIdentity, TemporalClient, current_identity
 from api.visibility import record_access, run_visible
 from runtime.errors import DecisionRefused
-from workflows.outreach import OutreachStatus
+from workflows.outreach_models import OutreachStatus
 from workflows.run_report import RunReportError, run_report
 
 __all__ = ["RunFailure", "RunReport", "router"]

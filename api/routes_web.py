@@ -15,7 +15,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from agents.actions import ACTION_ARGUMENTS
 from api.decisions import STATUS_FOR, DecisionRequest, public_detail, to_decision
 from api.deps import (
     SESSION_COOKIE,
@@ -31,8 +30,9 @@ from api.identity import AuthError, Identity
 from api.preview import preview_resources
 from api.security import csrf_matches
 from api.visibility import may_decide, record_access, visible_approval
+from guardrails.actions import ACTION_ARGUMENTS
 from runtime.errors import ConfigurationError, DecisionRefused
-from workflows.outreach_client import InboxFilter, decide, list_inbox
+from workflows.inbox import InboxFilter, decide, list_inbox
 
 __all__ = ["router"]
 

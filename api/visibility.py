@@ -13,13 +13,13 @@ from typing import Any
 from fastapi import Request
 from temporalio.client import Client
 
-from agents.approvals import PendingApproval
 from api.decisions import NOT_FOUND
 from api.identity import Identity
 from api.submitters import refuse_own_request
+from guardrails.approvals import PendingApproval
 from guardrails.policy import ROLE_RANK
 from runtime.errors import DecisionRefused
-from workflows.outreach_client import get_approval
+from workflows.inbox import get_approval
 
 __all__ = ["may_act", "may_decide", "record_access", "run_visible", "visible_approval", "visible_run_status"]
 

@@ -24,6 +24,7 @@ import time
 import types
 from collections.abc import Callable
 from pathlib import Path
+from store.connect import configured_database
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,7 +33,7 @@ from bench.common import module_at, scratch_stack  # noqa: E402
 from feeds.adt import parse_adt  # noqa: E402
 from feeds.adt_listener import serve_adt  # noqa: E402
 from runtime.logging import configure_logging  # noqa: E402
-from store.records import SqlCareRecordStore  # noqa: E402
+from store.sql_records import SqlCareRecordStore  # noqa: E402
 from tests.feeds.hl7_messages import adt, frame  # noqa: E402
 from tests.fhir_factory import make_member  # noqa: E402
 
@@ -121,7 +122,7 @@ async def _load_huge(host: str, port: int, store: SqlCareRecordStore) -> list:
 
 
 async def latencies(label: str, serve: Callable, stack, settings, probes: int) -> None:
-    store = SqlCareRecordStore(settings.open_database())
+    store = SqlCareRecordStore(configured_database(settings))
     server = await serve(settings, stack.client, store, host="127.0.0.1", port=0)
     host, port = server.sockets[0].getsockname()[:2]
     loads = {"quiet": None, "200 idle connections": _load_idle, "200 partial 1 MiB frames": _load_partial,

@@ -25,13 +25,8 @@ from guardrails.policy import GuardrailPolicy  # noqa: E402
 from runtime.logging import configure_logging  # noqa: E402
 from tests.fhir_factory import make_member  # noqa: E402
 from worker import build_worker  # noqa: E402
-from workflows.outreach_client import (  # noqa: E402
-    BulkItem,
-    InboxFilter,
-    decide_bulk,
-    list_inbox,
-    start_outreach,
-)
+from workflows.inbox import BulkItem, InboxFilter, decide_bulk, list_inbox
+from workflows.outreach_client import start_outreach
 
 # Every action needs a human: three pending items per run (task, message, care plan).
 POLICY = GuardrailPolicy(contact_window_start=dtime(0), contact_window_end=dtime.max, min_confidence=0.999)

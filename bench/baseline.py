@@ -10,8 +10,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from agents.facts import RunFacts
     from agents.planner import PlannerInput, PlannerOutput
+    from guardrails.facts import RunFacts
     from guardrails.policy import GuardrailPolicy
     from tools.care_plan import DraftCarePlanInput
     from tools.clinical import ClinicalContext, ClinicalContextInput
@@ -96,10 +96,13 @@ def bare_worker(client: Client, settings: Settings, store: CareRecordStore, task
 
     from agents.offline_planner import OfflinePlanner
     from agents.planner import PlannerActivity
+    from guardrails.approval_check import ApprovalCheck
+    from guardrails.configured import decision_signatures
     from runtime.plugin import worker_plugins
     from tools.activities import CareTools
 
     rules = OfflinePlanner()
     return Worker(client, task_queue=task_queue, workflows=[BareOutreachBaseline],
-                  activities=[*CareTools(store, settings, settings.decision_signatures().keys).activities(), PlannerActivity(rules, rules).plan_outreach],
+                  activities=[*CareTools(store, settings, ApprovalCheck(decision_signatures(settings).keys)).activities(),
+                              PlannerActivity(rules, rules).plan_outreach],
                   activity_executor=ThreadPoolExecutor(max_workers=16), plugins=worker_plugins(client, settings))

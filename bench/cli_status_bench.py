@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from guardrails.configured import outreach_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -60,7 +61,7 @@ async def _start_failing_run(env: dict[str, str]) -> str:
                         _env_file=None)
     client = await connect(settings)
     handle, _ = await start_outreach(client, member_id="bench-unknown", encounter_id="bench-none",
-                                     policy=settings.guardrail_policy(), task_queue=settings.task_queue,
+                                     policy=outreach_policy(settings), task_queue=settings.task_queue,
                                      salt=settings.pseudonym_salt.get_secret_value(), tool_attempts=1)
     for _ in range(100):
         if (await handle.describe()).status is not None and (await handle.describe()).close_time is not None:

@@ -15,8 +15,8 @@ from pathlib import Path
 from temporalio.client import Client
 
 from runtime.settings import Settings
-from runtime.stack import Stack, running_stack
 from tests.net import free_port
+from worker import Stack, running_stack
 
 __all__ = ["history_size", "module_at", "scratch_database", "scratch_stack"]
 

@@ -7,7 +7,7 @@
    characters (it is quadratic: minutes at 700k). Each size is also checked to give identical findings.
 2. ``um.review_evidence``'s result for a 3,000-line Claim (six codes of three policies, three 1.3 kB notes):
    serialized bytes and time, today's activity and the ``--before`` one (``git show`` of
-   tools/prior_auth_tools.py, run on the old extraction), both in temporalio's ActivityEnvironment on a
+   tools/evidence_review.py, run on the old extraction), both in temporalio's ActivityEnvironment on a
    scratch SQLite store.
 
     .venv/bin/python bench/evidence_bench.py
@@ -33,13 +33,17 @@ from temporalio.testing import ActivityEnvironment  # noqa: E402
 
 from bench.common import module_at  # noqa: E402
 from evaluation.synthetic import HOME_HEALTH_NOTES_MET, MRI_NOTES_AGAINST, MRI_NOTES_MET, SNF_NOTES_MET  # noqa: E402
+from guardrails.approval_check import ApprovalCheck  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
-from store.records import SqlCareRecordStore  # noqa: E402
+from store.connect import configured_database  # noqa: E402
+from store.sql_records import SqlCareRecordStore  # noqa: E402
 from tests.pas_factory import make_pas_request  # noqa: E402
 from tools import evidence  # noqa: E402
 from tools.criteria import load_criteria  # noqa: E402
-from tools.pas_request import Note, parse_pas_bundle, save_submission  # noqa: E402
-from tools.prior_auth_tools import PriorAuthTools, ReviewEvidenceInput  # noqa: E402
+from tools.evidence_review import ReviewEvidenceInput  # noqa: E402
+from tools.pas_models import Note  # noqa: E402
+from tools.pas_request import parse_pas_bundle, save_submission  # noqa: E402
+from tools.prior_auth_activities import PriorAuthTools  # noqa: E402
 
 SIZES = (47_000, 95_000, 190_000, 380_000, 700_000)
 DENSE_NOTE = "\n".join([*MRI_NOTES_MET, *MRI_NOTES_AGAINST, *HOME_HEALTH_NOTES_MET, *SNF_NOTES_MET]) + "\n"
@@ -87,7 +91,7 @@ def _review(tools: object, data: ReviewEvidenceInput) -> tuple[int, float]:
 def review_sizes(rev: str) -> None:
     state = Path(tempfile.mkdtemp(prefix="careloom-evidence-bench-"))
     try:
-        store = SqlCareRecordStore(Settings(state_dir=state, _env_file=None).open_database())
+        store = SqlCareRecordStore(configured_database(Settings(state_dir=state, _env_file=None)))
         bundle = make_pas_request(store, notes=(DENSE_NOTE,) * 3, service_code=CODES[0],
                                   extra_codes=tuple(CODES[n % len(CODES)] for n in range(1, 3000))).bundle
         # Intake now refuses a Claim this large; the review must still hold if a limit is raised.
@@ -97,10 +101,10 @@ def review_sizes(rev: str) -> None:
         data = ReviewEvidenceInput(claim_id=submission.claim_id, items=submission.items)
         criteria = load_criteria()
         print(f"2. um.review_evidence of a {len(data.items):,}-line Claim, 3 notes of {len(DENSE_NOTE):,} chars")
-        old_tools = module_at("_before_prior_auth_tools", rev, "tools/prior_auth_tools.py",
+        old_tools = module_at("_before_prior_auth_tools", rev, "tools/evidence_review.py",
                             {"from tools.evidence import": "from _before_evidence import"})
         for label, tools in (("before", old_tools.PriorAuthTools(store, criteria)),
-                             ("after", PriorAuthTools(store, criteria))):
+                             ("after", PriorAuthTools(store, criteria, ApprovalCheck(())))):
             size, seconds = _review(tools, data)
             print(f"   {label:>6}: {size:>10,} bytes ({size / 2**20:.2f} MiB; Temporal's limit is 2 MiB) in"
                   f" {seconds:.2f} s")

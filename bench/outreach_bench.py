@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.baseline import POLICY, BareInput, BareOutreachBaseline, bare_worker  # noqa: E402
 from bench.common import history_size, scratch_database, scratch_stack  # noqa: E402
 from runtime.logging import configure_logging  # noqa: E402
-from store.records import SqlCareRecordStore  # noqa: E402
+from store.connect import configured_database  # noqa: E402
+from store.sql_records import SqlCareRecordStore  # noqa: E402
 from tests.fhir_factory import make_member  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows.outreach_client import start_outreach  # noqa: E402
@@ -77,7 +78,7 @@ async def main(runs: int, database_url: str | None) -> None:
         rows = [bare, await careloom_on(store, "SQLite")]
         with scratch_database(database_url) as url:
             if url is not None:
-                postgres = SqlCareRecordStore(settings.model_copy(update={"database_url": url}).open_database())
+                postgres = SqlCareRecordStore(configured_database(settings.model_copy(update={"database_url": url})))
                 rows.append(await careloom_on(postgres, "PostgreSQL"))
                 postgres.db.close()
     print(f"{runs} runs each, one process, embedded dev server (its own SQLite), 2 cores\n")

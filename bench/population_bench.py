@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.baseline import BareInput, BareOutreachBaseline, bare_worker  # noqa: E402
 from bench.common import history_size, scratch_stack  # noqa: E402
 from feeds.adt_listener import serve_adt  # noqa: E402
+from guardrails.configured import signer as configured_signer  # noqa: E402
 from runtime.logging import configure_logging  # noqa: E402
 from store.ledger import DecisionLedger  # noqa: E402
 from tests.feeds.hl7_messages import adt, frame  # noqa: E402
@@ -115,9 +116,9 @@ async def _approve_all(client, settings, queue: str, victim: WorkerProcess, time
     SIGKILL ``victim`` half-way, so the write tools (task, message, care plan) run on both workers with one
     killed mid-way: what the duplicate-write checks are about. (Approved actions, seconds until all runs
     leave awaiting_approval.)"""
-    from workflows.outreach_client import BulkItem, decide_bulk, list_pending_approvals
+    from workflows.inbox import BulkItem, decide_bulk, list_pending_approvals
 
-    began, approved, signer = time.perf_counter(), 0, settings.signer()
+    began, approved, signer = time.perf_counter(), 0, configured_signer(settings)
     for _ in range(3):  # a decision can open the next approval of the run (a care plan's sign-off)
         ours = await _queue_runs(client, queue)
         pending = [p for p in await list_pending_approvals(client) if p.workflow_id in ours]

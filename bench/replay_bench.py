@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -100,9 +101,14 @@ def _two_processes(paths: list[Path]) -> tuple[float, float]:
 
 def main(count: int, repeat: int) -> None:
     from bench.baseline import BareOutreachBaseline
+    from runtime.codec import generate_key
     from runtime.logging import configure_logging
 
     configure_logging("WARNING", "json")
+    # One payload key for the whole bench: the bare histories are recorded on a scratch stack (payloads encrypted
+    # by default) and replayed here, so both must use the same key (without it the replay cannot decode them).
+    # The bare replay then decrypts its payloads too, a few microseconds per history.
+    os.environ.setdefault("CARELOOM_PAYLOAD_KEYS", f"bench={generate_key()}")
     root = Path(tempfile.mkdtemp(prefix="careloom-replay-"))
     # The outreach golden histories only: the bare baseline makes outreach's tool calls.
     golden = sorted(p for p in GOLDEN.glob("*.json") if not p.stem.startswith("um-"))

@@ -75,11 +75,12 @@ def verify(chain_only: Annotated[bool, typer.Option(
     Problems: an altered, removed or reordered entry; a decision entry whose signature the worker could not
     verify; an entry or accepted decision in a history that the ledger lacks; a run terminated or cancelled
     with no withdrawn entry."""
+    from store.connect import configured_database
     from datetime import date
 
     from store.ledger import DecisionLedger
 
-    ledger = DecisionLedger(settings().open_database())
+    ledger = DecisionLedger(configured_database(settings()))
     checked, problems = ledger.verify()
     messages = [str(p) for p in problems]
     runs = 0
@@ -112,13 +113,14 @@ def reconcile(since: Annotated[str | None, typer.Option(help="Runs started from 
               ) -> None:
     """Append the withdrawn entries that runs terminated through Temporal owe (who terminated them, why, and
     each approval they left open). Idempotent: an entry already appended is skipped."""
+    from store.connect import configured_database
     from datetime import date
 
     from cli.ledger_runs import run_records
     from history.ledger_check import withdrawn_entries_owed
     from store.ledger import DecisionLedger
 
-    ledger = DecisionLedger(settings().open_database())
+    ledger = DecisionLedger(configured_database(settings()))
     entries = ledger.entries()
     owed = [e for r in run_records(settings(), date.fromisoformat(since) if since else None)
             for e in withdrawn_entries_owed(r, entries)]
@@ -133,9 +135,10 @@ def reconcile(since: Annotated[str | None, typer.Option(help="Runs started from 
 def show(workflow: Annotated[str | None, typer.Option(help="Only this workflow id.")] = None,
          as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Ledger entries (who, role, when, digest, decision, reason, policy)."""
+    from store.connect import configured_database
     from store.ledger import DecisionLedger
 
-    entries = DecisionLedger(settings().open_database()).entries(workflow)
+    entries = DecisionLedger(configured_database(settings())).entries(workflow)
     if as_json:
         print_json([e.model_dump(mode="json") for e in entries])
         return
@@ -162,6 +165,7 @@ def access(user: Annotated[str | None, typer.Option(help="Only this user id.")] 
            since: Annotated[str | None, typer.Option(help="From this date on (YYYY-MM-DD).")] = None,
            as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The access log: who read which approval item or run (member context), when, and what they got."""
+    from store.connect import configured_database
     from datetime import UTC, datetime
 
     from store.access_log import AccessLog
@@ -172,7 +176,7 @@ def access(user: Annotated[str | None, typer.Option(help="Only this user id.")] 
             start = datetime.fromisoformat(since).replace(tzinfo=UTC)
         except ValueError:
             fail(f"--since must be a date like 2026-12-01, not {since!r}", code=2)
-    entries = AccessLog(settings().open_database()).entries(user_id=user, workflow_id=workflow, since=start)
+    entries = AccessLog(configured_database(settings())).entries(user_id=user, workflow_id=workflow, since=start)
     if as_json:
         print_json([e.model_dump(mode="json") for e in entries])
         return
@@ -185,7 +189,7 @@ def access(user: Annotated[str | None, typer.Option(help="Only this user id.")] 
 def signing_generate(key_id: Annotated[str, typer.Argument(help="A name for the key, e.g. 2026-12.")]) -> None:
     """Print a new Ed25519 decision-signing key as KEY_ID=BASE64 for CARELOOM_SIGNING_KEYS (first = active),
     and its public half for CARELOOM_DECISION_KEYS on hosts that start runs."""
-    from runtime.signing import generate_signing_key, parse_signing_keys, public_key_of
+    from guardrails.signing import generate_signing_key, parse_signing_keys, public_key_of
 
     private = generate_signing_key()
     try:
@@ -199,9 +203,10 @@ def signing_generate(key_id: Annotated[str, typer.Argument(help="A name for the 
 @keys_app.command("public")
 def public_keys(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The public keys new runs accept decisions from (what CARELOOM_DECISION_KEYS should hold elsewhere)."""
+    from guardrails.configured import decision_signatures
     cfg = settings()
     try:
-        keys = cfg.decision_signatures().keys
+        keys = decision_signatures(cfg).keys
     except CareloomError as err:
         fail(str(err), code=2)
         return

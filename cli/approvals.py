@@ -50,7 +50,7 @@ def list_(
     """Pending approvals across every running outreach run, earliest SLA deadline first."""
     from pydantic import ValidationError
 
-    from workflows.outreach_client import InboxFilter, list_inbox
+    from workflows.inbox import InboxFilter, list_inbox
 
     from api.filters import visibility_value
     from runtime.errors import DecisionRefused
@@ -87,7 +87,7 @@ def list_(
 @app.command()
 def show(workflow_id: WorkflowArg, approval_id: ApprovalArg, as_json: JsonFlag = False) -> None:
     """One pending approval in full: the exact action, its digest, context, rationale and evidence."""
-    from workflows.outreach_client import DecisionRejected, get_approval
+    from workflows.inbox import DecisionRejected, get_approval
 
     async def go() -> None:
         cfg = settings()
@@ -120,8 +120,9 @@ def _decide(workflow_id: str, approval_id: str, *, digest: str, as_user: str | N
             as_json: bool = False) -> None:
     from pydantic import ValidationError
 
-    from agents.approvals import ApprovalDecision
-    from workflows.outreach_client import DecisionRejected, decide
+    from guardrails.approvals import ApprovalDecision
+    from guardrails.configured import signer
+    from workflows.inbox import DecisionRejected, decide
 
     cfg = settings()
     who = _identity(cfg, as_user, token)
@@ -136,7 +137,7 @@ def _decide(workflow_id: str, approval_id: str, *, digest: str, as_user: str | N
 
     async def go() -> None:
         try:
-            result = await decide(await connect(cfg), workflow_id, payload, signer=cfg.signer())
+            result = await decide(await connect(cfg), workflow_id, payload, signer=signer(cfg))
         except DecisionRejected as err:
             fail(f"refused ({err.code}): {err}")
             return
@@ -171,8 +172,6 @@ def edit(workflow_id: WorkflowArg, approval_id: ApprovalArg, digest: DigestOpt,
          arguments: Annotated[str, typer.Option(help="New arguments: a JSON object or @file.json.")],
          as_user: AsOpt = None, token: TokenOpt = None, reason: ReasonOpt = None, as_json: JsonFlag = False) -> None:
     """Edit an action's arguments and approve the edited action (re-validated and re-guarded)."""
-    from cli.main import parse_arguments
-
     _decide(workflow_id, approval_id, digest=digest, as_user=as_user, token=token, decision="edit",
             reason=reason, arguments=parse_arguments(arguments), as_json=as_json)
 
@@ -197,7 +196,9 @@ def bulk(
     """Approve or reject a selected set of homogeneous low-risk items; each is validated and reported."""
     from pydantic import TypeAdapter, ValidationError
 
-    from workflows.outreach_client import BulkItem, decide_bulk
+    from guardrails.configured import signer
+
+    from workflows.inbox import BulkItem, decide_bulk
 
     if decision not in ("approve", "reject"):
         fail("bulk decisions are approve or reject", code=2)
@@ -214,7 +215,7 @@ def bulk(
 
     async def go() -> None:
         results = await decide_bulk(await connect(cfg), selected, decision=decision, tool=tool,
-                                    approver=who.user_id, role=who.role, reason=reason, signer=cfg.signer())
+                                    approver=who.user_id, role=who.role, reason=reason, signer=signer(cfg))
         if as_json:
             print_json([r.model_dump(mode="json") for r in results])
         else:
@@ -226,3 +227,20 @@ def bulk(
             raise SystemExit(1)
 
     run(go())
+
+
+def parse_arguments(text: str) -> object:
+    """Edit arguments from JSON text or @file."""
+    from pydantic import ValidationError
+
+    from guardrails.actions import ACTION_ARGUMENTS
+
+    raw = Path(text[1:]).read_text() if text.startswith("@") else text
+    try:
+        return ACTION_ARGUMENTS.validate_python(json.loads(raw))
+    except json.JSONDecodeError as err:
+        fail(f"--arguments is not valid JSON ({err.msg}); pass a JSON object or @file.json")
+    except ValidationError as err:
+        first = err.errors()[0]
+        fail(f"--arguments invalid at {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+    return None

@@ -23,6 +23,13 @@ def settings() -> Settings:
         where = ".".join(str(p) for p in first["loc"]) or "settings"
         fail(f"invalid setting {where} (CARELOOM_{where.upper()}): {first['msg']}", code=2)
         raise SystemExit(2) from None  # fail() already exited; this keeps type checkers honest
+    from guardrails.configured import check_deployment  # the routing and criteria files, the keys
+
+    try:
+        check_deployment(value)
+    except CareloomError as err:
+        fail(f"invalid setting: {err}", code=2)
+        raise SystemExit(2) from None
     configure_logging(value.log_level, value.log_format)
     return value
 

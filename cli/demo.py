@@ -22,11 +22,13 @@ from cli.output import console, plain, print_json, safe
 from feeds.discharges import discharges, start_discharges
 from runtime.errors import ConfigurationError
 from runtime.settings import Settings
-from runtime.stack import running_stack
 from store.importer import import_ndjson
 from store.time_shift import shift_date, shift_folder
-from workflows.outreach import MemberOutreachWorkflow, OutreachStatus
-from workflows.prior_auth import PriorAuthStatus, PriorAuthWorkflow
+from worker import running_stack
+from workflows.outreach import MemberOutreachWorkflow
+from workflows.outreach_models import OutreachStatus
+from workflows.prior_auth import PriorAuthWorkflow
+from workflows.prior_auth_models import PriorAuthStatus
 
 __all__ = ["SAMPLE_DATA", "run_demo", "serve"]
 
@@ -105,18 +107,21 @@ def _prior_auth_summary(statuses: Iterable[PriorAuthStatus]) -> Table:
 
 async def _submit_prior_auth(settings: Settings, stack: Any, folder: Path) -> list[str]:
     """One triage run per sample request Bundle (a resubmitted request joins its run)."""
+    from guardrails.configured import prior_auth_policy
+    from tools.criteria import criteria_for
+    from workflows.agent_run import activity_queues
     import json
 
     from workflows.prior_auth_client import submit_prior_auth
 
-    criteria, policy = settings.criteria(), settings.prior_auth_policy()
+    criteria, policy = criteria_for(settings), prior_auth_policy(settings)
     workflow_ids = []
     for path in sorted(folder.glob("*.json")):
         handle, _, _ = await submit_prior_auth(
             stack.client, stack.store, json.loads(path.read_text(encoding="utf-8")), criteria=criteria,
             policy=policy, task_queue=settings.task_queue, salt=settings.pseudonym_salt.get_secret_value(),
             initiated_by=DEMO_USER, tool_attempts=settings.tool_attempts,
-            queues=settings.activity_queues())
+            queues=activity_queues(settings))
         workflow_ids.append(handle.id)
     return workflow_ids
 
@@ -145,13 +150,14 @@ async def run_demo(settings: Settings, *, data: Path, since: str, until: str, ex
 
 async def _run_demo(settings: Settings, *, data: Path, since: str, until: str, exit_after: bool,
                     as_json: bool) -> None:
+    from guardrails.configured import outreach_policy
     tokens = ensure_demo_approvers(settings)
     async with running_stack(settings) as stack:
         report = import_ndjson(stack.store, data)
         if not as_json:
             console.print(safe(f"imported {data}: {report.total('inserted')} new, {report.total('updated')} updated, "
                                f"{report.total('unchanged')} unchanged, {report.skipped} skipped"))
-        found = discharges(stack.store, since, until, policy=settings.guardrail_policy(),
+        found = discharges(stack.store, since, until, policy=outreach_policy(settings),
                            time_zone=settings.plan_time_zone)
         started = await start_discharges(stack.client, settings, found, trigger="demo", initiated_by=DEMO_USER)
         for where, why in started.failed:

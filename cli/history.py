@@ -23,7 +23,7 @@ def decoded_runs(files: list[Path]) -> list:
     from history.events import read_run
     from history.files import HistoryFileError, load_history
     from runtime.codec import PayloadKeyError
-    from runtime.temporal_client import codec_for
+    from runtime.data_converter import codec_for
 
     codec = codec_for(settings())
     records = []
@@ -131,6 +131,7 @@ def audit(
     as_json: JsonFlag = False,
 ) -> None:
     """A readable timeline of one run from its history: tools, proposals, verdicts, approvals, outcome."""
+    from store.connect import configured_database
     from history.audit import audit as build
     from history.events import read_run
     from history.files import HistoryFileError, load_history
@@ -158,7 +159,7 @@ def audit(
             fail(f"no run {target!r} ({err.message}); pass a workflow id or an exported .json file", code=2)
             return
     from runtime.codec import PayloadKeyError
-    from runtime.temporal_client import codec_for
+    from runtime.data_converter import codec_for
 
     try:
         record = read_run(history, codec_for(cfg))
@@ -167,7 +168,7 @@ def audit(
         return
     location = cfg.database_location
     has_ledger = ledger and (not isinstance(location, Path) or location.exists())
-    report = build(record, DecisionLedger(cfg.open_database()) if has_ledger else None)
+    report = build(record, DecisionLedger(configured_database(cfg)) if has_ledger else None)
     if as_json:
         print_json(report)
     else:

@@ -13,8 +13,9 @@ from datetime import date
 
 from history.events import RunRecord, read_run
 from history.files import careloom_query
+from runtime.data_converter import codec_for
 from runtime.settings import Settings
-from runtime.temporal_client import codec_for, connect
+from runtime.temporal_client import connect
 
 __all__ = ["run_records"]
 

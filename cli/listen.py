@@ -30,10 +30,11 @@ def adt(
     SIGINT or SIGTERM."""
 
     async def go() -> None:
+        from store.connect import configured_database
         from cli.demo import _until_signalled
         from feeds.adt_listener import serve_adt
         from runtime.temporal_client import connect
-        from store.records import SqlCareRecordStore
+        from store.sql_records import SqlCareRecordStore
 
         cfg = settings()
         client = await connect(cfg)
@@ -43,7 +44,7 @@ def adt(
             from runtime.metrics import REGISTRY
 
             start_http_server(metrics_port, addr=cfg.metrics_host, registry=REGISTRY)
-        server = await serve_adt(cfg, client, SqlCareRecordStore(cfg.open_database()), host=host, port=port)
+        server = await serve_adt(cfg, client, SqlCareRecordStore(configured_database(cfg)), host=host, port=port)
         where = server.sockets[0].getsockname()
         try:
             await _until_signalled(f"careloom listen adt: MLLP on {where[0]}:{where[1]}"

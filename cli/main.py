@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -10,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from cli import admin
 from cli import approvals as approvals_cli
@@ -112,13 +110,14 @@ def import_(
 ) -> None:
     """Import FHIR R4 into the care records store. Exit 1 if any line or entry was skipped (or a run failed to
     start), 2 if nothing could be imported or Temporal could not be reached for --start-outreach."""
+    from store.connect import configured_database
     from store.importer import import_path
-    from store.records import SqlCareRecordStore
+    from store.sql_records import SqlCareRecordStore
 
     if include_old and not start_outreach:
         fail("--include-old only changes which discharges --start-outreach starts; add --start-outreach", code=2)
     cfg = settings()
-    store = SqlCareRecordStore(cfg.open_database())
+    store = SqlCareRecordStore(configured_database(cfg))
     try:
         report = import_path(store, path)
     except CareloomError as err:
@@ -175,13 +174,14 @@ async def _start_imported(cfg, store, encounter_ids: list[str], *, include_old: 
                           ) -> tuple[dict | None, str | None]:
     """Start outreach for the discharges among these Encounters that outreach can still help (idempotent; the
     others listed, :mod:`feeds.screening`): (report, None) or (None, why not)."""
+    from guardrails.configured import outreach_policy
     from datetime import UTC, datetime
 
     from feeds.discharges import discharge_of, start_discharges
     from feeds.screening import ScreenRules, screen
     from runtime.temporal_client import connect
 
-    policy = cfg.guardrail_policy()
+    policy = outreach_policy(cfg)
     found, unreadable = [], []
     for eid in dict.fromkeys(encounter_ids):
         encounter = store.get("Encounter", eid)
@@ -201,21 +201,6 @@ async def _start_imported(cfg, store, encounter_ids: list[str], *, include_old: 
                                      held=screened.held)
     started.failed.extend(unreadable)
     return {"discharges": len(found) + len(unreadable), **started.as_dict()}, None
-
-
-def parse_arguments(text: str) -> object:
-    """Edit arguments from JSON text or @file."""
-    from agents.actions import ACTION_ARGUMENTS
-
-    raw = Path(text[1:]).read_text() if text.startswith("@") else text
-    try:
-        return ACTION_ARGUMENTS.validate_python(json.loads(raw))
-    except json.JSONDecodeError as err:
-        fail(f"--arguments is not valid JSON ({err.msg}); pass a JSON object or @file.json")
-    except ValidationError as err:
-        first = err.errors()[0]
-        fail(f"--arguments invalid at {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
-    return None
 
 
 def main() -> None:

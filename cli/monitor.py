@@ -43,6 +43,7 @@ def report(
 ) -> None:
     """Approval, edit and reject rates, time to decision against SLA, escalations, expiries, quality findings;
     with --histories also confidence and LACE drift (PSI per ISO week), planner fallbacks and model errors."""
+    from store.connect import configured_database
     from evaluation.monitor import monitor_report, render_html
     from store.ledger import DecisionLedger
 
@@ -57,7 +58,7 @@ def report(
              f"--out {histories} --query ...`", code=2)
     cfg = settings()
     records = _records(histories) if histories is not None else None
-    result = monitor_report(DecisionLedger(cfg.open_database()).entries(), records, since=start,
+    result = monitor_report(DecisionLedger(configured_database(cfg)).entries(), records, since=start,
                             baseline_weeks=baseline_weeks, now=datetime.now(UTC))
     written = None
     if html is not None:

@@ -33,9 +33,11 @@ def when(value: str | None) -> str:
 
 def _missing_records(cfg: Any, member: str, encounter: str) -> str | None:  # noqa: ANN401 - Settings
     """Why this discharge cannot be started (the member or the encounter unknown, or not the member's)."""
-    from store.records import SqlCareRecordStore, member_of
+    from store.connect import configured_database
+    from store.sql_records import SqlCareRecordStore
+    from store.records import member_of
 
-    db = cfg.open_database()
+    db = configured_database(cfg)
     try:
         store = SqlCareRecordStore(db)
         if store.get("Patient", member) is None:
@@ -68,14 +70,16 @@ def outreach_start(
         fail(problem, code=2)
 
     async def go() -> None:
+        from guardrails.configured import outreach_policy
+        from workflows.agent_run import activity_queues
         from runtime.temporal_client import connect
         from workflows.outreach_client import start_outreach
 
         client = await connect(cfg)
         handle, started = await start_outreach(
-            client, member_id=member, encounter_id=encounter, policy=cfg.guardrail_policy(),
+            client, member_id=member, encounter_id=encounter, policy=outreach_policy(cfg),
             task_queue=cfg.task_queue, initiated_by=as_user, tool_attempts=cfg.tool_attempts,
-            queues=cfg.activity_queues(),
+            queues=activity_queues(cfg),
             salt=cfg.pseudonym_salt.get_secret_value())
         if as_json:
             print_json({"workflow_id": handle.id, "started": started})

@@ -49,9 +49,13 @@ def submit(
     a row of the access log (action prior_auth.submit, role cli)."""
 
     async def go() -> int:
+        from guardrails.configured import prior_auth_policy
+        from store.connect import configured_database
+        from tools.criteria import criteria_for
+        from workflows.agent_run import activity_queues
         from runtime.temporal_client import connect
         from store.access_log import AccessLog
-        from store.records import SqlCareRecordStore
+        from store.sql_records import SqlCareRecordStore
         from tools.pas_audit import record_intake, refusal_outcome
         from tools.pas_limits import IntakeLimits
         from tools.pas_request import PriorAuthRequestError, SubmissionConflict
@@ -59,7 +63,7 @@ def submit(
 
         cfg = settings()
         client = await connect(cfg)
-        store, criteria, policy = SqlCareRecordStore(cfg.open_database()), cfg.criteria(), cfg.prior_auth_policy()
+        store, criteria, policy = SqlCareRecordStore(configured_database(cfg)), criteria_for(cfg), prior_auth_policy(cfg)
         limits = IntakeLimits(max_items=cfg.pa_max_items, max_notes=cfg.pa_max_notes,
                               max_note_bytes=cfg.pa_max_note_bytes)
         access_log, audit = AccessLog(store.db), {"user_id": as_user, "role": "cli", "channel": "cli"}
@@ -70,7 +74,7 @@ def submit(
                 handle, started, sub = await submit_prior_auth(
                     client, store, bundle, criteria=criteria, policy=policy, task_queue=cfg.task_queue,
                     salt=cfg.pseudonym_salt.get_secret_value(), initiated_by=as_user,
-                    tool_attempts=cfg.tool_attempts, queues=cfg.activity_queues(), limits=limits)
+                    tool_attempts=cfg.tool_attempts, queues=activity_queues(cfg), limits=limits)
                 record_intake(access_log, **audit, outcome="started" if started else "duplicate", workflow_id=handle.id)
                 rows.append({"file": str(path), "workflow_id": handle.id, "started": started,
                              "priority": sub.priority, "services": [i.code for i in sub.items]})
@@ -133,10 +137,11 @@ def status(
 def refuse_if_submitter(cfg: Settings, workflow_ids: list[str], user_id: str) -> None:
     """Exit 1 (refused, forbidden) when ``user_id`` submitted the request of any of these runs: a request's
     submitter never decides it. ``careloom approvals`` calls it before a decision is signed."""
+    from store.connect import configured_database
     from runtime.errors import DecisionRefused
     from store.submissions import SubmissionStore, refuse_submitter
 
-    db = cfg.open_database()
+    db = configured_database(cfg)
     try:
         for workflow_id in dict.fromkeys(workflow_ids):
             refuse_submitter(SubmissionStore(db), workflow_id, user_id)

@@ -25,9 +25,10 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON ou
 
 
 def _ledger():  # noqa: ANN202
+    from store.connect import configured_database
     from store.ledger import DecisionLedger
 
-    return DecisionLedger(settings().open_database())
+    return DecisionLedger(configured_database(settings()))
 
 
 @app.command("list")

@@ -105,7 +105,7 @@ def show(as_json: JsonFlag = False) -> None:
 def progress(workflow_id: Annotated[str, typer.Argument(help="The sweep's workflow id (`careloom schedule show`).")],
              as_json: JsonFlag = False) -> None:
     """A sweep's progress: looked at, started, existing, failed, TCM missed, cursor, paused."""
-    from workflows.sweep import DischargeSweepWorkflow
+    from feeds.sweep import DischargeSweepWorkflow
 
     async def go() -> None:
         handle = (await _client()).get_workflow_handle_for(DischargeSweepWorkflow.run, workflow_id)
@@ -126,7 +126,7 @@ def progress(workflow_id: Annotated[str, typer.Argument(help="The sweep's workfl
 @app.command("pause-sweep")
 def pause_sweep(workflow_id: Annotated[str, typer.Argument(help="The running sweep's workflow id.")]) -> None:
     """Pause a running sweep between pages (the page in flight finishes); `resume-sweep` restarts it."""
-    from workflows.sweep import DischargeSweepWorkflow
+    from feeds.sweep import DischargeSweepWorkflow
 
     _act(lambda client: client.get_workflow_handle(workflow_id).signal(DischargeSweepWorkflow.pause),
          f"{workflow_id}: pausing after the page in flight")
@@ -135,7 +135,7 @@ def pause_sweep(workflow_id: Annotated[str, typer.Argument(help="The running swe
 @app.command("resume-sweep")
 def resume_sweep(workflow_id: Annotated[str, typer.Argument(help="The paused sweep's workflow id.")]) -> None:
     """Resume a paused sweep."""
-    from workflows.sweep import DischargeSweepWorkflow
+    from feeds.sweep import DischargeSweepWorkflow
 
     _act(lambda client: client.get_workflow_handle(workflow_id).signal(DischargeSweepWorkflow.resume),
          f"{workflow_id}: resumed")

@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, Field, computed_field
 
 from evaluation.quality import finding_of
-from store.ledger import LedgerEntry
+from store.ledger_entries import LedgerEntry
 
 if TYPE_CHECKING:
     from history.events import RunRecord

@@ -16,7 +16,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel
 
 from runtime.errors import CareloomError
-from store.ledger import LedgerEntry
+from store.ledger_entries import LedgerEntry
 
 __all__ = ["FINDINGS", "Finding", "QualityReviewError", "QualitySample", "finding_of", "pending_samples",
            "review_entry"]

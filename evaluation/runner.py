@@ -39,8 +39,6 @@ from pydantic import SecretStr
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-from agents.approvals import ApprovalDecision, PendingApproval
-from agents.state import TERMINAL
 from evaluation.oracle import CaseResult, attributes_of, judge
 from evaluation.rpc_retry import RpcRetry, infrastructure_error, with_rpc_retries
 from evaluation.scenarios import Case, Suite, discharge_time
@@ -48,13 +46,21 @@ from evaluation.scripted_model import BEHAVIOURS, ScriptedModelServer, running_m
 from evaluation.synthetic import NOTES, build_pas_bundle, member_resources
 from feeds.discharges import discharge_of, start_discharges
 from feeds.screening import ScreenRules, screen
+from guardrails.actions import TERMINAL
+from guardrails.approvals import ApprovalDecision, PendingApproval
+from guardrails.configured import outreach_policy
+from guardrails.configured import prior_auth_policy
+from guardrails.configured import signer
 from runtime.errors import CareloomError, DecisionRefused
 from runtime.settings import Settings
-from runtime.stack import running_stack
 from store.ledger import DecisionLedger
-from store.records import SqlCareRecordStore
+from store.sql_records import SqlCareRecordStore
+from tools.criteria import criteria_for
+from worker import running_stack
+from workflows.agent_run import activity_queues
+from workflows.inbox import decide
 from workflows.outreach import MemberOutreachWorkflow
-from workflows.outreach_client import decide, start_outreach
+from workflows.outreach_client import start_outreach
 from workflows.prior_auth import PriorAuthWorkflow
 from workflows.prior_auth_client import submit_prior_auth
 
@@ -131,7 +137,7 @@ async def run_suite(base: Settings, suite: Suite, planner: Planner, *, concurren
     clock = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="careloom-eval-") as folder, _model_server(planner) as model:
         settings = evaluation_settings(base, Path(folder), planner, model.url if model else None)
-        run.policy_ids = [settings.guardrail_policy().policy_id, settings.prior_auth_policy().policy_id]
+        run.policy_ids = [outreach_policy(settings).policy_id, prior_auth_policy(settings).policy_id]
         async with running_stack(settings) as stack:
             harness = Harness(settings, stack.client, stack.store, started, case_timeout, rpc_retry)
             limit = asyncio.Semaphore(concurrency)
@@ -172,7 +178,7 @@ class Harness:
         self.started, self.timeout, self.rpc_retry = started, timeout, rpc_retry
         self.nonce = secrets.token_hex(3)
         self.salt = settings.pseudonym_salt.get_secret_value()
-        self.signer = settings.signer()
+        self.signer = signer(settings)
         self._shown: dict[str, list[str]] = {}  # case id → approval items that showed forbidden text
 
     async def run_case(self, case: Case) -> CaseResult:
@@ -309,14 +315,14 @@ class Harness:
 
     async def _start_outreach(self, member_id: str, encounter_id: str) -> list[tuple[str, Any]]:
         handle, _ = await start_outreach(
-            self.client, member_id=member_id, encounter_id=encounter_id, policy=self.settings.guardrail_policy(),
+            self.client, member_id=member_id, encounter_id=encounter_id, policy=outreach_policy(self.settings),
             task_queue=self.settings.task_queue, initiated_by=INITIATOR, salt=self.salt,
-            tool_attempts=self.settings.tool_attempts, queues=self.settings.activity_queues())
+            tool_attempts=self.settings.tool_attempts, queues=activity_queues(self.settings))
         return [(handle.id, MemberOutreachWorkflow.status)]
 
     async def _start_imported(self, resources: list[dict[str, Any]]) -> list[tuple[str, Any]]:
         """Every discharge among the case's Encounters, started the way ``careloom import --start-outreach`` does."""
-        policy = self.settings.guardrail_policy()
+        policy = outreach_policy(self.settings)
         found = [d for r in resources if r.get("resourceType") == "Encounter"
                  and (d := discharge_of(r, policy, self.settings.plan_time_zone)) is not None]
         # The import's screen (lookback, implausible stays, a deceased member's earlier stays, coverage ended
@@ -331,10 +337,10 @@ class Harness:
 
     async def _submit(self, bundle: dict[str, Any]) -> list[tuple[str, Any]]:
         handle, _, _ = await submit_prior_auth(
-            self.client, self.store, bundle, criteria=self.settings.criteria(),
-            policy=self.settings.prior_auth_policy(), task_queue=self.settings.task_queue, salt=self.salt,
+            self.client, self.store, bundle, criteria=criteria_for(self.settings),
+            policy=prior_auth_policy(self.settings), task_queue=self.settings.task_queue, salt=self.salt,
             initiated_by=INITIATOR, tool_attempts=self.settings.tool_attempts,
-            queues=self.settings.activity_queues())
+            queues=activity_queues(self.settings))
         return [(handle.id, PriorAuthWorkflow.status)]
 
     # --- driving a run to the end ---------------------------------------------------------

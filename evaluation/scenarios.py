@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from evaluation.scripted_model import BEHAVIOURS
 from evaluation.synthetic import NOTES
 from guardrails.policy import Role
-from tools.registry import ALL_TOOLS
+from workflows.programs import ALL_TOOLS
 
 __all__ = ["ACTION_KINDS", "FORMAT", "Case", "Expectation", "SkippedCase", "Suite", "load_suite"]
 

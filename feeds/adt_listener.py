@@ -40,14 +40,15 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from feeds.adt import AdtEvent, AdtRefused, apply_event, event_label, parse_adt, sender_of
 from feeds.discharges import discharge_of, start_discharges
-from feeds.screening import ScreenRules, screen
 from feeds.mllp_access import AdtAccess, check_exposure, server_tls_context
 from feeds.mllp_framing import Frame
 from feeds.mllp_server import MllpLimits, MllpServer
+from feeds.screening import ScreenRules, screen
+from guardrails.configured import outreach_policy
 from runtime.metrics import ADT_LATENCY, ADT_MESSAGES
 from runtime.settings import Settings
 from store.fhir_validation import InvalidResource, validate_resource
-from store.records import SqlCareRecordStore
+from store.sql_records import SqlCareRecordStore
 from workflows.agent_run import WithdrawRequest
 from workflows.outreach_client import outreach_workflow_id
 
@@ -117,7 +118,7 @@ class AdtListener:
         self.settings = settings
         self.client = client
         self.store = store
-        self.policy = settings.guardrail_policy()
+        self.policy = outreach_policy(settings)
         self.screen_rules = ScreenRules.from_settings(settings, policy=self.policy)
         self.access = access or AdtAccess.from_settings(settings)
         self._parser = _parse_pool(settings.adt_parse_threads)

@@ -19,21 +19,22 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import structlog
 from temporalio.client import Client
 
-from guardrails.deadlines import tcm_contact_due
+from guardrails.configured import outreach_policy
 from guardrails.policy import GuardrailPolicy
 from runtime.metrics import RUNS_STARTED, TCM_DEADLINES
 from runtime.settings import Settings
-from store.records import SqlCareRecordStore
+from store.sql_records import SqlCareRecordStore
+from tools.deadlines import tcm_contact_due
+from workflows.agent_run import activity_queues
+from workflows.outreach_client import start_outreach
 
-if TYPE_CHECKING:  # feeds.screening builds on Discharge; the report only carries its Held records
-    from feeds.screening import Held
 
-__all__ = ["Discharge", "StartReport", "TcmState", "discharge_of", "discharges", "start_discharges", "tcm_state"]
+__all__ = ["Discharge", "Held", "HoldReason", "StartReport", "TcmState", "discharge_of", "discharges", "start_discharges", "tcm_state"]
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +54,25 @@ class Discharge:
     discharged_at: datetime
     admitted_at: datetime | None = field(default=None, compare=False)
     """Encounter.period.start; None when absent or not a full date-time."""
+
+
+HoldReason = Literal["implausible_stay", "deceased_other_stay", "too_old", "coverage_ended"]
+
+
+@dataclass(frozen=True)
+class Held:
+    """A discharge not started, and why (``detail`` names the fix where there is one)."""
+
+    discharge: Discharge
+    reason: HoldReason
+    detail: str
+
+    @property
+    def where(self) -> str:
+        return f"Encounter/{self.discharge.encounter_id}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"discharge": self.where, "reason": self.reason, "detail": self.detail}
 
 
 def _parse(value: str) -> datetime:
@@ -136,9 +156,8 @@ async def start_discharges(client: Client, settings: Settings, found: Iterable[D
     is built from settings (about 2.5 ms: the holiday calendar). ``held``: the discharges the caller's
     screen held back, carried into the report (and its log line, counted by reason).
     """
-    from workflows.outreach_client import start_outreach
 
-    policy = policy or settings.guardrail_policy()
+    policy = policy or outreach_policy(settings)
     salt = settings.pseudonym_salt.get_secret_value()
     report = StartReport(held=list(held))
     gate = asyncio.Semaphore(concurrency or settings.sweep_concurrency)
@@ -150,7 +169,7 @@ async def start_discharges(client: Client, settings: Settings, found: Iterable[D
                 handle, started = await start_outreach(
                     client, member_id=discharge.member_id, encounter_id=discharge.encounter_id, policy=policy,
                     task_queue=settings.task_queue, initiated_by=initiated_by, salt=salt,
-                    tool_attempts=settings.tool_attempts, queues=settings.activity_queues())
+                    tool_attempts=settings.tool_attempts, queues=activity_queues(settings))
             except Exception as err:  # noqa: BLE001 - one refused start never stops the batch
                 report.failed.append((f"Encounter/{discharge.encounter_id}", f"{type(err).__name__}: {err}"))
                 return

@@ -1,6 +1,6 @@
 """The discharge sweep's Temporal Schedule: create, list, pause, unpause, trigger, delete.
 
-One schedule, ``careloom-discharge-sweep``, runs :class:`~workflows.sweep.DischargeSweepWorkflow` on a cron
+One schedule, ``careloom-discharge-sweep``, runs :class:`~feeds.sweep.DischargeSweepWorkflow` on a cron
 in the plan's time zone (``CARELOOM_SWEEP_CRON``, ``CARELOOM_PLAN_TIME_ZONE``). Overlap policy SKIP: a sweep
 still running when the next is due already covers what the next would (starts are idempotent), so the
 late one is skipped rather than queued behind it. The cron and time zone are checked here, before the
@@ -27,9 +27,9 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
+from feeds.sweep import DischargeSweepWorkflow, SweepInput
 from runtime.errors import ConfigurationError
 from runtime.settings import Settings
-from workflows.sweep import DischargeSweepWorkflow, SweepInput
 
 __all__ = [
     "SCHEDULE_ID",

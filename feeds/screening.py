@@ -29,37 +29,18 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
 
 from temporalio.exceptions import ApplicationError
 
-from feeds.discharges import Discharge, discharge_of
+from feeds.discharges import Discharge, Held, discharge_of
+from guardrails.configured import outreach_policy
 from guardrails.policy import GuardrailPolicy
 from runtime.settings import Settings
 from store.records import CareRecordStore
 from tools.eligibility import EligibilityInput, check_eligibility
 from tools.member import is_deceased
 
-__all__ = ["HoldReason", "Held", "ScreenRules", "Screening", "screen"]
-
-HoldReason = Literal["implausible_stay", "deceased_other_stay", "too_old", "coverage_ended"]
-
-
-@dataclass(frozen=True)
-class Held:
-    """A discharge not started, and why (``detail`` names the fix where there is one)."""
-
-    discharge: Discharge
-    reason: HoldReason
-    detail: str
-
-    @property
-    def where(self) -> str:
-        return f"Encounter/{self.discharge.encounter_id}"
-
-    def as_dict(self) -> dict[str, str]:
-        return {"discharge": self.where, "reason": self.reason, "detail": self.detail}
-
+__all__ = ["ScreenRules", "Screening", "screen"]
 
 @dataclass(frozen=True)
 class ScreenRules:
@@ -76,7 +57,7 @@ class ScreenRules:
         days = settings.outreach_lookback_days or settings.sweep_lookback_days
         return cls(lookback=None if include_old else timedelta(days=days),
                    max_stay=timedelta(days=settings.max_stay_days),
-                   policy=policy or settings.guardrail_policy(), time_zone=settings.plan_time_zone)
+                   policy=policy or outreach_policy(settings), time_zone=settings.plan_time_zone)
 
 
 @dataclass

@@ -11,64 +11,33 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from pydantic import BaseModel, Field
+
 from temporalio import activity
 from temporalio.client import Client
 
 from feeds.discharges import Discharge, discharge_of, start_discharges
 from feeds.screening import ScreenRules, screen
+from feeds.sweep_models import (
+    ADVANCE_WATERMARK,
+    FIND_DISCHARGES,
+    READ_WATERMARK,
+    START_DISCHARGES,
+    DischargeRef,
+    FindInput,
+    FindResult,
+    StartBatchInput,
+    StartBatchResult,
+    WatermarkInput,
+)
 from feeds.watermarks import Watermarks
+from guardrails.configured import outreach_policy
 from runtime.metrics import SWEEP_STARTED
 from runtime.settings import Settings
-from store.records import SqlCareRecordStore
+from store.sql_records import SqlCareRecordStore
 
-__all__ = ["DischargeRef", "FindInput", "FindResult", "StartBatchInput", "StartBatchResult", "SweepActivities",
-           "WatermarkInput"]
+__all__ = ["SweepActivities"]
 
 WATERMARK = "discharge-sweep"
-
-
-class DischargeRef(BaseModel):
-    """A discharge as history carries it: identifiers only (the start activity reads the rest from the store)."""
-
-    member_id: str
-    encounter_id: str
-
-
-class FindInput(BaseModel):
-    since: datetime
-    until: datetime
-    after: tuple[str, str] | None = Field(default=None, description="Keyset cursor: (period.end, encounter id).")
-    limit: int = Field(ge=1, le=10_000)
-
-
-class FindResult(BaseModel):
-    discharges: list[DischargeRef] = Field(description="This page's discharges, earliest TCM deadline first.")
-    scanned: int = Field(description="Encounters read (inpatient discharges or not).")
-    last: tuple[str, str] | None = Field(description="Cursor of the last encounter read; None on an empty page.")
-    more: bool = Field(description="Whether there may be more after ``last`` (the page was full).")
-
-
-class StartBatchInput(BaseModel):
-    discharges: list[DischargeRef]
-    concurrency: int = Field(ge=1, le=500)
-
-
-class StartBatchResult(BaseModel):
-    started: int
-    existing: int
-    failed: int
-    skipped: int = Field(default=0, description="Not started: no longer a discharge (deleted, cancelled) when "
-                         "started, or held by the screen (feeds.screening: implausible stay, a deceased "
-                         "member's earlier stay, coverage ended since).")
-    tcm_missed: int
-    failures: list[str] = Field(default_factory=list, description="'Encounter/<id>: <error>' for each not started.")
-    held: list[str] = Field(default_factory=list, description="'Encounter/<id> (<reason>)' for each held by the "
-                            "screen (the first 50).")
-
-
-class WatermarkInput(BaseModel):
-    value: datetime | None = Field(default=None, description="The new watermark (advance_watermark).")
 
 
 def _iso(when: datetime) -> str:
@@ -86,10 +55,10 @@ class SweepActivities:
         self._store = store
         self._watermarks = Watermarks(store.db)
 
-    @activity.defn(name="feeds.find_discharges")
+    @activity.defn(name=FIND_DISCHARGES)
     def find_discharges(self, data: FindInput) -> FindResult:
         """One page of encounters ending in [since, until) after the cursor; their discharges as ids."""
-        policy = self._settings.guardrail_policy()
+        policy = outreach_policy(self._settings)
         page = self._store.ended_page("Encounter", _iso(data.since), _iso(data.until), after=data.after,
                                       limit=data.limit)
         found = sorted(d for e in page if (d := discharge_of(e, policy, self._settings.plan_time_zone)))
@@ -98,7 +67,7 @@ class SweepActivities:
                                       for d in found],
                           scanned=len(page), last=last, more=len(page) == data.limit)
 
-    @activity.defn(name="feeds.start_discharges")
+    @activity.defn(name=START_DISCHARGES)
     async def start_batch(self, data: StartBatchInput) -> StartBatchResult:
         """Start (or find) each discharge's outreach run; counts. Idempotent: a retry reports ``existing``."""
         found = await asyncio.to_thread(self._discharges_of, data.discharges)
@@ -121,7 +90,7 @@ class SweepActivities:
 
     def _discharges_of(self, refs: list[DischargeRef]) -> list[Discharge]:
         """The refs' discharges read again from the store; one no longer a discharge is left out (skipped)."""
-        policy = self._settings.guardrail_policy()
+        policy = outreach_policy(self._settings)
         found = []
         for ref in refs:
             encounter = self._store.get("Encounter", ref.encounter_id)
@@ -130,12 +99,12 @@ class SweepActivities:
                 found.append(discharge)
         return found
 
-    @activity.defn(name="feeds.read_sweep_watermark")
+    @activity.defn(name=READ_WATERMARK)
     def read_watermark(self, data: WatermarkInput) -> datetime | None:
         """The stored watermark: where the last complete sweep ended; None before the first one."""
         return self._watermarks.get(WATERMARK)
 
-    @activity.defn(name="feeds.advance_sweep_watermark")
+    @activity.defn(name=ADVANCE_WATERMARK)
     def advance_watermark(self, data: WatermarkInput) -> datetime:
         if data.value is None:
             raise ValueError("advance_watermark needs a value")

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from store.database import Database, Rows, open_database
+from store.connect import open_database
+from store.database import Database, Rows
 
 __all__ = ["Watermarks"]
 

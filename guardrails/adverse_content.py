@@ -25,8 +25,8 @@ a clinician too. The vocabulary is small and explicit so a reviewer can read why
 test corpus (tests/guardrails/test_adverse_content.py) pins both sides.
 
 Pure: no I/O and no project imports but the policy's vocabulary, so the workflow's guardrails and the
-worker's approval check (:mod:`tools.approval_check`, :func:`tools.tasks.task_service_effect`) use the
-same function on the same arguments and cannot disagree.
+worker's approval check (:mod:`guardrails.approval_check`) use the same function (:func:`action_effect`) on
+the same arguments and cannot disagree.
 """
 
 from __future__ import annotations
@@ -40,17 +40,11 @@ from typing import Literal, get_origin
 
 from pydantic import BaseModel
 
-from guardrails.policy import ServiceEffect
+from tools.writes import ServiceEffect, most_adverse
 
 __all__ = ["SYSTEM_FAILURE_KIND", "AdverseFinding", "ContentJudgement", "classify_text", "content_effect",
-           "most_adverse", "non_adverse_quote", "normalise"]
+           "action_effect", "non_adverse_quote", "normalise"]
 
-_RANK: dict[str, int] = {"none": 0, "delays": 1, "reduces": 2, "denies": 3, "terminates": 4}
-
-
-def most_adverse(*effects: ServiceEffect) -> ServiceEffect:
-    """The most severe of ``effects`` (terminates > denies > reduces > delays > none)."""
-    return max(effects, key=lambda e: _RANK[e], default="none")
 
 
 @dataclass(frozen=True)
@@ -470,7 +464,7 @@ def non_adverse_quote(text: str, max_length: int) -> str:
 SYSTEM_FAILURE_KIND = "run-failure-review"
 """The Task careloom itself writes when a run cannot go on. Its ``reason`` quotes the failure through
 :func:`non_adverse_quote` (the failure may well say "an action that denies a service needs an MD"), and is read
-like any other field. A planner may not propose this kind (:func:`guardrails.rules.evaluate_action` blocks it)."""
+like any other field. A planner may not propose this kind (:func:`guardrails.outreach_rules.evaluate_action` blocks it)."""
 
 
 def _texts(value: object, path: str) -> Iterator[tuple[str, str]]:
@@ -495,3 +489,11 @@ def content_effect(arguments: BaseModel) -> ContentJudgement:
     """What the text of an action's arguments does to the member's services, whatever the action declares."""
     findings = tuple(f for path, text in _texts(arguments, "") for f in classify_text(text, path))
     return ContentJudgement(most_adverse(*(f.effect for f in findings)), findings)
+
+
+def action_effect(arguments: BaseModel) -> ServiceEffect:
+    """The action's effect on the member's services: the most adverse of what its arguments declare (their
+    ``effect()``) and what its own text does. A planner cannot make "terminate authorization" harmless by
+    declaring ``none``; the guardrails and the worker's approval check both judge by this."""
+    declared: ServiceEffect = arguments.effect() if hasattr(arguments, "effect") else "none"
+    return most_adverse(declared, content_effect(arguments).effect)

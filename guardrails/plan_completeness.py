@@ -1,6 +1,6 @@
 """Plan completeness: the actions the policy requires for a run's facts, checked against any planner's plan.
 
-A model's plan is judged action by action by :mod:`guardrails.rules`, but nothing compared the plan as a whole
+A model's plan is judged action by action by :mod:`guardrails.outreach_rules`, but nothing compared the plan as a whole
 with what the policy mandates: a schema-valid plan that left out the check-in and the care plan of a LACE 11
 member and set the TCM task to ``routine`` was accepted (issue 21.2). The mandates, from the facts:
 
@@ -23,10 +23,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agents.actions import ProposedAction
-from agents.facts import RunFacts
+from guardrails.actions import ProposedAction
+from guardrails.facts import RunFacts
+from guardrails.outreach_rules import evaluate_action
 from guardrails.policy import GuardrailPolicy
-from guardrails.rules import evaluate_action
 from guardrails.verdicts import GuardrailVerdict
 from tools.care_plan import DraftCarePlanArgs
 from tools.outreach import SendOutreachArgs

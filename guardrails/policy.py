@@ -13,7 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["ApprovalRouting", "DecisionKey", "DecisionSignatures", "GuardrailPolicy", "QueueRule", "ROLE_RANK", "Role", "ServiceEffect", "SlaRule",
+from tools.writes import ServiceEffect
+
+__all__ = ["ApprovalRouting", "DecisionKey", "DecisionSignatures", "GuardrailPolicy", "QueueRule", "ROLE_RANK", "Role", "SlaRule",
            "max_role"]
 
 Role = Literal["care_coordinator", "rn", "md"]
@@ -26,8 +28,6 @@ def max_role(roles: list[Role]) -> Role | None:
     """The most senior of ``roles`` (None for none)."""
     return max(roles, key=lambda r: ROLE_RANK[r]) if roles else None
 
-ServiceEffect = Literal["none", "denies", "delays", "reduces", "terminates"]
-"""What an action does to a member's services; anything but ``none`` is adverse."""
 
 
 class SlaRule(BaseModel):
@@ -67,7 +67,7 @@ def _default_queues() -> dict[str, QueueRule]:
 
 
 class DecisionKey(BaseModel):
-    """A public key whose signatures a run accepts on decisions (``runtime/signing.py``)."""
+    """A public key whose signatures a run accepts on decisions (``guardrails/signing.py``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

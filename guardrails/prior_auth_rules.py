@@ -12,13 +12,13 @@ met, goes to a physician with the reason.
 
 from __future__ import annotations
 
-from agents.actions import ProposedAction
-from agents.prior_auth_state import PriorAuthFacts
+from guardrails.actions import ProposedAction
+from guardrails.adverse_content import action_effect
+from guardrails.facts import PriorAuthFacts
 from guardrails.policy import ROLE_RANK, Role, max_role
 from guardrails.prior_auth_policy import PriorAuthPolicy
 from guardrails.verdicts import GuardrailVerdict
 from tools.determination import IssueDeterminationArgs
-from tools.registry import write_tool_for
 
 __all__ = ["evaluate_determination"]
 
@@ -47,11 +47,20 @@ def evaluate_determination(action: ProposedAction, facts: PriorAuthFacts, policy
     """
     args = action.arguments
     if not isinstance(args, IssueDeterminationArgs):
-        # Only the follow-up Task for an expired approval is proposed besides determinations.
+        # Only the follow-up Task for an expired approval is written besides determinations (careloom quotes its
+        # reason without adverse words). Anything else, e.g. a Task in a forged recommender result, is judged by
+        # what it does: an adverse one goes to a physician as a determination would.
+        effect = action_effect(args)
+        if effect != "none" and not (approved_role is not None
+                                     and ROLE_RANK[approved_role] >= ROLE_RANK[policy.adverse_approver]):
+            return GuardrailVerdict(action_id=action.action_id, decision="require_approval",
+                                    required_role=policy.adverse_approver, policy_id=policy.policy_id,
+                                    reasons=[f"a {args.tool} that {effect} the member's services: a physician "
+                                             f"({policy.adverse_approver}) decides"])
         return GuardrailVerdict(action_id=action.action_id, decision="allow", reasons=["within policy"],
                                 policy_id=policy.policy_id)
     approvals: list[tuple[Role, str]] = []
-    effect = write_tool_for(args).service_effect(args)
+    effect = action_effect(args)
     if effect != "none":
         approvals.append((policy.adverse_approver,
                           f"a {args.outcome} {effect} the member's services: a physician ({policy.adverse_approver}) "

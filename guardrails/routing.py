@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from guardrails.deadlines import add_business_time
 from guardrails.policy import GuardrailPolicy, Role, max_role
+from tools.deadlines import add_business_time
 
 __all__ = ["Clock", "Priority", "clock_for"]
 

@@ -15,16 +15,17 @@ from typing import Any
 from pydantic import BaseModel
 
 from history.events import RunRecord
-from store.ledger import DecisionLedger, LedgerEntry
+from store.ledger import DecisionLedger
+from store.ledger_entries import LedgerEntry
 from tools.registry import (
     CHECK_ELIGIBILITY,
     GET_CLINICAL_CONTEXT,
-    LEDGER_APPEND,
     LOOKUP_MEMBER,
     REVIEW_EVIDENCE,
     SCORE_READMISSION_RISK,
-    ALL_TOOLS,
 )
+from workflows.approvals import LEDGER_APPEND
+from workflows.programs import ALL_TOOLS
 from workflows.programs import OUTREACH, PLANNER_ACTIVITIES
 
 _WRITES = {t.name for t in ALL_TOOLS if t.kind == "write"}

@@ -16,23 +16,18 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.failure.v1 import Failure
 from temporalio.client import WorkflowHistory
 
-from agents.actions import ProposedAction
-from agents.approvals import ApprovalDecision, DecisionResult
-from agents.facts import RunFacts
 from agents.planner import PlannerOutput
+from guardrails.actions import ProposedAction
+from guardrails.approvals import ApprovalDecision, DecisionResult
+from guardrails.facts import RunFacts
 from guardrails.verdicts import GuardrailVerdict
 from runtime.codec import PayloadEncryptionCodec
-from runtime.temporal_client import DATA_CONVERTER
-from store.ledger import LedgerEntry
-from tools.registry import (
-    ACTIVITY_TYPES,
-    CHECK_ELIGIBILITY,
-    GET_CLINICAL_CONTEXT,
-    LEDGER_APPEND,
-    LOOKUP_MEMBER,
-    SCORE_READMISSION_RISK,
-)
+from runtime.data_converter import DATA_CONVERTER
+from store.ledger_entries import LedgerEntry
+from tools.registry import CHECK_ELIGIBILITY, GET_CLINICAL_CONTEXT, LOOKUP_MEMBER, SCORE_READMISSION_RISK
 from workflows.agent_run import WithdrawRequest
+from workflows.approvals import LEDGER_APPEND
+from workflows.programs import ACTIVITY_TYPES
 from workflows.programs import OUTREACH, PLANNER_ACTIVITIES, Program, program_of_workflow_type
 
 __all__ = ["ActivityCall", "DecisionEvent", "RunRecord", "read_run"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from history.audit import ledger_mismatches
 from history.events import RunRecord
-from store.ledger import DECISION_EVENTS, LedgerEntry
+from store.ledger_entries import DECISION_EVENTS, LedgerEntry
 
 __all__ = ["RunCheck", "check_run", "open_approvals", "withdrawn_entries_owed"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
-from guardrails.rules import service_effect
+from guardrails.outreach_rules import service_effect
 from history.events import RunRecord
 from history.files import HistoryFileError
 from workflows.programs import OUTREACH, Program

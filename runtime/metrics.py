@@ -3,21 +3,14 @@
 One registry per process (``REGISTRY``); the worker serves it on
 ``CARELOOM_WORKER_METRICS_PORT``, the API at ``/metrics``, the ADT listener on
 its own port. Labels carry codes only (program, outcome, queue, role, message
-type, ACK code) — never identifiers.
+type, ACK code) — never identifiers. The collectors that read careloom's own data are above this layer:
+the ledger figures (:mod:`evaluation.ledger_gauges`), the visibility counts (:mod:`workflows.run_gauges`) and
+the quality-sample counter's updates (:mod:`workflows.ledger_activity`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
-if TYPE_CHECKING:
-    from store.database import Database
-    from store.ledger import LedgerEntry
 
 __all__ = [
     "ADT_LATENCY",
@@ -34,8 +27,6 @@ __all__ = [
     "SLA_OVERDUE",
     "SWEEP_STARTED",
     "TCM_DEADLINES",
-    "LedgerFiguresCollector",
-    "count_quality_samples",
 ]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -67,73 +58,3 @@ SWEEP_STARTED = Counter("careloom_sweep_discharges_total", "Discharges the sweep
 QUALITY_SAMPLED = Counter("careloom_quality_sampled_total", "Automatically executed actions sampled for the "
                           "retrospective quality review, by program and action kind (counted by the worker that "
                           "appends them to the ledger).", ["program", "tool"], registry=REGISTRY)
-
-
-def _program_of(workflow_id: str) -> str:
-    from workflows.programs import PROGRAMS
-
-    return next((p.name for p in PROGRAMS if workflow_id.startswith(p.id_prefix)), "other")
-
-
-def count_quality_samples(entries: Iterable[LedgerEntry]) -> None:
-    """Count the ``sampled`` entries just appended to the ledger."""
-    for entry in entries:
-        if entry.event == "sampled":
-            QUALITY_SAMPLED.labels(_program_of(entry.workflow_id), entry.tool or "unknown").inc()
-
-
-class LedgerFiguresCollector(Collector):
-    """The monitoring report's ledger figures as gauges, computed from the decision ledger at scrape time.
-
-    Labels are action kinds (a handful), approver roles (three), queues (configured) and findings (two):
-    bounded by configuration, never by traffic. Reads the whole ledger per scrape, which is what a
-    monitoring scrape every 15-60 s can afford at a plan's volume of approvals (thousands a day); keep
-    `careloom monitor report` for history-wide figures.
-    """
-
-    def __init__(self, db: Database) -> None:
-        from store.ledger import DecisionLedger
-
-        self._ledger = DecisionLedger(db)  # the API's database: its SQLite connection per thread, or its pool
-
-    def collect(self) -> Iterator[Metric]:
-        from evaluation.monitor import ledger_figures
-
-        figures = ledger_figures(self._ledger.entries())
-        rates = GaugeMetricFamily("careloom_ledger_decision_rate", "Share of final human decisions that approved, "
-                                  "edited or rejected, by action kind (from the decision ledger).",
-                                  labels=["tool", "decision"])
-        role_rates = GaugeMetricFamily("careloom_ledger_decision_rate_by_role", "Share of final human decisions "
-                                       "that approved, edited or rejected, by approver role.",
-                                       labels=["role", "decision"])
-        decided = GaugeMetricFamily("careloom_ledger_decisions", "Final human decisions in the ledger, by "
-                                    "action kind.", labels=["tool"])
-        for line in figures.by_tool:
-            decided.add_metric([line.key], line.decided)
-            for name in ("approved", "edited", "rejected"):
-                rates.add_metric([line.key, name], getattr(line, f"{name}_rate"))
-        for line in figures.by_role:
-            for name in ("approved", "edited", "rejected"):
-                role_rates.add_metric([line.key, name], getattr(line, f"{name}_rate"))
-        sla = GaugeMetricFamily("careloom_ledger_decided_within_sla_ratio", "Share of closed approvals (decided "
-                                "or expired) decided before their queue's deadline (no escalation), by entry queue.",
-                                labels=["queue"])
-        for line in figures.sla_by_queue:
-            sla.add_metric([line.queue], line.within_sla_share)
-        clocks = GaugeMetricFamily("careloom_ledger_clock_events", "Reminders, escalations and expiries in the "
-                                   "ledger.", labels=["event"])
-        for name in ("reminded", "escalated", "expired"):
-            clocks.add_metric([name], getattr(figures, name))
-        quality = GaugeMetricFamily("careloom_quality_reviews", "Sampled automatic executions by review state "
-                                    "(pending, appropriate, inappropriate) and action kind.",
-                                    labels=["tool", "finding"])
-        precision = GaugeMetricFamily("careloom_quality_precision", "Share of reviewed samples judged "
-                                      "appropriate (audited automation precision), by action kind.",
-                                      labels=["tool"])
-        for line in figures.quality.by_tool:
-            quality.add_metric([line.tool, "pending"], line.sampled - line.reviewed)
-            quality.add_metric([line.tool, "appropriate"], line.appropriate)
-            quality.add_metric([line.tool, "inappropriate"], line.inappropriate)
-            if line.precision is not None:
-                precision.add_metric([line.tool], line.precision)
-        yield from (decided, rates, role_rates, sla, clocks, quality, precision)

@@ -44,8 +44,9 @@ from temporalio.plugin import SimplePlugin
 from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from runtime.data_converter import DATA_CONVERTER, data_converter, data_converter_with_codec
+from runtime.errors import ToolFailure
 from runtime.settings import Settings
-from runtime.temporal_client import DATA_CONVERTER, data_converter, data_converter_with_codec
 
 __all__ = ["PASSTHROUGH_MODULES", "CareloomPlugin", "evict_cached_runs", "has_careloom_plugin",
            "sandboxed_runner", "worker_plugins", "workflow_failure_types"]
@@ -55,16 +56,21 @@ log = logging.getLogger(__name__)
 PLUGIN_NAME = "careloom.CareloomPlugin"
 
 PASSTHROUGH_MODULES: tuple[str, ...] = (
-    "langgraph", "langchain_core", "langsmith", "pydantic", "pydantic_core", "fhir", "fhir_core",
-    "agents", "guardrails", "tools", "store", "runtime", "structlog", "zoneinfo",
-    # Decision signatures are verified in the update validator; cryptography's Rust extension aborts the
-    # process if a sandbox imports it a second time.
+    # Third-party libraries workflow code uses deterministically. Decision signatures are verified in the update
+    # validator; cryptography's Rust extension aborts the process if a sandbox imports it a second time.
+    "langgraph", "langchain_core", "langsmith", "pydantic", "pydantic_core", "structlog", "zoneinfo", "holidays",
     "cryptography",
+    # careloom's workflow side: the modules workflow code imports, none of which does I/O (tests/test_layers.py
+    # checks that importing the workflows imports no careloom module outside these). The run interfaces
+    # (workflows.*_models) live apart from the workflow modules so pydantic builds them once per process.
+    "agents", "guardrails", "tools", "runtime.errors", "runtime.search_attributes", "store.records",
+    "store.ledger_entries", "workflows.agent_run", "workflows.approvals", "workflows.outreach_models",
+    "workflows.prior_auth_models",
 )
-"""Modules the sandbox must not re-import per workflow: third-party libraries (LangGraph, pydantic, FHIR
-models) and careloom's own pure modules, which workflow code only uses deterministically. Passing
-``agents`` through also keeps its exception classes identical inside and outside the sandbox, which
-the failure exception types below rely on (``isinstance`` against the worker's class)."""
+"""Modules the sandbox must not re-import per workflow: third-party libraries and careloom's workflow side. The
+workflow modules themselves (``workflows.outreach``, ``workflows.prior_auth``) are re-imported per run, as the
+sandbox requires. Passing ``agents`` through also keeps its exception classes identical inside and outside the
+sandbox, which the failure exception types below rely on (``isinstance`` against the worker's class)."""
 
 
 def _with_passthrough(runner: WorkflowRunner | None) -> WorkflowRunner:
@@ -88,7 +94,7 @@ def workflow_failure_types(existing: Sequence[type[BaseException]] | None = None
                            ) -> list[type[BaseException]]:
     """``existing`` plus the exceptions that fail a careloom workflow instead of its workflow task.
 
-    The choice: only :class:`agents.runtime.ToolFailure` (a tool failed for good: non-retryable, or its
+    The choice: only :class:`runtime.errors.ToolFailure` (a tool failed for good: non-retryable, or its
     retries are exhausted). Its cause is an activity result recorded in history, so retrying the task
     would replay into the same failure forever. The graph turns the ToolFailures it expects into action
     outcomes and ``AgentRun._step`` turns the others into a non-retryable ``ApplicationError`` named
@@ -110,8 +116,6 @@ def workflow_failure_types(existing: Sequence[type[BaseException]] | None = None
     Errors careloom raises on purpose (``ApplicationError``, activity and timeout errors) fail the
     workflow already, as the SDK does for every ``FailureError``.
     """
-    from agents.runtime import ToolFailure  # not at import time: it pulls in LangChain
-
     types = list(existing or [])
     if ToolFailure not in types:
         types.append(ToolFailure)

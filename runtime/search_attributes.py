@@ -6,15 +6,25 @@ waiting for an MD). Values are identifiers and codes, never PHI.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from temporalio.common import SearchAttributeKey
 
 if TYPE_CHECKING:  # workflow code imports this module: it keeps to values and pure functions
     from temporalio.client import Client
 
-__all__ = ["ALL_KEYS", "APPROVAL_ROLES", "DISCHARGED_AT", "MEMBER", "PENDING_APPROVALS", "PRIORITY", "QUEUES",
+__all__ = ["ALL_KEYS", "FINAL_STATUSES", "RunStatus", "APPROVAL_ROLES", "DISCHARGED_AT", "MEMBER", "PENDING_APPROVALS", "PRIORITY", "QUEUES",
            "SLA_DEADLINE", "STATUS", "TCM_DUE", "dev_server_flags", "register_missing"]
+
+RunStatus = Literal[
+    "starting", "gathering", "planning", "executing", "awaiting_approval", "deferred", "completed",
+    "needs_attention", "ineligible", "not_discharged", "withdrawn",
+]
+"""A run's status word (the CareloomStatus search attribute); the last five are final (a cancelled run, and one
+withdrawn by its source, ends ``withdrawn``; one that could not go on ends ``needs_attention`` with a human
+follow-up Task)."""
+FINAL_STATUSES: frozenset[str] = frozenset({"completed", "needs_attention", "ineligible", "not_discharged",
+                                            "withdrawn"})
 
 STATUS = SearchAttributeKey.for_keyword("CareloomStatus")
 """Run status: gathering, planning, awaiting_approval, deferred, executing, completed, ..."""

@@ -8,30 +8,22 @@ with a message naming the variable, never later inside a workflow.
 
 from __future__ import annotations
 
-import threading
-from datetime import date, time
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-import holidays
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from guardrails.policy import ApprovalRouting, DecisionSignatures, GuardrailPolicy, Role
-from guardrails.prior_auth_policy import PriorAuthPolicy
+from sqlalchemy.engine import make_url
 
-if TYPE_CHECKING:
-    from runtime.signing import DecisionSigner
-    from store.database import Database
-    from tools.criteria import CriteriaSet
-    from workflows.agent_run import ActivityQueues
+from runtime.database_url import check_url
 
 __all__ = ["Settings", "get_settings"]
 
 _PLACEHOLDER_SALT = "careloom-development-pseudonym-salt"
-_DATABASES: dict[tuple[str, int, str], Database] = {}
-_DATABASES_LOCK = threading.Lock()
+Role = Literal["care_coordinator", "rn", "md"]
+"""Approver roles as settings name them (``guardrails.policy.Role``; the settings layer holds values only)."""
 
 
 class Settings(BaseSettings):
@@ -136,7 +128,7 @@ class Settings(BaseSettings):
         default=None, description="AES-256 payload encryption keys 'kid=BASE64,old=BASE64'; the first encrypts, "
         "all decrypt. Unset: payloads are not encrypted (development only).")
 
-    # --- signed decisions (runtime/signing.py) ------------------------------------------------
+    # --- signed decisions (guardrails/signing.py) ------------------------------------------------
     signing_keys: SecretStr | None = Field(
         default=None, description="Ed25519 private keys 'kid=BASE64,old=BASE64' the API and CLI sign decisions "
         "with (the first signs). Unset in development: a key made on first use in <state_dir>/signing-keys.")
@@ -257,34 +249,15 @@ class Settings(BaseSettings):
     @classmethod
     def _known_database(cls, value: str | None) -> str | None:
         if value is not None:
-            from store.database import check_url
-
             check_url(value)
         return value
 
-    @field_validator("um_criteria_file")
+    @field_validator("um_criteria_file", "approval_routing_file")
     @classmethod
-    def _criteria_are_valid(cls, value: Path | None) -> Path | None:
-        if value is not None:
-            from tools.criteria import CriteriaFileError, load_criteria
-
-            try:
-                load_criteria(value)
-            except CriteriaFileError as err:
-                raise ValueError(str(err)) from None
-        return value
-
-    @field_validator("approval_routing_file")
-    @classmethod
-    def _routing_is_valid(cls, value: Path | None) -> Path | None:
-        if value is None:
-            return value
-        try:
-            ApprovalRouting.model_validate_json(value.read_text())
-        except OSError as err:
-            raise ValueError(f"cannot read {value}: {err.strerror}") from None
-        except ValueError as err:
-            raise ValueError(f"{value} is not a valid approval routing: {err}") from None
+    def _readable(cls, value: Path | None) -> Path | None:
+        # The file's content is checked where it is used (guardrails.configured.check_deployment, at start).
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a readable file: give the path of an existing JSON file")
         return value
 
     @model_validator(mode="after")
@@ -336,23 +309,8 @@ class Settings(BaseSettings):
         if self.database_url is None:
             return self.state_dir / "records.db"
         if self.database_url.startswith("sqlite:"):
-            from sqlalchemy.engine import make_url
-
             return Path(make_url(self.database_url).database or "")
         return self.database_url
-
-    def open_database(self) -> Database:
-        """The care records database, its schema checked: migrated on start in development, refused until
-        ``careloom db upgrade`` in production (ConfigurationError naming the fix). One per process and
-        location: the store, the ledger, the access log and the watermarks share its pool."""
-        from store.database import open_database
-
-        key = (str(self.database_location), self.database_pool_size, self.environment)
-        with _DATABASES_LOCK:
-            if key not in _DATABASES:
-                _DATABASES[key] = open_database(self.database_location, pool_size=self.database_pool_size,
-                                                migrate=self.environment == "development")
-            return _DATABASES[key]
 
     @property
     def codec_cors_origins(self) -> list[str]:
@@ -373,70 +331,6 @@ class Settings(BaseSettings):
     @property
     def target_host(self) -> str:
         return self.temporal_address or f"127.0.0.1:{self.embedded_port}"
-
-
-    def signer(self) -> DecisionSigner:
-        """The API's and CLI's decision signer: CARELOOM_SIGNING_KEYS, or the development key file."""
-        from runtime.signing import DecisionSigner, parse_signing_keys
-
-        if self.signing_keys is not None:
-            return DecisionSigner(parse_signing_keys(self.signing_keys.get_secret_value()))
-        if self.environment == "production":
-            from runtime.errors import ConfigurationError
-
-            raise ConfigurationError("this host signs decisions but CARELOOM_SIGNING_KEYS is unset; set it "
-                                     "(`careloom keys signing-generate KEY_ID`)")
-        return DecisionSigner.from_file(self.state_dir / "signing-keys")
-
-    def decision_signatures(self) -> DecisionSignatures:
-        """The keys new runs accept decisions from (ApprovalRouting.decision_signatures)."""
-        from runtime.signing import parse_public_keys
-
-        keys = parse_public_keys(self.decision_keys) if self.decision_keys else self.signer().public_keys()
-        return DecisionSignatures(keys=keys, max_age_seconds=self.decision_max_age_seconds)
-
-    def prior_auth_policy(self, today: date | None = None) -> PriorAuthPolicy:
-        """The versioned prior-authorization policy with this deployment's settings."""
-        routing = PriorAuthPolicy().approvals.model_copy(update={"quality_sample_rate": self.quality_sample_rate,
-                                                                 "decision_signatures": self.decision_signatures()})
-        return PriorAuthPolicy(auto_approve=self.um_auto_approve, min_confidence=self.min_confidence,
-                               holidays=self.guardrail_policy(today).holidays, approvals=routing)
-
-    def criteria(self) -> CriteriaSet:
-        """The medical-policy criteria prior-authorization runs are triaged under."""
-        from tools.criteria import load_criteria
-
-        return load_criteria(self.um_criteria_file)
-
-    def activity_queues(self) -> ActivityQueues:
-        """Where rate-limited activities run: their own queue when a rate (or a queue name) is set."""
-        from workflows.agent_run import ActivityQueues
-
-        model = self.model_task_queue or (f"{self.task_queue}-model" if self.model_activities_per_second else None)
-        messages = self.messages_task_queue or (
-            f"{self.task_queue}-messages" if self.messages_per_second else None)
-        return ActivityQueues(model=model, messages=messages)
-
-    def guardrail_policy(self, today: date | None = None) -> GuardrailPolicy:
-        """The versioned guardrail policy with this deployment's thresholds."""
-        year = (today or date.today()).year
-        holiday_dates: tuple[date, ...] = ()
-        if self.holiday_calendar == "US":
-            holiday_dates = tuple(sorted(holidays.US(years=range(year - 3, year + 2))))
-        routing = (ApprovalRouting.model_validate_json(self.approval_routing_file.read_text())
-                   if self.approval_routing_file else ApprovalRouting())
-        if "quality_sample_rate" in self.model_fields_set or "quality_sample_rate" not in routing.model_fields_set:
-            routing = routing.model_copy(update={"quality_sample_rate": self.quality_sample_rate})
-        if routing.decision_signatures is None:
-            routing = routing.model_copy(update={"decision_signatures": self.decision_signatures()})
-        return GuardrailPolicy(
-            approvals=routing,
-            min_confidence=self.min_confidence,
-            high_risk_lace=self.high_risk_lace,
-            contact_window_start=time(self.contact_window_start_hour),
-            contact_window_end=time.max if self.contact_window_end_hour == 24 else time(self.contact_window_end_hour),
-            holidays=holiday_dates,
-        )
 
 
 @lru_cache(maxsize=1)

@@ -20,11 +20,11 @@ import structlog
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
+from runtime.data_converter import payloads_encrypted
 from runtime.errors import ConfigurationError
 from runtime.search_attributes import dev_server_flags, register_missing
 from runtime.settings import Settings
 from runtime.state_dir import PRIVATE_FILE, PRIVATE_UMASK, private_state_dir
-from runtime.temporal_client import payloads_encrypted
 
 __all__ = ["EmbeddedTemporalServer", "temporal_binary"]
 

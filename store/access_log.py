@@ -13,7 +13,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from store.database import Database, open_database
+from store.connect import open_database
+from store.database import Database
 
 __all__ = ["AccessEntry", "AccessLog"]
 

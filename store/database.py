@@ -25,28 +25,25 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from runtime.database_url import SETTING, Dialect, check_url
 from runtime.errors import CareloomError, ConfigurationError
 from store.sqlite import SqliteDatabase, needs_new_connection
 
-__all__ = ["SETTING", "Database", "DuplicateKey", "Rows", "StoreError", "StoreUnavailable", "check_url",
-           "open_database", "open_engine"]
+__all__ = ["Database", "DuplicateKey", "Rows", "StoreError", "StoreUnavailable",
+           "open_engine"]
 
 log = structlog.get_logger(__name__)
 
-SETTING = "CARELOOM_DATABASE_URL"
-_SCHEMES = ("sqlite", "postgresql")
-_URL_HELP = "use sqlite:///PATH or postgresql://USER@HOST:5432/DATABASE"
 _TRANSIENT_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
 _RETRY_PAUSES = (0.05, 0.2, 0.8)
 
-Dialect = Literal["sqlite", "postgresql"]
 T = TypeVar("T")
 
 
@@ -60,21 +57,6 @@ class DuplicateKey(StoreError):
 
 class StoreUnavailable(CareloomError):
     """The database did not answer after in-process retries; retryable (Temporal retries the activity)."""
-
-
-def check_url(url: str) -> Dialect:
-    """The dialect of a ``CARELOOM_DATABASE_URL``; ValueError naming the problem and the fix."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise ValueError(f"{SETTING} is not a database URL; {_URL_HELP}") from None
-    scheme = parsed.get_backend_name()
-    if scheme not in _SCHEMES:
-        raise ValueError(f"{SETTING}: unknown scheme {parsed.drivername!r}; {_URL_HELP}")
-    if scheme == "sqlite" and not parsed.database:
-        raise ValueError(f"{SETTING}: sqlite:/// needs a file path (an in-memory database keeps nothing); "
-                         f"{_URL_HELP}")
-    return scheme  # type: ignore[return-value]
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -271,20 +253,3 @@ class Database:
 @contextmanager
 def _nullcontext(value: T) -> Iterator[T]:
     yield value
-
-
-def open_database(location: Path | str, *, pool_size: int = 5, migrate: bool = True) -> Database:
-    """The database at ``location`` (a SQLite path or a URL) with its schema current.
-
-    ``migrate``: apply pending migrations (development); False refuses to start until ``careloom db upgrade``
-    has run (production), and a schema newer than the code is refused either way.
-    """
-    from store.schema import ensure_current
-
-    db = Database(location, pool_size=pool_size)
-    try:
-        ensure_current(db, migrate=migrate)
-    except BaseException:
-        db.close()
-        raise
-    return db

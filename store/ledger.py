@@ -9,6 +9,8 @@ so :meth:`DecisionLedger.verify` detects an altered, removed or reordered
 entry, and the chain head is anchored every :data:`ANCHOR_EVERY` entries, so removing the newest entries
 is detected too. Triggers refuse UPDATE and DELETE (and, on PostgreSQL, TRUNCATE) on both tables; on
 PostgreSQL an advisory lock serialises appenders, so the chain stays linear with several worker hosts.
+The entries' model is :mod:`store.ledger_entries` (no I/O: workflow code builds entries); the worker's
+``ledger.append`` activity, which verifies decision entries first, is :mod:`workflows.ledger_activity`.
 """
 
 from __future__ import annotations
@@ -19,34 +21,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, Field
 from sqlalchemy import Engine
-from temporalio import activity
 
-from agents.actions import action_digest
-from agents.approvals import ApprovalDecision
-from guardrails.policy import DecisionKey
-from runtime.errors import DecisionRefused
-from runtime.signing import verify_signed
-from store.database import Database, Rows, open_database
+from store.connect import open_database
+from store.database import Database, Rows
+from store.ledger_entries import LedgerEntry
 
-__all__ = ["GENESIS", "DecisionLedger", "LedgerActivities", "LedgerAppend", "LedgerEntry", "LedgerProblem"]
+__all__ = ["ANCHOR_EVERY", "GENESIS", "DecisionLedger", "LedgerProblem"]
 
 GENESIS = "0" * 64
 T = TypeVar("T")
-
-LedgerEvent = Literal["requested", "reminded", "escalated", "expired", "reassigned", "signed_off", "approved",
-                      "rejected", "edited", "sampled", "quality_reviewed", "withdrawn", "run_failed"]
-"""``sampled``: an action executed without a human, picked for the retrospective quality review (its
-``approval_id`` is the action id); ``quality_reviewed``: a reviewer's finding on a sampled action;
-``withdrawn``: the run was withdrawn, cancelled or terminated (per pending item, and once with approval id
-``run``; actor and reason say who and why); ``run_failed``: the run could not go on and a person was given a
-follow-up Task (approval id ``run``)."""
-
-DECISION_EVENTS = frozenset({"reassigned", "signed_off", "approved", "rejected", "edited"})
-"""Entries written for a person's decision: the ledger append verifies the signed decision behind each."""
 
 # One lock for the chain: every appender takes it, so entries are linked one after another (PostgreSQL;
 # SQLite's IMMEDIATE transactions already admit one writer at a time).
@@ -54,41 +40,6 @@ _CHAIN_LOCK = 7_424_001
 ANCHOR_EVERY = 100
 """The chain head is written to ``decision_ledger_anchor`` every this many entries (in the same transaction),
 so deleting the newest entries is detected too: the anchored head must still be in the chain."""
-
-
-class LedgerEntry(BaseModel):
-    """One fact about one approval. Identifiers and codes only, no PHI."""
-
-    event_id: str = Field(description="Unique per event (workflow id / sequence): retries append once.")
-    workflow_id: str
-    approval_id: str = Field(description="The approval item, e.g. a3-care-plan.1; for sampled and "
-                                         "quality_reviewed entries the action id, e.g. a1-tcm-task.")
-    event: LedgerEvent
-    tool: str | None = Field(default=None, description="The action kind (send_outreach, create_task, "
-                             "draft_care_plan, issue_determination); None on entries written before it was "
-                             "recorded.")
-    actor: str = Field(description="User id, or 'system' for clocks.")
-    role: str | None = None
-    at: datetime
-    digest: str
-    queue: str | None = None
-    reason: str | None = None
-    policy_id: str
-    key_id: str | None = Field(default=None, exclude_if=lambda v: v is None, description=(
-        "The signing key of the decision (signed decisions only)."))
-    run_id: str | None = Field(default=None, exclude_if=lambda v: v is None, description=(
-        "The run that wrote the entry (a restarted run under the same workflow id has its own)."))
-    verified: bool | None = Field(default=None, exclude_if=lambda v: v is None, description=(
-        "Set by the appending worker: True for a decision entry whose signed decision it verified against its own "
-        "keys and the run; False (with the reason) for one it could not, or any entry another run appended — "
-        "recorded as claimed and reported by `careloom ledger verify`."))
-    unverified_reason: str | None = Field(default=None, exclude_if=lambda v: v is None)
-
-
-class LedgerAppend(BaseModel):
-    entries: list[LedgerEntry]
-    proofs: dict[str, ApprovalDecision] = Field(default_factory=dict, description=(
-        "Event id -> the signed decision behind a decision entry, verified by the worker before it appends."))
 
 
 @dataclass(frozen=True)
@@ -204,57 +155,3 @@ class DecisionLedger:
     def close(self) -> None:
         if self._owned:
             self.db.close()
-
-
-class LedgerActivities:
-    """The ``ledger.append`` activity: verifies every decision entry on the worker before it appends."""
-
-    def __init__(self, ledger: DecisionLedger, keys: tuple[DecisionKey, ...] = ()) -> None:
-        self._ledger = ledger
-        self._keys = keys
-
-    @activity.defn(name="ledger.append")
-    def append(self, data: LedgerAppend) -> int:
-        from runtime.metrics import count_quality_samples
-
-        info = activity.info()
-        entries = [verified_entry(e, data.proofs.get(e.event_id), workflow_id=info.workflow_id or "",
-                                  run_id=info.workflow_run_id or "", keys=self._keys) for e in data.entries]
-        added = self._ledger.append_new(entries)
-        count_quality_samples(added)  # only entries added now: a retried append counts nothing twice
-        return len(added)
-
-
-_DECISION_OF = {"approved": {"approve"}, "edited": {"edit"}, "rejected": {"reject"}, "reassigned": {"reassign"},
-                "signed_off": {"approve", "edit"}}
-"""Which decision a decision entry records."""
-
-
-def verified_entry(entry: LedgerEntry, proof: ApprovalDecision | None, *, workflow_id: str, run_id: str,
-                   keys: tuple[DecisionKey, ...]) -> LedgerEntry:
-    """The entry as the worker vouches for it.
-
-    Every entry is bound to the run that appends it: its workflow id, run id and event-id prefix must be the
-    activity's own (from the Temporal server), else it is kept marked ``verified: false`` with the reason (the
-    ledger records what was claimed; `careloom ledger verify` reports it). A decision entry is ``verified: true``
-    only when its signed decision checks out against the worker's keys, this workflow and run, and says what the
-    entry says: the same item, approver, role, kind of decision and digest."""
-    try:
-        if (entry.workflow_id, entry.run_id) != (workflow_id, run_id) or not entry.event_id.startswith(
-                f"{workflow_id}/{run_id}/"):
-            raise DecisionRefused("forbidden", f"appended by another run ({workflow_id} run {run_id})")
-        if entry.event not in DECISION_EVENTS:
-            return entry
-        if proof is None:
-            raise DecisionRefused("forbidden", "no signed decision came with it")
-        if (proof.approval_id, proof.approver, proof.role) != (entry.approval_id, entry.actor, entry.role):
-            raise DecisionRefused("forbidden", "the signed decision names another item, approver or role")
-        if proof.decision not in _DECISION_OF[entry.event]:
-            raise DecisionRefused("forbidden", f"the signed decision is a {proof.decision}, not {entry.event}")
-        decided = action_digest(proof.arguments) if proof.arguments is not None else proof.digest
-        if entry.event != "reassigned" and decided != entry.digest:
-            raise DecisionRefused("forbidden", "the signed decision is about another version of the action")
-        verify_signed(proof, workflow_id=workflow_id, run_id=run_id, keys=keys)
-    except DecisionRefused as refused:
-        return entry.model_copy(update={"verified": False, "unverified_reason": str(refused)})
-    return entry.model_copy(update={"verified": True})

@@ -1,30 +1,21 @@
 """The care records store: FHIR R4 resources as JSON, the system of record.
 
-:class:`CareRecordStore` is the interface the tools use; :class:`SqlCareRecordStore` keeps
-them in the care records database (:mod:`store.database`): one SQLite file in the state folder by default,
-PostgreSQL when several worker hosts share the store. Idempotency keys are a unique constraint, so a write
-tool retried on another host returns what the first attempt made.
+:class:`CareRecordStore` is the interface the tools use, with the pure helpers that read a resource (which
+member it is about, its period). No I/O here, so model modules that name the store import no database:
+:class:`store.sql_records.SqlCareRecordStore` keeps the resources in the care records database.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from store.database import Database, DuplicateKey, Rows, open_database
-from store.fhir_validation import validate_resource
-
-__all__ = ["CareRecordStore", "PutOutcome", "SqlCareRecordStore", "insert_unchangeable", "member_of", "period_of"]
+__all__ = ["MEMBER_PATHS", "CareRecordStore", "PutOutcome", "member_of", "period_of"]
 
 PutOutcome = Literal["inserted", "updated", "unchanged"]
 
 # Where each resource type names the member it is about.
-_MEMBER_PATHS: dict[str, tuple[str, ...]] = {
+MEMBER_PATHS: dict[str, tuple[str, ...]] = {
     "Coverage": ("beneficiary",),
     "Encounter": ("subject",),
     "Condition": ("subject",),
@@ -58,7 +49,7 @@ def member_of(resource: dict[str, Any]) -> str | None:
     rtype = resource.get("resourceType")
     if rtype == "Patient":
         return resource.get("id")
-    for key in _MEMBER_PATHS.get(rtype, ()):
+    for key in MEMBER_PATHS.get(rtype, ()):
         found = _reference_id(resource.get(key))
         if found:
             return found
@@ -78,10 +69,6 @@ def period_of(resource: dict[str, Any]) -> tuple[str | None, str | None]:
     if rtype == "Task":
         return resource.get("authoredOn"), None
     return None, None
-
-
-def _canonical(resource: dict[str, Any]) -> str:
-    return json.dumps(resource, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 class CareRecordStore(Protocol):
@@ -105,185 +92,3 @@ class CareRecordStore(Protocol):
     ) -> tuple[list[dict[str, Any]], bool]: ...
 
     def by_idempotency_key(self, idempotency_key: str) -> dict[str, Any] | None: ...
-
-
-@dataclass(frozen=True)
-class _Row:
-    resource_type: str
-    id: str
-    member_id: str | None
-    date_start: str | None
-    date_end: str | None
-    content: str
-    content_sha256: str
-
-
-class SqlCareRecordStore:
-    """The resources table (schema in ``store/migrations``); safe to share across a worker's thread pool."""
-
-    def __init__(self, where: Path | str | Database) -> None:
-        self._owned = not isinstance(where, Database)
-        self.db = open_database(where) if not isinstance(where, Database) else where
-
-    @staticmethod
-    def _row(resource: dict[str, Any]) -> _Row:
-        content = _canonical(resource)
-        start, end = period_of(resource)
-        return _Row(
-            resource_type=resource["resourceType"],
-            id=resource["id"],
-            member_id=member_of(resource),
-            date_start=start,
-            date_end=end,
-            content=content,
-            content_sha256=hashlib.sha256(content.encode()).hexdigest(),
-        )
-
-    def _contents(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        return [json.loads(row[0]) for row in self.db.read(lambda r: r.rows(sql, params))]
-
-    def get(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
-        found = self._contents("SELECT content FROM resources WHERE resource_type = :t AND id = :i",
-                               {"t": resource_type, "i": resource_id})
-        return found[0] if found else None
-
-    def find_for_member(
-        self,
-        resource_type: str,
-        member_id: str,
-        *,
-        start_before: str | None = None,
-        start_after: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """Resources of one type about one member, oldest first, optionally bounded by start date."""
-        sql = "SELECT content FROM resources WHERE member_id = :m AND resource_type = :t"
-        params: dict[str, Any] = {"m": member_id, "t": resource_type}
-        if start_before is not None:
-            sql += " AND date_start < :before"
-            params["before"] = start_before
-        if start_after is not None:
-            sql += " AND date_start >= :after"
-            params["after"] = start_after
-        return self._contents(sql + " ORDER BY date_start, id", params)
-
-    def count(self, resource_type: str | None = None) -> int:
-        if resource_type is None:
-            return self.db.read(lambda r: r.rows("SELECT count(*) FROM resources"))[0][0]
-        return self.db.read(lambda r: r.rows("SELECT count(*) FROM resources WHERE resource_type = :t",
-                                             {"t": resource_type}))[0][0]
-
-    def ended_between(self, resource_type: str, start: str, end: str) -> list[dict[str, Any]]:
-        """Resources whose period ends in [start, end) (e.g. discharges in a window)."""
-        return self._contents("SELECT content FROM resources WHERE resource_type = :t AND date_end >= :s "
-                              "AND date_end < :e ORDER BY date_end, id", {"t": resource_type, "s": start, "e": end})
-
-    def ended_page(self, resource_type: str, start: str, end: str, *, after: tuple[str, str] | None = None,
-                   limit: int = 500) -> list[dict[str, Any]]:
-        """One page of :meth:`ended_between`, in (date_end, id) order, after the keyset cursor ``after``."""
-        where = "resource_type = :t AND date_end >= :s AND date_end < :e"
-        params: dict[str, Any] = {"t": resource_type, "s": start, "e": end, "limit": limit}
-        if after is not None:
-            where += " AND (date_end > :after_end OR (date_end = :after_end AND id > :after_id))"
-            params |= {"after_end": after[0], "after_id": after[1]}
-        return self._contents(f"SELECT content FROM resources WHERE {where} ORDER BY date_end, id LIMIT :limit",  # noqa: S608
-                              params)
-
-    def put_many(self, resources: Iterable[dict[str, Any]]) -> list[PutOutcome]:
-        """Upsert validated resources in one transaction; unchanged content is not rewritten."""
-        rows = [self._row(r) for r in resources]
-        now = datetime.now(UTC).isoformat()
-
-        def put(db: Rows) -> list[PutOutcome]:
-            outcomes: list[PutOutcome] = []
-            for row in rows:
-                existing = db.one("SELECT content_sha256 FROM resources WHERE resource_type = :t AND id = :i",
-                                  {"t": row.resource_type, "i": row.id})
-                if existing and existing[0] == row.content_sha256:
-                    outcomes.append("unchanged")
-                    continue
-                db.rows("INSERT INTO resources (resource_type, id, member_id, date_start, date_end, content, "
-                        "content_sha256, updated_at) VALUES (:t, :i, :m, :s, :e, :c, :h, :now) "
-                        "ON CONFLICT (resource_type, id) DO UPDATE SET member_id = excluded.member_id, "
-                        "date_start = excluded.date_start, date_end = excluded.date_end, "
-                        "content = excluded.content, content_sha256 = excluded.content_sha256, "
-                        "updated_at = excluded.updated_at", {**_params(row), "now": now})
-                outcomes.append("updated" if existing else "inserted")
-            return outcomes
-
-        return self.db.write(put)
-
-    def by_idempotency_key(self, idempotency_key: str) -> dict[str, Any] | None:
-        found = self._contents("SELECT content FROM resources WHERE idempotency_key = :k", {"k": idempotency_key})
-        return found[0] if found else None
-
-    def _written_under(self, idempotency_key: str) -> list[dict[str, Any]] | None:
-        """Everything written under this key, in order, or None: "key#..." sorts between "key#" and "key$",
-        a range the unique index on idempotency_key serves."""
-        def read(db: Rows) -> list[tuple[Any, ...]] | None:
-            first = db.one("SELECT content FROM resources WHERE idempotency_key = :k", {"k": idempotency_key})
-            if first is None:
-                return None
-            siblings = db.rows("SELECT idempotency_key, content FROM resources WHERE idempotency_key > :lo "
-                               "AND idempotency_key < :hi", {"lo": f"{idempotency_key}#", "hi": f"{idempotency_key}$"})
-            return [("", first[0]), *sorted(siblings, key=lambda row: int(row[0].rsplit("#", 1)[1]))]
-
-        found = self.db.read(read)
-        return None if found is None else [json.loads(row[1]) for row in found]
-
-    def create_once(
-        self, resources: list[dict[str, Any]], idempotency_key: str
-    ) -> tuple[list[dict[str, Any]], bool]:
-        """Validate and insert resources atomically unless this key was used; return (resources, created).
-
-        The first resource holds ``idempotency_key``, the others ``key#1``, ``key#2``...; the unique
-        constraint makes a retried write tool return what it already made, even when the retry runs on
-        another worker host at the same moment (the loser's insert is refused, and it reads the winner's).
-        """
-        for resource in resources:
-            validate_resource(resource)
-        if (existing := self._written_under(idempotency_key)) is not None:
-            return existing, False
-        keys = [idempotency_key] + [f"{idempotency_key}#{i}" for i in range(1, len(resources))]
-        now = datetime.now(UTC).isoformat()
-
-        def insert(db: Rows) -> None:
-            for resource, key in zip(resources, keys, strict=True):
-                db.rows("INSERT INTO resources (resource_type, id, member_id, date_start, date_end, idempotency_key, "
-                        "content, content_sha256, updated_at) VALUES (:t, :i, :m, :s, :e, :k, :c, :h, :now)",
-                        {**_params(self._row(resource)), "k": key, "now": now})
-
-        try:
-            self.db.write(insert)
-        except DuplicateKey:
-            if (existing := self._written_under(idempotency_key)) is not None:
-                return existing, False
-            raise
-        return resources, True
-
-    def close(self) -> None:
-        if self._owned:
-            self.db.close()
-
-
-def insert_unchangeable(db: Rows, resources: Iterable[dict[str, Any]]) -> list[str]:
-    """Insert resources that must never change once written (a submitted request's), inside the caller's
-    transaction. One already stored with the same content is left as it is; the ``Type/id`` of each stored with
-    OTHER content is returned, and nothing is written for it: the caller refuses and so rolls back."""
-    differing: list[str] = []
-    now = datetime.now(UTC).isoformat()
-    for resource in resources:
-        row = SqlCareRecordStore._row(resource)
-        existing = db.one("SELECT content_sha256 FROM resources WHERE resource_type = :t AND id = :i",
-                          {"t": row.resource_type, "i": row.id})
-        if existing is None:
-            db.rows("INSERT INTO resources (resource_type, id, member_id, date_start, date_end, content, "
-                    "content_sha256, updated_at) VALUES (:t, :i, :m, :s, :e, :c, :h, :now)",
-                    {**_params(row), "now": now})
-        elif existing[0] != row.content_sha256:
-            differing.append(f"{row.resource_type}/{row.id}")
-    return differing
-
-
-def _params(row: _Row) -> dict[str, Any]:
-    return {"t": row.resource_type, "i": row.id, "m": row.member_id, "s": row.date_start, "e": row.date_end,
-            "c": row.content, "h": row.content_sha256}

@@ -20,8 +20,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
+from runtime.database_url import SETTING
 from runtime.errors import ConfigurationError
-from store.database import SETTING, Database, Rows
+from store.database import Database, Rows
 
 __all__ = ["SchemaState", "ensure_current", "head", "state", "upgrade"]
 

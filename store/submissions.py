@@ -19,7 +19,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from runtime.errors import DecisionRefused
 from store.database import Database, DuplicateKey, Rows
-from store.records import insert_unchangeable
+from store.sql_records import insert_unchangeable
 
 __all__ = ["SubmissionRecord", "SubmissionStore", "refuse_submitter", "submitter_refusal"]
 

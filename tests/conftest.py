@@ -23,12 +23,15 @@ from runtime.plugin import CareloomPlugin
 from runtime.search_attributes import ALL_KEYS
 from runtime.settings import Settings
 from runtime.temporal_server import temporal_binary
-from store.records import SqlCareRecordStore
+from store.connect import configured_database
+from store.sql_records import SqlCareRecordStore
 from tests.databases import BACKEND, fresh_postgres_url
 from tests.deciding import TEST_SIGNING_KEYS
+from tools.criteria import criteria_for
 from worker import build_worker
-from workflows.outreach import MemberOutreachWorkflow, OutreachStatus
+from workflows.outreach import MemberOutreachWorkflow
 from workflows.outreach_client import start_outreach
+from workflows.outreach_models import OutreachStatus
 
 OPEN_WINDOW = GuardrailPolicy(contact_window_start=time(0), contact_window_end=time.max)
 """A policy whose contact window never closes: for tests that are not about TCPA hours."""
@@ -61,7 +64,7 @@ async def client(env: WorkflowEnvironment, settings: Settings,
     failed = [w.id async for w in env.client.list_workflows(careloom_query("ExecutionStatus = 'Failed'"))]
     if not failed:
         return
-    told = {e.workflow_id for e in DecisionLedger(settings.open_database()).entries()
+    told = {e.workflow_id for e in DecisionLedger(configured_database(settings)).entries()
             if e.event == "run_failed" and "follow-up Task/" in (e.reason or "")}
     silent = sorted(set(failed) - told)
     # Past pytest's capture: the figure belongs in the run's output (CI log), whatever the verbosity.
@@ -89,7 +92,7 @@ def settings(state_dir: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def store(settings: Settings) -> SqlCareRecordStore:
-    return SqlCareRecordStore(settings.open_database())
+    return SqlCareRecordStore(configured_database(settings))
 
 
 @pytest.fixture
@@ -173,7 +176,7 @@ async def submit(client: Client, task_queue: str, settings: Settings,
     async def go(request, *, policy: PriorAuthPolicy | None = None, received_at=None,  # noqa: ANN001
                  tool_attempts: int = 1) -> WorkflowHandle:
         handle, was_started, _ = await submit_prior_auth(
-            client, store, request.bundle, criteria=settings.criteria(), policy=policy or PriorAuthPolicy(),
+            client, store, request.bundle, criteria=criteria_for(settings), policy=policy or PriorAuthPolicy(),
             task_queue=task_queue, salt=settings.pseudonym_salt.get_secret_value(), initiated_by="pa-intake",
             tool_attempts=tool_attempts, received_at=received_at)
         assert was_started

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from runtime.errors import ConfigurationError
 from runtime.settings import Settings
 from store.database import open_engine
-from store.records import SqlCareRecordStore
+from store.sql_records import SqlCareRecordStore
 
 __all__ = ["ADMIN_URL", "BACKEND", "database_env", "drop", "fresh_location", "fresh_postgres_url", "fresh_store",
            "postgres_available", "session_env"]

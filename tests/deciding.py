@@ -10,10 +10,11 @@ import asyncio
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from agents.approvals import ApprovalDecision, DecisionResult
-from runtime.signing import DecisionSigner, generate_signing_key, parse_signing_keys
-from store.ledger import DecisionLedger, LedgerEntry, LedgerProblem
-from workflows.outreach_client import decide as _decide
+from guardrails.approvals import ApprovalDecision, DecisionResult
+from guardrails.signing import DecisionSigner, generate_signing_key, parse_signing_keys
+from store.ledger import DecisionLedger, LedgerProblem
+from store.ledger_entries import LedgerEntry
+from workflows.inbox import decide as _decide
 
 __all__ = ["ROTATION_KEYS", "TEST_SIGNER", "TEST_SIGNING_KEYS", "chain_problems", "decide", "ledger_entries"]
 
@@ -34,7 +35,7 @@ def chain_problems(ledger: DecisionLedger, workflow_id: str) -> list[LedgerProbl
 
 async def decide(client: Client, workflow_id: str, decision: ApprovalDecision, *,
                  signer: DecisionSigner | None = TEST_SIGNER) -> DecisionResult:
-    """``workflows.outreach_client.decide`` signed by the session's key (``signer=None``: unsigned)."""
+    """``workflows.inbox.decide`` signed by the session's key (``signer=None``: unsigned)."""
     return await _decide(client, workflow_id, decision, signer=signer)
 
 

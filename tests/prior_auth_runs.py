@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio.client import WorkflowHandle
 
-from agents.approvals import ApprovalDecision, PendingApproval
+from guardrails.approvals import ApprovalDecision, PendingApproval
 from tests.conftest import wait_for_status
 from workflows.prior_auth import PriorAuthWorkflow
 

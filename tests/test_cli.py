@@ -123,7 +123,8 @@ def test_ledger_verify_detects_an_altered_entry(cli_env: dict[str, str], tmp_pat
     import sqlite3
     from datetime import UTC, datetime
 
-    from store.ledger import DecisionLedger, LedgerEntry
+    from store.ledger import DecisionLedger
+    from store.ledger_entries import LedgerEntry
 
     ledger = DecisionLedger(tmp_path / "state" / "records.db")
     ledger.append([LedgerEntry(event_id=f"wf/{n}", workflow_id="wf", approval_id="a1.1", event="requested",

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from guardrails.configured import outreach_policy
+from store.connect import configured_database
 from tests.cli import CARELOOM, ROOT, careloom, clean_env
 from tests.net import free_port
 
@@ -69,10 +71,10 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
 
 
 def _member(up: Up, **options: object):  # noqa: ANN202
-    from store.records import SqlCareRecordStore
+    from store.sql_records import SqlCareRecordStore
     from tests.fhir_factory import make_member
 
-    db = up.settings().open_database()
+    db = configured_database(up.settings())
     try:
         return make_member(SqlCareRecordStore(db), **options)
     finally:
@@ -103,11 +105,12 @@ async def _start_failing(up: Up, program: str) -> str:
     client = await connect(cfg)
     if program == "outreach":
         handle, _ = await start_outreach(client, member_id="nobody-21", encounter_id="nothing-21",
-                                         policy=cfg.guardrail_policy(), task_queue=cfg.task_queue,
+                                         policy=outreach_policy(cfg), task_queue=cfg.task_queue,
                                          salt=cfg.pseudonym_salt.get_secret_value(), tool_attempts=1)
         return handle.id
-    from tools.pas_request import PriorAuthSubmission, RequestedService
-    from workflows.prior_auth import PriorAuthInput, PriorAuthWorkflow
+    from tools.pas_models import PriorAuthSubmission, RequestedService
+    from workflows.prior_auth_models import PriorAuthInput
+    from workflows.prior_auth import PriorAuthWorkflow
 
     submission = PriorAuthSubmission(
         claim_id="claim-21", member_id="nobody-21", coverage_id="cov-21", provider_id="prov-21",
@@ -252,7 +255,7 @@ def test_outreach_status_loads_no_workflow_code(up: Up) -> None:
     assert 0 == shown.returncode, shown.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in shown.stderr.splitlines() if line.startswith("import time")}
     assert "cli.outreach" in imported
-    assert not {"langgraph", "workflows.outreach", "agents.graph", "cli.demo"} & imported
+    assert not {"langgraph", "workflows.outreach", "agents.outreach_graph", "cli.demo"} & imported
 
 
 def test_invalid_fhir_is_described_as_r4_in_words(up: Up, tmp_path: Path) -> None:

@@ -18,10 +18,8 @@ from runtime.settings import Settings
 from store.fhir_validation import InvalidResource
 from store.records import CareRecordStore
 from tools import care_plan, clinical, eligibility, member, outreach, risk, tasks
-from guardrails.policy import DecisionKey, ServiceEffect
-from tools.approval_check import ApprovedWrite, verified_approvers
 from tools.errors import INVALID_RESOURCE, tool_error
-from tools.writes import WriteResult
+from tools.writes import ApprovedWrite, ServiceEffect, WriteGate, WriteResult
 
 __all__ = ["CareTools"]
 
@@ -37,11 +35,11 @@ def _bind() -> structlog.typing.FilteringBoundLogger:
 class CareTools:
     """The read and write tools, bound to one store."""
 
-    def __init__(self, store: CareRecordStore, settings: Settings, keys: tuple[DecisionKey, ...]) -> None:
+    def __init__(self, store: CareRecordStore, settings: Settings, gate: WriteGate) -> None:
         self._store = store
         self._salt = settings.pseudonym_salt.get_secret_value()
         self._plan_zone = settings.plan_time_zone  # a member's zone only when their address gives none
-        self._keys = keys  # the worker's decision keys (configuration, never a run's input), as PriorAuthTools
+        self._gate = gate  # verifies each write's approval before it writes (guardrails.approval_check)
 
     def activities(self) -> list[object]:
         return [
@@ -85,7 +83,7 @@ class CareTools:
     def _write(self, name: str, data: ApprovedWrite, write: Callable[[ApprovedWrite], WriteResult], *,
                effect: ServiceEffect = "none") -> WriteResult:
         """Verify the action's approval on this worker, then write (with the approvers the proof names)."""
-        approvers = verified_approvers(data, effect=effect, keys=self._keys, tool=name)
+        approvers = self._gate.approvers(data, effect=effect, tool=name)
         data = data.model_copy(update={"approved_by": approvers})  # type: ignore[attr-defined]
         try:
             result = write(data)
@@ -103,7 +101,7 @@ class CareTools:
     @activity.defn(name="tools.create_task")
     def create_task(self, data: tasks.CreateTaskInput) -> WriteResult:
         return self._write("create_task", data, lambda d: tasks.create_task(self._store, d),
-                           effect=tasks.task_service_effect(data.arguments))
+                           effect=data.arguments.effect())
 
     @activity.defn(name="tools.send_outreach")
     def send_outreach(self, data: outreach.SendOutreachInput) -> WriteResult:

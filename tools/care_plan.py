@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from store.records import CareRecordStore, member_of
 from tools.clinical import parse_instant
 from tools.errors import ENCOUNTER_NOT_FOUND, tool_error
-from tools.writes import SignedApproval, WriteResult, resource_id
+from tools.writes import ServiceEffect, SignedApproval, WriteResult, resource_id
 
 __all__ = ["CarePlanActivity", "DraftCarePlanArgs", "DraftCarePlanInput", "GoalSpec", "draft_care_plan"]
 
@@ -33,6 +33,10 @@ class DraftCarePlanArgs(BaseModel):
     title: str = Field(min_length=3, max_length=120)
     goals: list[GoalSpec] = Field(min_length=1, max_length=10)
     activities: list[CarePlanActivity] = Field(default_factory=list, max_length=20)
+
+    def effect(self) -> ServiceEffect:
+        """What the action declares it does to the member's services: nothing (its text is the guardrails')."""
+        return "none"
 
 
 class DraftCarePlanInput(BaseModel):

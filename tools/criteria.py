@@ -13,11 +13,14 @@ import json
 import re
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from runtime.errors import CriteriaFileError
+
+if TYPE_CHECKING:  # settings are read by hosts; run code imports the criteria models alone
+    from runtime.settings import Settings
 
 __all__ = [
     "CRITERIA_NAME",
@@ -29,6 +32,7 @@ __all__ = [
     "ServicePolicy",
     "criteria_version_id",
     "load_criteria",
+    "criteria_for",
 ]
 
 CRITERIA_NAME = "um-medical-policy"
@@ -188,3 +192,9 @@ def load_criteria(path: Path | None = None) -> CriteriaSet:
     except ValidationError as err:
         problems = "; ".join(_describe(e) for e in err.errors())
         raise CriteriaFileError(f"{source}: {err.error_count()} problem(s): {problems}") from None
+
+
+def criteria_for(settings: Settings) -> CriteriaSet:
+    """The medical-policy criteria prior-authorization runs are triaged under: CARELOOM_UM_CRITERIA_FILE, or the
+    shipped policy."""
+    return load_criteria(settings.um_criteria_file)

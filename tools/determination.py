@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
-from guardrails.policy import ServiceEffect
 from store.records import CareRecordStore, member_of
 from tools.errors import tool_error
+from tools.writes import ServiceEffect
 from tools.writes import SignedApproval, WriteResult, resource_id
 
 __all__ = [
@@ -130,6 +130,10 @@ class IssueDeterminationArgs(BaseModel):
         if self.outcome != "pend" and self.requested_documentation:
             raise ValueError("only a pend requests documentation: remove requested_documentation")
         return self
+
+    def effect(self) -> ServiceEffect:
+        """What the determination does to the member's services (:func:`service_effect`)."""
+        return service_effect(self)
 
 
 class WriteDeterminationInput(BaseModel):

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tools.criteria import Criterion, ServicePolicy
 from tools.negation import negated
-from tools.pas_request import Note
+from tools.pas_models import Note
 
 __all__ = [
     "NOTE_TIME_BUDGET_S",

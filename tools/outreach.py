@@ -38,8 +38,8 @@ from zoneinfo import ZoneInfo
 import structlog
 from pydantic import BaseModel, Field
 
-from guardrails.deadlines import next_contact_time
 from store.records import CareRecordStore
+from tools.deadlines import next_contact_time
 from tools.errors import (
     CONTACT_NOT_ALLOWED,
     MEMBER_NOT_FOUND,
@@ -49,7 +49,7 @@ from tools.errors import (
 )
 from tools.member import DEFAULT_TIME_ZONE, Channel, contact_points, is_deceased, is_opted_out
 from tools.time_zones import resolve_member_zone
-from tools.writes import SignedApproval, WriteResult, resource_id
+from tools.writes import ServiceEffect, SignedApproval, WriteResult, resource_id
 
 __all__ = ["PROGRAM", "SendOutreachArgs", "SendOutreachInput", "contact_day_key", "send_outreach"]
 
@@ -73,6 +73,10 @@ class SendOutreachArgs(BaseModel):
     channel: Channel
     template: Literal["post-discharge-check-in", "follow-up-reminder"]
     message: str = Field(min_length=3, max_length=1000)
+
+    def effect(self) -> ServiceEffect:
+        """What the action declares it does to the member's services: nothing (its text is the guardrails')."""
+        return "none"
 
 
 class SendOutreachInput(BaseModel):

@@ -19,16 +19,18 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from store.fhir_validation import InvalidResource, validate_resource
-from store.records import CareRecordStore, SqlCareRecordStore, member_of
+from store.records import CareRecordStore, member_of
+from store.sql_records import SqlCareRecordStore
 from store.submissions import SubmissionRecord, SubmissionStore
 from tools.criteria import CriteriaSet
 from tools.pas_diff import SUBMITTED_ID_SYSTEM, differences
 from tools.pas_limits import IntakeLimits, check_limits
+from tools.pas_models import Note, PriorAuthSubmission, RequestedService
 
 __all__ = [
     "Note",
@@ -47,39 +49,6 @@ __all__ = [
 ]
 
 from runtime.errors import PriorAuthErrorCode, PriorAuthRequestError
-
-
-class RequestedService(BaseModel):
-    """One requested service line of the Claim."""
-
-    sequence: int
-    code: str = Field(description="CPT, HCPCS or revenue code from Claim.item.productOrService.")
-    system: str = Field(description="The code's system URI as sent ('' when the submitter gave none).")
-    quantity: int = Field(ge=1, description="Units, visits or days requested (1 when not sent).")
-
-
-class PriorAuthSubmission(BaseModel):
-    """A prior-authorization request as identifiers and dates: no clinical text, safe for history."""
-
-    claim_id: str
-    member_id: str = Field(description="The Patient id of the member.")
-    coverage_id: str
-    provider_id: str = Field(description="The requesting Practitioner's id.")
-    priority: Literal["expedited", "standard"] = Field(
-        description="expedited (72-hour clock) when Claim.priority is stat, else standard (7 days).")
-    received_at: AwareDatetime = Field(description="Claim.created in UTC; a bare date is midnight UTC.")
-    service_date: date
-    items: list[RequestedService]
-    note_ids: list[str] = Field(description="DocumentReference ids of the clinical notes, sorted.")
-
-
-class Note(BaseModel):
-    """A clinical note's decoded text. Activity-local: never put one in workflow history."""
-
-    model_config = ConfigDict(frozen=True)
-
-    document_id: str
-    text: str
 
 
 class SavedSubmission(BaseModel):

@@ -1,61 +1,54 @@
-"""Every tool declared once: its activity (called by method reference), kind and write contract.
+"""Every tool declared once, by its frozen activity type: its kind, its input and result types and, for a write
+tool, the arguments model a planner proposes.
 
-Workflows call ``tool.activity`` with ``workflow.execute_activity_method``;
-activity names come from the ``@activity.defn`` they were registered with
-and never appear as string literals elsewhere. History readers derive the
-activity-type table (:data:`ACTIVITY_TYPES`) from here, and the approval
-preview and the guardrails find a proposal's write tool by its arguments'
-``tool`` tag (:func:`write_tool_for`).
+A declaration names the activity (a string, never the class that hosts it), so workflow code calls tools with
+``workflow.execute_activity(spec.name, ..., result_type=spec.result_type)`` without importing any module that
+does I/O, and history readers derive the activity-type table from the declarations. The hosts (the classes whose
+``@activity.defn`` methods run them) are given to the worker once; :mod:`workflows.programs_plugin` binds every
+declared tool of every program to the host activity of that name and refuses to start when one is missing or
+its types differ. Planner tools are declared beside their planners (``agents.planner.PLAN_OUTREACH``,
+``agents.prior_auth_planner.RECOMMEND_DETERMINATION``), the ledger beside the approval book
+(``workflows.approvals.LEDGER_APPEND``); a program's catalogue (:mod:`workflows.programs`) lists them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from temporalio import activity
 
-from agents.planner import HEARTBEAT_TIMEOUT_SECONDS, PlannerActivity
-from agents.prior_auth_planner import RecommenderActivity
-from guardrails.adverse_content import content_effect, most_adverse
-from guardrails.policy import ServiceEffect
-from store.ledger import LedgerActivities
-from tools.activities import CareTools
-from tools import determination
-from tools.care_plan import DraftCarePlanArgs
-from tools.outreach import SendOutreachArgs
-from tools.previews import care_plan_preview, claim_response_preview, communication_preview, task_preview
-from tools.prior_auth_tools import PriorAuthTools
-from tools.tasks import CreateTaskArgs, task_service_effect
+from tools.care_plan import DraftCarePlanArgs, DraftCarePlanInput
+from tools.clinical import ClinicalContext, ClinicalContextInput
+from tools.determination import IssueDeterminationArgs, WriteDeterminationInput
+from tools.eligibility import EligibilityInput, EligibilityResult
+from tools.evidence_review import EvidenceReview, ReviewEvidenceInput
+from tools.member import LookupMemberInput, MemberProfile
+from tools.outreach import SendOutreachArgs, SendOutreachInput
+from tools.risk import RiskInput, RiskScore
+from tools.tasks import CreateTaskArgs, CreateTaskInput
+from tools.writes import WriteResult
 
-__all__ = ["ACTIVITY_TYPES", "ALL_TOOLS", "CHECK_ELIGIBILITY", "CREATE_TASK", "DRAFT_CARE_PLAN", "GET_CLINICAL_CONTEXT",
-           "ISSUE_DETERMINATION", "LEDGER_APPEND", "LOOKUP_MEMBER", "OUTREACH_TOOLS", "PLAN_OUTREACH", "PRIOR_AUTH_TOOLS",
-           "RECOMMEND_DETERMINATION", "REVIEW_EVIDENCE", "SCORE_READMISSION_RISK", "SEND_OUTREACH",
-           "ToolKind", "ToolSpec", "write_tool_for"]
+__all__ = ["CHECK_ELIGIBILITY", "CREATE_TASK", "DRAFT_CARE_PLAN", "GET_CLINICAL_CONTEXT", "ISSUE_DETERMINATION",
+           "LOOKUP_MEMBER", "REVIEW_EVIDENCE", "SCORE_READMISSION_RISK", "SEND_OUTREACH", "WRITE_TOOLS", "ToolKind",
+           "ToolSpec", "write_tool_for"]
 
 ToolKind = Literal["read", "write", "planner", "ledger"]
 
 
-def _no_effect(_arguments: BaseModel) -> ServiceEffect:
-    return "none"
-
-
 @dataclass(frozen=True)
 class ToolSpec:
-    """One tool: the activity that runs it and, for a write tool, what a proposal of it looks like."""
+    """One tool: the activity type that runs it and, for a write tool, what a proposal of it looks like."""
 
-    activity: Callable[..., Any] = field(repr=False)
+    name: str
+    """The activity type, frozen once deployed (histories name it)."""
     kind: ToolKind
+    input_type: type[BaseModel]
+    result_type: type[Any]
     arguments: type[BaseModel] | None = None
-    """Write tools: the arguments a planner proposes (tagged by their ``tool`` literal)."""
-    service_effect: Callable[[Any], ServiceEffect] = field(default=_no_effect, repr=False)
-    """Write tools: the proposal's effect on the member's services (adverse needs a clinician)."""
-    preview: Callable[..., list[dict[str, Any]]] | None = field(default=None, repr=False)
-    """Write tools: the FHIR resources the proposal would write, for the reviewer."""
+    """Write tools: the arguments a planner proposes (tagged by their ``tool`` literal; each knows its declared
+    effect on the member's services, ``arguments.effect()``)."""
     heartbeat_seconds: float | None = None
     """Long activities that heartbeat: a worker that dies mid-call is noticed after this long, not at the
     start-to-close timeout."""
@@ -64,76 +57,28 @@ class ToolSpec:
     def heartbeat_timeout(self) -> timedelta | None:
         return None if self.heartbeat_seconds is None else timedelta(seconds=self.heartbeat_seconds)
 
-    @cached_property
-    def definition(self) -> Any:
-        return activity._Definition.must_from_callable(self.activity)  # noqa: SLF001 (the SDK's own reader)
-
-    @property
-    def name(self) -> str:
-        """The activity type, frozen once deployed."""
-        return self.definition.name
-
     @property
     def tag(self) -> str | None:
         """The arguments' ``tool`` literal (write tools)."""
         return None if self.arguments is None else self.arguments.model_fields["tool"].default
 
-    @property
-    def input_type(self) -> type[BaseModel]:
-        return self.definition.arg_types[0]
 
-    @property
-    def result_type(self) -> type[Any]:
-        return self.definition.ret_type
+LOOKUP_MEMBER = ToolSpec("tools.lookup_member", "read", LookupMemberInput, MemberProfile)
+CHECK_ELIGIBILITY = ToolSpec("tools.check_eligibility", "read", EligibilityInput, EligibilityResult)
+GET_CLINICAL_CONTEXT = ToolSpec("tools.get_clinical_context", "read", ClinicalContextInput, ClinicalContext)
+SCORE_READMISSION_RISK = ToolSpec("tools.score_readmission_risk", "read", RiskInput, RiskScore)
+DRAFT_CARE_PLAN = ToolSpec("tools.draft_care_plan", "write", DraftCarePlanInput, WriteResult,
+                           arguments=DraftCarePlanArgs)
+CREATE_TASK = ToolSpec("tools.create_task", "write", CreateTaskInput, WriteResult, arguments=CreateTaskArgs)
+SEND_OUTREACH = ToolSpec("tools.send_outreach", "write", SendOutreachInput, WriteResult, arguments=SendOutreachArgs)
+REVIEW_EVIDENCE = ToolSpec("um.review_evidence", "read", ReviewEvidenceInput, EvidenceReview)
+ISSUE_DETERMINATION = ToolSpec("um.issue_determination", "write", WriteDeterminationInput, WriteResult,
+                               arguments=IssueDeterminationArgs)
 
+WRITE_TOOLS: tuple[ToolSpec, ...] = (DRAFT_CARE_PLAN, CREATE_TASK, SEND_OUTREACH, ISSUE_DETERMINATION)
+"""Every write tool a planner may propose."""
 
-def _write(method: Callable[..., Any], arguments: type[BaseModel], *,
-           service_effect: Callable[[Any], ServiceEffect] = _no_effect, **kwargs: Any) -> ToolSpec:
-    # Every write tool's effect counts what its text does too (issue 21: guardrails.adverse_content), so the
-    # guardrails of every program route an adverse text to an MD whatever the tool or the planner declares.
-    def effect(arguments: Any) -> ServiceEffect:  # noqa: ANN401
-        return most_adverse(service_effect(arguments), content_effect(arguments).effect)
-
-    return ToolSpec(method, "write", arguments=arguments, service_effect=effect, **kwargs)
-
-
-LOOKUP_MEMBER = ToolSpec(CareTools.lookup_member, "read")
-CHECK_ELIGIBILITY = ToolSpec(CareTools.check_eligibility, "read")
-GET_CLINICAL_CONTEXT = ToolSpec(CareTools.get_clinical_context, "read")
-SCORE_READMISSION_RISK = ToolSpec(CareTools.score_readmission_risk, "read")
-PLAN_OUTREACH = ToolSpec(PlannerActivity.plan_outreach, "planner", heartbeat_seconds=HEARTBEAT_TIMEOUT_SECONDS)
-LEDGER_APPEND = ToolSpec(LedgerActivities.append, "ledger")
-
-
-DRAFT_CARE_PLAN = _write(CareTools.draft_care_plan, DraftCarePlanArgs, preview=care_plan_preview)
-CREATE_TASK = _write(CareTools.create_task, CreateTaskArgs, service_effect=task_service_effect, preview=task_preview)
-SEND_OUTREACH = _write(CareTools.send_outreach, SendOutreachArgs, preview=communication_preview)
-
-OUTREACH_TOOLS: tuple[ToolSpec, ...] = (
-    LOOKUP_MEMBER, CHECK_ELIGIBILITY, GET_CLINICAL_CONTEXT, SCORE_READMISSION_RISK, PLAN_OUTREACH,
-    DRAFT_CARE_PLAN, CREATE_TASK, SEND_OUTREACH,
-)
-"""The post-discharge outreach program's tools."""
-
-REVIEW_EVIDENCE = ToolSpec(PriorAuthTools.review_evidence, "read")
-RECOMMEND_DETERMINATION = ToolSpec(RecommenderActivity.recommend_determination, "planner",
-                                   heartbeat_seconds=HEARTBEAT_TIMEOUT_SECONDS)
-ISSUE_DETERMINATION = _write(PriorAuthTools.issue_determination, determination.IssueDeterminationArgs,
-                             service_effect=determination.service_effect, preview=claim_response_preview)
-
-PRIOR_AUTH_TOOLS: tuple[ToolSpec, ...] = (
-    LOOKUP_MEMBER, CHECK_ELIGIBILITY, REVIEW_EVIDENCE, RECOMMEND_DETERMINATION, ISSUE_DETERMINATION, CREATE_TASK,
-)
-"""The prior-authorization triage program's tools (the Task is the follow-up of an expired approval)."""
-
-ALL_TOOLS: tuple[ToolSpec, ...] = tuple(dict.fromkeys((*OUTREACH_TOOLS, *PRIOR_AUTH_TOOLS, LEDGER_APPEND)))
-"""Every activity a careloom worker runs."""
-
-ACTIVITY_TYPES: dict[str, tuple[type[BaseModel], type[Any]]] = {t.name: (t.input_type, t.result_type)
-                                                               for t in ALL_TOOLS}
-"""Activity type -> (input type, result type), for reading histories."""
-
-_BY_TAG = {t.tag: t for t in ALL_TOOLS if t.kind == "write"}
+_BY_TAG = {t.tag: t for t in WRITE_TOOLS}
 
 
 def write_tool_for(arguments: BaseModel) -> ToolSpec:

@@ -7,12 +7,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from guardrails.adverse_content import content_effect, most_adverse
-from guardrails.policy import ServiceEffect
 from store.records import CareRecordStore
+from tools.writes import ServiceEffect, most_adverse
 from tools.writes import SignedApproval, WriteResult, resource_id
 
-__all__ = ["ADVERSE_TASK_KINDS", "CreateTaskArgs", "CreateTaskInput", "TaskKind", "create_task", "task_service_effect"]
+__all__ = ["ADVERSE_TASK_KINDS", "CreateTaskArgs", "CreateTaskInput", "TaskKind", "create_task"]
 
 TaskKind = Literal[
     "tcm-interactive-contact",
@@ -47,6 +46,11 @@ class CreateTaskArgs(BaseModel):
     service_effect: ServiceEffect = Field(
         default="none", description="Declared effect on the member's services; adverse needs an MD.")
 
+    def effect(self) -> ServiceEffect:
+        """What the task declares it does: the declared effect or its kind's (adverse by nature), the more
+        adverse. What its text does is the guardrails' to add (:func:`guardrails.adverse_content.action_effect`)."""
+        return most_adverse(self.service_effect, ADVERSE_TASK_KINDS.get(self.kind, "none"))
+
 
 class CreateTaskInput(BaseModel):
     member_id: str
@@ -62,13 +66,6 @@ class CreateTaskInput(BaseModel):
     focus: str | None = Field(default=None, description=(
         "FHIR reference the task is about; default the discharge Encounter (prior auth: the Claim)."))
 
-
-def task_service_effect(arguments: CreateTaskArgs) -> ServiceEffect:
-    """The most adverse of the declared effect, the kind's (adverse by nature) and what the task's own text
-    does (:mod:`guardrails.adverse_content`, the classifier the guardrails use): the worker verifies the
-    approval against this, so a run cannot write "terminate authorization" declared ``none`` without an MD."""
-    return most_adverse(arguments.service_effect, ADVERSE_TASK_KINDS.get(arguments.kind, "none"),
-                        content_effect(arguments).effect)
 
 
 def build_task(data: CreateTaskInput, *, written_at: datetime | None = None) -> dict[str, Any]:

@@ -8,7 +8,7 @@ status query and the check of an edited action. The runtime gives it:
   awaiting a human or deferred), and a durable wait between them;
 * the :class:`~workflows.approvals.ApprovalBook` wired to the ``decide``
   update, its validator, the SLA timer and the decision-ledger activity;
-* tool calls as activities, by method reference (:mod:`tools.registry`);
+* tool calls as activities, by their declared activity type (:mod:`tools.registry`);
 * the search attributes the cross-program inbox reads;
 * an end for every run: a cancel (Temporal) or a ``withdraw`` update closes its pending approvals with
   ``withdrawn`` ledger entries and starts no write after it; a run that cannot go on (a tool failed for good,
@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from contextlib import aclosing
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
@@ -30,24 +30,21 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
+if TYPE_CHECKING:  # hosts read settings; run code never does
+    from runtime.settings import Settings
+
 with workflow.unsafe.imports_passed_through():
-    from agents.actions import ProposedAction
-    from agents.approvals import (
-        ApprovalDecision,
-        DecisionResult,
-        PendingApproval,
-        ReceivedDecision,
-    )
     from agents.runtime import ToolFailure
-    from agents.state import TERMINAL, ActionRecord, ActionStatus
+    from guardrails.actions import ProposedAction
+    from guardrails.actions import TERMINAL, ActionRecord, ActionStatus
     from guardrails.adverse_content import non_adverse_quote
+    from guardrails.approvals import ApprovalDecision, DecisionResult, PendingApproval, ReceivedDecision
     from runtime import search_attributes as sa
     from runtime.errors import DecisionRefused
-    from store.ledger import LedgerActivities
     from tools.registry import CREATE_TASK, SEND_OUTREACH, ToolSpec
-    from workflows.approvals import ApprovalBook, RoutedPolicy
+    from workflows.approvals import LEDGER_APPEND, ApprovalBook, RoutedPolicy
 
-__all__ = ["ActionOutcome", "ActivityQueues", "AgentRun", "ParkableState", "WithdrawRequest", "WithdrawResult",
+__all__ = ["ActionOutcome", "ActivityQueues", "AgentRun", "activity_queues", "ParkableState", "WithdrawRequest", "WithdrawResult",
            "outcome_of"]
 
 S = TypeVar("S", bound=BaseModel)
@@ -102,6 +99,15 @@ class ActivityQueues(BaseModel):
 
     model: str | None = Field(default=None, description="Planner and recommender (model) calls.")
     messages: str | None = Field(default=None, description="Messages to members.")
+
+
+def activity_queues(settings: Settings) -> ActivityQueues:
+    """Where rate-limited activities run: their own queue when a rate (or a queue name) is set."""
+    model = settings.model_task_queue or (
+        f"{settings.task_queue}-model" if settings.model_activities_per_second else None)
+    messages = settings.messages_task_queue or (
+        f"{settings.task_queue}-messages" if settings.messages_per_second else None)
+    return ActivityQueues(model=model, messages=messages)
 
 
 class WithdrawRequest(BaseModel):
@@ -263,10 +269,11 @@ class AgentRun:
         reason = reason[:290]
         follow_up = None
         try:
-            created = await workflow.execute_activity_method(
+            created = await workflow.execute_activity(
                 # The worker reads every field of a Task for adverse words: the failure is quoted without them.
-                CREATE_TASK.activity, self.follow_up_task(non_adverse_quote(reason, 290),
+                CREATE_TASK.name, self.follow_up_task(non_adverse_quote(reason, 290),
                                                           f"{info.workflow_id}/{info.run_id}/{key_suffix}"),
+                result_type=CREATE_TASK.result_type,
                 start_to_close_timeout=self._tool_timeout, schedule_to_close_timeout=_FOLLOW_UP_TIMEOUT,
                 retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
@@ -342,8 +349,9 @@ class AgentRun:
         self.check_may_start(tool)
         write = tool.kind == "write"
         try:
-            return await workflow.execute_activity_method(
-                tool.activity, data, start_to_close_timeout=self._tool_timeout, retry_policy=self._tool_retry,
+            return await workflow.execute_activity(
+                tool.name, data, result_type=tool.result_type,
+                start_to_close_timeout=self._tool_timeout, retry_policy=self._tool_retry,
                 task_queue=None if own_queue else self.queue_for(tool),
                 heartbeat_timeout=tool.heartbeat_timeout,
                 cancellation_type=(ActivityCancellationType.WAIT_CANCELLATION_COMPLETED if write
@@ -387,8 +395,8 @@ class AgentRun:
         batch = self._book.take_ledger()
         if not batch.entries:
             return
-        await workflow.execute_activity_method(
-            LedgerActivities.append, batch,
+        await workflow.execute_activity(
+            LEDGER_APPEND.name, batch, result_type=LEDGER_APPEND.result_type,
             start_to_close_timeout=timedelta(seconds=30),
             # The ledger is the 6-year record: keep trying (backing off) rather than lose an entry.
             retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)),

@@ -25,8 +25,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from agents.actions import ProposedAction, action_digest
-from agents.approvals import (
+from pydantic import BaseModel, Field
+
+from guardrails.actions import ProposedAction, action_digest
+from guardrails.approvals import (
     ApprovalDecision,
     DecisionResult,
     PendingApproval,
@@ -36,11 +38,26 @@ from agents.approvals import (
 )
 from guardrails.policy import ROLE_RANK, ApprovalRouting
 from guardrails.routing import clock_for
+from guardrails.signing import verify_decision
 from runtime.errors import DecisionRefused
-from runtime.signing import verify_decision
-from store.ledger import LedgerAppend, LedgerEntry, LedgerEvent
+from store.ledger_entries import LedgerEntry, LedgerEvent
+from tools.registry import ToolSpec
 
-__all__ = ["ApprovalBook", "EditCheck", "RoutedPolicy", "quality_sample_fraction", "quality_sampled"]
+__all__ = ["LEDGER_APPEND", "ApprovalBook", "EditCheck", "LedgerAppend", "RoutedPolicy", "quality_sample_fraction",
+           "quality_sampled"]
+
+
+class LedgerAppend(BaseModel):
+    """What the book hands the ``ledger.append`` activity: its entries, and the signed decision behind each
+    decision entry (:mod:`workflows.ledger_activity` verifies them on the worker before it appends)."""
+
+    entries: list[LedgerEntry]
+    proofs: dict[str, ApprovalDecision] = Field(default_factory=dict, description=(
+        "Event id -> the signed decision behind a decision entry, verified by the worker before it appends."))
+
+
+LEDGER_APPEND = ToolSpec("ledger.append", "ledger", LedgerAppend, int)
+"""The ledger activity every program's runs call (hosted by :class:`workflows.ledger_activity.LedgerActivities`)."""
 
 
 class RoutedPolicy(Protocol):

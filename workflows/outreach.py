@@ -1,6 +1,6 @@
 """``MemberOutreachWorkflow``: one member, one discharge, one durable agent run.
 
-The LangGraph agent (``agents.graph``) runs inside this workflow. The workflow
+The LangGraph agent (``agents.outreach_graph``) runs inside this workflow. The workflow
 is its runtime: tool calls become activities, waits become durable timers,
 approvals arrive through the ``decide`` update (validated before anything
 reaches history) and nothing is ever auto-approved.
@@ -11,87 +11,28 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState, is_cancelled_exception
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
-    from agents.approvals import ApprovalDecision, PendingApproval
-    from agents.graph import build_outreach_graph, run_status
-    from agents.planner import (
-        MODEL_ENDPOINT_ERROR,
-        ModelUsage,
-        PlannerInput,
-        PlannerOutput,
-    )
+    from agents.outreach_graph import build_outreach_graph, run_status
+    from agents.outreach_state import OutreachRequest, OutreachState
+    from agents.planner import MODEL_ENDPOINT_ERROR, PLAN_OUTREACH, PlannerInput, PlannerOutput
     from agents.runtime import ToolFailure
-    from agents.state import OutreachRequest, OutreachState, RunStatus
-    from guardrails.policy import GuardrailPolicy
-    from guardrails.rules import evaluate_action
-    from guardrails.verdicts import GuardrailVerdict
+    from guardrails.approvals import ApprovalDecision, PendingApproval
+    from guardrails.outreach_rules import evaluate_action
     from runtime.errors import DecisionRefused
-    from tools.registry import PLAN_OUTREACH
+    from runtime.search_attributes import RunStatus
     from tools.tasks import CreateTaskArgs, CreateTaskInput
-    from workflows.agent_run import ActionOutcome, ActivityQueues, AgentRun, outcome_of
+    from workflows.agent_run import AgentRun, outcome_of
+    from workflows.outreach_models import OutreachInput, OutreachResult, OutreachStatus
 
-__all__ = [
-    "ActionOutcome",
-    "MemberOutreachWorkflow",
-    "OutreachInput",
-    "OutreachResult",
-    "OutreachStatus",
-]
+__all__ = ["MemberOutreachWorkflow"]
 
 # One planning attempt: up to two model requests (the repair round trip), each bounded by the model timeout.
 _PLAN_TIMEOUT = timedelta(minutes=5)
-
-
-class OutreachInput(BaseModel):
-    """Identifiers and rules only: no member record travels in history."""
-
-    member_id: str
-    encounter_id: str
-    policy: GuardrailPolicy = Field(default_factory=GuardrailPolicy)
-    initiated_by: str = Field(default="system", description="Who started the run; may not approve it.")
-    tool_attempts: int = Field(default=10, ge=1, description="Attempts for a retryable tool failure.")
-    tool_timeout_seconds: float = Field(default=60.0, gt=0)
-    planning_budget_seconds: float = Field(default=7200.0, gt=0, description=(
-        "How long planning is retried (a model outage) before the offline rules plan for human review."))
-    queues: ActivityQueues = Field(default_factory=ActivityQueues)
-
-
-class OutreachStatus(BaseModel):
-    """What the ``status`` query returns."""
-
-    workflow_id: str
-    status: RunStatus
-    member_pseudonym: str | None
-    lace: int | None
-    planner: str | None
-    planner_usage: ModelUsage | None = None
-    pending_approvals: list[PendingApproval]
-    actions: list[ActionOutcome]
-    verdicts: list[GuardrailVerdict]
-
-
-class OutreachResult(BaseModel):
-    """The run's typed outcome."""
-
-    workflow_id: str
-    status: RunStatus = Field(description="completed, needs_attention, ineligible or not_discharged.")
-    member_pseudonym: str | None
-    eligible: bool | None
-    plan_type: str | None
-    lace: int | None
-    risk_status: str | None
-    planner: str | None
-    planner_usage: ModelUsage | None = None
-    stop_reasons: list[str]
-    actions: list[ActionOutcome]
-    verdicts: list[GuardrailVerdict]
-    policy_id: str
 
 
 @workflow.defn(name="MemberOutreachWorkflow")
@@ -165,8 +106,8 @@ class MemberOutreachWorkflow(AgentRun):
         budget = timedelta(seconds=self._input.planning_budget_seconds)
         self.check_may_start(PLAN_OUTREACH)
         try:
-            return await workflow.execute_activity_method(
-                PLAN_OUTREACH.activity, data, task_queue=self.queue_for(PLAN_OUTREACH),
+            return await workflow.execute_activity(
+                PLAN_OUTREACH.name, data, result_type=PLAN_OUTREACH.result_type, task_queue=self.queue_for(PLAN_OUTREACH),
                 heartbeat_timeout=PLAN_OUTREACH.heartbeat_timeout,
                 start_to_close_timeout=min(_PLAN_TIMEOUT, budget), schedule_to_close_timeout=budget,
                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2),

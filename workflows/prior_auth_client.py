@@ -21,14 +21,11 @@ from store.records import CareRecordStore
 from tools.criteria import CriteriaSet
 from tools.member import salted_digest
 from tools.pas_limits import IntakeLimits
-from tools.pas_request import (
-    PriorAuthSubmission,
-    check_submission,
-    parse_pas_bundle,
-    save_submission,
-)
+from tools.pas_models import PriorAuthSubmission
+from tools.pas_request import check_submission, parse_pas_bundle, save_submission
 from workflows.agent_run import ActivityQueues
-from workflows.prior_auth import PriorAuthInput, PriorAuthWorkflow
+from workflows.prior_auth import PriorAuthWorkflow
+from workflows.prior_auth_models import PriorAuthInput
 
 __all__ = ["prior_auth_workflow_id", "submit_prior_auth"]
 

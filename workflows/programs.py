@@ -17,20 +17,35 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio import workflow
 
-from agents.actions import ProposedAction
-from agents.graph import build_outreach_graph
+from agents.outreach_graph import build_outreach_graph
+from agents.planner import PLAN_OUTREACH
 from agents.prior_auth_graph import build_prior_auth_graph
+from agents.prior_auth_planner import RECOMMEND_DETERMINATION
+from guardrails.actions import ProposedAction
+from guardrails.configured import outreach_policy, prior_auth_policy
+from guardrails.outreach_rules import check_run, evaluate_action
 from guardrails.policy import GuardrailPolicy
 from guardrails.prior_auth_policy import PriorAuthPolicy
 from guardrails.prior_auth_rules import evaluate_determination
-from guardrails.rules import check_run, evaluate_action
 from guardrails.verdicts import GuardrailVerdict
 from runtime.settings import Settings
-from tools.registry import OUTREACH_TOOLS, PRIOR_AUTH_TOOLS, ToolSpec
+from tools.registry import (
+    CHECK_ELIGIBILITY,
+    CREATE_TASK,
+    DRAFT_CARE_PLAN,
+    GET_CLINICAL_CONTEXT,
+    ISSUE_DETERMINATION,
+    LOOKUP_MEMBER,
+    REVIEW_EVIDENCE,
+    SCORE_READMISSION_RISK,
+    SEND_OUTREACH,
+    ToolSpec,
+)
+from workflows.approvals import LEDGER_APPEND
 from workflows.outreach import MemberOutreachWorkflow
 from workflows.prior_auth import PriorAuthWorkflow
 
-__all__ = ["OUTREACH", "PLANNER_ACTIVITIES", "PRIOR_AUTH", "PROGRAMS", "Program", "WORKFLOW_TYPES",
+__all__ = ["ACTIVITY_TYPES", "ALL_TOOLS", "OUTREACH", "OUTREACH_TOOLS", "PRIOR_AUTH_TOOLS", "PLANNER_ACTIVITIES", "PRIOR_AUTH", "PROGRAMS", "Program", "WORKFLOW_TYPES",
            "program_of_workflow_type"]
 
 
@@ -75,6 +90,17 @@ class Program:
         return tuple(t for t in self.tools if t.kind == "planner")
 
 
+OUTREACH_TOOLS: tuple[ToolSpec, ...] = (
+    LOOKUP_MEMBER, CHECK_ELIGIBILITY, GET_CLINICAL_CONTEXT, SCORE_READMISSION_RISK, PLAN_OUTREACH,
+    DRAFT_CARE_PLAN, CREATE_TASK, SEND_OUTREACH,
+)
+"""The post-discharge outreach program's tools."""
+
+PRIOR_AUTH_TOOLS: tuple[ToolSpec, ...] = (
+    LOOKUP_MEMBER, CHECK_ELIGIBILITY, REVIEW_EVIDENCE, RECOMMEND_DETERMINATION, ISSUE_DETERMINATION, CREATE_TASK,
+)
+"""The prior-authorization triage program's tools (the Task is the follow-up of an expired approval)."""
+
 
 OUTREACH = Program(
     name="post-discharge-outreach",
@@ -86,7 +112,7 @@ OUTREACH = Program(
     planners=("offline-rules/1", "model (CARELOOM_MODEL)"),
     policy=GuardrailPolicy,
     id_prefix="outreach-",
-    configured_policy=Settings.guardrail_policy,
+    configured_policy=outreach_policy,
     judge=lambda proposal, facts, policy, at: evaluate_action(proposal, facts, policy, now=at),
     stop_check=check_run,
 )
@@ -101,7 +127,7 @@ PRIOR_AUTH = Program(
     planners=("offline-um-rules/1", "model (CARELOOM_MODEL)"),
     policy=PriorAuthPolicy,
     id_prefix="prior-auth-",
-    configured_policy=Settings.prior_auth_policy,
+    configured_policy=prior_auth_policy,
     judge=lambda proposal, facts, policy, at: evaluate_determination(proposal, facts, policy),
 )
 
@@ -118,3 +144,10 @@ WORKFLOW_TYPES: frozenset[str] = frozenset(p.workflow_type for p in PROGRAMS)
 
 PLANNER_ACTIVITIES: frozenset[str] = frozenset(t.name for p in PROGRAMS for t in p.planner_tools)
 """Activity types of every program's planner steps (what usage and audit read)."""
+
+ALL_TOOLS: tuple[ToolSpec, ...] = tuple(dict.fromkeys((*(t for p in PROGRAMS for t in p.tools), LEDGER_APPEND)))
+"""Every activity a careloom worker runs for the programs (each program's tools and the ledger)."""
+
+ACTIVITY_TYPES: dict[str, tuple[type[BaseModel], type[Any]]] = {t.name: (t.input_type, t.result_type)
+                                                               for t in ALL_TOOLS}
+"""Activity type -> (input type, result type), for reading histories."""

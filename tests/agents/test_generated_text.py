@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agents.actions import ProposedAction
 from agents.generated_text import WITHHELD_RATIONALE, WITHHELD_TEXT, PhiNotWithheld, withhold_phi
 from agents.offline_planner import CHECK_IN_MESSAGE
+from guardrails.actions import ProposedAction
 from guardrails.phi_text import MemberIdentifiers
 from tools.care_plan import CarePlanActivity, DraftCarePlanArgs, GoalSpec
 from tools.outreach import SendOutreachArgs

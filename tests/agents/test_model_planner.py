@@ -16,8 +16,8 @@ from agents.model_planner import CERTAINTY_WITHOUT_LOGPROBS
 from agents.offline_planner import CHECK_IN_MESSAGE
 from agents.planner import MODEL_ENDPOINT_ERROR, PlannerInput
 from agents.prompts import outreach_prompts
+from guardrails.outreach_rules import evaluate_action
 from guardrails.policy import GuardrailPolicy
-from guardrails.rules import evaluate_action
 from tests.agents.conftest import model_planner
 from tests.guardrails.run_facts import make_facts, scored_risk
 from tests.model_server import Reply, ScriptedModelServer, completion, error

@@ -10,7 +10,7 @@ from history.events import read_run
 from tests.conftest import StartRun, wait_for_status
 from tests.fhir_factory import make_member
 from tests.model_server import ScriptedModelServer, completion, error
-from workflows.outreach import OutreachResult
+from workflows.outreach_models import OutreachResult
 
 
 async def _planner_steps(client: Client, workflow_id: str) -> list:

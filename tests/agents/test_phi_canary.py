@@ -21,22 +21,25 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from agents.approvals import ApprovalDecision
+from guardrails.approvals import ApprovalDecision
+from guardrails.configured import signer
 from guardrails.policy import GuardrailPolicy
 from history.events import read_run
 from runtime.codec import DEVELOPMENT_KEY_FILE, generate_key
+from runtime.data_converter import codec_for
 from runtime.settings import Settings
-from runtime.temporal_client import codec_for, connect
+from runtime.temporal_client import connect
 from runtime.temporal_server import EmbeddedTemporalServer
-from store.records import SqlCareRecordStore
+from store.connect import configured_database
+from store.sql_records import SqlCareRecordStore
 from tests.cli import careloom, clean_env
 from tests.conftest import OPEN_WINDOW, wait_for_status
 from tests.databases import database_env
+from tests.deciding import decide
 from tests.fhir_factory import HIGH_RISK, make_member
 from tests.model_server import running_model_server
 from tests.net import free_port
 from workflows.outreach_client import start_outreach
-from tests.deciding import decide
 
 ROOT = Path(__file__).resolve().parents[2]
 CANARIES = {
@@ -75,7 +78,7 @@ async def test_no_canary_identifier_reaches_temporal_logs_or_the_model(tmp_path:
     settings = Settings(state_dir=tmp_path, embedded_port=free_port(), embedded_ui=False, tool_attempts=1,
                         payload_keys=SecretStr(f"canary={generate_key()}"),
                         pseudonym_salt=SecretStr("canary-test-salt-0123456789abcdef"), _env_file=None)
-    store = SqlCareRecordStore(settings.open_database())
+    store = SqlCareRecordStore(configured_database(settings))
     members = [_canary_member(store, 1), _canary_member(store, 2, **HIGH_RISK)]
     log_file = tmp_path / "worker.log"
     with running_model_server() as model, log_file.open("wb") as log_out:
@@ -103,7 +106,7 @@ async def test_no_canary_identifier_reaches_temporal_logs_or_the_model(tmp_path:
                 for pending in status.pending_approvals:
                     await decide(client, handles[1].id, ApprovalDecision(
                         approval_id=pending.approval_id, digest=pending.digest, decision="approve",
-                        approver="rn.kim", role="rn"), signer=settings.signer())  # the worker's key file
+                        approver="rn.kim", role="rn"), signer=signer(settings))  # the worker's key file
                 results = [await h.result() for h in handles]
             finally:
                 worker.send_signal(signal.SIGTERM)
@@ -150,7 +153,7 @@ async def test_the_default_stack_keeps_model_text_out_of_temporal_db_in_plaintex
     settings = Settings(state_dir=tmp_path, embedded_port=free_port(), embedded_ui=False, tool_attempts=1,
                         pseudonym_salt=SecretStr("default-stack-salt-0123456789abcdef"), _env_file=None)
     assert settings.payload_keys is None and settings.embedded
-    store = SqlCareRecordStore(settings.open_database())
+    store = SqlCareRecordStore(configured_database(settings))
     member = make_member(store, tag=f"dflt{free_port()}")
     stack_env = clean_env(CARELOOM_STATE_DIR=str(tmp_path), CARELOOM_EMBEDDED_PORT=str(settings.embedded_port),
                           CARELOOM_PSEUDONYM_SALT=settings.pseudonym_salt.get_secret_value(),
@@ -173,7 +176,7 @@ async def test_the_default_stack_keeps_model_text_out_of_temporal_db_in_plaintex
                 for pending in status.pending_approvals:
                     await decide(client, handle.id, ApprovalDecision(
                         approval_id=pending.approval_id, digest=pending.digest, decision="approve",
-                        approver="rn.kim", role=pending.required_role), signer=settings.signer())
+                        approver="rn.kim", role=pending.required_role), signer=signer(settings))
                 result = await handle.result()
                 decoded = read_run(await handle.fetch_history(), codec_for(settings))
                 audit = careloom(stack_env, "history", "audit", handle.id, "--json", "--no-ledger")

@@ -23,7 +23,7 @@ from tests.fhir_factory import HIGH_RISK, make_member
 from tests.model_server import Reply, ScriptedModelServer, follow_the_prompt
 from tests.pas_factory import MRI_NOTES_MET, make_pas_request
 from tests.prior_auth_runs import decision, pending
-from workflows.prior_auth import PriorAuthResult
+from workflows.prior_auth_models import PriorAuthResult
 
 GIVEN, FAMILY, BIRTH = "Jos\u00e9", "O'Brien-Vrellquist", "1941-07-04"
 LEAKS = ("Jose", "José", "O'Brien", "OBrien", "Vrellquist", "vrellquist", "obrien", "4 Jul 41")

@@ -9,14 +9,14 @@ import json
 
 from temporalio.client import Client
 
-from agents.approvals import ApprovalDecision
 from agents.offline_planner import CHECK_IN_MESSAGE
+from guardrails.approvals import ApprovalDecision
 from tests.agents.conftest import model_planner
 from tests.conftest import StartRun, wait_for_status
 from tests.deciding import decide
 from tests.fhir_factory import HIGH_RISK, make_member
 from tests.model_server import ScriptedModelServer, completion, follow_the_prompt
-from workflows.outreach_client import get_approval
+from workflows.inbox import get_approval
 
 NAME, FAMILY, BIRTH, MRN = "Ozymandra", "Vrellquist", "1931-07-19", "MRN-CNRY-55213"
 LEAKS = (NAME, FAMILY, "07/19/1931", "1931", MRN)

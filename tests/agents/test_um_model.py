@@ -14,11 +14,12 @@ from agents.generated_text import StoreIdentifiers
 from agents.model_client import ModelConfig
 from agents.prior_auth_model import ModelDeterminationRecommender
 from agents.prior_auth_planner import RecommenderActivity
+from tests.deciding import decide
 from tests.model_server import ScriptedModelServer, argue_for_denial, completion, error
 from tests.pas_factory import MRI_NOTES_MET, make_pas_request
 from tests.prior_auth_runs import decision, pending
-from tests.deciding import decide
-from workflows.prior_auth import PriorAuthResult, PriorAuthWorkflow
+from workflows.prior_auth import PriorAuthWorkflow
+from workflows.prior_auth_models import PriorAuthResult
 
 
 @pytest.fixture

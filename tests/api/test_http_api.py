@@ -6,6 +6,7 @@ import asyncio
 
 import httpx
 
+from guardrails.configured import outreach_policy
 from tests.api.conftest import auth
 from tests.conftest import ALWAYS_ASK, StartRun, wait_for_status
 from tests.fhir_factory import HIGH_RISK, make_member
@@ -144,7 +145,7 @@ async def test_a_failed_run_says_failed_with_its_failure(client, task_queue: str
     from workflows.outreach_client import start_outreach
 
     handle, _ = await start_outreach(client, member_id="nobody-api-21", encounter_id="nothing-api-21",
-                                     policy=settings.guardrail_policy(), task_queue=task_queue,
+                                     policy=outreach_policy(settings), task_queue=task_queue,
                                      salt=settings.pseudonym_salt.get_secret_value(), tool_attempts=1)
     try:
         await handle.result()

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from store.access_log import AccessLog
+from store.connect import configured_database
 from tests.api.conftest import auth
 from tests.cli import careloom, clean_env
 from tests.conftest import ALWAYS_ASK, StartRun, wait_for_status
@@ -54,7 +55,7 @@ async def test_items_and_runs_above_the_callers_role_are_404_like_unknown_ones_a
     assert [("not_found", False)] == [(r["error_code"], r["ok"]) for r in bulk.json()["results"]]
     assert 1 == len((await wait_for_status(deceased, lambda s: True)).pending_approvals)  # nothing decided
 
-    log = AccessLog(settings.open_database())
+    log = AccessLog(configured_database(settings))
     reads = {(e.user_id, e.action, e.workflow_id, e.approval_id, e.outcome) for e in log.entries()}
     assert {("cc.jones", "approval.show", routine.id, plan.approval_id, "not_found"),
             ("rn.kim", "approval.show", routine.id, plan.approval_id, "shown"),

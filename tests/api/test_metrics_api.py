@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+from store.connect import configured_database
 
 
 async def test_the_api_serves_prometheus_metrics(api_url: str) -> None:
@@ -19,12 +20,13 @@ async def test_the_api_serves_the_ledger_figures_as_gauges_computed_at_scrape_ti
     import uuid
     from datetime import UTC, datetime
 
-    from store.ledger import DecisionLedger, LedgerEntry
+    from store.ledger import DecisionLedger
+    from store.ledger_entries import LedgerEntry
 
     wf = f"outreach-metrics-{uuid.uuid4().hex[:8]}"
     common = {"workflow_id": wf, "at": datetime.now(UTC), "digest": "d" * 64, "policy_id": "p",
               "tool": "metrics_probe_tool"}
-    DecisionLedger(settings.open_database()).append([
+    DecisionLedger(configured_database(settings)).append([
         LedgerEntry(event_id=f"{wf}/1", approval_id="a1.1", event="requested", actor="system",
                     queue="care-coordination", **common),
         LedgerEntry(event_id=f"{wf}/2", approval_id="a1.1", event="rejected", actor="rn.kim", role="rn",

@@ -17,7 +17,7 @@ import pytest
 from api.identity import Identity
 from api.sessions import SessionStore
 from cli.demo import api_server
-from store.database import open_database
+from store.connect import open_database
 from tests.api.test_oidc import USERS, oidc_settings
 from tests.databases import fresh_location
 from tests.oidc_provider import OidcProvider

@@ -17,7 +17,8 @@ from runtime.codec import generate_key
 from runtime.settings import Settings
 from runtime.temporal_client import connect
 from runtime.temporal_server import EmbeddedTemporalServer
-from store.records import SqlCareRecordStore
+from store.connect import configured_database
+from store.sql_records import SqlCareRecordStore
 from tests.api.conftest import BROWSER_TEST
 from tests.conftest import OPEN_WINDOW
 from tests.fhir_factory import make_member
@@ -62,7 +63,7 @@ async def _history_text(browser, ui_url: str, codec_url: str, workflow_id: str, 
 async def test_web_ui_decodes_payloads_for_a_signed_in_user_and_not_for_others(browser, tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path, embedded_port=free_port(), embedded_ui_port=free_port(), api_port=free_port(),
                         tool_attempts=1, payload_keys=SecretStr(f"ui={generate_key()}"), _env_file=None)
-    store = SqlCareRecordStore(settings.open_database())
+    store = SqlCareRecordStore(configured_database(settings))
     member = make_member(store)
     token = UserDirectory(settings.users_path).add_user("rn.kim", "rn")
     async with EmbeddedTemporalServer(settings) as server:

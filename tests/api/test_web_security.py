@@ -11,7 +11,7 @@ import pytest
 
 from api.identity import Identity
 from api.sessions import SessionStore
-from store.database import open_database
+from store.connect import open_database
 from tests.api.conftest import CSRF_FIELD, sign_in
 from tests.databases import fresh_location
 

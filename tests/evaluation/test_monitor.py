@@ -17,7 +17,8 @@ from evaluation.monitor import drift_level, history_figures, ledger_figures, psi
 from evaluation.quality import QualityReviewError, pending_samples, review_entry
 from history.events import ActivityCall, read_run
 from history.files import write_history
-from store.ledger import DecisionLedger, LedgerEntry
+from store.ledger import DecisionLedger
+from store.ledger_entries import LedgerEntry
 from tests.cli import careloom, clean_env
 from tests.conftest import StartRun, wait_for_status
 from tests.fhir_factory import HIGH_RISK, make_member

@@ -15,7 +15,7 @@ from evaluation.scenarios import Case
 from evaluation.scripted_model import ADVERSE_TASK_TEXT, BEHAVIOURS, PHI_MESSAGE
 from guardrails.verdicts import GuardrailVerdict
 from workflows.agent_run import ActionOutcome
-from workflows.outreach import OutreachStatus
+from workflows.outreach_models import OutreachStatus
 
 LA = "America/Los_Angeles"
 

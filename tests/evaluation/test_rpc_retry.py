@@ -30,7 +30,7 @@ def rpc(status: RPCStatusCode, message: str = "context canceled") -> RPCError:
 
 
 def refused_after(err: Exception) -> DecisionRefused:
-    """What workflows.outreach_client.decide raises for an RPC failure other than NOT_FOUND (``from None``)."""
+    """What workflows.inbox.decide raises for an RPC failure other than NOT_FOUND (``from None``)."""
     try:
         try:
             raise err

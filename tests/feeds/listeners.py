@@ -11,7 +11,7 @@ from temporalio.service import RPCError
 
 from feeds.adt_listener import serve_adt
 from runtime.settings import Settings
-from store.records import SqlCareRecordStore
+from store.sql_records import SqlCareRecordStore
 
 __all__ = ["running_listener"]
 

@@ -16,9 +16,10 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from feeds.adt import FACILITY_TAG_SYSTEM, AdtEvent, AdtRefused, apply_event, owner_of
 from runtime.settings import Settings
+from store.connect import configured_database
 from store.fhir_validation import validate_resource
 from store.ledger import DecisionLedger
-from store.records import SqlCareRecordStore
+from store.sql_records import SqlCareRecordStore
 from tests.conftest import wait_for_status
 from tests.feeds.hl7_messages import adt, frame
 from tests.feeds.listeners import running_listener
@@ -100,7 +101,7 @@ async def test_another_facilitys_cancel_leaves_the_discharge_and_its_pending_app
     assert ("AA", "outreach run withdrawn") == _ack(own)
     # The ledger is written as the run ends: every withdrawal on record is A's, none B's.
     assert WorkflowExecutionStatus.COMPLETED == await _closed_status(client, handle.id)
-    withdrawn = [e for e in DecisionLedger(settings.open_database()).entries(handle.id) if e.event == "withdrawn"]
+    withdrawn = [e for e in DecisionLedger(configured_database(settings)).entries(handle.id) if e.event == "withdrawn"]
     assert {p.approval_id for p in pending} <= {e.approval_id for e in withdrawn}
     assert {(f"adt:{_OWNER}", True)} == {(e.actor, "MSH-10 ctl-a-a13" in (e.reason or "")) for e in withdrawn}
 

@@ -20,8 +20,9 @@ from temporalio.service import RPCError
 from feeds.adt_listener import serve_adt
 from runtime.errors import ConfigurationError
 from runtime.settings import Settings
+from store.connect import configured_database
 from store.ledger import DecisionLedger
-from store.records import SqlCareRecordStore
+from store.sql_records import SqlCareRecordStore
 from tests.conftest import ALWAYS_ASK, StartRun, wait_for_status
 from tests.feeds.hl7_messages import adt, frame
 from tests.feeds.test_adt_listener import _closed_status
@@ -393,7 +394,7 @@ async def test_a_cancel_on_a_parked_run_keeps_its_approval_on_record(
     assert ("AA", "outreach run withdrawn") == (code, reason)
     assert WorkflowExecutionStatus.COMPLETED == await _closed_status(client, handle.id)
     assert "withdrawn" == (await handle.result()).status
-    withdrawn = [e for e in DecisionLedger(settings.open_database()).entries(handle.id) if e.event == "withdrawn"]
+    withdrawn = [e for e in DecisionLedger(configured_database(settings)).entries(handle.id) if e.event == "withdrawn"]
     assert {p.approval_id for p in pending} <= {e.approval_id for e in withdrawn}
     for entry in withdrawn:
         assert "adt:GENERAL_HOSPITAL" == entry.actor

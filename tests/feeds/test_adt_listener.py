@@ -17,9 +17,10 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from feeds.discharges import discharge_of
+from guardrails.configured import outreach_policy
 from runtime.metrics import REGISTRY
 from runtime.settings import Settings
-from store.records import SqlCareRecordStore
+from store.sql_records import SqlCareRecordStore
 from tests.feeds.hl7_messages import adt, frame
 from tests.feeds.listeners import running_listener
 from tests.fhir_factory import make_member
@@ -125,7 +126,7 @@ async def test_a_cancelled_discharge_withdraws_the_run_and_is_no_longer_a_discha
     encounter = store.get("Encounter", visit)
     assert ("in-progress", None) == (encounter["status"], encounter["period"].get("end"))
     assert "dischargeDisposition" not in encounter.get("hospitalization", {})
-    assert discharge_of(encounter, settings.guardrail_policy(), settings.plan_time_zone) is None
+    assert discharge_of(encounter, outreach_policy(settings), settings.plan_time_zone) is None
     assert [] == [e["id"] for e in store.ended_between("Encounter", "2000-01-01", "2100-01-01")
                   if e["id"] == visit]
 

@@ -10,8 +10,9 @@ import pytest
 
 from feeds.discharges import discharge_of
 from feeds.screening import ScreenRules, screen
+from guardrails.configured import outreach_policy
 from runtime.settings import Settings
-from store.records import SqlCareRecordStore
+from store.sql_records import SqlCareRecordStore
 from tests.databases import fresh_store
 from tests.fhir_factory import make_member
 
@@ -26,7 +27,7 @@ def store(tmp_path: Path) -> Iterator[SqlCareRecordStore]:
 
 
 def _discharges(store, *encounter_ids):
-    policy = SETTINGS.guardrail_policy()
+    policy = outreach_policy(SETTINGS)
     return [discharge_of(store.get("Encounter", e), policy, SETTINGS.plan_time_zone) for e in encounter_ids]
 
 

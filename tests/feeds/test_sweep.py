@@ -40,17 +40,19 @@ from feeds.schedule import (
     start_sweep,
     trigger_schedule,
 )
-from feeds.sweep_activities import StartBatchInput, StartBatchResult, SweepActivities
+from feeds.sweep import DischargeSweepWorkflow, SweepInput, SweepProgress
+from feeds.sweep_activities import SweepActivities
+from feeds.sweep_models import StartBatchInput, StartBatchResult
 from feeds.watermarks import Watermarks
+from guardrails.configured import outreach_policy
 from runtime.errors import ConfigurationError
 from runtime.plugin import worker_plugins
 from runtime.settings import Settings
-from store.records import SqlCareRecordStore
+from store.sql_records import SqlCareRecordStore
 from tests.databases import fresh_location, fresh_store
 from tests.fhir_factory import make_member
 from worker import build_worker
 from workflows.outreach_client import outreach_workflow_id, start_outreach
-from workflows.sweep import DischargeSweepWorkflow, SweepInput, SweepProgress
 
 
 @dataclass
@@ -152,7 +154,7 @@ async def test_a_scheduled_sweep_starts_every_discharge_without_a_run(client: Cl
     ours = sweeper.settings
     salt = ours.pseudonym_salt.get_secret_value()
     _, started = await start_outreach(client, member_id=people[0][0], encounter_id=people[0][1],
-                                      policy=ours.guardrail_policy(), task_queue=ours.task_queue, salt=salt,
+                                      policy=outreach_policy(ours), task_queue=ours.task_queue, salt=salt,
                                       tool_attempts=1)
     assert started
     schedule_id = f"careloom-test-sweep-{uuid.uuid4().hex[:8]}"

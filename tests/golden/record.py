@@ -23,8 +23,8 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from agents.approvals import ApprovalDecision  # noqa: E402
 from agents.model_planner import ModelConfig, OpenAIPlanner  # noqa: E402
+from guardrails.approvals import ApprovalDecision  # noqa: E402
 from guardrails.policy import ApprovalRouting, GuardrailPolicy, QueueRule, SlaRule  # noqa: E402
 from guardrails.prior_auth_policy import PriorAuthPolicy  # noqa: E402
 from history.files import write_history  # noqa: E402
@@ -32,17 +32,19 @@ from runtime.logging import configure_logging  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
 from runtime.temporal_client import connect  # noqa: E402
 from runtime.temporal_server import EmbeddedTemporalServer  # noqa: E402
-from store.records import SqlCareRecordStore  # noqa: E402
+from store.connect import configured_database
+from store.sql_records import SqlCareRecordStore  # noqa: E402
+from tests.deciding import decide  # noqa: E402
 from tests.fhir_factory import HIGH_RISK, make_member  # noqa: E402
 from tests.model_server import error, running_model_server  # noqa: E402
 from tests.net import free_port  # noqa: E402
 from tests.pas_factory import MRI_NOTES_AGAINST, MRI_NOTES_MISSING_THERAPY, make_pas_request  # noqa: E402
 from tools.care_plan import DraftCarePlanArgs, GoalSpec  # noqa: E402
+from tools.criteria import criteria_for
 from tools.determination import IssueDeterminationArgs, ItemDecision  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows.agent_run import AgentRun  # noqa: E402
 from workflows.outreach_client import start_outreach  # noqa: E402
-from tests.deciding import decide  # noqa: E402
 from workflows.prior_auth_client import submit_prior_auth  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "histories"
@@ -77,7 +79,7 @@ async def main(wanted: set[str]) -> None:
     state = Path(tempfile.mkdtemp(prefix="careloom-golden-"))
     settings = Settings(state_dir=state, embedded_port=free_port(), embedded_ui_port=free_port(), embedded_ui=False,
                         tool_attempts=1, _env_file=None)
-    store = SqlCareRecordStore(settings.open_database())
+    store = SqlCareRecordStore(configured_database(settings))
     OUT.mkdir(parents=True, exist_ok=True)
     with running_model_server() as model:
         await _record(settings, store, model, wanted)
@@ -134,7 +136,7 @@ async def _record_prior_auth(client, settings: Settings, store: SqlCareRecordSto
             continue
         request = make_pas_request(store, **options)
         handle, _, _ = await submit_prior_auth(
-            client, store, request.bundle, criteria=settings.criteria(), policy=policy, task_queue=queue,
+            client, store, request.bundle, criteria=criteria_for(settings), policy=policy, task_queue=queue,
             salt=settings.pseudonym_salt.get_secret_value(), initiated_by="golden-recorder", tool_attempts=1)
         if decision is not None:
             await _decide_all(client, handle, decision)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from agents.actions import ProposedAction
-from agents.facts import RunFacts
+from guardrails.actions import ProposedAction
+from guardrails.facts import RunFacts
 from tools.care_plan import CarePlanActivity, DraftCarePlanArgs, GoalSpec
 from tools.clinical import ClinicalContext, IndexStay
 from tools.eligibility import EligibilityResult

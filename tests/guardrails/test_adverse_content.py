@@ -12,15 +12,16 @@ from datetime import timedelta
 
 import pytest
 
-from guardrails.adverse_content import classify_text, content_effect, most_adverse, non_adverse_quote
+from guardrails.actions import ProposedAction
+from guardrails.adverse_content import action_effect, classify_text, content_effect, non_adverse_quote
+from guardrails.outreach_rules import declared_effect, evaluate_action, service_effect
 from guardrails.policy import GuardrailPolicy
-from guardrails.rules import declared_effect, evaluate_action, service_effect
 from tests.guardrails.run_facts import DISCHARGED, make_facts
-from agents.actions import ProposedAction
 from tools.care_plan import CarePlanActivity, DraftCarePlanArgs, GoalSpec
 from tools.determination import IssueDeterminationArgs, ItemDecision
 from tools.outreach import SendOutreachArgs
-from tools.tasks import CreateTaskArgs, task_service_effect
+from tools.tasks import CreateTaskArgs
+from tools.writes import most_adverse
 
 POLICY = GuardrailPolicy()
 ISSUE_TEXT = "Deny continued home health services; terminate authorization effective today."
@@ -138,7 +139,7 @@ def test_codes_from_fixed_vocabularies_are_not_read_as_text() -> None:
     """A task kind, channel or outcome is a code whose effect is declared (ADVERSE_TASK_KINDS, the outcome)."""
     args = _task("Call the member", kind="reduce-service")
 
-    assert ("none", "reduces") == (content_effect(args).effect, task_service_effect(args))
+    assert ("none", "reduces") == (content_effect(args).effect, action_effect(args))
 
 
 def test_the_reason_of_a_run_failure_task_is_read_like_any_other_field() -> None:
@@ -147,7 +148,7 @@ def test_the_reason_of_a_run_failure_task_is_read_like_any_other_field() -> None
     args = _task("The post-discharge outreach run could not go on; review the member and reach them by hand",
                  kind="run-failure-review", reason="Deny continued home health services; terminate authorization")
 
-    assert "terminates" == task_service_effect(args)
+    assert "terminates" == action_effect(args)
 
 
 @pytest.mark.parametrize("failure", [
@@ -163,7 +164,7 @@ def test_careloom_quotes_a_failure_in_its_follow_up_task_without_adverse_words(f
     args = _task("The post-discharge outreach run could not go on; review the member and reach them by hand",
                  kind="run-failure-review", reason=quoted)
 
-    assert ("none", []) == (task_service_effect(args), classify_text(quoted))
+    assert ("none", []) == (action_effect(args), classify_text(quoted))
     assert len(quoted) <= 290
     if not classify_text(failure):
         assert failure == quoted

@@ -1,10 +1,10 @@
-"""Tests for guardrails.deadlines: TCPA contact hours and TCM business-day clocks."""
+"""Tests for tools.deadlines: TCPA contact hours and TCM business-day clocks."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
 
-from guardrails.deadlines import add_business_days, next_contact_time, tcm_contact_due
+from tools.deadlines import add_business_days, next_contact_time, tcm_contact_due
 
 NY = "America/New_York"
 LA = "America/Los_Angeles"

@@ -11,6 +11,7 @@ rest of the words and leaves the adverse ones out.
 from __future__ import annotations
 
 from guardrails.adverse_content import classify_text
+from store.connect import configured_database
 from store.ledger import DecisionLedger
 from tests.conftest import ALWAYS_ASK, StartRun, wait_for_status
 from tests.fhir_factory import make_member
@@ -37,5 +38,5 @@ async def test_a_follow_up_whose_cause_reads_adverse_is_written_without_those_wo
     assert reason.endswith("closed unexecuted: confirm with the source")  # the rest, word for word
     assert [] == classify_text(reason)  # before: the adverse words verbatim in careloom's own Task
     # The ledger's entry keeps the words (the note says where they are).
-    entries = DecisionLedger(settings.open_database()).entries(handle.id)
+    entries = DecisionLedger(configured_database(settings)).entries(handle.id)
     assert any(e.event == "run_failed" and ADVERSE_REASON in (e.reason or "") for e in entries), entries

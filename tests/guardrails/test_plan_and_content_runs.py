@@ -23,9 +23,11 @@ from temporalio.common import RetryPolicy
 from temporalio.worker import Worker
 
 from evaluation.scripted_model import ADVERSE_TASK_TEXT, adverse_in_text, drop_mandated
+from guardrails.approval_check import ApprovalCheck
+from guardrails.configured import decision_signatures
 from guardrails.plan_completeness import PLAN_VERDICT_ID
 from runtime.settings import Settings
-from store.records import SqlCareRecordStore
+from store.sql_records import SqlCareRecordStore
 from tests.agents.conftest import model_server, planner  # noqa: F401 - fixtures: the workers plan on the model
 from tests.conftest import StartRun, wait_for_status
 from tests.fhir_factory import make_member
@@ -104,7 +106,7 @@ class ForgedWrite:
 @pytest.fixture
 async def forged_queue(client: Client, settings: Settings, store: SqlCareRecordStore):  # noqa: ANN201
     queue = f"forged-{uuid.uuid4().hex[:10]}"
-    tools = CareTools(store, settings, settings.decision_signatures().keys)
+    tools = CareTools(store, settings, ApprovalCheck(decision_signatures(settings).keys))
     with ThreadPoolExecutor(max_workers=2) as executor:
         async with Worker(client, task_queue=queue, workflows=[ForgedWrite], activity_executor=executor,
                           activities=[tools.create_task, tools.send_outreach]):

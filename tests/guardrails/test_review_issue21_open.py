@@ -13,10 +13,10 @@ import pytest
 from agents.offline_planner import OfflinePlanner
 from agents.planner import PlannerInput
 from guardrails.adverse_content import classify_text
+from guardrails.outreach_rules import evaluate_action
 from guardrails.phi_text import member_identifiers, phi_in_text
 from guardrails.plan_completeness import complete_plan
 from guardrails.policy import GuardrailPolicy
-from guardrails.rules import evaluate_action
 from tests.guardrails.run_facts import make_facts, scored_risk
 from tools.outreach import SendOutreachArgs
 

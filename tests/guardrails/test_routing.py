@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from guardrails.deadlines import add_business_time
 from guardrails.policy import ApprovalRouting, GuardrailPolicy, QueueRule, SlaRule
 from guardrails.routing import clock_for
+from tools.deadlines import add_business_time
 
 NY = ZoneInfo("America/New_York")
 

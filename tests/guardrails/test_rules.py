@@ -1,4 +1,4 @@
-"""Tests for guardrails.rules: evaluate_action and check_run on typed facts."""
+"""Tests for guardrails.outreach_rules: evaluate_action and check_run on typed facts."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from guardrails.outreach_rules import check_run, evaluate_action, service_effect
 from guardrails.policy import GuardrailPolicy
-from guardrails.rules import check_run, evaluate_action, service_effect
 from tests.guardrails.run_facts import care_plan, make_facts, outreach, scored_risk, task
 from tools.risk import RiskInput, score_readmission_risk
 

@@ -11,8 +11,9 @@ from temporalio import workflow
 
 from history.files import OUTREACH_TYPE, history_files, load_history, workflow_type_of
 from history.replay import ReplayOutcome, replay_files, replay_histories
-from store.ledger import LedgerAppend
-from workflows.outreach import MemberOutreachWorkflow, OutreachInput, OutreachResult
+from workflows.approvals import LedgerAppend
+from workflows.outreach import MemberOutreachWorkflow
+from workflows.outreach_models import OutreachInput, OutreachResult
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "histories"
 SCENARIOS = {"auto-completed", "approved", "edited", "rejected", "escalated", "deferred", "ineligible", "blocked",

@@ -12,7 +12,7 @@ from temporalio.api.history.v1 import History
 from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
-from agents.approvals import ApprovalDecision
+from guardrails.approvals import ApprovalDecision
 from guardrails.policy import GuardrailPolicy
 from history.audit import audit
 from history.events import read_run
@@ -21,12 +21,13 @@ from history.history_json import history_from_dict
 from history.what_if import what_if
 from runtime.settings import Settings
 from runtime.temporal_server import temporal_binary
+from store.connect import configured_database
 from store.ledger import DecisionLedger
 from tests.cli import ROOT, careloom, clean_env
 from tests.conftest import OPEN_WINDOW, StartRun, wait_for_status
 from tests.databases import session_env
-from tests.fhir_factory import HIGH_RISK, make_member
 from tests.deciding import decide
+from tests.fhir_factory import HIGH_RISK, make_member
 
 GOLDEN = ROOT / "tests" / "golden" / "histories"
 
@@ -59,7 +60,7 @@ async def test_export_replay_and_audit_a_live_run(
     replayed = live_cli(env, settings, "history", "replay", str(out), "--json")
     assert (0, ["ok"]) == (replayed.returncode, [o["status"] for o in json.loads(replayed.stdout)])
 
-    report = audit(read_run(load_history(out / f"{handle.id}.json").history), DecisionLedger(settings.open_database()))
+    report = audit(read_run(load_history(out / f"{handle.id}.json").history), DecisionLedger(configured_database(settings)))
     kinds = {e.kind for e in report.entries}
     assert {"trigger", "tool", "proposal", "verdict", "approval", "decision", "outcome"} <= kinds
     decision = next(e for e in report.entries if e.kind == "decision")

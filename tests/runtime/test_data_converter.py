@@ -8,7 +8,7 @@ from datetime import date
 from temporalio.contrib.pydantic import PydanticPayloadConverter
 from temporalio.converter import WorkflowSerializationContext
 
-from runtime.temporal_client import DATA_CONVERTER, SharedPydanticPayloadConverter
+from runtime.data_converter import DATA_CONVERTER, SharedPydanticPayloadConverter
 from tools.eligibility import EligibilityInput
 
 CONTEXT = WorkflowSerializationContext(namespace="default", workflow_id="outreach-x")

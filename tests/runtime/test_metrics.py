@@ -13,13 +13,14 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from feeds.discharges import discharge_of, start_discharges
+from guardrails.configured import outreach_policy
 from runtime.metrics import REGISTRY
-from runtime.metrics_server import VisibilityGauges
 from runtime.temporal_client import connect
 from tests.conftest import wait_for_status
 from tests.fhir_factory import make_member
 from worker import build_worker, serve_worker_metrics
 from workflows.outreach import MemberOutreachWorkflow
+from workflows.run_gauges import VisibilityGauges
 
 
 def _free_port() -> int:
@@ -36,7 +37,7 @@ async def test_the_worker_endpoint_serves_careloom_and_sdk_metrics(client: Clien
     assert metrics is not None and serve_worker_metrics(settings) is None  # no port, nothing served
     metered = await connect(ours, target_host=client.service_client.config.target_host, runtime=metrics.runtime)
     member = make_member(store)
-    found = discharge_of(store.get("Encounter", member.encounter_id), ours.guardrail_policy(), ours.plan_time_zone)
+    found = discharge_of(store.get("Encounter", member.encounter_id), outreach_policy(ours), ours.plan_time_zone)
     before = REGISTRY.get_sample_value("careloom_runs_started_total",
                                        {"program": "post-discharge-outreach", "trigger": "cli"}) or 0
     try:

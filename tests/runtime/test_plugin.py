@@ -20,6 +20,7 @@ import runtime.errors
 from agents.runtime import ToolFailure
 from history.replay import replay_histories
 from runtime.codec import ENCODING, PayloadEncryptionCodec, generate_key
+from runtime.data_converter import DATA_CONVERTER, SharedPydanticPayloadConverter
 from runtime.plugin import (
     PASSTHROUGH_MODULES,
     CareloomPlugin,
@@ -27,11 +28,7 @@ from runtime.plugin import (
     worker_plugins,
 )
 from runtime.settings import Settings
-from runtime.temporal_client import (
-    DATA_CONVERTER,
-    SharedPydanticPayloadConverter,
-    connect,
-)
+from runtime.temporal_client import connect
 from tests.conftest import OPEN_WINDOW
 from tests.fhir_factory import make_member
 from tests.runtime.plugin_workflows import (
@@ -77,7 +74,8 @@ async def test_client_worker_and_replayer_share_one_converter_and_codec(
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the SDK warns when one plugin type comes from client and worker
         worker = build_worker(client, keyed, store, task_queue=queue)
-    assert [] == worker.config(active_config=True)["plugins"]  # nothing given to the worker itself ...
+    # No CareloomPlugin given to the worker itself (only the programs plugin, which registers what it runs) ...
+    assert ["careloom.ProgramsPlugin"] == [p.name() for p in worker.config(active_config=True)["plugins"]]
     assert worker.client.data_converter is converter  # ... it converts with the client's converter
     active = worker.config(active_config=True)
     assert _passes_through(active["workflow_runner"])

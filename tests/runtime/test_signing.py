@@ -6,9 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agents.approvals import ApprovalDecision
-from runtime.errors import ConfigurationError, DecisionRefused
-from runtime.signing import (
+from guardrails.approvals import ApprovalDecision
+from guardrails.signing import (
     DecisionSigner,
     generate_signing_key,
     parse_public_keys,
@@ -17,6 +16,7 @@ from runtime.signing import (
     verify_approval,
     verify_decision,
 )
+from runtime.errors import ConfigurationError, DecisionRefused
 from tools.care_plan import DraftCarePlanArgs, GoalSpec
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)

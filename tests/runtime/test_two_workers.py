@@ -17,6 +17,7 @@ import yaml
 from temporalio.client import Client
 
 from feeds.discharges import discharge_of, start_discharges
+from guardrails.configured import outreach_policy
 from tests.conftest import wait_for_status
 from tests.databases import session_env
 from tests.fhir_factory import make_member
@@ -38,7 +39,7 @@ async def test_two_worker_processes_share_one_queue(client: Client, settings, st
                                 stderr=subprocess.PIPE) for _ in range(2)]
     try:
         members = [make_member(store) for _ in range(20)]
-        policy = ours.guardrail_policy()
+        policy = outreach_policy(ours)
         found = [discharge_of(store.get("Encounter", m.encounter_id), policy, ours.plan_time_zone) for m in members]
         report = await start_discharges(client, ours, found, trigger="cli")
         assert (20, 0) == (len(report.started), len(report.failed))

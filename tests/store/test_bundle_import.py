@@ -11,7 +11,7 @@ import pytest
 
 from runtime.errors import ImportFailure
 from store.importer import import_bundles, import_path
-from store.records import SqlCareRecordStore
+from store.sql_records import SqlCareRecordStore
 from tests.bundle_factory import synthea_bundle, write_bundle_folder
 from tests.databases import fresh_store
 

@@ -17,13 +17,15 @@ import pytest
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import text
 
+from guardrails.signing import generate_signing_key
 from runtime.errors import ConfigurationError
 from runtime.settings import Settings
-from runtime.signing import generate_signing_key
-from store.database import Database, DuplicateKey, StoreUnavailable, open_database
+from store.connect import open_database
+from store.connect import configured_database
+from store.database import Database, DuplicateKey, StoreUnavailable
 from store.ledger import DecisionLedger
-from store.records import SqlCareRecordStore
 from store.schema import head, state, upgrade
+from store.sql_records import SqlCareRecordStore
 from tests.databases import postgres_available
 from tests.fhir_factory import make_member
 from tests.net import free_port
@@ -133,7 +135,7 @@ def test_the_production_settings_refuse_a_schema_behind_the_code(location: str |
                           signing_keys=SecretStr(f"s1={generate_signing_key()}"), state_dir=tmp_path,
                           _env_file=None)
     with pytest.raises(ConfigurationError, match="careloom db upgrade"):
-        production.open_database()
+        configured_database(production)
 
 
 def _open_in_process(url: str, results: multiprocessing.Queue) -> None:  # noqa: ANN001

@@ -15,7 +15,8 @@ from sqlalchemy.exc import DBAPIError
 
 from runtime.errors import ConfigurationError
 from store.database import open_engine
-from store.ledger import DecisionLedger, LedgerEntry
+from store.ledger import DecisionLedger
+from store.ledger_entries import LedgerEntry
 from tests.databases import postgres_available
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 
-from agents.approvals import ApprovalDecision
-from runtime.signing import DecisionSigner, generate_signing_key
-from store.ledger import LedgerEntry, verified_entry
+from guardrails.approvals import ApprovalDecision
+from guardrails.signing import DecisionSigner, generate_signing_key
+from store.ledger_entries import LedgerEntry
+from workflows.ledger_activity import verified_entry
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 SIGNER = DecisionSigner([("k1", generate_signing_key())])

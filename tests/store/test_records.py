@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from store.fhir_validation import InvalidResource
-from store.records import SqlCareRecordStore, member_of, period_of
+from store.records import member_of, period_of
+from store.sql_records import SqlCareRecordStore
 from tests.fhir_factory import make_member
 
 

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from store.database import StoreError, StoreUnavailable, open_database
-from store.records import SqlCareRecordStore
+from store.connect import open_database
+from store.database import StoreError, StoreUnavailable
+from store.sql_records import SqlCareRecordStore
 
 
 def _task(task_id: str) -> dict:

@@ -18,7 +18,7 @@ from tests.pas_factory import (
 )
 from tools.criteria import Criterion, ServicePolicy, load_criteria
 from tools.evidence import Citation, NoteReading, extract_evidence, read_evidence, unmet_criteria
-from tools.pas_request import Note
+from tools.pas_models import Note
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_data" / "prior_auth"
 

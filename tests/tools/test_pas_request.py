@@ -15,10 +15,9 @@ from store.fhir_validation import InvalidResource, validate_resource
 from store.importer import import_ndjson
 from tests.pas_factory import CPT, MRI_NOTES_AGAINST, MRI_NOTES_MET, make_pas_request
 from tools.criteria import load_criteria
+from tools.pas_models import Note, RequestedService
 from tools.pas_request import (
-    Note,
     PriorAuthRequestError,
-    RequestedService,
     check_submission,
     load_notes,
     parse_pas_bundle,

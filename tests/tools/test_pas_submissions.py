@@ -12,13 +12,7 @@ from store.database import StoreError
 from store.submissions import SubmissionStore
 from tests.pas_factory import MRI_NOTES_MET, make_pas_request
 from tools.pas_limits import IntakeLimits
-from tools.pas_request import (
-    PriorAuthRequestError,
-    load_notes,
-    parse_pas_bundle,
-    save_submission,
-    scoped_id,
-)
+from tools.pas_request import PriorAuthRequestError, load_notes, parse_pas_bundle, save_submission, scoped_id
 
 
 def _entry(bundle, resource_type):

@@ -18,11 +18,15 @@ from temporalio.common import RetryPolicy
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from evaluation.synthetic import HOME_HEALTH_NOTES_MET, MRI_NOTES_AGAINST, MRI_NOTES_MET, SNF_NOTES_MET
+from guardrails.approval_check import ApprovalCheck
 from runtime.settings import Settings
-from store.records import SqlCareRecordStore
+from store.sql_records import SqlCareRecordStore
 from tests.pas_factory import make_pas_request
-from tools.pas_request import RequestedService, parse_pas_bundle, save_submission
-from tools.prior_auth_tools import MAX_CITATIONS, EvidenceReview, PriorAuthTools, ReviewEvidenceInput
+from tools.criteria import criteria_for
+from tools.evidence_review import MAX_CITATIONS, EvidenceReview, ReviewEvidenceInput
+from tools.pas_models import RequestedService
+from tools.pas_request import parse_pas_bundle, save_submission
+from tools.prior_auth_activities import PriorAuthTools
 
 RESULT_CAP = 256 * 1024
 """The review's serialized size must stay far below Temporal's 2 MB payload limit."""
@@ -44,7 +48,7 @@ class ReviewEvidenceOnly:
 
 @pytest.fixture
 def tools(store: SqlCareRecordStore, settings: Settings) -> PriorAuthTools:
-    return PriorAuthTools(store, settings.criteria())
+    return PriorAuthTools(store, criteria_for(settings), ApprovalCheck(()))
 
 
 @pytest_asyncio.fixture

@@ -3,7 +3,7 @@
 lookup_member gives the guardrails the plan's zone (settings.plan_time_zone) for a member whose address names no
 zone; send_outreach calls member_time_zone(patient) with the module default (America/New_York) instead. With a
 Pacific plan, at 18:30 Pacific the guardrail sees an open window and the tool refuses (21:30 Eastern): the graph
-defers the message by one minute (agents/graph.py _next_opening) and tries again, every minute until 21:00
+defers the message by one minute (agents/outreach_graph.py _next_opening) and tries again, every minute until 21:00
 Pacific; the contact-day key is also the Eastern date. The worker now passes settings.plan_time_zone to
 send_outreach (tools/activities.py); tests/workflows/test_folded_outreach.py checks it through a run.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
 
-from guardrails.deadlines import next_contact_time
 from tests.fhir_factory import make_member
+from tools.deadlines import next_contact_time
 from tools.member import LookupMemberInput, lookup_member
 from tools.outreach import SendOutreachArgs, SendOutreachInput, contact_day_key, send_outreach
 

@@ -1,15 +1,15 @@
-"""PendingApproval items and decisions for ApprovalBook tests, routed as ``agents.graph._pending`` routes them."""
+"""PendingApproval items and decisions for ApprovalBook tests, routed as ``agents.outreach_graph._pending`` routes them."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any
 
-from agents.actions import ProposedAction
-from agents.approvals import ApprovalDecision, PendingApproval, ReviewContext
+from guardrails.actions import ProposedAction
+from guardrails.approvals import ApprovalDecision, PendingApproval, ReviewContext
+from guardrails.outreach_rules import service_effect
 from guardrails.policy import GuardrailPolicy, Role
 from guardrails.routing import clock_for
-from guardrails.rules import service_effect
 from tests.deciding import TEST_SIGNER
 
 __all__ = ["INITIATOR", "WORKFLOW_ID", "decide", "pending_item"]

@@ -7,11 +7,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agents.actions import action_digest
-from agents.approvals import ApprovalDecision, DecisionResult, PendingApproval, ReceivedDecision, SignOff
+from guardrails.actions import action_digest
+from guardrails.approvals import ApprovalDecision, DecisionResult, PendingApproval, ReceivedDecision, SignOff
 from guardrails.policy import ApprovalRouting, GuardrailPolicy, QueueRule, SlaRule
 from runtime.errors import DecisionRefused
-from store.ledger import LedgerEntry
+from store.ledger_entries import LedgerEntry
 from tests.guardrails.run_facts import care_plan, task
 from tests.workflows.approval_items import INITIATOR, WORKFLOW_ID, decide, pending_item
 from tools.outreach import SendOutreachArgs

@@ -8,20 +8,15 @@ from datetime import timedelta
 import pytest
 from temporalio.client import Client
 
-from agents.approvals import ApprovalDecision
+from guardrails.approvals import ApprovalDecision
 from guardrails.policy import ApprovalRouting, QueueRule, SlaRule
+from store.connect import configured_database
 from store.ledger import DecisionLedger
 from tests.conftest import OPEN_WINDOW, StartRun, wait_for_status
-from tests.fhir_factory import HIGH_RISK, make_member
-from workflows.outreach import MemberOutreachWorkflow
-from workflows.outreach_client import (
-    BulkItem,
-    DecisionRejected,
-    InboxFilter,
-    decide_bulk,
-    list_inbox,
-)
 from tests.deciding import TEST_SIGNER, chain_problems, decide
+from tests.fhir_factory import HIGH_RISK, make_member
+from workflows.inbox import BulkItem, DecisionRejected, InboxFilter, decide_bulk, list_inbox
+from workflows.outreach import MemberOutreachWorkflow
 
 
 def seconds(n: float) -> SlaRule:
@@ -71,7 +66,7 @@ async def test_unanswered_approvals_escalate_then_expire_into_a_human_task_never
     assert [] == store.find_for_member("CarePlan", member.member_id)
     kinds = sorted(t["code"]["text"] for t in store.find_for_member("Task", member.member_id))
     assert ["expired-approval-review"] * 3 == kinds
-    events = [(e.approval_id, e.event) for e in DecisionLedger(settings.open_database()).entries(handle.id)]
+    events = [(e.approval_id, e.event) for e in DecisionLedger(configured_database(settings)).entries(handle.id)]
     assert [("a1-tcm-task.1", e) for e in ("requested", "reminded", "escalated", "reminded", "expired")] == [
         x for x in events if x[0] == "a1-tcm-task.1"]
 
@@ -160,7 +155,7 @@ async def test_every_request_and_decision_is_in_the_hash_chained_ledger(
                                                      decision="reject", approver="rn.kim", role="rn",
                                                      reason="duplicate of an active plan"))
     await handle.result()
-    ledger = DecisionLedger(settings.open_database())
+    ledger = DecisionLedger(configured_database(settings))
     entries = ledger.entries(handle.id)
     assert [("requested", "system", None), ("rejected", "rn.kim", "rn")] == [(e.event, e.actor, e.role)
                                                                              for e in entries]

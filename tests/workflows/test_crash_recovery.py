@@ -14,13 +14,13 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from agents.approvals import ApprovalDecision
+from guardrails.approvals import ApprovalDecision
 from runtime.settings import Settings
 from tests.conftest import OPEN_WINDOW, wait_for_status
 from tests.databases import session_env
+from tests.deciding import decide
 from tests.fhir_factory import HIGH_RISK, make_member
 from workflows.outreach_client import start_outreach
-from tests.deciding import decide
 
 ROOT = Path(__file__).resolve().parents[2]
 

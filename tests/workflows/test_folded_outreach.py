@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from temporalio.service import RPCError
 
+from store.connect import configured_database
 from store.ledger import DecisionLedger
 from tests.conftest import OPEN_WINDOW, StartRun, wait_for_status
 from tests.fhir_factory import Member, make_member
@@ -50,7 +51,7 @@ async def test_a_second_runs_message_on_the_same_day_is_reported_folded_not_exec
                                                                 second.status)
     assert (1, f"Communication/{communications[0]['id']}") == (len(communications), sent.reference)
     assert f"one contact a day: the member was contacted today by {sent.reference}" in (folded.reason or "")
-    sampled = [e.approval_id for e in DecisionLedger(settings.open_database()).entries(handle.id)
+    sampled = [e.approval_id for e in DecisionLedger(configured_database(settings)).entries(handle.id)
                if e.event == "sampled"]
     assert folded.action_id not in sampled and sampled, sampled  # its other automatic actions still are
     queried = await wait_for_status(handle, lambda s: s.status == "completed")

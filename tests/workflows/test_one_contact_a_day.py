@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 
-from store.records import SqlCareRecordStore
+from store.sql_records import SqlCareRecordStore
 from tests.conftest import StartRun
 from tests.fhir_factory import Member, make_member
 

@@ -10,18 +10,20 @@ from fhir.resources.R4B import get_fhir_model_class
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from agents.approvals import ApprovalDecision
+from guardrails.approvals import ApprovalDecision
 from guardrails.policy import GuardrailPolicy
 from store.fhir_validation import validate_resource
-from store.records import SqlCareRecordStore
+from store.sql_records import SqlCareRecordStore
 from tests.conftest import ALWAYS_ASK, OPEN_WINDOW, StartRun, wait_for_status
+from tests.deciding import decide
 from tests.fhir_factory import HIGH_RISK, make_member
 from tools.care_plan import DraftCarePlanArgs, GoalSpec
 from tools.outreach import SendOutreachArgs
 from tools.tasks import CreateTaskArgs
-from workflows.outreach import MemberOutreachWorkflow, OutreachResult
-from workflows.outreach_client import DecisionRejected, list_pending_approvals, start_outreach
-from tests.deciding import decide
+from workflows.inbox import DecisionRejected, list_pending_approvals
+from workflows.outreach import MemberOutreachWorkflow
+from workflows.outreach_client import start_outreach
+from workflows.outreach_models import OutreachResult
 
 
 def written(store: SqlCareRecordStore, reference: str) -> dict:
@@ -322,7 +324,7 @@ async def test_an_episode_started_under_its_old_workflow_id_is_not_started_again
     start_run: StartRun, store, client: Client, task_queue: str, settings
 ) -> None:
     """Runs started before ids were pseudonymous keep the business key: no second run, no second outreach."""
-    from workflows.outreach import OutreachInput
+    from workflows.outreach_models import OutreachInput
 
     member = make_member(store)
     legacy_id = f"outreach-{member.member_id}-{member.encounter_id}"
@@ -342,7 +344,7 @@ async def test_an_episode_whose_old_id_run_was_terminated_starts_again_under_the
 ) -> None:
     """As Temporal's reuse policy allows for new ids: a terminated (or failed, cancelled, timed-out) run
     under the old id does not hold the episode."""
-    from workflows.outreach import OutreachInput
+    from workflows.outreach_models import OutreachInput
 
     member = make_member(store)
     legacy_id = f"outreach-{member.member_id}-{member.encounter_id}"

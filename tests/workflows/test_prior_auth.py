@@ -10,7 +10,8 @@ from guardrails.policy import QueueRule, SlaRule
 from guardrails.prior_auth_policy import PriorAuthPolicy
 from runtime.errors import DecisionRefused
 from store.fhir_validation import validate_resource
-from store.records import SqlCareRecordStore
+from store.sql_records import SqlCareRecordStore
+from tests.deciding import decide
 from tests.pas_factory import (
     HOME_HEALTH_NOTES_MET,
     MRI_NOTES_AGAINST,
@@ -18,11 +19,11 @@ from tests.pas_factory import (
     make_pas_request,
 )
 from tests.prior_auth_runs import decision, pending
+from tools.criteria import criteria_for
 from tools.determination import IssueDeterminationArgs, ItemDecision
 from tools.pas_request import PriorAuthRequestError
-from tests.deciding import decide
-from workflows.prior_auth import PriorAuthResult
 from workflows.prior_auth_client import submit_prior_auth
+from workflows.prior_auth_models import PriorAuthResult
 
 
 def _stored(store: SqlCareRecordStore, reference: str) -> dict:
@@ -160,7 +161,7 @@ async def test_a_bundle_that_is_not_a_prior_auth_request_starts_nothing(client, 
     """A Claim with use=claim is refused with the reason; no resource is stored and no run starts."""
     request = make_pas_request(store, claim_use="claim")
     with pytest.raises(PriorAuthRequestError, match="not a prior-authorization request"):
-        await submit_prior_auth(client, store, request.bundle, criteria=settings.criteria(),
+        await submit_prior_auth(client, store, request.bundle, criteria=criteria_for(settings),
                                 policy=PriorAuthPolicy(), task_queue=task_queue,
                                 salt=settings.pseudonym_salt.get_secret_value())
     assert store.get("Claim", request.claim_id) is None
@@ -171,6 +172,6 @@ async def test_the_same_request_twice_joins_the_first_run(client, task_queue, se
     request = make_pas_request(store)
     first = await submit(request)
     handle, started, _ = await submit_prior_auth(
-        client, store, request.bundle, criteria=settings.criteria(), policy=PriorAuthPolicy(),
+        client, store, request.bundle, criteria=criteria_for(settings), policy=PriorAuthPolicy(),
         task_queue=task_queue, salt=settings.pseudonym_salt.get_secret_value())
     assert (False, first.id) == (started, handle.id)

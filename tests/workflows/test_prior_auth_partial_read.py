@@ -7,7 +7,7 @@ import pytest
 from tests.pas_factory import MRI_NOTES_MET, make_pas_request
 from tests.prior_auth_runs import pending
 from tools.criteria import load_criteria
-from tools.prior_auth_tools import PriorAuthTools
+from tools.prior_auth_activities import PriorAuthTools
 
 # Every lumbar MRI phrase, over and over, just under intake's 200,000-byte note limit: ~0.1 s to read,
 # several times the budget below, while the first note (every criterion met) takes well under a millisecond.

@@ -3,18 +3,21 @@ through the shared runtime of both programs, and the action itself is never held
 
 from __future__ import annotations
 
-from agents.approvals import ApprovalDecision
+from guardrails.approvals import ApprovalDecision
+from guardrails.configured import outreach_policy
+from guardrails.configured import prior_auth_policy
 from guardrails.policy import GuardrailPolicy
 from guardrails.prior_auth_policy import PriorAuthPolicy
 from history.audit import ledger_mismatches
 from history.events import read_run
 from runtime.metrics import QUALITY_SAMPLED
+from store.connect import configured_database
 from store.ledger import DecisionLedger
 from tests.conftest import OPEN_WINDOW, StartRun, wait_for_status
+from tests.deciding import chain_problems, decide
 from tests.fhir_factory import HIGH_RISK, make_member
 from tests.pas_factory import make_pas_request
 from workflows.approvals import quality_sample_fraction, quality_sampled
-from tests.deciding import chain_problems, decide
 
 
 def sampling(rate: float, policy: GuardrailPolicy = OPEN_WINDOW) -> GuardrailPolicy:
@@ -52,7 +55,7 @@ async def test_rate_one_samples_every_automatic_execution_and_no_approved_one(st
 
     assert {"a1-tcm-task": "executed", "a2-check-in": "executed", "a3-care-plan": "executed"} == {
         a.action_id: a.status for a in result.actions}
-    ledger = DecisionLedger(settings.open_database())
+    ledger = DecisionLedger(configured_database(settings))
     entries = ledger.entries(handle.id)
     sampled = [(e.approval_id, e.tool, e.queue, e.actor) for e in entries if e.event == "sampled"]
     assert [("a1-tcm-task", "create_task", "quality-review", "system"),
@@ -72,7 +75,7 @@ async def test_rate_one_samples_every_automatic_execution_and_no_approved_one(st
 async def test_rate_zero_samples_nothing_and_a_partial_rate_samples_exactly_the_hashed_share(
         start_run: StartRun, store, settings) -> None:
     """Rate 0: no sampled entry. Rate 0.5: exactly the actions the hash picks, and the run completes all the same."""
-    ledger = DecisionLedger(settings.open_database())
+    ledger = DecisionLedger(configured_database(settings))
     off = await start_run(make_member(store), policy=sampling(0.0))
     half = await start_run(make_member(store), policy=sampling(0.5))
     off_result, half_result = await off.result(), await half.result()
@@ -91,7 +94,7 @@ async def test_prior_auth_automatic_approval_is_sampled_through_the_shared_runti
     result = await handle.result()
 
     assert ("completed", "approve") == (result.status, result.determination)
-    entries = DecisionLedger(settings.open_database()).entries(handle.id)
+    entries = DecisionLedger(configured_database(settings)).entries(handle.id)
     assert [("sampled", "issue_determination")] == [(e.event, e.tool) for e in entries]
     assert policy.policy_id == entries[0].policy_id
 
@@ -102,15 +105,15 @@ def test_settings_carry_the_sample_rate_into_both_programs_policies(settings, mo
     from guardrails.policy import ApprovalRouting
     from runtime.settings import Settings
 
-    assert (0.05, 0.05) == (settings.guardrail_policy().approvals.quality_sample_rate,
-                            settings.prior_auth_policy().approvals.quality_sample_rate)
+    assert (0.05, 0.05) == (outreach_policy(settings).approvals.quality_sample_rate,
+                            prior_auth_policy(settings).approvals.quality_sample_rate)
     monkeypatch.setenv("CARELOOM_QUALITY_SAMPLE_RATE", "0.2")
     custom = Settings(state_dir=settings.state_dir, _env_file=None)
-    assert (0.2, 0.2) == (custom.guardrail_policy().approvals.quality_sample_rate,
-                          custom.prior_auth_policy().approvals.quality_sample_rate)
-    assert custom.guardrail_policy().policy_id != settings.guardrail_policy().policy_id
+    assert (0.2, 0.2) == (outreach_policy(custom).approvals.quality_sample_rate,
+                          prior_auth_policy(custom).approvals.quality_sample_rate)
+    assert outreach_policy(custom).policy_id != outreach_policy(settings).policy_id
     monkeypatch.delenv("CARELOOM_QUALITY_SAMPLE_RATE")
     routing = tmp_path / "routing.json"
     routing.write_text(ApprovalRouting(quality_sample_rate=0.5).model_dump_json())
     from_file = Settings(state_dir=settings.state_dir, approval_routing_file=routing, _env_file=None)
-    assert 0.5 == from_file.guardrail_policy().approvals.quality_sample_rate
+    assert 0.5 == outreach_policy(from_file).approvals.quality_sample_rate

@@ -13,10 +13,13 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from agents.planner import MODEL_ENDPOINT_ERROR, PlannerInput, PlannerOutput
+from agents.planner import PLAN_OUTREACH
+from guardrails.configured import outreach_policy
 from tests.conftest import wait_for_status
 from tests.fhir_factory import make_member
-from tools.registry import PLAN_OUTREACH, SEND_OUTREACH
+from tools.registry import SEND_OUTREACH
 from worker import build_workers, rate_limited_workers
+from workflows.agent_run import activity_queues
 from workflows.outreach_client import start_outreach
 
 RUNS = 8
@@ -50,14 +53,14 @@ async def test_a_burst_waits_for_the_rate_limited_queues(client: Client, setting
     ours = settings.model_copy(update={"task_queue": queue, "messages_per_second": MESSAGES_PER_SECOND,
                                        "model_activities_per_second": MODEL_PER_SECOND,
                                        "contact_window_start_hour": 0, "contact_window_end_hour": 24})
-    queues = ours.activity_queues()
+    queues = activity_queues(ours)
     assert (f"{queue}-model", f"{queue}-messages") == (queues.model, queues.messages)
     members = [make_member(store) for _ in range(RUNS)]
     workers = build_workers(client, ours, store)
     assert [queue, f"{queue}-model", f"{queue}-messages"] == [w.task_queue for w in workers]
     async with workers[0], workers[1], workers[2]:
         handles = await asyncio.gather(*(start_outreach(
-            client, member_id=m.member_id, encounter_id=m.encounter_id, policy=ours.guardrail_policy(),
+            client, member_id=m.member_id, encounter_id=m.encounter_id, policy=outreach_policy(ours),
             task_queue=queue, salt=ours.pseudonym_salt.get_secret_value(), tool_attempts=1, queues=queues)
             for m in members))
         results = await asyncio.wait_for(asyncio.gather(*(h.result() for h, _ in handles)), timeout=60)
@@ -94,13 +97,13 @@ async def test_the_offline_fallback_plan_does_not_queue_behind_the_model_limit(c
                                                                                 store) -> None:
     queue = f"test-fallback-{uuid.uuid4().hex[:8]}"
     ours = settings.model_copy(update={"task_queue": queue, "model_activities_per_second": 1.0})
-    queues = ours.activity_queues()
+    queues = activity_queues(ours)
     member = make_member(store)
     workers = build_workers(client, ours, store, planner=_RefusingModel())
     assert [queue, f"{queue}-model"] == [w.task_queue for w in workers]
     async with workers[0], workers[1]:
         handle, _ = await start_outreach(
-            client, member_id=member.member_id, encounter_id=member.encounter_id, policy=ours.guardrail_policy(),
+            client, member_id=member.member_id, encounter_id=member.encounter_id, policy=outreach_policy(ours),
             task_queue=queue, salt=ours.pseudonym_salt.get_secret_value(), tool_attempts=1, queues=queues)
         # The fallback's proposals all wait for a reviewer: the run parks awaiting approval.
         status = await wait_for_status(handle, lambda s: s.status == "awaiting_approval", timeout=30)
@@ -111,5 +114,5 @@ async def test_the_offline_fallback_plan_does_not_queue_behind_the_model_limit(c
 
 
 def test_no_cap_no_extra_queue(settings) -> None:
-    assert (None, None) == (settings.activity_queues().model, settings.activity_queues().messages)
+    assert (None, None) == (activity_queues(settings).model, activity_queues(settings).messages)
     assert [] == rate_limited_workers(None, settings, None)  # type: ignore[arg-type] - nothing is built

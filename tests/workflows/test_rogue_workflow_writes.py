@@ -2,7 +2,7 @@
 
 Nothing stops a client with frontend access from polling a task queue of their own with a workflow they wrote,
 and that workflow may schedule careloom's activities by name on careloom's task queue with any input. The
-worker's checks (tools.approval_check, store.ledger.verified_entry) are then all that stands between it and the
+worker's checks (guardrails.approval_check, store.ledger.verified_entry) are then all that stands between it and the
 records: here, a "Certified in total" ClaimResponse for a request nobody reviewed and a `withdrawn` ledger entry
 for another workflow's run."""
 
@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.worker import Worker
 
+from store.connect import configured_database
 from store.ledger import DecisionLedger
 from tests.pas_factory import make_pas_request
 from tools.pas_request import parse_pas_bundle, save_submission
@@ -68,4 +69,4 @@ async def test_a_rogue_workflow_gets_no_write_and_no_ledger_entry_from_careloom_
 
     assert [("RunNotTrusted", True)] * 2 == refusals
     assert [] == store.find_for_member("ClaimResponse", sub.member_id)
-    assert [] == [e for e in DecisionLedger(settings.open_database()).entries() if e.workflow_id == victim]
+    assert [] == [e for e in DecisionLedger(configured_database(settings)).entries() if e.workflow_id == victim]

@@ -17,8 +17,9 @@ from temporalio.exceptions import CancelledError
 
 from runtime.search_attributes import STATUS
 from runtime.settings import Settings
+from store.connect import configured_database
 from store.ledger import DecisionLedger
-from store.records import SqlCareRecordStore
+from store.sql_records import SqlCareRecordStore
 from tests.conftest import ALWAYS_ASK, StartRun, wait_for_status
 from tests.fhir_factory import make_member
 from tests.pas_factory import MRI_NOTES_MET, make_pas_request
@@ -26,7 +27,8 @@ from worker import build_worker
 from workflows.agent_run import WithdrawRequest, WithdrawResult
 from workflows.outreach import MemberOutreachWorkflow
 from workflows.outreach_client import start_outreach
-from workflows.prior_auth import PriorAuthInput, PriorAuthWorkflow
+from workflows.prior_auth import PriorAuthWorkflow
+from workflows.prior_auth_models import PriorAuthInput
 
 WRITE_SECONDS = 2.0
 
@@ -61,7 +63,7 @@ async def test_a_cancel_during_a_write_ends_the_run_cancelled_with_nothing_writt
         client: Client, settings: Settings) -> None:
     """Cancel while the TCM Task is being written: the Task's write finishes (and is known), no other write is
     scheduled after the cancel request, the run ends CANCELLED, the ledger says withdrawn, status is final."""
-    store = SlowWrites(settings.open_database())
+    store = SlowWrites(configured_database(settings))
     member = make_member(store)
     queue = f"cancel-{uuid.uuid4().hex[:8]}"
     async with build_worker(client, settings, store, task_queue=queue):
@@ -87,7 +89,7 @@ async def test_a_cancel_during_a_write_ends_the_run_cancelled_with_nothing_writt
     # The write in flight finished and is in the store; nothing else was written.
     assert 1 == len(store.find_for_member("Task", member.member_id))
     assert [] == store.find_for_member("Communication", member.member_id)
-    entries = DecisionLedger(settings.open_database()).entries(handle.id)
+    entries = DecisionLedger(configured_database(settings)).entries(handle.id)
     [withdrawn] = [e for e in entries if e.event == "withdrawn" and e.approval_id == "run"]
     assert ("temporal-cancel", "cancelled: member moved to another plan") == (withdrawn.actor, withdrawn.reason)
     assert "withdrawn" == description.typed_search_attributes.get(STATUS)
@@ -115,7 +117,7 @@ async def test_a_withdrawn_parked_run_closes_its_approvals_with_who_and_why(
     # Too late: refused (by the validator while the run closes, by Temporal once it completed), never lost.
     with pytest.raises((WorkflowUpdateFailedError, RPCError)):
         await handle.execute_update(MemberOutreachWorkflow.withdraw, WithdrawRequest(actor="someone", reason="late"))
-    entries = [e for e in DecisionLedger(settings.open_database()).entries(handle.id) if e.event == "withdrawn"]
+    entries = [e for e in DecisionLedger(configured_database(settings)).entries(handle.id) if e.event == "withdrawn"]
     assert sorted([*pending, "run"]) == sorted(e.approval_id for e in entries)
     assert {"adt:GENHOSP"} == {e.actor for e in entries}
     assert all("A13 cancel discharge (from GENHOSP)" in (e.reason or "") for e in entries)
@@ -132,7 +134,7 @@ async def test_an_outreach_run_that_cannot_go_on_gives_a_person_a_task(start_run
     [task] = store.find_for_member("Task", member.member_id)
     assert ("run-failure-review", "urgent") == (task["code"]["text"], task["priority"])
     assert "MemberNotFound" in task["reasonCode"]["text"]
-    [entry] = [e for e in DecisionLedger(settings.open_database()).entries(handle.id) if e.event == "run_failed"]
+    [entry] = [e for e in DecisionLedger(configured_database(settings)).entries(handle.id) if e.event == "run_failed"]
     assert f"Task/{task['id']}" in entry.reason
     assert "needs_attention" == (await handle.describe()).typed_search_attributes.get(STATUS)
 
@@ -154,5 +156,5 @@ async def test_a_prior_auth_run_that_cannot_go_on_gives_a_reviewer_a_task_within
              if t["code"]["text"] == "run-failure-review"]
     assert 1 == len(tasks)
     assert "Claim/gone-claim" == tasks[0]["focus"]["reference"]
-    assert [("run_failed", "system")] == [(e.event, e.actor) for e in DecisionLedger(settings.open_database())
+    assert [("run_failed", "system")] == [(e.event, e.actor) for e in DecisionLedger(configured_database(settings))
                                           .entries(handle.id) if e.event == "run_failed"]

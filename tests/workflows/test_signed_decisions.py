@@ -12,15 +12,16 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from agents.approvals import ApprovalDecision
+from guardrails.approvals import ApprovalDecision
 from guardrails.policy import DecisionSignatures
-from runtime.signing import DecisionSigner, generate_signing_key
+from guardrails.signing import DecisionSigner, generate_signing_key
 from runtime.temporal_server import temporal_binary
+from store.connect import configured_database
 from store.ledger import DecisionLedger
 from tests.conftest import ALWAYS_ASK, StartRun, wait_for_status
-from tests.fhir_factory import make_member
-from workflows.outreach_client import DecisionRejected
 from tests.deciding import ROTATION_KEYS, decide, ledger_entries
+from tests.fhir_factory import make_member
+from workflows.inbox import DecisionRejected
 
 SIGNER = DecisionSigner(ROTATION_KEYS)  # keys the session's workers trust (tests/deciding.py)
 RETIRING = SIGNER.public_keys()[1].model_copy(update={"not_after": datetime.now(UTC) - timedelta(minutes=1)})
@@ -81,7 +82,7 @@ async def test_forged_updates_from_the_temporal_cli_are_refused_before_history(
     accepted = await accepted_update_ids(client, handle.id)
     assert 1 == len(accepted) and not any(u.startswith("forged-") for u in accepted)
     await wait_for_status(handle, lambda s: first.approval_id not in {p.approval_id for p in s.pending_approvals})
-    entries = [e for e in await ledger_entries(DecisionLedger(settings.open_database()), handle.id, "approved")
+    entries = [e for e in await ledger_entries(DecisionLedger(configured_database(settings)), handle.id, "approved")
                if e.event == "approved"]
     assert [("current", "dr.rivera")] == [(e.key_id, e.actor) for e in entries]
 
@@ -117,6 +118,6 @@ async def test_during_a_rotation_the_signer_uses_the_key_each_run_knows(
                                     approver="dr.rivera", role="md")
         assert "approved" == (await decide(client, handle.id, decision, signer=SIGNER)).outcome
         await wait_for_status(handle, lambda s: item.approval_id not in {p.approval_id for p in s.pending_approvals})
-        entries = await ledger_entries(DecisionLedger(settings.open_database()), handle.id, "approved")
+        entries = await ledger_entries(DecisionLedger(configured_database(settings)), handle.id, "approved")
         used += [e.key_id for e in entries if e.event == "approved"]
     assert ["previous", "current"] == used

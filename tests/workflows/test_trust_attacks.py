@@ -19,18 +19,20 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
-from agents.approvals import ApprovalDecision
+from guardrails.approvals import ApprovalDecision
+from guardrails.configured import prior_auth_policy
+from guardrails.signing import DecisionSigner, generate_signing_key, public_key_of
 from history.events import read_run
 from history.ledger_check import check_run, withdrawn_entries_owed
-from runtime.signing import DecisionSigner, generate_signing_key, public_key_of
 from runtime.temporal_server import temporal_binary
+from store.connect import configured_database
 from store.ledger import DecisionLedger
+from tests.cli import CARELOOM, ROOT
+from tests.databases import session_env
 from tests.deciding import decide, ledger_entries
 from tests.pas_factory import MRI_NOTES_AGAINST, MRI_NOTES_MET, make_pas_request
 from tests.prior_auth_runs import decision, pending
 from workflows.prior_auth import PriorAuthWorkflow
-from tests.cli import CARELOOM, ROOT
-from tests.databases import session_env
 
 
 
@@ -88,7 +90,7 @@ async def test_a_restart_with_the_attackers_own_keys_issues_no_denial(
     only its own keys, writes no ClaimResponse; the refusal is named, a person gets a Task, and `ledger verify`
     reports the unverified decisions."""
     request = make_pas_request(store, notes=MRI_NOTES_AGAINST)
-    handle = await submit(request, policy=settings.prior_auth_policy())
+    handle = await submit(request, policy=prior_auth_policy(settings))
     item = await pending(handle)
     assert "deny" == item.arguments.outcome
 
@@ -116,17 +118,17 @@ async def test_a_restart_with_the_attackers_own_keys_issues_no_denial(
     assert [] == store.find_for_member("ClaimResponse", request.member_id)
     tasks = [t["code"]["text"] for t in store.find_for_member("Task", request.member_id)]
     assert ["run-failure-review"] == tasks
-    entries = [e for e in DecisionLedger(settings.open_database()).entries(handle.id) if e.run_id == run_id]
+    entries = [e for e in DecisionLedger(configured_database(settings)).entries(handle.id) if e.run_id == run_id]
     assert [("signed_off", False), ("approved", False)] == [
         (e.event, e.verified) for e in entries if e.event in ("signed_off", "approved")]
-    _, problems = DecisionLedger(settings.open_database()).verify()
+    _, problems = DecisionLedger(configured_database(settings)).verify()
     assert 2 == len([p for p in problems if handle.id in str(p) and "was not verified" in str(p)])
 
 
 async def test_an_unsigned_decision_is_refused_even_when_the_run_trusts_no_key(
         client: Client, submit, store, settings, task_queue: str) -> None:  # noqa: ANN001
     """A run restarted with ``decision_signatures: null``: an unsigned decision is refused before history."""
-    handle = await submit(make_pas_request(store, notes=MRI_NOTES_AGAINST), policy=settings.prior_auth_policy())
+    handle = await submit(make_pas_request(store, notes=MRI_NOTES_AGAINST), policy=prior_auth_policy(settings))
     await pending(handle)
     payload = await start_input(handle)
     payload["policy"]["approvals"]["decision_signatures"] = None
@@ -144,7 +146,7 @@ async def test_a_sign_off_is_not_replayed_into_a_restarted_run_and_each_run_keep
     """An MD sign-off taken from run 1's history is refused by run 2 of the same workflow id (the signature binds
     the run); both runs' ledger entries are kept, and the cross-check wants a withdrawn entry for run 1 until
     `ledger reconcile` appends it."""
-    handle = await submit(make_pas_request(store, notes=MRI_NOTES_AGAINST), policy=settings.prior_auth_policy())
+    handle = await submit(make_pas_request(store, notes=MRI_NOTES_AGAINST), policy=prior_auth_policy(settings))
     item = await pending(handle)
     first_run = (await handle.describe()).run_id
     assert "awaiting_second_signoff" == (await decide(client, handle.id,
@@ -160,7 +162,7 @@ async def test_a_sign_off_is_not_replayed_into_a_restarted_run_and_each_run_keep
     assert "another run of this workflow id" in done.stdout + done.stderr
     second_run = (await restarted.describe()).run_id
 
-    ledger = DecisionLedger(settings.open_database())
+    ledger = DecisionLedger(configured_database(settings))
     runs = {(e.run_id, e.event) for e in ledger.entries(handle.id)}
     assert {(first_run, "requested"), (first_run, "signed_off"), (second_run, "requested")} <= runs
     first = read_run(await client.get_workflow_handle(handle.id, run_id=first_run).fetch_history())
@@ -175,11 +177,11 @@ async def test_a_sign_off_is_not_replayed_into_a_restarted_run_and_each_run_keep
 async def test_ledger_verify_fails_when_a_runs_entries_were_dropped(
         client: Client, submit, store, settings, tmp_path) -> None:  # noqa: ANN001
     """A decision in the history with no ledger row is a failure of the cross-check (the chain alone is intact)."""
-    handle = await submit(make_pas_request(store, notes=MRI_NOTES_AGAINST), policy=settings.prior_auth_policy())
+    handle = await submit(make_pas_request(store, notes=MRI_NOTES_AGAINST), policy=prior_auth_policy(settings))
     item = await pending(handle)
     await decide(client, handle.id, decision(item, approver="dr.rivera", role="md"))
     await pending(handle, required_role="rn")
-    ledger = DecisionLedger(settings.open_database())
+    ledger = DecisionLedger(configured_database(settings))
     await ledger_entries(ledger, handle.id, "signed_off")
     record = read_run(await handle.fetch_history())
     kept = [e for e in ledger.entries() if not (e.workflow_id == handle.id and e.event == "signed_off")]

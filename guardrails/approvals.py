@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from agents.actions import ActionArguments, ConfidenceSignal
+from guardrails.actions import ActionArguments, ConfidenceSignal
 from guardrails.policy import Role
 from guardrails.routing import Clock, Priority
 
@@ -123,7 +123,7 @@ class PendingApproval(BaseModel):
                                        "reminded": False, **changes})
 
 class DecisionSignature(BaseModel):
-    """Ed25519 signature of a decision by the API or CLI that authenticated the approver (runtime/signing.py)."""
+    """Ed25519 signature of a decision by the API or CLI that authenticated the approver (guardrails/signing.py)."""
 
     key_id: str = Field(min_length=1, max_length=64)
     signed_at: datetime

@@ -35,11 +35,15 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from feeds.sweep_activities import (
+    from feeds.sweep_models import (
+        ADVANCE_WATERMARK,
+        FIND_DISCHARGES,
+        READ_WATERMARK,
+        START_DISCHARGES,
         FindInput,
+        FindResult,
         StartBatchInput,
         StartBatchResult,
-        SweepActivities,
         WatermarkInput,
     )
 
@@ -111,23 +115,23 @@ class DischargeSweepWorkflow:
             if data.since is not None:
                 progress.since = data.since
             else:
-                mark = await workflow.execute_activity_method(
-                    SweepActivities.read_watermark, WatermarkInput(), **_ACTIVITY)
+                mark = await workflow.execute_activity(
+                    READ_WATERMARK, WatermarkInput(), result_type=datetime | None, **_ACTIVITY)
                 progress.since = (progress.until - timedelta(days=data.lookback_days) if mark is None
                                   else mark - timedelta(hours=data.overlap_hours))
         handled = 0
         while True:
             await workflow.wait_condition(lambda: not self._paused)
-            page = await workflow.execute_activity_method(
-                SweepActivities.find_discharges,
-                FindInput(since=progress.since, until=progress.until, after=progress.cursor,
-                          limit=min(data.page, data.batch - handled)), **_ACTIVITY)
+            page = await workflow.execute_activity(
+                FIND_DISCHARGES, FindInput(since=progress.since, until=progress.until, after=progress.cursor,
+                                           limit=min(data.page, data.batch - handled)),
+                result_type=FindResult, **_ACTIVITY)
             progress.scanned += page.scanned
             progress.looked_at += len(page.discharges)
             if page.discharges:
-                starting = workflow.start_activity_method(
-                    SweepActivities.start_batch,
-                    StartBatchInput(discharges=page.discharges, concurrency=data.concurrency), **_ACTIVITY)
+                starting = workflow.start_activity(
+                    START_DISCHARGES, StartBatchInput(discharges=page.discharges, concurrency=data.concurrency),
+                    result_type=StartBatchResult, **_ACTIVITY)
                 try:
                     result = await asyncio.shield(starting)
                 except asyncio.CancelledError:
@@ -146,8 +150,8 @@ class DischargeSweepWorkflow:
                 progress.paused = self._paused
                 workflow.continue_as_new(data.model_copy(update={"progress": progress}))
         if data.advance_watermark and data.since is None and progress.failed == 0:
-            await workflow.execute_activity_method(SweepActivities.advance_watermark,
-                                                   WatermarkInput(value=progress.until), **_ACTIVITY)
+            await workflow.execute_activity(ADVANCE_WATERMARK, WatermarkInput(value=progress.until),
+                                            result_type=datetime, **_ACTIVITY)
             progress.watermark_advanced = True
         progress.done = True
         return progress

@@ -28,18 +28,16 @@ import os
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from guardrails.actions import action_digest
+from guardrails.approvals import ApprovalDecision, DecisionSignature
 from guardrails.policy import DecisionKey
 from runtime.errors import ConfigurationError, DecisionRefused
-
-if TYPE_CHECKING:
-    from agents.approvals import ApprovalDecision
-    from guardrails.policy import ServiceEffect
+from tools.writes import ServiceEffect
 
 __all__ = ["DecisionSigner", "generate_signing_key", "parse_public_keys", "parse_signing_keys", "sign_message",
            "signed_message", "verify_approval", "verify_decision", "verify_signed"]
@@ -121,8 +119,6 @@ def parse_public_keys(text: str, *, setting: str = "CARELOOM_DECISION_KEYS") -> 
 
 def signed_message(decision: ApprovalDecision, workflow_id: str, run_id: str) -> bytes:
     """The canonical bytes a signature covers (see the module docstring)."""
-    from agents.actions import action_digest  # noqa: PLC0415 - keep this module a light leaf
-
     signature = decision.signature
     if signature is None:
         raise ValueError("the decision carries no signature block")
@@ -160,8 +156,6 @@ class DecisionSigner:
 
     def sign(self, decision: ApprovalDecision, workflow_id: str, run_id: str, *, now: datetime | None = None,
              key_id: str | None = None) -> ApprovalDecision:
-        from agents.approvals import DecisionSignature  # noqa: PLC0415
-
         kid = key_id or self.key_id
         private = dict(self.keys)[kid]
         at = (now or datetime.now(UTC)).replace(microsecond=0)
@@ -262,8 +256,6 @@ def verify_approval(approval_id: str | None, decisions: list[ApprovalDecision], 
       workflow id **and run**, for the same approval item, and approves (or edits to) exactly the arguments
       being written.
     """
-    from agents.actions import action_digest  # noqa: PLC0415 - keep this module a light leaf
-
     if approval_id is None or not decisions:
         if effect != "none":
             raise DecisionRefused("forbidden", f"an action that {effect} a service needs a signed MD approval "

@@ -1,4 +1,4 @@
-"""What the read tools found for one run: the input to planning and guardrails."""
+"""What the read tools found for one run, per program: the input to planning and guardrails."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from pydantic import BaseModel, Field
 
 from tools.clinical import ClinicalContext
 from tools.eligibility import EligibilityResult
+from tools.evidence_review import EvidenceReview
 from tools.member import MemberProfile
 from tools.risk import RiskScore
 
-__all__ = ["RunFacts"]
+__all__ = ["PriorAuthFacts", "RunFacts"]
 
 
 class RunFacts(BaseModel):
@@ -27,3 +28,11 @@ class RunFacts(BaseModel):
     @property
     def lace(self) -> int | None:
         return self.risk.lace
+
+
+class PriorAuthFacts(BaseModel):
+    """What the read tools found: the member (minimum necessary), coverage on the service date, the evidence."""
+
+    member: MemberProfile
+    eligibility: EligibilityResult
+    review: EvidenceReview

@@ -27,20 +27,22 @@ from langgraph.types import Command
 from pydantic import BaseModel
 from temporalio import workflow
 
-from agents.approvals import PendingApproval, ReviewContext
-from agents.facts import RunFacts
 from agents.offline_planner import OfflinePlanner
+from agents.outreach_state import OutreachState
 from agents.planner import PlannerInput, PlannerOutput
 from agents.runtime import AgentRuntime, ToolFailure, runtime_of
 from agents.steps import apply_received, execute_ready, expired_follow_up, guard_actions
-from agents.state import TERMINAL, ActionRecord, OutreachState, RunStatus
-from guardrails.deadlines import next_contact_time, tcm_contact_due
+from guardrails.actions import TERMINAL, ActionRecord
+from guardrails.approvals import PendingApproval, ReviewContext
+from guardrails.facts import RunFacts
+from guardrails.outreach_rules import check_run, evaluate_action, service_effect
 from guardrails.plan_completeness import complete_plan
 from guardrails.policy import Role
 from guardrails.routing import clock_for
-from guardrails.rules import check_run, evaluate_action, service_effect
+from runtime.search_attributes import RunStatus
 from tools.care_plan import DraftCarePlanInput
 from tools.clinical import ClinicalContextInput
+from tools.deadlines import next_contact_time, tcm_contact_due
 from tools.eligibility import EligibilityInput
 from tools.errors import CONTACT_NOT_ALLOWED, OUTSIDE_CONTACT_HOURS
 from tools.member import LookupMemberInput

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
@@ -17,8 +18,12 @@ from tools.care_plan import DraftCarePlanArgs
 from tools.determination import IssueDeterminationArgs
 from tools.outreach import SendOutreachArgs
 from tools.tasks import CreateTaskArgs
+from tools.writes import SignedApproval, WriteResult
 
-__all__ = ["ACTION_ARGUMENTS", "ActionArguments", "ConfidenceSignal", "ProposedAction", "action_digest"]
+from guardrails.policy import Role
+
+__all__ = ["ACTION_ARGUMENTS", "TERMINAL", "ActionArguments", "ActionRecord", "ActionStatus", "ConfidenceSignal",
+           "ProposedAction", "action_digest"]
 
 ActionArguments = Annotated[
     DraftCarePlanArgs | CreateTaskArgs | SendOutreachArgs | IssueDeterminationArgs, Field(discriminator="tool")
@@ -62,3 +67,30 @@ class ProposedAction(BaseModel):
     @property
     def digest(self) -> str:
         return action_digest(self.arguments)
+
+
+ActionStatus = Literal[
+    "proposed", "awaiting_approval", "approved", "deferred", "ready", "executed", "rejected", "blocked", "failed",
+    "expired", "withdrawn", "folded",
+]
+"""``folded``: final, nothing written: the write folded into another run's (the member was contacted today,
+one contact a day); ``reason`` names what it folded into."""
+TERMINAL: frozenset[str] = frozenset({"executed", "rejected", "blocked", "failed", "expired", "withdrawn",
+                                      "folded"})
+
+
+class ActionRecord(BaseModel):
+    """One proposed action and everything that happened to it."""
+
+    action: ProposedAction = Field(description="The current action (after an edit, the edited one).")
+    proposed_digest: str = Field(description="Digest of the planner's original arguments.")
+    status: ActionStatus = "proposed"
+    not_before: datetime | None = Field(default=None, description="Deferred until (UTC).")
+    approval_requests: int = 0
+    approved_by: str | None = None
+    approver_role: Role | None = None
+    approval: SignedApproval | None = Field(default=None, exclude_if=lambda v: v is None, description=(
+        "The signed decisions that approved the action, for the worker that performs it to verify."))
+    edited: bool = False
+    reason: str | None = Field(default=None, description="Why rejected, blocked, failed or folded.")
+    result: WriteResult | None = None

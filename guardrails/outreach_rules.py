@@ -12,17 +12,18 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from agents.actions import ProposedAction
-from agents.facts import RunFacts
-from guardrails.adverse_content import SYSTEM_FAILURE_KIND, content_effect, most_adverse
-from guardrails.deadlines import next_contact_time
-from guardrails.policy import ROLE_RANK, GuardrailPolicy, Role, ServiceEffect, max_role
+from guardrails.actions import ProposedAction
+from guardrails.adverse_content import SYSTEM_FAILURE_KIND, action_effect, content_effect
+from guardrails.facts import RunFacts
+from guardrails.policy import ROLE_RANK, GuardrailPolicy, Role, max_role
 from guardrails.verdicts import Decision, GuardrailVerdict
 from tools import determination
 from tools.care_plan import DraftCarePlanArgs
+from tools.deadlines import next_contact_time
 from tools.outreach import SendOutreachArgs
-from tools.registry import write_tool_for
 from tools.tasks import ADVERSE_TASK_KINDS, CreateTaskArgs
+from tools.writes import most_adverse
+from tools.writes import ServiceEffect
 
 __all__ = ["check_run", "declared_effect", "evaluate_action", "service_effect"]
 
@@ -41,11 +42,10 @@ def declared_effect(arguments: BaseModel) -> ServiceEffect:
 
 
 def service_effect(action: ProposedAction) -> ServiceEffect:
-    """The action's effect on the member's services: the most adverse of what it declares (its write tool,
-    :mod:`tools.registry`) and what its own text does (:mod:`guardrails.adverse_content`). A planner cannot
-    make "terminate authorization" harmless by declaring ``none``."""
-    args = action.arguments
-    return most_adverse(write_tool_for(args).service_effect(args), declared_effect(args), content_effect(args).effect)
+    """The action's effect on the member's services: the most adverse of what it declares (its arguments'
+    ``effect()``) and what its own text does (:func:`guardrails.adverse_content.action_effect`). A planner
+    cannot make "terminate authorization" harmless by declaring ``none``."""
+    return action_effect(action.arguments)
 
 
 def evaluate_action(

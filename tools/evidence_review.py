@@ -1,4 +1,5 @@
-"""The prior-authorization tools as Temporal activities.
+"""What the prior-authorization evidence review returns, and the citation format (the activities that produce it
+are :mod:`tools.prior_auth_activities`).
 
 ``um.review_evidence`` reads the request's notes (inside the activity: note
 text never enters history) and checks each requested service against the
@@ -18,33 +19,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
 from pydantic import BaseModel, Field, model_validator
-from temporalio import activity
 
-from guardrails.policy import DecisionKey
-from store.fhir_validation import InvalidResource
-from store.records import CareRecordStore
-from tools.criteria import CriteriaSet, Criterion, ServicePolicy, criteria_version_id
-from tools.approval_check import verified_approvers
-from tools.determination import WriteDeterminationInput, service_effect, write_claim_response
-from tools.errors import INVALID_RESOURCE, tool_error
-from tools.evidence import (
-    NOTE_TIME_BUDGET_S,
-    REVIEW_TIME_BUDGET_S,
-    Citation,
-    CriterionFinding,
-    NoteReading,
-    read_evidence,
-)
-from tools.pas_request import PriorAuthRequestError, RequestedService, load_notes
-from tools.writes import WriteResult
+from tools.criteria import Criterion
+from tools.evidence import Citation, CriterionFinding, NoteReading
+from tools.pas_models import RequestedService
 
 __all__ = ["MAX_CITATIONS", "MAX_LISTED_NOTES", "CriterionResult", "EvidenceReview", "PolicyReview",
-           "PriorAuthTools", "ReviewEvidenceInput", "ReviewedLine", "ServiceReview", "UNKNOWN_SERVICE_CODE",
-           "cite"]
-
-log = structlog.get_logger(__name__)
+           "ReviewEvidenceInput", "ReviewedLine", "ServiceReview", "UNKNOWN_SERVICE_CODE",
+           "REQUEST_NOT_FOUND", "cite", "criterion_result"]
 
 UNKNOWN_SERVICE_CODE = "UnknownServiceCode"
 REQUEST_NOT_FOUND = "PriorAuthRequestNotFound"
@@ -176,88 +159,10 @@ def cite(citation: Citation) -> str:
     return f"{citation.document_id}#{citation.start}-{citation.end}: {citation.term}"
 
 
-def _result(finding: CriterionFinding, criterion: Criterion) -> CriterionResult:
+def criterion_result(finding: CriterionFinding, criterion: Criterion) -> CriterionResult:
+    """A criterion's finding as the review reports it (citations capped at :data:`MAX_CITATIONS`)."""
     return CriterionResult(
         criterion_id=finding.criterion_id, status=finding.status, description=criterion.description,
         min_citations=criterion.min_citations,
         citations=finding.citations[:MAX_CITATIONS], citations_omitted=max(0, len(finding.citations) - MAX_CITATIONS),
         contrary=finding.contrary[:MAX_CITATIONS], contrary_omitted=max(0, len(finding.contrary) - MAX_CITATIONS))
-
-
-class PriorAuthTools:
-    """The prior-authorization tools, bound to one store and the plan's criteria."""
-
-    note_budget_s: float = NOTE_TIME_BUDGET_S
-    """Seconds one note may take to read (an instance may lower it, e.g. a test)."""
-    review_budget_s: float = REVIEW_TIME_BUDGET_S
-    """Seconds all the notes of one request may take together."""
-
-    def __init__(self, store: CareRecordStore, criteria: CriteriaSet,
-                 keys: tuple[DecisionKey, ...] = ()) -> None:
-        self._store = store
-        self._keys = keys  # the worker's decision keys (configuration, never a run's input)
-        self._criteria = criteria
-        self._version = criteria_version_id(criteria)
-
-    def activities(self) -> list[object]:
-        return [self.review_evidence, self.issue_determination]
-
-    @activity.defn(name="um.review_evidence")
-    def review_evidence(self, data: ReviewEvidenceInput) -> EvidenceReview:
-        try:
-            notes = load_notes(self._store, data.claim_id)
-        except PriorAuthRequestError as err:
-            raise tool_error(REQUEST_NOT_FOUND, str(err)) from None
-        policies: dict[str, ServicePolicy] = {}
-        codes: dict[str, list[str]] = {}
-        for item in data.items:
-            policy = self._criteria.policy_for(item.code)
-            if policy is None:
-                raise tool_error(UNKNOWN_SERVICE_CODE, (
-                    f"no medical policy in {self._version} covers service code {item.code}: the criteria file "
-                    "changed since the request was accepted; review it by hand"))
-            policies.setdefault(policy.policy_id, policy)
-            listed = codes.setdefault(policy.policy_id, [])
-            if item.code not in listed:
-                listed.append(item.code)
-        # Each policy's criteria are judged once over the notes, however many lines use the policy.
-        reading = read_evidence(notes, list(policies.values()), note_budget_s=self.note_budget_s,
-                                review_budget_s=self.review_budget_s)
-        reviews = [PolicyReview(
-            policy_id=policy.policy_id, title=policy.title, auto_approve_when_met=policy.auto_approve_when_met,
-            codes=codes[policy.policy_id],
-            criteria=[_result(f, c) for f, c in zip(reading.findings[policy.policy_id], policy.criteria, strict=True)],
-        ) for policy in policies.values()]
-        incomplete = reading.incomplete
-        review = EvidenceReview(
-            criteria_version=self._version, notes_read=len(notes), notes_incomplete=len(incomplete),
-            incomplete_notes=incomplete[:MAX_LISTED_NOTES], policies=reviews,
-            lines=[ReviewedLine(sequence=i.sequence, code=i.code, quantity=i.quantity) for i in data.items])
-        info = activity.info()
-        # Counts and sizes only: no note text, no member data.
-        log.info("tool.review_evidence", workflow_id=info.workflow_id, notes=len(notes),
-                 notes_incomplete=len(incomplete), note_chars=sum(len(n.text) for n in notes),
-                 lines=len(data.items), policies=len(reviews),
-                 met=sum(c.status == "met" for p in reviews for c in p.criteria),
-                 criteria=sum(len(p.criteria) for p in reviews), result_bytes=len(review.model_dump_json()))
-        if incomplete:
-            log.warning("tool.review_evidence.notes_not_fully_read", workflow_id=info.workflow_id,
-                        notes=[n.document_id for n in incomplete[:MAX_LISTED_NOTES]],
-                        note_budget_s=self.note_budget_s, review_budget_s=self.review_budget_s)
-        return review
-
-    @activity.defn(name="um.issue_determination")
-    def issue_determination(self, data: WriteDeterminationInput) -> WriteResult:
-        approvers = verified_approvers(data, effect=service_effect(data.arguments), keys=self._keys,
-                                       tool="issue_determination")
-        data = data.model_copy(update={"approved_by": approvers})
-        try:
-            result = write_claim_response(self._store, data)
-        except InvalidResource as err:
-            raise tool_error(INVALID_RESOURCE, f"issue_determination built an invalid resource: {err}") from None
-        info = activity.info()
-        log.info("tool.issue_determination", workflow_id=info.workflow_id, outcome=data.arguments.outcome,
-                 reference=result.reference, created=result.created)
-        return result
-
-

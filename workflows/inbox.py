@@ -1,0 +1,259 @@
+"""The inbox: every program's pending approvals listed, read and decided, by workflow id (the CLI, the API and
+the web inbox share it)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from temporalio.client import (
+    Client,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from guardrails.approvals import ApprovalDecision, DecisionResult, PendingApproval
+from guardrails.policy import ROLE_RANK, Role
+from guardrails.signing import DecisionSigner
+from runtime import search_attributes as sa
+from runtime.errors import DecisionRefused
+from workflows.agent_run import AgentRun
+
+
+__all__ = ["BulkItem", "BulkItemResult", "DecisionRejected", "InboxFilter", "InboxPage", "decide", "decide_bulk",
+           "get_approval", "inbox_query", "list_inbox", "list_pending_approvals"]
+
+
+DECIDE_TIMEOUT = timedelta(seconds=30)
+
+DecisionRejected = DecisionRefused
+"""Kept for importers: the refusal is :class:`runtime.errors.DecisionRefused`."""
+
+
+class InboxFilter(BaseModel):
+    """Filters for the cross-run inbox; all optional."""
+
+    queue: str | None = None
+    role: Role | None = None
+    priority: Literal["routine", "urgent"] | None = None
+    due_before: datetime | None = None
+    member: str | None = Field(default=None, description="Member pseudonym.")
+    max_role: Role | None = Field(default=None, description=(
+        "Least privilege: only items this role may decide (its own and less senior roles'), set from the caller."))
+
+
+class InboxPage(BaseModel):
+    items: list[PendingApproval]
+    total_runs: int = Field(description="Runs with matching pending approvals.")
+    next_cursor: str | None = Field(description="Pass back to get the next page; None on the last page.")
+    unavailable: list[str] = Field(default_factory=list, description=(
+        "Runs on this page that did not answer in time (no worker polling their task queue): their items "
+        "are missing from this page, not lost."))
+
+
+def _quote(value: str) -> str:
+    if '"' in value or "\\" in value:
+        raise ValueError(f"invalid filter value {value!r}")
+    return f'"{value}"'
+
+
+def inbox_query(filters: InboxFilter) -> str:
+    """The visibility query for runs with pending approvals matching the filters."""
+    # The catalogue imports every program's workflow and graph (LangGraph): only when a query is built, so the
+    # CLI's inbox commands that never build one (`approvals show`, `approve`) start without them.
+    from workflows.programs import PROGRAMS
+    types = ", ".join(f'"{p.workflow_type}"' for p in PROGRAMS)
+    clauses = [f"WorkflowType IN ({types})", 'ExecutionStatus = "Running"', f"{sa.PENDING_APPROVALS.name} > 0"]
+    if filters.queue:
+        clauses.append(f"{sa.QUEUES.name} = {_quote(filters.queue)}")
+    if filters.role:
+        clauses.append(f"{sa.APPROVAL_ROLES.name} = {_quote(filters.role)}")
+    if filters.max_role:
+        allowed = [r for r, rank in ROLE_RANK.items() if rank <= ROLE_RANK[filters.max_role]]
+        clauses.append(f"{sa.APPROVAL_ROLES.name} IN ({', '.join(_quote(r) for r in allowed)})")
+    if filters.priority:
+        clauses.append(f"{sa.PRIORITY.name} = {_quote(filters.priority)}")
+    if filters.due_before:
+        clauses.append(f"{sa.SLA_DEADLINE.name} < {_quote(filters.due_before.astimezone(UTC).isoformat())}")
+    if filters.member:
+        clauses.append(f"{sa.MEMBER.name} = {_quote(filters.member)}")
+    return " AND ".join(clauses)
+
+
+async def list_inbox(client: Client, filters: InboxFilter | None = None, *, page_size: int = 50,
+                     cursor: str | None = None, concurrency: int = 32,
+                     query_timeout: timedelta = timedelta(seconds=5)) -> InboxPage:
+    """A page of pending approvals across all runs, earliest SLA deadline first.
+
+    The dev server's SQL visibility has no ORDER BY, so every matching run's id
+    and deadline come from one visibility scan (search attributes only, no
+    workflow is queried), are sorted here, and only the runs on the requested
+    page are queried for their items. The cursor is the offset into that order.
+    """
+    filters = filters or InboxFilter()
+    runs: list[tuple[datetime, str]] = []
+    far = datetime.max.replace(tzinfo=UTC)
+    async for execution in client.list_workflows(inbox_query(filters), page_size=1000):
+        deadline = execution.typed_search_attributes.get(sa.SLA_DEADLINE)
+        runs.append((deadline or far, execution.id))
+    runs.sort()
+    start = int(cursor or 0)
+    if start < 0:
+        raise ValueError("cursor must be a value returned by a previous page")
+    page_runs = [wid for _, wid in runs[start:start + page_size]]
+    limit = asyncio.Semaphore(concurrency)
+
+    unavailable: list[str] = []
+
+    async def items_of(workflow_id: str) -> list[PendingApproval]:
+        async with limit:
+            try:
+                pending = await _pending_of(client, workflow_id, rpc_timeout=query_timeout)
+            except WorkflowQueryFailedError:
+                return []  # closed between the scan and the query: nothing pending any more
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    unavailable.append(workflow_id)
+                return []
+            return [p for p in pending if _matches(p, filters)]
+
+    found = [item for batch in await asyncio.gather(*(items_of(w) for w in page_runs)) for item in batch]
+    found.sort(key=lambda p: (p.sla_deadline, p.workflow_id, p.approval_id))
+    end = start + page_size
+    return InboxPage(items=found, total_runs=len(runs), next_cursor=str(end) if end < len(runs) else None,
+                     unavailable=sorted(unavailable))
+
+
+async def _pending_of(client: Client, workflow_id: str, **kwargs: Any) -> list[PendingApproval]:
+    """A run's pending approvals, whatever its program (the runtime's ``approvals`` query)."""
+    return await client.get_workflow_handle(workflow_id).query(AgentRun.approvals, **kwargs)
+
+
+def _matches(item: PendingApproval, filters: InboxFilter) -> bool:
+    return ((filters.queue is None or item.queue == filters.queue)
+            and (filters.role is None or item.required_role == filters.role)
+            and (filters.priority is None or item.priority == filters.priority)
+            and (filters.due_before is None or item.sla_deadline < filters.due_before)
+            and (filters.max_role is None or ROLE_RANK[item.required_role] <= ROLE_RANK[filters.max_role]))
+
+
+async def list_pending_approvals(client: Client, *, role: str | None = None) -> list[PendingApproval]:
+    """Every pending approval across all running runs of every program, earliest deadline first."""
+    items: list[PendingApproval] = []
+    cursor: str | None = None
+    while True:
+        page = await list_inbox(client, InboxFilter(role=role), page_size=500, cursor=cursor)
+        items.extend(page.items)
+        if page.next_cursor is None:
+            return items
+        cursor = page.next_cursor
+
+
+async def get_approval(client: Client, workflow_id: str, approval_id: str) -> PendingApproval:
+    """One pending approval; DecisionRejected(not_found) if the run or the item is unknown."""
+    missing = DecisionRejected("not_found", f"no pending approval {approval_id!r} in {workflow_id}")
+    try:
+        pending = await _pending_of(client, workflow_id, rpc_timeout=timedelta(seconds=10))
+    except WorkflowQueryFailedError:
+        raise missing from None  # not a careloom run (no approvals query): the same answer as an unknown one
+    except RPCError as err:
+        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            raise missing from None  # one answer for an unknown run and an unknown item: ids are not confirmed
+        raise DecisionRefused("unavailable", f"the run {workflow_id} did not answer ({err.message}); retry "
+                                             "shortly (is a worker running?)") from None
+    for item in pending:
+        if item.approval_id == approval_id:
+            return item
+    raise missing
+
+
+async def decide(client: Client, workflow_id: str, decision: ApprovalDecision, *,
+                 signer: DecisionSigner | None = None) -> DecisionResult:
+    """Send a decision through the ``decide`` update; a refusal raises DecisionRejected.
+
+    ``signer`` (the API's and CLI's, after they authenticated the approver) signs it for this run: a run
+    whose policy names decision keys refuses an unsigned one.
+    """
+    handle = client.get_workflow_handle(workflow_id)
+    if signer is not None:
+        # The signature binds the run that runs now: a decision cannot be replayed into a restarted run of
+        # this workflow id, and the update goes to exactly that run.
+        try:
+            run_id = (await handle.describe(rpc_timeout=DECIDE_TIMEOUT)).run_id
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise DecisionRejected("not_found", f"no pending approval {decision.approval_id!r} in "
+                                                    f"{workflow_id}") from None
+            raise DecisionRefused("unavailable", f"Temporal did not answer for {workflow_id} ({err.message}); "
+                                                 "retry shortly") from None
+        handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+        key_id = signer.key_id
+        if len(signer.keys) > 1:  # a rotation: sign with a key this run knows
+            try:
+                key_id = signer.key_for(await handle.query(AgentRun.decision_key_ids))
+            except (RPCError, WorkflowQueryFailedError):
+                pass  # the update will say what is wrong with the run
+        decision = signer.sign(decision, workflow_id, run_id, key_id=key_id)
+    try:
+        # Bounded: with no worker polling (or a failing workflow task) an update would wait for ever.
+        return await handle.execute_update(AgentRun.decide, decision, rpc_timeout=DECIDE_TIMEOUT)
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        raise DecisionRefused("unavailable", (
+            f"the run {workflow_id} did not take the decision within {DECIDE_TIMEOUT.total_seconds():.0f} s "
+            "(no worker polling its task queue?); nothing was decided, retry shortly")) from None
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError):
+            raise DecisionRejected(cause.type or "invalid", cause.message) from None
+        raise DecisionRejected("invalid", str(cause or err)) from None
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise DecisionRejected("not_found", (
+                f"{workflow_id} is not running ({err.message}); it has completed or the id is wrong. "
+                "See `careloom outreach status` for its outcome")) from None
+        raise DecisionRefused("unavailable", f"Temporal refused the decision for {workflow_id} ({err.message}); "
+                                             "retry shortly") from None
+
+
+class BulkItem(BaseModel):
+    workflow_id: str
+    approval_id: str
+    digest: str
+
+
+class BulkItemResult(BaseModel):
+    workflow_id: str
+    approval_id: str
+    ok: bool
+    result: DecisionResult | None = None
+    error_code: str | None = None
+    error: str | None = None
+
+
+async def decide_bulk(client: Client, items: list[BulkItem], *, decision: Literal["approve", "reject"],
+                      tool: str, approver: str, role: Role, reason: str | None = None,
+                      concurrency: int = 16, signer: DecisionSigner | None = None) -> list[BulkItemResult]:
+    """Decide many homogeneous items; each is validated on its own and reported on its own."""
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(item: BulkItem) -> BulkItemResult:
+        base = {"workflow_id": item.workflow_id, "approval_id": item.approval_id}
+        async with limit:
+            try:
+                payload = ApprovalDecision(approval_id=item.approval_id, digest=item.digest, decision=decision,
+                                           approver=approver, role=role, reason=reason, bulk_tool=tool)
+                return BulkItemResult(**base, ok=True, result=await decide(client, item.workflow_id, payload,
+                                                                                signer=signer))
+            except DecisionRejected as err:
+                return BulkItemResult(**base, ok=False, error_code=err.code, error=str(err))
+            except ValueError as err:
+                return BulkItemResult(**base, ok=False, error_code="invalid", error=str(err))
+            except (RPCError, WorkflowQueryFailedError) as err:  # one unreachable run does not sink the rest
+                return BulkItemResult(**base, ok=False, error_code="unavailable", error=str(err))
+
+    return list(await asyncio.gather(*(one(i) for i in items)))
