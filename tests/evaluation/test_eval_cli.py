@@ -124,7 +124,7 @@ def test_a_guardrail_rule_switched_off_in_a_scratch_branch_fails_the_gate(tmp_pa
     git = ["git", "-c", "user.name=eval", "-c", "user.email=eval@example.org"]
     subprocess.run([*git, "clone", "--quiet", str(ROOT), str(scratch)], check=True)
     subprocess.run([*git, "checkout", "--quiet", "-b", "planted-defect"], cwd=scratch, check=True)
-    rules = scratch / "guardrails" / "rules.py"
+    rules = scratch / "guardrails" / "outreach_rules.py"
     text = rules.read_text()
     assert RULE in text, "the rule this test switches off has moved; update RULE"
     rules.write_text(text.replace(RULE, ""))
