@@ -19,7 +19,10 @@ from temporalio.client import Client
 
 from api import (
     routes_approvals,
+    routes_cds,
     routes_codec,
+    routes_dtr,
+    routes_fhir_pas,
     routes_metrics,
     routes_prior_auth,
     routes_runs,
@@ -43,6 +46,9 @@ ROUTERS: tuple[APIRouter, ...] = (
     routes_codec.router,  # /codec, for the Temporal Web UI
     routes_runs.router,  # /api/runs
     routes_prior_auth.router,  # /api/prior-auth (a program's API is one more router here)
+    routes_fhir_pas.router,  # /fhir/Claim/$submit, /fhir/Claim/$inquire (Da Vinci PAS)
+    routes_cds.router,  # /cds-services (Da Vinci CRD over CDS Hooks)
+    routes_dtr.router,  # /fhir/Questionnaire/$questionnaire-package (Da Vinci DTR)
     routes_metrics.router,  # /metrics (Prometheus)
     routes_web.router,  # the inbox pages
 )

@@ -13,11 +13,13 @@ import typer
 
 from cli.common import run, settings
 from cli.output import console, fail, print_json, safe
+from cli.um_metrics import metrics as um_metrics
 from runtime.settings import Settings
 
 __all__ = ["app", "refuse_if_submitter"]
 
 app = typer.Typer(help="Utilization management: prior-authorization triage runs.", no_args_is_help=True)
+app.command("metrics")(um_metrics)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
