@@ -38,6 +38,8 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from agents.offline_planner import OfflinePlanner
 from agents.planner import Planner, PlannerActivity
 from agents.prior_auth_planner import RecommenderActivity
+from feeds.pas_notify import PasNotificationWorkflow
+from feeds.pas_notify_activities import PasNotifyActivities
 from feeds.sweep import DischargeSweepWorkflow
 from feeds.sweep_activities import SweepActivities
 from guardrails.approval_check import ApprovalCheck
@@ -69,7 +71,7 @@ __all__ = ["GRACEFUL_SHUTDOWN", "WORKFLOWS", "Hosts", "Stack", "WorkerMetrics", 
 
 log = structlog.get_logger(__name__)
 
-WORKFLOWS = [*(program.workflow for program in PROGRAMS), DischargeSweepWorkflow]
+WORKFLOWS = [*(program.workflow for program in PROGRAMS), DischargeSweepWorkflow, PasNotificationWorkflow]
 GRACEFUL_SHUTDOWN = timedelta(seconds=45)
 """How long a stopping ``python worker.py`` lets running activities finish before cancelling them (a cancelled
 one is retried on another worker). Under deploy/careloom.yaml's 60 s termination grace, so the pod leaves on its
@@ -195,8 +197,9 @@ def build_worker(
     return Worker(
         client,
         task_queue=queue,
-        workflows=[DischargeSweepWorkflow],
-        activities=SweepActivities(client, settings, store, queue).activities(),
+        workflows=[DischargeSweepWorkflow, PasNotificationWorkflow],
+        activities=[*SweepActivities(client, settings, store, queue).activities(),
+                    *PasNotifyActivities(store).activities()],
         activity_executor=executor or ThreadPoolExecutor(max_workers=16, thread_name_prefix="careloom-tool"),
         plugins=[ProgramsPlugin(hosts), *worker_plugins(client, settings)],
         interceptors=[run_origin(client, queue)],

@@ -27,6 +27,7 @@ from api import (
     routes_prior_auth,
     routes_runs,
     routes_service,
+    routes_subscriptions,
     routes_web,
 )
 from api.decisions import decision_refused
@@ -49,6 +50,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     routes_fhir_pas.router,  # /fhir/Claim/$submit, /fhir/Claim/$inquire (Da Vinci PAS)
     routes_cds.router,  # /cds-services (Da Vinci CRD over CDS Hooks)
     routes_dtr.router,  # /fhir/Questionnaire/$questionnaire-package (Da Vinci DTR)
+    routes_subscriptions.router,  # /fhir/Subscription (PAS pend notifications, R4 backport rest-hook)
     routes_metrics.router,  # /metrics (Prometheus)
     routes_web.router,  # the inbox pages
 )

@@ -20,7 +20,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from cli.output import console, plain, print_json, safe
 from feeds.discharges import discharges, start_discharges
-from runtime.errors import ConfigurationError
+from runtime.errors import CareloomError, ConfigurationError
 from runtime.settings import Settings
 from store.importer import import_ndjson
 from store.time_shift import shift_date, shift_folder
@@ -38,6 +38,8 @@ SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
 SAMPLE_SNAPSHOT = date(2024, 12, 31)
 """The day the shipped sample data was taken (sample_data/README.md)."""
 DEMO_USER = "careloom-demo"
+DEMO_PROVIDER = "demo-provider"
+"""The account the demo submits prior-authorization requests with (Claim/$submit), as a provider's system would."""
 _PARKED = {"awaiting_approval", "deferred"}
 _CLI = ".venv/bin/careloom"
 
@@ -106,23 +108,34 @@ def _prior_auth_summary(statuses: Iterable[PriorAuthStatus]) -> Table:
 
 
 async def _submit_prior_auth(settings: Settings, stack: Any, folder: Path) -> list[str]:
-    """One triage run per sample request Bundle (a resubmitted request joins its run)."""
-    from guardrails.configured import prior_auth_policy
-    from tools.criteria import criteria_for
-    from workflows.agent_run import activity_queues
+    """One triage run per sample request Bundle, submitted as a provider's system does: ``Claim/$submit`` over
+    HTTP (Da Vinci PAS) to the API, as the demo's provider account (a resubmitted request joins its run)."""
     import json
 
-    from workflows.prior_auth_client import submit_prior_auth
+    import httpx
 
-    criteria, policy = criteria_for(settings), prior_auth_policy(settings)
+    from api.users import UserDirectory
+    from tools.pas_request import parse_pas_bundle
+    from workflows.prior_auth_client import prior_auth_workflow_id
+
+    directory = UserDirectory(settings.users_path)
+    if directory.get(DEMO_PROVIDER) is None:
+        directory.add_user(DEMO_PROVIDER, "care_coordinator", "Demo provider system (PAS client)")
+    token = directory.rotate_token(DEMO_PROVIDER)  # used in this process only, never shown
+    salt = settings.pseudonym_salt.get_secret_value()
     workflow_ids = []
-    for path in sorted(folder.glob("*.json")):
-        handle, _, _ = await submit_prior_auth(
-            stack.client, stack.store, json.loads(path.read_text(encoding="utf-8")), criteria=criteria,
-            policy=policy, task_queue=settings.task_queue, salt=settings.pseudonym_salt.get_secret_value(),
-            initiated_by=DEMO_USER, tool_attempts=settings.tool_attempts,
-            queues=activity_queues(settings))
-        workflow_ids.append(handle.id)
+    async with api_server(settings, stack.client) as api_url, httpx.AsyncClient(
+            base_url=api_url, timeout=60, headers={"Authorization": f"Bearer {token}",
+                                                   "Content-Type": "application/fhir+json"}) as http:
+        for path in sorted(folder.glob("*.json")):
+            bundle = json.loads(path.read_text(encoding="utf-8"))
+            answer = await http.post("/fhir/Claim/$submit", content=json.dumps(bundle))
+            if answer.status_code != 200:
+                issue = (answer.json().get("issue") or [{}])[0] if answer.headers.get(
+                    "content-type", "").endswith("json") else {}
+                raise CareloomError(f"{path.name}: Claim/$submit answered {answer.status_code}: "
+                                    f"{issue.get('diagnostics', answer.text[:200])}")
+            workflow_ids.append(prior_auth_workflow_id(parse_pas_bundle(bundle), salt))
     return workflow_ids
 
 

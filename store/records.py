@@ -29,6 +29,9 @@ MEMBER_PATHS: dict[str, tuple[str, ...]] = {
     "ClaimResponse": ("patient",),
     "DocumentReference": ("subject",),
     "ServiceRequest": ("subject",),
+    "Observation": ("subject",),
+    "Procedure": ("subject",),
+    "QuestionnaireResponse": ("subject",),
 }
 
 

@@ -14,7 +14,9 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from store.records import CareRecordStore, member_of
+from tools.criteria import CriteriaSet, load_criteria
 from tools.errors import tool_error
+from tools.notice import NOTICE_OUTCOMES, build_notice
 from tools.writes import ServiceEffect
 from tools.writes import SignedApproval, WriteResult, resource_id
 
@@ -271,8 +273,11 @@ def _check_against_claim(data: WriteDeterminationInput, claim: dict[str, Any]) -
                              f"the {asked} requested: a modification approves less than was asked")
 
 
-def write_claim_response(store: CareRecordStore, data: WriteDeterminationInput) -> WriteResult:
-    """Write the ClaimResponse (and, for a pend, its information-request Task) once per idempotency key."""
+def write_claim_response(store: CareRecordStore, data: WriteDeterminationInput,
+                         criteria: CriteriaSet | None = None) -> WriteResult:
+    """Write the ClaimResponse (and, for a pend, its information-request Task; for a deny or partial, the member's
+    notice, :mod:`tools.notice`) once per idempotency key. ``criteria``: the set the run applied (default: the
+    shipped one), whose wording the notice quotes when its version is the determination's."""
     claim = store.get("Claim", data.claim_id)
     if claim is None or member_of(claim) != data.member_id:
         raise tool_error(CLAIM_NOT_FOUND, f"no Claim/{data.claim_id} for member {data.member_id!r}: check both ids")
@@ -290,6 +295,9 @@ def write_claim_response(store: CareRecordStore, data: WriteDeterminationInput) 
     resources = [build_claim_response(data, claim, coverage)]
     if data.arguments.outcome == "pend":
         resources.append(build_information_request(data, claim))
+    if data.arguments.outcome in NOTICE_OUTCOMES:
+        resources.append(build_notice(data, claim, coverage, resources[0]["id"],
+                                      criteria if criteria is not None else load_criteria()))
     stored, created = store.create_once(resources, data.idempotency_key)
     return WriteResult(
         reference=f"ClaimResponse/{stored[0]['id']}",

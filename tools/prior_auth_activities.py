@@ -101,7 +101,7 @@ class PriorAuthTools:
         approvers = self._gate.approvers(data, effect=data.arguments.effect(), tool="issue_determination")
         data = data.model_copy(update={"approved_by": approvers})
         try:
-            result = write_claim_response(self._store, data)
+            result = write_claim_response(self._store, data, self._criteria)
         except InvalidResource as err:
             raise tool_error(INVALID_RESOURCE, f"issue_determination built an invalid resource: {err}") from None
         info = activity.info()

@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from temporalio import workflow
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from agents.prior_auth_graph import build_prior_auth_graph, prior_auth_status
@@ -53,7 +54,29 @@ class PriorAuthWorkflow(AgentRun):
     async def run(self, data: PriorAuthInput) -> PriorAuthResult:
         state = await self.drive(build_prior_auth_graph(), self._state)
         self._state = state
+        await self._notify_pend_decided(state)
         return self._result(state, workflow.now())
+
+    async def _notify_pend_decided(self, state: PriorAuthState) -> None:
+        """A ClaimResponse issued after a human decision (the request was pended) is notified to the submitter's
+        PAS subscriptions by ``PasNotificationWorkflow`` (``feeds.pas_notify``, started by name: feeds sit above
+        workflows), an abandoned child given identifiers only. Behind a patch: runs recorded before it replay
+        unchanged."""
+        record = _determination(state)
+        if (record is None or record.status != "executed" or record.result is None or not record.approved_by
+                or not record.approval_requests or not workflow.patched("pas-notify-1")):
+            return
+        reference = record.result.reference
+        try:
+            await workflow.start_child_workflow(
+                "PasNotificationWorkflow",
+                {"claim_id": state.request.submission.claim_id, "claim_response": reference,
+                 "workflow_id": state.request.workflow_id, "submitted_by": state.request.initiated_by},
+                id=f"pas-notify-{reference.rpartition('/')[2]}",
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON)
+        except WorkflowAlreadyStartedError:
+            # Already notified (the same ClaimResponse): the determination stands, the run ends with it.
+            workflow.logger.info("PAS notification already started", extra={"claim_response": reference})
 
     def run_status(self, state: PriorAuthState) -> RunStatus:
         return prior_auth_status(state)

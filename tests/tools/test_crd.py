@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from tools.criteria import criteria_version_id, load_criteria
 from tools.crd import (
     COVERAGE_INFORMATION,
     PREFETCH,
@@ -20,6 +19,7 @@ from tools.crd import (
     parse_hook_request,
     pick_coverage,
 )
+from tools.criteria import criteria_version_id, load_criteria
 from tools.dtr import CPT, HCPCS
 
 CRITERIA = load_criteria()

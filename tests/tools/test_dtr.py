@@ -183,3 +183,18 @@ def test_orders_for_another_member_than_the_coverage_are_refused() -> None:
     with pytest.raises(DtrRequestError, match="the orders are for Patient/pt-1 but Coverage/cov-1") as refused:
         package(asked, CRITERIA, coverage=coverage, records=[], base_url=BASE, now=NOW)
     assert 422 == refused.value.status
+
+
+def test_stored_observations_and_procedures_reach_the_prefill(store) -> None:  # noqa: ANN001
+    """Observations and Procedures are the member's records too (store.records.MEMBER_PATHS): a stored
+    straight-leg-raise Observation answers the examination criterion."""
+    observation = {"resourceType": "Observation", "id": "obs-slr-1", "status": "final",
+                   "subject": {"reference": "Patient/pt-obs-1"}, "code": {"text": "Straight leg raise test"}}
+    procedure = {"resourceType": "Procedure", "id": "proc-pt-1", "status": "completed",
+                 "subject": {"reference": "Patient/pt-obs-1"}, "code": {"text": "Physical therapy"}}
+    store.put_many([observation, procedure])
+    records = member_records(store, "pt-obs-1")
+    assert {("Observation", "obs-slr-1"), ("Procedure", "proc-pt-1")} <= {(r["resourceType"], r["id"]) for r in records}
+    response = prefill(build_questionnaire(CRITERIA, MRI, base_url=BASE), records, patient_id="pt-obs-1",
+                       authored=NOW, response_id="qr-obs-1")
+    assert [{"reference": "Observation/obs-slr-1"}] == _answers(response)["neurological-examination.source"]

@@ -1,0 +1,137 @@
+"""The PAS pend notification's activities, and the notification Bundles (R4 topic-based Subscriptions backport).
+
+A notification is a ``history`` Bundle whose first entry is the SubscriptionStatus (in R4 a ``Parameters`` with
+the backport's subscription-status-r4 profile: subscription, topic, status, type, events-since-subscription-start
+and, for an event, one notification-event naming the event number and its focus, the ClaimResponse). With
+``full-resource`` content the ClaimResponse as issued follows, read from the records store; with ``id-only`` only
+its reference is in the status; ``empty`` names neither. The handshake sent when a subscription is created is the
+same Bundle with type ``handshake`` and no event. Each attempt is recorded in ``pas_notifications`` with the HTTP
+status or the error class (never a body: the endpoint's answer may echo clinical data).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from feeds.pas_notify import (
+    ABANDON_DELIVERY,
+    DELIVER_NOTIFICATION,
+    FIND_SUBSCRIPTIONS,
+    DeliveryInput,
+    NotifyInput,
+    SubscriptionRef,
+)
+from store.pas_subscriptions import Delivery, SubscriptionRow, SubscriptionStore
+from store.sql_records import SqlCareRecordStore
+from store.submissions import SubmissionStore
+
+__all__ = ["BACKPORT", "PAS_TOPIC", "STATUS_PROFILE", "PasNotifyActivities", "notification_bundle", "post_bundle"]
+
+PAS_TOPIC = "http://hl7.org/fhir/us/davinci-pas/SubscriptionTopic/PASSubscriptionTopic"
+BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
+STATUS_PROFILE = f"{BACKPORT}/backport-subscription-status-r4"
+FHIR_JSON = "application/fhir+json"
+POST_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+def notification_bundle(subscription: SubscriptionRow, *, kind: str, events_since_start: int,
+                        event_number: int | None = None, focus: str | None = None,
+                        resource: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A backport notification Bundle (type ``history``), the SubscriptionStatus Parameters first."""
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    parameters: list[dict[str, Any]] = [
+        {"name": "subscription", "valueReference": {"reference": f"Subscription/{subscription.id}"}},
+        {"name": "topic", "valueCanonical": subscription.topic},
+        {"name": "status", "valueCode": "active"},
+        {"name": "type", "valueCode": kind},
+        {"name": "events-since-subscription-start", "valueString": str(events_since_start)},
+    ]
+    if event_number is not None:
+        part: list[dict[str, Any]] = [{"name": "event-number", "valueString": str(event_number)},
+                                      {"name": "timestamp", "valueInstant": now}]
+        if focus and subscription.content != "empty":
+            part.append({"name": "focus", "valueReference": {"reference": focus}})
+        parameters.append({"name": "notification-event", "part": part})
+    status = {"resourceType": "Parameters", "id": str(uuid.uuid4()), "meta": {"profile": [STATUS_PROFILE]},
+              "parameter": parameters}
+    entries: list[dict[str, Any]] = [{"fullUrl": f"urn:uuid:{status['id']}", "resource": status,
+                                      "request": {"method": "GET", "url": f"Subscription/{subscription.id}/$status"},
+                                      "response": {"status": "200"}}]
+    if resource is not None and subscription.content == "full-resource":
+        entries.append({"fullUrl": focus, "resource": resource,
+                        "request": {"method": "PUT", "url": focus}, "response": {"status": "200"}})
+    return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "history", "timestamp": now,
+            "entry": entries}
+
+
+async def post_bundle(endpoint: str, bundle: dict[str, Any],
+                      headers: dict[str, str] | None = None) -> tuple[int | None, str | None]:
+    """POST a notification; (HTTP status, None) when answered, (None, error class) when not reached."""
+    try:
+        async with httpx.AsyncClient(timeout=POST_TIMEOUT, follow_redirects=False) as session:
+            answer = await session.post(endpoint, json=bundle, headers={"Content-Type": FHIR_JSON, **(headers or {})})
+    except httpx.HTTPError as err:
+        return None, type(err).__name__
+    return answer.status_code, None
+
+
+class PasNotifyActivities:
+    """Bound to the records store (subscriptions, submissions and the issued ClaimResponses)."""
+
+    def __init__(self, store: SqlCareRecordStore) -> None:
+        self._store = store
+        self._subscriptions = SubscriptionStore(store.db)
+
+    def activities(self) -> list[object]:
+        return [self.find_subscriptions, self.deliver, self.abandon]
+
+    @activity.defn(name=FIND_SUBSCRIPTIONS)
+    def find_subscriptions(self, data: NotifyInput) -> list[SubscriptionRef]:
+        """The active PAS-topic subscriptions of everyone who submitted the request, with their event numbers."""
+        owners = SubmissionStore(self._store.db).submitters(data.workflow_id)
+        if data.submitted_by and data.submitted_by not in owners:
+            owners.append(data.submitted_by)
+        return [SubscriptionRef(subscription_id=row.id,
+                                event_number=self._subscriptions.next_event_number(row.id, data.claim_response))
+                for row in self._subscriptions.active_of(owners, PAS_TOPIC)]
+
+    @activity.defn(name=DELIVER_NOTIFICATION)
+    async def deliver(self, data: DeliveryInput) -> int:
+        """POST the notification once; every attempt recorded. A non-2xx or unreachable endpoint raises (retried)."""
+        attempt = activity.info().attempt
+        row = await asyncio.to_thread(self._subscriptions.get, data.subscription_id)
+        if row is None or row.status != "active":
+            return 0  # deleted since: nothing to send
+        resource = None
+        if row.content == "full-resource":
+            kind, _, rid = data.claim_response.partition("/")
+            resource = await asyncio.to_thread(self._store.get, kind, rid)
+        delivered = await asyncio.to_thread(self._subscriptions.events_delivered, row.id)
+        bundle = notification_bundle(row, kind="event-notification", events_since_start=max(delivered,
+                                     data.event_number), event_number=data.event_number, focus=data.claim_response,
+                                     resource=resource)
+        status, error = await post_bundle(row.endpoint, bundle)
+        ok = status is not None and 200 <= status < 300
+        await asyncio.to_thread(self._subscriptions.record, Delivery(
+            subscription_id=row.id, claim_response=data.claim_response, event_number=data.event_number,
+            attempt=attempt, outcome="delivered" if ok else "failed", http_status=status,
+            error=None if ok else (error or f"HTTP {status}"), at=datetime.now(UTC)))
+        if not ok:
+            raise ApplicationError(f"subscription {row.id}: the endpoint answered "
+                                   f"{error or f'HTTP {status}'}; retrying with backoff")
+        return attempt
+
+    @activity.defn(name=ABANDON_DELIVERY)
+    def abandon(self, data: DeliveryInput) -> None:
+        """Record that careloom stopped trying this endpoint for this event."""
+        self._subscriptions.record(Delivery(
+            subscription_id=data.subscription_id, claim_response=data.claim_response,
+            event_number=data.event_number, attempt=0, outcome="abandoned",
+            error="retries exhausted; the provider can still Claim/$inquire", at=datetime.now(UTC)))
