@@ -33,13 +33,11 @@ from temporalio.service import RPCError
 
 from api.deps import current_identity, get_client, get_criteria, get_settings, get_store
 from api.identity import Identity
-from api.routes_prior_auth import status_for
+from api.routes_prior_auth import start_request, status_for
 from api.visibility import record_access
-from guardrails.configured import prior_auth_policy
 from store.sql_records import SqlCareRecordStore
 from store.submissions import SubmissionRecord, SubmissionStore
 from tools.pas_audit import record_intake, refusal_outcome
-from tools.pas_limits import IntakeLimits
 from tools.pas_request import PriorAuthRequestError, SubmissionConflict
 from tools.pas_response import (
     FHIR_JSON,
@@ -52,9 +50,7 @@ from tools.pas_response import (
     refusal_outcome_resource,
     response_bundle,
 )
-from workflows.agent_run import activity_queues
 from workflows.prior_auth import PriorAuthWorkflow
-from workflows.prior_auth_client import submit_prior_auth
 
 __all__ = ["DECISION_WAIT_SECONDS", "DETERMINATION_ACTION_ID", "INQUIRE_ACTION", "router"]
 
@@ -211,12 +207,8 @@ async def submit(request: Request) -> JSONResponse:
     audit = {"user_id": caller.user_id, "role": caller.role, "channel": "fhir"}
     try:
         bundle = await _operation_body(request)
-        handle, started, sub = await submit_prior_auth(
-            get_client(request), store, bundle, criteria=get_criteria(request), policy=prior_auth_policy(settings),
-            task_queue=settings.task_queue, salt=settings.pseudonym_salt.get_secret_value(),
-            initiated_by=caller.user_id, tool_attempts=settings.tool_attempts, queues=activity_queues(settings),
-            limits=IntakeLimits(max_items=settings.pa_max_items, max_notes=settings.pa_max_notes,
-                                max_note_bytes=settings.pa_max_note_bytes))
+        handle, started, sub = await start_request(bundle, caller, client=get_client(request), store=store,
+                                                   criteria=get_criteria(request), settings=settings)
     except PriorAuthRequestError as err:
         record_intake(access_log, **audit, outcome=refusal_outcome(err.code), code=err.code,
                       workflow_id=err.workflow_id if isinstance(err, SubmissionConflict) else None)

@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel
+from temporalio.client import Client, WorkflowHandle
 
 from api.deps import (
     AppSettings,
@@ -26,8 +27,12 @@ from api.deps import (
     TemporalClient,
     current_identity,
 )
+from api.identity import Identity
 from api.visibility import visible_run_status
 from guardrails.configured import prior_auth_policy
+from runtime.settings import Settings
+from store.sql_records import SqlCareRecordStore
+from tools.criteria import CriteriaSet
 from tools.pas_audit import record_intake, refusal_outcome
 from tools.pas_limits import IntakeLimits
 from tools.pas_request import PriorAuthRequestError, SubmissionConflict
@@ -36,7 +41,7 @@ from workflows.prior_auth import PriorAuthWorkflow
 from workflows.prior_auth_client import submit_prior_auth
 from workflows.prior_auth_models import PriorAuthStatus
 
-__all__ = ["PriorAuthAccepted", "router", "status_for"]
+__all__ = ["PriorAuthAccepted", "router", "start_request", "status_for"]
 
 router = APIRouter(prefix="/api/prior-auth", dependencies=[Depends(current_identity)], tags=["prior authorization"])
 
@@ -66,6 +71,18 @@ async def _bundle(request: Request) -> Any:  # noqa: ANN401 - any JSON; the pars
                                                     " as FHIR R4 JSON (Content-Type: application/json)") from None
 
 
+async def start_request(bundle: Any, caller: Identity, *, client: Client, store: SqlCareRecordStore,  # noqa: ANN401
+                        criteria: CriteriaSet, settings: Settings) -> tuple[WorkflowHandle[Any, Any], bool, Any]:
+    """The intake both channels share (``/api/prior-auth`` and PAS ``Claim/$submit``): the deployment's policy,
+    queues and limits applied, the caller recorded as the submitter. Raises PriorAuthRequestError."""
+    return await submit_prior_auth(
+        client, store, bundle, criteria=criteria, policy=prior_auth_policy(settings),
+        task_queue=settings.task_queue, salt=settings.pseudonym_salt.get_secret_value(),
+        initiated_by=caller.user_id, tool_attempts=settings.tool_attempts, queues=activity_queues(settings),
+        limits=IntakeLimits(max_items=settings.pa_max_items, max_notes=settings.pa_max_notes,
+                            max_note_bytes=settings.pa_max_note_bytes))
+
+
 @router.post("", status_code=201, openapi_extra={"requestBody": {
                  "required": True, "description": "A PAS request Bundle (FHIR R4 JSON).",
                  "content": {"application/json": {"schema": {"type": "object"}}}}},
@@ -80,13 +97,8 @@ async def submit(request: Request, response: Response, client: TemporalClient, s
     access_log = request.app.state.access_log
     try:
         bundle = await _bundle(request)
-        handle, started, sub = await submit_prior_auth(
-            client, store, bundle, criteria=criteria, policy=prior_auth_policy(settings),
-            task_queue=settings.task_queue, salt=settings.pseudonym_salt.get_secret_value(),
-            initiated_by=caller.user_id, tool_attempts=settings.tool_attempts,
-            queues=activity_queues(settings),
-            limits=IntakeLimits(max_items=settings.pa_max_items, max_notes=settings.pa_max_notes,
-                                max_note_bytes=settings.pa_max_note_bytes))
+        handle, started, sub = await start_request(bundle, caller, client=client, store=store, criteria=criteria,
+                                                   settings=settings)
     except PriorAuthRequestError as err:
         record_intake(access_log, **audit, outcome=refusal_outcome(err.code), code=err.code,
                       workflow_id=err.workflow_id if isinstance(err, SubmissionConflict) else None)

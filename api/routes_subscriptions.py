@@ -27,7 +27,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.deps import get_settings, get_store
-from api.identity import Identity
 from api.routes_fhir_pas import _caller, _fhir
 from feeds.pas_notify_activities import BACKPORT, PAS_TOPIC, notification_bundle, post_bundle
 from store.fhir_validation import InvalidResource, validate_resource
@@ -156,7 +155,12 @@ async def create_subscription(request: Request) -> Response:
     return _fhir(201, resource, headers={"Location": f"/fhir/Subscription/{subscription_id}"})
 
 
-def _owned(request: Request, caller: Identity, subscription_id: str) -> SubscriptionRow | JSONResponse:
+def _owned(request: Request, subscription_id: str) -> SubscriptionRow | JSONResponse:
+    """The caller's own subscription, or the OperationOutcome answer (401/403 not signed in; 404 unknown or another
+    user's, so ids are never confirmed)."""
+    caller = _caller(request)
+    if isinstance(caller, JSONResponse):
+        return caller
     row = SubscriptionStore(get_store(request).db).get(subscription_id)
     if row is None or row.owner != caller.user_id:
         return _fhir(404, operation_outcome("not-found", f"no Subscription/{subscription_id} of yours: check the id "
@@ -166,10 +170,7 @@ def _owned(request: Request, caller: Identity, subscription_id: str) -> Subscrip
 
 @router.get("/Subscription/{subscription_id}", summary="A PAS subscription of the caller")
 def read_subscription(subscription_id: str, request: Request) -> Response:
-    caller = _caller(request)
-    if isinstance(caller, JSONResponse):
-        return caller
-    row = _owned(request, caller, subscription_id)
+    row = _owned(request, subscription_id)
     if isinstance(row, JSONResponse):
         return row
     return _fhir(200, validate_resource({**row.resource, "status": row.status}))
@@ -177,10 +178,7 @@ def read_subscription(subscription_id: str, request: Request) -> Response:
 
 @router.delete("/Subscription/{subscription_id}", status_code=204, summary="Stop a PAS subscription")
 def delete_subscription(subscription_id: str, request: Request) -> Response:
-    caller = _caller(request)
-    if isinstance(caller, JSONResponse):
-        return caller
-    row = _owned(request, caller, subscription_id)
+    row = _owned(request, subscription_id)
     if isinstance(row, JSONResponse):
         return row
     SubscriptionStore(get_store(request).db).set_status(subscription_id, "off")

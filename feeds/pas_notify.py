@@ -41,7 +41,6 @@ class NotifyInput(BaseModel):
     claim_id: str
     claim_response: str = Field(description="ClaimResponse/<id> as issued.")
     workflow_id: str = Field(description="The prior-authorization run that issued it.")
-    submitted_by: str | None = None
     max_attempts: int = Field(default=0, description="Attempts per endpoint; 0: until DELIVERY_DEADLINE.")
 
 

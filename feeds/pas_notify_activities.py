@@ -29,6 +29,7 @@ from feeds.pas_notify import (
     SubscriptionRef,
 )
 from store.pas_subscriptions import Delivery, SubscriptionRow, SubscriptionStore
+from store.records import member_of
 from store.sql_records import SqlCareRecordStore
 from store.submissions import SubmissionStore
 
@@ -92,12 +93,24 @@ class PasNotifyActivities:
     def activities(self) -> list[object]:
         return [self.find_subscriptions, self.deliver, self.abandon]
 
+    def recipients(self, claim_response: str) -> list[str]:
+        """The users who submitted the request this ClaimResponse answers, from the records store: the stored
+        ClaimResponse names its Claim, the stored submission of that Claim its run and member (which must be the
+        ClaimResponse's) and its submitters. None for anything else."""
+        kind, _, rid = claim_response.partition("/")
+        response = self._store.get("ClaimResponse", rid) if kind == "ClaimResponse" else None
+        claim = ((response or {}).get("request") or {}).get("reference", "")
+        submissions = SubmissionStore(self._store.db)
+        record = submissions.latest(claim.partition("/")[2]) if claim.startswith("Claim/") else None
+        if response is None or record is None or record.workflow_id is None or member_of(response) != record.member_id:
+            return []
+        return submissions.submitters(record.workflow_id)
+
     @activity.defn(name=FIND_SUBSCRIPTIONS)
     def find_subscriptions(self, data: NotifyInput) -> list[SubscriptionRef]:
-        """The active PAS-topic subscriptions of everyone who submitted the request, with their event numbers."""
-        owners = SubmissionStore(self._store.db).submitters(data.workflow_id)
-        if data.submitted_by and data.submitted_by not in owners:
-            owners.append(data.submitted_by)
+        """The active PAS-topic subscriptions of everyone who submitted the request the ClaimResponse answers, with
+        their event numbers (who is told comes from the records store, never from the run's input)."""
+        owners = self.recipients(data.claim_response)
         return [SubscriptionRef(subscription_id=row.id,
                                 event_number=self._subscriptions.next_event_number(row.id, data.claim_response))
                 for row in self._subscriptions.active_of(owners, PAS_TOPIC)]
@@ -109,6 +122,16 @@ class PasNotifyActivities:
         row = await asyncio.to_thread(self._subscriptions.get, data.subscription_id)
         if row is None or row.status != "active":
             return 0  # deleted since: nothing to send
+        if row.owner not in await asyncio.to_thread(self.recipients, data.claim_response):
+            # A run started through Temporal may name any subscription: only a submitter of the request is told.
+            activity.logger.warning("notification refused: the subscriber did not submit this request",
+                                    extra={"subscription_id": row.id})
+            await asyncio.to_thread(self._subscriptions.record, Delivery(
+                subscription_id=row.id, claim_response=data.claim_response, event_number=data.event_number,
+                attempt=attempt, outcome="abandoned", http_status=None,
+                error="refused: the subscriber did not submit the request this ClaimResponse answers",
+                at=datetime.now(UTC)))
+            return 0
         resource = None
         if row.content == "full-resource":
             kind, _, rid = data.claim_response.partition("/")

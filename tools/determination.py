@@ -20,7 +20,7 @@ from tools.notice import NOTICE_OUTCOMES, build_notice
 from tools.writes import ServiceEffect
 from tools.writes import SignedApproval, WriteResult, resource_id
 
-__all__ = [
+__all__ = ["pre_auth_ref", 
     "APPROVAL_REQUIRED",
     "CLAIM_NOT_FOUND",
     "DETERMINATION_MISMATCH",
@@ -167,7 +167,7 @@ def _concept(system: str, code: str, display: str | None = None) -> dict[str, An
     return {"coding": [coding], "text": display or code}
 
 
-def _pre_auth_ref(idempotency_key: str) -> str:
+def pre_auth_ref(idempotency_key: str) -> str:
     return "PA-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:12].upper()
 
 
@@ -216,7 +216,7 @@ def build_claim_response(data: WriteDeterminationInput, claim: dict[str, Any],
         "processNote": [{"number": n, "type": "display", "text": text} for n, text in enumerate(notes, start=1)],
     }
     if args.outcome in ("approve", "partial"):
-        response["preAuthRef"] = _pre_auth_ref(data.idempotency_key)
+        response["preAuthRef"] = pre_auth_ref(data.idempotency_key)
     if args.reason_codes:
         # Header-level: the reasons apply to the determination, whatever line they bear on.
         response["adjudication"] = [

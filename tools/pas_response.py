@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from runtime.errors import PriorAuthErrorCode, PriorAuthRequestError
 from store.fhir_validation import validate_resource
 from tools.determination import REVIEW_ACTION_EXTENSION, REVIEW_ACTION_SYSTEM
-from tools.determination import _pre_auth_ref
+from tools.determination import pre_auth_ref
 from tools.writes import resource_id
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
     "operation_bundle",
     "operation_outcome",
     "pended_claim_response",
-    "pre_auth_ref",
     "refusal_outcome_resource",
     "response_bundle",
 ]
@@ -72,11 +71,6 @@ ISSUE_TYPE: dict[str, str] = {
 def determination_key(workflow_id: str, run_id: str, action_id: str) -> str:
     """The idempotency key the run writes its determination under (``workflows.agent_run`` ``idempotency_key``)."""
     return f"{workflow_id}/{run_id}/{action_id}"
-
-
-def pre_auth_ref(key: str) -> str:
-    """The preAuthRef the run issues under this determination key (the formula of :mod:`tools.determination`)."""
-    return _pre_auth_ref(key)
 
 
 def operation_bundle(body: Any) -> Any:  # noqa: ANN401 - any JSON; the callers name what is wrong with it

@@ -71,7 +71,7 @@ class PriorAuthWorkflow(AgentRun):
             await workflow.start_child_workflow(
                 "PasNotificationWorkflow",
                 {"claim_id": state.request.submission.claim_id, "claim_response": reference,
-                 "workflow_id": state.request.workflow_id, "submitted_by": state.request.initiated_by},
+                 "workflow_id": state.request.workflow_id},
                 id=f"pas-notify-{reference.rpartition('/')[2]}",
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON)
         except WorkflowAlreadyStartedError:

@@ -29,7 +29,8 @@ from tests.prior_auth_runs import decision, pending
 from tools.determination import REVIEW_ACTION_EXTENSION
 from tools.member import salted_digest
 from tools.pas_request import scoped_id
-from tools.pas_response import REVIEW_ACTION_COMPLEX_EXTENSION, determination_key, pre_auth_ref
+from tools.determination import pre_auth_ref
+from tools.pas_response import REVIEW_ACTION_COMPLEX_EXTENSION, determination_key
 from workflows.prior_auth import PriorAuthWorkflow
 
 SUBMITTER = "cc.jones"

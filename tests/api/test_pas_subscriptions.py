@@ -11,6 +11,7 @@ import contextlib
 import json
 import socket
 import threading
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,7 +24,7 @@ from temporalio.service import RPCError
 
 from api import routes_fhir_pas
 from cli.demo import api_server
-from feeds.pas_notify import NotifyInput, PasNotificationWorkflow
+from feeds.pas_notify import NotifyInput, NotifyResult, PasNotificationWorkflow
 from feeds.pas_notify_activities import PAS_TOPIC, STATUS_PROFILE
 from store.fhir_validation import validate_resource
 from store.pas_subscriptions import SubscriptionStore
@@ -198,16 +199,61 @@ async def test_a_receiver_failing_twice_gets_the_notification_on_the_third_attem
     assert [subscription_id] == result.delivered
 
 
+def _decided_request(store, submitter: str) -> tuple[str, str, str]:  # noqa: ANN001
+    """(claim id, ClaimResponse reference, workflow id) of a request ``submitter`` submitted, answered by a stored
+    ClaimResponse: what the intake and the run leave in the records store."""
+    from tools.pas_request import parse_pas_bundle, save_submission
+
+    request = make_pas_request(store)
+    workflow_id = f"prior-auth-notify-{uuid.uuid4().hex[:10]}"
+    saved = save_submission(store, request.bundle, parse_pas_bundle(request.bundle), submitted_by=submitter,
+                            workflow_id=workflow_id)
+    claim_id = saved.submission.claim_id
+    response_id = f"cr-{uuid.uuid4().hex[:10]}"
+    store.put_many([{"resourceType": "ClaimResponse", "id": response_id, "status": "active",
+                     "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type",
+                                          "code": "professional"}]},
+                     "use": "preauthorization", "patient": {"reference": f"Patient/{request.member_id}"},
+                     "created": "2026-12-07T00:00:00Z", "insurer": {"display": "plan"}, "outcome": "complete",
+                     "request": {"reference": f"Claim/{claim_id}"}}])
+    return claim_id, f"ClaimResponse/{response_id}", workflow_id
+
+
+async def test_a_run_started_through_temporal_cannot_send_another_submitters_decision(
+        http: httpx.AsyncClient, client: Client, settings, store, subscribed) -> None:  # noqa: ANN001
+    """Whoever can start workflows names someone else's ClaimResponse for their own subscription: nothing is sent;
+    the refusal is recorded. Who is told comes from the records store, not the run's input."""
+    with receiving() as receiver:
+        subscription_id = await _subscribe(http, receiver, subscribed)
+        handshakes = len(receiver.received)
+        claim_id, claim_response, _ = _decided_request(store, "md.lee")  # another user's decided request
+        _, _, own_run = _decided_request(store, SUBMITTER)  # ... named with a run of the caller's own request
+        handle = await client.start_workflow(
+            "PasNotificationWorkflow", {"claim_id": claim_id, "claim_response": claim_response,
+                                        "workflow_id": own_run, "submitted_by": SUBMITTER, "max_attempts": 1},
+            result_type=NotifyResult,
+            id=f"pas-notify-forged-{subscription_id}", task_queue=settings.task_queue)
+        result = await handle.result()
+        # The delivery activity itself refuses a subscription that is not a submitter's, whatever the run found.
+        from feeds.pas_notify_activities import PasNotifyActivities
+
+        assert SUBMITTER not in PasNotifyActivities(store).recipients(claim_response)
+        assert [] == PasNotifyActivities(store).recipients("ClaimResponse/no-such-response")
+    assert handshakes == len(receiver.received)
+    assert subscription_id not in result.delivered
+    assert [] == [d for d in SubscriptionStore(store.db).deliveries(subscription_id) if d.outcome == "delivered"]
+
+
 async def test_retries_exhausted_are_recorded_and_the_workflow_finishes(
         http: httpx.AsyncClient, client: Client, settings, store, subscribed) -> None:  # noqa: ANN001
     """A dead endpoint: each attempt recorded failed, then abandoned; the run completes."""
     with receiving(fail=10) as receiver:
         subscription_id = await _subscribe(http, receiver, subscribed)
-        # The owner's request: a notification for a decided request this caller submitted (by user id).
+        # A decided request this caller submitted (stored as the intake and the run store them).
+        claim_id, claim_response, workflow_id = _decided_request(store, SUBMITTER)
         handle = await client.start_workflow(
-            PasNotificationWorkflow.run, NotifyInput(claim_id="c-x", claim_response="ClaimResponse/none",
-                                                     workflow_id="no-such-run", submitted_by=SUBMITTER,
-                                                     max_attempts=2),
+            PasNotificationWorkflow.run, NotifyInput(claim_id=claim_id, claim_response=claim_response,
+                                                     workflow_id=workflow_id, max_attempts=2),
             id=f"pas-notify-test-{subscription_id}", task_queue=settings.task_queue)
         result = await handle.result()
     mine = [d for d in SubscriptionStore(store.db).deliveries(subscription_id)]
