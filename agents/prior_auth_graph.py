@@ -85,7 +85,8 @@ async def gather_facts(state: PriorAuthState, config: RunnableConfig) -> dict[st
     member, eligibility, review = await asyncio.gather(
         rt.call_tool(LOOKUP_MEMBER, LookupMemberInput(member_id=sub.member_id)),
         rt.call_tool(CHECK_ELIGIBILITY, EligibilityInput(member_id=sub.member_id, on_date=sub.service_date)),
-        rt.call_tool(REVIEW_EVIDENCE, ReviewEvidenceInput(claim_id=sub.claim_id, items=sub.items)),
+        rt.call_tool(REVIEW_EVIDENCE, ReviewEvidenceInput(claim_id=sub.claim_id, items=sub.items,
+                                                          questionnaire_responses=state.questionnaire_responses())),
     )
     return {"facts": PriorAuthFacts(member=member, eligibility=eligibility, review=review)}
 
@@ -95,10 +96,14 @@ async def recommend(state: PriorAuthState, config: RunnableConfig) -> dict[str, 
     rt.publish(state, "planning")
     out = await rt.call_tool(RECOMMEND_DETERMINATION,
                              RecommendInput(workflow_id=state.request.workflow_id, facts=_facts(state)))
-    ids = [p.action_id for p in out.proposals]
+    proposals = out.proposals
+    if state.round:
+        # A later round's actions are new actions (their own approvals, idempotency keys and ClaimResponse).
+        proposals = [p.model_copy(update={"action_id": f"r{state.round}-{p.action_id}"[:40]}) for p in proposals]
+    ids = [p.action_id for p in proposals]
     if len(set(ids)) != len(ids):
         raise ToolFailure("InvalidPlan", f"recommender {out.planner} proposed an action id twice: {ids}")
-    records = [ActionRecord(action=p, proposed_digest=p.digest) for p in out.proposals]
+    records = [ActionRecord(action=p, proposed_digest=p.digest) for p in proposals]
     return {"planner": out.planner, "planner_usage": out.usage, "actions": records}
 
 

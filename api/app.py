@@ -24,6 +24,7 @@ from api import (
     routes_dtr,
     routes_fhir_pas,
     routes_metrics,
+    routes_pend_answers,
     routes_prior_auth,
     routes_runs,
     routes_service,
@@ -50,6 +51,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     routes_fhir_pas.router,  # /fhir/Claim/$submit, /fhir/Claim/$inquire (Da Vinci PAS)
     routes_cds.router,  # /cds-services (Da Vinci CRD over CDS Hooks)
     routes_dtr.router,  # /fhir/Questionnaire/$questionnaire-package (Da Vinci DTR)
+    routes_pend_answers.router,  # /fhir/QuestionnaireResponse (a provider answers a pend)
     routes_subscriptions.router,  # /fhir/Subscription (PAS pend notifications, R4 backport rest-hook)
     routes_metrics.router,  # /metrics (Prometheus)
     routes_web.router,  # the inbox pages

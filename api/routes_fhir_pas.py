@@ -52,7 +52,7 @@ from tools.pas_response import (
 )
 from workflows.prior_auth import PriorAuthWorkflow
 
-__all__ = ["DECISION_WAIT_SECONDS", "DETERMINATION_ACTION_ID", "INQUIRE_ACTION", "router"]
+__all__ = ["DECISION_WAIT_SECONDS", "DETERMINATION_ACTION_ID", "INQUIRE_ACTION", "fhir_caller", "fhir_response", "router"]
 
 router = APIRouter(prefix="/fhir", tags=["Da Vinci PAS"])
 
@@ -76,17 +76,17 @@ _REQUEST_BODY = {"requestBody": {
     "content": {FHIR_JSON: {"schema": {"type": "object"}}, "application/json": {"schema": {"type": "object"}}}}}
 
 
-def _fhir(status: int, resource: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+def fhir_response(status: int, resource: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(resource, status_code=status, media_type=FHIR_JSON, headers=headers)
 
 
-def _caller(request: Request) -> Identity | JSONResponse:
+def fhir_caller(request: Request) -> Identity | JSONResponse:
     """The authenticated caller, or the OperationOutcome answer (401, or 403 for a session without CSRF)."""
     try:
         return current_identity(request)
     except HTTPException as err:
         issue = "login" if err.status_code == 401 else "forbidden"
-        return _fhir(err.status_code, operation_outcome(issue, str(err.detail)), headers=err.headers)
+        return fhir_response(err.status_code, operation_outcome(issue, str(err.detail)), headers=err.headers)
 
 
 async def _operation_body(request: Request) -> Any:  # noqa: ANN401 - any JSON; the parsers name what is wrong
@@ -102,7 +102,7 @@ async def _operation_body(request: Request) -> Any:  # noqa: ANN401 - any JSON; 
 
 def _refused(err: PriorAuthRequestError) -> JSONResponse:
     status = 400 if err.code == "not_a_bundle" else status_for(err.code)
-    return _fhir(status, refusal_outcome_resource(err))
+    return fhir_response(status, refusal_outcome_resource(err))
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,8 @@ class _RunState:
 
 
 def _determination(actions: list[Any]) -> Any:  # noqa: ANN401 - ActionOutcome or None
-    return next((a for a in actions if a.tool == "issue_determination"), None)
+    """The latest determination (a request answered after a pend has one per review round)."""
+    return next((a for a in reversed(actions) if a.tool == "issue_determination"), None)
 
 
 async def _run_state(client: Client, workflow_id: str) -> _RunState:
@@ -174,7 +175,7 @@ def _answer(request: Request, store: SqlCareRecordStore, record: SubmissionRecor
                            _referenced(store, issued.get("insurer")), claim) if r is not None]
     bundle = response_bundle(issued, related, base_url=f"{str(request.base_url).rstrip('/')}/fhir",
                              timestamp=datetime.now(UTC), identifier=identifier)
-    return _fhir(200, bundle)
+    return fhir_response(200, bundle)
 
 
 def _referenced(store: SqlCareRecordStore, reference: Any) -> dict[str, Any] | None:  # noqa: ANN401
@@ -200,7 +201,7 @@ def _coverage_id(claim: dict[str, Any] | None) -> str:
                         422: {"description": "Not a usable prior-authorization request, or over a limit"}})
 async def submit(request: Request) -> JSONResponse:
     """Submit a PAS request; the answer is its ClaimResponse as it stands after a short wait."""
-    caller = _caller(request)
+    caller = fhir_caller(request)
     if isinstance(caller, JSONResponse):
         return caller
     settings, store, access_log = get_settings(request), get_store(request), request.app.state.access_log
@@ -246,7 +247,7 @@ def _find(store: SqlCareRecordStore, keys: InquiryKeys) -> SubmissionRecord | No
                         422: {"description": "The Claim is not a prior-authorization inquiry"}})
 async def inquire(request: Request) -> JSONResponse:
     """The current state of a request you submitted, by its Claim id or identifier and patient."""
-    caller = _caller(request)
+    caller = fhir_caller(request)
     if isinstance(caller, JSONResponse):
         return caller
     store = get_store(request)
@@ -261,7 +262,7 @@ async def inquire(request: Request) -> JSONResponse:
             or not SubmissionStore(store.db).is_submitter(record.workflow_id, caller.user_id)):
         # Someone else's request answers as an unknown one: ids are never confirmed.
         record_access(request, caller, INQUIRE_ACTION, "not_found")
-        return _fhir(404, operation_outcome("not-found", _NOT_FOUND))
+        return fhir_response(404, operation_outcome("not-found", _NOT_FOUND))
     record_access(request, caller, INQUIRE_ACTION, "shown", workflow_id=record.workflow_id)
     state = await _run_state(get_client(request), record.workflow_id)
     return _answer(request, store, record, _coverage_id(store.get("Claim", record.claim_id)), state,

@@ -27,7 +27,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.deps import get_settings, get_store
-from api.routes_fhir_pas import _caller, _fhir
+from api.routes_fhir_pas import fhir_caller, fhir_response
 from feeds.pas_notify_activities import BACKPORT, PAS_TOPIC, notification_bundle, post_bundle
 from store.fhir_validation import InvalidResource, validate_resource
 from store.pas_subscriptions import SubscriptionRow, SubscriptionStore
@@ -96,8 +96,8 @@ def _stored(body: dict[str, Any], subscription_id: str, status: str) -> dict[str
 
 def _refused(err: SubscriptionRefused | InvalidResource) -> JSONResponse:
     if isinstance(err, InvalidResource):
-        return _fhir(400, operation_outcome("structure", f"the Subscription is not valid FHIR R4: {err}; fix it"))
-    return _fhir(err.status, operation_outcome(err.issue, str(err)))
+        return fhir_response(400, operation_outcome("structure", f"the Subscription is not valid FHIR R4: {err}; fix it"))
+    return fhir_response(err.status, operation_outcome(err.issue, str(err)))
 
 
 def refuse_internal_endpoint(endpoint: str) -> None:
@@ -131,14 +131,14 @@ async def _handshake(row: SubscriptionRow) -> None:
 
 @router.post("/Subscription", status_code=201, summary="Subscribe to PAS pend notifications (rest-hook)")
 async def create_subscription(request: Request) -> Response:
-    caller = _caller(request)
+    caller = fhir_caller(request)
     if isinstance(caller, JSONResponse):
         return caller
     settings, store = get_settings(request), get_store(request)
     try:
         body = json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return _fhir(400, operation_outcome("structure", "the body is not JSON: send a Subscription as "
+        return fhir_response(400, operation_outcome("structure", "the body is not JSON: send a Subscription as "
                                             "application/fhir+json"))
     try:
         endpoint, content = check_subscription(body, production=settings.environment == "production")
@@ -152,18 +152,18 @@ async def create_subscription(request: Request) -> Response:
     except (SubscriptionRefused, InvalidResource) as err:
         return _refused(err)
     await asyncio.to_thread(SubscriptionStore(store.db).create, row)
-    return _fhir(201, resource, headers={"Location": f"/fhir/Subscription/{subscription_id}"})
+    return fhir_response(201, resource, headers={"Location": f"/fhir/Subscription/{subscription_id}"})
 
 
 def _owned(request: Request, subscription_id: str) -> SubscriptionRow | JSONResponse:
     """The caller's own subscription, or the OperationOutcome answer (401/403 not signed in; 404 unknown or another
     user's, so ids are never confirmed)."""
-    caller = _caller(request)
+    caller = fhir_caller(request)
     if isinstance(caller, JSONResponse):
         return caller
     row = SubscriptionStore(get_store(request).db).get(subscription_id)
     if row is None or row.owner != caller.user_id:
-        return _fhir(404, operation_outcome("not-found", f"no Subscription/{subscription_id} of yours: check the id "
+        return fhir_response(404, operation_outcome("not-found", f"no Subscription/{subscription_id} of yours: check the id "
                                             "the POST /fhir/Subscription answered"))
     return row
 
@@ -173,7 +173,7 @@ def read_subscription(subscription_id: str, request: Request) -> Response:
     row = _owned(request, subscription_id)
     if isinstance(row, JSONResponse):
         return row
-    return _fhir(200, validate_resource({**row.resource, "status": row.status}))
+    return fhir_response(200, validate_resource({**row.resource, "status": row.status}))
 
 
 @router.delete("/Subscription/{subscription_id}", status_code=204, summary="Stop a PAS subscription")

@@ -366,6 +366,9 @@ class Harness:
             if status.status == "deferred" and all(a.status in _WAITING_DONE for a in status.actions):
                 await self._terminate(handle)  # only deferred actions left: hours away
                 return status, None
+            if status.status == "awaiting_documentation":
+                await self._terminate(handle)  # pended: the provider's answer is days away
+                return status, None
             await asyncio.sleep(0.25)
 
     async def _terminate(self, handle: WorkflowHandle) -> None:

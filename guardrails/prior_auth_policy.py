@@ -18,8 +18,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from guardrails.policy import ApprovalRouting, QueueRule, Role, SlaRule
+from tools.notice import MEDICARE_ADVANTAGE_APPEALS, AppealRules
 
-__all__ = ["PriorAuthPolicy", "RequestPriority", "decision_due"]
+__all__ = ["PriorAuthPolicy", "RequestPriority", "appeal_due", "decision_due", "extended_due", "review_window"]
 
 RequestPriority = Literal["expedited", "standard"]
 
@@ -69,6 +70,14 @@ class PriorAuthPolicy(BaseModel):
     approvals: ApprovalRouting = Field(default_factory=_um_routing)
     standard_entry_queue: dict[Role, str] = Field(default_factory=lambda: {
         "care_coordinator": "um-nurse-review", "rn": "um-nurse-review", "md": "um-medical-review"})
+    # Added after runs were recorded: left out of the policy's content (and its id) while at the regulation's
+    # value, so the policy ids of runs started before they existed do not change.
+    pend_extension_days: int = Field(default=14, ge=1, le=14, exclude_if=lambda v: v == 14, description=(
+        "Calendar days a pend extends the decision time frame by (42 CFR 422.568(b)(1)(i): at most 14, when the "
+        "plan needs information). The provider's documentation is due one review window before the end."))
+    appeal_rules: AppealRules = Field(default=MEDICARE_ADVANTAGE_APPEALS,
+                                      exclude_if=lambda v: v == MEDICARE_ADVANTAGE_APPEALS, description=(
+        "Reconsideration clocks: who may ask, by when, and the appeal run's decision time frame."))
 
     @model_validator(mode="after")
     def _standard_queues_exist(self) -> PriorAuthPolicy:
@@ -91,6 +100,24 @@ class PriorAuthPolicy(BaseModel):
 
 def decision_due(received_at: datetime, priority: RequestPriority, policy: PriorAuthPolicy) -> datetime:
     """When the determination is due: 72 hours (expedited) or 7 calendar days (standard) from receipt."""
-    window = (timedelta(hours=policy.expedited_hours) if priority == "expedited"
-              else timedelta(days=policy.standard_days))
-    return received_at + window
+    return received_at + review_window(priority, policy)
+
+
+def review_window(priority: RequestPriority, policy: PriorAuthPolicy) -> timedelta:
+    """The time frame of one review: 72 hours (expedited) or 7 calendar days (standard)."""
+    return timedelta(hours=policy.expedited_hours) if priority == "expedited" else timedelta(days=policy.standard_days)
+
+
+def extended_due(due: datetime, policy: PriorAuthPolicy) -> tuple[datetime, datetime]:
+    """A pended request's (documentation due, extended decision due): the time frame is extended by
+    ``pend_extension_days``; the provider's answer is due one standard review window before its end, so the
+    plan still has a whole window to decide (the answer is reviewed on the request's own priority clock)."""
+    extended = due + timedelta(days=policy.pend_extension_days)
+    return extended - timedelta(days=policy.standard_days), extended
+
+
+def appeal_due(filed_at: datetime, expedited: bool, policy: PriorAuthPolicy) -> datetime:
+    """When a reconsideration must be decided: ``appeal_rules`` hours (expedited) or calendar days (standard)."""
+    rules = policy.appeal_rules
+    return filed_at + (timedelta(hours=rules.expedited_decision_hours) if expedited
+                       else timedelta(days=rules.standard_decision_days))

@@ -17,8 +17,8 @@ __all__ = ["ALL_KEYS", "FINAL_STATUSES", "RunStatus", "APPROVAL_ROLES", "DISCHAR
            "SLA_DEADLINE", "STATUS", "TCM_DUE", "dev_server_flags", "register_missing"]
 
 RunStatus = Literal[
-    "starting", "gathering", "planning", "executing", "awaiting_approval", "deferred", "completed",
-    "needs_attention", "ineligible", "not_discharged", "withdrawn",
+    "starting", "gathering", "planning", "executing", "awaiting_approval", "deferred", "awaiting_documentation",
+    "completed", "needs_attention", "ineligible", "not_discharged", "withdrawn",
 ]
 """A run's status word (the CareloomStatus search attribute); the last five are final (a cancelled run, and one
 withdrawn by its source, ends ``withdrawn``; one that could not go on ends ``needs_attention`` with a human

@@ -178,6 +178,18 @@ class SqlCareRecordStore:
             raise
         return resources, True
 
+    def discard_created(self, idempotency_key: str) -> int:
+        """Delete what :meth:`create_once` wrote under this key (the first resource and its ``key#n`` siblings):
+        the compensation of an intake whose hand-off was refused after it stored, so a refusal leaves nothing.
+        Returns the rows deleted."""
+        def delete(db: Rows) -> int:
+            rows = db.rows("DELETE FROM resources WHERE idempotency_key = :k OR (idempotency_key > :lo AND "
+                           "idempotency_key < :hi) RETURNING id",
+                           {"k": idempotency_key, "lo": f"{idempotency_key}#", "hi": f"{idempotency_key}$"})
+            return len(rows)
+
+        return self.db.write(delete)
+
     def close(self) -> None:
         if self._owned:
             self.db.close()

@@ -54,6 +54,9 @@ class Citation(BaseModel):
     start: int
     end: int
     term: str
+    attested_by: str | None = Field(default=None, exclude_if=lambda v: v is None, description=(
+        "Who attested it, for an answer of a DTR QuestionnaireResponse (document_id QuestionnaireResponse/<id>, "
+        "start/end the answered item's index): a Practitioner or Organization reference, never a name."))
 
 
 class CriterionFinding(BaseModel):

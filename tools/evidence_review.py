@@ -42,6 +42,10 @@ MAX_LISTED_NOTES = 20
 class ReviewEvidenceInput(BaseModel):
     claim_id: str
     items: list[RequestedService]
+    questionnaire_responses: list[str] = Field(
+        default_factory=list, exclude_if=lambda v: not v,
+        description="Stored ids of the DTR QuestionnaireResponses to read besides the notes: those sent with the "
+                    "request and those that answered a pend. Each is checked again against the request.")
 
 
 class CriterionResult(CriterionFinding):
@@ -109,6 +113,11 @@ class EvidenceReview(BaseModel):
         "the review is not complete and a person must decide."))
     incomplete_notes: list[NoteReading] = Field(default_factory=list, description=(
         f"The first {MAX_LISTED_NOTES} notes not fully read: id, length and how far they were read."))
+    responses_read: int = Field(default=0, ge=0, exclude_if=lambda v: v == 0, description=(
+        "QuestionnaireResponses whose attested answers were counted."))
+    responses_not_used: list[str] = Field(default_factory=list, exclude_if=lambda v: not v, description=(
+        "QuestionnaireResponse ids given but not counted (not stored, or no longer answering this request against "
+        "the criteria in force): a reviewer sees which."))
     policies: list[PolicyReview] = Field(default_factory=list)
     lines: list[ReviewedLine] = Field(default_factory=list, description="The requested lines, in request order.")
 
@@ -155,8 +164,10 @@ class EvidenceReview(BaseModel):
 
 
 def cite(citation: Citation) -> str:
-    """``document#start-end: term``: where in which note the evidence is."""
-    return f"{citation.document_id}#{citation.start}-{citation.end}: {citation.term}"
+    """``document#start-end: term``: where in which note the evidence is (and, for a questionnaire answer, who
+    attested it)."""
+    where = f"{citation.document_id}#{citation.start}-{citation.end}: {citation.term}"
+    return f"{where} (attested by {citation.attested_by})" if citation.attested_by else where
 
 
 def criterion_result(finding: CriterionFinding, criterion: Criterion) -> CriterionResult:

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-__all__ = ["Note", "PriorAuthSubmission", "RequestedService"]
+__all__ = ["Note", "PendAnswer", "PriorAuthSubmission", "RequestedService"]
 
 
 class RequestedService(BaseModel):
@@ -34,6 +34,21 @@ class PriorAuthSubmission(BaseModel):
     service_date: date
     items: list[RequestedService]
     note_ids: list[str] = Field(description="DocumentReference ids of the clinical notes, sorted.")
+    questionnaire_response_ids: list[str] = Field(
+        default_factory=list, exclude_if=lambda v: not v,
+        description="Stored ids of the DTR QuestionnaireResponses sent with the request, sorted.")
+
+
+class PendAnswer(BaseModel):
+    """The provider's answer to a pend, as the ``answer_pend`` update carries it: identifiers only.
+
+    The run trusts none of it beyond the id: the evidence review reads the stored QuestionnaireResponse and checks
+    again that it answers this request, for this member, against the criteria in force, and who attested it."""
+
+    questionnaire_response: str = Field(pattern=r"^[A-Za-z0-9\-.]{1,64}$",
+                                        description="Stored id of the QuestionnaireResponse.")
+    submitted_by: str = Field(min_length=1, max_length=120, description="The user who sent it.")
+    received_at: AwareDatetime
 
 
 class Note(BaseModel):

@@ -12,7 +12,7 @@ import structlog
 from temporalio import activity
 
 from store.fhir_validation import InvalidResource
-from store.records import CareRecordStore
+from store.records import CareRecordStore, member_of
 from tools.criteria import CriteriaSet, ServicePolicy, criteria_version_id
 from tools.determination import WriteDeterminationInput, write_claim_response
 from tools.errors import INVALID_RESOURCE, tool_error
@@ -28,6 +28,7 @@ from tools.evidence_review import (
     criterion_result,
 )
 from tools.pas_request import PriorAuthRequestError, load_notes
+from tools.qr_answers import QuestionnaireAnswerError, attested_findings, check_response, merge_finding
 from tools.writes import WriteGate, WriteResult
 
 __all__ = ["PriorAuthTools"]
@@ -73,15 +74,20 @@ class PriorAuthTools:
         # Each policy's criteria are judged once over the notes, however many lines use the policy.
         reading = read_evidence(notes, list(policies.values()), note_budget_s=self.note_budget_s,
                                 review_budget_s=self.review_budget_s)
-        reviews = [PolicyReview(
-            policy_id=policy.policy_id, title=policy.title, auto_approve_when_met=policy.auto_approve_when_met,
-            codes=codes[policy.policy_id],
-            criteria=[criterion_result(f, c) for f, c in zip(reading.findings[policy.policy_id], policy.criteria, strict=True)],
-        ) for policy in policies.values()]
+        responses, not_used = self._responses(data)
+        reviews = []
+        for policy in policies.values():
+            attested = attested_findings(responses, policy)
+            findings = [merge_finding(f, *attested[f.criterion_id]) for f in reading.findings[policy.policy_id]]
+            reviews.append(PolicyReview(
+                policy_id=policy.policy_id, title=policy.title, auto_approve_when_met=policy.auto_approve_when_met,
+                codes=codes[policy.policy_id],
+                criteria=[criterion_result(f, c) for f, c in zip(findings, policy.criteria, strict=True)]))
         incomplete = reading.incomplete
         review = EvidenceReview(
             criteria_version=self._version, notes_read=len(notes), notes_incomplete=len(incomplete),
             incomplete_notes=incomplete[:MAX_LISTED_NOTES], policies=reviews,
+            responses_read=len(responses), responses_not_used=not_used,
             lines=[ReviewedLine(sequence=i.sequence, code=i.code, quantity=i.quantity) for i in data.items])
         info = activity.info()
         # Counts and sizes only: no note text, no member data.
@@ -95,6 +101,27 @@ class PriorAuthTools:
                         notes=[n.document_id for n in incomplete[:MAX_LISTED_NOTES]],
                         note_budget_s=self.note_budget_s, review_budget_s=self.review_budget_s)
         return review
+
+    def _responses(self, data: ReviewEvidenceInput) -> tuple[list[tuple[str, dict]], list[str]]:
+        """The stored QuestionnaireResponses named, each checked again against the stored request (the run's
+        input is not trusted: a response of another request, member or criteria version is not counted)."""
+        claim = self._store.get("Claim", data.claim_id)
+        member = member_of(claim) if claim is not None else None
+        used: list[tuple[str, dict]] = []
+        not_used: list[str] = []
+        for response_id in dict.fromkeys(data.questionnaire_responses):
+            stored = self._store.get("QuestionnaireResponse", response_id)
+            try:
+                if stored is None or claim is None or member is None:
+                    raise QuestionnaireAnswerError(404, "not-found", "not stored")
+                check_response(stored, claim=claim, member_id=member, criteria=self._criteria)
+            except QuestionnaireAnswerError as refused:
+                log.warning("tool.review_evidence.response_not_used", workflow_id=activity.info().workflow_id,
+                            response=response_id, code=refused.code)
+                not_used.append(response_id)
+                continue
+            used.append((response_id, stored))
+        return used, not_used
 
     @activity.defn(name="um.issue_determination")
     def issue_determination(self, data: WriteDeterminationInput) -> WriteResult:

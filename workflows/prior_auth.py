@@ -12,30 +12,45 @@ the end of its chain expires to a human follow-up, never to a decision.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 from temporalio import workflow
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from agents.prior_auth_graph import build_prior_auth_graph, prior_auth_status
     from agents.prior_auth_state import PriorAuthRequest, PriorAuthState
     from guardrails.actions import ActionRecord
     from guardrails.approvals import ApprovalDecision, PendingApproval
-    from guardrails.prior_auth_policy import decision_due
+    from guardrails.prior_auth_policy import decision_due, extended_due
     from guardrails.prior_auth_rules import evaluate_determination
     from runtime.errors import DecisionRefused
     from runtime.search_attributes import RunStatus
     from tools.determination import IssueDeterminationArgs
+    from tools.pas_models import PendAnswer
     from tools.tasks import CreateTaskArgs, CreateTaskInput
     from workflows.agent_run import AgentRun, outcome_of
-    from workflows.prior_auth_models import PriorAuthInput, PriorAuthResult, PriorAuthStatus
+    from workflows.prior_auth_models import PendAnswerResult, PriorAuthInput, PriorAuthResult, PriorAuthStatus
 
 __all__ = ["PriorAuthWorkflow"]
 
 
+PEND_ANSWER_PATCH = "pend-answer-1"
+"""Patch marker of the pend loop (a pended request waits for the provider's answer and is reviewed again): runs
+recorded before it end at their pend, as they did."""
+
+
 def _determination(state: PriorAuthState) -> ActionRecord | None:
-    return next((r for r in state.actions if isinstance(r.action.arguments, IssueDeterminationArgs)), None)
+    """The latest round's determination (an earlier round's when this one has not proposed one yet)."""
+    return next((r for r in reversed([*state.earlier, *state.actions])
+                 if isinstance(r.action.arguments, IssueDeterminationArgs)), None)
+
+
+def _pended(state: PriorAuthState) -> bool:
+    record = next((r for r in state.actions if isinstance(r.action.arguments, IssueDeterminationArgs)), None)
+    return (record is not None and record.status == "executed"
+            and isinstance(record.action.arguments, IssueDeterminationArgs) and record.action.arguments.outcome == "pend")
 
 
 @workflow.defn(name="PriorAuthWorkflow")
@@ -49,13 +64,78 @@ class PriorAuthWorkflow(AgentRun):
             initiated_by=data.initiated_by, decision_due=due))
         self._start_runtime(data.policy, initiated_by=data.initiated_by, tool_attempts=data.tool_attempts,
                             tool_timeout_seconds=data.tool_timeout_seconds, queues=data.queues)
+        self._documentation_due: datetime | None = None  # set while the run waits for the provider's answer
+        self._answers: list[PendAnswer] = []
+        self._ended: RunStatus | None = None  # how a pend loop ended without a decision (unanswered, withdrawn)
+        self._notified: set[str] = set()  # ClaimResponses whose notification was started
 
     @workflow.run
     async def run(self, data: PriorAuthInput) -> PriorAuthResult:
-        state = await self.drive(build_prior_auth_graph(), self._state)
+        graph = build_prior_auth_graph()
+        state = await self.drive(graph, self._state)
+        while _pended(state) and workflow.patched(PEND_ANSWER_PATCH):
+            # The provider was asked for documentation: tell its subscriptions, wait for the answer within the
+            # extended time frame, then review everything again as a new round (a person if none comes).
+            await self._notify_pend_decided(state)
+            answer = await self._await_answer(state)
+            if answer is None:
+                state = self._state
+                break
+            state = state.next_round(answer, extended_due(self._state.request.extended_from
+                                                          or self._state.request.decision_due, self._policy)[1])
+            self._state = state
+            state = await self.drive(graph, state)
         self._state = state
         await self._notify_pend_decided(state)
         return self._result(state, workflow.now())
+
+    async def _await_answer(self, state: PriorAuthState) -> PendAnswer | None:
+        """Wait for ``answer_pend`` until the documentation is due; None (a person told) if it does not come, or
+        the run was withdrawn meanwhile (it then ends withdrawn)."""
+        request = state.request
+        documentation_due, decision_due = extended_due(request.extended_from or request.decision_due, self._policy)
+        self._state = state.model_copy(update={"request": request.model_copy(update={
+            "decision_due": decision_due, "extended_from": request.extended_from or request.decision_due})})
+        self._documentation_due, self._done = documentation_due, False  # a withdrawal is taken while waiting
+        self.publish(self._state, "awaiting_documentation")
+        taken = len(self._answers)
+        try:
+            await workflow.wait_condition(
+                lambda: len(self._answers) > taken or self._withdrawal is not None,
+                timeout=max(0.0, (documentation_due - workflow.now()).total_seconds()))
+        except asyncio.TimeoutError:
+            pass
+        self._documentation_due = None
+        if self._withdrawal is not None:
+            self._state, self._ended = await self._end_withdrawn(self._state), "withdrawn"
+            return None
+        if len(self._answers) > taken:
+            return self._answers[taken]
+        # No documentation in time: never a decision by the clock; a UM reviewer decides by the extended due time.
+        await self._follow_up(f"no documentation answered the pend by {documentation_due:%Y-%m-%d %H:%M} UTC; "
+                              "review the request with the evidence at hand", key_suffix=f"pend-{state.round}")
+        self._done, self._ended = True, "needs_attention"
+        self.publish(self._state, "needs_attention")
+        return None
+
+    @workflow.update(name="answer_pend")
+    def answer_pend(self, answer: PendAnswer) -> PendAnswerResult:
+        """The provider's documentation for a pended request (a stored QuestionnaireResponse's id): the request is
+        reviewed again with it. Identifiers only; the review checks the stored response again."""
+        self._answers.append(answer)
+        workflow.logger.info("pend answered", extra={"round": self._state.round + 1})
+        return PendAnswerResult(round=self._state.round + 1, decision_due=self._state.request.decision_due)
+
+    @answer_pend.validator
+    def _validate_answer(self, answer: PendAnswer) -> None:
+        if self._documentation_due is None or self._withdrawal is not None:
+            raise ApplicationError("the request is not waiting for documentation (it is under review, decided or "
+                                   "closed): ask for its state with Claim/$inquire", type="conflict",
+                                   non_retryable=True)
+        if workflow.now() > self._documentation_due:
+            raise ApplicationError(f"the documentation was due by {self._documentation_due:%Y-%m-%d %H:%M} UTC; "
+                                   "a reviewer is deciding the request with the evidence at hand", type="conflict",
+                                   non_retryable=True)
 
     async def _notify_pend_decided(self, state: PriorAuthState) -> None:
         """A ClaimResponse issued after a human decision (the request was pended) is notified to the submitter's
@@ -63,10 +143,14 @@ class PriorAuthWorkflow(AgentRun):
         workflows), an abandoned child given identifiers only. Behind a patch: runs recorded before it replay
         unchanged."""
         record = _determination(state)
-        if (record is None or record.status != "executed" or record.result is None or not record.approved_by
-                or not record.approval_requests or not workflow.patched("pas-notify-1")):
+        decided_by_person = bool(record and record.approved_by and record.approval_requests)
+        if (record is None or record.status != "executed" or record.result is None
+                or not (decided_by_person or state.round) or not workflow.patched("pas-notify-1")):
             return
         reference = record.result.reference
+        if reference in self._notified:
+            return
+        self._notified.add(reference)
         try:
             await workflow.start_child_workflow(
                 "PasNotificationWorkflow",
@@ -114,15 +198,15 @@ class PriorAuthWorkflow(AgentRun):
             workflow_id=state.request.workflow_id, status=self._status, member_pseudonym=self.member_pseudonym(),
             priority=state.request.submission.priority, decision_due=state.request.decision_due,
             determination=record.action.arguments.outcome if record else None, planner=state.planner,
-            pending_approvals=self._book.pending, actions=[outcome_of(r) for r in state.actions],
-            verdicts=state.verdicts)
+            pending_approvals=self._book.pending, actions=[outcome_of(r) for r in [*state.earlier, *state.actions]],
+            verdicts=state.verdicts, documentation_due=self._documentation_due, round=state.round)
 
     def _result(self, state: PriorAuthState, now: datetime) -> PriorAuthResult:
         record = _determination(state)
         issued = record is not None and record.status == "executed"
         return PriorAuthResult(
             workflow_id=state.request.workflow_id,
-            status=prior_auth_status(state),
+            status=self._ended or prior_auth_status(state),
             member_pseudonym=self.member_pseudonym(),
             priority=state.request.submission.priority,
             received_at=state.request.submission.received_at,
@@ -137,4 +221,7 @@ class PriorAuthWorkflow(AgentRun):
             actions=[outcome_of(r) for r in state.actions],
             verdicts=state.verdicts,
             policy_id=state.request.policy.policy_id,
+            extended_from=state.request.extended_from,
+            documentation=[a.questionnaire_response for a in state.answers],
+            earlier_actions=[outcome_of(r) for r in state.earlier],
         )

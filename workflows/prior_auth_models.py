@@ -14,7 +14,7 @@ from runtime.search_attributes import RunStatus
 from tools.pas_models import PriorAuthSubmission
 from workflows.agent_run import ActionOutcome, ActivityQueues
 
-__all__ = ["PriorAuthInput", "PriorAuthResult", "PriorAuthStatus"]
+__all__ = ["PendAnswerResult", "PriorAuthInput", "PriorAuthResult", "PriorAuthStatus"]
 
 
 class PriorAuthInput(BaseModel):
@@ -42,6 +42,16 @@ class PriorAuthStatus(BaseModel):
     pending_approvals: list[PendingApproval]
     actions: list[ActionOutcome]
     verdicts: list[GuardrailVerdict]
+    documentation_due: datetime | None = Field(default=None, description=(
+        "While the request is pended and waits for the provider's documentation: when it is due."))
+    round: int = Field(default=0, description="0, or the number of pend answers the request is reviewed with.")
+
+
+class PendAnswerResult(BaseModel):
+    """What the ``answer_pend`` update returns: the review round the answer opened and when it is due."""
+
+    round: int
+    decision_due: datetime
 
 
 class PriorAuthResult(BaseModel):
@@ -63,3 +73,9 @@ class PriorAuthResult(BaseModel):
     actions: list[ActionOutcome]
     verdicts: list[GuardrailVerdict]
     policy_id: str
+    extended_from: datetime | None = Field(default=None, description=(
+        "The decision due time before a pend extended the time frame (decision_due is then the extended one)."))
+    documentation: list[str] = Field(default_factory=list, description=(
+        "QuestionnaireResponse ids that answered pends, in the order they came."))
+    earlier_actions: list[ActionOutcome] = Field(default_factory=list, description=(
+        "Actions of the review rounds before the last (a pend and what led to it)."))

@@ -60,18 +60,36 @@ async def test_missing_documentation_is_pended_by_an_md(client, submit, store) -
     with pytest.raises(DecisionRefused, match="needs role md"):
         await decide(client, handle.id, decision(item, approver="rn.kim", role="rn"))
     await decide(client, handle.id, decision(item, approver="dr.rivera", role="md"))
-    result: PriorAuthResult = await handle.result()
-
-    assert ("completed", "pend", "dr.rivera") == (result.status, result.determination, result.decided_by)
-    response = _stored(store, result.claim_response)
-    [task_ref] = store_related(store, result)
+    status = await awaiting_documentation(handle)
+    [issued] = [a for a in status.actions if a.tool == "issue_determination"]
+    assert ("pend", "executed", "dr.rivera") == (status.determination, issued.status, issued.approved_by)
+    # The time frame is extended by 14 days; the documentation is due one standard window before its end.
+    request = status.decision_due - timedelta(days=21)
+    assert status.documentation_due == request + timedelta(days=14)
+    response = _stored(store, issued.reference)
+    [task_ref] = store_related(store, issued.reference)
     task = _stored(store, task_ref)
     assert ("queued", "request-additional-information") == (response["outcome"], task["code"]["coding"][0]["code"])
+    await handle.terminate("test finished")
 
 
-def store_related(store, result: PriorAuthResult) -> list[str]:
+async def awaiting_documentation(handle, timeout: float = 30.0):  # noqa: ANN001, ANN201 - PriorAuthStatus
+    """The run's status once it waits for the provider's documentation after a pend."""
+    import asyncio
+
+    from workflows.prior_auth import PriorAuthWorkflow
+
+    for _ in range(int(timeout / 0.1)):
+        status = await handle.query(PriorAuthWorkflow.status)
+        if status.status == "awaiting_documentation":
+            return status
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{handle.id} is not waiting for documentation: {status.status}")
+
+
+def store_related(store, claim_response: str) -> list[str]:
     """The information-request Task written with a pend's ClaimResponse."""
-    response = _stored(store, result.claim_response)
+    response = _stored(store, claim_response)
     tasks = [r for r in store.find_for_member("Task", response["patient"]["reference"].split("/")[1])
              if r.get("focus", {}).get("reference") == response["request"]["reference"]]
     return [f"Task/{t['id']}" for t in tasks]
