@@ -112,7 +112,8 @@ async def guard(state: PriorAuthState, config: RunnableConfig) -> dict[str, Any]
     facts, policy, now = _facts(state), state.request.policy, rt.now()
     actions, verdicts = guard_actions(
         rt, state.actions, state.verdicts,
-        judge=lambda r: evaluate_determination(r.action, facts, policy, approved_role=r.approver_role),
+        judge=lambda r: evaluate_determination(r.action, facts, policy, approved_role=r.approver_role,
+                                               appeal=state.request.appeal is not None),
         describe=lambda r, reasons, role: _pending(state, r, reasons, role, now))
     return {"actions": actions, "verdicts": verdicts}
 
@@ -215,7 +216,8 @@ def _write_call(state: PriorAuthState, record: ActionRecord, now: datetime, key:
         return tool, WriteDeterminationInput(
             claim_id=sub.claim_id, member_id=sub.member_id, coverage_id=sub.coverage_id, idempotency_key=key,
             approved_by=record.approved_by, approval=record.approval, arguments=args, decided_at=now,
-            criteria_version=_facts(state).review.criteria_version)
+            criteria_version=_facts(state).review.criteria_version,
+            appeal_of=req.appeal.claim_response if req.appeal else None)
     if tool is CREATE_TASK:
         return tool, CreateTaskInput(member_id=sub.member_id, encounter_id=sub.claim_id, focus=f"Claim/{sub.claim_id}",
                                      idempotency_key=key, arguments=args, approved_by=record.approved_by,

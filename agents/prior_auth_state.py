@@ -12,7 +12,7 @@ from guardrails.approvals import ReceivedDecision
 from guardrails.facts import PriorAuthFacts
 from guardrails.prior_auth_policy import PriorAuthPolicy
 from guardrails.verdicts import GuardrailVerdict
-from tools.pas_models import PendAnswer, PriorAuthSubmission
+from tools.pas_models import AppealOf, PendAnswer, PriorAuthSubmission
 
 __all__ = ["PriorAuthRequest", "PriorAuthState"]
 
@@ -27,6 +27,7 @@ class PriorAuthRequest(BaseModel):
     decision_due: datetime
     extended_from: datetime | None = Field(default=None, description=(
         "The decision due time before a pend extended it (None: not extended)."))
+    appeal: AppealOf | None = Field(default=None, description="Set when the run is a reconsideration.")
 
 
 class PriorAuthState(BaseModel):

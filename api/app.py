@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
 from api import (
+    routes_appeals,
     routes_approvals,
     routes_cds,
     routes_codec,
@@ -52,6 +53,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     routes_cds.router,  # /cds-services (Da Vinci CRD over CDS Hooks)
     routes_dtr.router,  # /fhir/Questionnaire/$questionnaire-package (Da Vinci DTR)
     routes_pend_answers.router,  # /fhir/QuestionnaireResponse (a provider answers a pend)
+    routes_appeals.router,  # /fhir/ClaimResponse/{id}/$appeal (reconsideration)
     routes_subscriptions.router,  # /fhir/Subscription (PAS pend notifications, R4 backport rest-hook)
     routes_metrics.router,  # /metrics (Prometheus)
     routes_web.router,  # the inbox pages

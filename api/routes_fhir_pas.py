@@ -37,6 +37,7 @@ from api.routes_prior_auth import start_request, status_for
 from api.visibility import record_access
 from store.sql_records import SqlCareRecordStore
 from store.submissions import SubmissionRecord, SubmissionStore
+from tools.appeals import appeal_workflow_id
 from tools.pas_audit import record_intake, refusal_outcome
 from tools.pas_request import PriorAuthRequestError, SubmissionConflict
 from tools.pas_response import (
@@ -265,5 +266,11 @@ async def inquire(request: Request) -> JSONResponse:
         return fhir_response(404, operation_outcome("not-found", _NOT_FOUND))
     record_access(request, caller, INQUIRE_ACTION, "shown", workflow_id=record.workflow_id)
     state = await _run_state(get_client(request), record.workflow_id)
+    if state.claim_response:
+        # An appealed determination answers with its reconsideration's, once that is decided.
+        appealed = await _run_state(get_client(request),
+                                    appeal_workflow_id(state.claim_response.removeprefix("ClaimResponse/")))
+        if appealed.claim_response:
+            state = appealed
     return _answer(request, store, record, _coverage_id(store.get("Claim", record.claim_id)), state,
                    bundle.get("identifier"))

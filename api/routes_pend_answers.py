@@ -20,7 +20,6 @@ response stored just before the run refused it is deleted again).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -35,11 +34,10 @@ from api.deps import get_client, get_criteria, get_store
 from api.routes_fhir_pas import fhir_caller, fhir_response
 from api.visibility import record_access
 from store.submissions import SubmissionStore
-from tools.pas_diff import SUBMITTED_ID_SYSTEM
 from tools.pas_models import PendAnswer
-from tools.pas_request import scoped_id
 from tools.pas_response import FHIR_JSON, operation_outcome
 from tools.qr_answers import QuestionnaireAnswerError, check_response, request_of
+from tools.qr_store import stored_form
 from workflows.prior_auth import PriorAuthWorkflow
 
 __all__ = ["ANSWER_ACTION", "router"]
@@ -56,15 +54,6 @@ def _refused(request: Request, caller: Any, err: QuestionnaireAnswerError,  # no
              workflow_id: str | None = None) -> JSONResponse:
     record_access(request, caller, ANSWER_ACTION, f"refused:{err.code}", workflow_id=workflow_id)
     return fhir_response(err.status, operation_outcome(err.code, str(err)))
-
-
-def _stored_form(response: dict[str, Any], claim_id: str, version: int) -> tuple[dict[str, Any], str]:
-    """The response as stored (an id derived from its content and the request) and its idempotency key."""
-    digest = hashlib.sha256(json.dumps(response, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    stored = {**response, "id": scoped_id(claim_id, f"qr-{digest[:16]}", version)}
-    if response.get("id"):
-        stored["identifier"] = {"system": SUBMITTED_ID_SYSTEM, "value": str(response["id"])}
-    return stored, f"pend-answer/{stored['id']}"
 
 
 @router.post("/QuestionnaireResponse", response_class=JSONResponse, openapi_extra={"requestBody": {
@@ -115,7 +104,7 @@ async def answer_pend(request: Request) -> JSONResponse:
         return _refused(request, caller, QuestionnaireAnswerError(
             409, "conflict", "the request is not waiting for documentation (it is under review, decided or closed):"
                              " ask for its state with Claim/$inquire"), workflow_id)
-    stored, key = _stored_form(checked.response, claim_id, record.version)
+    stored, key = stored_form(checked.response, claim_id, record.version)
     saved, created = store.create_once([stored], key)
     answer = PendAnswer(questionnaire_response=saved[0]["id"], submitted_by=caller.user_id,
                         received_at=datetime.now(UTC))

@@ -39,7 +39,7 @@ def _citation_problems(args: IssueDeterminationArgs, facts: PriorAuthFacts) -> l
 
 
 def evaluate_determination(action: ProposedAction, facts: PriorAuthFacts, policy: PriorAuthPolicy, *,
-                           approved_role: Role | None = None) -> GuardrailVerdict:
+                           approved_role: Role | None = None, appeal: bool = False) -> GuardrailVerdict:
     """Judge one proposed action of a prior-authorization run.
 
     ``approved_role`` is the role of the human who approved this exact action; it satisfies approvals up
@@ -60,6 +60,9 @@ def evaluate_determination(action: ProposedAction, facts: PriorAuthFacts, policy
         return GuardrailVerdict(action_id=action.action_id, decision="allow", reasons=["within policy"],
                                 policy_id=policy.policy_id)
     approvals: list[tuple[Role, str]] = []
+    if appeal:
+        approvals.append((policy.adverse_approver, "a reconsideration of an adverse determination: a physician who "
+                                                   "took no part in it decides, whatever the outcome"))
     effect = action_effect(args)
     if effect != "none":
         approvals.append((policy.adverse_approver,

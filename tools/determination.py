@@ -16,13 +16,15 @@ from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from store.records import CareRecordStore, member_of
 from tools.criteria import CriteriaSet, load_criteria
 from tools.errors import tool_error
-from tools.notice import NOTICE_OUTCOMES, build_notice
+from tools.notice import NOTICE_OUTCOMES, build_notice, reviewers_of, reviewers_on_record
 from tools.writes import ServiceEffect
 from tools.writes import SignedApproval, WriteResult, resource_id
 
 __all__ = ["pre_auth_ref", 
     "APPROVAL_REQUIRED",
     "CLAIM_NOT_FOUND",
+    "RECONSIDERATION_REVIEWER",
+    "original_reviewers",
     "DETERMINATION_MISMATCH",
     "REASON_SYSTEM",
     "REVIEW_ACTION_EXTENSION",
@@ -38,6 +40,7 @@ __all__ = ["pre_auth_ref",
 
 # Stable ApplicationError types (tools/errors.py style), raised non-retryable.
 CLAIM_NOT_FOUND = "ClaimNotFound"
+RECONSIDERATION_REVIEWER = "ReconsiderationReviewer"
 DETERMINATION_MISMATCH = "DeterminationMismatch"
 APPROVAL_REQUIRED = "ApprovalRequired"
 
@@ -149,6 +152,9 @@ class WriteDeterminationInput(BaseModel):
     arguments: IssueDeterminationArgs
     decided_at: AwareDatetime
     criteria_version: str = Field(description="criteria_version_id of the medical policy applied.")
+    appeal_of: str | None = Field(default=None, exclude_if=lambda v: v is None, description=(
+        "For a reconsideration: the ClaimResponse appealed. The write checks, from the records store, that a "
+        "physician who took no part in that decision approved this one."))
 
 
 def service_effect(args: IssueDeterminationArgs) -> ServiceEffect:
@@ -198,6 +204,8 @@ def build_claim_response(data: WriteDeterminationInput, claim: dict[str, Any],
     if args.requested_documentation:
         notes.append(f"Documentation requested for: {', '.join(args.requested_documentation)}.")
     notes.append(f"Reviewed by {data.approved_by}." if data.approved_by else "Met every criterion; not reviewed.")
+    if data.appeal_of:
+        notes.append(f"Reconsideration of {data.appeal_of}.")
     response: dict[str, Any] = {
         "resourceType": "ClaimResponse",
         "id": resource_id(data.idempotency_key, "claimresponse"),
@@ -273,6 +281,33 @@ def _check_against_claim(data: WriteDeterminationInput, claim: dict[str, Any]) -
                              f"the {asked} requested: a modification approves less than was asked")
 
 
+def original_reviewers(store: CareRecordStore, claim_response: str, member_id: str) -> list[str]:
+    """Who decided a stored determination: the reviewer ids its notice records (deny and partial determinations,
+    the appealable ones, always have one)."""
+    return sorted({who for notice in store.find_for_member("Communication", member_id)
+                   if {"reference": claim_response} in (notice.get("about") or [])
+                   for who in reviewers_on_record(notice)})
+
+
+def _check_reconsideration(store: CareRecordStore, data: WriteDeterminationInput) -> None:
+    """A reconsideration is approved by a physician, and by nobody who decided the determination appealed: read
+    from the records store, not from the run (whoever can start a run could name anyone there)."""
+    rtype, _, rid = (data.appeal_of or "").partition("/")
+    appealed = store.get(rtype, rid) if rtype == "ClaimResponse" else None
+    if appealed is None or (appealed.get("request") or {}).get("reference") != f"Claim/{data.claim_id}":
+        raise tool_error(RECONSIDERATION_REVIEWER, f"{data.appeal_of} is not a determination of Claim/"
+                                                   f"{data.claim_id}: a reconsideration names the decision appealed")
+    earlier = set(original_reviewers(store, data.appeal_of or "", data.member_id))
+    reviewers = reviewers_of(data)
+    again = sorted(earlier & {r.reviewer_id for r in reviewers})
+    if again:
+        raise tool_error(RECONSIDERATION_REVIEWER, f"{', '.join(again)} decided {data.appeal_of}: a reconsideration"
+                                                   " is decided by a physician who took no part in it")
+    if not any(r.role == "md" for r in reviewers):
+        raise tool_error(RECONSIDERATION_REVIEWER, "a reconsideration is decided by a physician (role md): none "
+                                                   "approved it")
+
+
 def write_claim_response(store: CareRecordStore, data: WriteDeterminationInput,
                          criteria: CriteriaSet | None = None) -> WriteResult:
     """Write the ClaimResponse (and, for a pend, its information-request Task; for a deny or partial, the member's
@@ -286,6 +321,8 @@ def write_claim_response(store: CareRecordStore, data: WriteDeterminationInput,
         raise tool_error(CLAIM_NOT_FOUND,
                          f"no Coverage/{data.coverage_id} for member {data.member_id!r}: use the request's coverage")
     _check_against_claim(data, claim)
+    if data.appeal_of:
+        _check_reconsideration(store, data)
     # The workflow's guardrails already route adverse actions to reviewers; this is the last line,
     # so a bug upstream can still never issue a denial, reduction or delay without a human.
     if service_effect(data.arguments) != "none" and not data.approved_by:

@@ -34,6 +34,7 @@ __all__ = [
     "build_notice",
     "notice_id",
     "notice_text",
+    "reviewers_on_record",
     "reviewers_of",
 ]
 
@@ -68,6 +69,7 @@ class Determination(Protocol):
     arguments: Any
     decided_at: datetime
     criteria_version: str
+    appeal_of: str | None
 
 
 class AppealRules(BaseModel):
@@ -125,6 +127,12 @@ def reviewers_of(data: Determination) -> list[Reviewer]:
     if found:
         return list({r.reviewer_id: r for r in found}.values())
     return [Reviewer(reviewer_id=who.strip()) for who in (data.approved_by or "").split(",") if who.strip()]
+
+
+def reviewers_on_record(notice: dict[str, Any]) -> list[str]:
+    """The reviewer ids a stored notice records (its ``-reviewer`` extensions)."""
+    return [e["valueString"] for e in notice.get("extension") or []
+            if e.get("url") == f"{NOTICE_EXTENSION}-reviewer" and isinstance(e.get("valueString"), str)]
 
 
 def _criteria_by_id(criteria: CriteriaSet | None, version: str) -> dict[str, Criterion]:
@@ -190,6 +198,24 @@ def notice_text(data: Determination, claim: dict[str, Any], criteria: CriteriaSe
         "the policy criteria and suggested a decision. It did not make the decision.",
         *_reviewer_words(reviewers_of(data)),
         "",
+        *_appeal_words(data, rules),
+    ]
+    return "\n".join(lines)
+
+
+def _appeal_words(data: Determination, rules: AppealRules) -> list[str]:
+    if data.appeal_of:
+        # Medicare Advantage: a reconsideration the plan does not decide fully in the member's favour goes to the
+        # Independent Review Entity automatically (42 CFR 422.592); the member does not have to ask.
+        return [
+            "This decision is a reconsideration (appeal):",
+            f"It reconsidered our earlier decision {data.appeal_of}. A physician who took no part in that decision "
+            "made this one.",
+            "Because we did not decide fully in your favour, we send your case to the Independent Review Entity for "
+            "the next level of review automatically; you do not have to ask. They will write to you.",
+            f"(Appeal rules version {rules.version}.)",
+        ]
+    return [
         "Your right to appeal:",
         f"If you disagree, you may ask us to look at this decision again (a reconsideration) under the "
         f"{rules.program} rules ({rules.regulation}). Ask within {rules.request_within_days} calendar days of the "
@@ -203,7 +229,6 @@ def notice_text(data: Determination, claim: dict[str, Any], criteria: CriteriaSe
         f"fast appeal, which we decide within {rules.expedited_decision_hours} hours.",
         f"(Appeal rules version {rules.version}.)",
     ]
-    return "\n".join(lines)
 
 
 def build_notice(data: Determination, claim: dict[str, Any], coverage: dict[str, Any],
@@ -221,6 +246,10 @@ def build_notice(data: Determination, claim: dict[str, Any], coverage: dict[str,
             {"url": f"{NOTICE_EXTENSION}-appeal-rules-version", "valueString": rules.version},
             {"url": f"{NOTICE_EXTENSION}-appeal-deadline",
              "valueDate": appeal_deadline(data.decided_at, rules).isoformat()},
+            # Who decided, by id: a reconsideration must be decided by someone else (tools.determination).
+            *({"url": f"{NOTICE_EXTENSION}-reviewer", "valueString": r.reviewer_id} for r in reviewers_of(data)),
+            *([{"url": f"{NOTICE_EXTENSION}-reconsideration-of", "valueString": data.appeal_of}]
+              if data.appeal_of else []),
         ],
         # Recorded, not known delivered (as tools.outreach): "completed" once a mail or portal receipt says so.
         "status": "in-progress",

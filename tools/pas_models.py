@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-__all__ = ["Note", "PendAnswer", "PriorAuthSubmission", "RequestedService"]
+__all__ = ["AppealOf", "Note", "PendAnswer", "PriorAuthSubmission", "RequestedService"]
 
 
 class RequestedService(BaseModel):
@@ -49,6 +49,20 @@ class PendAnswer(BaseModel):
                                         description="Stored id of the QuestionnaireResponse.")
     submitted_by: str = Field(min_length=1, max_length=120, description="The user who sent it.")
     received_at: AwareDatetime
+
+
+class AppealOf(BaseModel):
+    """What a reconsideration run reconsiders: identifiers only (the worker re-reads the decision from the store)."""
+
+    claim_response: str = Field(pattern=r"^ClaimResponse/[A-Za-z0-9\-.]{1,64}$",
+                                description="The adverse determination appealed.")
+    original_workflow_id: str = Field(description="The run that issued it.")
+    reviewers: list[str] = Field(default_factory=list, description=(
+        "Who decided it (from the records store at intake): none of them may decide the reconsideration."))
+    filed_by: str = Field(min_length=1, max_length=120, description="The user who filed the appeal.")
+    requester: str = Field(description="On whose behalf: Patient/<id> (the member) or the requesting provider.")
+    filed_at: AwareDatetime = Field(description="When the appeal was received: its clock starts here.")
+    expedited: bool = Field(default=False, description="A fast appeal (72 hours) rather than standard (30 days).")
 
 
 class Note(BaseModel):

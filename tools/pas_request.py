@@ -3,10 +3,18 @@
 :func:`parse_pas_bundle` checks the intake limits and turns the Bundle into a :class:`PriorAuthSubmission` of
 identifiers (what a workflow may carry in its history); :func:`check_submission` checks it against the records
 store and the medical policy; :func:`save_submission` stores the request once, as an immutable record: its
-Claim, notes, Practitioner and ServiceRequest with ids scoped to the submission (:func:`scoped_id`), its content
-digest and its submitters, in one transaction; a resubmission with other content is refused, never written.
+Claim, notes, QuestionnaireResponses, Practitioner and ServiceRequest with ids scoped to the submission
+(:func:`scoped_id`), its content digest and its submitters, in one transaction; a resubmission with other content
+is refused, never written.
 :func:`load_notes` reads the note text back inside an activity. Note text never leaves this module except as
 :class:`Note`, which must not go into history.
+
+A completed DTR QuestionnaireResponse sent in the Bundle is cited evidence too (the provider's answers and who
+attested them): it is stored with the request like a note (scoped id, in the digest), tied to the request's Claim
+by the DTR ``qr-context`` extension (added when the submitter left it out: arriving inside the request Bundle ties
+it to that request), and listed in ``questionnaire_response_ids``. A request needs notes with text or such a
+response. The intake checks only that the response is valid FHIR, about the member and names no other request;
+the evidence review checks its answers against the criteria in force (:func:`tools.qr_answers.check_response`).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from tools.criteria import CriteriaSet
 from tools.pas_diff import SUBMITTED_ID_SYSTEM, differences
 from tools.pas_limits import IntakeLimits, check_limits
 from tools.pas_models import Note, PriorAuthSubmission, RequestedService
+from tools.qr_answers import QR_CONTEXT
 
 __all__ = [
     "Note",
@@ -61,7 +70,7 @@ class SavedSubmission(BaseModel):
 
 # Only what the plan must keep of the request: Patient and Coverage are the plan's own records and a
 # provider's copy of them must never overwrite those.
-_SAVED_TYPES = ("Claim", "DocumentReference", "Practitioner", "ServiceRequest")
+_SAVED_TYPES = ("Claim", "DocumentReference", "Practitioner", "QuestionnaireResponse", "ServiceRequest")
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _DEFAULT_LIMITS = IntakeLimits()
 
@@ -208,6 +217,29 @@ def _note_text(document: dict[str, Any], where: str) -> str | None:
     return text or None
 
 
+def _qr_contexts(response: dict[str, Any]) -> list[dict[str, Any]]:
+    """The response's DTR qr-context extensions (the request it answers)."""
+    extensions = response.get("extension") or []
+    return [e for e in extensions if isinstance(e, dict) and e.get("url") == QR_CONTEXT]
+
+
+def _check_response_entry(entry: _Entry, refs: _References, claim_id: str, member_id: str) -> None:
+    """A QuestionnaireResponse of the request: about its member (when it names a subject) and naming no other
+    request in its qr-context. Its answers are checked by the evidence review, against the criteria in force."""
+    where = f"entry[{entry.index}] QuestionnaireResponse"
+    if entry.resource.get("subject") is not None:
+        subject = refs.resolve(entry.resource.get("subject"), "Patient", f"{where}.subject")
+        if subject != member_id:
+            raise _invalid(f"{where}.subject is Patient/{subject}, not the Claim's patient Patient/{member_id}:"
+                           " a request's questionnaire responses must be about its member")
+    for context in _qr_contexts(entry.resource):
+        named = refs.resolve(context.get("valueReference"), "Claim", f"{where} extension {QR_CONTEXT}")
+        if named != claim_id:
+            raise _invalid(f"{where} answers Claim/{named} (its {QR_CONTEXT} extension), not this request's"
+                           f" Claim/{claim_id}: send it with the request it answers, or point the extension at"
+                           f" Claim/{claim_id}")
+
+
 def _parse(bundle: Any, limits: IntakeLimits | None) -> tuple[PriorAuthSubmission, list[_Entry], _References]:
     if limits is not None:
         check_limits(bundle, limits)
@@ -239,7 +271,12 @@ def _parse(bundle: Any, limits: IntakeLimits | None) -> tuple[PriorAuthSubmissio
     received_at = _instant(claim["created"])
     items, service_dates = _items(claim)
     note_ids: list[str] = []
+    response_ids: list[str] = []
     for entry in entries:
+        if entry.type == "QuestionnaireResponse":
+            _check_response_entry(entry, refs, claim["id"], member_id)
+            response_ids.append(entry.resource["id"])
+            continue
         if entry.type not in ("DocumentReference", "ServiceRequest"):
             continue
         where = f"entry[{entry.index}] {entry.type}"
@@ -249,17 +286,18 @@ def _parse(bundle: Any, limits: IntakeLimits | None) -> tuple[PriorAuthSubmissio
                            " a request's documents must be about its member")
         if entry.type == "DocumentReference" and _note_text(entry.resource, where) is not None:
             note_ids.append(entry.resource["id"])
-    if not note_ids:
+    if not note_ids and not response_ids:
         documents = sum(e.type == "DocumentReference" for e in entries)
         raise PriorAuthRequestError(
             "missing_notes", f"the request has no clinical notes with text ({documents} DocumentReference(s), none"
-                             " with a text/plain attachment): attach the notes as DocumentReferences with"
-                             " content.attachment contentType text/plain and base64 data")
+                             " with a text/plain attachment) and no QuestionnaireResponse: attach the notes as"
+                             " DocumentReferences with content.attachment contentType text/plain and base64 data,"
+                             " or the completed DTR QuestionnaireResponse")
     submission = PriorAuthSubmission(
         claim_id=claim["id"], member_id=member_id, coverage_id=coverage_id, provider_id=provider_id,
         priority="expedited" if "stat" in codes else "standard", received_at=received_at,
         service_date=min(service_dates) if service_dates else received_at.date(),
-        items=items, note_ids=sorted(note_ids),
+        items=items, note_ids=sorted(note_ids), questionnaire_response_ids=sorted(response_ids),
     )
     return submission, entries, refs
 
@@ -327,6 +365,18 @@ def _canonical(resource: dict[str, Any]) -> str:
     return json.dumps(resource, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def _keep_submitted_id(resource: dict[str, Any], submitted: str) -> None:
+    """Record the id as sent, so the stored copy still says which of the submitter's resources it is.
+
+    A QuestionnaireResponse has at most one identifier: it gets this one only when the submitter sent none (its
+    stored id still begins with the scope and ends with the id as sent, see :func:`scoped_id`)."""
+    mine = {"system": SUBMITTED_ID_SYSTEM, "value": submitted}
+    if resource["resourceType"] == "QuestionnaireResponse":
+        resource.setdefault("identifier", mine)
+    else:
+        resource["identifier"] = [*(resource.get("identifier") or []), mine]
+
+
 @dataclass(frozen=True)
 class _Stored:
     """A request in the form it is stored: resources with scoped ids, their digest, the scoped submission."""
@@ -347,9 +397,7 @@ def _stored_form(entries: list[_Entry], refs: _References, submission: PriorAuth
         resource = _rewritten(entry.resource, stored_key, refs)
         if entry.type != "Claim":
             resource["id"] = stored_key[entry.key].split("/", 1)[1]
-            # The id as sent, so the stored copy still says which of the submitter's resources it is.
-            resource["identifier"] = [*(resource.get("identifier") or []),
-                                      {"system": SUBMITTED_ID_SYSTEM, "value": entry.resource["id"]}]
+            _keep_submitted_id(resource, entry.resource["id"])
         if entry.type == "DocumentReference":
             # context.related ties the note to the one request it came with; links it was sent with stay.
             context = resource.get("context") or {}
@@ -357,11 +405,17 @@ def _stored_form(entries: list[_Entry], refs: _References, submission: PriorAuth
             if {"reference": f"Claim/{claim_id}"} not in related:
                 related.append({"reference": f"Claim/{claim_id}"})
             resource["context"] = {**context, "related": related}
+        if entry.type == "QuestionnaireResponse" and not _qr_contexts(resource):
+            # Sent inside the request Bundle, it answers that request: say so, as the evidence review requires.
+            resource["extension"] = [*(resource.get("extension") or []),
+                                     {"url": QR_CONTEXT, "valueReference": {"reference": f"Claim/{claim_id}"}}]
         resources.append(validate_resource(resource))
     practitioner = f"Practitioner/{submission.provider_id}"
     scoped = submission.model_copy(update={
         "provider_id": stored_key.get(practitioner, practitioner).split("/", 1)[1],
         "note_ids": sorted(stored_key[f"DocumentReference/{n}"].split("/", 1)[1] for n in submission.note_ids),
+        "questionnaire_response_ids": sorted(stored_key[f"QuestionnaireResponse/{r}"].split("/", 1)[1]
+                                             for r in submission.questionnaire_response_ids),
     })
     digest = hashlib.sha256("\n".join(_canonical(r) for r in resources).encode()).hexdigest()
     return _Stored(resources=resources, digest=digest, submission=scoped)
@@ -408,8 +462,8 @@ def _refuse_stored(claim_id: str) -> Callable[[list[str]], Exception]:
 def save_submission(store: SqlCareRecordStore, bundle: dict[str, Any], submission: PriorAuthSubmission, *,
                     submitted_by: str = "system", workflow_id: str | None = None,
                     received_at: datetime | None = None) -> SavedSubmission:
-    """Store the request once, as an immutable record: its Claim, notes, Practitioner and ServiceRequest (ids
-    scoped to it), its content digest and its submitter, in one transaction.
+    """Store the request once, as an immutable record: its Claim, notes, QuestionnaireResponses, Practitioner and
+    ServiceRequest (ids scoped to it), its content digest and its submitter, in one transaction.
 
     The same request again (identical content) changes nothing but adds its submitter to the request's
     submitters. Other content under the same Claim id, or the Claim id for another member, is refused

@@ -200,3 +200,4 @@ def merge_finding(finding: CriterionFinding, attested: list[Citation], refuted: 
     met = (finding.status == "met" or bool(attested)) and not refuted
     return CriterionFinding(criterion_id=finding.criterion_id, status="met" if met else "not_met",
                             citations=[*finding.citations, *attested], contrary=[*finding.contrary, *refuted])
+

@@ -20,6 +20,7 @@ Workflow code only: no I/O here; time is ``workflow.now()``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from contextlib import aclosing
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -135,12 +136,13 @@ class AgentRun:
     """Base class of program workflows (not a workflow itself)."""
 
     def _start_runtime(self, policy: RoutedPolicy, *, initiated_by: str, tool_attempts: int,
-                       tool_timeout_seconds: float, queues: ActivityQueues | None = None) -> None:
+                       tool_timeout_seconds: float, queues: ActivityQueues | None = None,
+                       excluded: Sequence[str] = ()) -> None:
         """Call from the subclass's ``@workflow.init``."""
         self._queues = queues or ActivityQueues()
         # Ledger entries and signatures name this run: agent runs never continue-as-new, so the run id is the
         # first-execution run id, and a run restarted under the same workflow id is another run.
-        self._book = ApprovalBook(policy, initiated_by=initiated_by, run_id=workflow.info().run_id)
+        self._book = ApprovalBook(policy, initiated_by=initiated_by, run_id=workflow.info().run_id, excluded=excluded)
         self._withdrawal: WithdrawRequest | None = None
         self._closed: list[str] = []
         self._done = False  # the run's last ledger flush has started

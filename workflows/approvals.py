@@ -21,7 +21,7 @@ chain expires it (the action is never run).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -96,9 +96,11 @@ EditCheck = Callable[[ApprovalDecision, PendingApproval], None]
 class ApprovalBook:
     """Pending items, decisions, sign-offs, reminders, escalation and expiry of one run."""
 
-    def __init__(self, policy: RoutedPolicy, *, initiated_by: str, run_id: str = "") -> None:
+    def __init__(self, policy: RoutedPolicy, *, initiated_by: str, run_id: str = "",
+                 excluded: Sequence[str] = ()) -> None:
         self._policy = policy
         self._initiated_by = initiated_by
+        self._excluded = frozenset(excluded)  # who may not decide here (e.g. the deciders of an appealed decision)
         self._run_id = run_id
         self._pending: dict[str, PendingApproval] = {}
         self._decided: dict[str, ApprovalDecision] = {}
@@ -217,6 +219,10 @@ class ApprovalBook:
         if decision.approver == self._initiated_by:
             raise DecisionRefused("forbidden",
                                   f"{decision.approver} initiated this run and may not approve its actions")
+        if decision.approver in self._excluded:
+            raise DecisionRefused("forbidden", (
+                f"{decision.approver} took part in the decision under appeal: a reconsideration is decided by a "
+                "physician who did not; ask another reviewer"))
         if ROLE_RANK[decision.role] < ROLE_RANK[item.required_role]:
             raise DecisionRefused("forbidden", (
                 f"approval {decision.approval_id} needs role {item.required_role}; "

@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from agents.prior_auth_state import PriorAuthRequest, PriorAuthState
     from guardrails.actions import ActionRecord
     from guardrails.approvals import ApprovalDecision, PendingApproval
-    from guardrails.prior_auth_policy import decision_due, extended_due
+    from guardrails.prior_auth_policy import appeal_due, decision_due, extended_due
     from guardrails.prior_auth_rules import evaluate_determination
     from runtime.errors import DecisionRefused
     from runtime.search_attributes import RunStatus
@@ -58,12 +58,15 @@ class PriorAuthWorkflow(AgentRun):
     @workflow.init
     def __init__(self, data: PriorAuthInput) -> None:
         self._policy = data.policy
-        due = decision_due(data.submission.received_at, data.submission.priority, data.policy)
+        appeal = data.appeal
+        due = (appeal_due(appeal.filed_at, appeal.expedited, data.policy) if appeal is not None
+               else decision_due(data.submission.received_at, data.submission.priority, data.policy))
         self._state = PriorAuthState(request=PriorAuthRequest(
             workflow_id=workflow.info().workflow_id, submission=data.submission, policy=data.policy,
-            initiated_by=data.initiated_by, decision_due=due))
+            initiated_by=data.initiated_by, decision_due=due, appeal=appeal))
         self._start_runtime(data.policy, initiated_by=data.initiated_by, tool_attempts=data.tool_attempts,
-                            tool_timeout_seconds=data.tool_timeout_seconds, queues=data.queues)
+                            tool_timeout_seconds=data.tool_timeout_seconds, queues=data.queues,
+                            excluded=appeal.reviewers if appeal is not None else ())
         self._documentation_due: datetime | None = None  # set while the run waits for the provider's answer
         self._answers: list[PendAnswer] = []
         self._ended: RunStatus | None = None  # how a pend loop ended without a decision (unanswered, withdrawn)
@@ -186,7 +189,8 @@ class PriorAuthWorkflow(AgentRun):
             raise DecisionRefused("invalid", "the run has no facts yet; an edit cannot be checked")
         action = next(r.action for r in self._state.actions if r.action.action_id == item.action_id)
         edited = action.model_copy(update={"arguments": decision.arguments})
-        verdict = evaluate_determination(edited, facts, self._policy, approved_role=decision.role)
+        verdict = evaluate_determination(edited, facts, self._policy, approved_role=decision.role,
+                                         appeal=self._state.request.appeal is not None)
         if verdict.decision != "allow":
             raise DecisionRefused("forbidden", (
                 f"the edited determination needs role {verdict.required_role}: {'; '.join(verdict.reasons)}"))
@@ -209,7 +213,7 @@ class PriorAuthWorkflow(AgentRun):
             status=self._ended or prior_auth_status(state),
             member_pseudonym=self.member_pseudonym(),
             priority=state.request.submission.priority,
-            received_at=state.request.submission.received_at,
+            received_at=state.request.appeal.filed_at if state.request.appeal else state.request.submission.received_at,
             decision_due=state.request.decision_due,
             determination=record.action.arguments.outcome if issued and record else None,
             claim_response=record.result.reference if issued and record and record.result else None,
@@ -224,4 +228,5 @@ class PriorAuthWorkflow(AgentRun):
             extended_from=state.request.extended_from,
             documentation=[a.questionnaire_response for a in state.answers],
             earlier_actions=[outcome_of(r) for r in state.earlier],
+            appeal_of=state.request.appeal.claim_response if state.request.appeal else None,
         )

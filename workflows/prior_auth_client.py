@@ -21,13 +21,17 @@ from store.records import CareRecordStore
 from tools.criteria import CriteriaSet
 from tools.member import salted_digest
 from tools.pas_limits import IntakeLimits
-from tools.pas_models import PriorAuthSubmission
+from store.submissions import SubmissionRecord
+from tools.appeals import AppealCase, AppealRefused, appeal_workflow_id, stored_submission
+from tools.pas_models import AppealOf, PriorAuthSubmission
+from tools.qr_answers import QR_CONTEXT
+from tools.qr_store import stored_form
 from tools.pas_request import check_submission, parse_pas_bundle, save_submission
 from workflows.agent_run import ActivityQueues
 from workflows.prior_auth import PriorAuthWorkflow
 from workflows.prior_auth_models import PriorAuthInput
 
-__all__ = ["prior_auth_workflow_id", "submit_prior_auth"]
+__all__ = ["prior_auth_workflow_id", "start_appeal", "submit_prior_auth"]
 
 
 def prior_auth_workflow_id(submission: PriorAuthSubmission, salt: str) -> str:
@@ -74,3 +78,56 @@ async def submit_prior_auth(
         return handle, True, submission
     except WorkflowAlreadyStartedError:
         return client.get_workflow_handle_for(PriorAuthWorkflow.run, workflow_id), False, submission
+
+
+def _responses_of(store: CareRecordStore, claim_id: str, member_id: str) -> list[str]:
+    """The stored QuestionnaireResponses about this request (sent with it, or answering its pends)."""
+    context = {"url": QR_CONTEXT, "valueReference": {"reference": f"Claim/{claim_id}"}}
+    return [r["id"] for r in store.find_for_member("QuestionnaireResponse", member_id)
+            if context in (r.get("extension") or [])]
+
+
+async def start_appeal(
+    client: Client,
+    store: CareRecordStore,
+    case: AppealCase,
+    record: SubmissionRecord,
+    *,
+    filed_by: str,
+    expedited: bool,
+    policy: PriorAuthPolicy,
+    task_queue: str,
+    response: dict[str, Any] | None = None,
+    tool_attempts: int = 10,
+    queues: ActivityQueues | None = None,
+    filed_at: datetime | None = None,
+) -> WorkflowHandle[PriorAuthWorkflow, Any]:
+    """Open the reconsideration of a checked appeal (:func:`tools.appeals.check_appeal`): its new evidence, if any,
+    stored, and a run started under the determination's appeal key with every response about the request and the
+    deciders of the determination excluded. A second appeal of the same determination is refused (409) and
+    leaves nothing stored."""
+    key = None
+    evidence = _responses_of(store, case.claim_id, case.member_id)
+    if response is not None:
+        stored, key = stored_form(response, case.claim_id, record.version)
+        saved, created = store.create_once([stored], key)
+        key = key if created else None
+        evidence.append(saved[0]["id"])
+    submission = stored_submission(store, record, evidence)
+    appeal = AppealOf(claim_response=case.claim_response, original_workflow_id=record.workflow_id or "",
+                      reviewers=case.reviewers, filed_by=filed_by, requester=case.requester,
+                      filed_at=filed_at or datetime.now(UTC), expedited=expedited)
+    workflow_id = appeal_workflow_id(case.claim_response.removeprefix("ClaimResponse/"))
+    try:
+        return await client.start_workflow(
+            PriorAuthWorkflow.run,
+            PriorAuthInput(submission=submission, policy=policy, initiated_by=filed_by, tool_attempts=tool_attempts,
+                           queues=queues or ActivityQueues(), appeal=appeal),
+            id=workflow_id, task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE, id_conflict_policy=WorkflowIDConflictPolicy.FAIL)
+    except WorkflowAlreadyStartedError:
+        if key is not None:
+            store.discard_created(key)
+        raise AppealRefused(409, "conflict", (
+            f"{case.claim_response} was already appealed (reconsideration {workflow_id}): one reconsideration per "
+            "determination; ask for its state with Claim/$inquire")) from None

@@ -11,7 +11,7 @@ from guardrails.approvals import PendingApproval
 from guardrails.prior_auth_policy import PriorAuthPolicy
 from guardrails.verdicts import GuardrailVerdict
 from runtime.search_attributes import RunStatus
-from tools.pas_models import PriorAuthSubmission
+from tools.pas_models import AppealOf, PriorAuthSubmission
 from workflows.agent_run import ActionOutcome, ActivityQueues
 
 __all__ = ["PendAnswerResult", "PriorAuthInput", "PriorAuthResult", "PriorAuthStatus"]
@@ -26,6 +26,8 @@ class PriorAuthInput(BaseModel):
     tool_attempts: int = Field(default=10, ge=1)
     tool_timeout_seconds: float = Field(default=60.0, gt=0)
     queues: ActivityQueues = Field(default_factory=ActivityQueues)
+    appeal: AppealOf | None = Field(default=None, exclude_if=lambda v: v is None, description=(
+        "A reconsideration of an adverse determination: its own clock, decided by a physician who took no part."))
 
 
 class PriorAuthStatus(BaseModel):
@@ -79,3 +81,5 @@ class PriorAuthResult(BaseModel):
         "QuestionnaireResponse ids that answered pends, in the order they came."))
     earlier_actions: list[ActionOutcome] = Field(default_factory=list, description=(
         "Actions of the review rounds before the last (a pend and what led to it)."))
+    appeal_of: str | None = Field(default=None, description=(
+        "For a reconsideration: the ClaimResponse appealed (received_at is then when the appeal was filed)."))

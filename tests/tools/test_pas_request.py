@@ -243,8 +243,9 @@ def test_a_request_without_notes_is_refused():
     err = _refused(make_pas_request(omit_notes=True).bundle)
 
     assert ("missing_notes", "the request has no clinical notes with text (0 DocumentReference(s), none with a"
-            " text/plain attachment): attach the notes as DocumentReferences with content.attachment contentType"
-            " text/plain and base64 data") == (err.code, str(err))
+            " text/plain attachment) and no QuestionnaireResponse: attach the notes as DocumentReferences with"
+            " content.attachment contentType text/plain and base64 data, or the completed DTR QuestionnaireResponse"
+            ) == (err.code, str(err))
 
 
 def test_a_pdf_only_note_is_missing_notes():
