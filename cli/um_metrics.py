@@ -127,10 +127,10 @@ def _rows(report: UmMetricsReport) -> list[tuple[str, str, str]]:
         line("approved", counted("approved", "percent_approved")),
         line("denied", counted("denied", "percent_denied")),
         line("partially approved", counted("partially_approved", "percent_partially_approved")),
-        line("approved after appeal (not tracked yet)",
-             counted("approved_after_appeal", "percent_approved_after_appeal")),
-        line("time frame extended, then approved (not tracked yet)",
+        line("approved after appeal", counted("approved_after_appeal", "percent_approved_after_appeal")),
+        line("time frame extended, then approved",
              counted("extended_then_approved", "percent_extended_then_approved")),
+        line("reconsiderations (appeals)", lambda f: str(f.appeals)),
         line("pended (documentation requested)", lambda f: str(f.pended)),
         line("no determination", lambda f: str(f.no_determination)),
         line("average time to determination", lambda f: _hours(f.average_hours)),
@@ -175,8 +175,8 @@ def metrics(
                                               "exists): requests it knows of whose runs were not read.")] = True,
 ) -> None:
     """The CMS-0057-F public prior-authorization metrics of one year, for standard and expedited requests:
-    percent approved, denied, approved after appeal, approved after an extended time frame (both not tracked
-    yet: 0), and average and median hours from receipt to determination. Exit 2 on bad input."""
+    percent approved, denied, approved after appeal, approved after an extended time frame, and average and
+    median hours from receipt to determination. Exit 2 on bad input."""
     from history.um_metrics import um_metrics, year_bounds
 
     if as_json and as_html:

@@ -24,6 +24,7 @@ from guardrails.verdicts import GuardrailVerdict
 from runtime.codec import PayloadEncryptionCodec
 from runtime.data_converter import DATA_CONVERTER
 from store.ledger_entries import LedgerEntry
+from tools.pas_models import PendAnswer
 from tools.registry import CHECK_ELIGIBILITY, GET_CLINICAL_CONTEXT, LOOKUP_MEMBER, SCORE_READMISSION_RISK
 from workflows.agent_run import WithdrawRequest
 from workflows.approvals import LEDGER_APPEND
@@ -67,6 +68,7 @@ class RunRecord:
     run_id: str | None = None
     closed_by: str | None = None  # terminated runs: the identity that terminated it
     withdrawals: list[Any] = field(default_factory=list)  # accepted ``withdraw`` updates (WithdrawRequest)
+    pend_answers: list[Any] = field(default_factory=list)  # accepted ``answer_pend`` updates (PendAnswer)
 
     def first_result(self, name: str) -> Any:
         return next((c.result for c in self.calls if c.name == name and c.result is not None), None)
@@ -101,7 +103,7 @@ class RunRecord:
         if facts is None or plan is None:
             return []
         at, output = plan
-        return [(p, self.program.judge(p, facts, policy, at)) for p in output.proposals]
+        return [(p, self.program.judge(p, facts, policy, at, self.input)) for p in output.proposals]
 
     @property
     def ledger_entries(self) -> list[LedgerEntry]:
@@ -183,6 +185,9 @@ def _read_run(history: WorkflowHistory) -> RunRecord:
             request = attrs.accepted_request
             if request.input.name == "withdraw":
                 record.withdrawals.append(_decode(request.input.args, WithdrawRequest))
+                continue
+            if request.input.name == "answer_pend":
+                record.pend_answers.append(_decode(request.input.args, PendAnswer))
                 continue
             decision = _decode(request.input.args, ApprovalDecision)
             updates[attrs.protocol_instance_id] = DecisionEvent(at=at, decision=decision)

@@ -29,16 +29,21 @@ export their histories. It cannot see requests decided without a human, so the c
 * One request, one run: histories of the same workflow id count once (the latest run).
 * approved / denied / partially approved: the determination of the ClaimResponse issued (X12 A1 / A3 / A2). A
   partial approval is counted as neither approved nor denied, and shown on its own line.
-* pended: the ClaimResponse asked the provider for documentation (A4); that is not a determination, and
-  careloom does not yet resume a pended request, so it stays undecided.
+* pended: the ClaimResponse asked the provider for documentation (A4) and the run ended without another (the
+  provider did not answer in time, or the request was withdrawn); that is not a determination. A pended request
+  the provider answered is reviewed again in the same run and counted by the determination it then got.
+* extended then approved: approved after a pend extended the review time frame (``extended_from`` set: the
+  determination was due later than the request's own clock because the plan asked for documentation).
+* approved after appeal: a reconsideration run (``appeal_of`` set) issued an approval. It is counted in the year
+  and priority of the request appealed (the request's own receipt, from the run's input), as a share of the
+  year's requests; the request itself stays counted by its first determination (a denial overturned on appeal
+  is a denial and an approval after appeal). Reconsideration runs are not requests; ``appeals`` counts them.
 * no determination: the run ended (or is still open) without a ClaimResponse: an approval expired, the run
   failed or was withdrawn.
 * Percentages are of all requests of that priority received in the year; ``None`` when there were none.
 * Time to determination: ``decided_at - received_at`` in hours, over approved, denied and partially approved
   requests only (``decided_at``: when the run recorded its issued ClaimResponse, the instant its ``overdue``
   flag is judged at).
-* Appeals and extensions of the time frame do not exist in careloom yet: both are reported as 0 and flagged
-  as not tracked (``tracked``), never estimated.
 """
 
 from __future__ import annotations
@@ -55,25 +60,22 @@ from history.events import RunRecord
 from store.ledger_entries import LedgerEntry
 from workflows.programs import PRIOR_AUTH
 
-__all__ = ["DEFINITIONS", "NOT_TRACKED", "PriorityFigures", "UmMetricsReport", "um_metrics", "year_bounds"]
+__all__ = ["DEFINITIONS", "PriorityFigures", "UmMetricsReport", "um_metrics", "year_bounds"]
 
 Priority = Literal["standard", "expedited"]
 _DECIDED = {"approve": "approved", "deny": "denied", "partial": "partially_approved"}
 
-NOT_TRACKED = {
-    "appeals": "Approved after appeal: not tracked yet. careloom has no appeal (reconsideration) process yet, so "
-               "no request can have been approved after appeal; reported as 0, not estimated.",
-    "extensions": "Approved after an extended time frame: not tracked yet. careloom does not extend a review's "
-                  "time frame yet; reported as 0, not estimated.",
-}
-"""What the report cannot know yet, by the ``tracked`` key it is flagged under."""
 
 DEFINITIONS = (
     "A request counts in the year it was received (received_at, UTC: 1 January 00:00 inclusive to 1 January of "
     "the next year exclusive), whenever it was decided.",
     "Percentages are of all requests of that priority received in the year.",
     "A partial approval counts as neither approved nor denied. A pend (documentation requested) is not a "
-    "determination; careloom does not yet resume pended requests, so they stay undecided.",
+    "determination: a pended request the provider answered counts by the determination it then got; one never "
+    "answered stays pended.",
+    "Approved after an extended time frame: approved after a pend extended the time frame for documentation.",
+    "Approved after appeal: a reconsideration approved the request; counted in the year and priority of the "
+    "request appealed, which also stays counted by its first determination. Reconsiderations are not requests.",
     "Time to determination is decided_at - received_at, in hours, over approved, denied and partially approved "
     "requests.",
 )
@@ -96,8 +98,9 @@ class PriorityFigures(BaseModel):
     partially_approved: int
     pended: int = Field(description="Documentation requested (X12 A4); not a determination.")
     no_determination: int = Field(description="No ClaimResponse: expired, failed, withdrawn or still open.")
-    approved_after_appeal: int = Field(default=0, description="Not tracked yet (see `tracked`): always 0.")
-    extended_then_approved: int = Field(default=0, description="Not tracked yet (see `tracked`): always 0.")
+    approved_after_appeal: int = Field(default=0, description="Requests a reconsideration approved.")
+    extended_then_approved: int = Field(default=0, description="Approved after a pend extended the time frame.")
+    appeals: int = Field(default=0, description="Reconsiderations of this year's requests read (any outcome).")
     percent_approved: float | None
     percent_denied: float | None
     percent_partially_approved: float | None
@@ -125,9 +128,7 @@ class UmMetricsReport(BaseModel):
     ledger_checked: bool = Field(default=False, description="The decision ledger was compared with the runs read.")
     ledger_only: int = Field(default=0, description="Prior-authorization requests the ledger has an entry for in "
                                                     "the year but the runs read do not include: left out.")
-    tracked: dict[str, bool] = Field(default_factory=lambda: {k: False for k in NOT_TRACKED},
-                                     description="False for a figure careloom cannot know yet (reported as 0).")
-    notes: list[str] = Field(default_factory=lambda: [*NOT_TRACKED.values(), *DEFINITIONS])
+    notes: list[str] = Field(default_factory=lambda: list(DEFINITIONS))
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,7 @@ class _Request:
     received_at: datetime
     outcome: str  # approved, denied, partially_approved, pended, no_determination
     hours: float | None
+    extended: bool = False
 
 
 def _request(record: RunRecord) -> _Request:
@@ -147,23 +149,39 @@ def _request(record: RunRecord) -> _Request:
                            else "no_determination")
     hours = ((result.decided_at - result.received_at).total_seconds() / 3600
              if outcome in _DECIDED.values() and result.decided_at is not None else None)
-    return _Request(result.priority, result.received_at, outcome, hours)
+    return _Request(result.priority, result.received_at, outcome, hours, extended=result.extended_from is not None)
+
+
+def _is_appeal(record: RunRecord) -> bool:
+    return getattr(record.input, "appeal", None) is not None
+
+
+def _appeal(record: RunRecord) -> _Request:
+    """A reconsideration, in the year and priority of the request appealed (its input's submission)."""
+    submission = record.input.submission
+    determination = record.result.determination if record.result is not None else None
+    return _Request(submission.priority, submission.received_at,
+                    _DECIDED.get(determination or "", "no_determination"), None)
 
 
 def _percent(part: int, whole: int) -> float | None:
     return round(100 * part / whole, 2) if whole else None
 
 
-def _figures(priority: Priority, requests: list[_Request]) -> PriorityFigures:
+def _figures(priority: Priority, requests: list[_Request], appeals: list[_Request]) -> PriorityFigures:
     count = {o: sum(r.outcome == o for r in requests)
              for o in ("approved", "denied", "partially_approved", "pended", "no_determination")}
     hours = [r.hours for r in requests if r.hours is not None]
     whole = len(requests)
+    overturned = sum(a.outcome == "approved" for a in appeals)
+    extended = sum(r.extended and r.outcome == "approved" for r in requests)
     return PriorityFigures(
-        priority=priority, requests=whole, **count,
+        priority=priority, requests=whole, **count, approved_after_appeal=overturned,
+        extended_then_approved=extended, appeals=len(appeals),
         percent_approved=_percent(count["approved"], whole), percent_denied=_percent(count["denied"], whole),
         percent_partially_approved=_percent(count["partially_approved"], whole),
-        percent_approved_after_appeal=_percent(0, whole), percent_extended_then_approved=_percent(0, whole),
+        percent_approved_after_appeal=_percent(overturned, whole),
+        percent_extended_then_approved=_percent(extended, whole),
         decided=len(hours), average_hours=statistics.fmean(hours) if hours else None,
         median_hours=statistics.median(hours) if hours else None)
 
@@ -197,17 +215,22 @@ def um_metrics(records: Iterable[RunRecord], year: int, *, source: str,
             if kept.started_at >= record.started_at:
                 continue
         latest[record.workflow_id] = record
-    requests = [_request(r) for r in latest.values()]
+    requests = [_request(r) for r in latest.values() if not _is_appeal(r)]
+    appeals = [_appeal(r) for r in latest.values() if _is_appeal(r)]
     in_year = [r for r in requests if start <= r.received_at.astimezone(UTC) < end]
+    appeals_in_year = [a for a in appeals if start <= a.received_at.astimezone(UTC) < end]
     missing = _ledger_only(ledger, set(latest), start, end) if ledger is not None else 0
-    notes = [*NOT_TRACKED.values(), *DEFINITIONS]
+    notes = list(DEFINITIONS)
     if missing:
         notes.insert(0, f"INCOMPLETE: the decision ledger has {missing} prior-authorization request(s) of {year} "
                         "whose runs are not among those read, so the figures leave them out; export their "
                         "histories (`careloom history export`) and run the report on the folder.")
     return UmMetricsReport(
         year=year, period_start=start, period_end=end, source=source,
-        standard=_figures("standard", [r for r in in_year if r.priority == "standard"]),
-        expedited=_figures("expedited", [r for r in in_year if r.priority == "expedited"]),
-        runs_read=len(requests), outside_year=len(requests) - len(in_year), other_programs=other,
+        standard=_figures("standard", [r for r in in_year if r.priority == "standard"],
+                          [a for a in appeals_in_year if a.priority == "standard"]),
+        expedited=_figures("expedited", [r for r in in_year if r.priority == "expedited"],
+                           [a for a in appeals_in_year if a.priority == "expedited"]),
+        runs_read=len(requests) + len(appeals),
+        outside_year=len(requests) - len(in_year) + len(appeals) - len(appeals_in_year), other_programs=other,
         duplicate_runs=duplicates, ledger_checked=ledger is not None, ledger_only=missing, notes=notes)

@@ -7,7 +7,7 @@ no database, like the audit.
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from history.events import RunRecord
 from workflows.programs import PLANNER_ACTIVITIES
@@ -19,7 +19,9 @@ class UsageLine(BaseModel):
     planner: str
     model: str | None
     prompt_version: str | None
-    runs: int = 0
+    runs: int = Field(default=0, description="Runs that planned with it (a run reviewed again after a pend "
+                                             "plans once per round: counted once here).")
+    steps: int = Field(default=0, description="Planner steps (one per run, or per review round).")
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -47,6 +49,7 @@ def usage_report(records: list[RunRecord]) -> UsageReport:
     lines: dict[tuple[str, str | None, str | None], UsageLine] = {}
     failed = fallbacks = 0
     for record in records:
+        counted: set[tuple[str, str | None, str | None]] = set()
         for call in record.calls:
             if call.name not in PLANNER_ACTIVITIES:
                 continue
@@ -58,7 +61,10 @@ def usage_report(records: list[RunRecord]) -> UsageReport:
             key = (out.planner, out.model, out.prompt_version)
             line = lines.setdefault(key, UsageLine(planner=out.planner, model=out.model,
                                                    prompt_version=out.prompt_version))
-            line.runs += 1
+            line.steps += 1
+            if key not in counted:
+                counted.add(key)
+                line.runs += 1
             if out.usage is not None:
                 line.requests += out.usage.requests
                 line.prompt_tokens += out.usage.prompt_tokens

@@ -64,7 +64,8 @@ class Program:
     id_prefix: str
     configured_policy: Callable[[Settings], BaseModel]
     """The deployment's policy for new runs, from settings."""
-    judge: Callable[[ProposedAction, Any, Any, datetime | None], GuardrailVerdict]
+    judge: Callable[[ProposedAction, Any, Any, datetime | None, Any], GuardrailVerdict]
+    """(proposal, facts, policy, when, the run's input) -> the verdict the program's guardrails give it."""
     """The program's guardrails: (proposal, facts, policy, time) → verdict. Pure; audit and what-if use it."""
     stop_check: Callable[[Any, Any], GuardrailVerdict | None] | None = None
     """A run-level stop before planning (outreach: not eligible, not discharged), if the program has one."""
@@ -113,7 +114,7 @@ OUTREACH = Program(
     policy=GuardrailPolicy,
     id_prefix="outreach-",
     configured_policy=outreach_policy,
-    judge=lambda proposal, facts, policy, at: evaluate_action(proposal, facts, policy, now=at),
+    judge=lambda proposal, facts, policy, at, run_input: evaluate_action(proposal, facts, policy, now=at),
     stop_check=check_run,
 )
 
@@ -128,7 +129,8 @@ PRIOR_AUTH = Program(
     policy=PriorAuthPolicy,
     id_prefix="prior-auth-",
     configured_policy=prior_auth_policy,
-    judge=lambda proposal, facts, policy, at: evaluate_determination(proposal, facts, policy),
+    judge=lambda proposal, facts, policy, at, run_input: evaluate_determination(
+        proposal, facts, policy, appeal=getattr(run_input, "appeal", None) is not None),
 )
 
 PROGRAMS: tuple[Program, ...] = (OUTREACH, PRIOR_AUTH)

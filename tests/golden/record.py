@@ -34,7 +34,7 @@ from runtime.temporal_client import connect  # noqa: E402
 from runtime.temporal_server import EmbeddedTemporalServer  # noqa: E402
 from store.connect import configured_database
 from store.sql_records import SqlCareRecordStore  # noqa: E402
-from tests.deciding import decide  # noqa: E402
+from tests.deciding import TEST_SIGNING_KEYS, decide  # noqa: E402
 from tests.fhir_factory import HIGH_RISK, make_member  # noqa: E402
 from tests.model_server import error, running_model_server  # noqa: E402
 from tests.net import free_port  # noqa: E402
@@ -45,7 +45,13 @@ from tools.determination import IssueDeterminationArgs, ItemDecision  # noqa: E4
 from worker import build_worker  # noqa: E402
 from workflows.agent_run import AgentRun  # noqa: E402
 from workflows.outreach_client import start_outreach  # noqa: E402
-from workflows.prior_auth_client import submit_prior_auth  # noqa: E402
+from store.submissions import SubmissionStore  # noqa: E402
+from tests.dtr_answers import completed_response  # noqa: E402
+from tools.appeals import AppealRequest, check_appeal  # noqa: E402
+from tools.pas_models import PendAnswer  # noqa: E402
+from workflows.agent_run import WithdrawRequest  # noqa: E402
+from workflows.prior_auth import PriorAuthWorkflow  # noqa: E402
+from workflows.prior_auth_client import start_appeal, submit_prior_auth  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "histories"
 OPEN = GuardrailPolicy(contact_window_start=time(0), contact_window_end=time.max)
@@ -78,7 +84,7 @@ async def main(wanted: set[str]) -> None:
     configure_logging("WARNING", "json")
     state = Path(tempfile.mkdtemp(prefix="careloom-golden-"))
     settings = Settings(state_dir=state, embedded_port=free_port(), embedded_ui_port=free_port(), embedded_ui=False,
-                        tool_attempts=1, _env_file=None)
+                        tool_attempts=1, signing_keys=TEST_SIGNING_KEYS, _env_file=None)
     store = SqlCareRecordStore(configured_database(settings))
     OUT.mkdir(parents=True, exist_ok=True)
     with running_model_server() as model:
@@ -140,7 +146,56 @@ async def _record_prior_auth(client, settings: Settings, store: SqlCareRecordSto
             salt=settings.pseudonym_salt.get_secret_value(), initiated_by="golden-recorder", tool_attempts=1)
         if decision is not None:
             await _decide_all(client, handle, decision)
+        if name == "um-pended":  # a pend now waits for the provider's answer: the recording ends it by a withdrawal
+            await handle.execute_update("withdraw", WithdrawRequest(actor="golden-provider", reason="recorded"))
         await _save(handle, name)
+    if not wanted or "um-pend-answered" in wanted:
+        await _record_pend_answered(client, settings, store, queue)
+    if not wanted or "um-appeal-overturned" in wanted:
+        await _record_appeal_overturned(client, settings, store, queue)
+
+
+async def _record_pend_answered(client, settings: Settings, store: SqlCareRecordStore, queue: str) -> None:  # noqa: ANN001
+    """Pended by an MD, answered by the provider's attestation, then approved without a human."""
+    request = make_pas_request(store, notes=MRI_NOTES_MISSING_THERAPY)
+    handle, _, _ = await submit_prior_auth(
+        client, store, request.bundle, criteria=criteria_for(settings), policy=PriorAuthPolicy(), task_queue=queue,
+        salt=settings.pseudonym_salt.get_secret_value(), initiated_by="golden-recorder", tool_attempts=1)
+    await _decide_all(client, handle, _as_required)
+    response = completed_response(request.claim_id, request.member_id, {"conservative-therapy-6-weeks": True},
+                                  response_id="golden-answer")
+    stored, _ = store.create_once([response], f"golden/{request.claim_id}")
+    await handle.execute_update(PriorAuthWorkflow.answer_pend, PendAnswer(
+        questionnaire_response=stored[0]["id"], submitted_by="golden-provider", received_at=datetime.now(UTC)))
+    await _save(handle, "um-pend-answered")
+
+
+async def _record_appeal_overturned(client, settings: Settings, store: SqlCareRecordStore,  # noqa: ANN001
+                                   queue: str) -> None:
+    """A denial (dr.rivera, rn.kim) appealed with the physician's attestation; md.lee overturns it."""
+    request = make_pas_request(store, notes=MRI_NOTES_AGAINST)
+    handle, _, _ = await submit_prior_auth(
+        client, store, request.bundle, criteria=criteria_for(settings), policy=PriorAuthPolicy(), task_queue=queue,
+        salt=settings.pseudonym_salt.get_secret_value(), initiated_by="golden-provider", tool_attempts=1)
+    cited: list[str] = []
+
+    def deny(item):  # noqa: ANN001, ANN202
+        cited.extend(item.arguments.criteria_cited)
+        return _as_required(item)
+
+    await _decide_all(client, handle, deny)
+    denied = await handle.result()
+    evidence = completed_response(request.claim_id, request.member_id, dict.fromkeys(cited, True),
+                                  response_id="golden-appeal-evidence")
+    case = check_appeal(store, denied.claim_response.removeprefix("ClaimResponse/"), AppealRequest(response=evidence),
+                        caller="golden-provider", role="care_coordinator", submitter=True,
+                        criteria=criteria_for(settings), today=datetime.now(UTC).date())
+    record = SubmissionStore(store.db).latest(request.claim_id)
+    appeal = await start_appeal(client, store, case, record, filed_by="golden-provider", expedited=False,
+                                policy=PriorAuthPolicy(), task_queue=queue, response=evidence, tool_attempts=1)
+    await _decide_all(client, appeal, lambda i: ApprovalDecision(
+        approval_id=i.approval_id, digest=i.digest, decision="approve", approver="md.lee", role="md"))
+    await _save(appeal, "um-appeal-overturned")
 
 
 async def _record(settings: Settings, store: SqlCareRecordStore, model, wanted: set[str]) -> None:  # noqa: ANN001

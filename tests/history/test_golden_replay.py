@@ -19,7 +19,8 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "histories"
 SCENARIOS = {"auto-completed", "approved", "edited", "rejected", "escalated", "deferred", "ineligible", "blocked",
              "model-planned", "model-fallback"}
 """Post-discharge outreach outcomes."""
-PRIOR_AUTH_SCENARIOS = {"um-auto-approved", "um-pended", "um-denial-md-approved", "um-md-overturned", "um-expired"}
+PRIOR_AUTH_SCENARIOS = {"um-auto-approved", "um-pended", "um-denial-md-approved", "um-md-overturned", "um-expired",
+                        "um-pend-answered", "um-appeal-overturned"}
 """Prior-authorization triage outcomes."""
 
 

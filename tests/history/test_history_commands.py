@@ -169,9 +169,10 @@ def test_usage_report_totals_model_tokens_and_counts_fallbacks(tmp_path: Path) -
     [model] = [line for line in report["lines"] if line["model"] == "scripted-model"]
     assert (1, usage.prompt_tokens, usage.completion_tokens) == (
         model["runs"], model["prompt_tokens"], model["completion_tokens"])
-    assert (15, 1, 1) == (report["runs"], report["failed_planning_attempts"], report["fallbacks"])
+    assert (17, 1, 1) == (report["runs"], report["failed_planning_attempts"], report["fallbacks"])
     [um] = [line for line in report["lines"] if line["planner"] == "offline-um-rules/1"]
-    assert (5, 0) == (um["runs"], um["requests"])
+    # 7 prior-authorization runs; the one answered after a pend planned twice (a step per review round).
+    assert (7, 8, 0) == (um["runs"], um["steps"], um["requests"])
 
 
 def test_audit_of_a_prior_auth_run_shows_criteria_sign_offs_and_the_claim_response() -> None:
@@ -197,7 +198,7 @@ def test_what_if_on_prior_auth_runs_uses_the_prior_auth_policy() -> None:
 
     records = [read_run(load_history(p).history) for p in sorted(GOLDEN.glob("*.json"))]
     report = what_if(records, PriorAuthPolicy(auto_approve=False), PRIOR_AUTH)
-    assert (5, 10) == (report.cases, report.other_programs_skipped)
+    assert (7, 10) == (report.cases, report.other_programs_skipped)
     assert [("um-auto-approved", "allow", "require_approval", "rn")] == [
         (c.workflow_id, c.old, c.new, c.new_role) for c in report.changes]
     assert [] == report.human_removed

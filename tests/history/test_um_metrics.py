@@ -15,7 +15,7 @@ from temporalio.client import Client
 
 from history.events import RunRecord, read_run
 from history.files import load_history
-from history.um_metrics import NOT_TRACKED, um_metrics
+from history.um_metrics import um_metrics
 from runtime.settings import Settings
 from store.ledger import DecisionLedger
 from store.ledger_entries import LedgerEntry
@@ -34,16 +34,21 @@ UM_FILES = sorted(GOLDEN.glob("um-*.json"))
 #   um-md-overturned       standard   07:34:28.832507 -> 07:34:29.050081  approve  0.217574 s
 #   um-pended              standard   07:34:22.725265 -> 07:34:22.951956  pend     (not a determination)
 #   um-expired             expedited  07:34:31.900593 -> none             none     (approval expired)
-# all on 2026-12-02 UTC.
-DECISION_SECONDS = [0.190007, 0.228750, 0.217574]
+# all on 2026-12-02 UTC; and on 2026-12-07 UTC:
+#   um-pend-answered       standard   07:25:57.747001 -> 07:26:00.245706  approve  2.498705 s (pended, answered:
+#                                                                                    extended_from set)
+#   um-appeal-overturned   a reconsideration (appeal_of set) of a standard request received 07:26:00.290856,
+#                          approved: approved after appeal; not a request (its denial's run is not a golden file).
+DECISION_SECONDS = [0.190007, 0.228750, 0.217574, 2.498705]
 STANDARD_2026 = {
-    "requests": 4, "approved": 2, "denied": 1, "partially_approved": 0, "pended": 1, "no_determination": 0,
-    "approved_after_appeal": 0, "extended_then_approved": 0, "percent_approved": 50.0, "percent_denied": 25.0,
-    "percent_partially_approved": 0.0, "percent_approved_after_appeal": 0.0,
-    "percent_extended_then_approved": 0.0, "decided": 3}
+    "requests": 5, "approved": 3, "denied": 1, "partially_approved": 0, "pended": 1, "no_determination": 0,
+    "approved_after_appeal": 1, "extended_then_approved": 1, "appeals": 1, "percent_approved": 60.0,
+    "percent_denied": 20.0, "percent_partially_approved": 0.0, "percent_approved_after_appeal": 20.0,
+    "percent_extended_then_approved": 20.0, "decided": 4}
 EXPEDITED_2026 = {
     "requests": 1, "approved": 0, "denied": 0, "partially_approved": 0, "pended": 0, "no_determination": 1,
-    "approved_after_appeal": 0, "extended_then_approved": 0, "percent_approved": 0.0, "percent_denied": 0.0,
+    "approved_after_appeal": 0, "extended_then_approved": 0, "appeals": 0, "percent_approved": 0.0,
+    "percent_denied": 0.0,
     "percent_partially_approved": 0.0, "percent_approved_after_appeal": 0.0,
     "percent_extended_then_approved": 0.0, "decided": 0, "average_hours": None, "median_hours": None}
 EMPTY = {"requests": 0, "approved": 0, "denied": 0, "pended": 0, "no_determination": 0, "decided": 0,
@@ -66,17 +71,18 @@ def _received(record: RunRecord, at: datetime) -> RunRecord:
 
 
 def test_the_golden_um_histories_give_the_figures_checked_by_hand() -> None:
-    """Standard: 4 requests, 2 approved, 1 denied, the pend undecided, times over the 3 determinations; expedited:
-    the expired request counts with no determination and no time; the outreach histories are skipped."""
+    """Standard: 5 requests, 3 approved (one after the provider answered a pend: extended then approved), 1
+    denied, the unanswered pend undecided, times over the 4 determinations, and 1 approved after appeal (the
+    reconsideration is not a request); expedited: the expired request counts with no determination and no time;
+    the outreach histories are skipped."""
     report = um_metrics(_golden(), 2026, source="golden")
 
     assert STANDARD_2026 == _subset(report.standard, STANDARD_2026)
     assert EXPEDITED_2026 == _subset(report.expedited, EXPEDITED_2026)
     assert statistics.fmean(DECISION_SECONDS) / 3600 == pytest.approx(report.standard.average_hours, rel=1e-6)
-    assert 0.217574 / 3600 == pytest.approx(report.standard.median_hours, rel=1e-6)
-    assert (5, 0, 10, 0) == (report.runs_read, report.outside_year, report.other_programs, report.duplicate_runs)
-    assert {"appeals": False, "extensions": False} == report.tracked
-    assert set(NOT_TRACKED.values()) <= set(report.notes)
+    assert (0.217574 + 0.228750) / 2 / 3600 == pytest.approx(report.standard.median_hours, rel=1e-6)
+    assert (7, 0, 10, 0) == (report.runs_read, report.outside_year, report.other_programs, report.duplicate_runs)
+    assert any(n.startswith("Approved after appeal: a reconsideration") for n in report.notes)
 
 
 def test_a_year_without_requests_has_no_percentages_and_no_times() -> None:
@@ -88,7 +94,7 @@ def test_a_year_without_requests_has_no_percentages_and_no_times() -> None:
 
     before = um_metrics(_golden("um-*.json"), 2025, source="golden")
     assert (EMPTY, EMPTY) == (_subset(before.standard, EMPTY), _subset(before.expedited, EMPTY))
-    assert (5, 5) == (before.runs_read, before.outside_year)
+    assert (7, 7) == (before.runs_read, before.outside_year)
 
 
 def test_the_year_is_the_year_of_receipt_in_utc() -> None:
@@ -161,8 +167,8 @@ def _folder(tmp_path: Path, *extra: tuple[str, str]) -> Path:
 
 
 def test_the_command_prints_json_a_table_and_a_page(tmp_path: Path) -> None:
-    """Through the real command: --json carries the hand-checked figures, the table and the HTML page say that
-    appeals and extensions are not tracked yet, and which year boundary applies."""
+    """Through the real command: --json carries the hand-checked figures, the table and the HTML page show them,
+    appeals and extensions among them, and which year boundary applies."""
     folder, env = _folder(tmp_path), clean_env(CARELOOM_STATE_DIR=str(tmp_path / "state"))
 
     as_json = careloom(env, "um", "metrics", "--year", "2026", "--histories", str(folder), "--json")
@@ -173,15 +179,16 @@ def test_the_command_prints_json_a_table_and_a_page(tmp_path: Path) -> None:
 
     table = careloom(env, "um", "metrics", "--year", "2026", "--histories", str(folder))
     assert 0 == table.returncode, table.stderr
-    assert "50.00% (2)" in table.stdout and "25.00% (1)" in table.stdout
-    assert 2 == table.stdout.count("(not tracked yet)")
+    assert "60.00% (3)" in table.stdout and "20.00% (1)" in table.stdout
+    assert "approved after appeal" in table.stdout and "not tracked" not in table.stdout
     assert "by receipt time" in table.stdout
 
     page = careloom(env, "um", "metrics", "--year", "2026", "--histories", str(folder), "--html")
     assert 0 == page.returncode, page.stderr
     assert page.stdout.startswith("<!doctype html>")
-    assert "<td>approved</td><td>50.00% (2)</td><td>0.00% (0)</td>" in page.stdout
-    assert "not tracked yet" in page.stdout and "<script" not in page.stdout
+    assert "<td>approved</td><td>60.00% (3)</td><td>0.00% (0)</td>" in page.stdout
+    assert "<td>approved after appeal</td><td>20.00% (1)</td><td>0.00% (0)</td>" in page.stdout
+    assert "<script" not in page.stdout
 
 
 def test_the_command_compares_with_the_records_databases_ledger(tmp_path: Path) -> None:
