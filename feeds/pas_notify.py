@@ -5,8 +5,8 @@ after a human decision (the request had been pended). One activity lists the act
 PAS topic of whoever submitted the request; each is then delivered by its own activity, concurrently, retried
 with backoff by Temporal (:data:`DELIVERY_RETRY`, bounded by :data:`DELIVERY_DEADLINE`), so one dead endpoint
 never holds up another and a worker restart loses nothing. Every attempt is recorded by the delivery activity;
-when the retries run out the failure is recorded as ``abandoned`` and the workflow finishes (the provider can
-still ``Claim/$inquire``).
+when the retries run out the failure is recorded as ``abandoned``, a person in the provider-relations queue gets
+a Task to tell the provider another way, and the workflow finishes (the provider can still ``Claim/$inquire``).
 
 History holds identifiers only: the Claim id, the ClaimResponse reference, subscription ids, the run id.
 """

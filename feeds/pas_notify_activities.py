@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -32,6 +32,7 @@ from store.pas_subscriptions import Delivery, SubscriptionRow, SubscriptionStore
 from store.records import member_of
 from store.sql_records import SqlCareRecordStore
 from store.submissions import SubmissionStore
+from tools.tasks import CreateTaskArgs, CreateTaskInput, create_task
 
 __all__ = ["BACKPORT", "PAS_TOPIC", "STATUS_PROFILE", "PasNotifyActivities", "notification_bundle", "post_bundle"]
 
@@ -40,6 +41,8 @@ BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
 STATUS_PROFILE = f"{BACKPORT}/backport-subscription-status-r4"
 FHIR_JSON = "application/fhir+json"
 POST_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+NOTIFY_FAILED_QUEUE = "utilization-management/provider-relations"
+"""Where a person picks up a decision no subscribed endpoint would take."""
 
 
 def notification_bundle(subscription: SubscriptionRow, *, kind: str, events_since_start: int,
@@ -153,8 +156,25 @@ class PasNotifyActivities:
 
     @activity.defn(name=ABANDON_DELIVERY)
     def abandon(self, data: DeliveryInput) -> None:
-        """Record that careloom stopped trying this endpoint for this event."""
+        """Record that careloom stopped trying this endpoint for this event, and give a person the call: a Task in
+        the provider-relations queue to tell the provider the decision another way (once per endpoint and event)."""
+        now = datetime.now(UTC)
         self._subscriptions.record(Delivery(
             subscription_id=data.subscription_id, claim_response=data.claim_response,
             event_number=data.event_number, attempt=0, outcome="abandoned",
-            error="retries exhausted; the provider can still Claim/$inquire", at=datetime.now(UTC)))
+            error="retries exhausted; the provider can still Claim/$inquire", at=now))
+        kind, _, rid = data.claim_response.partition("/")
+        response = self._store.get("ClaimResponse", rid) if kind == "ClaimResponse" else None
+        member = member_of(response) if response is not None else None
+        if member is None:
+            return  # nothing was decided here to tell anyone about
+        claim = ((response or {}).get("request") or {}).get("reference", "")
+        create_task(self._store, CreateTaskInput(
+            member_id=member, encounter_id=claim.partition("/")[2] or rid, focus=data.claim_response,
+            idempotency_key=f"pas-notify-abandoned/{data.subscription_id}/{data.claim_response}", authored_at=now,
+            arguments=CreateTaskArgs(
+                kind="notification-failed", queue=NOTIFY_FAILED_QUEUE, priority="urgent",
+                description="The provider's system could not be told of this prior-authorization decision: tell "
+                            "the requesting provider by phone or fax",
+                reason=f"subscription {data.subscription_id}: notification retries exhausted",
+                due=now + timedelta(days=1))))

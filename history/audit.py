@@ -97,6 +97,12 @@ def _trigger(record: RunRecord) -> str:
     if record.program is OUTREACH:
         return (f"discharge {data.encounter_id} of member {data.member_id}, started by {data.initiated_by}")
     sub = data.submission
+    appeal = getattr(data, "appeal", None)
+    if appeal is not None:
+        return (f"reconsideration of {appeal.claim_response} (Claim/{sub.claim_id}, "
+                f"{'expedited' if appeal.expedited else 'standard'}), filed by {appeal.filed_by} for "
+                f"{appeal.requester} on {appeal.filed_at:%Y-%m-%d %H:%M} UTC; excluded reviewers: "
+                f"{', '.join(appeal.reviewers) or 'none named'}")
     return (f"prior-authorization request Claim/{sub.claim_id} ({sub.priority}, "
             f"{', '.join(i.code for i in sub.items)}) of member {sub.member_id}, received "
             f"{sub.received_at:%Y-%m-%d %H:%M} UTC, submitted by {data.initiated_by}")
@@ -135,6 +141,10 @@ def audit(record: RunRecord, ledger: DecisionLedger | None = None) -> AuditRepor
                                   summary=f"{d.approval_id}: {d.decision} by {d.approver} ({d.role}), digest "
                                           f"{d.digest[:12]}" + (f", reason: {d.reason}" if d.reason else "")
                                           + (f" -> {decision.result.outcome}" if decision.result else "")))
+    for answer in record.pend_answers:
+        entries.append(AuditEntry(at=answer.received_at, kind="documentation",
+                                  summary=f"pend answered: QuestionnaireResponse/{answer.questionnaire_response} "
+                                          f"sent by {answer.submitted_by}; the request is reviewed again with it"))
     for at, seconds in record.timers:
         entries.append(AuditEntry(at=at, kind="timer", summary=f"durable timer {seconds:.0f} s (deferral or SLA clock)"))
     if record.result is not None:

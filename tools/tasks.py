@@ -23,6 +23,7 @@ TaskKind = Literal[
     "reduce-service",
     "expired-approval-review",
     "run-failure-review",
+    "notification-failed",
 ]
 
 ADVERSE_TASK_KINDS: dict[str, ServiceEffect] = {

@@ -246,7 +246,8 @@ async def test_a_run_started_through_temporal_cannot_send_another_submitters_dec
 
 async def test_retries_exhausted_are_recorded_and_the_workflow_finishes(
         http: httpx.AsyncClient, client: Client, settings, store, subscribed) -> None:  # noqa: ANN001
-    """A dead endpoint: each attempt recorded failed, then abandoned; the run completes."""
+    """A dead endpoint: each attempt recorded failed, then abandoned, and a person is given the call (a Task in
+    the provider-relations queue, once); the run completes."""
     with receiving(fail=10) as receiver:
         subscription_id = await _subscribe(http, receiver, subscribed)
         # A decided request this caller submitted (stored as the intake and the run store them).
@@ -259,6 +260,10 @@ async def test_retries_exhausted_are_recorded_and_the_workflow_finishes(
     mine = [d for d in SubscriptionStore(store.db).deliveries(subscription_id)]
     assert [(1, "failed"), (2, "failed"), (0, "abandoned")] == [(d.attempt, d.outcome) for d in mine]
     assert subscription_id in result.abandoned
+    member = store.get(*claim_response.split("/"))["patient"]["reference"].split("/")[1]
+    told = [t for t in store.find_for_member("Task", member) if t["focus"]["reference"] == claim_response]
+    assert [("notification-failed", "utilization-management/provider-relations")] == [
+        (t["code"]["coding"][0]["code"], t["owner"]["display"]) for t in told]
 
 
 async def test_an_http_endpoint_in_production_is_422_and_nothing_is_stored(

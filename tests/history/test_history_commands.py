@@ -202,3 +202,17 @@ def test_what_if_on_prior_auth_runs_uses_the_prior_auth_policy() -> None:
     assert [("um-auto-approved", "allow", "require_approval", "rn")] == [
         (c.workflow_id, c.old, c.new, c.new_role) for c in report.changes]
     assert [] == report.human_removed
+
+
+def test_audit_of_an_answered_pend_and_of_a_reconsideration() -> None:
+    """The answered pend's timeline shows the answer between the two review rounds; the reconsideration's trigger
+    names the determination appealed and the reviewers it excludes."""
+    answered = audit(read_run(load_history(GOLDEN / "um-pend-answered.json").history))
+    kinds = [e.kind for e in answered.entries]
+    [documentation] = [e for e in answered.entries if e.kind == "documentation"]
+    assert "pend answered: QuestionnaireResponse/" in documentation.summary
+    assert 2 == sum(e.kind == "proposal" for e in answered.entries) and "completed" == answered.outcome
+    assert kinds.index("documentation") < max(i for i, k in enumerate(kinds) if k == "proposal")
+    appeal = audit(read_run(load_history(GOLDEN / "um-appeal-overturned.json").history))
+    assert appeal.entries[0].summary.startswith("reconsideration of ClaimResponse/")
+    assert "excluded reviewers: dr.rivera, rn.kim" in appeal.entries[0].summary
