@@ -167,7 +167,9 @@ def _pending(state: PriorAuthState, record: ActionRecord, reasons: list[str], ro
     action, facts, req = record.action, _facts(state), state.request
     policy, sub = req.policy, req.submission
     effect = action_effect(action.arguments)
-    clock = clock_for(policy.entry_queue(sub.priority, role), role, policy, now)
+    # An expedited appeal is reviewed in the expedited queues, whatever the request's own priority was.
+    priority = "expedited" if req.appeal is not None and req.appeal.expedited else sub.priority
+    clock = clock_for(policy.entry_queue(priority, role), role, policy, now)
     review = facts.review
     item = PendingApproval(
         approval_id=f"{action.action_id}.{record.approval_requests}",
@@ -186,13 +188,13 @@ def _pending(state: PriorAuthState, record: ActionRecord, reasons: list[str], ro
         requested_at=now,
         policy_id=policy.policy_id,
         queue=clock.queue,
-        priority="urgent" if sub.priority == "expedited" or effect != "none" else "routine",
+        priority="urgent" if priority == "expedited" or effect != "none" else "routine",
         sla_deadline=clock.deadline,
         remind_at=clock.remind_at,
         dual_signoff=effect in policy.approvals.dual_signoff_effects,
         decide_by=req.decision_due,
         context=PriorAuthReviewContext(
-            priority=sub.priority, received_at=sub.received_at, decision_due=req.decision_due,
+            priority=priority, received_at=sub.received_at, decision_due=req.decision_due,
             service_codes=[i.code for i in sub.items],
             service_policy=", ".join(p.policy_id for p in review.policies) or None,
             criteria_version=review.criteria_version, plan_type=facts.eligibility.plan_type,

@@ -189,3 +189,20 @@ async def test_appeal_refusals_are_operation_outcomes_and_nothing_is_stored_or_s
     approval_id = result.claim_response.removeprefix("ClaimResponse/")
     not_adverse = await http.post(f"/fhir/ClaimResponse/{approval_id}/$appeal", headers=as_submitter)
     assert (422, "business-rule") == _issue(not_adverse)[:2] and "nothing to appeal" in _issue(not_adverse)[2]
+
+
+async def test_an_expedited_member_appeal_is_reviewed_in_the_expedited_queue(
+        http: httpx.AsyncClient, client: Client, store, approvers, runs) -> None:  # noqa: ANN001
+    """Plan staff file the member's fast appeal: its item is in the expedited MD queue, due within 72 hours."""
+    request, denial, _ = await _denied(http, client, store, approvers, runs)
+    filed = datetime.now(UTC)
+    member = {"resourceType": "Parameters", "parameter": [
+        {"name": "requester", "valueReference": {"reference": f"Patient/{request.member_id}"}},
+        {"name": "expedited", "valueBoolean": True}]}
+    started = await http.post(f"/fhir/ClaimResponse/{denial}/$appeal", json=member,
+                              headers={**FHIR, **auth(approvers["rn.kim"])})
+    assert 202 == started.status_code, started.text
+    runs.append(appeal_workflow_id(denial))
+    item = await pending(client.get_workflow_handle_for(PriorAuthWorkflow.run, appeal_workflow_id(denial)))
+    assert ("um-medical-review-expedited", "urgent", "md") == (item.queue, item.priority, item.required_role)
+    assert timedelta(hours=71) < item.decide_by - filed <= timedelta(hours=72, minutes=1)
