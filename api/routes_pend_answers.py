@@ -21,12 +21,12 @@ response stored just before the run refused it is deleted again).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
@@ -45,6 +45,8 @@ __all__ = ["ANSWER_ACTION", "router"]
 router = APIRouter(prefix="/fhir", tags=["Da Vinci DTR"])
 
 ANSWER_ACTION = "prior_auth.pend_answer"
+_QUERY_TIMEOUT = timedelta(seconds=5)
+_UPDATE_TIMEOUT = timedelta(seconds=30)
 
 _NOT_FOUND = ("no prior-authorization request with this Claim id that you submitted: name the request you sent"
               " with Claim/$submit in the qr-context extension (valueReference Claim/<id>)")
@@ -97,8 +99,8 @@ async def answer_pend(request: Request) -> JSONResponse:
         return _refused(request, caller, err, workflow_id)
     handle = client.get_workflow_handle_for(PriorAuthWorkflow.run, workflow_id)
     try:
-        status = await handle.query(PriorAuthWorkflow.status)
-    except RPCError:
+        status = await handle.query(PriorAuthWorkflow.status, rpc_timeout=_QUERY_TIMEOUT)
+    except (RPCError, WorkflowQueryFailedError):
         status = None
     if status is None or status.documentation_due is None:
         return _refused(request, caller, QuestionnaireAnswerError(
@@ -109,7 +111,7 @@ async def answer_pend(request: Request) -> JSONResponse:
     answer = PendAnswer(questionnaire_response=saved[0]["id"], submitted_by=caller.user_id,
                         received_at=datetime.now(UTC))
     try:
-        await handle.execute_update(PriorAuthWorkflow.answer_pend, answer)
+        await handle.execute_update(PriorAuthWorkflow.answer_pend, answer, rpc_timeout=_UPDATE_TIMEOUT)
     except (WorkflowUpdateFailedError, RPCError) as err:
         if created:  # the run did not take it: nothing of the refused answer stays
             store.discard_created(key)

@@ -122,8 +122,9 @@ def check_appeal(store: CareRecordStore, claim_response_id: str, request: Appeal
         raise AppealRefused(404, "not-found", f"no prior-authorization determination {reference}: appeal the "
                                               "ClaimResponse you received for the request")
     member_id = member_of(claim) or ""
-    if submitter:
-        requester = request.requester or (claim.get("provider") or {}).get("reference") or "provider"
+    provider = (claim.get("provider") or {}).get("reference") or "the requesting provider"
+    if submitter and request.requester in (None, provider, f"Patient/{member_id}"):
+        requester = request.requester or provider  # the provider's own appeal, or one filed for the member
     elif role in PLAN_STAFF_ROLES and request.requester == f"Patient/{member_id}":
         requester = request.requester
     else:

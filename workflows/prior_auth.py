@@ -108,6 +108,9 @@ class PriorAuthWorkflow(AgentRun):
                 timeout=max(0.0, (documentation_due - workflow.now()).total_seconds()))
         except asyncio.TimeoutError:
             pass
+        except asyncio.CancelledError:  # cancelled through Temporal while waiting: ends as a cancel does
+            await self._end_cancelled()
+            raise
         self._documentation_due = None
         if self._withdrawal is not None:
             self._state, self._ended = await self._end_withdrawn(self._state), "withdrawn"
@@ -126,6 +129,7 @@ class PriorAuthWorkflow(AgentRun):
         """The provider's documentation for a pended request (a stored QuestionnaireResponse's id): the request is
         reviewed again with it. Identifiers only; the review checks the stored response again."""
         self._answers.append(answer)
+        self._documentation_due = None  # one answer per pend: a second one is refused by the validator
         workflow.logger.info("pend answered", extra={"round": self._state.round + 1})
         return PendAnswerResult(round=self._state.round + 1, decision_due=self._state.request.decision_due)
 
