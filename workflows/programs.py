@@ -65,8 +65,8 @@ class Program:
     configured_policy: Callable[[Settings], BaseModel]
     """The deployment's policy for new runs, from settings."""
     judge: Callable[[ProposedAction, Any, Any, datetime | None, Any], GuardrailVerdict]
-    """(proposal, facts, policy, when, the run's input) -> the verdict the program's guardrails give it."""
-    """The program's guardrails: (proposal, facts, policy, time) → verdict. Pure; audit and what-if use it."""
+    """The program's guardrails: (proposal, facts, policy, time, the run's input) → verdict. Pure; audit and
+    what-if use it."""
     stop_check: Callable[[Any, Any], GuardrailVerdict | None] | None = None
     """A run-level stop before planning (outreach: not eligible, not discharged), if the program has one."""
 
