@@ -37,6 +37,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from agents.offline_planner import OfflinePlanner
 from agents.planner import Planner, PlannerActivity
+from agents.care_gap_planner import GapPlannerActivity
 from agents.prior_auth_planner import RecommenderActivity
 from feeds.pas_notify import PasNotificationWorkflow
 from feeds.pas_notify_activities import PasNotifyActivities
@@ -56,7 +57,9 @@ from store.ledger import DecisionLedger
 from store.sql_records import SqlCareRecordStore
 from tools.activities import CareTools
 from tools.criteria import criteria_for
+from tools.care_gaps import CareGapTools
 from tools.prior_auth_activities import PriorAuthTools
+from tools.quality_measures import load_measures
 from tools.registry import SEND_OUTREACH
 from workflows.agent_run import activity_queues
 from workflows.ledger_activity import LedgerActivities
@@ -151,10 +154,12 @@ class Hosts(NamedTuple):
     planner: PlannerActivity
     recommender: RecommenderActivity
     ledger: LedgerActivities
+    care_gaps: CareGapTools
+    gap_planner: GapPlannerActivity
 
     @property
     def planners(self) -> list[object]:
-        return [self.planner, self.recommender]
+        return [self.planner, self.recommender, self.gap_planner]
 
 
 def build_hosts(settings: Settings, store: SqlCareRecordStore, *, planner: Planner | None = None,
@@ -169,6 +174,8 @@ def build_hosts(settings: Settings, store: SqlCareRecordStore, *, planner: Plann
         planner=PlannerActivity(planner or planner_for(settings, store), fallback=OfflinePlanner()),
         recommender=recommender or recommender_for(settings, store),
         ledger=LedgerActivities(DecisionLedger(store.db), keys),
+        care_gaps=CareGapTools(store, load_measures()),
+        gap_planner=GapPlannerActivity(),
     )
 
 

@@ -17,7 +17,7 @@ lets Temporal evict them cleanly.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cache
 from typing import Any, Literal, Protocol
 
@@ -31,7 +31,7 @@ from agents.offline_planner import OfflinePlanner
 from agents.outreach_state import OutreachState
 from agents.planner import PlannerInput, PlannerOutput
 from agents.runtime import AgentRuntime, ToolFailure, runtime_of
-from agents.steps import apply_received, execute_ready, expired_follow_up, guard_actions
+from agents.steps import apply_received, contact_refusals, execute_ready, expired_follow_up, guard_actions
 from guardrails.actions import TERMINAL, ActionRecord
 from guardrails.approvals import PendingApproval, ReviewContext
 from guardrails.facts import RunFacts
@@ -42,9 +42,8 @@ from guardrails.routing import clock_for
 from runtime.search_attributes import RunStatus
 from tools.care_plan import DraftCarePlanInput
 from tools.clinical import ClinicalContextInput
-from tools.deadlines import next_contact_time, tcm_contact_due
+from tools.deadlines import tcm_contact_due
 from tools.eligibility import EligibilityInput
-from tools.errors import CONTACT_NOT_ALLOWED, OUTSIDE_CONTACT_HOURS
 from tools.member import LookupMemberInput
 from tools.outreach import SendOutreachInput
 from tools.registry import (
@@ -159,13 +158,9 @@ async def execute(state: OutreachState, config: RunnableConfig) -> Command[Liter
     if any(r.status == "ready" for r in state.actions):
         rt.publish(state, "executing")
 
-    def on_failure(record: ActionRecord, failure: ToolFailure) -> None:
-        if failure.error_type == OUTSIDE_CONTACT_HOURS:
-            record.status = "deferred"
-            record.not_before = _next_opening(state, rt.now())
-        elif failure.error_type == CONTACT_NOT_ALLOWED:
-            record.status, record.reason = "blocked", str(failure)
-
+    policy = state.request.policy
+    on_failure = contact_refusals(rt.now, _facts(state).member.time_zone, start=policy.contact_window_start,
+                                  end=policy.contact_window_end)
     actions = await execute_ready(rt, state.actions, write_call=lambda r: _write_call(state, r, rt.idempotency_key(r.action.action_id)),
                                   on_failure=on_failure)
     # All actions final: record the outcome; otherwise the run parks (END) until decisions or a deferral.
@@ -264,14 +259,6 @@ def _pending(state: OutreachState, record: ActionRecord, reasons: list[str], rol
             preferred_channel=facts.member.preferred_channel,
         ),
     )
-
-
-def _next_opening(state: OutreachState, now: datetime) -> datetime:
-    policy = state.request.policy
-    opening = next_contact_time(now, _facts(state).member.time_zone,
-                                start=policy.contact_window_start, end=policy.contact_window_end)
-    # The tool saw a closed window the workflow clock had not reached yet: look again in a minute.
-    return opening or now + timedelta(minutes=1)
 
 
 def _write_call(state: OutreachState, record: ActionRecord, key: str) -> tuple[Any, BaseModel]:

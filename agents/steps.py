@@ -15,7 +15,7 @@ execution (it was not one).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 from pydantic import BaseModel
 
@@ -25,11 +25,14 @@ from guardrails.actions import ActionRecord
 from guardrails.approvals import PendingApproval, ReceivedDecision
 from guardrails.policy import Role, max_role
 from guardrails.verdicts import GuardrailVerdict
+from tools.deadlines import next_contact_time
+from tools.errors import CONTACT_NOT_ALLOWED, OUTSIDE_CONTACT_HOURS
 from tools.registry import ToolSpec
 from tools.tasks import CreateTaskArgs
 from tools.writes import SignedApproval
 
-__all__ = ["apply_received", "execute_ready", "expired_follow_up", "folded_reason", "guard_actions"]
+__all__ = ["apply_received", "contact_refusals", "execute_ready", "expired_follow_up", "folded_reason",
+           "guard_actions"]
 
 Judge = Callable[[ActionRecord], GuardrailVerdict]
 Describe = Callable[[ActionRecord, list[str], Role], PendingApproval]
@@ -146,3 +149,18 @@ def expired_follow_up(item: PendingApproval, now: datetime) -> ActionRecord:
     return ActionRecord(action=action, proposed_digest=action.digest)
 
 
+
+
+def contact_refusals(now: Callable[[], datetime], time_zone: str, *, start: time, end: time) -> OnFailure:
+    """What a member-contact tool's refusal does to its action: outside contact hours (the tool saw a closed
+    window the guardrail had not) defers it to the next opening (a minute on if none is known); a contact no longer
+    allowed (opt-out, deceased) blocks it. Any other failure stays the action's failure."""
+    def on_failure(record: ActionRecord, failure: ToolFailure) -> None:
+        if failure.error_type == OUTSIDE_CONTACT_HOURS:
+            at = now()
+            record.status = "deferred"
+            record.not_before = next_contact_time(at, time_zone, start=start, end=end) or at + timedelta(minutes=1)
+        elif failure.error_type == CONTACT_NOT_ALLOWED:
+            record.status, record.reason = "blocked", str(failure)
+
+    return on_failure

@@ -20,6 +20,7 @@ from temporalio.client import Client
 from api import (
     routes_appeals,
     routes_approvals,
+    routes_care_gaps,
     routes_cds,
     routes_codec,
     routes_dtr,
@@ -52,6 +53,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     routes_fhir_pas.router,  # /fhir/Claim/$submit, /fhir/Claim/$inquire (Da Vinci PAS)
     routes_cds.router,  # /cds-services (Da Vinci CRD over CDS Hooks)
     routes_dtr.router,  # /fhir/Questionnaire/$questionnaire-package (Da Vinci DTR)
+    routes_care_gaps.router,  # /fhir/Measure/$care-gaps (Da Vinci DEQM gaps in care)
     routes_pend_answers.router,  # /fhir/QuestionnaireResponse (a provider answers a pend)
     routes_appeals.router,  # /fhir/ClaimResponse/{id}/$appeal (reconsideration)
     routes_subscriptions.router,  # /fhir/Subscription (PAS pend notifications, R4 backport rest-hook)

@@ -14,6 +14,7 @@ from cli import admin
 from cli import approvals as approvals_cli
 from cli import db as db_cli
 from cli import eval as eval_cli
+from cli import gaps as gaps_cli
 from cli import history as history_cli
 from cli import listen as listen_cli
 from cli import monitor as monitor_cli
@@ -46,6 +47,7 @@ app.add_typer(quality_cli.app, name="quality")
 app.add_typer(monitor_cli.app, name="monitor")
 app.add_typer(eval_cli.app, name="eval")
 app.add_typer(db_cli.app, name="db")
+app.add_typer(gaps_cli.app, name="gaps")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 # cli.demo imports every workflow and LangGraph (~0.5-2 s): loaded by the commands that run one, not by all.

@@ -20,6 +20,7 @@ from guardrails.routing import Clock, Priority
 
 __all__ = [
     "ApprovalDecision",
+    "CareGapReviewContext",
     "CriterionReview",
     "PriorAuthReviewContext",
     "DecisionResult",
@@ -43,6 +44,20 @@ class ReviewContext(BaseModel):
     discharge_disposition: str | None
     length_of_stay_days: int | None
     tcm_contact_due: datetime | None
+    age_years: int | None
+    preferred_channel: str | None
+
+
+class CareGapReviewContext(BaseModel):
+    """A care-gap closure action as its reviewer needs it: the open gaps by measure id, the period, the member's
+    channel (no records, no values)."""
+
+    kind: Literal["care_gap"] = "care_gap"
+    period_start: date
+    period_end: date
+    open_gaps: list[str] = Field(description="Measure ids whose gap is open.")
+    measures_version: str
+    plan_type: str | None
     age_years: int | None
     preferred_channel: str | None
 
@@ -110,7 +125,7 @@ class PendingApproval(BaseModel):
     decide_by: datetime | None = Field(default=None, description=(
         "A regulatory due time (prior authorization): no queue's deadline runs past it."))
     # Prior-auth first: its ``kind`` literal fails fast on an outreach context.
-    context: PriorAuthReviewContext | ReviewContext = Field(union_mode="left_to_right")
+    context: PriorAuthReviewContext | CareGapReviewContext | ReviewContext = Field(union_mode="left_to_right")
 
 
     def entering(self, clock: Clock, **changes: object) -> PendingApproval:

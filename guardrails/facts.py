@@ -6,13 +6,14 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from tools.care_gap_models import GapReview
 from tools.clinical import ClinicalContext
 from tools.eligibility import EligibilityResult
 from tools.evidence_review import EvidenceReview
 from tools.member import MemberProfile
 from tools.risk import RiskScore
 
-__all__ = ["PriorAuthFacts", "RunFacts"]
+__all__ = ["CareGapFacts", "PriorAuthFacts", "RunFacts"]
 
 
 class RunFacts(BaseModel):
@@ -36,3 +37,11 @@ class PriorAuthFacts(BaseModel):
     member: MemberProfile
     eligibility: EligibilityResult
     review: EvidenceReview
+
+
+class CareGapFacts(BaseModel):
+    """What the care-gap run's read tools found: the member (minimum necessary), coverage today, the gaps."""
+
+    member: MemberProfile
+    eligibility: EligibilityResult
+    review: GapReview

@@ -65,7 +65,7 @@ PASSTHROUGH_MODULES: tuple[str, ...] = (
     # (workflows.*_models) live apart from the workflow modules so pydantic builds them once per process.
     "agents", "guardrails", "tools", "runtime.errors", "runtime.search_attributes", "store.records",
     "store.ledger_entries", "workflows.agent_run", "workflows.approvals", "workflows.outreach_models",
-    "workflows.prior_auth_models",
+    "workflows.prior_auth_models", "workflows.care_gap_models",
 )
 """Modules the sandbox must not re-import per workflow: third-party libraries and careloom's workflow side. The
 workflow modules themselves (``workflows.outreach``, ``workflows.prior_auth``) are re-imported per run, as the

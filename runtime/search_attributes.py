@@ -17,7 +17,7 @@ __all__ = ["ALL_KEYS", "FINAL_STATUSES", "RunStatus", "APPROVAL_ROLES", "DISCHAR
            "SLA_DEADLINE", "STATUS", "TCM_DUE", "dev_server_flags", "register_missing"]
 
 RunStatus = Literal[
-    "starting", "gathering", "planning", "executing", "awaiting_approval", "deferred", "awaiting_documentation",
+    "starting", "gathering", "planning", "executing", "awaiting_approval", "deferred", "awaiting_documentation", "monitoring",
     "completed", "needs_attention", "ineligible", "not_discharged", "withdrawn",
 ]
 """A run's status word (the CareloomStatus search attribute); the last five are final (a cancelled run, and one

@@ -89,7 +89,7 @@ def test_workflow_code_imports_only_the_passed_through_workflow_side() -> None:
     """Importing the programs' workflows (what the sandbox does for every run) imports no careloom module that
     does I/O and no database or model client, and every careloom module it imports is passed through (built
     once per process), but the workflow modules themselves."""
-    probe = ("import json, sys; import workflows.outreach, workflows.prior_auth; "
+    probe = ("import json, sys; import workflows.outreach, workflows.prior_auth, workflows.care_gap; "
              "print(json.dumps(sorted(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120,
                             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
@@ -98,11 +98,12 @@ def test_workflow_code_imports_only_the_passed_through_workflow_side() -> None:
     from runtime.plugin import PASSTHROUGH_MODULES
 
     ours = {m for m in imported if m.split(".")[0] in PACKAGES and "." in m}
-    workflow_modules = {"workflows.outreach", "workflows.prior_auth"}
+    workflow_modules = {"workflows.outreach", "workflows.prior_auth", "workflows.care_gap"}
     not_passed = sorted(m for m in ours - workflow_modules
                         if not any(m == p or m.startswith(p + ".") for p in PASSTHROUGH_MODULES))
     assert not_passed == [], f"workflow code imports careloom modules the sandbox re-imports per run: {not_passed}"
     io = sorted(imported & {"sqlalchemy", "psycopg", "sqlite3", "openai", "store.database", "store.sql_records",
                             "store.ledger", "tools.activities", "tools.prior_auth_activities", "tools.pas_request",
-                            "runtime.temporal_client", "runtime.settings", "workflows.ledger_activity"})
+                            "runtime.temporal_client", "runtime.settings", "workflows.ledger_activity",
+                            "tools.care_gaps", "tools.quality_measures", "cql_sdk", "pg8000"})
     assert io == [], f"workflow code imports modules that do I/O: {io}"

@@ -90,21 +90,25 @@ class SendOutreachInput(BaseModel):
     contact_window_start: time
     contact_window_end: time
     sms_max_chars: int = 160
+    program: str | None = Field(default=None, exclude_if=lambda v: v is None, description=(
+        "The program sending it when not post-discharge outreach (e.g. care-gap closure): its category, and the "
+        "message is then about the member, not an Encounter (``encounter_id`` is not a stay)."))
 
 
 def build_communication(data: SendOutreachInput, sent_at: datetime) -> dict[str, Any]:
     code, display = _MEDIUM[data.arguments.channel]
+    episode = ({"encounter": {"reference": f"Encounter/{data.encounter_id}"}} if data.program is None else {})
     return {
         "resourceType": "Communication",
         "id": resource_id(data.idempotency_key, "communication"),
         # Handed over, not known delivered: "completed" only once a delivery receipt says so (FHIR R4).
         "status": "in-progress",
-        "category": [{"text": "post-discharge outreach"}],
+        "category": [{"text": data.program or "post-discharge outreach"}],
         "medium": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode",
                                 "code": code}], "text": display}],
         "subject": {"reference": f"Patient/{data.member_id}"},
         "recipient": [{"reference": f"Patient/{data.member_id}"}],
-        "encounter": {"reference": f"Encounter/{data.encounter_id}"},
+        **episode,
         "topic": {"text": data.arguments.template},
         "sent": sent_at.isoformat(),
         "payload": [{"contentString": data.arguments.message}],

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from tools.care_gap_models import EvaluateGapsInput, GapReview
 from tools.care_plan import DraftCarePlanArgs, DraftCarePlanInput
 from tools.clinical import ClinicalContext, ClinicalContextInput
 from tools.determination import IssueDeterminationArgs, WriteDeterminationInput
@@ -30,7 +31,7 @@ from tools.risk import RiskInput, RiskScore
 from tools.tasks import CreateTaskArgs, CreateTaskInput
 from tools.writes import WriteResult
 
-__all__ = ["CHECK_ELIGIBILITY", "CREATE_TASK", "DRAFT_CARE_PLAN", "GET_CLINICAL_CONTEXT", "ISSUE_DETERMINATION",
+__all__ = ["CHECK_ELIGIBILITY", "CREATE_TASK", "DRAFT_CARE_PLAN", "EVALUATE_GAPS", "GET_CLINICAL_CONTEXT", "ISSUE_DETERMINATION",
            "LOOKUP_MEMBER", "REVIEW_EVIDENCE", "SCORE_READMISSION_RISK", "SEND_OUTREACH", "WRITE_TOOLS", "ToolKind",
            "ToolSpec", "write_tool_for"]
 
@@ -72,6 +73,7 @@ DRAFT_CARE_PLAN = ToolSpec("tools.draft_care_plan", "write", DraftCarePlanInput,
 CREATE_TASK = ToolSpec("tools.create_task", "write", CreateTaskInput, WriteResult, arguments=CreateTaskArgs)
 SEND_OUTREACH = ToolSpec("tools.send_outreach", "write", SendOutreachInput, WriteResult, arguments=SendOutreachArgs)
 REVIEW_EVIDENCE = ToolSpec("um.review_evidence", "read", ReviewEvidenceInput, EvidenceReview)
+EVALUATE_GAPS = ToolSpec("care_gaps.evaluate", "read", EvaluateGapsInput, GapReview)
 ISSUE_DETERMINATION = ToolSpec("um.issue_determination", "write", WriteDeterminationInput, WriteResult,
                                arguments=IssueDeterminationArgs)
 

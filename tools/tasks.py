@@ -24,6 +24,8 @@ TaskKind = Literal[
     "expired-approval-review",
     "run-failure-review",
     "notification-failed",
+    "gap-closure-scheduling",
+    "pcp-gap-notification",
 ]
 
 ADVERSE_TASK_KINDS: dict[str, ServiceEffect] = {

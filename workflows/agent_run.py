@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from guardrails.actions import TERMINAL, ActionRecord, ActionStatus
     from guardrails.adverse_content import non_adverse_quote
     from guardrails.approvals import ApprovalDecision, DecisionResult, PendingApproval, ReceivedDecision
+    from guardrails.verdicts import GuardrailVerdict
     from runtime import search_attributes as sa
     from runtime.errors import DecisionRefused
     from tools.registry import CREATE_TASK, SEND_OUTREACH, ToolSpec
@@ -163,6 +164,21 @@ class AgentRun:
     def check_edit(self, decision: ApprovalDecision, item: PendingApproval) -> None:
         """Raise :class:`DecisionRefused` unless the edited arguments pass the program's guardrails."""
         raise NotImplementedError
+
+    def edited_action(self, actions: list[ActionRecord], decision: ApprovalDecision, item: PendingApproval
+                      ) -> ProposedAction:
+        """The action ``item`` asks about, with the reviewer's edited arguments (for :meth:`check_edit`)."""
+        action = next(r.action for r in actions if r.action.action_id == item.action_id)
+        return action.model_copy(update={"arguments": decision.arguments})
+
+    @staticmethod
+    def refuse_edit(verdict: GuardrailVerdict) -> None:
+        """Refuse an edit the program's guardrails block, or that needs a more senior role than the editor's."""
+        if verdict.decision == "block":
+            raise DecisionRefused("invalid", f"the edited action would be blocked: {'; '.join(verdict.reasons)}")
+        if verdict.decision == "require_approval":
+            raise DecisionRefused("forbidden", (
+                f"the edited action needs role {verdict.required_role}: {'; '.join(verdict.reasons)}"))
 
     def follow_up_task(self, reason: str, key: str) -> BaseModel:
         """The ``create_task`` input of the human follow-up for a run that cannot go on (idempotency ``key``)."""

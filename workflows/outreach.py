@@ -87,14 +87,8 @@ class MemberOutreachWorkflow(AgentRun):
         facts = self._state.facts
         if facts is None:
             raise DecisionRefused("invalid", "the run has no facts yet; an edit cannot be checked")
-        action = next(r.action for r in self._state.actions if r.action.action_id == item.action_id)
-        edited = action.model_copy(update={"arguments": decision.arguments})
-        verdict = evaluate_action(edited, facts, self._policy, now=None, approved_role=decision.role)
-        if verdict.decision == "block":
-            raise DecisionRefused("invalid", f"the edited action would be blocked: {'; '.join(verdict.reasons)}")
-        if verdict.decision == "require_approval":
-            raise DecisionRefused("forbidden", (
-                f"the edited action needs role {verdict.required_role}: {'; '.join(verdict.reasons)}"))
+        edited = self.edited_action(self._state.actions, decision, item)
+        self.refuse_edit(evaluate_action(edited, facts, self._policy, now=None, approved_role=decision.role))
 
     async def plan(self, data: PlannerInput) -> PlannerOutput:
         """Plan through the configured planner, retried for the planning budget: a model outage parks the run.

@@ -17,11 +17,14 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio import workflow
 
+from agents.care_gap_graph import build_care_gap_graph
+from agents.care_gap_planner import PLAN_CARE_GAPS
 from agents.outreach_graph import build_outreach_graph
 from agents.planner import PLAN_OUTREACH
 from agents.prior_auth_graph import build_prior_auth_graph
 from agents.prior_auth_planner import RECOMMEND_DETERMINATION
 from guardrails.actions import ProposedAction
+from guardrails.care_gap_rules import check_gap_run, evaluate_gap_action
 from guardrails.configured import outreach_policy, prior_auth_policy
 from guardrails.outreach_rules import check_run, evaluate_action
 from guardrails.policy import GuardrailPolicy
@@ -33,6 +36,7 @@ from tools.registry import (
     CHECK_ELIGIBILITY,
     CREATE_TASK,
     DRAFT_CARE_PLAN,
+    EVALUATE_GAPS,
     GET_CLINICAL_CONTEXT,
     ISSUE_DETERMINATION,
     LOOKUP_MEMBER,
@@ -42,10 +46,11 @@ from tools.registry import (
     ToolSpec,
 )
 from workflows.approvals import LEDGER_APPEND
+from workflows.care_gap import CareGapWorkflow
 from workflows.outreach import MemberOutreachWorkflow
 from workflows.prior_auth import PriorAuthWorkflow
 
-__all__ = ["ACTIVITY_TYPES", "ALL_TOOLS", "OUTREACH", "OUTREACH_TOOLS", "PRIOR_AUTH_TOOLS", "PLANNER_ACTIVITIES", "PRIOR_AUTH", "PROGRAMS", "Program", "WORKFLOW_TYPES",
+__all__ = ["ACTIVITY_TYPES", "ALL_TOOLS", "CARE_GAPS", "CARE_GAP_TOOLS", "OUTREACH", "OUTREACH_TOOLS", "PRIOR_AUTH_TOOLS", "PLANNER_ACTIVITIES", "PRIOR_AUTH", "PROGRAMS", "Program", "WORKFLOW_TYPES",
            "program_of_workflow_type"]
 
 
@@ -133,7 +138,27 @@ PRIOR_AUTH = Program(
         proposal, facts, policy, appeal=getattr(run_input, "appeal", None) is not None),
 )
 
-PROGRAMS: tuple[Program, ...] = (OUTREACH, PRIOR_AUTH)
+CARE_GAP_TOOLS: tuple[ToolSpec, ...] = (
+    LOOKUP_MEMBER, CHECK_ELIGIBILITY, EVALUATE_GAPS, PLAN_CARE_GAPS, CREATE_TASK, SEND_OUTREACH,
+)
+"""The care-gap closure program's tools."""
+
+CARE_GAPS = Program(
+    name="care-gap-closure",
+    title="Care-gap closure (CQL quality measures: reminder, scheduling Task, PCP notification; closes on new data)",
+    trigger="a member with an open gap in the measurement period: a campaign or careloom gaps start",
+    workflow=CareGapWorkflow,
+    graph=build_care_gap_graph,
+    tools=CARE_GAP_TOOLS,
+    planners=("offline-gap-rules/1",),
+    policy=GuardrailPolicy,
+    id_prefix="care-gap-",
+    configured_policy=outreach_policy,
+    judge=lambda proposal, facts, policy, at, run_input: evaluate_gap_action(proposal, facts, policy, now=at),
+    stop_check=check_gap_run,
+)
+
+PROGRAMS: tuple[Program, ...] = (OUTREACH, PRIOR_AUTH, CARE_GAPS)
 
 
 def program_of_workflow_type(workflow_type: str) -> Program | None:

@@ -25,12 +25,13 @@ from workflows.run_report import ENDINGS
 __all__ = ["PROGRAM_TYPES", "RUN_STATUSES", "RunListError", "RunRow", "RunsFilter", "RunsPage", "list_runs",
            "runs_query"]
 
-PROGRAM_TYPES = {"post-discharge-outreach": "MemberOutreachWorkflow", "prior-auth-triage": "PriorAuthWorkflow"}
+PROGRAM_TYPES = {"post-discharge-outreach": "MemberOutreachWorkflow", "prior-auth-triage": "PriorAuthWorkflow",
+                 "care-gap-closure": "CareGapWorkflow"}
 """Program name -> workflow type (the catalogue's, ``workflows.programs``, pinned by a test; not imported
 here so that listing runs does not load every workflow)."""
 _ENDED = {"failed": "Failed", "terminated": "Terminated", "cancelled": "Canceled", "timed_out": "TimedOut"}
 _WORDS = ("starting", "gathering", "planning", "executing", "awaiting_approval", "deferred",
-          "awaiting_documentation", "completed", "needs_attention", "ineligible", "not_discharged", "withdrawn")
+          "awaiting_documentation", "monitoring", "completed", "needs_attention", "ineligible", "not_discharged", "withdrawn")
 RUN_STATUSES = (*_WORDS, *_ENDED, "running")
 """What ``--status`` takes: a run's status word, how Temporal says it ended, or ``running`` (any open run)."""
 

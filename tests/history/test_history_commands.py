@@ -133,7 +133,7 @@ def test_bad_files_are_named_and_the_others_still_processed(tmp_path: Path) -> N
     assert "ok" == outcomes["good.json"]["status"]
     assert "not valid JSON" in outcomes["corrupt.json"]["detail"]
     assert "not valid JSON" in outcomes["truncated.json"]["detail"]
-    assert "a BillingWorkflow history, not MemberOutreachWorkflow" in outcomes["foreign.json"]["detail"]
+    assert "a BillingWorkflow history, not CareGapWorkflow or MemberOutreachWorkflow" in outcomes["foreign.json"]["detail"]
     assert str(folder / "foreign.json") in outcomes["foreign.json"]["detail"]
 
     empty = tmp_path / "empty"

@@ -66,7 +66,7 @@ def test_a_rate_limited_queue_registers_its_tools_only(settings: Settings, store
     plugin = ProgramsPlugin(hosts.planners, tools=planners, workflows=False)
     assert plugin.workflows is None
     assert sorted(activity._Definition.must_from_callable(a).name for a in plugin.activities) == sorted(  # noqa: SLF001
-        t.name for t in planners) == ["agents.plan_outreach", "agents.recommend_determination"]
+        t.name for t in planners) == ["agents.plan_care_gaps", "agents.plan_outreach", "agents.recommend_determination"]
 
 
 def test_declarations_name_frozen_activity_types() -> None:
@@ -74,5 +74,6 @@ def test_declarations_name_frozen_activity_types() -> None:
     assert {t.name for t in ALL_TOOLS} == {
         "tools.lookup_member", "tools.check_eligibility", "tools.get_clinical_context", "tools.score_readmission_risk",
         "agents.plan_outreach", "tools.draft_care_plan", "tools.create_task", "tools.send_outreach",
-        "um.review_evidence", "agents.recommend_determination", "um.issue_determination", "ledger.append"}
+        "um.review_evidence", "agents.recommend_determination", "um.issue_determination", "ledger.append",
+        "care_gaps.evaluate", "agents.plan_care_gaps"}
     assert all(isinstance(t, ToolSpec) for t in ALL_TOOLS)

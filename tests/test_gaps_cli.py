@@ -1,0 +1,95 @@
+"""``careloom gaps report`` as a user runs it, on a temporary state folder holding three hand-built members.
+
+Counted by hand (calendar 2026):
+
+- gx-a, man born 1960: diabetic, HbA1c 9.6 % → CMS122 open; hypertensive, 132/84 → CMS165 closed.
+- gx-b, woman born 1960: diabetic, HbA1c 7.0 % → CMS122 closed; office visit, no mammogram → CMS125 open.
+- gx-c, woman born 1960: diabetic, in hospice → CMS122 and CMS125 excluded.
+- an Encounter of a member without a Patient: not evaluated. Nobody was discharged: MRP all zero.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime.settings import Settings
+from store.connect import configured_database
+from store.sql_records import SqlCareRecordStore
+from tests.cli import careloom, clean_env
+from tests.tools.test_quality_measures import (
+    CMS122,
+    CMS125,
+    CMS165,
+    MRP,
+    _diabetic,
+    _hypertensive,
+    blood_pressure,
+    hba1c,
+    hospice,
+    visit,
+)
+
+# (initial population, denominator, exclusions, numerator, open gaps, closed gaps)
+EXPECTED = {CMS122: (3, 3, 1, 1, 1, 1), CMS125: (2, 2, 1, 0, 1, 0), CMS165: (1, 1, 0, 1, 0, 1), MRP: (0,) * 6}
+
+
+def _members() -> list[dict[str, Any]]:
+    a = _diabetic("gx-a", hba1c("gx-a", "2026-06-01T10:00:00Z", 9.6), blood_pressure("gx-a", "2026-09-01", 132, 84))
+    hypertension = next(r for r in _hypertensive("gx-a") if r["resourceType"] == "Condition")
+    b = _diabetic("gx-b", hba1c("gx-b", "2026-05-01", 7.0))
+    c = _diabetic("gx-c", hospice("gx-c"))
+    return [{**a[0], "gender": "male"}, *a[1:], {**hypertension, "id": "htn-gx-a"}, *b, *c, visit("gx-ghost")]
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("gaps-state")
+    store = SqlCareRecordStore(configured_database(Settings(state_dir=folder, _env_file=None)))
+    store.put_many(_members())
+    store.close()
+    return folder
+
+
+def _run(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return careloom(clean_env(CARELOOM_STATE_DIR=str(state)), "gaps", "report", *args, timeout=120)
+
+
+def test_json_report_counts_by_hand(state: Path) -> None:
+    done = _run(state, "--period", "2026", "--json")
+    assert 0 == done.returncode, done.stderr
+    out = json.loads(done.stdout)
+    assert ({"start": "2026-01-01", "end": "2026-12-31"}, 3) == (out["period"], out["members_evaluated"])
+    got = {m["measure_id"]: (m["initial_population"], m["denominator"], m["denominator_exclusion"], m["numerator"],
+                             m["open_gaps"], m["closed_gaps"]) for m in out["measures"]}
+    assert EXPECTED == got
+    for measure in out["measures"]:
+        assert (False, None) == (measure["closed_after_outreach"]["tracked"], measure["closed_after_outreach"]["count"])
+
+
+def test_measure_filter_and_the_table(state: Path) -> None:
+    """--measure keeps the order asked; the table names each figure and says outreach closures are not tracked."""
+    done = _run(state, "--period", "2026-01-01/2026-12-31", "--measure", CMS165, "--measure", CMS122, "--json")
+    assert 0 == done.returncode, done.stderr
+    assert [CMS165, CMS122] == [m["measure_id"] for m in json.loads(done.stdout)["measures"]]
+    table = _run(state, "--period", "2026", "--measure", CMS125)
+    assert 0 == table.returncode, table.stderr
+    assert all(word in table.stdout for word in ("denominator", "open gaps", "closed gaps", "not tracked yet",
+                                                 "3 member(s)"))
+    (row,) = [line for line in table.stdout.splitlines() if "cms125" in line]
+    assert ["2", "0", "1", "1", "0"] == [cell.strip() for cell in row.split("│")[2:7]]
+
+
+@pytest.mark.parametrize(("args", "names"), [
+    (("--period", "twenty-six"), "--period: measurement period 'twenty-six' does not parse"),
+    (("--period", "2026-02-30/2026-12-31"), "does not parse"),
+    (("--period", "2026", "--measure", "cms999-nothing"), "--measure cms999-nothing: not a careloom measure"),
+])
+def test_bad_input_exits_2_naming_it(state: Path, args: tuple[str, ...], names: str) -> None:
+    done = _run(state, *args)
+    assert 2 == done.returncode, done.stdout
+    assert names in " ".join(done.stderr.split())
