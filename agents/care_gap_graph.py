@@ -206,7 +206,8 @@ def _write_call(state: CareGapState, record: ActionRecord, key: str, now: dateti
         policy = req.policy
         return tool, SendOutreachInput(**common, contact_window_start=policy.contact_window_start,
                                        contact_window_end=policy.contact_window_end,
-                                       sms_max_chars=policy.sms_max_chars, program=PROGRAM_LABEL)
+                                       sms_max_chars=policy.sms_max_chars, program=PROGRAM_LABEL,
+                                       max_contacts_per_week=policy.max_contacts_per_week)
     if tool is CREATE_TASK and isinstance(args, CreateTaskArgs):
         gaps = _facts(state).review.open_gaps
         focus = f"Measure/{gaps[0].measure_id}" if gaps else f"Patient/{req.member_id}"

@@ -26,7 +26,7 @@ from guardrails.approvals import PendingApproval, ReceivedDecision
 from guardrails.policy import Role, max_role
 from guardrails.verdicts import GuardrailVerdict
 from tools.deadlines import next_contact_time
-from tools.errors import CONTACT_NOT_ALLOWED, OUTSIDE_CONTACT_HOURS
+from tools.errors import CONTACT_BUDGET_SPENT, CONTACT_NOT_ALLOWED, OUTSIDE_CONTACT_HOURS
 from tools.registry import ToolSpec
 from tools.tasks import CreateTaskArgs
 from tools.writes import SignedApproval
@@ -154,12 +154,15 @@ def expired_follow_up(item: PendingApproval, now: datetime) -> ActionRecord:
 def contact_refusals(now: Callable[[], datetime], time_zone: str, *, start: time, end: time) -> OnFailure:
     """What a member-contact tool's refusal does to its action: outside contact hours (the tool saw a closed
     window the guardrail had not) defers it to the next opening (a minute on if none is known); a contact no longer
-    allowed (opt-out, deceased) blocks it. Any other failure stays the action's failure."""
+    allowed (opt-out, deceased) blocks it; a lower-priority message over the member's contact budget waits a day
+    (then it is judged and checked again). Any other failure stays the action's failure."""
     def on_failure(record: ActionRecord, failure: ToolFailure) -> None:
         if failure.error_type == OUTSIDE_CONTACT_HOURS:
             at = now()
             record.status = "deferred"
             record.not_before = next_contact_time(at, time_zone, start=start, end=end) or at + timedelta(minutes=1)
+        elif failure.error_type == CONTACT_BUDGET_SPENT:
+            record.status, record.reason, record.not_before = "deferred", str(failure), now() + timedelta(days=1)
         elif failure.error_type == CONTACT_NOT_ALLOWED:
             record.status, record.reason = "blocked", str(failure)
 

@@ -174,6 +174,10 @@ class GuardrailPolicy(BaseModel):
     tcm_contact_business_days: int = Field(default=2, ge=1)
     holidays: tuple[date, ...] = Field(default=(), description="Non-business days for TCM clocks.")
     approvals: ApprovalRouting = Field(default_factory=ApprovalRouting)
+    # Added after runs were recorded: left out of the policy's content (and id) at their defaults.
+    max_contacts_per_week: int = Field(default=3, ge=1, exclude_if=lambda v: v == 3, description=(
+        "The plan's frequency cap: messages careloom sends a member in any 7 days, across programs. A lower-"
+        "priority message (a care-gap reminder) waits for room; post-discharge outreach is never held back by one."))
     marketing_terms: tuple[str, ...] = Field(
         default=("special offer", "discount", "upgrade your plan", "promotion", "premium payment",
                  "pay your bill", "billing", "past due"),

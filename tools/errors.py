@@ -8,6 +8,7 @@ from __future__ import annotations
 from temporalio.exceptions import ApplicationError
 
 __all__ = [
+    "CONTACT_BUDGET_SPENT",
     "CONTACT_NOT_ALLOWED",
     "ENCOUNTER_NOT_FOUND",
     "INVALID_RESOURCE",
@@ -25,6 +26,7 @@ INVALID_RESOURCE = "InvalidResource"
 CONTACT_NOT_ALLOWED = "ContactNotAllowed"
 NO_CONTACT_POINT = "NoContactPoint"
 OUTSIDE_CONTACT_HOURS = "OutsideContactHours"
+CONTACT_BUDGET_SPENT = "ContactBudgetSpent"
 
 
 def tool_error(error_type: str, message: str) -> ApplicationError:

@@ -31,7 +31,7 @@ minute and tries again, every minute, and the contact day is the wrong date.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -41,6 +41,7 @@ from pydantic import BaseModel, Field
 from store.records import CareRecordStore
 from tools.deadlines import next_contact_time
 from tools.errors import (
+    CONTACT_BUDGET_SPENT,
     CONTACT_NOT_ALLOWED,
     MEMBER_NOT_FOUND,
     NO_CONTACT_POINT,
@@ -51,7 +52,8 @@ from tools.member import DEFAULT_TIME_ZONE, Channel, contact_points, is_deceased
 from tools.time_zones import resolve_member_zone
 from tools.writes import ServiceEffect, SignedApproval, WriteResult, resource_id
 
-__all__ = ["PROGRAM", "SendOutreachArgs", "SendOutreachInput", "contact_day_key", "send_outreach"]
+__all__ = ["CONTACT_CATEGORIES", "PROGRAM", "SendOutreachArgs", "SendOutreachInput", "contact_day_key",
+           "member_contacts", "send_outreach"]
 
 log = structlog.get_logger(__name__)
 
@@ -92,7 +94,10 @@ class SendOutreachInput(BaseModel):
     sms_max_chars: int = 160
     program: str | None = Field(default=None, exclude_if=lambda v: v is None, description=(
         "The program sending it when not post-discharge outreach (e.g. care-gap closure): its category, and the "
-        "message is then about the member, not an Encounter (``encounter_id`` is not a stay)."))
+        "message is then about the member, not an Encounter (``encounter_id`` is not a stay). Such a message has "
+        "a lower priority than post-discharge outreach: it waits for room in the member's contact budget."))
+    max_contacts_per_week: int = Field(default=3, ge=1, exclude_if=lambda v: v == 3, description=(
+        "The plan's frequency cap across programs (GuardrailPolicy.max_contacts_per_week)."))
 
 
 def build_communication(data: SendOutreachInput, sent_at: datetime) -> dict[str, Any]:
@@ -117,9 +122,45 @@ def build_communication(data: SendOutreachInput, sent_at: datetime) -> dict[str,
     }
 
 
-def contact_day_key(member_id: str, day: date) -> str:
-    """The store key that admits one Communication per member and member-local day in this program."""
-    return f"contact-day/{PROGRAM}/{member_id}/{day.isoformat()}"
+def contact_day_key(member_id: str, day: date, program: str = PROGRAM) -> str:
+    """The store key that admits one Communication per member and member-local day in a program."""
+    return f"contact-day/{program}/{member_id}/{day.isoformat()}"
+
+
+CONTACT_CATEGORIES = frozenset({"post-discharge outreach", "care-gap closure"})
+"""``Communication.category`` texts of careloom's messages to members (what the contact budget counts, with the
+prior-authorization notices, :data:`NOTICE_CATEGORY`)."""
+NOTICE_CATEGORY = "urn:careloom:notice-kind"  # = tools.notice.NOTICE_CATEGORY_SYSTEM (notices are contacts too)
+
+
+def member_contacts(store: CareRecordStore, member_id: str, since: datetime) -> list[datetime]:
+    """When careloom contacted the member since ``since``, in any program: its messages and its notices, from the
+    records store (not from any one run's state)."""
+    sent = []
+    for communication in store.find_for_member("Communication", member_id):
+        categories = communication.get("category") or []
+        ours = any(c.get("text") in CONTACT_CATEGORIES or any(
+            coding.get("system") == NOTICE_CATEGORY for coding in c.get("coding") or []) for c in categories)
+        if not ours or communication.get("status") == "entered-in-error" or not communication.get("sent"):
+            continue
+        at = datetime.fromisoformat(communication["sent"])
+        if at >= since:
+            sent.append(at)
+    return sorted(sent)
+
+
+def _check_budget(store: CareRecordStore, data: SendOutreachInput, now: datetime, zone: str) -> None:
+    """A lower-priority message (``program`` set) waits while the member was contacted today (member-local) or
+    ``max_contacts_per_week`` times in the last 7 days, by any program."""
+    contacts = member_contacts(store, data.member_id, now - timedelta(days=7))
+    today = now.astimezone(ZoneInfo(zone)).date()
+    if any(at.astimezone(ZoneInfo(zone)).date() == today for at in contacts):
+        raise tool_error(CONTACT_BUDGET_SPENT, "the member was already contacted today; a lower-priority message "
+                                               "waits for another day")
+    if len(contacts) >= data.max_contacts_per_week:
+        raise tool_error(CONTACT_BUDGET_SPENT, f"the member was contacted {len(contacts)} time(s) in the last 7 days"
+                                               f" (the plan's cap is {data.max_contacts_per_week}); this message "
+                                               "waits for room")
 
 
 def send_outreach(store: CareRecordStore, data: SendOutreachInput, *, now: datetime,
@@ -146,8 +187,11 @@ def send_outreach(store: CareRecordStore, data: SendOutreachInput, *, now: datet
         opening = next_contact_time(now, zone, start=data.contact_window_start, end=data.contact_window_end)
         if opening is not None:
             raise tool_error(OUTSIDE_CONTACT_HOURS, f"outside TCPA contact hours; next opening {opening.isoformat()}")
+    if data.program is not None:
+        _check_budget(store, data, now, zone)
     day = now.astimezone(ZoneInfo(zone)).date()
-    stored, created = store.create_once([build_communication(data, now)], contact_day_key(data.member_id, day))
+    stored, created = store.create_once([build_communication(data, now)],
+                                        contact_day_key(data.member_id, day, data.program or PROGRAM))
     reference = f"Communication/{stored[0]['id']}"
     if not created and stored[0]["id"] != own_id:
         # Another run (or another action of this one) contacted the member today: fold into that contact, and

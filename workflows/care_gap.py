@@ -158,10 +158,12 @@ class CareGapWorkflow(AgentRun):
     @workflow.query(name="status")
     def status(self) -> CareGapStatus:
         state = self._state
+        # Before the first plan finishes (parked, deferred) the facts' review is the latest one.
+        review = self._review or (state.facts.review if state.facts is not None else None)
         return CareGapStatus(
             workflow_id=state.request.workflow_id, status=self._status, member_pseudonym=self.member_pseudonym(),
             period_start=self._input.period_start, period_end=self._input.period_end,
-            open_gaps=[g.measure_id for g in self._review.open_gaps] if self._review else [],
+            open_gaps=[g.measure_id for g in review.open_gaps] if review else [],
             evaluated_at=self._evaluated_at, round=state.round, planner=state.planner,
             pending_approvals=self._book.pending,
             actions=[outcome_of(r) for r in [*state.earlier, *state.actions]], verdicts=state.verdicts)
