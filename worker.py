@@ -39,6 +39,8 @@ from agents.offline_planner import OfflinePlanner
 from agents.planner import Planner, PlannerActivity
 from agents.care_gap_planner import GapPlannerActivity
 from agents.prior_auth_planner import RecommenderActivity
+from feeds.gap_campaign import CareGapCampaignWorkflow
+from feeds.gap_campaign_activities import GapCampaignActivities
 from feeds.pas_notify import PasNotificationWorkflow
 from feeds.pas_notify_activities import PasNotifyActivities
 from feeds.sweep import DischargeSweepWorkflow
@@ -74,7 +76,8 @@ __all__ = ["GRACEFUL_SHUTDOWN", "WORKFLOWS", "Hosts", "Stack", "WorkerMetrics", 
 
 log = structlog.get_logger(__name__)
 
-WORKFLOWS = [*(program.workflow for program in PROGRAMS), DischargeSweepWorkflow, PasNotificationWorkflow]
+WORKFLOWS = [*(program.workflow for program in PROGRAMS), DischargeSweepWorkflow, CareGapCampaignWorkflow,
+             PasNotificationWorkflow]
 GRACEFUL_SHUTDOWN = timedelta(seconds=45)
 """How long a stopping ``python worker.py`` lets running activities finish before cancelling them (a cancelled
 one is retried on another worker). Under deploy/careloom.yaml's 60 s termination grace, so the pod leaves on its
@@ -204,8 +207,9 @@ def build_worker(
     return Worker(
         client,
         task_queue=queue,
-        workflows=[DischargeSweepWorkflow, PasNotificationWorkflow],
+        workflows=[DischargeSweepWorkflow, CareGapCampaignWorkflow, PasNotificationWorkflow],
         activities=[*SweepActivities(client, settings, store, queue).activities(),
+                    *GapCampaignActivities(client, settings, store, queue).activities(),
                     *PasNotifyActivities(store).activities()],
         activity_executor=executor or ThreadPoolExecutor(max_workers=16, thread_name_prefix="careloom-tool"),
         plugins=[ProgramsPlugin(hosts), *worker_plugins(client, settings)],

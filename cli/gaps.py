@@ -9,6 +9,12 @@ shipped exits 2, naming it; nothing is evaluated.
 "Gaps closed after careloom's outreach" needs the care-gap campaign's runs, which do not exist yet: it is printed
 as "not tracked yet" and, in ``--json``, ``closed_after_outreach.tracked`` is false with no count. It is never
 estimated.
+
+``careloom gaps campaign start --period 2026 [--measure ID ...] [--page N] [--batch N] [--concurrency N]`` starts
+the care-gap campaign (:class:`feeds.gap_campaign.CareGapCampaignWorkflow`) for the period: every member is
+evaluated and a care-gap closure run is started for each with an open gap (a member with a run for the period is
+joined, never started twice). ``status``, ``pause`` and ``resume`` take the campaign's workflow id, or ``--period``
+for the one ``start`` started.
 """
 
 from __future__ import annotations
@@ -19,15 +25,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.common import settings
-from cli.output import console, fail, plain, print_json, safe
+from cli.common import run, settings
+from cli.output import console, fail, plain, print_json, safe, say
 
 if TYPE_CHECKING:  # the CQL engine loads when a gaps command runs, not with every careloom command
     from store.sql_records import SqlCareRecordStore
     from tools.care_gap_report import MeasureSummary
     from tools.quality_measures import MeasureDefinition, MeasurementPeriod, MemberResult
 
-__all__ = ["NOT_TRACKED", "app", "evaluate_store", "report"]
+__all__ = ["NOT_TRACKED", "app", "campaign_app", "campaign_pause", "campaign_resume", "campaign_start",
+           "campaign_status", "evaluate_store", "report"]
 
 app = typer.Typer(help="Care gaps from the CQL quality measures, over the members in the care records store.",
                   no_args_is_help=True)
@@ -122,3 +129,132 @@ def report(
     console.print(safe("Inverse measures (numerator = gap open): "
                        + (", ".join(r["measure_id"] for r in rows if r["numerator_means"] == "gap_open") or "none")
                        + f". Closed after outreach: {NOT_TRACKED}."), soft_wrap=True, highlight=False)
+
+
+# --- the campaign -------------------------------------------------------------------------------------------
+
+campaign_app = typer.Typer(help="The care-gap campaign: evaluate every member, start a care-gap closure run for "
+                                "each with an open gap (nothing starts twice).", no_args_is_help=True)
+app.add_typer(campaign_app, name="campaign")
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+CampaignId = Annotated[str | None, typer.Argument(help="The campaign's workflow id (default: the one `start` "
+                                                       "names for --period).")]
+PeriodOption = Annotated[str | None, typer.Option("--period", help='The campaign\'s measurement period ("2026" '
+                                                                   'or "2026-01-01/2026-12-31").')]
+
+
+async def _client():  # noqa: ANN202 - temporalio.client.Client, imported when a command runs
+    from runtime.temporal_client import connect
+
+    return await connect(settings())
+
+
+def _campaign_id(workflow_id: str | None, period: str | None) -> str:
+    """The workflow id given, or the id of the campaign started by hand for ``--period``; exit 2 without either."""
+    if workflow_id:
+        return workflow_id
+    if not period:
+        fail("give the campaign's workflow id or --period (e.g. --period 2026)", code=2)
+        raise SystemExit(2)  # fail() exited already
+    from feeds.gap_campaign_activities import campaign_workflow_id
+    from tools.quality_measures import MeasureError, measurement_period
+
+    try:
+        window = measurement_period(period)
+    except MeasureError as err:
+        fail(f"--period: {err}", code=2)
+        raise SystemExit(2) from None
+    return campaign_workflow_id(window.start.date(), window.end.date())
+
+
+@campaign_app.command("start")
+def campaign_start(
+    period: Annotated[str, typer.Option("--period", help='Measurement period: a year ("2026") or inclusive dates '
+                                                         '("2026-01-01/2026-12-31"), UTC.')],
+    measure: Annotated[list[str] | None, typer.Option("--measure", help="A measure id (repeatable); default "
+                                                                         "every shipped measure.")] = None,
+    page: Annotated[int | None, typer.Option("--page", min=1, max=10_000,
+                                             help="Members evaluated per activity (default 200).")] = None,
+    batch: Annotated[int | None, typer.Option("--batch", min=1, max=100_000, help="Members per campaign run "
+                                              "before it continues as new (default 2,000).")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, max=500,
+                                                    help="Run starts in flight at once (default 20).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Start a campaign for the period (a running one for the period is joined). Exit 2 on a bad period or an
+    unknown measure, before connecting."""
+    from feeds.gap_campaign_activities import start_gap_campaign
+    from feeds.gap_campaign_models import CampaignInput
+    from tools.quality_measures import MeasureError, load_measures, measurement_period
+
+    try:
+        window = measurement_period(period)
+    except MeasureError as err:
+        fail(f"--period: {err}", code=2)
+        return
+    chosen = [m.id for m in _chosen(load_measures(), measure)] if measure else []
+    options = {k: v for k, v in (("page", page), ("batch", batch), ("concurrency", concurrency)) if v is not None}
+    data = CampaignInput(period_start=window.start.date(), period_end=window.end.date(), measure_ids=chosen,
+                         **options)
+    cfg = settings()
+
+    async def go() -> None:
+        workflow_id, started = await start_gap_campaign(await _client(), cfg, data)
+        if as_json:
+            print_json({"workflow_id": workflow_id, "started": started})
+            return
+        say(f"{'started' if started else 'already running:'} {workflow_id}; follow it with "
+            f"`careloom gaps campaign status {workflow_id}`")
+
+    run(go())
+
+
+@campaign_app.command("status")
+def campaign_status(workflow_id: CampaignId = None, period: PeriodOption = None, as_json: JsonFlag = False) -> None:
+    """A campaign's progress: evaluated, open, started, existing, failed, errors, cursor, paused, done."""
+    from feeds.gap_campaign import CareGapCampaignWorkflow
+
+    target = _campaign_id(workflow_id, period)
+
+    async def go() -> None:
+        handle = (await _client()).get_workflow_handle_for(CareGapCampaignWorkflow.run, target)
+        found = await handle.query(CareGapCampaignWorkflow.progress)
+        if as_json:
+            print_json(found)
+            return
+        say(f"{target}: evaluated {found.evaluated}, open {found.open}, started {found.started}, existing "
+            f"{found.existing}, failed {found.failed}, errors {found.errors}; continued {found.continued}x; "
+            f"cursor {found.cursor or '-'}" + ("; PAUSED" if found.paused else "")
+            + ("; cancelled" if found.cancelled else "") + ("; done" if found.done else ""))
+        for failure in found.failures:
+            say(f"  failed: {failure}")
+
+    run(go())
+
+
+@campaign_app.command("pause")
+def campaign_pause(workflow_id: CampaignId = None, period: PeriodOption = None) -> None:
+    """Pause a running campaign between pages (the page in flight finishes); `resume` restarts it."""
+    from feeds.gap_campaign import CareGapCampaignWorkflow
+
+    target = _campaign_id(workflow_id, period)
+
+    async def go() -> None:
+        await (await _client()).get_workflow_handle(target).signal(CareGapCampaignWorkflow.pause)
+        say(f"{target}: pausing after the page in flight")
+
+    run(go())
+
+
+@campaign_app.command("resume")
+def campaign_resume(workflow_id: CampaignId = None, period: PeriodOption = None) -> None:
+    """Resume a paused campaign."""
+    from feeds.gap_campaign import CareGapCampaignWorkflow
+
+    target = _campaign_id(workflow_id, period)
+
+    async def go() -> None:
+        await (await _client()).get_workflow_handle(target).signal(CareGapCampaignWorkflow.resume)
+        say(f"{target}: resumed")
+
+    run(go())

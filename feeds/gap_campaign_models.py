@@ -12,7 +12,8 @@ from datetime import date
 
 from pydantic import BaseModel, Field, model_validator
 
-__all__ = ["DEFAULT_BATCH", "DEFAULT_CONCURRENCY", "DEFAULT_CRON", "DEFAULT_PAGE", "EVALUATE_PAGE", "INITIATED_BY",
+__all__ = ["DEFAULT_BATCH", "DEFAULT_CONCURRENCY", "DEFAULT_CRON", "DEFAULT_PAGE", "EVALUATE_PAGE", "FIRST_FAILURES",
+           "INITIATED_BY",
            "START_RUNS", "CampaignInput", "CampaignProgress", "EvaluatePageInput", "EvaluatePageResult", "MemberGaps",
            "StartRunsInput", "StartRunsResult"]
 

@@ -5,6 +5,10 @@ in the plan's time zone (``CARELOOM_SWEEP_CRON``, ``CARELOOM_PLAN_TIME_ZONE``). 
 still running when the next is due already covers what the next would (starts are idempotent), so the
 late one is skipped rather than queued behind it. The cron and time zone are checked here, before the
 server is asked, so a typo is an error naming the option, not a schedule that never fires.
+
+A second schedule, ``careloom-gap-campaign`` (:func:`create_gap_campaign_schedule`), runs the care-gap campaign
+(:class:`~feeds.gap_campaign.CareGapCampaignWorkflow`) monthly by default; the describe, pause, unpause, trigger
+and delete functions take its id as ``schedule_id``.
 """
 
 from __future__ import annotations
@@ -27,13 +31,19 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
+from feeds.gap_campaign import CareGapCampaignWorkflow
+from feeds.gap_campaign_models import DEFAULT_CRON as GAP_CAMPAIGN_CRON
+from feeds.gap_campaign_models import CampaignInput
 from feeds.sweep import DischargeSweepWorkflow, SweepInput
 from runtime.errors import ConfigurationError
 from runtime.settings import Settings
 
 __all__ = [
+    "GAP_CAMPAIGN_CRON",
+    "GAP_CAMPAIGN_SCHEDULE_ID",
     "SCHEDULE_ID",
     "check_cron",
+    "create_gap_campaign_schedule",
     "create_schedule",
     "delete_schedule",
     "describe_schedule",
@@ -46,6 +56,8 @@ __all__ = [
 ]
 
 SCHEDULE_ID = "careloom-discharge-sweep"
+GAP_CAMPAIGN_SCHEDULE_ID = "careloom-gap-campaign"
+"""The care-gap campaign's schedule (describe, pause, unpause, trigger and delete take it as ``schedule_id``)."""
 CRON_EXAMPLE = "'0 6 * * *' for 06:00 every day or '30 7 * * 1-5' on weekdays"
 
 
@@ -90,6 +102,48 @@ async def create_schedule(client: Client, settings: Settings, *, cron: str | Non
     except ScheduleAlreadyRunningError:
         raise ConfigurationError(f"schedule {schedule_id} already exists; `careloom schedule delete` it first, "
                                  "or pause/unpause it") from None
+    return schedule_id
+
+
+def _check_campaign_cron(cron: str, time_zone: str) -> None:
+    """ConfigurationError naming the gap campaign's cron or zone unless both are valid."""
+    if len(cron.split()) != 5 or not croniter.is_valid(cron):
+        raise ConfigurationError(
+            f"the gap campaign cron {cron!r} does not parse: give 5 fields, minute hour day-of-month month "
+            f"day-of-week, e.g. {GAP_CAMPAIGN_CRON!r} for 06:00 on the first day of every month")
+    try:
+        ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigurationError(
+            f"unknown time zone {time_zone!r} for the gap campaign (CARELOOM_PLAN_TIME_ZONE): use an IANA name "
+            "such as America/New_York or America/Chicago") from None
+
+
+async def create_gap_campaign_schedule(client: Client, settings: Settings, *, cron: str = GAP_CAMPAIGN_CRON,
+                                       time_zone: str | None = None, campaign: CampaignInput | None = None,
+                                       schedule_id: str = GAP_CAMPAIGN_SCHEDULE_ID, paused: bool = False,
+                                       task_queue: str | None = None) -> str:
+    """Create the care-gap campaign's schedule (monthly by default, in the plan's time zone); its id.
+
+    Each scheduled campaign evaluates the calendar year it starts in unless ``campaign`` fixes a period; members
+    who have a run for the period already are joined, never started again, so a monthly campaign only starts the
+    members whose gaps opened since the last one. Overlap policy SKIP, as for the sweep. ConfigurationError if
+    the schedule exists or the cron or zone is wrong (checked before the server is asked).
+    """
+    time_zone = time_zone or settings.plan_time_zone
+    _check_campaign_cron(cron, time_zone)
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(CareGapCampaignWorkflow.run, campaign or CampaignInput(),
+                                           id=f"{schedule_id}-run", task_queue=task_queue or settings.task_queue),
+        spec=ScheduleSpec(cron_expressions=[cron], time_zone_name=time_zone),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(paused=paused, note="created by careloom"),
+    )
+    try:
+        await client.create_schedule(schedule_id, schedule, memo={"cron": cron, "time_zone": time_zone})
+    except ScheduleAlreadyRunningError:
+        raise ConfigurationError(f"schedule {schedule_id} already exists; delete it first, or pause/unpause it") \
+            from None
     return schedule_id
 
 

@@ -19,6 +19,7 @@ from store.ledger import DecisionLedger
 from store.ledger_entries import LedgerEntry
 from tools.registry import (
     CHECK_ELIGIBILITY,
+    EVALUATE_GAPS,
     GET_CLINICAL_CONTEXT,
     LOOKUP_MEMBER,
     REVIEW_EVIDENCE,
@@ -26,7 +27,7 @@ from tools.registry import (
 )
 from workflows.approvals import LEDGER_APPEND
 from workflows.programs import ALL_TOOLS
-from workflows.programs import OUTREACH, PLANNER_ACTIVITIES
+from workflows.programs import CARE_GAPS, OUTREACH, PLANNER_ACTIVITIES
 
 _WRITES = {t.name for t in ALL_TOOLS if t.kind == "write"}
 
@@ -64,6 +65,9 @@ def _summary(name: str, value: Any) -> str:  # noqa: ANN401
                 f"{stay.discharge_disposition}, {len(value.condition_codes)} conditions, {value.ed_visits_6mo} ED visits")
     if name == SCORE_READMISSION_RISK.name:
         return f"LACE {value.lace}" if value.status == "scored" else f"insufficient_data: {', '.join(value.missing)}"
+    if name == EVALUATE_GAPS.name:
+        return (f"{len(value.open_gaps)} open gap(s) of {len(value.gaps)} measure(s): "
+                f"{', '.join(g.measure_id for g in value.open_gaps) or 'none'} ({value.measures_version})")
     if name == REVIEW_EVIDENCE.name:
         criteria = [c for s in value.services for c in s.criteria]
         return (f"{sum(c.status == 'met' for c in criteria)}/{len(criteria)} criteria met with citations, "
@@ -96,6 +100,9 @@ def _trigger(record: RunRecord) -> str:
     data = record.input
     if record.program is OUTREACH:
         return (f"discharge {data.encounter_id} of member {data.member_id}, started by {data.initiated_by}")
+    if record.program is CARE_GAPS:
+        return (f"care gaps of member {data.member_id} for {data.period_start} to {data.period_end} "
+                f"({', '.join(data.measure_ids)}), started by {data.initiated_by}")
     sub = data.submission
     appeal = getattr(data, "appeal", None)
     if appeal is not None:

@@ -50,6 +50,10 @@ from tests.dtr_answers import completed_response  # noqa: E402
 from tools.appeals import AppealRequest, check_appeal  # noqa: E402
 from tools.pas_models import PendAnswer  # noqa: E402
 from workflows.agent_run import WithdrawRequest  # noqa: E402
+from tests.workflows.test_care_gap import _diabetic, _hba1c  # noqa: E402
+from tests.workflows.test_care_gap import _start as _start_gap  # noqa: E402
+from tests.workflows.test_care_gap import _status as _gap_status  # noqa: E402
+from workflows.care_gap import CareGapWorkflow  # noqa: E402
 from workflows.prior_auth import PriorAuthWorkflow  # noqa: E402
 from workflows.prior_auth_client import start_appeal, submit_prior_auth  # noqa: E402
 
@@ -198,6 +202,23 @@ async def _record_appeal_overturned(client, settings: Settings, store: SqlCareRe
     await _save(appeal, "um-appeal-overturned")
 
 
+async def _record_care_gaps(client, settings: Settings, store: SqlCareRecordStore, queue: str,  # noqa: ANN001
+                            wanted: set[str]) -> None:
+    """A gap worked and closed by new data (a recheck after an HbA1c arrives); a member with no open gap."""
+    if not wanted or "gap-closed" in wanted:
+        member = _diabetic(store)
+        handle, _ = await _start_gap(client, queue, settings, member.member_id)
+        await _gap_status(handle, "monitoring")
+        store.put_many([_hba1c(member.member_id, 7.1)])
+        await handle.signal(CareGapWorkflow.recheck)
+        await _save(handle, "gap-closed")
+    if not wanted or "gap-no-open-gap" in wanted:
+        member = _diabetic(store)
+        store.put_many([_hba1c(member.member_id, 6.4)])
+        handle, _ = await _start_gap(client, queue, settings, member.member_id)
+        await _save(handle, "gap-no-open-gap")
+
+
 async def _record(settings: Settings, store: SqlCareRecordStore, model, wanted: set[str]) -> None:  # noqa: ANN001
     async with EmbeddedTemporalServer(settings) as server:
         # Named by address, not embedded: the golden histories are recorded unencrypted, to replay without keys.
@@ -239,6 +260,7 @@ async def _record(settings: Settings, store: SqlCareRecordStore, model, wanted: 
                 approval_id=i.approval_id, digest=i.digest, decision="approve", approver=_PEOPLE[i.required_role],
                 role=i.required_role))
             await _record_prior_auth(client, settings, store, queue, wanted)
+            await _record_care_gaps(client, settings, store, queue, wanted)
 
 
 if __name__ == "__main__":

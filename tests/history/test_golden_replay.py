@@ -21,12 +21,14 @@ SCENARIOS = {"auto-completed", "approved", "edited", "rejected", "escalated", "d
 """Post-discharge outreach outcomes."""
 PRIOR_AUTH_SCENARIOS = {"um-auto-approved", "um-pended", "um-denial-md-approved", "um-md-overturned", "um-expired",
                         "um-pend-answered", "um-appeal-overturned"}
+CARE_GAP_SCENARIOS = {"gap-closed", "gap-no-open-gap"}
+"""Care-gap closure outcomes."""
 """Prior-authorization triage outcomes."""
 
 
 def test_every_scenario_has_a_golden_history() -> None:
     """Each representative outcome of both programs is checked in."""
-    assert SCENARIOS | PRIOR_AUTH_SCENARIOS == {p.stem for p in GOLDEN.glob("*.json")}
+    assert SCENARIOS | PRIOR_AUTH_SCENARIOS | CARE_GAP_SCENARIOS == {p.stem for p in GOLDEN.glob("*.json")}
 
 
 def test_golden_histories_replay_against_the_current_code() -> None:

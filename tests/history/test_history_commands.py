@@ -169,7 +169,7 @@ def test_usage_report_totals_model_tokens_and_counts_fallbacks(tmp_path: Path) -
     [model] = [line for line in report["lines"] if line["model"] == "scripted-model"]
     assert (1, usage.prompt_tokens, usage.completion_tokens) == (
         model["runs"], model["prompt_tokens"], model["completion_tokens"])
-    assert (17, 1, 1) == (report["runs"], report["failed_planning_attempts"], report["fallbacks"])
+    assert (19, 1, 1) == (report["runs"], report["failed_planning_attempts"], report["fallbacks"])
     [um] = [line for line in report["lines"] if line["planner"] == "offline-um-rules/1"]
     # 7 prior-authorization runs; the one answered after a pend planned twice (a step per review round).
     assert (7, 8, 0) == (um["runs"], um["steps"], um["requests"])
@@ -198,7 +198,7 @@ def test_what_if_on_prior_auth_runs_uses_the_prior_auth_policy() -> None:
 
     records = [read_run(load_history(p).history) for p in sorted(GOLDEN.glob("*.json"))]
     report = what_if(records, PriorAuthPolicy(auto_approve=False), PRIOR_AUTH)
-    assert (7, 10) == (report.cases, report.other_programs_skipped)
+    assert (7, 12) == (report.cases, report.other_programs_skipped)
     assert [("um-auto-approved", "allow", "require_approval", "rn")] == [
         (c.workflow_id, c.old, c.new, c.new_role) for c in report.changes]
     assert [] == report.human_removed
@@ -216,3 +216,12 @@ def test_audit_of_an_answered_pend_and_of_a_reconsideration() -> None:
     appeal = audit(read_run(load_history(GOLDEN / "um-appeal-overturned.json").history))
     assert appeal.entries[0].summary.startswith("reconsideration of ClaimResponse/")
     assert "excluded reviewers: dr.rivera, rn.kim" in appeal.entries[0].summary
+
+
+def test_audit_of_a_care_gap_run_shows_the_gaps_the_outreach_and_the_recheck_that_closed_them() -> None:
+    report = audit(read_run(load_history(GOLDEN / "gap-closed.json").history))
+    text = "\n".join(e.summary for e in report.entries)
+    assert report.entries[0].summary.startswith("care gaps of member ")
+    assert "1 open gap(s) of 1 measure(s): cms122-diabetes-hba1c-poor-control" in text
+    assert "0 open gap(s) of 1 measure(s): none" in text and "completed" == report.outcome
+    assert 3 == sum(e.kind == "proposal" for e in report.entries)

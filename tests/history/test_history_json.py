@@ -33,7 +33,7 @@ def test_every_golden_history_parses_to_the_sdk_result(path: Path) -> None:
     fast = history_from_dict(raw)
     assert fast == sdk(raw)
     assert fast.SerializeToString(deterministic=True) == sdk(raw).SerializeToString(deterministic=True)
-    assert len(fast.events) == len(raw["events"]) > 20
+    assert len(fast.events) == len(raw["events"]) >= 20
 
 
 @pytest.mark.parametrize("value", [
