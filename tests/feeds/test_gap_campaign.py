@@ -227,7 +227,7 @@ async def _scheduled_run(client: Client, queue: str) -> WorkflowHandle:
 
 
 @pytest.mark.parametrize(("cron", "zone", "names"), [
-    ("0 6 1 *", "America/New_York", "gap campaign cron '0 6 1 *' does not parse"),
+    ("0 6 1 *", "America/New_York", "gap campaign cron '0 6 1 \\*' does not parse"),
     ("0 6 32 * *", "America/New_York", "gap campaign cron"),
     ("0 6 1 * *", "Mars/Olympus", "CARELOOM_PLAN_TIME_ZONE"),
 ])
