@@ -1,4 +1,4 @@
-"""``CareGapCampaignWorkflow``: evaluate every member's care gaps for a period; start a care-gap run for each with one open.
+"""``CareGapCampaignWorkflow``: evaluate every member's care gaps for a period; start a run for each open one.
 
 The care-gap closure program's population step, run by the Temporal Schedule ``careloom-gap-campaign``
 (:func:`feeds.schedule.create_gap_campaign_schedule`, monthly) or by hand (``careloom gaps campaign start``). It

@@ -1,8 +1,9 @@
 """The care-gap campaign on the real dev server, worker and records store: six members (three diabetics with no
 HbA1c this year: an open CMS122 gap; two controlled; one without diabetes) → the campaign evaluates six, starts
 three care-gap runs (and only those), continues as new on the way, and a second campaign for the period starts
-none (every open member is joined). Paused from its start it evaluates nothing until resumed. A member whose
-evaluation fails is counted and named, and the others are still started. The monthly schedule runs it. History
+none (every open member is joined). Paused from its start it evaluates nothing until resumed; cancelled, it
+finishes the page in flight and reads no other. A member whose evaluation fails is counted and named, and the
+others are still started. The monthly schedule runs it. History
 holds ids and counts, never a record.
 
 Each test runs on a records store of its own (the session store holds other tests' members, and the campaign
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,13 +27,23 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio import activity
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import CancelledError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 from typer.testing import CliRunner
 
 from feeds.gap_campaign import CampaignInput, CampaignProgress, CareGapCampaignWorkflow
 from feeds.gap_campaign_activities import GapCampaignActivities, patient_page
+from feeds.gap_campaign_models import (
+    EVALUATE_PAGE,
+    START_RUNS,
+    EvaluatePageInput,
+    EvaluatePageResult,
+    StartRunsInput,
+    StartRunsResult,
+)
 from feeds.schedule import (
     GAP_CAMPAIGN_SCHEDULE_ID,
     create_gap_campaign_schedule,
@@ -43,7 +55,7 @@ from runtime.errors import ConfigurationError
 from runtime.plugin import worker_plugins
 from runtime.settings import Settings
 from store.sql_records import SqlCareRecordStore
-from tests.databases import fresh_store
+from tests.databases import fresh_store, session_env
 from tests.fhir_factory import make_member
 from tests.workflows.test_care_gap import CMS122, _diabetic, _hba1c
 from worker import build_worker
@@ -140,10 +152,10 @@ async def test_a_campaign_starts_a_run_for_each_open_gap_and_none_twice(client: 
 
     runs = [e async for e in client.list_workflows(f"WorkflowId = '{handle.id}'")]
     assert 2 == len(runs)  # 4 members, continue-as-new, then 2 (and the empty page after them)
-    first = next(r for r in runs if r.status == WorkflowExecutionStatus.CONTINUED_AS_NEW)
-    history = await client.get_workflow_handle(handle.id, run_id=first.run_id).fetch_history()
-    carried = _payload_text(history.to_json_dict())
-    assert population.open[0] in carried and CMS122 in carried  # ids: the members and measures it acted on
+    assert WorkflowExecutionStatus.CONTINUED_AS_NEW in {r.status for r in runs}
+    carried = "\n".join([_payload_text((await client.get_workflow_handle(handle.id, run_id=r.run_id)
+                                         .fetch_history()).to_json_dict()) for r in runs])
+    assert all(m in carried for m in population.open) and CMS122 in carried  # ids: whom and what it acted on
     assert not [t for t in ("E11.9", "4548-4", "99213", "1960-03-01", "valueQuantity", "birthDate") if t in carried]
 
     again = await client.execute_workflow(CareGapCampaignWorkflow.run, data, id=f"gaps-{uuid.uuid4().hex[:8]}",
@@ -195,6 +207,53 @@ async def test_a_member_whose_evaluation_fails_is_counted_and_the_campaign_goes_
     assert (5, 1, 2, 2, True) == (result.evaluated, result.errors, result.open, result.started, result.done)
     assert [f"Patient/{broken}: ValueError"] == result.failures  # the id and the error type, not its text
     assert not await _has_run(client, settings, broken)
+
+
+class GatedStarts(GapCampaignActivities):
+    """The campaign's activities, each batch of starts held until ``release`` is set: a page "in flight"."""
+
+    def __init__(self, *args: Any, release: asyncio.Event) -> None:  # noqa: ANN401
+        super().__init__(*args)
+        self.release = release
+        self.entered = asyncio.Event()
+        self.pages = 0
+
+    @activity.defn(name=START_RUNS)
+    async def start_runs(self, data: StartRunsInput) -> StartRunsResult:
+        self.entered.set()
+        await self.release.wait()
+        return await GapCampaignActivities.start_runs(self, data)
+
+    @activity.defn(name=EVALUATE_PAGE)
+    def evaluate_page(self, data: EvaluatePageInput) -> EvaluatePageResult:
+        self.pages += 1
+        return GapCampaignActivities.evaluate_page(self, data)
+
+
+async def test_a_cancelled_campaign_finishes_the_page_in_flight_and_reads_no_other(
+        client: Client, settings: Settings, population: Population) -> None:
+    release = asyncio.Event()
+    hosts = GatedStarts(client, settings, population.store, population.queue, release=release)
+    queue = f"test-gaps-campaign-{uuid.uuid4().hex[:8]}"
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="test-gaps") as pool:
+        async with Worker(client, task_queue=queue, workflows=[CareGapCampaignWorkflow],
+                          activities=hosts.activities(), activity_executor=pool,
+                          plugins=worker_plugins(client, settings)):
+            handle = await client.start_workflow(
+                CareGapCampaignWorkflow.run, CampaignInput(**PERIOD, measure_ids=[CMS122], page=6),
+                id=f"gaps-cancel-{uuid.uuid4().hex[:8]}", task_queue=queue)
+            await asyncio.wait_for(hosts.entered.wait(), 20)  # the page's starts are in flight
+            await handle.cancel()
+            await asyncio.sleep(0.5)
+            release.set()
+            with pytest.raises(WorkflowFailureError) as failure:
+                await asyncio.wait_for(handle.result(), 30)
+            assert isinstance(failure.value.cause, CancelledError)
+            ended = await handle.query(CareGapCampaignWorkflow.progress)
+    assert (6, 3, 3, True, False) == (ended.evaluated, ended.open, ended.started, ended.cancelled, ended.done)
+    assert 1 == hosts.pages  # the full page said "more"; no other was read
+    for member_id in population.open:
+        assert await _has_run(client, settings, member_id), member_id
 
 
 async def test_the_monthly_schedule_runs_a_campaign(client: Client, settings: Settings,
@@ -251,6 +310,48 @@ def test_a_campaign_input_needs_both_period_ends_in_order() -> None:
         CampaignInput(period_start=date(2026, 1, 1))
     with pytest.raises(ValueError, match="before period_start"):
         CampaignInput(period_start=date(2026, 12, 31), period_end=date(2026, 1, 1))
+
+
+async def test_the_cli_starts_follows_pauses_and_resumes_a_campaign(client: Client, settings: Settings,
+                                                                    population: Population,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``careloom gaps campaign start/pause/status/resume`` against the dev server: started and paused before a
+    worker polls its queue, so the pause lands before the first page."""
+    from cli.gaps import app
+
+    queue = f"test-gaps-cli-{uuid.uuid4().hex[:8]}"
+    for name, value in {**session_env(settings), "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+                        "CARELOOM_TASK_QUEUE": queue}.items():
+        monkeypatch.setenv(name, value)
+    period = "2025-01-01/2025-12-31"  # a period of this test's own: the campaign's id is the period's
+
+    def cli(*args: str) -> str:
+        done = CliRunner().invoke(app, ["campaign", *args])
+        assert 0 == done.exit_code, done.output
+        return done.output
+
+    started = await asyncio.to_thread(cli, "start", "--period", period, "--measure", CMS122, "--page", "2",
+                                      "--json")
+    workflow_id = json.loads(started)["workflow_id"]
+    assert ("careloom-gap-campaign-20250101-20251231", True) == (workflow_id, json.loads(started)["started"])
+    assert "already running" in await asyncio.to_thread(cli, "start", "--period", period)
+    await asyncio.to_thread(cli, "pause", "--period", period)
+    hosts = GapCampaignActivities(client, settings, population.store, population.queue)
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="test-gaps") as pool:
+        async with Worker(client, task_queue=queue, workflows=[CareGapCampaignWorkflow],
+                          activities=hosts.activities(), activity_executor=pool,
+                          plugins=worker_plugins(client, settings)):
+            try:
+                paused = json.loads(await asyncio.to_thread(cli, "status", workflow_id, "--json"))
+                assert (True, 0, False) == (paused["paused"], paused["evaluated"], paused["done"])
+                assert "PAUSED" in await asyncio.to_thread(cli, "status", "--period", period)
+                await asyncio.to_thread(cli, "resume", "--period", period)
+                result = await asyncio.wait_for(client.get_workflow_handle(workflow_id).result(), 60)
+            finally:
+                await _terminate_running(client, queue)
+    # No visit in 2025: no one is in CMS122's denominator that year, so no run is started.
+    assert (6, 0, 0, False, True) == (result["evaluated"], result["open"], result["started"], result["paused"],
+                                      result["done"])
 
 
 def test_the_cli_refuses_a_bad_period_or_measure_before_connecting(monkeypatch: pytest.MonkeyPatch,
