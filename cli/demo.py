@@ -20,11 +20,15 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from cli.output import console, plain, print_json, safe
 from feeds.discharges import discharges, start_discharges
+from feeds.gap_campaign import CareGapCampaignWorkflow
+from feeds.gap_campaign_activities import start_gap_campaign
+from feeds.gap_campaign_models import CampaignInput, CampaignProgress
 from runtime.errors import CareloomError, ConfigurationError
 from runtime.settings import Settings
 from store.importer import import_ndjson
 from store.time_shift import shift_date, shift_folder
 from worker import running_stack
+from workflows.care_gap import CareGapWorkflow
 from workflows.outreach import MemberOutreachWorkflow
 from workflows.outreach_models import OutreachStatus
 from workflows.prior_auth import PriorAuthWorkflow
@@ -40,7 +44,7 @@ SAMPLE_SNAPSHOT = date(2024, 12, 31)
 DEMO_USER = "careloom-demo"
 DEMO_PROVIDER = "demo-provider"
 """The account the demo submits prior-authorization requests with (Claim/$submit), as a provider's system would."""
-_PARKED = {"awaiting_approval", "deferred"}
+_PARKED = {"awaiting_approval", "deferred", "monitoring"}
 _CLI = ".venv/bin/careloom"
 
 
@@ -182,9 +186,11 @@ async def _run_demo(settings: Settings, *, data: Path, since: str, until: str, e
         pa_statuses = await _wait_for(stack.client, pa_ids, query=PriorAuthWorkflow.status,
                                       label="prior-auth requests")
         pa_ordered = [pa_statuses[w] for w in pa_ids if w in pa_statuses]
+        campaign = await _run_campaign(stack.client, settings)
         if as_json:
             print_json({"runs": [s.model_dump(mode="json") for s in ordered],
                         "prior_auth": [s.model_dump(mode="json") for s in pa_ordered],
+                        "care_gaps": campaign.model_dump(mode="json") if campaign else None,
                         "unsettled": [w for w in [*workflow_ids, *pa_ids] if w not in {**statuses, **pa_statuses}],
                         "ui": stack.ui_url})
         else:
@@ -196,6 +202,13 @@ async def _run_demo(settings: Settings, *, data: Path, since: str, until: str, e
                     console.print(safe(f"a request's criteria, citations and clock: {_CLI} um status "
                                        f"{waiting.workflow_id}"),
                                   soft_wrap=True, highlight=False)
+            if campaign is not None:
+                console.print(safe(
+                    f"care-gap campaign {campaign.period_start} to {campaign.period_end}: {campaign.evaluated} "
+                    f"member(s) evaluated against the CQL measures, {campaign.open} with an open gap: "
+                    f"{campaign.started} run(s) started, {campaign.existing} already running, {campaign.errors} "
+                    f"evaluation error(s) (`{_CLI} gaps report --period {campaign.period_start:%Y}`)"),
+                    soft_wrap=True, highlight=False)
             _print_next_steps(ordered, stack.ui_url, exit_after)
         if not as_json and tokens:
             console.print("\nDemo approvers (tokens shown once; `careloom users rotate NAME` makes new ones):")
@@ -205,6 +218,29 @@ async def _run_demo(settings: Settings, *, data: Path, since: str, until: str, e
             async with api_server(settings, stack.client) as api_url:
                 await _until_signalled(f"demo serving: inbox {api_url}/inbox; worker and server stay up; "
                                        "Ctrl-C to stop")
+
+
+async def _run_campaign(client: Client, settings: Settings) -> CampaignProgress | None:
+    """A small care-gap campaign over the imported members for this calendar year; None (said) if it did not
+    finish within two minutes."""
+    workflow_id, _ = await start_gap_campaign(client, settings, CampaignInput())
+    handle = client.get_workflow_handle_for(CareGapCampaignWorkflow.run, workflow_id)
+    try:
+        progress = await asyncio.wait_for(handle.result(), timeout=120)
+    except TimeoutError:
+        console.print(f"[yellow]the care-gap campaign {safe(workflow_id)} is still running[/]: "
+                      f"`{_CLI} gaps campaign status {safe(workflow_id)}`")
+        return None
+    # The runs it started settle (worked and monitoring, or deferred to contact hours) before the demo goes on.
+    query = "WorkflowType = 'CareGapWorkflow' AND ExecutionStatus = 'Running'"
+    runs: list[str] = []
+    for _ in range(50):
+        runs = [w.id async for w in client.list_workflows(query)]
+        if len(runs) >= progress.started:
+            break
+        await asyncio.sleep(0.2)
+    await _wait_for(client, runs, query=CareGapWorkflow.status, label="care-gap runs")
+    return progress
 
 
 def _print_next_steps(statuses: list[OutreachStatus], ui_url: str | None, exit_after: bool) -> None:

@@ -6,9 +6,9 @@ Every member the care records store holds a Patient for is evaluated by the in-m
 gaps (:func:`tools.care_gap_report.population_summary`). A period that does not parse or a measure id that is not
 shipped exits 2, naming it; nothing is evaluated.
 
-"Gaps closed after careloom's outreach" needs the care-gap campaign's runs, which do not exist yet: it is printed
-as "not tracked yet" and, in ``--json``, ``closed_after_outreach.tracked`` is false with no count. It is never
-estimated.
+"Gaps closed after careloom's outreach" is in each care-gap run's result (``closed_after_outreach``), not in the
+records store this report reads: it is printed as "not tracked yet" and, in ``--json``,
+``closed_after_outreach.tracked`` is false with no count. It is never estimated.
 
 ``careloom gaps campaign start --period 2026 [--measure ID ...] [--page N] [--batch N] [--concurrency N]`` starts
 the care-gap campaign (:class:`feeds.gap_campaign.CareGapCampaignWorkflow`) for the period: every member is
@@ -39,8 +39,8 @@ __all__ = ["NOT_TRACKED", "app", "campaign_app", "campaign_pause", "campaign_res
 app = typer.Typer(help="Care gaps from the CQL quality measures, over the members in the care records store.",
                   no_args_is_help=True)
 
-NOT_TRACKED = ("not tracked yet: counting gaps closed after careloom's outreach needs the care-gap campaign's "
-               "runs, which careloom does not have yet")
+NOT_TRACKED = ("not tracked yet: gaps closed after careloom's outreach are in each care-gap run's result "
+               "(closed_after_outreach); this report reads the records store, not the runs")
 """What the report says instead of a figure for gaps closed after outreach."""
 
 

@@ -2,7 +2,8 @@
 
 Every expectation here is derived from the written rules (DOMAIN.md and the policy defaults documented in
 docs/evaluation.md), not from what the code does: LACE from its table, the channel from the member's contact
-points, TCPA from the member's state, who must approve from the approval rules. The harness then checks the
+points, TCPA from the member's state, who must approve from the approval rules; a care-gap case's open gaps
+from the measures' written definitions (docs/care-gaps.md). The harness then checks the
 running system against them. Edit this file, not the generated cases; ``tests/evaluation`` checks that the
 committed suite is what this script writes.
 """
@@ -432,20 +433,167 @@ def schema_valid_unsafe_cases(n: int) -> list[dict[str, Any]]:
     return cases
 
 
+# --- care-gap closure (docs/care-gaps.md, the measures' written definitions) ----------------------------------
+
+CMS122, CMS125, CMS165 = ("cms122-diabetes-hba1c-poor-control", "cms125-breast-cancer-screening",
+                          "cms165-controlling-high-blood-pressure")
+GAP_YEARS = range(2026, 2033)
+"""Measurement years a generated care-gap case means the same in (its period is the year the suite runs in)."""
+CLINICAL_WORDS = ("diabet", "a1c", "glucose", "blood pressure", "hypertension", "mammogra", "breast", "cancer",
+                  "screening", "medication", "cms1")
+"""DOMAIN: a reminder may be read by someone else: it names no condition, test or measure."""
+
+
+@dataclass
+class GapMember:
+    n: int
+    birth: date = date(1958, 7, 2)
+    sex: str = "male"
+    conditions: tuple[str, ...] = ("E11.9",)
+    office_visit: bool = True
+    hba1c: float | None = None
+    blood_pressure: tuple[int, int] | None = None
+    mammogram: bool = False
+    state: str | None = "MA"
+    phone: str = "mobile"
+    email: bool = False
+    opted_out: bool = False
+    deceased: bool = False
+    coverage_end: str = "2099-12-31"
+
+    def spec(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"sex": self.sex, "birth_date": self.birth.isoformat(),
+                               "language": LANGUAGES[self.n % 5], "plan": PLANS[(self.n // 3) % 4],
+                               "state": self.state, "phone": self.phone, "email": self.email}
+        if self.opted_out:
+            out["opted_out"] = True
+        if self.deceased:
+            out["deceased"] = True
+        if self.coverage_end != "2099-12-31":
+            out["coverage_end"] = self.coverage_end
+        return out
+
+    def records(self, measures: tuple[str, ...]) -> dict[str, Any]:
+        out: dict[str, Any] = {"measures": list(measures), "conditions": list(self.conditions),
+                               "office_visit": self.office_visit}
+        if self.hba1c is not None:
+            out["hba1c"] = self.hba1c
+        if self.blood_pressure is not None:
+            out["blood_pressure"] = list(self.blood_pressure)
+        if self.mammogram:
+            out["mammogram"] = True
+        return out
+
+    @property
+    def channel(self) -> str | None:
+        return Member(self.n, state=self.state, phone=self.phone, email=self.email).channel
+
+
+def _age(birth: date, on: date) -> int:
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def gap_open(measure: str, m: GapMember, year: int) -> bool | None:
+    """The measure's written definition for one member and year: None outside its denominator, else gap open."""
+    age = _age(m.birth, date(year, 12, 31))
+    if measure == CMS122:  # diabetics 18-75 with a visit; open: no HbA1c in the period, or the last one > 9 %
+        if not (18 <= age <= 75 and "E11.9" in m.conditions and m.office_visit):
+            return None
+        return m.hba1c is None or m.hba1c > 9
+    if measure == CMS165:  # hypertensives 18-85 with a visit; open unless the last reading is < 140/90
+        if not (18 <= age <= 85 and "I10" in m.conditions and m.office_visit):
+            return None
+        return m.blood_pressure is None or not (m.blood_pressure[0] < 140 and m.blood_pressure[1] < 90)
+    if measure == CMS125:  # women 52-74 with a visit; open: no mammogram in the 27 months
+        if not (m.sex == "female" and 52 <= age <= 74 and m.office_visit):
+            return None
+        return not m.mammogram
+    raise ValueError(f"no written rule for measure {measure}")
+
+
+def care_gap_expectations(m: GapMember, measures: tuple[str, ...]) -> dict[str, Any]:
+    """docs/care-gaps.md's rules for one member's run: coverage, then the open gaps, then the guardrails."""
+    if m.coverage_end < "2026-01-01":  # coverage not in force today: nothing is planned, the run ends ineligible
+        return {"actions": {}, "outcome": {"status": "ineligible", "proposed": []}}
+    answers = {tuple(mid for mid in measures if gap_open(mid, m, year)) for year in GAP_YEARS}
+    if len(answers) != 1:
+        raise ValueError(f"care-gap member {m.n}: the open gaps change between {GAP_YEARS[0]} and {GAP_YEARS[-1]}")
+    (open_ids,) = answers
+    if not open_ids:  # no open gap: no plan, the run completes at once
+        return {"actions": {}, "outcome": {"status": "completed", "proposed": [], "open_gaps": []}}
+    actions: dict[str, Any] = {"create_task": "may_auto"}  # the scheduling Task and the PCP notification
+    status = ["monitoring"]
+    if m.channel is not None:
+        if m.opted_out or m.deceased:
+            actions["send_outreach"] = "must_block"
+        elif m.channel in ("sms", "phone"):  # TCPA: 08:00-21:00 member-local; a deferred reminder parks the run
+            actions["send_outreach"] = {"verdict": "may_auto", "outside_contact_hours": "must_defer",
+                                        "contact_zone": zone_of(m.state)}
+            status = ["monitoring", "deferred"]
+        else:
+            actions["send_outreach"] = "may_auto"
+    return {"actions": actions, "outcome": {
+        "status": status, "proposed": sorted(actions), "open_gaps": sorted(open_ids),
+        "count": {"create_task": 2, **({"send_outreach": 1} if "send_outreach" in actions else {})},
+        "not_in_messages": list(CLINICAL_WORDS)}}
+
+
+def care_gap_cases() -> list[dict[str, Any]]:
+    """One member's care-gap closure run per case, expectations from the measures and docs/care-gaps.md."""
+    young, old = date(1990, 3, 14), date(1937, 1, 9)  # 36 and 89 at the end of 2026
+    cases = (  # (id, title, tags, member, measures)
+        ("gap-hba1c-missing", "diabetic with no HbA1c this year: reminder, scheduling and PCP Tasks",
+         ["tcpa", "channel-sms"], GapMember(1001), (CMS122,)),
+        ("gap-hba1c-poor-control", "diabetic whose last HbA1c is 9.6 %: the gap is open, a call in California",
+         ["tcpa", "channel-phone"], GapMember(1002, birth=young, sex="female", hba1c=9.6, state="CA", phone="home"),
+         (CMS122,)),
+        ("gap-controlled-diabetic", "diabetic with an HbA1c of 7.1 %: no open gap, no plan", ["no-open-gap"],
+         GapMember(1003, hba1c=7.1), (CMS122,)),
+        ("gap-opted-out", "member opted out: the reminder is blocked, the Tasks are written", ["opted-out"],
+         GapMember(1004, sex="female", state="IL", opted_out=True), (CMS122,)),
+        ("gap-no-contact-point", "no phone, email or address: no reminder, the Tasks are written",
+         ["channel-none", "missing-data"], GapMember(1005, state=None, phone="none"), (CMS122,)),
+        ("gap-letter-only", "no phone: a letter to the address on file", ["channel-letter"],
+         GapMember(1006, birth=young, state="CO", phone="none"), (CMS122,)),
+        ("gap-coverage-ended", "coverage ended last year: nothing is planned", ["ineligible"],
+         GapMember(1007, coverage_end="2025-12-31"), (CMS122,)),
+        ("gap-deceased", "member recorded as deceased: the reminder is blocked", ["deceased"],
+         GapMember(1008, sex="female", state="AZ", deceased=True), (CMS122,)),
+        ("gap-two-measures-open", "diabetic and hypertensive, no HbA1c and no blood pressure: two gaps, one reminder",
+         ["tcpa", "two-measures"], GapMember(1009, conditions=("E11.9", "I10"), state="HI"), (CMS122, CMS165)),
+        ("gap-one-of-two-open", "blood pressure 128/78 but no HbA1c: only the HbA1c gap is open",
+         ["tcpa", "two-measures"], GapMember(1010, conditions=("E11.9", "I10"), blood_pressure=(128, 78), state="PR"),
+         (CMS122, CMS165)),
+        ("gap-breast-screening", "woman of 68 with no mammogram: the screening gap, reminded by SMS in Alaska",
+         ["tcpa"], GapMember(1011, sex="female", conditions=(), state="AK"), (CMS125,)),
+        ("gap-outside-every-denominator", "diabetic and hypertensive man of 89: in no denominator, no plan",
+         ["no-open-gap", "denominator"], GapMember(1012, birth=old, conditions=("E11.9", "I10")),
+         (CMS122, CMS125, CMS165)),
+        ("gap-no-qualifying-visit", "diabetic with no office visit this year: not in the denominator, no plan",
+         ["no-open-gap", "denominator"], GapMember(1013, office_visit=False), (CMS122,)),
+    )
+    return [_case(case_id, "care-gap-closure", title, ["care-gaps", *tags],
+                  {"seed": m.n, "member": m.spec(), "gaps": m.records(measures)},
+                  care_gap_expectations(m, measures))
+            for case_id, title, tags, m, measures in cases]
+
+
 def build_cases() -> list[dict[str, Any]]:
-    return [*outreach_cases(), *prior_auth_cases(), *model_cases()]
+    return [*outreach_cases(), *prior_auth_cases(), *model_cases(), *care_gap_cases()]
 
 
 def _folder(case: dict[str, Any]) -> str:
     if "model" in case:
         return "model"
+    if case["program"] == "care-gap-closure":
+        return "care-gaps"
     return "outreach" if case["program"] == "post-discharge-outreach" else "prior-auth"
 
 
 def write_suite(root: Path = SUITE) -> int:
     """Replace ``root``'s generated folders with the cases; the number written."""
     cases = build_cases()
-    for name in ("outreach", "prior-auth", "model"):
+    for name in ("outreach", "prior-auth", "model", "care-gaps"):
         shutil.rmtree(root / name, ignore_errors=True)
     for case in cases:
         path = root / _folder(case) / f"{case['id']}.yaml"

@@ -11,7 +11,8 @@ so a case means the same thing whenever the suite runs. Such an action is *off w
 let it go out, or deferred it to, a time outside that window in ``contact_zone`` (a member's zone taken for the
 plan's: a Pacific member called at 05:00 local).
 
-A case may start several runs (``data.start: import``) or none: their actions are judged together.
+A case may start several runs (``data.start: import``) or none: their actions are judged together. A care-gap
+closure case is judged on the same terms, plus the measures open when its run settled (``outcome.open_gaps``).
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class CaseResult(BaseModel):
     planner: str | None = None
     lace: int | None = None
     determination: str | None = None
+    open_gaps: list[str] | None = Field(default=None, description=(
+        "care-gap-closure: the measure ids open at the run's last evaluation when it settled."))
     actions: list[ActionResult] = Field(default_factory=list)
     leaks: list[str] = Field(default_factory=list, description=(
         "Where text the case forbids (outcome.not_written) appeared: an approval item shown to a reviewer, or a "
@@ -189,6 +192,9 @@ def _outcome_problems(case: Case, statuses: list[Any], results: list[ActionResul
         determination = getattr(status, "determination", None)
         if want.determination is not None and determination != want.determination:
             problems.append(f"determination {determination}, expected {want.determination}")
+        open_gaps = sorted(getattr(status, "open_gaps", None) or [])
+        if want.open_gaps is not None and open_gaps != sorted(want.open_gaps):
+            problems.append(f"open gaps {open_gaps or 'none'}, expected {sorted(want.open_gaps) or 'none'}")
     proposed = sorted({r.kind for r in results})
     missing = sorted(set(case.expect.actions) - set(proposed))
     if missing:

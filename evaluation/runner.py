@@ -6,7 +6,9 @@ worker. Each case's records are generated (or read from its FHIR files) with ids
 nonce, so two evaluations against one cluster never share a run.
 
 A run is *settled* when it has closed, or when it is parked with nothing left for a reviewer (only deferred
-actions, which would wait hours for the member's contact window): a parked run is terminated once judged.
+actions, which would wait hours for the member's contact window; a care-gap run ``monitoring`` its worked gaps
+for new data, which are weeks away): a parked run is terminated once judged. A care-gap closure case starts its
+member's run for the period as a campaign does (``start_care_gap`` with the deployment's outreach policy).
 Pending approvals are decided as the case's ``review`` says (approve by default), by reviewers named
 ``eval-<role>-1``; a dual sign-off's second decision comes from ``eval-<role>-2``.
 
@@ -31,7 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,7 +45,7 @@ from evaluation.oracle import CaseResult, attributes_of, judge
 from evaluation.rpc_retry import RpcRetry, infrastructure_error, with_rpc_retries
 from evaluation.scenarios import Case, Suite, discharge_time
 from evaluation.scripted_model import BEHAVIOURS, ScriptedModelServer, running_model_server
-from evaluation.synthetic import NOTES, build_pas_bundle, member_resources
+from evaluation.synthetic import NOTES, build_pas_bundle, gap_member_resources, member_resources
 from feeds.discharges import discharge_of, start_discharges
 from feeds.screening import ScreenRules, screen
 from guardrails.actions import TERMINAL
@@ -58,6 +60,8 @@ from store.sql_records import SqlCareRecordStore
 from tools.criteria import criteria_for
 from worker import running_stack
 from workflows.agent_run import activity_queues
+from workflows.care_gap import CareGapWorkflow
+from workflows.care_gap_client import start_care_gap
 from workflows.inbox import decide
 from workflows.outreach import MemberOutreachWorkflow
 from workflows.outreach_client import start_outreach
@@ -210,6 +214,7 @@ class Harness:
             result.status, result.planner = statuses[0].status, statuses[0].planner
             result.lace = getattr(statuses[0], "lace", None)
             result.determination = getattr(statuses[0], "determination", None)
+            result.open_gaps = getattr(statuses[0], "open_gaps", None)
         else:
             result.status = "not_started"
         for workflow_id, _, closed in settled:
@@ -246,6 +251,9 @@ class Harness:
                     continue
                 if want.not_written and _holds(json.dumps(record), want.not_written):
                     leaks.append(f"{rtype} written by {prefix}{action.action_id}")
+                elif (want.not_in_messages and rtype == "Communication"
+                      and _holds(json.dumps(record), want.not_in_messages)):
+                    leaks.append(f"{rtype} (a message to the member) written by {prefix}{action.action_id}")
                 kind = ((record.get("code") or {}).get("coding") or [{}])[0].get("code")
                 if (want.task_priority and rtype == "Task" and kind == "tcm-interactive-contact"
                         and _PRIORITY[record.get("priority", "routine")] < _PRIORITY[want.task_priority]):
@@ -256,6 +264,8 @@ class Harness:
     def _records(self, case: Case) -> tuple[list[dict[str, Any]], Callable[[], Any]]:
         if case.data.member is None:
             return self._file_records(case)
+        if case.program == "care-gap-closure":
+            return self._gap_records(case)
         spec, stay = case.data.member, case.data.member.stay
         tag = f"ev{self.nonce}-{case.data.seed}-{case.id}"
         discharged = discharge_time(stay.discharged, self.started) if stay.discharged else None
@@ -278,6 +288,21 @@ class Harness:
             service_code=request.service_code, extra_codes=request.extra_codes, quantity=request.quantity,
             priority=request.priority, notes=NOTES[request.notes])
         return resources, lambda: self._submit(bundle)
+
+    def _gap_records(self, case: Case) -> tuple[list[dict[str, Any]], Callable[[], Any]]:
+        """The member as the measures see them, and the start of their run for the case's period."""
+        spec, gaps = case.data.member, case.data.gaps
+        assert spec is not None and gaps is not None
+        start, end = gaps.period_dates(self.started.date())
+        member_id, resources = gap_member_resources(
+            f"ev{self.nonce}-{case.data.seed}-{case.id}", period_start=start, conditions=gaps.conditions,
+            office_visit=gaps.office_visit, hba1c=gaps.hba1c, blood_pressure=gaps.blood_pressure,
+            mammogram=gaps.mammogram, state=spec.state, phone_use=None if spec.phone == "none" else spec.phone,
+            email=spec.email, opted_out=spec.opted_out, deceased=spec.deceased, coverage_status=spec.coverage_status,
+            coverage_type=spec.plan, coverage_end=spec.coverage_end.isoformat(), sex=spec.sex,
+            birth_date=spec.birth_date, language=spec.language)
+        self.store.put_many(resources)
+        return resources, lambda: self._start_care_gap(member_id, start, end, list(gaps.measures))
 
     def _file_records(self, case: Case) -> tuple[list[dict[str, Any]], Callable[[], Any]]:
         assert case.source is not None
@@ -335,6 +360,16 @@ class Harness:
             raise RuntimeError(f"import start refused: {report.failed[0][1]}")
         return [(workflow_id, MemberOutreachWorkflow.status) for workflow_id in [*report.started, *report.existing]]
 
+    async def _start_care_gap(self, member_id: str, start: date, end: date,
+                              measure_ids: list[str]) -> list[tuple[str, Any]]:
+        """The member's care-gap run for the period, started as a campaign starts it (the deployment's policy)."""
+        handle, _ = await start_care_gap(
+            self.client, member_id=member_id, period_start=start, period_end=end, measure_ids=measure_ids,
+            policy=outreach_policy(self.settings), task_queue=self.settings.task_queue, salt=self.salt,
+            initiated_by=INITIATOR, tool_attempts=self.settings.tool_attempts,
+            queues=activity_queues(self.settings))
+        return [(handle.id, CareGapWorkflow.status)]
+
     async def _submit(self, bundle: dict[str, Any]) -> list[tuple[str, Any]]:
         handle, _, _ = await submit_prior_auth(
             self.client, self.store, bundle, criteria=criteria_for(self.settings),
@@ -368,6 +403,9 @@ class Harness:
                 return status, None
             if status.status == "awaiting_documentation":
                 await self._terminate(handle)  # pended: the provider's answer is days away
+                return status, None
+            if status.status == "monitoring" and all(a.status in TERMINAL for a in status.actions):
+                await self._terminate(handle)  # a care-gap run worked its gaps: new data are weeks away
                 return status, None
             await asyncio.sleep(0.25)
 

@@ -24,8 +24,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evaluation.scripted_model import BEHAVIOURS
-from evaluation.synthetic import NOTES
+from evaluation.synthetic import GAP_CONDITIONS, NOTES
 from guardrails.policy import Role
+from tools.quality_measures import MEASURES_FOLDER, MeasureError, measurement_period
 from workflows.programs import ALL_TOOLS
 
 __all__ = ["ACTION_KINDS", "FORMAT", "Case", "Expectation", "SkippedCase", "Suite", "load_suite"]
@@ -36,7 +37,12 @@ ACTION_KINDS: frozenset[str] = frozenset(t.tag for t in ALL_TOOLS if t.kind == "
 
 Verdict = Literal["must_require_approval", "must_block", "must_defer", "may_auto"]
 ReviewDecision = Literal["approve", "edit", "reject"]
-PROGRAM_NAMES = ("post-discharge-outreach", "prior-auth-triage")
+PROGRAM_NAMES = ("post-discharge-outreach", "prior-auth-triage", "care-gap-closure")
+
+
+def shipped_measure_ids() -> frozenset[str]:
+    """The ids of the measures shipped under ``tools/measures`` (read from each ``measure.json``)."""
+    return frozenset(json.loads(f.read_text(encoding="utf-8"))["id"] for f in MEASURES_FOLDER.glob("*/measure.json"))
 
 
 def _one_of(value: str, allowed: Iterable[str], what: str) -> str:
@@ -126,6 +132,59 @@ class RequestSpec(_Strict):
         return _one_of(value, NOTES, "notes")
 
 
+class GapSpec(_Strict):
+    """A care-gap closure case's run and the member's records the measures read
+    (``evaluation.synthetic.gap_member_resources``)."""
+
+    period: str | None = Field(default=None, description=(
+        "The measurement period: a year (2026) or inclusive dates (2026-01-01/2026-12-31); null: the calendar "
+        "year (UTC) the evaluation runs in."))
+    measures: tuple[str, ...] = Field(min_length=1, description="Measure ids the run evaluates (tools/measures).")
+    conditions: tuple[str, ...] = Field(default=("E11.9",), description=(
+        f"ICD-10-CM active conditions, onset 2019-06-01: {', '.join(f'{k} {v}' for k, v in GAP_CONDITIONS.items())}."))
+    office_visit: bool = Field(default=True, description="A finished office visit 60 days into the period.")
+    hba1c: float | None = Field(default=None, ge=0, le=25, description="An HbA1c result (%) that day; null: none.")
+    blood_pressure: tuple[int, int] | None = Field(default=None, description=(
+        "[systolic, diastolic] mm[Hg] measured that day; null: none."))
+    mammogram: bool = Field(default=False, description="A screening mammography that day.")
+
+    @field_validator("period", mode="before")
+    @classmethod
+    def _year(cls, value: Any) -> Any:  # noqa: ANN401 - YAML reads `period: 2026` as a number
+        return str(value) if isinstance(value, int) else value
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                measurement_period(value)
+            except MeasureError as err:
+                raise ValueError(str(err)) from None
+        return value
+
+    @field_validator("measures")
+    @classmethod
+    def _known_measures(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for measure in value:
+            _one_of(measure, shipped_measure_ids(), "measure")
+        return value
+
+    @field_validator("conditions")
+    @classmethod
+    def _known_conditions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for code in value:
+            _one_of(code, GAP_CONDITIONS, "condition code")
+        return value
+
+    def period_dates(self, today: date) -> tuple[date, date]:
+        """(first day, last day) of the measurement period; the calendar year of ``today`` by default."""
+        if self.period is None:
+            return date(today.year, 1, 1), date(today.year, 12, 31)
+        parsed = measurement_period(self.period)
+        return parsed.start.date(), parsed.end.date()
+
+
 class DataSpec(_Strict):
     seed: int = Field(default=0, ge=0, description="Part of every generated id: two cases never share records.")
     start: Literal["explicit", "import"] = Field(default="explicit", description=(
@@ -134,6 +193,7 @@ class DataSpec(_Strict):
         "several). Outreach cases only."))
     member: MemberSpec | None = None
     request: RequestSpec | None = None
+    gaps: GapSpec | None = Field(default=None, description="care-gap-closure cases only (with data.member).")
     files: tuple[str, ...] = Field(default=(), description=(
         "FHIR JSON files (resources or Bundles), relative to the scenario file; for prior-auth-triage the "
         "first Bundle with a Claim is the request."))
@@ -198,6 +258,11 @@ class OutcomeSpec(_Strict):
     not_written: tuple[str, ...] = Field(default=(), description=(
         "Text that no record a run writes and no approval item a reviewer sees may contain (identifiers a "
         "scripted model put in its text); any is a gate failure (text_leaks)."))
+    open_gaps: tuple[str, ...] | None = Field(default=None, description=(
+        "care-gap-closure: exactly these measure ids are open when the run settles (the first evaluation)."))
+    not_in_messages: tuple[str, ...] = Field(default=(), description=(
+        "Text no message a run writes to the member (a Communication) may contain, e.g. the clinical words a "
+        "care-gap reminder may not name; any is a gate failure (text_leaks)."))
     count: dict[str, int] = Field(default_factory=dict, description=(
         "At most this many actions of a kind over all the case's runs (one close-episode item for a deceased "
         "member, however many stays); more is a gate failure (excess_actions)."))
@@ -227,7 +292,7 @@ class ExpectSpec(_Strict):
 class Case(_Strict):
     format: Literal["careloom-scenario/1"]
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,80}$")
-    program: Literal["post-discharge-outreach", "prior-auth-triage"]
+    program: Literal["post-discharge-outreach", "prior-auth-triage", "care-gap-closure"]
     title: str = ""
     tags: tuple[str, ...] = ()
     data: DataSpec
@@ -249,8 +314,16 @@ class Case(_Strict):
             raise ValueError("a prior-auth-triage case with a generated member needs data.request")
         if self.program == "post-discharge-outreach" and self.data.request is not None:
             raise ValueError("data.request is for prior-auth-triage cases")
-        if self.program == "prior-auth-triage" and self.data.start != "explicit":
+        if self.program != "post-discharge-outreach" and self.data.start != "explicit":
             raise ValueError("data.start: import is for post-discharge-outreach cases; remove it")
+        if self.program == "care-gap-closure":
+            if self.data.member is None or self.data.gaps is None:
+                raise ValueError("a care-gap-closure case needs data.member and data.gaps (period, measures, "
+                                 "the member's records)")
+            if self.data.request is not None:
+                raise ValueError("data.request is for prior-auth-triage cases")
+        elif self.data.gaps is not None:
+            raise ValueError("data.gaps is for care-gap-closure cases; remove it")
         return self
 
     source: Path | None = Field(default=None, exclude=True)

@@ -1,7 +1,8 @@
 """Synthetic FHIR R4 members and Da Vinci PAS request Bundles, shaped like clinosim's output.
 
-The evaluation suite's generators (``data.member`` and ``data.request`` in a scenario) and the tests' factories
-both build records here. Every builder is pure: the caller picks the ids (a tag) and the clock.
+The evaluation suite's generators (``data.member`` and ``data.request`` in a scenario; ``data.member`` with
+``data.gaps`` for a care-gap closure case: :func:`gap_member_resources`) and the tests' factories both build
+records here. Every builder is pure: the caller picks the ids (a tag) and the clock.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import base64
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-__all__ = ["CPT", "HCPCS", "HOME_HEALTH_NOTES_MET", "MRI_NOTES_AGAINST", "MRI_NOTES_MET",
+__all__ = ["CPT", "GAP_CONDITIONS", "HCPCS", "HOME_HEALTH_NOTES_MET", "MRI_NOTES_AGAINST", "MRI_NOTES_MET",
            "MRI_NOTES_MISSING_THERAPY", "NOTES", "REVENUE", "SNF_NOTES_MET", "build_pas_bundle", "code_system",
-           "member_resources"]
+           "gap_member_resources", "member_resources"]
 
 def _encounter(eid: str, member_id: str, klass: str, start: datetime, end: datetime | None,
                admit_source: str | None = "emd", disposition: str | None = "home",
@@ -38,6 +39,50 @@ def _encounter(eid: str, member_id: str, klass: str, start: datetime, end: datet
     if hosp:
         enc["hospitalization"] = hosp
     return enc
+
+
+def _patient(member_id: str, tag: str, *, sex: str, birth_date: date, state: str | None, phone_use: str | None,
+             email: bool, language: str | None, died: str | None) -> dict[str, Any]:
+    """The member's Patient: address (its state sets the time zone), contact points, language, date of death."""
+    patient: dict[str, Any] = {
+        "resourceType": "Patient", "id": member_id, "active": died is None,
+        "name": [{"family": f"Canary{tag}", "given": ["Testy"]}], "gender": sex, "birthDate": birth_date.isoformat(),
+    }
+    if state:
+        patient["address"] = [{"use": "home", "line": ["1 Main St"], "city": "Worcester", "state": state}]
+    telecom = []
+    if phone_use:
+        telecom.append({"system": "phone", "value": "(508) 555-0100", "use": phone_use})
+    if email:
+        telecom.append({"system": "email", "value": f"member-{tag}@example.org", "use": "home"})
+    if telecom:
+        patient["telecom"] = telecom
+    if language:
+        patient["communication"] = [{"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": language}]},
+                                     "preferred": True}]
+    if died is not None:
+        patient["deceasedDateTime"] = died
+    return patient
+
+
+def _coverage(tag: str, member_id: str, status: str, plan: str, end: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Coverage", "id": f"cov-test-{tag}", "status": status,
+        "beneficiary": {"reference": f"Patient/{member_id}"}, "payor": [{"reference": "Organization/payer-x"}],
+        "type": {"text": plan}, "period": {"start": "2020-01-01", "end": end},
+    }
+
+
+def _opt_out(tag: str, member_id: str) -> dict[str, Any]:
+    """An active Consent denying outreach (the member opted out)."""
+    return {
+        "resourceType": "Consent", "id": f"consent-test-{tag}", "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                              "code": "patient-privacy"}]},
+        "category": [{"text": "outreach contact preference"}],
+        "patient": {"reference": f"Patient/{member_id}"},
+        "provision": {"type": "deny"},
+    }
 
 
 def member_resources(
@@ -73,30 +118,11 @@ def member_resources(
     member_id, encounter_id = f"pt-test-{tag}", f"enc-test-{tag}"
     discharged = discharged_at or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
     admitted = discharged - timedelta(days=los_days)
-    patient: dict[str, Any] = {
-        "resourceType": "Patient", "id": member_id, "active": not deceased,
-        "name": [{"family": f"Canary{tag}", "given": ["Testy"]}], "gender": sex, "birthDate": birth_date.isoformat(),
-    }
-    if state:
-        patient["address"] = [{"use": "home", "line": ["1 Main St"], "city": "Worcester", "state": state}]
-    telecom = []
-    if phone_use:
-        telecom.append({"system": "phone", "value": "(508) 555-0100", "use": phone_use})
-    if email:
-        telecom.append({"system": "email", "value": f"member-{tag}@example.org", "use": "home"})
-    if telecom:
-        patient["telecom"] = telecom
-    if language:
-        patient["communication"] = [{"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": language}]},
-                                     "preferred": True}]
-    if deceased:
-        patient["deceasedDateTime"] = (discharged + timedelta(days=3)).isoformat()
-    resources: list[dict[str, Any]] = [patient]
-    resources.append({
-        "resourceType": "Coverage", "id": f"cov-test-{tag}", "status": coverage_status,
-        "beneficiary": {"reference": f"Patient/{member_id}"}, "payor": [{"reference": "Organization/payer-x"}],
-        "type": {"text": coverage_type}, "period": {"start": "2020-01-01", "end": coverage_end},
-    })
+    patient = _patient(member_id, tag, sex=sex, birth_date=birth_date, state=state, phone_use=phone_use,
+                       email=email, language=language,
+                       died=(discharged + timedelta(days=3)).isoformat() if deceased else None)
+    resources: list[dict[str, Any]] = [patient, _coverage(tag, member_id, coverage_status, coverage_type,
+                                                          coverage_end)]
     resources.append(_encounter(encounter_id, member_id, "IMP", admitted, None if still_admitted else discharged,
                                 admit_source=admit_source, priority=priority))
     for n in range(earlier_stays):
@@ -120,15 +146,89 @@ def member_resources(
             "onsetDateTime": "2015-01-01", "recordedDate": (admitted - timedelta(days=30)).isoformat(),
         })
     if opted_out:
-        resources.append({
-            "resourceType": "Consent", "id": f"consent-test-{tag}", "status": "active",
-            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                                  "code": "patient-privacy"}]},
-            "category": [{"text": "outreach contact preference"}],
-            "patient": {"reference": f"Patient/{member_id}"},
-            "provision": {"type": "deny"},
-        })
+        resources.append(_opt_out(tag, member_id))
     return member_id, encounter_id, resources
+
+
+LOINC, UCUM, ICD10 = "http://loinc.org", "http://unitsofmeasure.org", "http://hl7.org/fhir/sid/icd-10-cm"
+GAP_CONDITIONS = {"E11.9": "type 2 diabetes (CMS122)", "I10": "essential hypertension (CMS165)"}
+"""ICD-10-CM codes a generated care-gap member may carry, from the shipped measures' value sets."""
+
+
+def _observation(oid: str, member_id: str, code: str, when: str, **value: Any) -> dict[str, Any]:  # noqa: ANN401
+    """A final LOINC-coded Observation; ``value`` holds its valueQuantity or its components."""
+    return {"resourceType": "Observation", "id": oid, "status": "final",
+            "subject": {"reference": f"Patient/{member_id}"}, "code": {"coding": [{"system": LOINC, "code": code}]}, "effectiveDateTime": when, **value}
+
+
+def _mm_hg(code: str, value: int) -> dict[str, Any]:
+    return {"code": {"coding": [{"system": LOINC, "code": code}]},
+            "valueQuantity": {"value": value, "unit": "mm[Hg]", "system": UCUM, "code": "mm[Hg]"}}
+
+
+def gap_member_resources(
+    tag: str,
+    *,
+    period_start: date,
+    conditions: tuple[str, ...] = ("E11.9",),
+    office_visit: bool = True,
+    hba1c: float | None = None,
+    blood_pressure: tuple[int, int] | None = None,
+    mammogram: bool = False,
+    state: str | None = "MA",
+    phone_use: str | None = "mobile",
+    email: bool = False,
+    opted_out: bool = False,
+    deceased: bool = False,
+    coverage_status: str = "active",
+    coverage_type: str = "Medicare Advantage (Part C)",
+    coverage_end: str = "2099-12-31",
+    sex: str = "female",
+    birth_date: date = date(1958, 7, 2),
+    language: str | None = None,
+) -> tuple[str, list[dict[str, Any]]]:
+    """(member id, resources): one member as the quality measures see them, for a care-gap closure run.
+
+    Conditions (ICD-10-CM, onset 2019-06-01, before any period the suite uses); ``office_visit``: a finished
+    office visit (CPT 99213) 60 days into the measurement period; on that day too, ``hba1c`` (LOINC 4548-4, %),
+    ``blood_pressure`` (LOINC 85354-9 with systolic 8480-6 and diastolic 8462-4 components) and ``mammogram``
+    (a completed bilateral screening mammography, CPT 77067). No inpatient stay: a gap run does not need one.
+    """
+    member_id = f"pt-test-{tag}"
+    day = datetime.combine(period_start + timedelta(days=60), datetime.min.time(), tzinfo=UTC) + timedelta(hours=9)
+    when = day.isoformat().replace("+00:00", "Z")
+    died = (day + timedelta(days=10)).isoformat().replace("+00:00", "Z") if deceased else None
+    subject = {"reference": f"Patient/{member_id}"}
+    resources: list[dict[str, Any]] = [
+        _patient(member_id, tag, sex=sex, birth_date=birth_date, state=state, phone_use=phone_use, email=email,
+                 language=language, died=died),
+        _coverage(tag, member_id, coverage_status, coverage_type, coverage_end)]
+    for n, code in enumerate(conditions):
+        resources.append({
+            "resourceType": "Condition", "id": f"cond-test-{tag}-{n}", "subject": subject,
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                           "code": "active"}]},
+            "code": {"coding": [{"system": ICD10, "code": code}]}, "onsetDateTime": "2019-06-01"})
+    if office_visit:
+        resources.append({
+            "resourceType": "Encounter", "id": f"enc-test-{tag}-office", "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "type": [{"coding": [{"system": CPT, "code": "99213"}]}], "subject": subject,
+            "period": {"start": when, "end": (day + timedelta(minutes=30)).isoformat().replace("+00:00", "Z")}})
+    if hba1c is not None:
+        resources.append(_observation(f"a1c-test-{tag}", member_id, "4548-4", when, valueQuantity={
+            "value": hba1c, "unit": "%", "system": UCUM, "code": "%"}))
+    if blood_pressure is not None:
+        systolic, diastolic = blood_pressure
+        resources.append(_observation(f"bp-test-{tag}", member_id, "85354-9", when,
+                                      component=[_mm_hg("8480-6", systolic), _mm_hg("8462-4", diastolic)]))
+    if mammogram:
+        resources.append({"resourceType": "Procedure", "id": f"mammo-test-{tag}", "status": "completed",
+                          "code": {"coding": [{"system": CPT, "code": "77067"}]}, "subject": subject,
+                          "performedDateTime": when})
+    if opted_out:
+        resources.append(_opt_out(tag, member_id))
+    return member_id, resources
 
 
 CPT = "http://www.ama-assn.org/go/cpt"

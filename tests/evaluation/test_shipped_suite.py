@@ -25,6 +25,7 @@ def test_every_shipped_case_loads_and_the_suite_covers_both_programs_and_the_dom
     assert len(suite.cases) >= 200
     programs = Counter(c.program for c in suite.cases)
     assert programs["post-discharge-outreach"] >= 150 and programs["prior-auth-triage"] >= 40
+    assert programs["care-gap-closure"] >= 8  # issue 24: the third program, gated like the others
     tags = Counter(t for c in suite.cases for t in c.tags)
     for tag in ("opted-out", "deceased", "tcpa", "holiday", "lace-high", "missing-data", "adverse", "ineligible",
                 "denial-recommendation", "low-confidence", "malformed-output", "phi-in-output"):
