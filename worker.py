@@ -61,7 +61,7 @@ from tools.activities import CareTools
 from tools.criteria import criteria_for
 from tools.care_gaps import CareGapTools
 from tools.prior_auth_activities import PriorAuthTools
-from tools.quality_measures import load_measures
+from tools.quality_measures import shipped_measures
 from tools.registry import SEND_OUTREACH
 from workflows.agent_run import activity_queues
 from workflows.ledger_activity import LedgerActivities
@@ -177,7 +177,7 @@ def build_hosts(settings: Settings, store: SqlCareRecordStore, *, planner: Plann
         planner=PlannerActivity(planner or planner_for(settings, store), fallback=OfflinePlanner()),
         recommender=recommender or recommender_for(settings, store),
         ledger=LedgerActivities(DecisionLedger(store.db), keys),
-        care_gaps=CareGapTools(store, load_measures()),
+        care_gaps=CareGapTools(store, list(shipped_measures())),
         gap_planner=GapPlannerActivity(),
     )
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from agents.care_gap_planner import PLAN_CARE_GAPS, GapPlannerInput
 from agents.care_gap_state import CareGapState
 from agents.runtime import AgentRuntime, ToolFailure, runtime_of
-from agents.steps import apply_received, contact_refusals, execute_ready, expired_follow_up, guard_actions
+from agents.steps import apply_decisions, contact_refusals, execute_ready, guard_actions
 from guardrails.actions import TERMINAL, ActionRecord
 from guardrails.approvals import CareGapReviewContext, PendingApproval
 from guardrails.care_gap_rules import evaluate_gap_action
@@ -138,11 +138,6 @@ async def execute(state: CareGapState, config: RunnableConfig) -> Command[Litera
     finished = state.model_copy(update={"actions": actions}).finished
     return Command(update={"actions": actions}, goto="record_outcome" if finished else END)
 
-
-async def apply_decisions(state: CareGapState, config: RunnableConfig) -> dict[str, Any]:
-    rt = _runtime(config)
-    actions = apply_received(state.actions, state.inbox, follow_up=lambda item: expired_follow_up(item, rt.now()))
-    return {"actions": actions, "inbox": []}
 
 
 async def record_outcome(state: CareGapState, config: RunnableConfig) -> dict[str, Any]:

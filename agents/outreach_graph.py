@@ -31,7 +31,7 @@ from agents.offline_planner import OfflinePlanner
 from agents.outreach_state import OutreachState
 from agents.planner import PlannerInput, PlannerOutput
 from agents.runtime import AgentRuntime, ToolFailure, runtime_of
-from agents.steps import apply_received, contact_refusals, execute_ready, expired_follow_up, guard_actions
+from agents.steps import apply_decisions, contact_refusals, execute_ready, guard_actions
 from guardrails.actions import TERMINAL, ActionRecord
 from guardrails.approvals import PendingApproval, ReviewContext
 from guardrails.facts import RunFacts
@@ -166,11 +166,6 @@ async def execute(state: OutreachState, config: RunnableConfig) -> Command[Liter
     # All actions final: record the outcome; otherwise the run parks (END) until decisions or a deferral.
     finished = state.model_copy(update={"actions": actions}).finished
     return Command(update={"actions": actions}, goto="record_outcome" if finished else END)
-
-async def apply_decisions(state: OutreachState, config: RunnableConfig) -> dict[str, Any]:
-    rt = _runtime(config)
-    actions = apply_received(state.actions, state.inbox, follow_up=lambda item: expired_follow_up(item, rt.now()))
-    return {"actions": actions, "inbox": []}
 
 async def record_outcome(state: OutreachState, config: RunnableConfig) -> dict[str, Any]:
     rt = _runtime(config)

@@ -27,7 +27,7 @@ from agents.prior_auth_planner import RecommendInput
 from agents.prior_auth_planner import RECOMMEND_DETERMINATION
 from agents.prior_auth_state import PriorAuthState
 from agents.runtime import AgentRuntime, ToolFailure, runtime_of
-from agents.steps import apply_received, execute_ready, expired_follow_up, guard_actions
+from agents.steps import apply_decisions, execute_ready, guard_actions
 from guardrails.actions import TERMINAL, ActionRecord
 from guardrails.adverse_content import action_effect
 from guardrails.approvals import CriterionReview, PendingApproval, PriorAuthReviewContext
@@ -127,11 +127,6 @@ async def execute(state: PriorAuthState, config: RunnableConfig) -> Command[Lite
     finished = state.model_copy(update={"actions": actions}).finished
     return Command(update={"actions": actions}, goto="record_outcome" if finished else END)
 
-
-async def apply_decisions(state: PriorAuthState, config: RunnableConfig) -> dict[str, Any]:
-    rt = _runtime(config)
-    actions = apply_received(state.actions, state.inbox, follow_up=lambda item: expired_follow_up(item, rt.now()))
-    return {"actions": actions, "inbox": []}
 
 
 async def record_outcome(state: PriorAuthState, config: RunnableConfig) -> dict[str, Any]:

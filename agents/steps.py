@@ -17,9 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, time, timedelta
 
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel
 
-from agents.runtime import AgentRuntime, ToolFailure
+from agents.runtime import AgentRuntime, ToolFailure, runtime_of
 from guardrails.actions import ProposedAction
 from guardrails.actions import ActionRecord
 from guardrails.approvals import PendingApproval, ReceivedDecision
@@ -31,7 +34,7 @@ from tools.registry import ToolSpec
 from tools.tasks import CreateTaskArgs
 from tools.writes import SignedApproval
 
-__all__ = ["apply_received", "contact_refusals", "execute_ready", "expired_follow_up", "folded_reason",
+__all__ = ["apply_decisions", "apply_received", "contact_refusals", "execute_ready", "expired_follow_up", "folded_reason",
            "guard_actions"]
 
 Judge = Callable[[ActionRecord], GuardrailVerdict]
@@ -167,3 +170,11 @@ def contact_refusals(now: Callable[[], datetime], time_zone: str, *, start: time
             record.status, record.reason = "blocked", str(failure)
 
     return on_failure
+
+
+async def apply_decisions(state: Any, config: RunnableConfig) -> dict[str, Any]:  # noqa: ANN401 - any program's state
+    """The graph node every program resumes with: the decisions and expiries received while parked applied to the
+    state's actions (an expired item gets a human follow-up), the inbox emptied."""
+    rt = runtime_of(config)
+    actions = apply_received(state.actions, state.inbox, follow_up=lambda item: expired_follow_up(item, rt.now()))
+    return {"actions": actions, "inbox": []}

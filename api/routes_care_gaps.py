@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import UTC, date, datetime
-from functools import lru_cache
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -35,11 +34,11 @@ from tools.quality_measures import (
     MeasurementPeriod,
     MemberResult,
     evaluate_member,
-    load_measures,
+    shipped_measures,
     measurement_period,
 )
 
-__all__ = ["ACCESS_ACTION", "FHIR_JSON", "CareGapsRefused", "router", "shipped_measures"]
+__all__ = ["ACCESS_ACTION", "FHIR_JSON", "CareGapsRefused", "router"]
 
 ACCESS_ACTION = "measure.care_gaps"
 FHIR_JSON = "application/fhir+json"
@@ -56,11 +55,6 @@ class CareGapsRefused(Exception):
         self.status = status
         self.code = code
 
-
-@lru_cache(maxsize=1)
-def shipped_measures() -> tuple[MeasureDefinition, ...]:
-    """The measures under ``tools/measures``, compiled once per process."""
-    return tuple(load_measures())
 
 
 def _fhir(content: dict[str, Any], status: int = 200) -> JSONResponse:

@@ -50,7 +50,7 @@ from tools.quality_measures import (
     MeasureDefinition,
     MeasurementPeriod,
     evaluate_member,
-    load_measures,
+    shipped_measures,
     measurement_period,
 )
 from workflows.agent_run import activity_queues
@@ -82,7 +82,7 @@ class GapCampaignActivities:
         self._client = client
         self._settings = settings.model_copy(update={"task_queue": task_queue})
         self._store = store
-        self._measures = {m.id: m for m in (measures if measures is not None else load_measures())}
+        self._measures = {m.id: m for m in (measures if measures is not None else shipped_measures())}
 
     def _chosen(self, measure_ids: list[str]) -> list[MeasureDefinition]:
         unknown = [m for m in measure_ids if m not in self._measures]
@@ -165,11 +165,12 @@ async def start_gap_campaign(client: Client, settings: Settings, data: CampaignI
     While a campaign for the period runs, a second start joins it (started False); after it closed, a new one
     starts (it re-evaluates everyone and starts only the members without a run for the period).
     """
-    if data.period_start is None or data.period_end is None:
+    start, end = data.period_start, data.period_end
+    if start is None or end is None:  # both or neither: this calendar year
         year = datetime.now(UTC).year
-        data = data.model_copy(update={"period_start": date(year, 1, 1), "period_end": date(year, 12, 31)})
-    assert data.period_start is not None and data.period_end is not None
-    workflow_id = campaign_workflow_id(data.period_start, data.period_end)
+        start, end = date(year, 1, 1), date(year, 12, 31)
+        data = data.model_copy(update={"period_start": start, "period_end": end})
+    workflow_id = campaign_workflow_id(start, end)
     try:
         await client.start_workflow(CareGapCampaignWorkflow.run, data, id=workflow_id,
                                     task_queue=task_queue or settings.task_queue,

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from store.records import CareRecordStore, member_of
 from store.submissions import SubmissionRecord
 from tools.criteria import CriteriaSet
+from tools.determination import notice_of
 from tools.notice import NOTICE_EXTENSION, reviewers_on_record
 from tools.pas_models import PriorAuthSubmission
 from tools.pas_request import parse_pas_bundle
@@ -99,11 +100,6 @@ def parse_appeal(body: Any) -> AppealRequest:  # noqa: ANN401 - any JSON
     return AppealRequest(**values)
 
 
-def _notice_of(store: CareRecordStore, reference: str, member_id: str) -> dict[str, Any] | None:
-    return next((n for n in store.find_for_member("Communication", member_id)
-                 if {"reference": reference} in (n.get("about") or [])), None)
-
-
 def _extension(resource: dict[str, Any], name: str) -> Any:  # noqa: ANN401 - a FHIR value
     return next((next(v for k, v in e.items() if k.startswith("value")) for e in resource.get("extension") or []
                  if e.get("url") == f"{NOTICE_EXTENSION}-{name}"), None)
@@ -132,7 +128,7 @@ def check_appeal(store: CareRecordStore, claim_response_id: str, request: Appeal
             "only the member of record or the provider who requested the service may appeal this determination: "
             "a provider appeals from the account that submitted the request; plan staff file a member's appeal "
             "with requester = the member's Patient reference"))
-    notice = _notice_of(store, reference, member_id)
+    notice = notice_of(store, reference, member_id)
     if notice is None:
         raise AppealRefused(422, "business-rule", f"{reference} is not a denial or partial approval: there is "
                                                   "nothing to appeal (an approval or a pend has no appeal)")

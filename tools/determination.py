@@ -24,6 +24,7 @@ __all__ = ["pre_auth_ref",
     "APPROVAL_REQUIRED",
     "CLAIM_NOT_FOUND",
     "RECONSIDERATION_REVIEWER",
+    "notice_of",
     "original_reviewers",
     "DETERMINATION_MISMATCH",
     "REASON_SYSTEM",
@@ -281,12 +282,16 @@ def _check_against_claim(data: WriteDeterminationInput, claim: dict[str, Any]) -
                              f"the {asked} requested: a modification approves less than was asked")
 
 
+def notice_of(store: CareRecordStore, claim_response: str, member_id: str) -> dict[str, Any] | None:
+    """The stored member notice of a determination (deny and partial determinations have one), or None."""
+    return next((n for n in store.find_for_member("Communication", member_id)
+                 if {"reference": claim_response} in (n.get("about") or [])), None)
+
+
 def original_reviewers(store: CareRecordStore, claim_response: str, member_id: str) -> list[str]:
-    """Who decided a stored determination: the reviewer ids its notice records (deny and partial determinations,
-    the appealable ones, always have one)."""
-    return sorted({who for notice in store.find_for_member("Communication", member_id)
-                   if {"reference": claim_response} in (notice.get("about") or [])
-                   for who in reviewers_on_record(notice)})
+    """Who decided a stored determination: the reviewer ids its notice records."""
+    notice = notice_of(store, claim_response, member_id)
+    return sorted(set(reviewers_on_record(notice))) if notice is not None else []
 
 
 def _check_reconsideration(store: CareRecordStore, data: WriteDeterminationInput) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time
@@ -43,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 __all__ = ["MEASURES_FOLDER", "MeasureDefinition", "MeasureError", "MeasurementPeriod", "MemberResult",
            "PopulationDefinitions", "drop_postgres_schema", "engine_resources", "evaluate_member",
-           "evaluate_population_postgres", "load_measure", "load_measures", "load_members_postgres",
+           "evaluate_population_postgres", "load_measure", "load_measures", "shipped_measures", "load_members_postgres",
            "measurement_period"]
 
 MEASURES_FOLDER = Path(__file__).with_name("measures")
@@ -152,6 +153,13 @@ def load_measures(folder: Path | str | None = None) -> list[MeasureDefinition]:
     if duplicates:
         raise MeasureError(f"measure ids {duplicates} are declared by more than one folder under {root}")
     return sorted(measures, key=lambda m: m.id)
+
+
+@lru_cache(maxsize=1)
+def shipped_measures() -> tuple[MeasureDefinition, ...]:
+    """The measures under :data:`MEASURES_FOLDER`, compiled once per process (the worker, the API and the CLI share
+    them; compiling the CQL is the slow part)."""
+    return tuple(load_measures())
 
 
 def load_measure(folder: Path | str) -> MeasureDefinition:

@@ -49,8 +49,7 @@ def _determination(state: PriorAuthState) -> ActionRecord | None:
 
 def _pended(state: PriorAuthState) -> bool:
     record = next((r for r in state.actions if isinstance(r.action.arguments, IssueDeterminationArgs)), None)
-    return (record is not None and record.status == "executed"
-            and isinstance(record.action.arguments, IssueDeterminationArgs) and record.action.arguments.outcome == "pend")
+    return record is not None and record.status == "executed" and record.action.arguments.outcome == "pend"
 
 
 @workflow.defn(name="PriorAuthWorkflow")
@@ -84,8 +83,8 @@ class PriorAuthWorkflow(AgentRun):
             if answer is None:
                 state = self._state
                 break
-            state = state.next_round(answer, extended_due(self._state.request.extended_from
-                                                          or self._state.request.decision_due, self._policy)[1])
+            # _await_answer moved the request's due time to the end of the extended time frame.
+            state = state.next_round(answer, self._state.request.decision_due)
             self._state = state
             state = await self.drive(graph, state)
         self._state = state
