@@ -22,7 +22,7 @@ from cli.output import console, plain, print_json, safe
 from feeds.discharges import discharges, start_discharges
 from feeds.gap_campaign import CareGapCampaignWorkflow
 from feeds.gap_campaign_activities import start_gap_campaign
-from feeds.gap_campaign_models import CampaignInput, CampaignProgress
+from feeds.gap_campaign_models import CampaignProgress, campaign_input
 from runtime.errors import CareloomError, ConfigurationError
 from runtime.settings import Settings
 from store.importer import import_ndjson
@@ -223,7 +223,7 @@ async def _run_demo(settings: Settings, *, data: Path, since: str, until: str, e
 async def _run_campaign(client: Client, settings: Settings) -> CampaignProgress | None:
     """A small care-gap campaign over the imported members for this calendar year; None (said) if it did not
     finish within two minutes."""
-    workflow_id, _ = await start_gap_campaign(client, settings, CampaignInput())
+    workflow_id, _ = await start_gap_campaign(client, settings, campaign_input(settings))
     handle = client.get_workflow_handle_for(CareGapCampaignWorkflow.run, workflow_id)
     try:
         progress = await asyncio.wait_for(handle.result(), timeout=120)

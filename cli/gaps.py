@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
+from cli import gaps_schedule
 from cli.common import run, settings
 from cli.output import console, fail, plain, print_json, safe, say
 
@@ -136,6 +137,7 @@ def report(
 campaign_app = typer.Typer(help="The care-gap campaign: evaluate every member, start a care-gap closure run for "
                                 "each with an open gap (nothing starts twice).", no_args_is_help=True)
 app.add_typer(campaign_app, name="campaign")
+app.add_typer(gaps_schedule.app, name="schedule")
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 CampaignId = Annotated[str | None, typer.Argument(help="The campaign's workflow id (default: the one `start` "
                                                        "names for --period).")]
@@ -174,17 +176,17 @@ def campaign_start(
     measure: Annotated[list[str] | None, typer.Option("--measure", help="A measure id (repeatable); default "
                                                                          "every shipped measure.")] = None,
     page: Annotated[int | None, typer.Option("--page", min=1, max=10_000,
-                                             help="Members evaluated per activity (default 200).")] = None,
+                                             help="Members evaluated per activity (default CARELOOM_GAP_CAMPAIGN_PAGE, 200).")] = None,
     batch: Annotated[int | None, typer.Option("--batch", min=1, max=100_000, help="Members per campaign run "
-                                              "before it continues as new (default 2,000).")] = None,
+                                              "before it continues as new (default CARELOOM_GAP_CAMPAIGN_BATCH, 2,000).")] = None,
     concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, max=500,
-                                                    help="Run starts in flight at once (default 20).")] = None,
+                                                    help="Run starts in flight at once (default CARELOOM_GAP_CAMPAIGN_CONCURRENCY, 20).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Start a campaign for the period (a running one for the period is joined). Exit 2 on a bad period or an
     unknown measure, before connecting."""
     from feeds.gap_campaign_activities import start_gap_campaign
-    from feeds.gap_campaign_models import CampaignInput
+    from feeds.gap_campaign_models import campaign_input
     from tools.quality_measures import MeasureError, load_measures, measurement_period
 
     try:
@@ -193,10 +195,9 @@ def campaign_start(
         fail(f"--period: {err}", code=2)
         return
     chosen = [m.id for m in _chosen(load_measures(), measure)] if measure else []
-    options = {k: v for k, v in (("page", page), ("batch", batch), ("concurrency", concurrency)) if v is not None}
-    data = CampaignInput(period_start=window.start.date(), period_end=window.end.date(), measure_ids=chosen,
-                         **options)
     cfg = settings()
+    data = campaign_input(cfg, period_start=window.start.date(), period_end=window.end.date(), measure_ids=chosen,
+                          page=page, batch=batch, concurrency=concurrency)
 
     async def go() -> None:
         workflow_id, started = await start_gap_campaign(await _client(), cfg, data)

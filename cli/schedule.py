@@ -11,22 +11,24 @@ from cli.common import run, settings
 from cli.output import fail, print_json, say
 from runtime.errors import CareloomError
 
+__all__ = ["JsonFlag", "act", "app", "client"]
+
 app = typer.Typer(help="The daily discharge sweep's Temporal Schedule: every discharge without an outreach run "
                        "gets one.", no_args_is_help=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 
-async def _client():
+async def client():  # noqa: ANN201 - temporalio.client.Client, imported when a command runs
     from runtime.temporal_client import connect
 
     return await connect(settings())
 
 
-def _act(action: Callable[[Any], Awaitable[object]], done: str) -> None:
+def act(action: Callable[[Any], Awaitable[object]], done: str) -> None:
     """Connect, do one thing to the schedule or a sweep, say it is done."""
 
     async def go() -> None:
-        await action(await _client())
+        await action(await client())
         say(done)
 
     run(go())
@@ -52,7 +54,7 @@ def create(
         fail(str(err), code=2)
 
     async def go() -> None:
-        schedule_id = await create_schedule(await _client(), cfg, cron=cron, time_zone=zone, batch=batch,
+        schedule_id = await create_schedule(await client(), cfg, cron=cron, time_zone=zone, batch=batch,
                                             concurrency=concurrency, paused=paused)
         say(f"created {schedule_id}: '{cron or cfg.sweep_cron}' in {zone}; next run "
             f"{next_fire(cron or cfg.sweep_cron, zone).isoformat()}" + (" (paused)" if paused else ""))
@@ -66,7 +68,7 @@ def list_(as_json: JsonFlag = False) -> None:
     from feeds.schedule import list_schedules
 
     async def go() -> None:
-        found = await list_schedules(await _client())
+        found = await list_schedules(await client())
         if as_json:
             print_json(found)
             return
@@ -86,7 +88,7 @@ def show(as_json: JsonFlag = False) -> None:
     from feeds.schedule import describe_schedule
 
     async def go() -> None:
-        found = await describe_schedule(await _client())
+        found = await describe_schedule(await client())
         if as_json:
             print_json(found)
             return
@@ -108,7 +110,7 @@ def progress(workflow_id: Annotated[str, typer.Argument(help="The sweep's workfl
     from feeds.sweep import DischargeSweepWorkflow
 
     async def go() -> None:
-        handle = (await _client()).get_workflow_handle_for(DischargeSweepWorkflow.run, workflow_id)
+        handle = (await client()).get_workflow_handle_for(DischargeSweepWorkflow.run, workflow_id)
         found = await handle.query(DischargeSweepWorkflow.progress)
         if as_json:
             print_json(found)
@@ -128,7 +130,7 @@ def pause_sweep(workflow_id: Annotated[str, typer.Argument(help="The running swe
     """Pause a running sweep between pages (the page in flight finishes); `resume-sweep` restarts it."""
     from feeds.sweep import DischargeSweepWorkflow
 
-    _act(lambda client: client.get_workflow_handle(workflow_id).signal(DischargeSweepWorkflow.pause),
+    act(lambda client: client.get_workflow_handle(workflow_id).signal(DischargeSweepWorkflow.pause),
          f"{workflow_id}: pausing after the page in flight")
 
 
@@ -137,7 +139,7 @@ def resume_sweep(workflow_id: Annotated[str, typer.Argument(help="The paused swe
     """Resume a paused sweep."""
     from feeds.sweep import DischargeSweepWorkflow
 
-    _act(lambda client: client.get_workflow_handle(workflow_id).signal(DischargeSweepWorkflow.resume),
+    act(lambda client: client.get_workflow_handle(workflow_id).signal(DischargeSweepWorkflow.resume),
          f"{workflow_id}: resumed")
 
 
@@ -165,7 +167,7 @@ def backfill(
     cfg = settings()
 
     async def go() -> None:
-        workflow_id = await start_sweep(await _client(), cfg, since=start, until=end, batch=batch,
+        workflow_id = await start_sweep(await client(), cfg, since=start, until=end, batch=batch,
                                         concurrency=concurrency)
         if as_json:
             print_json({"workflow_id": workflow_id})
@@ -180,7 +182,7 @@ def pause(note: Annotated[str, typer.Option(help="Why (kept on the schedule).")]
     """Stop starting sweeps on the cron (a running one goes on: `careloom schedule pause-sweep WF` pauses it)."""
     from feeds.schedule import pause_schedule
 
-    _act(lambda client: pause_schedule(client, note), "paused")
+    act(lambda client: pause_schedule(client, note), "paused")
 
 
 @app.command("unpause")
@@ -188,7 +190,7 @@ def unpause(note: Annotated[str, typer.Option(help="Why.")] = "unpaused by an op
     """Start sweeps on the cron again."""
     from feeds.schedule import unpause_schedule
 
-    _act(lambda client: unpause_schedule(client, note), "unpaused")
+    act(lambda client: unpause_schedule(client, note), "unpaused")
 
 
 @app.command("trigger")
@@ -196,7 +198,7 @@ def trigger() -> None:
     """Run a scheduled sweep now, from the watermark (skipped if one is running)."""
     from feeds.schedule import trigger_schedule
 
-    _act(trigger_schedule, "triggered; see it with `careloom schedule show`")
+    act(trigger_schedule, "triggered; see it with `careloom schedule show`")
 
 
 @app.command("delete")
@@ -204,4 +206,4 @@ def delete() -> None:
     """Delete the schedule (running sweeps finish; outreach runs are not touched)."""
     from feeds.schedule import delete_schedule
 
-    _act(delete_schedule, "deleted")
+    act(delete_schedule, "deleted")

@@ -2,8 +2,9 @@
 input and progress, and the activities' frozen type names: the workflow calls them by name, so it imports no
 module that does I/O (the CQL engine, the store, a Temporal client).
 
-Campaign settings (cron, page, batch, concurrency) are not in :mod:`runtime.settings` yet: their defaults live
-here (``DEFAULT_*``) and the CLI's options override them.
+The deployment's campaign settings (``CARELOOM_GAP_CAMPAIGN_CRON``, ``_PAGE``, ``_BATCH``, ``_CONCURRENCY`` in
+:mod:`runtime.settings`) are written into each campaign's input when it is started or scheduled
+(:func:`campaign_input`); the input's own defaults equal the settings' defaults.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from datetime import date
 
 from pydantic import BaseModel, Field, model_validator
 
-__all__ = ["DEFAULT_BATCH", "DEFAULT_CONCURRENCY", "DEFAULT_CRON", "DEFAULT_PAGE", "EVALUATE_PAGE", "FIRST_FAILURES",
-           "INITIATED_BY",
+from runtime.settings import Settings
+
+__all__ = ["DEFAULT_BATCH", "DEFAULT_CONCURRENCY", "DEFAULT_PAGE", "EVALUATE_PAGE", "FIRST_FAILURES", "INITIATED_BY",
            "START_RUNS", "CampaignInput", "CampaignProgress", "EvaluatePageInput", "EvaluatePageResult", "MemberGaps",
-           "StartRunsInput", "StartRunsResult"]
+           "StartRunsInput", "StartRunsResult", "campaign_input"]
 
 EVALUATE_PAGE = "gaps.evaluate_page"
 START_RUNS = "gaps.start_runs"
@@ -26,8 +28,6 @@ INITIATED_BY = "gap-campaign"
 DEFAULT_PAGE = 200
 DEFAULT_BATCH = 2_000
 DEFAULT_CONCURRENCY = 20
-DEFAULT_CRON = "0 6 1 * *"
-"""06:00 on the first day of every month, in the plan's time zone."""
 
 FIRST_FAILURES = 50
 """How many failures (evaluation errors and refused starts) progress keeps, for operators."""
@@ -117,3 +117,12 @@ class CampaignInput(BaseModel):
         if self.period_start and self.period_end and self.period_end < self.period_start:
             raise ValueError(f"period_end {self.period_end} is before period_start {self.period_start}")
         return self
+
+
+def campaign_input(settings: Settings, *, period_start: date | None = None, period_end: date | None = None,
+                   measure_ids: list[str] | None = None, page: int | None = None, batch: int | None = None,
+                   concurrency: int | None = None) -> CampaignInput:
+    """A campaign's input with the deployment's settings (``CARELOOM_GAP_CAMPAIGN_*``) where no option is given."""
+    return CampaignInput(period_start=period_start, period_end=period_end, measure_ids=measure_ids or [],
+                         page=page or settings.gap_campaign_page, batch=batch or settings.gap_campaign_batch,
+                         concurrency=concurrency or settings.gap_campaign_concurrency)

@@ -32,17 +32,16 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from feeds.gap_campaign import CareGapCampaignWorkflow
-from feeds.gap_campaign_models import DEFAULT_CRON as GAP_CAMPAIGN_CRON
-from feeds.gap_campaign_models import CampaignInput
+from feeds.gap_campaign_models import CampaignInput, campaign_input
 from feeds.sweep import DischargeSweepWorkflow, SweepInput
 from runtime.errors import ConfigurationError
 from runtime.settings import Settings
 
 __all__ = [
-    "GAP_CAMPAIGN_CRON",
     "GAP_CAMPAIGN_SCHEDULE_ID",
     "SCHEDULE_ID",
     "check_cron",
+    "check_campaign_cron",
     "create_gap_campaign_schedule",
     "create_schedule",
     "delete_schedule",
@@ -105,12 +104,12 @@ async def create_schedule(client: Client, settings: Settings, *, cron: str | Non
     return schedule_id
 
 
-def _check_campaign_cron(cron: str, time_zone: str) -> None:
+def check_campaign_cron(cron: str, time_zone: str) -> None:
     """ConfigurationError naming the gap campaign's cron or zone unless both are valid."""
     if len(cron.split()) != 5 or not croniter.is_valid(cron):
         raise ConfigurationError(
-            f"the gap campaign cron {cron!r} does not parse: give 5 fields, minute hour day-of-month month "
-            f"day-of-week, e.g. {GAP_CAMPAIGN_CRON!r} for 06:00 on the first day of every month")
+            f"the gap campaign cron {cron!r} does not parse (--cron / CARELOOM_GAP_CAMPAIGN_CRON): give 5 fields, minute hour day-of-month month "
+            "day-of-week, e.g. '0 6 1 * *' for 06:00 on the first day of every month")
     try:
         ZoneInfo(time_zone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -119,21 +118,24 @@ def _check_campaign_cron(cron: str, time_zone: str) -> None:
             "such as America/New_York or America/Chicago") from None
 
 
-async def create_gap_campaign_schedule(client: Client, settings: Settings, *, cron: str = GAP_CAMPAIGN_CRON,
+async def create_gap_campaign_schedule(client: Client, settings: Settings, *, cron: str | None = None,
                                        time_zone: str | None = None, campaign: CampaignInput | None = None,
                                        schedule_id: str = GAP_CAMPAIGN_SCHEDULE_ID, paused: bool = False,
                                        task_queue: str | None = None) -> str:
     """Create the care-gap campaign's schedule (monthly by default, in the plan's time zone); its id.
 
-    Each scheduled campaign evaluates the calendar year it starts in unless ``campaign`` fixes a period; members
+    ``cron`` defaults to ``settings.gap_campaign_cron``, ``campaign`` to the campaign settings
+    (:func:`~feeds.gap_campaign_models.campaign_input`). Each scheduled campaign evaluates the calendar year it
+    starts in unless ``campaign`` fixes a period; members
     who have a run for the period already are joined, never started again, so a monthly campaign only starts the
     members whose gaps opened since the last one. Overlap policy SKIP, as for the sweep. ConfigurationError if
     the schedule exists or the cron or zone is wrong (checked before the server is asked).
     """
     time_zone = time_zone or settings.plan_time_zone
-    _check_campaign_cron(cron, time_zone)
+    cron = cron or settings.gap_campaign_cron
+    check_campaign_cron(cron, time_zone)
     schedule = Schedule(
-        action=ScheduleActionStartWorkflow(CareGapCampaignWorkflow.run, campaign or CampaignInput(),
+        action=ScheduleActionStartWorkflow(CareGapCampaignWorkflow.run, campaign or campaign_input(settings),
                                            id=f"{schedule_id}-run", task_queue=task_queue or settings.task_queue),
         spec=ScheduleSpec(cron_expressions=[cron], time_zone_name=time_zone),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
@@ -142,8 +144,8 @@ async def create_gap_campaign_schedule(client: Client, settings: Settings, *, cr
     try:
         await client.create_schedule(schedule_id, schedule, memo={"cron": cron, "time_zone": time_zone})
     except ScheduleAlreadyRunningError:
-        raise ConfigurationError(f"schedule {schedule_id} already exists; delete it first, or pause/unpause it") \
-            from None
+        raise ConfigurationError(f"schedule {schedule_id} already exists; `careloom gaps schedule delete` it first, "
+                                 "or pause/unpause it") from None
     return schedule_id
 
 
@@ -152,8 +154,8 @@ async def describe_schedule(client: Client, schedule_id: str = SCHEDULE_ID) -> d
         described = await client.get_schedule_handle(schedule_id).describe()
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            raise ConfigurationError(f"no schedule {schedule_id}; create it with `careloom schedule create`") \
-                from None
+            create = "gaps schedule create" if schedule_id == GAP_CAMPAIGN_SCHEDULE_ID else "schedule create"
+            raise ConfigurationError(f"no schedule {schedule_id}; create it with `careloom {create}`") from None
         raise
     spec, state, info = described.schedule.spec, described.schedule.state, described.info
     # The server keeps cron expressions as calendar specs; the memo keeps them as they were given.

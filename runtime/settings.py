@@ -227,6 +227,16 @@ class Settings(BaseSettings):
                              "continues as new (bounds its history).")
     sweep_concurrency: int = Field(default=20, ge=1, le=500, description="Outreach starts in flight at once.")
 
+    # --- the care-gap campaign (docs/care-gaps.md) ---------------------------------------
+    gap_campaign_cron: str = Field(default="0 6 1 * *", description="When the care-gap campaign's schedule runs "
+                                   "(5-field cron, in plan_time_zone; default 06:00 on the 1st of every month).")
+    gap_campaign_page: int = Field(default=200, ge=1, le=10_000, description="Members the campaign evaluates per "
+                                   "activity.")
+    gap_campaign_batch: int = Field(default=2_000, ge=1, le=100_000, description="Members per campaign run before "
+                                    "it continues as new (bounds its history).")
+    gap_campaign_concurrency: int = Field(default=20, ge=1, le=500, description="Care-gap run starts in flight "
+                                          "at once.")
+
     # --- rate limits and metrics ----------------------------------------------------
     model_task_queue: str | None = Field(default=None, description="Task queue of model (planner) calls; unset: "
                                          "<task_queue>-model.")

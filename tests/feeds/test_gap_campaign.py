@@ -17,6 +17,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +56,7 @@ from runtime.errors import ConfigurationError
 from runtime.plugin import worker_plugins
 from runtime.settings import Settings
 from store.sql_records import SqlCareRecordStore
+from tests.cli import careloom, clean_env
 from tests.databases import fresh_store, session_env
 from tests.fhir_factory import make_member
 from tests.workflows.test_care_gap import CMS122, _diabetic, _hba1c
@@ -366,3 +368,61 @@ def test_the_cli_refuses_a_bad_period_or_measure_before_connecting(monkeypatch: 
     assert 2 == measure.exit_code and "cms999" in measure.output and CMS122 in measure.output
     nameless = CliRunner().invoke(app, ["campaign", "status"])
     assert 2 == nameless.exit_code and "--period" in nameless.output
+
+
+async def test_the_schedule_carries_the_deployments_campaign_settings(client: Client, settings: Settings) -> None:
+    configured = settings.model_copy(update={"gap_campaign_cron": "15 5 2 * *", "gap_campaign_page": 7,
+                                             "gap_campaign_batch": 70, "gap_campaign_concurrency": 3})
+    schedule_id = f"{GAP_CAMPAIGN_SCHEDULE_ID}-test-{uuid.uuid4().hex[:8]}"
+    await create_gap_campaign_schedule(client, configured, schedule_id=schedule_id, paused=True)
+    try:
+        described = await client.get_schedule_handle(schedule_id).describe()
+        action = described.schedule.action
+        data = (await client.data_converter.decode(action.args, [CampaignInput]))[0]  # type: ignore[attr-defined]
+        shown = await describe_schedule(client, schedule_id)
+    finally:
+        await delete_schedule(client, schedule_id)
+    assert (7, 70, 3, None) == (data.page, data.batch, data.concurrency, data.period_start)
+    assert ["15 5 2 * *"] == shown["cron"]
+
+
+def test_the_gaps_schedule_cli_refuses_a_bad_cron_before_connecting(monkeypatch: pytest.MonkeyPatch,
+                                                                    tmp_path: Path) -> None:
+    from cli.gaps import app
+
+    monkeypatch.setenv("CARELOOM_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")  # nothing listens: a connection attempt would fail
+    refused = CliRunner().invoke(app, ["schedule", "create", "--cron", "0 6 32 * *"])
+    assert 2 == refused.exit_code
+    assert "CARELOOM_GAP_CAMPAIGN_CRON" in refused.output and "'0 6 32 * *' does not parse" in refused.output
+    monkeypatch.setenv("CARELOOM_GAP_CAMPAIGN_CRON", "0 6 1 *")
+    assert "'0 6 1 *' does not parse" in CliRunner().invoke(app, ["schedule", "create"]).output
+    monkeypatch.delenv("CARELOOM_GAP_CAMPAIGN_CRON")
+    zone = CliRunner().invoke(app, ["schedule", "create", "--time-zone", "Eastern"])
+    assert 2 == zone.exit_code and "CARELOOM_PLAN_TIME_ZONE" in zone.output
+
+
+async def test_the_gaps_schedule_cli_creates_shows_pauses_and_deletes_it(client: Client, tmp_path: Path) -> None:
+    with contextlib.suppress(ConfigurationError):  # another run's leftover: this test owns the deployment's id
+        await delete_schedule(client, GAP_CAMPAIGN_SCHEDULE_ID)
+    env = clean_env(CARELOOM_STATE_DIR=str(tmp_path), TEMPORAL_ADDRESS=client.service_client.config.target_host,
+                    CARELOOM_TASK_QUEUE=f"gaps-schedule-cli-{uuid.uuid4().hex[:6]}")  # no worker: nothing runs
+
+    def gaps(*args: str) -> subprocess.CompletedProcess[str]:
+        return careloom(env, "gaps", "schedule", *args, timeout=120)
+
+    created = gaps("create", "--paused", "--cron", "0 7 1 * *")
+    try:
+        assert 0 == created.returncode, created.stderr
+        assert "created careloom-gap-campaign: '0 7 1 * *'" in created.stdout and "(paused)" in created.stdout
+        shown = json.loads(gaps("show", "--json").stdout)
+        assert (["0 7 1 * *"], True) == (shown["cron"], shown["paused"])
+        assert 0 == gaps("unpause", "--note", "month-end").returncode
+        assert not (await describe_schedule(client, GAP_CAMPAIGN_SCHEDULE_ID))["paused"]
+        again = gaps("create")
+        assert 0 != again.returncode and "careloom gaps schedule delete" in again.stdout + again.stderr
+    finally:
+        deleted = gaps("delete")
+    assert 0 == deleted.returncode, deleted.stderr
+    missing = gaps("show")
+    assert 0 != missing.returncode and "careloom gaps schedule create" in missing.stdout + missing.stderr
