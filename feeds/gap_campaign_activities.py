@@ -5,7 +5,10 @@ the cursor, whatever the population's size), evaluates every measure for each me
 (:func:`tools.quality_measures.evaluate_member` over :func:`tools.measure_data.member_resources`) and returns
 only the ids of the members with at least one open gap and the ids of their open measures, with counts: the
 records, the populations and the evidence stay in the activity. A member whose evaluation fails is counted and
-named by id and error type (never the error's text: an engine message can quote a record); the page goes on.
+named by id and error type (never the error's text: an engine message can quote a record), and a care
+coordinator gets a Task to review that member's records by hand (``run-failure-review`` in
+:data:`EVALUATION_FAILED_QUEUE`, once per member and period): a member the campaign cannot evaluate is a person's
+work, not a line in a log. The page goes on.
 
 ``gaps.start_runs`` starts (or joins) each such member's :class:`~workflows.care_gap.CareGapWorkflow` for the
 period (:func:`workflows.care_gap_client.start_care_gap`), ``concurrency`` at once, with the deployment's
@@ -19,7 +22,7 @@ started by :func:`feeds.schedule.create_gap_campaign_schedule`'s Temporal Schedu
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import structlog
 from temporalio import activity
@@ -46,6 +49,7 @@ from runtime.metrics import RUNS_STARTED
 from runtime.settings import Settings
 from store.sql_records import SqlCareRecordStore
 from tools.measure_data import member_resources
+from tools.tasks import CreateTaskArgs, CreateTaskInput, create_task
 from tools.quality_measures import (
     MeasureDefinition,
     MeasurementPeriod,
@@ -56,10 +60,12 @@ from tools.quality_measures import (
 from workflows.agent_run import activity_queues
 from workflows.care_gap_client import start_care_gap
 
-__all__ = ["UNKNOWN_MEASURE", "GapCampaignActivities", "campaign_workflow_id", "patient_page", "start_gap_campaign"]
+__all__ = ["EVALUATION_FAILED_QUEUE", "UNKNOWN_MEASURE", "GapCampaignActivities", "campaign_workflow_id", "patient_page", "start_gap_campaign"]
 
 UNKNOWN_MEASURE = "UnknownMeasure"
 PROGRAM = "care-gap-closure"
+EVALUATION_FAILED_QUEUE = "care-gaps/run-review"
+"""Where a member the campaign could not evaluate goes (the care-gap runs' own follow-ups go there too)."""
 
 log = structlog.get_logger(__name__)
 
@@ -106,6 +112,7 @@ class GapCampaignActivities:
                 open_ids = self._open_measures(member_id, measures, period)
             except Exception as err:  # noqa: BLE001 - one member's failure never stops the campaign
                 failures.append(f"Patient/{member_id}: {type(err).__name__}")
+                self._tell(member_id, data, type(err).__name__)
                 continue
             if open_ids:
                 found.append(MemberGaps(member_id=member_id, measure_ids=open_ids))
@@ -113,6 +120,20 @@ class GapCampaignActivities:
         return EvaluatePageResult(open=found, evaluated=len(members) - len(failures), errors=len(failures),
                                   failures=failures[:FIRST_FAILURES], last=members[-1] if members else None,
                                   more=len(members) == data.limit)
+
+    def _tell(self, member_id: str, data: EvaluatePageInput, error: str) -> None:
+        """A care coordinator reviews the member's records: the campaign could not evaluate them (once per period)."""
+        now = datetime.now(UTC)
+        period = data.period_start.isoformat()
+        create_task(self._store, CreateTaskInput(
+            member_id=member_id, encounter_id=f"care-gaps-{period}", focus=f"Patient/{member_id}",
+            idempotency_key=f"gap-campaign-evaluation-failed/{period}/{member_id}", authored_at=now,
+            arguments=CreateTaskArgs(
+                kind="run-failure-review", queue=EVALUATION_FAILED_QUEUE, priority="routine",
+                description="The care-gap campaign could not evaluate this member's quality measures: review the "
+                            "member's records and gaps by hand",
+                reason=f"measure evaluation failed ({error}) for the period starting {period}",
+                due=now + timedelta(days=7))))
 
     def _open_measures(self, member_id: str, measures: list[MeasureDefinition],
                        period: MeasurementPeriod) -> list[str]:

@@ -36,7 +36,7 @@ from temporalio.worker import Worker
 from typer.testing import CliRunner
 
 from feeds.gap_campaign import CampaignInput, CampaignProgress, CareGapCampaignWorkflow
-from feeds.gap_campaign_activities import GapCampaignActivities, patient_page
+from feeds.gap_campaign_activities import EVALUATION_FAILED_QUEUE, GapCampaignActivities, patient_page
 from feeds.gap_campaign_models import (
     EVALUATE_PAGE,
     START_RUNS,
@@ -209,6 +209,10 @@ async def test_a_member_whose_evaluation_fails_is_counted_and_the_campaign_goes_
     assert (5, 1, 2, 2, True) == (result.evaluated, result.errors, result.open, result.started, result.done)
     assert [f"Patient/{broken}: ValueError"] == result.failures  # the id and the error type, not its text
     assert not await _has_run(client, settings, broken)
+    told = [t for t in population.store.find_for_member("Task", broken)
+            if t["owner"]["identifier"]["value"] == EVALUATION_FAILED_QUEUE]
+    assert 1 == len(told), "a care coordinator is given the member the campaign could not evaluate"
+    assert "ValueError" in json.dumps(told[0]) and "cannot read" not in json.dumps(told[0])  # never the error text
 
 
 class GatedStarts(GapCampaignActivities):
