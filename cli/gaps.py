@@ -6,9 +6,10 @@ Every member the care records store holds a Patient for is evaluated by the in-m
 gaps (:func:`tools.care_gap_report.population_summary`). A period that does not parse or a measure id that is not
 shipped exits 2, naming it; nothing is evaluated.
 
-"Gaps closed after careloom's outreach" is in each care-gap run's result (``closed_after_outreach``), not in the
-records store this report reads: it is printed as "not tracked yet" and, in ``--json``,
-``closed_after_outreach.tracked`` is false with no count. It is never estimated.
+"Closed after outreach" counts the members whose gap is closed now and whose care-gap run recorded it closed
+after careloom's outreach (the worker's ``care_gaps.record_closure`` record in the records store:
+:func:`tools.gap_closures.count_closed_after_outreach`); a gap closed without a run, or before any contact, is
+in "closed gaps" only.
 
 ``careloom gaps campaign start --period 2026 [--measure ID ...] [--page N] [--batch N] [--concurrency N]`` starts
 the care-gap campaign (:class:`feeds.gap_campaign.CareGapCampaignWorkflow`) for the period: every member is
@@ -34,16 +35,11 @@ if TYPE_CHECKING:  # the CQL engine loads when a gaps command runs, not with eve
     from tools.care_gap_report import MeasureSummary
     from tools.quality_measures import MeasureDefinition, MeasurementPeriod, MemberResult
 
-__all__ = ["NOT_TRACKED", "app", "campaign_app", "campaign_pause", "campaign_resume", "campaign_start",
+__all__ = ["app", "campaign_app", "campaign_pause", "campaign_resume", "campaign_start",
            "campaign_status", "evaluate_store", "report"]
 
 app = typer.Typer(help="Care gaps from the CQL quality measures, over the members in the care records store.",
                   no_args_is_help=True)
-
-NOT_TRACKED = ("not tracked yet: gaps closed after careloom's outreach are in each care-gap run's result "
-               "(closed_after_outreach); this report reads the records store, not the runs")
-"""What the report says instead of a figure for gaps closed after outreach."""
-
 
 def _chosen(measures: list[MeasureDefinition], asked: list[str] | None) -> list[MeasureDefinition]:
     known = {m.id: m for m in measures}
@@ -80,11 +76,10 @@ def _store() -> SqlCareRecordStore | None:
     return SqlCareRecordStore(configured_database(cfg))
 
 
-def _row(measure: MeasureDefinition, summary: MeasureSummary) -> dict[str, Any]:
+def _row(measure: MeasureDefinition, summary: MeasureSummary, after_outreach: int) -> dict[str, Any]:
     return {"measure_id": measure.id, "title": measure.title, "version": measure.version,
             "numerator_means": measure.numerator_means,
-            **summary.model_dump(exclude={"measure_id"}),
-            "closed_after_outreach": {"tracked": False, "count": None, "why": NOT_TRACKED}}
+            **summary.model_dump(exclude={"measure_id"}), "closed_after_outreach": after_outreach}
 
 
 @app.command()
@@ -98,6 +93,7 @@ def report(
     """Per measure: denominator, numerator, exclusions, open and closed gaps over every member with a Patient in
     the care records store (in-memory CQL engine). Exit 2 on a bad period or an unknown measure."""
     from tools.care_gap_report import population_summary
+    from tools.gap_closures import count_closed_after_outreach
     from tools.quality_measures import MeasureError, load_measures, measurement_period
 
     try:
@@ -113,7 +109,8 @@ def report(
         fail(f"{err}; fix the member's records or the measure and run the report again")
         return
     summaries = {s.measure_id: s for s in population_summary(results, [m.id for m in measures])}
-    rows = [_row(m, summaries[m.id]) for m in measures]
+    after = count_closed_after_outreach(store, results) if store is not None else {}
+    rows = [_row(m, summaries[m.id], after.get(m.id, 0)) for m in measures]
     if as_json:
         print_json({"period": {"start": window.start.date().isoformat(), "end": window.end.date().isoformat()},
                     "members_evaluated": members, "engine": "memory", "measures": rows})
@@ -125,11 +122,12 @@ def report(
     for row in rows:
         table.add_row(*map(plain, (row["measure_id"], row["denominator"], row["numerator"],
                                    row["denominator_exclusion"], row["open_gaps"], row["closed_gaps"],
-                                   "not tracked yet")))
+                                   row["closed_after_outreach"])))
     console.print(table)
     console.print(safe("Inverse measures (numerator = gap open): "
                        + (", ".join(r["measure_id"] for r in rows if r["numerator_means"] == "gap_open") or "none")
-                       + f". Closed after outreach: {NOT_TRACKED}."), soft_wrap=True, highlight=False)
+                       + ". Closed after outreach: closed now, and recorded closed by a care-gap run after careloom "
+                       "contacted the member."), soft_wrap=True, highlight=False)
 
 
 # --- the campaign -------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ MEMBER_PATHS: dict[str, tuple[str, ...]] = {
     "Observation": ("subject",),
     "Procedure": ("subject",),
     "QuestionnaireResponse": ("subject",),
+    "DetectedIssue": ("patient",),
 }
 
 

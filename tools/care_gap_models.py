@@ -7,7 +7,7 @@ from datetime import date
 
 from pydantic import BaseModel, Field
 
-__all__ = ["EvaluateGapsInput", "GapReview", "GapStatus"]
+__all__ = ["ClosureRecord", "EvaluateGapsInput", "GapReview", "GapStatus", "RecordClosuresInput"]
 
 
 class EvaluateGapsInput(BaseModel):
@@ -36,3 +36,19 @@ class GapReview(BaseModel):
     @property
     def open_gaps(self) -> list[GapStatus]:
         return [g for g in self.gaps if g.in_denominator and g.gap_open]
+
+
+class RecordClosuresInput(BaseModel):
+    """The gaps a run found closed (``care_gaps.record_closure``, :mod:`tools.gap_closures`, checks them again)."""
+
+    member_id: str
+    period_start: date
+    period_end: date = Field(description="Inclusive: the measurement period's last day.")
+    measure_ids: list[str] = Field(min_length=1, description="The measures the run found closed.")
+
+
+class ClosureRecord(BaseModel):
+    """What the worker recorded: the measures it found closed, and of those the ones after this run's outreach."""
+
+    closed: list[str]
+    after_outreach: list[str]

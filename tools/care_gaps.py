@@ -1,6 +1,6 @@
 """``care_gaps.evaluate``: a member's open and closed care gaps, from the records store, for one measurement period.
 
-The care-gap closure program's read tool. Inside the activity the member's records are read from the store
+The care-gap closure program's read tool (and ``care_gaps.record_closure``, :mod:`tools.gap_closures`). Inside the activity the member's records are read from the store
 (:func:`tools.measure_data.member_resources`) and every measure of the run is evaluated by the CQL engine
 (:func:`tools.quality_measures.evaluate_member`); the run gets measure ids, population flags and resource
 references only (no record, no value), so its history holds no clinical data.
@@ -15,8 +15,9 @@ import structlog
 from temporalio import activity
 
 from store.sql_records import SqlCareRecordStore
-from tools.care_gap_models import EvaluateGapsInput, GapReview, GapStatus
+from tools.care_gap_models import ClosureRecord, EvaluateGapsInput, GapReview, GapStatus, RecordClosuresInput
 from tools.errors import tool_error
+from tools.gap_closures import record_closures
 from tools.measure_data import member_resources
 from tools.quality_measures import MeasureDefinition, evaluate_member, measurement_period
 
@@ -40,7 +41,7 @@ class CareGapTools:
         self._measures = {m.id: m for m in measures}
 
     def activities(self) -> list[object]:
-        return [self.evaluate_gaps]
+        return [self.evaluate_gaps, self.record_closure]
 
     @activity.defn(name="care_gaps.evaluate")
     def evaluate_gaps(self, data: EvaluateGapsInput) -> GapReview:
@@ -64,3 +65,9 @@ class CareGapTools:
         log.info("tool.evaluate_gaps", workflow_id=activity.info().workflow_id, measures=len(gaps),
                  open=len(review.open_gaps))
         return review
+
+    @activity.defn(name="care_gaps.record_closure")
+    def record_closure(self, data: RecordClosuresInput) -> ClosureRecord:
+        """Record the gaps the run found closed, each checked again, with whether this workflow's outreach came
+        first (:mod:`tools.gap_closures`); the workflow id is the activity's own, never the input's."""
+        return record_closures(self._store, self._measures, activity.info().workflow_id, data)

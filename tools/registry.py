@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from tools.care_gap_models import EvaluateGapsInput, GapReview
+from tools.care_gap_models import ClosureRecord, EvaluateGapsInput, GapReview, RecordClosuresInput
 from tools.care_plan import DraftCarePlanArgs, DraftCarePlanInput
 from tools.clinical import ClinicalContext, ClinicalContextInput
 from tools.determination import IssueDeterminationArgs, WriteDeterminationInput
@@ -31,7 +31,7 @@ from tools.risk import RiskInput, RiskScore
 from tools.tasks import CreateTaskArgs, CreateTaskInput
 from tools.writes import WriteResult
 
-__all__ = ["CHECK_ELIGIBILITY", "CREATE_TASK", "DRAFT_CARE_PLAN", "EVALUATE_GAPS", "GET_CLINICAL_CONTEXT", "ISSUE_DETERMINATION",
+__all__ = ["CHECK_ELIGIBILITY", "CREATE_TASK", "DRAFT_CARE_PLAN", "EVALUATE_GAPS", "RECORD_GAP_CLOSURE", "GET_CLINICAL_CONTEXT", "ISSUE_DETERMINATION",
            "LOOKUP_MEMBER", "REVIEW_EVIDENCE", "SCORE_READMISSION_RISK", "SEND_OUTREACH", "WRITE_TOOLS", "ToolKind",
            "ToolSpec", "write_tool_for"]
 
@@ -74,6 +74,7 @@ CREATE_TASK = ToolSpec("tools.create_task", "write", CreateTaskInput, WriteResul
 SEND_OUTREACH = ToolSpec("tools.send_outreach", "write", SendOutreachInput, WriteResult, arguments=SendOutreachArgs)
 REVIEW_EVIDENCE = ToolSpec("um.review_evidence", "read", ReviewEvidenceInput, EvidenceReview)
 EVALUATE_GAPS = ToolSpec("care_gaps.evaluate", "read", EvaluateGapsInput, GapReview)
+RECORD_GAP_CLOSURE = ToolSpec("care_gaps.record_closure", "ledger", RecordClosuresInput, ClosureRecord)
 ISSUE_DETERMINATION = ToolSpec("um.issue_determination", "write", WriteDeterminationInput, WriteResult,
                                arguments=IssueDeterminationArgs)
 

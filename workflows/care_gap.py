@@ -26,8 +26,8 @@ with workflow.unsafe.imports_passed_through():
     from guardrails.care_gap_rules import evaluate_gap_action
     from runtime.errors import DecisionRefused
     from runtime.search_attributes import RunStatus
-    from tools.care_gap_models import GapReview
-    from tools.registry import EVALUATE_GAPS
+    from tools.care_gap_models import GapReview, RecordClosuresInput
+    from tools.registry import EVALUATE_GAPS, RECORD_GAP_CLOSURE
     from tools.tasks import CreateTaskArgs, CreateTaskInput
     from workflows.agent_run import AgentRun, outcome_of
     from workflows.care_gap_models import CareGapInput, CareGapResult, CareGapStatus
@@ -55,6 +55,7 @@ class CareGapWorkflow(AgentRun):
         self._evaluated_at: datetime | None = None
         self._opened: list[str] = []
         self._ended_by = "no-open-gap"
+        self._after_outreach: list[str] | None = None  # the worker's record (patch "gap-closure-record-1")
 
     @workflow.run
     async def run(self, data: CareGapInput) -> CareGapResult:
@@ -95,8 +96,26 @@ class CareGapWorkflow(AgentRun):
                 self._state, planned_at = state, workflow.now()
                 if state.facts is not None:
                     self._review, self._evaluated_at = state.facts.review, workflow.now()
+        await self._record_closures()
         self.publish(self._state, "completed")
         return self._result(self._state)
+
+    async def _record_closures(self) -> None:
+        """Have the worker record the gaps this run saw close (checked again there, with whether this run's
+        outreach came first): what ``careloom gaps report`` counts as closed after careloom's outreach."""
+        still_open = {g.measure_id for g in self._review.open_gaps} if self._review else set()
+        closed = [m for m in self._opened if m not in still_open]
+        if not closed or not workflow.patched("gap-closure-record-1"):
+            return
+        try:
+            record = await self.call_tool(RECORD_GAP_CLOSURE, RecordClosuresInput(
+                member_id=self._input.member_id, period_start=self._input.period_start,
+                period_end=self._input.period_end, measure_ids=closed))
+        except ToolFailure as failure:
+            # The closure stands (the evaluation said so); only the report's figure misses it: said in the log.
+            workflow.logger.warning("gap closure not recorded: %s", failure.error_type)
+            return
+        self._after_outreach = record.after_outreach
 
     async def _monitor(self, planned_at: datetime) -> str:
         """Wait for a ``recheck``, the next scheduled evaluation, a reminder round or the period's end."""
@@ -177,7 +196,9 @@ class CareGapWorkflow(AgentRun):
         return CareGapResult(
             workflow_id=state.request.workflow_id, status=status, member_pseudonym=self.member_pseudonym(),
             period_start=self._input.period_start, period_end=self._input.period_end, opened=self._opened,
-            closed=closed, still_open=still_open, closed_after_outreach=closed if contacted else [],
+            closed=closed, still_open=still_open,
+            closed_after_outreach=(self._after_outreach if self._after_outreach is not None
+                                   else closed if contacted else []),
             ended_by=self._ended_by, rechecks=self._rechecks, planner=state.planner,
             planner_usage=state.planner_usage, actions=[outcome_of(r) for r in state.actions],
             earlier_actions=[outcome_of(r) for r in state.earlier], verdicts=state.verdicts,

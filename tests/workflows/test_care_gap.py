@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, time
 
 from guardrails.policy import GuardrailPolicy
 from tests.fhir_factory import make_member
+from tools.gap_closures import closed_after_outreach
 from workflows.care_gap import CareGapWorkflow
 from workflows.care_gap_client import start_care_gap
 from workflows.care_gap_models import CareGapResult, CareGapStatus
@@ -89,6 +90,12 @@ async def test_an_open_gap_is_worked_and_closes_when_new_data_arrive(client, tas
     assert ([CMS122], [CMS122], [], [CMS122]) == (result.opened, result.closed, result.still_open,
                                                  result.closed_after_outreach)
     assert 1 == result.rechecks
+    # The worker recorded the closure, checked again, with the run's own outreach as its evidence: what
+    # `careloom gaps report` counts as closed after careloom's outreach.
+    [issue] = store.find_for_member("DetectedIssue", member.member_id)
+    assert {f"Communication/{sms['id']}", f"Task/{tasks['gap-closure-scheduling']['id']}",
+            f"Task/{tasks['pcp-gap-notification']['id']}"} == {d["reference"] for d in issue["evidence"][0]["detail"]}
+    assert closed_after_outreach(store, member.member_id, CMS122, date(2026, 1, 1), date(2026, 12, 31))
 
 
 async def test_no_open_gap_no_plan_and_ineligible_nothing(client, task_queue, settings, store) -> None:

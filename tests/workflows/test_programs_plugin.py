@@ -75,5 +75,5 @@ def test_declarations_name_frozen_activity_types() -> None:
         "tools.lookup_member", "tools.check_eligibility", "tools.get_clinical_context", "tools.score_readmission_risk",
         "agents.plan_outreach", "tools.draft_care_plan", "tools.create_task", "tools.send_outreach",
         "um.review_evidence", "agents.recommend_determination", "um.issue_determination", "ledger.append",
-        "care_gaps.evaluate", "agents.plan_care_gaps"}
+        "care_gaps.evaluate", "care_gaps.record_closure", "agents.plan_care_gaps"}
     assert all(isinstance(t, ToolSpec) for t in ALL_TOOLS)
