@@ -108,6 +108,10 @@ def import_(
     include_old: Annotated[bool, typer.Option(
         "--include-old", help="With --start-outreach: start discharges older than the lookback too (the other "
                               "checks still hold).")] = False,
+    recheck_gaps: Annotated[bool, typer.Option(
+        "--recheck-gaps", help="Then ask the care-gap runs (this calendar year's) of the members with "
+                               "conditions, encounters, observations or procedures in the import to re-evaluate "
+                               "their gaps now, not on their weekly clock. Needs Temporal.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Import FHIR R4 into the care records store. Exit 1 if any line or entry was skipped (or a run failed to
@@ -131,6 +135,9 @@ def import_(
         started, unreachable = run(_start_imported(cfg, store, report.encounters,  # type: ignore[misc]
                                                    include_old=include_old))
         out["outreach"] = started if unreachable is None else {"error": unreachable}
+    if recheck_gaps and unreachable is None:
+        rechecked, unreachable = run(_recheck_imported(cfg, report.members_with_measure_data))  # type: ignore[misc]
+        out["care_gaps"] = rechecked if unreachable is None else {"error": unreachable}
     if as_json:
         print_json(out)
     else:
@@ -159,12 +166,37 @@ def import_(
             for held in o["not_started"]:
                 console.print(f"[yellow]not started[/] {safe(held['discharge'])} ({safe(held['reason'])}): "
                               f"{safe(held['detail'])}")
+        if recheck_gaps and unreachable is None:
+            g = out["care_gaps"]
+            console.print(f"care gaps: {len(report.members_with_measure_data)} member(s) with measure data: {g['signalled']} "
+                          f"run(s) asked to re-evaluate, {g['no_run']} without a running care-gap run this year, "
+                          f"{len(g['failed'])} failed")
+            for failure in g["failed"]:
+                console.print(f"[red]not asked[/] {safe(failure)}")
     if unreachable is not None:
-        fail(f"imported, but no outreach was started: {unreachable}. Then run the same command again: the "
-             "import changes nothing the second time and discharges that already have a run are not started "
-             "twice", code=2)
-    if report.skipped or (start_outreach and out["outreach"]["failed"]):
+        fail(f"imported, but Temporal could not be reached (no outreach started, no care-gap run asked): "
+             f"{unreachable}. Then run the same command again: the import changes nothing the second time, "
+             "discharges that already have a run are not started twice, and a recheck is harmless", code=2)
+    if report.skipped or (start_outreach and out["outreach"]["failed"]) or (
+            recheck_gaps and out["care_gaps"]["failed"]):
         raise typer.Exit(1)
+
+
+async def _recheck_imported(cfg, member_ids: list[str]) -> tuple[dict | None, str | None]:
+    """Ask the imported members' care-gap runs to re-evaluate (:mod:`feeds.gap_recheck`): (report, None) or
+    (None, why not)."""
+    from datetime import UTC, datetime
+
+    from feeds.gap_recheck import recheck_gaps
+    from runtime.temporal_client import connect
+
+    try:
+        client = await connect(cfg)
+    except CareloomError as err:
+        return None, str(err)
+    found = await recheck_gaps(client, member_ids, salt=cfg.pseudonym_salt.get_secret_value(),
+                               today=datetime.now(UTC).date())
+    return found.as_dict(), None
 
 
 _HELD_WORDS = {"too_old": "older than the lookback (--include-old starts them)",

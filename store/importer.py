@@ -65,13 +65,15 @@ from typing import Any
 
 from runtime.errors import ImportFailure
 from store.fhir_validation import InvalidResource, validate_resource
-from store.records import CareRecordStore
+from store.records import CareRecordStore, member_of
 
-__all__ = ["IMPORTED_BUNDLE_TYPES", "ImportReport", "LineProblem", "import_bundles", "import_ndjson",
+__all__ = ["IMPORTED_BUNDLE_TYPES", "MEASURE_DATA_TYPES", "ImportReport", "LineProblem", "import_bundles", "import_ndjson",
            "import_path"]
 
 _BATCH = 1000
 _IDENTITY_FIELDS = ("name", "birthDate")
+MEASURE_DATA_TYPES = frozenset({"Condition", "Encounter", "Observation", "Procedure"})
+"""The types the quality measures read (= tools.measure_data.MEASURE_TYPES; the store cannot import tools)."""
 
 IMPORTED_BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "searchset", "document"})
 """Bundle types whose entries are records to load; the others are refused (see :func:`import_bundles`)."""
@@ -111,6 +113,11 @@ class ImportReport:
     """Files of a Bulk Data folder that are not NDJSON (``*.json``): not imported."""
     encounters: list[str] = field(default_factory=list)
     """Ids of the Encounters imported (inserted, updated or unchanged), in import order, each once."""
+    members_with_measure_data: list[str] = field(default_factory=list)
+    """Members (Patient ids) with Condition, Encounter, Observation or Procedure records in this import (inserted,
+    updated or unchanged: a rerun after Temporal was unreachable still reaches them), each once: whose
+    quality-measure results may have changed (``--recheck-gaps``)."""
+    members_seen: set[str] = field(default_factory=set, repr=False)
     conflicts: int = 0
     """Lines and Bundles refused because an earlier place in this import gave one of their ids other content."""
     held: int = 0
@@ -353,6 +360,10 @@ def _flush(store: CareRecordStore, batch: list[dict[str, Any]], report: ImportRe
                     f"Patient/{resource['id']} changed identity fields ({', '.join(changed)}) since it was last "
                     "imported: if this is another person under a reused id, their records now hang off the "
                     "earlier one's; give one export other ids")
+        if resource["resourceType"] in MEASURE_DATA_TYPES and (member := member_of(resource)) is not None \
+                and member not in report.members_seen:
+            report.members_seen.add(member)
+            report.members_with_measure_data.append(member)
         if resource["resourceType"] == "Encounter" and resource["id"] not in seen:
             seen.add(resource["id"])
             report.encounters.append(resource["id"])
