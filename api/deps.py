@@ -29,6 +29,7 @@ from runtime.codec import PayloadEncryptionCodec
 from runtime.data_converter import codec_for
 from runtime.settings import Settings
 from store.access_log import AccessLog
+from store.approval_items import ApprovalItems
 from store.connect import configured_database
 from store.database import Database
 from store.sql_records import SqlCareRecordStore
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SESSION_COOKIE",
     "AppSettings",
+    "Approvals",
     "ApprovalQueues",
     "Codec",
     "Criteria",
@@ -56,6 +58,7 @@ __all__ = [
     "get_codec",
     "get_criteria",
     "get_store",
+    "get_approval_items",
     "get_queues",
     "get_settings",
     "get_verifier",
@@ -80,6 +83,7 @@ def bind_state(app: FastAPI, settings: Settings, *, verifier: TokenVerifier | No
     app.state.criteria = criteria_for(settings)
     # Decisions are signed here, after the approver is authenticated; runs verify them (guardrails/signing.py).
     app.state.signer = signer(settings)
+    app.state.approval_items = ApprovalItems(app.state.store.db)  # the inbox's approvals projection
     app.state.access_log = AccessLog(app.state.store.db)
     app.state.oidc = _oidc_login(settings, app.state.store.db)
     app.state.sessions = SessionStore(app.state.store.db,
@@ -135,6 +139,11 @@ def get_queues(request: Request) -> list[str]:
 def get_store(request: Request) -> SqlCareRecordStore:
     """The care records store (prior-authorization requests are written there)."""
     return request.app.state.store
+
+
+def get_approval_items(request: Request) -> ApprovalItems:
+    """The approvals projection the inbox lists from."""
+    return request.app.state.approval_items
 
 
 def get_criteria(request: Request) -> CriteriaSet:
@@ -217,6 +226,7 @@ Verifier = Annotated[TokenVerifier, Depends(get_verifier)]
 Codec = Annotated[PayloadEncryptionCodec | None, Depends(get_codec)]
 ApprovalQueues = Annotated[list[str], Depends(get_queues)]
 RecordsStore = Annotated[SqlCareRecordStore, Depends(get_store)]
+Approvals = Annotated[ApprovalItems, Depends(get_approval_items)]
 Criteria = Annotated[CriteriaSet, Depends(get_criteria)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
 Signer = Annotated[DecisionSigner, Depends(get_signer)]

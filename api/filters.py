@@ -1,8 +1,9 @@
-"""Checks on the values a caller's filter puts into a Temporal visibility query.
+"""Checks on the values a caller's filter names (a queue, a member pseudonym).
 
-The inbox's filters become a visibility query (``workflows.inbox.inbox_query``): a quote or a
-backslash there broke the query (a 500) and is the first step of an injection. A value is refused here, with
-a 422 naming the parameter and the fix, before any query is built.
+The inbox's filters once became a Temporal visibility query, where a quote or a backslash broke the query (a 500)
+and was the first step of an injection; the inbox now reads the approvals projection with bound SQL parameters,
+but a value that cannot be a queue or pseudonym is still refused here, with a 422 naming the parameter and the
+fix, rather than answered with an empty page.
 """
 
 from __future__ import annotations

@@ -6,11 +6,11 @@ import asyncio
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from api.decisions import NOT_FOUND, DecisionRequest, public_detail, to_decision
-from api.deps import CurrentIdentity, Signer, TemporalClient, current_identity
+from api.deps import Approvals, CurrentIdentity, Signer, TemporalClient, current_identity
 from api.filters import visibility_value
 from api.preview import preview_resources
 from api.visibility import may_decide, record_access, visible_approval
@@ -44,14 +44,18 @@ class ApprovalView(BaseModel):
 
 @router.get("")
 async def list_approvals(
-    request: Request, client: TemporalClient, who: CurrentIdentity,
+    request: Request, approvals: Approvals, who: CurrentIdentity,
     queue: str | None = None, role: Role | None = None, priority: Literal["routine", "urgent"] | None = None,
     due_before: datetime | None = None, page_size: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
+    cursor: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,1000}$")] = None,
 ) -> InboxPage:
-    """Pending approvals you may decide (your role's and less senior roles'), earliest SLA deadline first."""
+    """Pending approvals you may decide (your role's and less senior roles'), earliest SLA deadline first, from
+    the approvals projection (no Temporal call); ``cursor`` is the ``next_cursor`` of the previous page."""
     filters = InboxFilter(queue=visibility_value("queue", queue), role=role, priority=priority, due_before=due_before, max_role=who.role)
-    page = await list_inbox(client, filters, page_size=page_size, cursor=cursor)
+    try:
+        page = await list_inbox(approvals, filters, page_size=page_size, cursor=cursor)
+    except ValueError as err:
+        raise HTTPException(status_code=422, detail=f"cursor: {err}; start from the first page") from None
     record_access(request, who, "approvals.list", f"{len(page.items)} items")
     return page
 

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from api.decisions import STATUS_FOR, DecisionRequest, public_detail, to_decision
 from api.deps import (
     SESSION_COOKIE,
+    Approvals,
     TemporalClient,
     Verifier,
     current_identity,
@@ -199,7 +200,7 @@ async def logout(request: Request, csrf_token: str = Form("")) -> Response:
 
 
 @router.get("/inbox", response_class=HTMLResponse)
-async def inbox(request: Request, client: TemporalClient, queue: str | None = None, role: str | None = None,
+async def inbox(request: Request, approvals: Approvals, queue: str | None = None, role: str | None = None,
                 priority: str | None = None, cursor: str | None = None, flash: str | None = None) -> Response:
     who = _who_or_login(request)
     if isinstance(who, Response):
@@ -211,7 +212,10 @@ async def inbox(request: Request, client: TemporalClient, queue: str | None = No
         return _render(request, "message.html", {"who": who, "message": str(err)}, status_code=422)
     except ValidationError:
         filters = InboxFilter(max_role=who.role)
-    page = await list_inbox(client, filters, page_size=50, cursor=cursor if (cursor or "").isdigit() else None)
+    try:
+        page = await list_inbox(approvals, filters, page_size=50, cursor=cursor or None)
+    except ValueError:  # a cursor we did not make (edited by hand, or from before an upgrade): the first page
+        page = await list_inbox(approvals, filters, page_size=50)
     record_access(request, who, "inbox.list", f"{len(page.items)} items")
     return _render(request, "inbox.html", {"who": who, "page": page, "filters": filters, "flash": flash})
 

@@ -43,11 +43,12 @@ def list_(
     role: Annotated[str | None, typer.Option(help="Only items this role decides: care_coordinator, rn, md.")] = None,
     priority: Annotated[str | None, typer.Option(help="routine or urgent.")] = None,
     due_before: Annotated[datetime | None, typer.Option(help="Only items due before this time (ISO).")] = None,
-    page_size: Annotated[int, typer.Option(help="Runs per page.")] = 50,
+    page_size: Annotated[int, typer.Option(help="Items per page.", min=1, max=500)] = 50,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Pending approvals across every running outreach run, earliest SLA deadline first."""
+    """Pending approvals across every program's running runs, earliest SLA deadline first (from the approvals
+    projection in the records database: no Temporal call)."""
     from pydantic import ValidationError
 
     from workflows.inbox import InboxFilter, list_inbox
@@ -58,7 +59,7 @@ def list_(
     try:
         filters = InboxFilter(queue=visibility_value("--queue", queue), role=role, priority=priority,
                               due_before=due_before)
-    except DecisionRefused as err:  # a quote would break the visibility query: named here, not a traceback
+    except DecisionRefused as err:  # not a queue name: named here, not a traceback
         fail(str(err), code=2)
         return
     except ValidationError as err:
@@ -66,12 +67,19 @@ def list_(
         return
 
     async def go() -> None:
-        cfg = settings()
-        page = await list_inbox(await connect(cfg), filters, page_size=page_size, cursor=cursor)
+        from store.approval_items import ApprovalItems
+        from store.connect import configured_database
+
+        try:
+            page = await list_inbox(ApprovalItems(configured_database(settings())), filters, page_size=page_size,
+                                    cursor=cursor)
+        except ValueError as err:
+            fail(f"--cursor: {err}; leave it out for the first page", code=2)
+            return
         if as_json:
             print_json([i.model_dump(mode="json") for i in page.items])
             return
-        table = Table(title=f"{len(page.items)} pending approval(s) in {page.total_runs} run(s)")
+        table = Table(title=f"{len(page.items)} of {page.total_items} pending approval(s), {page.total_runs} run(s)")
         for column in ("due", "queue", "role", "priority", "workflow", "approval", "tool", "digest"):
             table.add_column(column, overflow="fold")
         for i in page.items:
@@ -244,3 +252,49 @@ def parse_arguments(text: str) -> object:
         first = err.errors()[0]
         fail(f"--arguments invalid at {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
     return None
+
+
+projection_app = typer.Typer(help="The approvals projection the inbox lists from: compare it with Temporal, "
+                                  "rebuild it.", no_args_is_help=True)
+app.add_typer(projection_app, name="projection")
+
+
+def _projection_run(rebuild: bool, as_json: bool) -> None:
+    from store.approval_items import ApprovalItems
+    from store.connect import configured_database
+    from workflows import approval_projection
+
+    async def go() -> None:
+        cfg = settings()
+        items = ApprovalItems(configured_database(cfg))
+        client = await connect(cfg)
+        found = await (approval_projection.rebuild if rebuild else approval_projection.check)(client, items)
+        if as_json:
+            print_json(found.as_dict() | {"rebuilt": rebuild})
+        else:
+            console.print(f"{found.runs} running run(s) with pending approvals, {found.rows} projection row(s): "
+                          f"{len(found.stale)} stale, {len(found.missing)} missing, {len(found.other_run)} of an "
+                          f"earlier run, {len(found.unavailable)} run(s) did not answer")
+            for label, pairs in (("stale", found.stale), ("missing", found.missing), ("other run", found.other_run)):
+                for workflow_id, approval_id in pairs[:50]:
+                    console.print(safe(f"  {label}: {workflow_id} {approval_id}"), soft_wrap=True, highlight=False)
+            if rebuild:
+                console.print("rebuilt: the projection now matches the runs that answered")
+        if not found.consistent and not rebuild:
+            raise typer.Exit(1)
+
+    run(go())
+
+
+@projection_app.command("check")
+def projection_check(as_json: JsonFlag = False) -> None:
+    """Compare the projection with the running runs' own pending items (visibility lists the runs; each is
+    asked): stale rows (run closed, item decided), missing items, rows of an earlier run. Exit 1 if any."""
+    _projection_run(False, as_json)
+
+
+@projection_app.command("rebuild")
+def projection_rebuild(as_json: JsonFlag = False) -> None:
+    """Make the projection match the running runs (after a deployment that brings it to runs parked before it,
+    or after runs were terminated); prints what it found before the repair."""
+    _projection_run(True, as_json)

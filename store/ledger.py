@@ -85,8 +85,10 @@ class DecisionLedger:
         """Append entries in order; an event id already present is skipped. Returns how many were added."""
         return len(self.append_new(entries))
 
-    def append_new(self, entries: list[LedgerEntry]) -> list[LedgerEntry]:
-        """Append entries in order; an event id already present is skipped. Returns the entries added."""
+    def append_new(self, entries: list[LedgerEntry], *,
+                   also: Callable[[Rows], None] | None = None) -> list[LedgerEntry]:
+        """Append entries in order; an event id already present is skipped. Returns the entries added.
+        ``also`` runs in the same transaction (the approvals projection's changes: as current as the ledger)."""
         def append(db: Rows) -> list[LedgerEntry]:
             added: list[LedgerEntry] = []
             last = db.rows("SELECT seq, entry_hash FROM decision_ledger ORDER BY seq DESC LIMIT 1")
@@ -105,6 +107,8 @@ class DecisionLedger:
                             "VALUES (:s, :h, :at)", {"s": seq, "h": digest, "at": datetime.now(UTC).isoformat()})
                 prev = digest
                 added.append(entry)
+            if also is not None:
+                also(db)
             return added
 
         return self._writing(append)

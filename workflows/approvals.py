@@ -43,18 +43,33 @@ from runtime.errors import DecisionRefused
 from store.ledger_entries import LedgerEntry, LedgerEvent
 from tools.registry import ToolSpec
 
-__all__ = ["LEDGER_APPEND", "ApprovalBook", "EditCheck", "LedgerAppend", "RoutedPolicy", "quality_sample_fraction",
+__all__ = ["LEDGER_APPEND", "ApprovalBook", "EditCheck", "ItemChanges", "LedgerAppend", "RoutedPolicy", "quality_sample_fraction",
            "quality_sampled"]
 
 
+class ItemChanges(BaseModel):
+    """The approvals projection's part of a ledger append (:mod:`store.approval_items`): the items these entries
+    opened or moved, as the run now holds them, and the ids of those they closed."""
+
+    open: list[PendingApproval] = Field(default_factory=list)
+    closed: list[str] = Field(default_factory=list)
+
+
 class LedgerAppend(BaseModel):
-    """What the book hands the ``ledger.append`` activity: its entries, and the signed decision behind each
-    decision entry (:mod:`workflows.ledger_activity` verifies them on the worker before it appends)."""
+    """What the book hands the ``ledger.append`` activity: its entries, the signed decision behind each
+    decision entry (:mod:`workflows.ledger_activity` verifies them on the worker before it appends), and the
+    approvals projection's changes, written in the same transaction."""
 
     entries: list[LedgerEntry]
     proofs: dict[str, ApprovalDecision] = Field(default_factory=dict, description=(
         "Event id -> the signed decision behind a decision entry, verified by the worker before it appends."))
+    items: ItemChanges | None = Field(default=None, exclude_if=lambda v: v is None, description=(
+        "The approvals projection's changes (None in histories written before the projection)."))
 
+
+_ITEM_EVENTS = frozenset({"requested", "reminded", "escalated", "expired", "reassigned", "signed_off", "approved",
+                          "rejected", "edited", "withdrawn"})
+"""Ledger events about an approval item (``sampled``, ``quality_reviewed``, ``run_failed`` are not)."""
 
 LEDGER_APPEND = ToolSpec("ledger.append", "ledger", LedgerAppend, int)
 """The ledger activity every program's runs call (hosted by :class:`workflows.ledger_activity.LedgerActivities`)."""
@@ -343,10 +358,14 @@ class ApprovalBook:
         return True
 
     def take_ledger(self) -> LedgerAppend:
-        """Ledger entries not yet handed to the ledger activity, with the signed decisions behind them."""
+        """Ledger entries not yet handed to the ledger activity, with the signed decisions behind them and the
+        approvals projection's changes: each item an entry touched, as it is now if still pending, else closed."""
         entries, self._ledger = self._ledger, []
         proofs, self._proofs = self._proofs, {}
-        return LedgerAppend(entries=entries, proofs=proofs)
+        touched = list(dict.fromkeys(e.approval_id for e in entries if e.event in _ITEM_EVENTS))
+        items = ItemChanges(open=[self._pending[a] for a in touched if a in self._pending],
+                            closed=[a for a in touched if a not in self._pending]) if touched else None
+        return LedgerAppend(entries=entries, proofs=proofs, items=items)
 
     def withdraw(self, actor: str, reason: str, now: datetime, *, workflow_id: str) -> list[str]:
         """The run is withdrawn (or cancelled): every pending item closes unexecuted, one ledger entry each, and

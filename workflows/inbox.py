@@ -1,10 +1,10 @@
-"""The inbox: every program's pending approvals listed, read and decided, by workflow id (the CLI, the API and
-the web inbox share it)."""
+"""The inbox: every program's pending approvals listed (from the approvals projection), read and decided, by
+workflow id (the CLI, the API and the web inbox share it)."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -18,15 +18,16 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from guardrails.approvals import ApprovalDecision, DecisionResult, PendingApproval
-from guardrails.policy import ROLE_RANK, Role
+from guardrails.policy import Role
 from guardrails.signing import DecisionSigner
-from runtime import search_attributes as sa
 from runtime.errors import DecisionRefused
+from store.approval_items import ApprovalItems
 from workflows.agent_run import AgentRun
+from workflows.approval_projection import projection_page, query_of
 
 
 __all__ = ["BulkItem", "BulkItemResult", "DecisionRejected", "InboxFilter", "InboxPage", "decide", "decide_bulk",
-           "get_approval", "inbox_query", "list_inbox", "list_pending_approvals"]
+           "get_approval", "list_inbox", "list_pending_approvals"]
 
 
 DECIDE_TIMEOUT = timedelta(seconds=30)
@@ -50,83 +51,21 @@ class InboxFilter(BaseModel):
 class InboxPage(BaseModel):
     items: list[PendingApproval]
     total_runs: int = Field(description="Runs with matching pending approvals.")
+    total_items: int = Field(default=0, description="Matching pending approvals.")
     next_cursor: str | None = Field(description="Pass back to get the next page; None on the last page.")
-    unavailable: list[str] = Field(default_factory=list, description=(
-        "Runs on this page that did not answer in time (no worker polling their task queue): their items "
-        "are missing from this page, not lost."))
 
 
-def _quote(value: str) -> str:
-    if '"' in value or "\\" in value:
-        raise ValueError(f"invalid filter value {value!r}")
-    return f'"{value}"'
-
-
-def inbox_query(filters: InboxFilter) -> str:
-    """The visibility query for runs with pending approvals matching the filters."""
-    # The catalogue imports every program's workflow and graph (LangGraph): only when a query is built, so the
-    # CLI's inbox commands that never build one (`approvals show`, `approve`) start without them.
-    from workflows.programs import PROGRAMS
-    types = ", ".join(f'"{p.workflow_type}"' for p in PROGRAMS)
-    clauses = [f"WorkflowType IN ({types})", 'ExecutionStatus = "Running"', f"{sa.PENDING_APPROVALS.name} > 0"]
-    if filters.queue:
-        clauses.append(f"{sa.QUEUES.name} = {_quote(filters.queue)}")
-    if filters.role:
-        clauses.append(f"{sa.APPROVAL_ROLES.name} = {_quote(filters.role)}")
-    if filters.max_role:
-        allowed = [r for r, rank in ROLE_RANK.items() if rank <= ROLE_RANK[filters.max_role]]
-        clauses.append(f"{sa.APPROVAL_ROLES.name} IN ({', '.join(_quote(r) for r in allowed)})")
-    if filters.priority:
-        clauses.append(f"{sa.PRIORITY.name} = {_quote(filters.priority)}")
-    if filters.due_before:
-        clauses.append(f"{sa.SLA_DEADLINE.name} < {_quote(filters.due_before.astimezone(UTC).isoformat())}")
-    if filters.member:
-        clauses.append(f"{sa.MEMBER.name} = {_quote(filters.member)}")
-    return " AND ".join(clauses)
-
-
-async def list_inbox(client: Client, filters: InboxFilter | None = None, *, page_size: int = 50,
-                     cursor: str | None = None, concurrency: int = 32,
-                     query_timeout: timedelta = timedelta(seconds=5)) -> InboxPage:
-    """A page of pending approvals across all runs, earliest SLA deadline first.
-
-    The dev server's SQL visibility has no ORDER BY, so every matching run's id
-    and deadline come from one visibility scan (search attributes only, no
-    workflow is queried), are sorted here, and only the runs on the requested
-    page are queried for their items. The cursor is the offset into that order.
-    """
+async def list_inbox(items: ApprovalItems, filters: InboxFilter | None = None, *, page_size: int = 50,
+                     cursor: str | None = None) -> InboxPage:
+    """A page of pending approvals across all runs, earliest SLA deadline first, from the approvals projection
+    (:mod:`workflows.approval_projection`): one indexed SQL query, no visibility call, no run queried. The
+    cursor is opaque (keyset: the 100th page costs what the first does); ValueError for one we did not make."""
     filters = filters or InboxFilter()
-    runs: list[tuple[datetime, str]] = []
-    far = datetime.max.replace(tzinfo=UTC)
-    async for execution in client.list_workflows(inbox_query(filters), page_size=1000):
-        deadline = execution.typed_search_attributes.get(sa.SLA_DEADLINE)
-        runs.append((deadline or far, execution.id))
-    runs.sort()
-    start = int(cursor or 0)
-    if start < 0:
-        raise ValueError("cursor must be a value returned by a previous page")
-    page_runs = [wid for _, wid in runs[start:start + page_size]]
-    limit = asyncio.Semaphore(concurrency)
-
-    unavailable: list[str] = []
-
-    async def items_of(workflow_id: str) -> list[PendingApproval]:
-        async with limit:
-            try:
-                pending = await _pending_of(client, workflow_id, rpc_timeout=query_timeout)
-            except WorkflowQueryFailedError:
-                return []  # closed between the scan and the query: nothing pending any more
-            except RPCError as err:
-                if err.status != RPCStatusCode.NOT_FOUND:
-                    unavailable.append(workflow_id)
-                return []
-            return [p for p in pending if _matches(p, filters)]
-
-    found = [item for batch in await asyncio.gather(*(items_of(w) for w in page_runs)) for item in batch]
-    found.sort(key=lambda p: (p.sla_deadline, p.workflow_id, p.approval_id))
-    end = start + page_size
-    return InboxPage(items=found, total_runs=len(runs), next_cursor=str(end) if end < len(runs) else None,
-                     unavailable=sorted(unavailable))
+    query = query_of(queue=filters.queue, role=filters.role, max_role=filters.max_role, priority=filters.priority,
+                     due_before=filters.due_before, member=filters.member)
+    page = await asyncio.to_thread(projection_page, items, query, page_size=page_size, cursor=cursor)
+    return InboxPage(items=page.items, total_runs=page.total_runs, total_items=page.total_items,
+                     next_cursor=page.next_cursor)
 
 
 async def _pending_of(client: Client, workflow_id: str, **kwargs: Any) -> list[PendingApproval]:
@@ -134,23 +73,15 @@ async def _pending_of(client: Client, workflow_id: str, **kwargs: Any) -> list[P
     return await client.get_workflow_handle(workflow_id).query(AgentRun.approvals, **kwargs)
 
 
-def _matches(item: PendingApproval, filters: InboxFilter) -> bool:
-    return ((filters.queue is None or item.queue == filters.queue)
-            and (filters.role is None or item.required_role == filters.role)
-            and (filters.priority is None or item.priority == filters.priority)
-            and (filters.due_before is None or item.sla_deadline < filters.due_before)
-            and (filters.max_role is None or ROLE_RANK[item.required_role] <= ROLE_RANK[filters.max_role]))
-
-
-async def list_pending_approvals(client: Client, *, role: str | None = None) -> list[PendingApproval]:
+async def list_pending_approvals(items: ApprovalItems, *, role: str | None = None) -> list[PendingApproval]:
     """Every pending approval across all running runs of every program, earliest deadline first."""
-    items: list[PendingApproval] = []
+    found: list[PendingApproval] = []
     cursor: str | None = None
     while True:
-        page = await list_inbox(client, InboxFilter(role=role), page_size=500, cursor=cursor)
-        items.extend(page.items)
+        page = await list_inbox(items, InboxFilter(role=role), page_size=500, cursor=cursor)
+        found.extend(page.items)
         if page.next_cursor is None:
-            return items
+            return found
         cursor = page.next_cursor
 
 

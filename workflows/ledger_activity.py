@@ -5,6 +5,7 @@ against the worker's own keys before it is appended (:mod:`store.ledger` keeps t
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from temporalio import activity
 
@@ -14,8 +15,10 @@ from guardrails.policy import DecisionKey
 from guardrails.signing import verify_signed
 from runtime.errors import DecisionRefused
 from runtime.metrics import QUALITY_SAMPLED
+from store.approval_items import apply_change
 from store.ledger import DecisionLedger
 from store.ledger_entries import DECISION_EVENTS, LedgerEntry
+from workflows.approval_projection import item_change
 from workflows.approvals import LedgerAppend
 from workflows.programs import PROGRAMS
 
@@ -45,10 +48,17 @@ class LedgerActivities:
 
     @activity.defn(name="ledger.append")
     def append(self, data: LedgerAppend) -> int:
+        """Append the run's entries and, in the same transaction, its approval items' changes to the approvals
+        projection, keyed by the workflow id and run the server names for this activity."""
         info = activity.info()
-        entries = [verified_entry(e, data.proofs.get(e.event_id), workflow_id=info.workflow_id or "",
-                                  run_id=info.workflow_run_id or "", keys=self._keys) for e in data.entries]
-        added = self._ledger.append_new(entries)
+        workflow_id, run_id = info.workflow_id or "", info.workflow_run_id or ""
+        entries = [verified_entry(e, data.proofs.get(e.event_id), workflow_id=workflow_id, run_id=run_id,
+                                  keys=self._keys) for e in data.entries]
+        change = item_change(data.items, workflow_id=workflow_id, run_id=run_id,
+                             program=info.workflow_type or "") if data.items is not None else None
+        now = datetime.now(UTC)
+        added = self._ledger.append_new(
+            entries, also=None if change is None else lambda db: apply_change(db, change, now))
         count_quality_samples(added)  # only entries added now: a retried append counts nothing twice
         return len(added)
 

@@ -15,6 +15,7 @@ from store.ledger import DecisionLedger
 from tests.conftest import OPEN_WINDOW, StartRun, wait_for_status
 from tests.deciding import TEST_SIGNER, chain_problems, decide
 from tests.fhir_factory import HIGH_RISK, make_member
+from store.approval_items import ApprovalItems
 from workflows.inbox import BulkItem, DecisionRejected, InboxFilter, decide_bulk, list_inbox
 from workflows.outreach import MemberOutreachWorkflow
 
@@ -94,16 +95,18 @@ async def test_reassign_moves_the_item_and_restarts_its_clock(start_run: StartRu
 async def test_inbox_lists_across_runs_with_filters_sorted_by_deadline_and_paginated(
     start_run: StartRun, store, client: Client
 ) -> None:
-    """Runs parked for approval are listed through visibility: filter by queue and role, earliest deadline first."""
+    """Runs parked for approval are listed from the approvals projection: filter by queue and role, earliest
+    deadline first, keyset pages."""
     handles = [await start_run(make_member(store), policy=ASK_ALL_SLOW) for _ in range(3)]
     for handle in handles:
         await wait_for_status(handle, lambda s: len(s.pending_approvals) == 3)
     ours = {h.id for h in handles}
+    items = ApprovalItems(store.db)
 
     async def mine(filters: InboxFilter, page_size: int = 500) -> list:
         deadline = asyncio.get_running_loop().time() + 15
-        while True:  # visibility is eventually consistent
-            page = await list_inbox(client, filters, page_size=page_size)
+        while True:  # the projection is written with each run's next ledger append
+            page = await list_inbox(items, filters, page_size=page_size)
             found = [i for i in page.items if i.workflow_id in ours]
             if len({i.workflow_id for i in found}) == 3 or asyncio.get_running_loop().time() > deadline:
                 return found
@@ -116,10 +119,13 @@ async def test_inbox_lists_across_runs_with_filters_sorted_by_deadline_and_pagin
     assert 6 == len(coordinators)
     assert [i.sla_deadline for i in coordinators] == sorted(i.sla_deadline for i in coordinators)
 
-    first = await list_inbox(client, InboxFilter(role="care_coordinator"), page_size=1)
-    assert first.next_cursor == "1"
-    second = await list_inbox(client, InboxFilter(role="care_coordinator"), page_size=1, cursor=first.next_cursor)
-    assert {i.workflow_id for i in first.items}.isdisjoint({i.workflow_id for i in second.items})
+    first = await list_inbox(items, InboxFilter(role="care_coordinator"), page_size=1)
+    assert first.next_cursor is not None and first.total_items >= 6
+    second = await list_inbox(items, InboxFilter(role="care_coordinator"), page_size=1, cursor=first.next_cursor)
+    assert (first.items[0].sla_deadline, first.items[0].workflow_id, first.items[0].approval_id) < (
+        second.items[0].sla_deadline, second.items[0].workflow_id, second.items[0].approval_id)
+    with pytest.raises(ValueError, match="cursor must be a value returned by a previous page"):
+        await list_inbox(items, InboxFilter(), cursor="12")
 
 
 async def test_bulk_approve_validates_each_item_and_reports_each_result(

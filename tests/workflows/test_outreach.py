@@ -20,6 +20,7 @@ from tests.fhir_factory import HIGH_RISK, make_member
 from tools.care_plan import DraftCarePlanArgs, GoalSpec
 from tools.outreach import SendOutreachArgs
 from tools.tasks import CreateTaskArgs
+from store.approval_items import ApprovalItems
 from workflows.inbox import DecisionRejected, list_pending_approvals
 from workflows.outreach import MemberOutreachWorkflow
 from workflows.outreach_client import start_outreach
@@ -82,7 +83,7 @@ async def test_high_risk_care_plan_waits_for_a_clinician_then_completes(
     [pending] = status.pending_approvals
     assert ("a3-care-plan.1", "draft_care_plan", "rn") == (pending.approval_id, pending.tool, pending.required_role)
     assert any("LACE 10" in r for r in pending.reasons)
-    listed = await wait_for_listing(client, handle.id)
+    listed = await wait_for_listing(ApprovalItems(store.db), handle.id)
     assert pending.digest == listed.digest
 
     result = await decide(client, handle.id, ApprovalDecision(
@@ -95,13 +96,13 @@ async def test_high_risk_care_plan_waits_for_a_clinician_then_completes(
     assert "approved by rn.kim" in written(store, plan_action.reference)["note"][0]["text"]
 
 
-async def wait_for_listing(client: Client, workflow_id: str, timeout: float = 15.0):  # noqa: ANN201
-    """Visibility is eventually consistent: wait until the run shows in the cross-workflow listing."""
+async def wait_for_listing(items: ApprovalItems, workflow_id: str, timeout: float = 15.0):  # noqa: ANN201
+    """The projection is written with the run's next ledger append: wait until the run shows in the listing."""
     import asyncio
 
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
-        found = [p for p in await list_pending_approvals(client) if p.workflow_id == workflow_id]
+        found = [p for p in await list_pending_approvals(items) if p.workflow_id == workflow_id]
         if found:
             return found[0]
         await asyncio.sleep(0.3)
