@@ -326,9 +326,9 @@ async def main() -> None:
     client = await connect(settings, runtime=metrics.runtime if metrics else None)
     gauges = None
     if metrics is not None:
-        from workflows.run_gauges import VisibilityGauges
+        from workflows.run_gauges import RunGauges
 
-        gauges = asyncio.create_task(VisibilityGauges(client, settings).run())
+        gauges = asyncio.create_task(RunGauges(client, settings, store.db).run())
     try:
         await run_until_signalled(*build_workers(client, settings, store, graceful_shutdown=GRACEFUL_SHUTDOWN))
     finally:

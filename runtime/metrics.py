@@ -4,7 +4,7 @@ One registry per process (``REGISTRY``); the worker serves it on
 ``CARELOOM_WORKER_METRICS_PORT``, the API at ``/metrics``, the ADT listener on
 its own port. Labels carry codes only (program, outcome, queue, role, message
 type, ACK code) — never identifiers. The collectors that read careloom's own data are above this layer:
-the ledger figures (:mod:`evaluation.ledger_gauges`), the visibility counts (:mod:`workflows.run_gauges`) and
+the ledger figures (:mod:`evaluation.ledger_gauges`), the run and approval counts (:mod:`workflows.run_gauges`) and
 the quality-sample counter's updates (:mod:`workflows.ledger_activity`).
 """
 
@@ -34,13 +34,14 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 RUNS_STARTED = Counter("careloom_runs_started_total", "Runs started, by program and trigger (adt, import, sweep, "
                        "cli, api).", ["program", "trigger"], registry=REGISTRY)
 RUNS = Gauge("careloom_runs", "Runs by program and status (CareloomStatus), as last counted from Temporal "
-             "visibility by the worker.", ["program", "status"], registry=REGISTRY)
+             "visibility by the deployment's one poller (the run-counts lease).", ["program", "status"],
+             registry=REGISTRY)
 PENDING_BY_QUEUE = Gauge("careloom_pending_approval_runs_by_queue", "Running runs with an approval waiting in "
-                         "this queue (visibility).", ["queue"], registry=REGISTRY)
+                         "this queue (approvals projection).", ["queue"], registry=REGISTRY)
 PENDING_BY_ROLE = Gauge("careloom_pending_approval_runs_by_role", "Running runs with an approval waiting for this "
-                        "role (visibility).", ["role"], registry=REGISTRY)
-SLA_OVERDUE = Gauge("careloom_sla_overdue_runs", "Running runs whose earliest approval is past its SLA deadline "
-                    "(visibility): escalations under way.", ["program"], registry=REGISTRY)
+                        "role (approvals projection).", ["role"], registry=REGISTRY)
+SLA_OVERDUE = Gauge("careloom_sla_overdue_runs", "Running runs with an approval past its SLA deadline "
+                    "(approvals projection): escalations under way.", ["program"], registry=REGISTRY)
 TCM_DEADLINES = Counter("careloom_tcm_deadlines_total", "Discharges started for outreach by TCM deadline state "
                         "(on_time, at_risk: due within 24 h, missed).", ["state"], registry=REGISTRY)
 MODEL_REQUESTS = Counter("careloom_model_requests_total", "Requests to the language model, by step (planner, "

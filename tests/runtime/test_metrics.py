@@ -20,7 +20,7 @@ from tests.conftest import wait_for_status
 from tests.fhir_factory import make_member
 from worker import build_worker, serve_worker_metrics
 from workflows.outreach import MemberOutreachWorkflow
-from workflows.run_gauges import VisibilityGauges
+from workflows.run_gauges import RunGauges
 
 
 def _free_port() -> int:
@@ -46,7 +46,7 @@ async def test_the_worker_endpoint_serves_careloom_and_sdk_metrics(client: Clien
             await wait_for_status(metered.get_workflow_handle(report.started[0]),
                                   lambda s: s.status not in ("starting", "gathering", "planning", "executing"),
                                   timeout=60, query=MemberOutreachWorkflow.status)
-            await VisibilityGauges(metered, ours).refresh()
+            await RunGauges(metered, ours, store.db).refresh()
             with contextlib.suppress(RPCError):  # it may have completed on its own
                 await metered.get_workflow_handle(report.started[0]).terminate("test finished")
         answer = await asyncio.to_thread(urllib.request.urlopen, f"http://127.0.0.1:{port}/metrics", timeout=5)
@@ -85,3 +85,38 @@ async def _two_requests(model_server, ChatModel, ModelConfig, Tally, completion,
                                                      {"step": "recommender", "kind": "prompt"})
     assert 1 <= REGISTRY.get_sample_value("careloom_model_errors_total",
                                           {"step": "recommender", "error": "ModelEndpointError"})
+
+
+async def test_one_process_per_deployment_asks_visibility_and_approvals_come_from_the_projection(
+        client: Client, settings, store, tmp_path) -> None:  # noqa: ANN001
+    """Two worker processes on one records database: only the lease holder counts runs from visibility; both
+    serve the same counts. The approval gauges are the projection's rows (runs per queue and role, overdue runs),
+    with no Temporal call at all."""
+    from datetime import UTC, datetime, timedelta
+
+    from guardrails.policy import GuardrailPolicy
+    from store.approval_items import ItemChange, apply_change
+    from tests.databases import fresh_store
+    from tests.guardrails.run_facts import task
+    from tests.workflows.approval_items import pending_item
+    from workflows.approval_projection import item_row
+
+    with fresh_store(tmp_path) as own:
+        now = datetime.now(UTC)
+        late = pending_item(task(confidence=0.5), role="care_coordinator", policy=GuardrailPolicy(),
+                            now=now - timedelta(days=3))
+        fresh = late.model_copy(update={"workflow_id": "outreach-mbr-2-ep2", "sla_deadline": now + timedelta(days=1)})
+        for item in (late, fresh):
+            own.db.write(lambda db, i=item: apply_change(db, ItemChange(workflow_id=i.workflow_id, upserts=[
+                item_row(i, run_id="r1", program="MemberOutreachWorkflow")]), now))
+        first, second = (RunGauges(client, settings, own.db, holder=h) for h in ("worker-a", "worker-b"))
+        await first.refresh()
+        await second.refresh()
+        assert first.visibility_calls > 0 and 0 == second.visibility_calls
+        await second.refresh()
+        assert 0 == second.visibility_calls  # the lease is still worker-a's
+        assert 2 == REGISTRY.get_sample_value("careloom_pending_approval_runs_by_queue", {"queue": late.queue})
+        assert 2 == REGISTRY.get_sample_value("careloom_pending_approval_runs_by_role", {"role": "care_coordinator"})
+        assert 1 == REGISTRY.get_sample_value("careloom_sla_overdue_runs", {"program": "post-discharge-outreach"})
+        assert REGISTRY.get_sample_value("careloom_runs", {"program": "post-discharge-outreach",
+                                                           "status": "completed"}) is not None
