@@ -252,6 +252,18 @@ class Settings(BaseSettings):
                                             "endpoint (/metrics); unset: not served. The API serves /metrics "
                                             "on its own port.")
 
+    # --- tracing and worker deployment (docs/operations.md) ----------------------------
+    tracing_exporter: Literal["none", "console", "otlp"] = Field(
+        default="none", description="OpenTelemetry traces (API -> workflow -> activity -> model): none (off), "
+        "console (stderr, for a developer) or otlp (OTLP/HTTP to tracing_otlp_endpoint).")
+    tracing_otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP traces endpoint, e.g. "
+                                              "http://otel-collector:4318/v1/traces (tracing_exporter=otlp).")
+    tracing_service_name: str = Field(default="careloom", description="service.name on every span.")
+    worker_deployment_name: str | None = Field(default=None, description="Temporal Worker Versioning: the "
+                                               "Worker Deployment this worker belongs to; unset: unversioned.")
+    worker_build_id: str | None = Field(default=None, description="This worker's build id within the deployment "
+                                        "(e.g. the release's git sha); required with worker_deployment_name.")
+
     # --- activity behaviour -------------------------------------------------------
     tool_attempts: int = Field(default=10, ge=1, description="Attempts for a retryable tool failure.")
 
