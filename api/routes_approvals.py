@@ -13,7 +13,7 @@ from api.decisions import NOT_FOUND, DecisionRequest, public_detail, to_decision
 from api.deps import Approvals, CurrentIdentity, Signer, TemporalClient, current_identity
 from api.filters import visibility_value
 from api.preview import preview_resources
-from api.visibility import may_decide, record_access, visible_approval
+from api.visibility import may_decide, may_decide_listed, record_access, visible_approval
 from guardrails.approvals import DecisionResult, PendingApproval
 from guardrails.policy import Role
 from runtime.errors import DecisionRefused
@@ -78,12 +78,20 @@ async def decide_approval(workflow_id: str, approval_id: str, body: DecisionRequ
 
 @router.post("/bulk")
 async def bulk(request: Request, body: BulkRequest, who: CurrentIdentity, client: TemporalClient,
-               signer: Signer) -> BulkResponse:
-    """Decide a homogeneous selection; every item is validated and reported on its own."""
+               signer: Signer, approvals: Approvals) -> BulkResponse:
+    """Decide a homogeneous selection; every item is validated and reported on its own. The approvals
+    projection names each listed item's role and run (no query, no describe per item); an item it does not hold
+    is looked up in its run. The run validates every decision itself."""
+    rows = await asyncio.to_thread(approvals.rows_for, [(i.workflow_id, i.approval_id) for i in body.items])
 
     async def hidden(item: BulkItem) -> BulkItemResult | None:
         try:
-            await may_decide(request, client, who, item.workflow_id, item.approval_id, action="approval.bulk")
+            row = rows.get((item.workflow_id, item.approval_id))
+            if row is None:
+                await may_decide(request, client, who, item.workflow_id, item.approval_id, action="approval.bulk")
+            else:
+                may_decide_listed(request, who, item.workflow_id, item.approval_id, row.required_role,
+                                  action="approval.bulk")
         except DecisionRefused as err:
             return BulkItemResult(workflow_id=item.workflow_id, approval_id=item.approval_id, ok=False,
                                   error_code=err.code, error=public_detail(err))
@@ -94,7 +102,7 @@ async def bulk(request: Request, body: BulkRequest, who: CurrentIdentity, client
     allowed = [i for i in body.items if refused[(i.workflow_id, i.approval_id)] is None]
     decided = {(r.workflow_id, r.approval_id): r for r in await decide_bulk(
         client, allowed, decision=body.decision, tool=body.tool, approver=who.user_id, role=who.role,
-        reason=body.reason, signer=signer)} if allowed else {}
+        reason=body.reason, signer=signer, run_ids={w: r.run_id for (w, _), r in rows.items()})} if allowed else {}
     results = [_public(refused[(i.workflow_id, i.approval_id)] or decided[(i.workflow_id, i.approval_id)])
                for i in body.items]
     ok = sum(r.ok for r in results)

@@ -21,7 +21,7 @@ from guardrails.policy import ROLE_RANK
 from runtime.errors import DecisionRefused
 from workflows.inbox import get_approval
 
-__all__ = ["may_act", "may_decide", "record_access", "run_visible", "visible_approval", "visible_run_status"]
+__all__ = ["may_act", "may_decide", "may_decide_listed", "record_access", "run_visible", "visible_approval", "visible_run_status"]
 
 
 def may_act(who: Identity, required_role: str) -> bool:
@@ -46,6 +46,16 @@ async def visible_approval(request: Request, client: Client, who: Identity, work
         raise
     record_access(request, who, action, "shown", workflow_id=workflow_id, approval_id=approval_id)
     return item
+
+
+def may_decide_listed(request: Request, who: Identity, workflow_id: str, approval_id: str, required_role: str, *,
+                      action: str) -> None:
+    """:func:`may_decide` for an item the approvals projection lists, with the role it names (no run query)."""
+    refuse_own_request(request, who, workflow_id, approval_id, action=action)  # 403 for a request's submitter
+    if not may_act(who, required_role):
+        record_access(request, who, action, "not_found", workflow_id=workflow_id, approval_id=approval_id)
+        raise DecisionRefused("not_found", NOT_FOUND)
+    record_access(request, who, action, "decided", workflow_id=workflow_id, approval_id=approval_id)
 
 
 async def may_decide(request: Request, client: Client, who: Identity, workflow_id: str, approval_id: str, *,

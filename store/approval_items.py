@@ -189,6 +189,17 @@ class ApprovalItems:
         return ({str(k): int(n) for k, n in by_queue}, {str(k): int(n) for k, n in by_role},
                 {str(k): int(n) for k, n in overdue})
 
+    def rows_for(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], ItemRow]:
+        """The rows of these (workflow id, approval id) pairs that the projection holds (one query)."""
+        wanted = set(pairs)
+        if not wanted:
+            return {}
+        where, params = ItemQuery(workflow_ids=sorted({w for w, _ in wanted})).where()
+        found = self.db.read(lambda db: db.rows(
+            f"SELECT {', '.join(_COLUMNS)} FROM approval_items WHERE {where}", params))  # noqa: S608 - fixed text
+        rows = (ItemRow(*r) for r in found)
+        return {(r.workflow_id, r.approval_id): r for r in rows if (r.workflow_id, r.approval_id) in wanted}
+
     def keys(self) -> dict[tuple[str, str], str]:
         """(workflow id, approval id) -> run id of every row: what the consistency check compares."""
         return {(str(w), str(a)): str(r) for w, a, r in self.db.read(lambda db: db.rows(

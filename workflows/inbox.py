@@ -104,18 +104,19 @@ async def get_approval(client: Client, workflow_id: str, approval_id: str) -> Pe
 
 
 async def decide(client: Client, workflow_id: str, decision: ApprovalDecision, *,
-                 signer: DecisionSigner | None = None) -> DecisionResult:
+                 signer: DecisionSigner | None = None, run_id: str | None = None) -> DecisionResult:
     """Send a decision through the ``decide`` update; a refusal raises DecisionRejected.
 
     ``signer`` (the API's and CLI's, after they authenticated the approver) signs it for this run: a run
-    whose policy names decision keys refuses an unsigned one.
+    whose policy names decision keys refuses an unsigned one. ``run_id`` (the approvals projection's, for a
+    bulk decision) saves asking Temporal which run runs now; a stale one is refused as not found.
     """
     handle = client.get_workflow_handle(workflow_id)
     if signer is not None:
         # The signature binds the run that runs now: a decision cannot be replayed into a restarted run of
         # this workflow id, and the update goes to exactly that run.
         try:
-            run_id = (await handle.describe(rpc_timeout=DECIDE_TIMEOUT)).run_id
+            run_id = run_id or (await handle.describe(rpc_timeout=DECIDE_TIMEOUT)).run_id
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 raise DecisionRejected("not_found", f"no pending approval {decision.approval_id!r} in "
@@ -168,8 +169,10 @@ class BulkItemResult(BaseModel):
 
 async def decide_bulk(client: Client, items: list[BulkItem], *, decision: Literal["approve", "reject"],
                       tool: str, approver: str, role: Role, reason: str | None = None,
-                      concurrency: int = 16, signer: DecisionSigner | None = None) -> list[BulkItemResult]:
-    """Decide many homogeneous items; each is validated on its own and reported on its own."""
+                      concurrency: int = 16, signer: DecisionSigner | None = None,
+                      run_ids: dict[str, str] | None = None) -> list[BulkItemResult]:
+    """Decide many homogeneous items; each is validated on its own and reported on its own. ``run_ids``
+    (workflow id -> run id, from the approvals projection) saves a describe per item."""
     limit = asyncio.Semaphore(concurrency)
 
     async def one(item: BulkItem) -> BulkItemResult:
@@ -178,8 +181,8 @@ async def decide_bulk(client: Client, items: list[BulkItem], *, decision: Litera
             try:
                 payload = ApprovalDecision(approval_id=item.approval_id, digest=item.digest, decision=decision,
                                            approver=approver, role=role, reason=reason, bulk_tool=tool)
-                return BulkItemResult(**base, ok=True, result=await decide(client, item.workflow_id, payload,
-                                                                                signer=signer))
+                return BulkItemResult(**base, ok=True, result=await decide(
+                    client, item.workflow_id, payload, signer=signer, run_id=(run_ids or {}).get(item.workflow_id)))
             except DecisionRejected as err:
                 return BulkItemResult(**base, ok=False, error_code=err.code, error=str(err))
             except ValueError as err:
