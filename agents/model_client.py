@@ -12,7 +12,10 @@ are off, because Temporal owns retries:
   a *non-retryable* ``ModelEndpointError`` naming the setting to fix.
 
 Token usage and latency are tallied per step (:class:`Tally`), priced at the
-configured per-token rates (:meth:`ChatModel.usage`).
+configured per-token rates (:meth:`ChatModel.usage`). With tracing on
+(:mod:`runtime.tracing`) each request is a ``model.chat`` span under the
+activity's: model name, step, token counts, status; never the prompt or the
+completion.
 """
 
 from __future__ import annotations
@@ -35,11 +38,13 @@ from openai import (
     AsyncOpenAI,
 )
 from openai.types.chat import ChatCompletion
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from temporalio.exceptions import ApplicationError
 
 from agents.deidentify import PhiLevel
 from agents.planner import MODEL_ENDPOINT_ERROR, ModelUsage
 from runtime.metrics import MODEL_ERRORS, MODEL_REQUESTS, MODEL_TOKENS
+from runtime.tracing import tracer
 
 __all__ = ["CERTAINTY_WITHOUT_LOGPROBS", "Answer", "Call", "ChatModel", "ModelConfig", "Tally", "endpoint_failure", "model_certainty",
            "parse_answer", "repair_messages", "retry_after"]
@@ -219,24 +224,41 @@ class ChatModel:
         extra: dict[str, Any] = {"logprobs": True} if self.config.logprobs else {}
         tally.requests += 1
         MODEL_REQUESTS.labels(self.step).inc()
-        try:
-            response = await self._client.chat.completions.create(
-                model=self.config.model, messages=messages, tools=tools, tool_choice=tool_choice,
-                temperature=self.config.temperature, **extra)
-            if getattr(response, "usage", None) is not None:
-                tally.prompt_tokens += response.usage.prompt_tokens or 0
-                tally.completion_tokens += response.usage.completion_tokens or 0
-                MODEL_TOKENS.labels(self.step, "prompt").inc(response.usage.prompt_tokens or 0)
-                MODEL_TOKENS.labels(self.step, "completion").inc(response.usage.completion_tokens or 0)
-            return parse_answer(response)
-        except (APIError, ValueError, TypeError, AttributeError) as err:
-            # APIError covers status, timeout, connection and response-validation errors; the others are a
-            # 200 whose body is not a chat completion (an HTML page, broken JSON, missing fields).
-            failure = endpoint_failure(err, self.config.model)
-            MODEL_ERRORS.labels(self.step, failure.type or "error").inc()
-            log.warning("planner.model_request_failed", model=self.config.model, error=failure.type,
-                        retryable=not failure.non_retryable)
-            raise failure from None
+        # The span says which model, which step, how many tokens and how it ended: never what was sent or
+        # answered (no exception events either: an endpoint's error text may quote the request).
+        with tracer().start_as_current_span(
+                "model.chat", kind=SpanKind.CLIENT, record_exception=False, set_status_on_exception=False,
+                attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": self.config.model,
+                            "careloom.model.step": self.step, "careloom.model.tools": len(tools),
+                            "careloom.model.messages": len(messages)}) as span:
+            try:
+                response = await self._client.chat.completions.create(
+                    model=self.config.model, messages=messages, tools=tools, tool_choice=tool_choice,
+                    temperature=self.config.temperature, **extra)
+                if getattr(response, "usage", None) is not None:
+                    tally.prompt_tokens += response.usage.prompt_tokens or 0
+                    tally.completion_tokens += response.usage.completion_tokens or 0
+                    MODEL_TOKENS.labels(self.step, "prompt").inc(response.usage.prompt_tokens or 0)
+                    MODEL_TOKENS.labels(self.step, "completion").inc(response.usage.completion_tokens or 0)
+                    span.set_attributes({"gen_ai.usage.input_tokens": response.usage.prompt_tokens or 0,
+                                         "gen_ai.usage.output_tokens": response.usage.completion_tokens or 0})
+                answer = parse_answer(response)
+                span.set_attributes({"careloom.model.status": "ok", "careloom.model.calls": len(answer.calls),
+                                     "gen_ai.response.finish_reasons": [answer.finish_reason or "unknown"]})
+                return answer
+            except (APIError, ValueError, TypeError, AttributeError) as err:
+                # APIError covers status, timeout, connection and response-validation errors; the others are a
+                # 200 whose body is not a chat completion (an HTML page, broken JSON, missing fields).
+                failure = endpoint_failure(err, self.config.model)
+                MODEL_ERRORS.labels(self.step, failure.type or "error").inc()
+                span.set_attributes({"careloom.model.status": failure.type or "error",
+                                     "careloom.model.retryable": not failure.non_retryable})
+                if isinstance(err, APIStatusError):
+                    span.set_attribute("http.response.status_code", err.status_code)
+                span.set_status(Status(StatusCode.ERROR, failure.type or "error"))
+                log.warning("planner.model_request_failed", model=self.config.model, error=failure.type,
+                            retryable=not failure.non_retryable)
+                raise failure from None
 
     def usage(self, tally: Tally, *, repaired: bool) -> ModelUsage:
         cost = (tally.prompt_tokens * self.config.input_usd_per_mtok

@@ -5,6 +5,11 @@ cookie; the verifier is the users file (hashed API tokens) or an identity
 provider's JWTs (:mod:`api.deps`). Refusals map to status codes: 401
 unauthenticated, 403 wrong role or self-approval, 404 unknown, 409 stale digest
 or already decided, 422 invalid input.
+
+With tracing on (``CARELOOM_TRACING_EXPORTER``, :mod:`runtime.tracing`) every
+request is a server span named by its route template (``GET /api/runs/{workflow_id}``),
+the parent of the workflow starts and updates it makes; its URL attributes carry
+the template only (no ids, no query string) and no client address.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -41,8 +47,9 @@ from guardrails.configured import check_deployment
 from runtime.errors import DecisionRefused
 from runtime.settings import Settings
 from runtime.temporal_client import connect
+from runtime.tracing import configure_tracing
 
-__all__ = ["ROUTERS", "SESSION_COOKIE", "create_app"]
+__all__ = ["ROUTERS", "SESSION_COOKIE", "create_app", "instrument_requests"]
 
 ROUTERS: tuple[APIRouter, ...] = (
     routes_service.router,  # /api/health, /api/me
@@ -61,6 +68,40 @@ ROUTERS: tuple[APIRouter, ...] = (
     routes_web.router,  # the inbox pages
 )
 """Every router of the app, in the order their routes are matched and listed in the OpenAPI document."""
+
+
+_UNTRACED = r"/static/.*,/metrics"
+"""Requests with no span: static files and Prometheus scrapes."""
+_URL_ATTRIBUTES = ("http.url", "url.full", "http.target", "url.path")
+"""Span attributes the ASGI instrumentation fills from the request's URL: set to the route template."""
+_DROPPED_ATTRIBUTES = ("url.query", "net.peer.ip", "client.address", "net.sock.peer.addr", "http.client_ip")
+"""Span attributes emptied: a query string (FHIR searches name patients) and the caller's address."""
+
+
+def _template_only(span: Any, scope: dict[str, Any]) -> None:  # noqa: ANN401 - the instrumentation's hook
+    """The server request hook: a URL's ids and query string never reach a span, only its route template."""
+    attributes = getattr(span, "attributes", None) or {}
+    name = getattr(span, "name", "") or ""
+    method, _, template = name.partition(" ")
+    template = template if template.startswith("/") and method == scope.get("method") else "(unmatched route)"
+    for key in _URL_ATTRIBUTES:
+        if key in attributes:
+            span.set_attribute(key, template)
+    for key in _DROPPED_ATTRIBUTES:
+        if key in attributes:
+            span.set_attribute(key, "")
+
+
+def instrument_requests(app: FastAPI, settings: Settings) -> bool:
+    """A span per request when tracing is on (OpenTelemetry's FastAPI instrumentation); False when off."""
+    provider = configure_tracing(settings)
+    if provider is None:
+        return False
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls=_UNTRACED,
+                                       server_request_hook=_template_only, exclude_spans=["receive", "send"])
+    return True
 
 
 def create_app(settings: Settings, *, client: Client | None = None, verifier: TokenVerifier | None = None) -> FastAPI:
@@ -85,4 +126,5 @@ def create_app(settings: Settings, *, client: Client | None = None, verifier: To
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    instrument_requests(app, settings)
     return app

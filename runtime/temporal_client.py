@@ -1,5 +1,6 @@
 """Connecting to Temporal: the client carries :class:`runtime.plugin.CareloomPlugin` (careloom's data converter,
-:mod:`runtime.data_converter`), and the SDK passes it on to every worker built from the client."""
+:mod:`runtime.data_converter`) and, when tracing is on, the SDK's OpenTelemetry ``TracingInterceptor``
+(:mod:`runtime.tracing`); the SDK passes both on to every worker built from the client."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from temporalio.service import TLSConfig
 from runtime.errors import ConfigurationError
 from runtime.plugin import CareloomPlugin
 from runtime.settings import Settings
+from runtime.tracing import tracing_interceptor
 
 __all__ = ["connect", "tls_config"]
 
@@ -30,9 +32,12 @@ async def connect(settings: Settings, *, target_host: str | None = None, runtime
     """Connect to the configured cluster (or the embedded server's address).
 
     The client carries :class:`~runtime.plugin.CareloomPlugin`: its data converter, and for every worker
-    built from this client the sandbox passthrough modules and workflow failure types.
+    built from this client the sandbox passthrough modules and workflow failure types. With
+    ``tracing_exporter`` other than ``none`` it also carries the tracing interceptor (workflow, activity and
+    client spans); off, it has no interceptor at all.
     """
     host = target_host or settings.target_host
+    interceptor = tracing_interceptor(settings)
     try:
         return await Client.connect(
             host,
@@ -40,6 +45,7 @@ async def connect(settings: Settings, *, target_host: str | None = None, runtime
             api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
             tls=tls_config(settings),
             plugins=[CareloomPlugin(settings)],
+            interceptors=[interceptor] if interceptor is not None else [],
             **({"runtime": runtime} if runtime is not None else {}),
         )
     except RuntimeError as err:

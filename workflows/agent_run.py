@@ -10,6 +10,9 @@ status query and the check of an edited action. The runtime gives it:
   update, its validator, the SLA timer and the decision-ledger activity;
 * tool calls as activities, by their declared activity type (:mod:`tools.registry`);
 * the search attributes the cross-program inbox reads;
+* what the Temporal Web UI and ``temporal workflow show`` say about a run: a summary on every activity it
+  schedules (:func:`activity_summary`) and its current details (:meth:`AgentRun.current_details`), in words
+  from identifiers and codes only (docs/operations.md);
 * an end for every run: a cancel (Temporal) or a ``withdraw`` update closes its pending approvals with
   ``withdrawn`` ledger entries and starts no write after it; a run that cannot go on (a tool failed for good,
   data it cannot use) gives a person a follow-up Task and a ``run_failed`` ledger entry before it fails.
@@ -46,8 +49,8 @@ with workflow.unsafe.imports_passed_through():
     from tools.registry import CREATE_TASK, SEND_OUTREACH, ToolSpec
     from workflows.approvals import LEDGER_APPEND, ApprovalBook, RoutedPolicy
 
-__all__ = ["ActionOutcome", "ActivityQueues", "AgentRun", "activity_queues", "ParkableState", "WithdrawRequest", "WithdrawResult",
-           "outcome_of"]
+__all__ = ["ActionOutcome", "ActivityQueues", "AgentRun", "activity_queues", "activity_summary", "ledger_summary",
+           "ParkableState", "WithdrawRequest", "WithdrawResult", "outcome_of"]
 
 S = TypeVar("S", bound=BaseModel)
 
@@ -131,6 +134,49 @@ _FOLLOW_UP_TIMEOUT = timedelta(hours=1)
 """How long a failed run keeps trying to give a person its follow-up Task (the store may be down)."""
 _FOLLOW_UP_PATCH = "follow-up-task-1"
 """Patch marker of the follow-up Tasks of failed runs and failed actions: histories recorded before them replay."""
+
+
+_SUMMARY_LIMIT = 200
+"""Activity summaries are one line in the Web UI's timeline."""
+_DETAIL_ACTIONS = 12
+"""Current details list at most this many actions (then a count of the rest)."""
+
+
+def activity_summary(tool: ToolSpec, data: BaseModel, *, queue: str | None = None) -> str:
+    """What a tool activity does, for the Web UI and ``temporal workflow show`` (user metadata of the
+    ActivityTaskScheduled event): its tool and kind, and for a write the action id, channel and whether a human
+    approved it. Words from identifiers and codes only: never a member id, name, date, message or clinical
+    value: whoever may read the run's history in the Web UI reads its summaries."""
+    words = [f"{tool.name} ({tool.kind})"]
+    key = getattr(data, "idempotency_key", None)
+    if isinstance(key, str) and key:
+        action = key.rsplit("/", 1)[-1]
+        if _safe_word(action):
+            words.append(f"action {action}")
+    arguments = getattr(data, "arguments", None)
+    channel = getattr(arguments, "channel", None)
+    if isinstance(channel, str) and _safe_word(channel):
+        words.append(f"via {channel}")
+    if tool.kind == "write":
+        words.append("approved by a person" if getattr(data, "approved_by", None) or getattr(data, "approval", None)
+                     else "no approval needed")
+    if queue:
+        words.append(f"on queue {queue}")
+    return "; ".join(words)[:_SUMMARY_LIMIT]
+
+
+def ledger_summary(events: Sequence[str]) -> str:
+    """The ``ledger.append`` activity's summary: how many entries of which events (codes only)."""
+    counts: dict[str, int] = {}
+    for event in events:
+        counts[event] = counts.get(event, 0) + 1
+    kinds = ", ".join(f"{n} {event}" for event, n in sorted(counts.items()))
+    return f"{LEDGER_APPEND.name} (ledger): {len(events)} decision-ledger entries ({kinds})"[:_SUMMARY_LIMIT]
+
+
+def _safe_word(text: str) -> bool:
+    """An identifier or code: ASCII letters, digits, dashes, dots and underscores, short."""
+    return 0 < len(text) <= 40 and all(c.isascii() and (c.isalnum() or c in "-._") for c in text)
 
 
 class AgentRun:
@@ -292,6 +338,7 @@ class AgentRun:
                 CREATE_TASK.name, self.follow_up_task(non_adverse_quote(reason, 290),
                                                           f"{info.workflow_id}/{info.run_id}/{key_suffix}"),
                 result_type=CREATE_TASK.result_type,
+                summary=f"{CREATE_TASK.name} (write): follow-up Task for a person ({key_suffix})",
                 start_to_close_timeout=self._tool_timeout, schedule_to_close_timeout=_FOLLOW_UP_TIMEOUT,
                 retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
@@ -366,11 +413,12 @@ class AgentRun:
         is waited for (WAIT_CANCELLATION_COMPLETED), so what it wrote is known, never reported as failed."""
         self.check_may_start(tool)
         write = tool.kind == "write"
+        queue = None if own_queue else self.queue_for(tool)
         try:
             return await workflow.execute_activity(
-                tool.name, data, result_type=tool.result_type,
+                tool.name, data, result_type=tool.result_type, summary=activity_summary(tool, data, queue=queue),
                 start_to_close_timeout=self._tool_timeout, retry_policy=self._tool_retry,
-                task_queue=None if own_queue else self.queue_for(tool),
+                task_queue=queue,
                 heartbeat_timeout=tool.heartbeat_timeout,
                 cancellation_type=(ActivityCancellationType.WAIT_CANCELLATION_COMPLETED if write
                                    else ActivityCancellationType.TRY_CANCEL))
@@ -403,8 +451,33 @@ class AgentRun:
                 "action_id": action.action_id, "tool": action.tool, "digest": action.digest[:12]})
 
     def publish(self, state: Any, status: str) -> None:
+        """The run's status changed: search attributes and the Web UI's current details follow."""
         self._state, self._status = state, status
         self._sync_search_attributes()
+
+    def current_details(self) -> str:
+        """The run's current details for the Temporal Web UI (markdown): status, member pseudonym, pending
+        approvals by role and queue, actions by id, tool and status. Identifiers and codes only."""
+        lines = [f"**status**: {self._status}"]
+        member = self.member_pseudonym()
+        if member is not None:
+            lines.append(f"**member**: {member}")
+        pending = self._book.pending
+        if pending:
+            roles = ", ".join(sorted({p.required_role for p in pending}))
+            queues = ", ".join(sorted({p.queue for p in pending}))
+            lines.append(f"**pending approvals**: {len(pending)} (role {roles}; queue {queues})")
+        else:
+            lines.append("**pending approvals**: 0")
+        actions = list(getattr(getattr(self, "_state", None), "actions", None) or [])
+        if actions:
+            lines.append(f"**actions**: {len(actions)}")
+            lines += [f"- {r.action.action_id} {r.action.tool}: {r.status}" for r in actions[:_DETAIL_ACTIONS]]
+            if len(actions) > _DETAIL_ACTIONS:
+                lines.append(f"- and {len(actions) - _DETAIL_ACTIONS} more")
+        if self._withdrawal is not None:
+            lines.append(f"**withdrawn**: {len(self._closed)} approval(s) closed")
+        return "\n".join(lines)
 
     # --- decision ledger ----------------------------------------------------------------
     async def _flush_ledger(self, *, shielded: bool = False) -> None:
@@ -415,6 +488,7 @@ class AgentRun:
             return
         await workflow.execute_activity(
             LEDGER_APPEND.name, batch, result_type=LEDGER_APPEND.result_type,
+            summary=ledger_summary([e.event for e in batch.entries]),
             start_to_close_timeout=timedelta(seconds=30),
             # The ledger is the 6-year record: keep trying (backing off) rather than lose an entry.
             retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)),
@@ -473,6 +547,9 @@ class AgentRun:
 
     # --- search attributes -----------------------------------------------------------------
     def _sync_search_attributes(self) -> None:
+        """Search attributes (a command, only when one changed) and the current details (no command: the Web UI
+        reads them with the ``__temporal_workflow_metadata`` query), on every change of status or approvals."""
+        workflow.set_current_details(self.current_details())
         pending = self._book.pending
         wanted: dict[str, Any] = {
             sa.STATUS.name: self._status,

@@ -15,7 +15,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from guardrails.policy import GuardrailPolicy
-from tools.member import salted_digest
+from tools.member import pseudonym, salted_digest
 from workflows.agent_run import ActivityQueues
 from workflows.care_gap import CareGapWorkflow
 from workflows.care_gap_models import CareGapInput
@@ -44,7 +44,14 @@ async def start_care_gap(client: Client, *, member_id: str, period_start: date, 
                          recheck_days=recheck_days, remind_every_days=remind_every_days),
             id=workflow_id, task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL)
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            # What the Web UI shows for the run: the member's pseudonym, the period and measure codes.
+            static_summary=(f"Care-gap closure for member {pseudonym(member_id, salt)}, "
+                            f"{period_start:%Y-%m-%d}..{period_end:%Y-%m-%d}"),
+            static_details="\n".join([
+                "**program**: care-gap closure", f"**initiated by**: {initiated_by}",
+                f"**measures**: {', '.join(measure_ids) or '-'}",
+                f"**re-check every**: {recheck_days} days; **remind every**: {remind_every_days} days"]))
         return handle, True
     except WorkflowAlreadyStartedError:
         return client.get_workflow_handle_for(CareGapWorkflow.run, workflow_id), False

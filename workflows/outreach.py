@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from runtime.errors import DecisionRefused
     from runtime.search_attributes import RunStatus
     from tools.tasks import CreateTaskArgs, CreateTaskInput
-    from workflows.agent_run import AgentRun, outcome_of
+    from workflows.agent_run import AgentRun, activity_summary, outcome_of
     from workflows.outreach_models import OutreachInput, OutreachResult, OutreachStatus
 
 __all__ = ["MemberOutreachWorkflow"]
@@ -103,6 +103,7 @@ class MemberOutreachWorkflow(AgentRun):
             return await workflow.execute_activity(
                 PLAN_OUTREACH.name, data, result_type=PLAN_OUTREACH.result_type, task_queue=self.queue_for(PLAN_OUTREACH),
                 heartbeat_timeout=PLAN_OUTREACH.heartbeat_timeout,
+                summary=activity_summary(PLAN_OUTREACH, data, queue=self.queue_for(PLAN_OUTREACH)),
                 start_to_close_timeout=min(_PLAN_TIMEOUT, budget), schedule_to_close_timeout=budget,
                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2),
                                          maximum_interval=timedelta(minutes=5), maximum_attempts=0,

@@ -45,6 +45,18 @@ async def _legacy_run(client: Client, workflow_id: str) -> WorkflowHandle | None
     return None if described.status in _RESTARTABLE else handle
 
 
+def _static_details(initiated_by: str, tool_attempts: int, planning_budget: timedelta | None,
+                    queues: ActivityQueues | None) -> str:
+    """The run's fixed details for the Web UI (markdown): who started it and how it runs."""
+    lines = ["**program**: post-discharge outreach", f"**initiated by**: {initiated_by}",
+             f"**tool attempts**: {tool_attempts}"]
+    if planning_budget is not None:
+        lines.append(f"**planning budget**: {planning_budget.total_seconds():g}s")
+    if queues is not None and (queues.model or queues.messages):
+        lines.append(f"**rate-limited queues**: model {queues.model or '-'}, messages {queues.messages or '-'}")
+    return "\n".join(lines)
+
+
 async def start_outreach(
     client: Client,
     *,
@@ -79,6 +91,9 @@ async def start_outreach(
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            # What the Web UI shows for the run: the member's pseudonym and codes, never ids, names or dates.
+            static_summary=f"Post-discharge outreach for member {pseudonym(member_id, salt)}",
+            static_details=_static_details(initiated_by, tool_attempts, planning_budget, queues),
         )
         return handle, True
     except WorkflowAlreadyStartedError:

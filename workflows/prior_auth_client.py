@@ -19,7 +19,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from guardrails.prior_auth_policy import PriorAuthPolicy
 from store.records import CareRecordStore
 from tools.criteria import CriteriaSet
-from tools.member import salted_digest
+from tools.member import pseudonym, salted_digest
 from tools.pas_limits import IntakeLimits
 from store.submissions import SubmissionRecord
 from tools.appeals import AppealCase, AppealRefused, appeal_workflow_id, stored_submission
@@ -74,10 +74,23 @@ async def submit_prior_auth(
             id=workflow_id, task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            # What the Web UI shows for the run: the member's pseudonym and counts, never codes of the services.
+            static_summary=(f"Prior-authorization triage ({submission.priority}) for member "
+                            f"{pseudonym(submission.member_id, salt)}"),
+            static_details=_static_details(submission, initiated_by),
         )
         return handle, True, submission
     except WorkflowAlreadyStartedError:
         return client.get_workflow_handle_for(PriorAuthWorkflow.run, workflow_id), False, submission
+
+
+def _static_details(submission: PriorAuthSubmission, initiated_by: str, *, appeal: str | None = None) -> str:
+    """The run's fixed details for the Web UI (markdown): counts and who started it, no clinical content."""
+    lines = ["**program**: prior authorization" + (f" ({appeal})" if appeal else ""),
+             f"**priority**: {submission.priority}", f"**initiated by**: {initiated_by}",
+             f"**service lines**: {len(submission.items)}", f"**clinical notes**: {len(submission.note_ids)}",
+             f"**questionnaire responses**: {len(submission.questionnaire_response_ids)}"]
+    return "\n".join(lines)
 
 
 def _responses_of(store: CareRecordStore, claim_id: str, member_id: str) -> list[str]:
@@ -124,7 +137,9 @@ async def start_appeal(
             PriorAuthInput(submission=submission, policy=policy, initiated_by=filed_by, tool_attempts=tool_attempts,
                            queues=queues or ActivityQueues(), appeal=appeal),
             id=workflow_id, task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE, id_conflict_policy=WorkflowIDConflictPolicy.FAIL)
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE, id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=f"Prior-authorization reconsideration ({'expedited' if expedited else 'standard'})",
+            static_details=_static_details(submission, filed_by, appeal="reconsideration of a determination"))
     except WorkflowAlreadyStartedError:
         if key is not None:
             store.discard_created(key)
