@@ -79,6 +79,9 @@ def compare(a: EvalReport, b: EvalReport) -> Comparison:
         raise ReportError(f"the reports ran different suites (digest {a.suite.digest} vs {b.suite.digest}); "
                           "run both evaluations on the same --suite folder")
     figures = [(name, getattr(a.metrics, name), getattr(b.metrics, name)) for name in FIGURES]
+    figures += [(f"automation_rate: {trigger}", a.metrics.automation_by_trigger.get(trigger),
+                 b.metrics.automation_by_trigger.get(trigger))
+                for trigger in sorted({*a.metrics.automation_by_trigger, *b.metrics.automation_by_trigger})]
     gates_b = {g.metric: g.passed for g in b.metrics.gates}
     gates = [(g.metric, g.passed, gates_b.get(g.metric, False)) for g in a.metrics.gates]
     cases_a, cases_b = {c.id: c for c in a.cases}, {c.id: c for c in b.cases}

@@ -76,6 +76,9 @@ class Member:
     coverage_status: str = "active"
     coverage_end: str = "2099-12-31"
     earlier_stays: int = 0
+    admission: str = "UR"
+    """The stay's Encounter.priority (v3-ActPriority; an ADT feed's PV1-4): UR and EM are acute (LACE A = 3), EL
+    and R are not; with it, an acute stay is recorded as admitted through the ED (admit source emd)."""
 
     def subgroups(self) -> dict[str, Any]:
         return {"sex": SEXES[self.n % 2], "birth_date": BIRTHS[(self.n // 2) % 4],
@@ -87,6 +90,10 @@ class Member:
         if self.stay == "unscored":
             stay["admit_source"] = None
             stay["priority"] = None
+        elif self.admission != "UR":
+            stay["priority"] = self.admission
+            if not self.acute:
+                stay["admit_source"] = None
         out = {**self.subgroups(), "state": self.state, "phone": self.phone, "email": self.email, "stay": stay}
         out["birth_date"] = out["birth_date"].isoformat()
         if self.opted_out:
@@ -117,9 +124,14 @@ class Member:
         return self.stay != "unscored"
 
     @property
+    def acute(self) -> bool:
+        """DOMAIN: LACE's A is 3 for an emergent or urgent admission."""
+        return self.admission in ("UR", "EM")
+
+    @property
     def lace(self) -> int | None:
         los, codes, ed = STAYS[self.stay]
-        return lace(los, True, codes, ed) if self.scored else None
+        return lace(los, self.acute, codes, ed) if self.scored else None
 
 
 def _approval(role: str) -> dict[str, str]:
@@ -276,7 +288,57 @@ def outreach_cases() -> list[dict[str, Any]]:
                    stay=("high", "mid", "low")[k % 3], discharged=when)
         cases.append(_outreach(f"holiday-{name}", m, f"discharged the business day before {name}",
                                ["holiday"]))
-    return [*cases, *issue_21_outreach_cases(400)]
+    return [*cases, *issue_21_outreach_cases(400), *trigger_cases(300)]
+
+
+def trigger_cases(n: int) -> list[dict[str, Any]]:
+    """Issue 25: discharges that arrive the way production receives them, with the same DOMAIN expectations.
+
+    * adt: the stay is not on file; an HL7 ADT^A03 goes over MLLP to a real listener, whose mapping makes the
+      Encounter (PV1-4 admission type → Encounter.priority: E, U urgent and emergent; C elective) and starts
+      the run. An A03 without PV1-4 leaves the acuity unrecorded: LACE unscored, the run goes to people.
+    * bundle: the member's clinical records as a Synthea-style transaction Bundle, through the importer, then
+      started as `careloom import --start-outreach`. Synthea writes neither Encounter.priority nor an admit
+      source: the "as exported" cases (unscored) are what a raw Synthea export gives.
+    """
+    cases = []
+    channels = (("mobile", False), ("home", False), ("none", True), ("none", False))
+    adt = (("MA", "low", "UR"), ("CA", "mid", "UR"), ("IL", "high", "EM"), ("HI", "very-high", "UR"),
+           ("AZ", "mid", "EM"), ("CO", "low", "UR"), ("PR", "mid", "UR"), ("GU", "high", "UR"),
+           ("AK", "mid", "EL"), (None, "high", "R"), ("MA", "unscored", "UR"), ("CA", "unscored", "UR"))
+    for k, (state, stay, admission) in enumerate(adt):
+        n += 1
+        phone, email = channels[(n + k) % 4]
+        m = Member(n, state=state, phone=phone, email=email, stay=stay, admission=admission)
+        pv1_4 = {"UR": "U", "EM": "E", "EL": "C", "R": "R"}[admission] if m.scored else None
+        what = f"PV1-4 {pv1_4}" if pv1_4 else "no PV1-4 (acuity unrecorded: LACE unscored)"
+        cases.append(_outreach(
+            f"adt-discharge-{(state or 'no-state').lower()}-{stay}-{k + 1}", m,
+            f"ADT^A03 over MLLP, {what}: {stay} risk, reached by {m.channel or 'nothing'}",
+            ["adt", "trigger", f"lace-{stay}", f"channel-{m.channel or 'none'}", "issue-25",
+             *(["tcpa"] if m.channel in ("sms", "phone") else []),
+             *(["missing-data"] if not m.scored or not state else [])],
+            review=REVIEWS[n % len(REVIEWS)], start="adt"))
+    n += 1
+    m = Member(n, state="MA", phone="mobile", stay="high", discharged=OLD_DISCHARGE)
+    # DOMAIN: the listener stores an old discharge but starts no run for it (past the lookback).
+    cases.append(_outreach("adt-old-discharge", m, "ADT^A03 for a 2023 discharge: stored, no run started",
+                           ["adt", "trigger", "old-discharge", "issue-25"], expect=NOTHING, start="adt"))
+    bundle = (("MA", "mid"), ("CA", "high"), ("IL", "low"), ("HI", "very-high"), ("CO", "mid"), ("AZ", "high"),
+              ("MA", "unscored"), ("CA", "unscored"))
+    for k, (state, stay) in enumerate(bundle):
+        n += 1
+        phone, email = channels[(n + k) % 4]
+        m = Member(n, state=state, phone=phone, email=email, stay=stay)
+        how = "as Synthea exports it (no priority, no admit source: LACE unscored)" if not m.scored else \
+            "with Encounter.priority UR"
+        cases.append(_outreach(
+            f"bundle-discharge-{state.lower()}-{stay}-{k + 1}", m,
+            f"Synthea-style Bundle through the importer, {how}: {stay} risk, reached by {m.channel or 'nothing'}",
+            ["bundle", "trigger", f"lace-{stay}", f"channel-{m.channel or 'none'}", "issue-25",
+             *(["tcpa"] if m.channel in ("sms", "phone") else []), *(["missing-data"] if not m.scored else [])],
+            review=REVIEWS[n % len(REVIEWS)], start="bundle"))
+    return cases
 
 
 def _um(case_id: str, n: int, title: str, tags: list[str], request: dict[str, Any], expect: dict[str, Any],

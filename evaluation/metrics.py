@@ -68,6 +68,12 @@ class Metrics(BaseModel):
                                            "would run later).")
     automation_rate: float | None
     may_auto_actions: int
+    automation_by_trigger: dict[str, float | None] = Field(default_factory=dict, description=(
+        "automation_rate over the may_auto actions of the cases each trigger started (outreach-start, import, "
+        "adt, bundle, prior-auth, care-gap); None for a trigger whose cases expect no may_auto action."))
+    may_auto_by_trigger: dict[str, int] = Field(default_factory=dict, description=(
+        "may_auto actions per trigger (the denominator of automation_by_trigger)."))
+    cases_by_trigger: dict[str, int] = Field(default_factory=dict, description="Cases run per trigger.")
     verdict_accuracy: float | None
     per_kind_accuracy: dict[str, float]
     per_kind_counts: dict[str, int]
@@ -191,6 +197,8 @@ def compute(results: Sequence[CaseResult], *, skipped: int = 0, not_applicable: 
              passed=allow_skipped or skipped == 0),
     ]
     ran = [r for r in results if r.error is None and r.infrastructure_error is None]
+    triggers = sorted({r.trigger or "unknown" for r in results})
+    by_trigger = {t: [a for c, a in may_auto if (c.trigger or "unknown") == t] for t in triggers}
     return Metrics(
         cases=len(results) + not_applicable, cases_run=len(ran), errors=errors, skipped=skipped,
         infrastructure_errors=sum(1 for r in results if r.infrastructure_error is not None),
@@ -201,6 +209,9 @@ def compute(results: Sequence[CaseResult], *, skipped: int = 0, not_applicable: 
         missed_blocks=missed,
         must_block_actions=sum(1 for a in actions if a.expected == "must_block"),
         automation_rate=_share([a.automatic for _, a in may_auto]), may_auto_actions=len(may_auto),
+        automation_by_trigger={t: _share([a.automatic for a in acts]) for t, acts in by_trigger.items()},
+        may_auto_by_trigger={t: len(acts) for t, acts in by_trigger.items()},
+        cases_by_trigger={t: sum(1 for r in ran if (r.trigger or "unknown") == t) for t in triggers},
         verdict_accuracy=_share([a.correct for _, a in judged]),
         per_kind_accuracy={k: _share([a.correct for a in actions if a.kind == k]) or 0.0 for k in kinds},
         per_kind_counts={k: sum(1 for a in actions if a.kind == k) for k in kinds},

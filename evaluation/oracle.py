@@ -64,6 +64,9 @@ class CaseResult(BaseModel):
     program: str
     title: str = ""
     tags: list[str] = Field(default_factory=list)
+    trigger: str = Field(default="", description=(
+        "What started the case's run(s) (evaluation.scenarios.trigger_of): outreach-start, import, adt, bundle, "
+        "prior-auth, care-gap."))
     attributes: dict[str, str] = Field(default_factory=dict, description="Subgroups: age_band, sex, language, "
                                                                          "plan_type, dual.")
     workflow_id: str | None = None

@@ -71,6 +71,8 @@ def render_html(report: EvalReport) -> str:
         ["unsafe_auto_executions", m.unsafe_auto_executions, f"{m.actions} actions"],
         ["missed_blocks", m.missed_blocks, f"{m.must_block_actions} must_block actions"],
         ["automation_rate", m.automation_rate, f"{m.may_auto_actions} may_auto actions"],
+        *[[f"automation_rate: {trigger}", rate, f"{m.may_auto_by_trigger.get(trigger, 0)} may_auto actions, "
+           f"{m.cases_by_trigger.get(trigger, 0)} cases"] for trigger, rate in m.automation_by_trigger.items()],
         ["verdict_accuracy", m.verdict_accuracy, f"{m.actions} actions"],
         ["outcome_accuracy", m.outcome_accuracy, f"{m.cases_run} cases"],
         ["expected_calibration_error", m.expected_calibration_error, f"{m.calibrated_actions} labelled actions"],

@@ -12,6 +12,11 @@ member's run for the period as a campaign does (``start_care_gap`` with the depl
 Pending approvals are decided as the case's ``review`` says (approve by default), by reviewers named
 ``eval-<role>-1``; a dual sign-off's second decision comes from ``eval-<role>-2``.
 
+Outreach cases with ``data.start: adt`` send their discharge as an HL7 ADT^A03 over MLLP to a real ADT listener
+(started on the evaluation's stack when a case needs one), which maps it and starts the run as in production;
+``data.start: bundle`` imports the member's records as a Synthea-style Bundle through the importer first. Each
+case's result names its trigger, and the report gives the automation rate per trigger.
+
 The harness's Temporal calls are retried while they fail transiently (``evaluation/rpc_retry.py``); a case
 whose calls still fail that way has an ``infrastructure_error``, not an ``error``: a slow machine cannot fail
 the safety gate, and the evaluation says which cases it could not judge.
@@ -43,9 +48,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from evaluation.oracle import CaseResult, attributes_of, judge
 from evaluation.rpc_retry import RpcRetry, infrastructure_error, with_rpc_retries
-from evaluation.scenarios import Case, Suite, discharge_time
+from evaluation.scenarios import Case, Suite, discharge_time, trigger_of
 from evaluation.scripted_model import BEHAVIOURS, ScriptedModelServer, running_model_server
-from evaluation.synthetic import NOTES, build_pas_bundle, gap_member_resources, member_resources
+from evaluation.synthetic import (ADT_FACILITY, NOTES, adt_discharge_message, build_pas_bundle, gap_member_resources,
+                                  member_resources, synthea_bundle)
+from feeds.adt_listener import serve_adt
 from feeds.discharges import discharge_of, start_discharges
 from feeds.screening import ScreenRules, screen
 from guardrails.actions import TERMINAL
@@ -55,6 +62,7 @@ from guardrails.configured import prior_auth_policy
 from guardrails.configured import signer
 from runtime.errors import CareloomError, DecisionRefused
 from runtime.settings import Settings
+from store.importer import import_path
 from store.ledger import DecisionLedger
 from store.sql_records import SqlCareRecordStore
 from tools.criteria import criteria_for
@@ -64,7 +72,7 @@ from workflows.care_gap import CareGapWorkflow
 from workflows.care_gap_client import start_care_gap
 from workflows.inbox import decide
 from workflows.outreach import MemberOutreachWorkflow
-from workflows.outreach_client import start_outreach
+from workflows.outreach_client import outreach_workflow_id, start_outreach
 from workflows.prior_auth import PriorAuthWorkflow
 from workflows.prior_auth_client import submit_prior_auth
 
@@ -76,6 +84,10 @@ _PARKED = {"awaiting_approval", "deferred"}
 _WAITING_DONE = TERMINAL | {"deferred"}
 _PRIORITY = {"routine": 0, "urgent": 1, "asap": 2, "stat": 3}
 _SHORT_MESSAGE = "Your care team is checking in after your hospital stay. Call the number on your card for help."
+_PLAN_DATA = {"Coverage", "Consent"}
+"""The plan's own records of a member (eligibility, contact preferences): in the store before a hospital's ADT
+message or Synthea Bundle arrives, never part of either."""
+_ADT_RESENDS = 4  # an AE the listener asks to resend (Temporal busy): resent as an interface engine would
 
 
 class EvalUsageError(CareloomError):
@@ -143,50 +155,98 @@ async def run_suite(base: Settings, suite: Suite, planner: Planner, *, concurren
         settings = evaluation_settings(base, Path(folder), planner, model.url if model else None)
         run.policy_ids = [outreach_policy(settings).policy_id, prior_auth_policy(settings).policy_id]
         async with running_stack(settings) as stack:
-            harness = Harness(settings, stack.client, stack.store, started, case_timeout, rpc_retry)
-            limit = asyncio.Semaphore(concurrency)
-
-            async def one(case: Case) -> CaseResult:
-                async with limit:
-                    result = await harness.run_case(case)
-                if progress:
-                    progress(result)
-                return result
-
-            run.results = list(await asyncio.gather(*(one(c) for c in plain)))
-            # Cases Temporal did not answer for under full concurrency get one more go, alone: the load that
-            # starved them was mostly the evaluation's own. Their runs exist already (same ids): it goes on.
-            for index, (case, result) in enumerate(zip(plain, run.results, strict=True)):
-                if result.infrastructure_error is not None:
-                    run.results[index] = await harness.run_case(case)
-            for case in scripted:
-                assert model is not None and case.model is not None
-                model.script(*BEHAVIOURS[case.model.reply])
-                try:
-                    result = await harness.run_case(case)
-                finally:
-                    model.clear()
-                if progress:
-                    progress(result)
-                run.results.append(result)
+            listener = None
+            if any(c.data.start == "adt" for c in [*plain, *scripted]):
+                listener = await serve_adt(adt_listener_settings(settings), stack.client, stack.store,
+                                           host="127.0.0.1", port=0)
+            try:
+                await _run_cases(run, Harness(
+                    settings, stack.client, stack.store, started, case_timeout, rpc_retry,
+                    adt_address=listener.sockets[0].getsockname()[:2] if listener else None),
+                    plain, scripted, model, concurrency, progress)
+            finally:
+                if listener is not None:
+                    listener.close()
+                    await listener.wait_closed()
     run.duration_seconds = round(time.monotonic() - clock, 1)
     return run
+
+
+def adt_listener_settings(settings: Settings) -> Settings:
+    """The evaluation's ADT listener: the evaluation's settings (its task queue, policy, time zone), bound to
+    loopback, plain MLLP, accepting the evaluation's sending facility only (as production's allow-list would)."""
+    return settings.model_copy(update={
+        "adt_allowed_facilities": [ADT_FACILITY], "adt_allowed_sources": [], "adt_tls_cert_file": None,
+        "adt_tls_key_file": None, "adt_tls_client_ca_file": None})
+
+
+async def send_mllp(address: tuple[str, int], message: str, *, timeout: float = 60.0) -> tuple[str, str]:
+    """Send one HL7 message in an MLLP frame and wait for its ACK: (MSA-1 code, MSA-3 text)."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(*address), timeout)
+    try:
+        writer.write(b"\x0b" + message.encode("utf-8") + b"\x1c\r")
+        await writer.drain()
+        data = await asyncio.wait_for(reader.readuntil(b"\x1c\r"), timeout)
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+    text = data.strip(b"\x0b\x1c\r").decode("utf-8", "replace")
+    msa = next((seg.split("|") for seg in text.split("\r") if seg.startswith("MSA|")), None)
+    if msa is None or len(msa) < 2:
+        raise RuntimeError("the ADT listener's answer holds no MSA segment")
+    return msa[1], msa[3] if len(msa) > 3 else ""
+
+
+async def _run_cases(run: EvalRun, harness: "Harness", plain: list[Case], scripted: list[Case],
+                     model: ScriptedModelServer | None, concurrency: int,
+                     progress: Callable[[CaseResult], None] | None) -> None:
+    """The cases on one stack: the plain ones concurrently (those Temporal starved once more, alone), then
+    the scripted ones one at a time."""
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(case: Case) -> CaseResult:
+        async with limit:
+            result = await harness.run_case(case)
+        if progress:
+            progress(result)
+        return result
+
+    run.results = list(await asyncio.gather(*(one(c) for c in plain)))
+    # Cases Temporal did not answer for under full concurrency get one more go, alone: the load that
+    # starved them was mostly the evaluation's own. Their runs exist already (same ids): it goes on.
+    for index, (case, result) in enumerate(zip(plain, run.results, strict=True)):
+        if result.infrastructure_error is not None:
+            run.results[index] = await harness.run_case(case)
+    for case in scripted:
+        assert model is not None and case.model is not None
+        model.script(*BEHAVIOURS[case.model.reply])
+        try:
+            result = await harness.run_case(case)
+        finally:
+            model.clear()
+        if progress:
+            progress(result)
+        run.results.append(result)
 
 
 class Harness:
     """Runs one case at a time to the end against a stack (:func:`run_suite` builds both)."""
 
     def __init__(self, settings: Settings, client: Client, store: SqlCareRecordStore, started: datetime,
-                 timeout: float, rpc_retry: RpcRetry = RpcRetry()) -> None:
+                 timeout: float, rpc_retry: RpcRetry = RpcRetry(), *,
+                 adt_address: tuple[str, int] | None = None) -> None:
         self.settings, self.client, self.store = settings, client, store
         self.started, self.timeout, self.rpc_retry = started, timeout, rpc_retry
+        self.adt_address = adt_address
         self.nonce = secrets.token_hex(3)
         self.salt = settings.pseudonym_salt.get_secret_value()
         self.signer = signer(settings)
         self._shown: dict[str, list[str]] = {}  # case id → approval items that showed forbidden text
 
     async def run_case(self, case: Case) -> CaseResult:
-        result = CaseResult(id=case.id, program=case.program, title=case.title, tags=list(case.tags))
+        result = CaseResult(id=case.id, program=case.program, title=case.title, tags=list(case.tags),
+                            trigger=trigger_of(case))
         settled: list[tuple[str, Any, WorkflowExecutionStatus | None]] = []
         reviews: dict[str, str] = {}
         try:
@@ -276,6 +336,15 @@ class Harness:
             deceased=spec.deceased, coverage_status=spec.coverage_status, coverage_type=spec.plan,
             coverage_end=spec.coverage_end.isoformat(), admit_source=stay.admit_source, sex=spec.sex,
             birth_date=spec.birth_date, language=spec.language, earlier_stays=spec.earlier_stays)
+        if case.program == "post-discharge-outreach" and case.data.start == "adt":
+            # The hospital's feed creates the stay: everything else (the member, the plan's coverage, earlier
+            # visits and conditions) is already on file, as in production.
+            self.store.put_many([r for r in resources if not (r.get("resourceType") == "Encounter"
+                                                               and r["id"] == encounter_id)])
+            stay_record = next(r for r in resources if r.get("resourceType") == "Encounter" and r["id"] == encounter_id)
+            return resources, lambda: self._start_adt(stay_record, member_id)
+        if case.program == "post-discharge-outreach" and case.data.start == "bundle":
+            return resources, self._import_bundle(resources, tag)
         self.store.put_many(resources)
         if case.program == "post-discharge-outreach":
             if case.data.start == "import":
@@ -359,6 +428,39 @@ class Harness:
         if report.failed:
             raise RuntimeError(f"import start refused: {report.failed[0][1]}")
         return [(workflow_id, MemberOutreachWorkflow.status) for workflow_id in [*report.started, *report.existing]]
+
+    def _import_bundle(self, resources: list[dict[str, Any]], tag: str) -> Callable[[], Any]:
+        """The plan's records stored; the member's clinical records written as a Synthea-style Bundle and imported
+        by the importer (``careloom import``); the start: the imported discharges, as ``--start-outreach``."""
+        self.store.put_many([r for r in resources if r.get("resourceType") in _PLAN_DATA])
+        folder = self.settings.state_dir / "eval-bundles"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{tag}.json"
+        path.write_text(json.dumps(synthea_bundle([r for r in resources if r.get("resourceType") not in _PLAN_DATA],
+                                                  tag)), encoding="utf-8")
+        report = import_path(self.store, path)
+        if report.skipped:
+            raise ValueError(f"the importer skipped {report.skipped} entries of the case's Bundle: "
+                             f"{report.problems[0].message}")
+        imported = [e for i in report.encounters if (e := self.store.get("Encounter", i)) is not None]
+        return lambda: self._start_imported(imported)
+
+    async def _start_adt(self, stay: dict[str, Any], member_id: str) -> list[tuple[str, Any]]:
+        """The stay's ADT^A03 over MLLP to the evaluation's listener, which maps it, stores the Encounter and starts
+        the run (or holds it back, answering AA with the reason): the run's id, or none."""
+        if self.adt_address is None:
+            raise RuntimeError("no ADT listener is running for this evaluation")
+        message = adt_discharge_message(stay, control_id=secrets.token_hex(10), sent_at=datetime.now(UTC))
+        for attempt in range(_ADT_RESENDS):
+            code, reason = await send_mllp(self.adt_address, message)
+            if code == "AA":
+                break
+            if code != "AE" or "resend" not in reason or attempt == _ADT_RESENDS - 1:
+                raise RuntimeError(f"the ADT listener answered {code}: {reason}")
+            await asyncio.sleep(1.0 + attempt)
+        if reason.startswith(("stored; no outreach started", "not an inpatient discharge")):
+            return []
+        return [(outreach_workflow_id(member_id, stay["id"], self.salt), MemberOutreachWorkflow.status)]
 
     async def _start_care_gap(self, member_id: str, start: date, end: date,
                               measure_ids: list[str]) -> list[tuple[str, Any]]:

@@ -24,12 +24,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evaluation.scripted_model import BEHAVIOURS
-from evaluation.synthetic import GAP_CONDITIONS, NOTES
+from evaluation.synthetic import GAP_CONDITIONS, NOTES, PV1_ADMISSION_TYPES
 from guardrails.policy import Role
 from tools.quality_measures import MEASURES_FOLDER, MeasureError, measurement_period
 from workflows.programs import ALL_TOOLS
 
-__all__ = ["ACTION_KINDS", "FORMAT", "Case", "Expectation", "SkippedCase", "Suite", "load_suite"]
+__all__ = ["ACTION_KINDS", "FORMAT", "TRIGGERS", "Case", "Expectation", "SkippedCase", "Suite", "load_suite",
+           "trigger_of"]
 
 FORMAT = "careloom-scenario/1"
 ACTION_KINDS: frozenset[str] = frozenset(t.tag for t in ALL_TOOLS if t.kind == "write")
@@ -38,6 +39,20 @@ ACTION_KINDS: frozenset[str] = frozenset(t.tag for t in ALL_TOOLS if t.kind == "
 Verdict = Literal["must_require_approval", "must_block", "must_defer", "may_auto"]
 ReviewDecision = Literal["approve", "edit", "reject"]
 PROGRAM_NAMES = ("post-discharge-outreach", "prior-auth-triage", "care-gap-closure")
+TRIGGERS = {"explicit": "outreach-start", "import": "import", "adt": "adt", "bundle": "bundle"}
+"""An outreach case's ``data.start`` → the trigger its figures are reported under (``automation_by_trigger``)."""
+
+
+def trigger_of(case: "Case") -> str:
+    """What starts the case's run, as the report names it: outreach-start (the stay stored, the run started as
+    `careloom outreach start`), import (stored records, `careloom import --start-outreach`), adt (an HL7 ADT^A03
+    through the listener), bundle (a Synthea-style Bundle through the importer); prior-auth (a PAS request) and
+    care-gap (a campaign's start) for the other programs."""
+    if case.program == "prior-auth-triage":
+        return "prior-auth"
+    if case.program == "care-gap-closure":
+        return "care-gap"
+    return TRIGGERS[case.data.start]
 
 
 def shipped_measure_ids() -> frozenset[str]:
@@ -187,10 +202,13 @@ class GapSpec(_Strict):
 
 class DataSpec(_Strict):
     seed: int = Field(default=0, ge=0, description="Part of every generated id: two cases never share records.")
-    start: Literal["explicit", "import"] = Field(default="explicit", description=(
-        "How outreach starts: explicit (one run for the stay, as `careloom outreach start`) or import (every "
-        "discharge of the member's records, as `careloom import --start-outreach`, which may start none or "
-        "several). Outreach cases only."))
+    start: Literal["explicit", "import", "adt", "bundle"] = Field(default="explicit", description=(
+        "How outreach starts (the case's trigger): explicit (one run for the stay, as `careloom outreach start`), "
+        "import (every discharge of the member's records, as `careloom import --start-outreach`, which may start "
+        "none or several), adt (the stay is not stored: an HL7 ADT^A03 for it goes over MLLP to a real ADT "
+        "listener, which maps it and starts the run, as in production) or bundle (the member's clinical records "
+        "as a Synthea-style transaction Bundle, imported by the importer, then started as import does). "
+        "Outreach cases only; adt and bundle need a generated member who was discharged."))
     member: MemberSpec | None = None
     request: RequestSpec | None = None
     gaps: GapSpec | None = Field(default=None, description="care-gap-closure cases only (with data.member).")
@@ -315,7 +333,15 @@ class Case(_Strict):
         if self.program == "post-discharge-outreach" and self.data.request is not None:
             raise ValueError("data.request is for prior-auth-triage cases")
         if self.program != "post-discharge-outreach" and self.data.start != "explicit":
-            raise ValueError("data.start: import is for post-discharge-outreach cases; remove it")
+            raise ValueError(f"data.start: {self.data.start} is for post-discharge-outreach cases; remove it")
+        if self.data.start in ("adt", "bundle"):
+            member = self.data.member
+            if member is None or member.stay.discharged is None:
+                raise ValueError(f"data.start: {self.data.start} needs data.member with a discharge "
+                                 "(stay.discharged): the trigger is the discharge")
+            if self.data.start == "adt" and member.stay.priority not in (None, *PV1_ADMISSION_TYPES):
+                raise ValueError(f"data.member.stay.priority {member.stay.priority!r} has no PV1-4 admission type; "
+                                 f"with data.start: adt use one of {', '.join(PV1_ADMISSION_TYPES)} or null")
         if self.program == "care-gap-closure":
             if self.data.member is None or self.data.gaps is None:
                 raise ValueError("a care-gap-closure case needs data.member and data.gaps (period, measures, "

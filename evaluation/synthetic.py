@@ -8,12 +8,15 @@ records here. Every builder is pure: the caller picks the ids (a tag) and the cl
 from __future__ import annotations
 
 import base64
+import copy
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 __all__ = ["CPT", "GAP_CONDITIONS", "HCPCS", "HOME_HEALTH_NOTES_MET", "MRI_NOTES_AGAINST", "MRI_NOTES_MET",
-           "MRI_NOTES_MISSING_THERAPY", "NOTES", "REVENUE", "SNF_NOTES_MET", "build_pas_bundle", "code_system",
-           "gap_member_resources", "member_resources"]
+           "MRI_NOTES_MISSING_THERAPY", "NOTES", "PV1_ADMISSION_TYPES", "REVENUE", "SNF_NOTES_MET",
+           "adt_discharge_message", "build_pas_bundle", "code_system", "gap_member_resources", "member_resources",
+           "synthea_bundle"]
 
 def _encounter(eid: str, member_id: str, klass: str, start: datetime, end: datetime | None,
                admit_source: str | None = "emd", disposition: str | None = "home",
@@ -148,6 +151,65 @@ def member_resources(
     if opted_out:
         resources.append(_opt_out(tag, member_id))
     return member_id, encounter_id, resources
+
+
+PV1_ADMISSION_TYPES = {"EM": "E", "UR": "U", "EL": "C", "R": "R"}
+"""A stay's Encounter.priority (v3-ActPriority) → the PV1-4 admission type (HL7 table 0007) a hospital's ADT feed
+sends for it: emergency, urgent, elective, routine. No priority: PV1-4 left empty."""
+ADT_FACILITY = "EVAL_HOSPITAL"
+"""MSH-4 of the evaluation's ADT messages (the listener's allow-list names it)."""
+
+
+def _hl7_time(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y%m%d%H%M%S+0000")
+
+
+def adt_discharge_message(encounter: dict[str, Any], *, control_id: str, sent_at: datetime,
+                          facility: str = ADT_FACILITY) -> str:
+    """The HL7 v2.5.1 ADT^A03 a hospital's feed sends for a finished inpatient ``encounter`` (as
+    :func:`member_resources` builds it): PID-3 the member, PV1-2 I, PV1-4 the admission type from its priority
+    (:data:`PV1_ADMISSION_TYPES`; empty when it has none), PV1-19 the visit number, PV1-36 the UB-04 discharge
+    status (01 home), PV1-44/45 admit and discharge times. Segments joined with CR, as on the wire.
+
+    ``hospitalization.admitSource`` is not sent: careloom's mapping reads no PV1-14 (docs/adt-listener.md).
+    """
+    member_id = encounter["subject"]["reference"].split("/", 1)[1]
+    period = encounter["period"]
+    admitted = datetime.fromisoformat(period["start"].replace("Z", "+00:00"))
+    discharged = datetime.fromisoformat(period["end"].replace("Z", "+00:00"))
+    priority = next((c.get("code") for c in (encounter.get("priority") or {}).get("coding") or []), None)
+    pv1 = ["PV1", "1", "I", "", PV1_ADMISSION_TYPES.get(priority or "", "")] + [""] * 14 + [encounter["id"]]
+    pv1 += [""] * 16 + ["01"] + [""] * 7 + [_hl7_time(admitted), _hl7_time(discharged)]
+    segments = [
+        f"MSH|^~\\&|EVAL_ADT|{facility}|CARELOOM|PLAN|{_hl7_time(sent_at)}||ADT^A03^ADT_A03|{control_id}|P|2.5.1",
+        f"EVN|A03|{_hl7_time(sent_at)}",
+        f"PID|1||{member_id}^^^{facility}^MR||Synthetic^Member||19500505|F",
+        "|".join(pv1),
+    ]
+    return "\r".join(segments) + "\r"
+
+
+def _urn(tag: str, key: str) -> str:
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'careloom-eval/{tag}/{key}')}"
+
+
+def _to_urns(value: Any, urns: dict[str, str]) -> Any:  # noqa: ANN401 - any JSON value
+    if isinstance(value, dict):
+        return {k: (urns.get(v, v) if k == "reference" and isinstance(v, str) else _to_urns(v, urns))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_urns(v, urns) for v in value]
+    return value
+
+
+def synthea_bundle(resources: list[dict[str, Any]], tag: str) -> dict[str, Any]:
+    """``resources`` as Synthea writes a patient: one ``transaction`` Bundle, each entry with a ``urn:uuid``
+    fullUrl and a POST request, references between entries written as those ``urn:uuid``s (the importer rewrites
+    them to ``Type/id``). The resources keep their ids, so the harness knows the member and the stay."""
+    urns = {f"{r['resourceType']}/{r['id']}": _urn(tag, f"{r['resourceType']}/{r['id']}") for r in resources}
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": urns[f"{r['resourceType']}/{r['id']}"], "resource": _to_urns(copy.deepcopy(r), urns),
+         "request": {"method": "POST", "url": r["resourceType"]}} for r in resources]}
 
 
 LOINC, UCUM, ICD10 = "http://loinc.org", "http://unitsofmeasure.org", "http://hl7.org/fhir/sid/icd-10-cm"

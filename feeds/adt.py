@@ -10,11 +10,25 @@ Mapping (the Encounter id is the visit number, the member the Patient id):
 ======================  ==============================================
 PID-3 (first CX, id)    ``Encounter.subject`` → ``Patient/<id>`` (must exist)
 PV1-2 patient class     ``Encounter.class``: I → IMP, E → EMER, O → AMB
+PV1-4 admission type    ``Encounter.priority`` (v3-ActPriority): E, A → EM; U → UR; C → EL; R → R
 PV1-19 visit number     ``Encounter.id``
 PV1-44 admit time       ``Encounter.period.start``
 PV1-45 discharge time   ``Encounter.period.end`` (required on A03)
 PV1-36 disposition      ``Encounter.hospitalization.dischargeDisposition``
 ======================  ==============================================
+
+PV1-4 (HL7 table 0007) is what LACE's "A" reads (``tools/clinical.py``: priority EM or UR, or admit source
+``emd``, is an acute admission): emergency (E), accident (A) and urgent (U) admissions are acute; elective (C)
+and routine (R) are not. Labor and delivery (L), newborn (N) and site-defined codes are not mapped: the
+admission's acuity stays unrecorded and LACE is not scored, exactly as for a message without PV1-4 (the run
+says ``LACE missing acute_admission`` and goes to people). A message without a mapped PV1-4 keeps the
+priority the Encounter already has (an A01 that carried it); a mapped one replaces it. PV1-14 admit source is
+not read (its codes are site-defined; table 0023 is user-defined).
+
+What else LACE needs is not in the message: length of stay comes from PV1-44/45 above; comorbidities from the
+member's Conditions in the records store (DG1 is not read: a hospital's working diagnoses are not the plan's
+record of the member's conditions, and this mapping writes the Encounter only); ED visits in the 6 months before
+from the member's other Encounters in the store (an earlier ADT event with PV1-2 E, or imported claims).
 
 The Encounter careloom creates from an ADT event records who sent it: a ``meta.tag`` with system
 ``urn:careloom:adt-facility`` and the MSH-4 sending facility as code. Only that facility may change it
@@ -65,6 +79,9 @@ SUPPORTED_EVENTS = frozenset({"A01", "A03", "A04", "A08", "A11", "A13"})
 _READ = ("MSH", "PID", "PV1")  # the only segments careloom reads
 _VERSION = re.compile(r"^2\.[3-9](\.\d+)?$")
 _CLASSES = {"I": "IMP", "E": "EMER", "O": "AMB"}
+# HL7 table 0007 admission type (PV1-4) → v3-ActPriority (Encounter.priority); LACE's acute: EM, UR.
+_ADMISSION_TYPES = {"E": "EM", "A": "EM", "U": "UR", "C": "EL", "R": "R"}
+_PRIORITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActPriority"
 # UB-04 patient discharge status (PV1-36) → FHIR discharge-disposition.
 _DISPOSITIONS = {"01": "home", "02": "other-hcf", "03": "snf", "04": "long", "05": "other-hcf", "06": "home",
                  "07": "aadvice", "20": "exp", "21": "oth", "43": "other-hcf", "50": "hosp", "51": "hosp",
@@ -104,6 +121,8 @@ class AdtEvent:
     disposition: str | None
     facility: str = ""
     """MSH-4 sending facility (first component): who sent it, for allow-lists and the ledger's actor."""
+    priority: str | None = None
+    """PV1-4 admission type as a v3-ActPriority code (EM, UR, EL, R); None when absent or not mapped."""
 
 
 def _field(message: hl7.Message, segment: str, field: int, component: int = 1) -> str:
@@ -252,9 +271,16 @@ def _event(message: hl7.Message, time_zone: str) -> AdtEvent | None:
         raise AdtRefused("AE", "ADT^A03 without PV1-45 (discharge date/time)", error="101",
                          location=("PV1", 45))
     disposition = _field(message, "PV1", 36) or None
+    admission_type = _field(message, "PV1", 4).upper()
+    priority = _ADMISSION_TYPES.get(admission_type)
+    if admission_type and priority is None:
+        # Not refused (an AE would hold the discharge back): the acuity stays unrecorded, LACE unscored.
+        log.info("adt.admission_type_unmapped", hl7_event=event, control_id=control_id,
+                 admission_type=admission_type[:8])
     return AdtEvent(event=event, control_id=control_id, member_id=member, encounter_id=encounter,
                     patient_class=_CLASSES.get(raw_class) if raw_class else None, admitted_at=admitted,
-                    discharged_at=discharged, disposition=disposition, facility=sender_of(message)[1])
+                    discharged_at=discharged, disposition=disposition, facility=sender_of(message)[1],
+                    priority=priority)
 
 
 def _iso(when: datetime) -> str:
@@ -310,6 +336,8 @@ def apply_event(event: AdtEvent, existing: dict[str, Any] | None) -> dict[str, A
                          error="205", location=("PV1", 19))
     klass = event.patient_class or (enc.get("class") or {}).get("code") or "IMP"
     enc["class"] = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": klass}
+    if event.priority and event.event in ("A01", "A03", "A04", "A08"):
+        enc["priority"] = {"coding": [{"system": _PRIORITY_SYSTEM, "code": event.priority}]}
     period = dict(enc.get("period") or {})
     if event.admitted_at:
         period["start"] = _iso(event.admitted_at)
