@@ -30,8 +30,15 @@ from dataclasses import dataclass
 
 import structlog
 from temporalio.client import Client
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.runtime import Runtime
-from temporalio.worker import Worker
+from temporalio.worker import (
+    PollerBehaviorAutoscaling,
+    ResourceBasedSlotConfig,
+    Worker,
+    WorkerDeploymentConfig,
+    WorkerTuner,
+)
 from temporalio.workflow import _Definition
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
@@ -47,6 +54,7 @@ from feeds.sweep import DischargeSweepWorkflow
 from feeds.sweep_activities import SweepActivities
 from guardrails.approval_check import ApprovalCheck
 from guardrails.configured import check_deployment, decision_signatures
+from runtime.errors import ConfigurationError
 from runtime.logging import configure_logging
 from runtime.plugin import sandboxed_runner, worker_plugins
 from runtime.run_origin import RunOriginInterceptor
@@ -71,8 +79,10 @@ from workflows.programs_plugin import ProgramsPlugin
 if TYPE_CHECKING:
     from agents.model_client import ModelConfig
 
-__all__ = ["GRACEFUL_SHUTDOWN", "WORKFLOWS", "Hosts", "Stack", "WorkerMetrics", "build_hosts", "build_worker", "build_workers", "main", "running_stack", "model_config_for", "planner_for",
-           "rate_limited_workers", "recommender_for", "serve_worker_metrics", "warm_up_workflows", "workflow_runner"]
+__all__ = ["ACTIVITY_THREADS", "GRACEFUL_SHUTDOWN", "RESOURCE_TUNER_MAX_ACTIVITIES", "WORKFLOWS", "Hosts", "Stack",
+           "WorkerMetrics", "build_hosts", "build_worker", "build_workers", "deployment_config_for", "main",
+           "resource_based_tuner", "running_stack", "model_config_for", "planner_for", "rate_limited_workers",
+           "recommender_for", "serve_worker_metrics", "warm_up_workflows", "workflow_runner"]
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +92,46 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=45)
 """How long a stopping ``python worker.py`` lets running activities finish before cancelling them (a cancelled
 one is retried on another worker). Under deploy/careloom.yaml's 60 s termination grace, so the pod leaves on its
 own before Kubernetes sends SIGKILL. Workers built in-process (tests, ``careloom up``) keep the SDK's 0."""
+
+
+ACTIVITY_THREADS = 16
+"""Threads of the main worker's activity pool (the fixed pool, the default: no tuner)."""
+RESOURCE_TUNER_MAX_ACTIVITIES = 64
+"""With ``tuner=resource_based_tuner()``: the most activity slots the tuner may hand out; the activity pool gets
+this many threads (a slot without a thread would only queue in the executor)."""
+
+
+def deployment_config_for(settings: Settings) -> WorkerDeploymentConfig | None:
+    """Temporal Worker Versioning from settings: with ``worker_deployment_name`` the worker polls as version
+    ``(worker_deployment_name, worker_build_id)`` of that Worker Deployment, and careloom's workflows are PINNED
+    (a run finishes on the version it started on; docs/worker-versioning.md). None (unversioned) when no
+    deployment is named. A deployment without a build id (or a build id without a deployment) is refused."""
+    name, build_id = settings.worker_deployment_name, settings.worker_build_id
+    if not name:
+        if build_id:
+            raise ConfigurationError(
+                "CARELOOM_WORKER_BUILD_ID is set but CARELOOM_WORKER_DEPLOYMENT_NAME is not: Worker Versioning "
+                "needs both (set the deployment name, or unset the build id for an unversioned worker)")
+        return None
+    if not build_id:
+        raise ConfigurationError(
+            f"CARELOOM_WORKER_DEPLOYMENT_NAME is {name!r} but CARELOOM_WORKER_BUILD_ID is not set: a versioned "
+            "worker needs both (set the build id, e.g. the release's git sha, or unset the deployment name)")
+    if "." in name:
+        raise ConfigurationError(
+            f"CARELOOM_WORKER_DEPLOYMENT_NAME {name!r} contains '.', which Temporal uses to join it with "
+            "CARELOOM_WORKER_BUILD_ID; choose a name without one")
+    return WorkerDeploymentConfig(version=WorkerDeploymentVersion(name, build_id), use_worker_versioning=True,
+                                  default_versioning_behavior=VersioningBehavior.PINNED)
+
+
+def resource_based_tuner(*, target_cpu: float = 0.9, target_memory: float = 0.8,
+                         max_activities: int = RESOURCE_TUNER_MAX_ACTIVITIES) -> WorkerTuner:
+    """The SDK's resource-based tuner (slots handed out while the host's CPU and memory stay under the targets),
+    for ``build_worker(tuner=...)``; bench/worker_tuning_bench.py measures it against the fixed pool."""
+    return WorkerTuner.create_resource_based(
+        target_memory_usage=target_memory, target_cpu_usage=target_cpu,
+        activity_config=ResourceBasedSlotConfig(maximum_slots=max_activities))
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -193,6 +243,8 @@ def build_worker(
     task_queue: str | None = None,
     executor: ThreadPoolExecutor | None = None,
     graceful_shutdown: timedelta = timedelta(0),
+    tuner: WorkerTuner | None = None,
+    autoscale_pollers: bool = False,
 ) -> Worker:
     """A worker with every careloom workflow and activity: the programs' from :class:`ProgramsPlugin`, the
     discharge sweep's (a feed) here.
@@ -200,9 +252,17 @@ def build_worker(
     Converter, sandbox passthrough and failure types come from :class:`runtime.plugin.CareloomPlugin`: from
     the client when it carries it (``connect`` does; the SDK applies a client's plugins to its workers),
     else from a worker-level one. Never both.
+
+    Versioned (PINNED) when settings name a Worker Deployment (:func:`deployment_config_for`). ``tuner`` (e.g.
+    :func:`resource_based_tuner`) replaces the SDK's fixed slot counts; the activity pool then gets
+    :data:`RESOURCE_TUNER_MAX_ACTIVITIES` threads instead of :data:`ACTIVITY_THREADS`. ``autoscale_pollers``:
+    workflow and activity pollers scale on the server's feedback (``PollerBehaviorAutoscaling``) instead of
+    the SDK's fixed 5 each.
     """
+    deployment = deployment_config_for(settings)  # a half-configured deployment fails before any warm-up
     warm_up_workflows()
     queue = task_queue or settings.task_queue
+    threads = ACTIVITY_THREADS if tuner is None else RESOURCE_TUNER_MAX_ACTIVITIES
     hosts = hosts or build_hosts(settings, store, planner=planner, recommender=recommender)
     return Worker(
         client,
@@ -211,10 +271,14 @@ def build_worker(
         activities=[*SweepActivities(client, settings, store, queue).activities(),
                     *GapCampaignActivities(client, settings, store, queue).activities(),
                     *PasNotifyActivities(store).activities()],
-        activity_executor=executor or ThreadPoolExecutor(max_workers=16, thread_name_prefix="careloom-tool"),
+        activity_executor=executor or ThreadPoolExecutor(max_workers=threads, thread_name_prefix="careloom-tool"),
         plugins=[ProgramsPlugin(hosts), *worker_plugins(client, settings)],
         interceptors=[run_origin(client, queue)],
         graceful_shutdown_timeout=graceful_shutdown,
+        tuner=tuner,
+        deployment_config=deployment,
+        **({"workflow_task_poller_behavior": PollerBehaviorAutoscaling(),
+            "activity_task_poller_behavior": PollerBehaviorAutoscaling()} if autoscale_pollers else {}),
     )
 
 
@@ -263,7 +327,8 @@ def rate_limited_workers(client: Client, settings: Settings, store: SqlCareRecor
                                            *worker_plugins(client, settings)],
                                   max_task_queue_activities_per_second=rate,
                                   interceptors=[run_origin(client, *workflow_queues)],
-                                  graceful_shutdown_timeout=graceful_shutdown))
+                                  graceful_shutdown_timeout=graceful_shutdown,
+                                  deployment_config=deployment_config_for(settings)))
     return workers
 
 

@@ -124,6 +124,9 @@ def _print(document: object) -> None:
         ("expected_calibration_error", m.expected_calibration_error, f"{m.calibrated_actions} labelled actions"),
     ):
         table.add_row(*map(plain, (name, _fmt(value), over)))
+    for trigger, rate in m.automation_by_trigger.items():
+        table.add_row(*map(plain, (f"automation_rate: {trigger}", _fmt(rate),
+                                   f"{m.may_auto_by_trigger.get(trigger, 0)} may_auto actions")))
     for kind, accuracy in m.per_kind_accuracy.items():
         table.add_row(*map(plain, (f"accuracy: {kind}", _fmt(accuracy), f"{m.per_kind_counts[kind]} actions")))
     if m.largest_gap:

@@ -187,3 +187,61 @@ async def submit(client: Client, task_queue: str, settings: Settings,
     for handle in started:
         with contextlib.suppress(RPCError):
             await handle.terminate("test finished")
+
+
+PRODUCTION_VISIBILITY_RPS = 10
+"""A production frontend's visibility budget per namespace (``frontend.namespaceRPS.visibility``)."""
+
+
+class ProductionServer:
+    """The second dev server of the session, started with production's visibility limit; ``metrics_url`` is its
+    Prometheus endpoint (``service_requests{operation=...}`` per frontend call)."""
+
+    def __init__(self, env: WorkflowEnvironment, metrics_url: str) -> None:
+        self.env = env
+        self.metrics_url = metrics_url
+
+    async def service_requests(self, operation: str) -> tuple[float, float]:
+        """(requests received, requests refused as over the rate limit) of the frontend for ``operation``, summed
+        over namespaces, from the server's own metrics."""
+        import urllib.request
+
+        def scrape() -> str:
+            with urllib.request.urlopen(self.metrics_url, timeout=10) as response:  # noqa: S310 - loopback
+                return response.read().decode()
+
+        received = refused = 0.0
+        for line in (await asyncio.to_thread(scrape)).splitlines():
+            if line.startswith("#") or f'operation="{operation}"' not in line or 'service_name="frontend"' not in line:
+                continue
+            if line.startswith("service_requests{"):
+                received += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("service_errors_resource_exhausted{"):
+                refused += float(line.rsplit(" ", 1)[1])
+        return received, refused
+
+
+@pytest_asyncio.fixture(scope="session")
+async def production_server() -> AsyncIterator[ProductionServer]:
+    """A SECOND dev server, with ``env``'s plugins and search attributes and production's visibility limit
+    (``--dynamic-config-value frontend.namespaceRPS.visibility=10``), its metrics on a port of its own."""
+    from tests.net import free_port
+
+    port = free_port()
+    environment = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_binary()),
+        plugins=[CareloomPlugin()],
+        search_attributes=ALL_KEYS,
+        dev_server_log_level="error",
+        dev_server_extra_args=["--dynamic-config-value",
+                               f"frontend.namespaceRPS.visibility={PRODUCTION_VISIBILITY_RPS}",
+                               "--metrics-port", str(port)],
+    )
+    yield ProductionServer(environment, f"http://127.0.0.1:{port}/metrics")
+    await environment.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def production_client(production_server: ProductionServer) -> Client:
+    """A client on :func:`production_server` (carrying :class:`CareloomPlugin`, as ``client`` does)."""
+    return production_server.env.client
