@@ -45,6 +45,7 @@ from bench.baseline import BareInput, BareOutreachBaseline, bare_worker  # noqa:
 from bench.common import history_size, scratch_stack  # noqa: E402
 from feeds.adt_listener import serve_adt  # noqa: E402
 from guardrails.configured import signer as configured_signer  # noqa: E402
+from runtime.codec import DEVELOPMENT_KEY_FILE, development_keys  # noqa: E402
 from runtime.logging import configure_logging  # noqa: E402
 from store.ledger import DecisionLedger  # noqa: E402
 from tests.feeds.hl7_messages import adt, frame  # noqa: E402
@@ -52,6 +53,8 @@ from tests.fhir_factory import make_member  # noqa: E402
 from workflows.outreach_client import outreach_workflow_id  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+ADMISSION_TYPES = ("E", "E", "U", "E", "R", "C", "E", "U")
+"""The PV1-4 mix the bench's feed sends (5 of 8 emergency or urgent)."""
 SETTLED = ("completed", "awaiting_approval", "deferred", "needs_attention", "ineligible", "not_discharged")
 
 
@@ -111,17 +114,19 @@ async def _wait_settled(client, queue: str, total: int, timeout: float) -> float
     return time.perf_counter() - began
 
 
-async def _approve_all(client, settings, queue: str, victim: WorkerProcess, timeout: float) -> tuple[int, float]:  # noqa: ANN001
+async def _approve_all(client, settings, store, queue: str, victim: WorkerProcess,  # noqa: ANN001
+                       timeout: float) -> tuple[int, float]:
     """Approve every parked action of the queue's runs (a signed md decision, the inbox's bulk path) and
     SIGKILL ``victim`` half-way, so the write tools (task, message, care plan) run on both workers with one
     killed mid-way: what the duplicate-write checks are about. (Approved actions, seconds until all runs
     leave awaiting_approval.)"""
+    from store.approval_items import ApprovalItems
     from workflows.inbox import BulkItem, decide_bulk, list_pending_approvals
 
     began, approved, signer = time.perf_counter(), 0, configured_signer(settings)
     for _ in range(3):  # a decision can open the next approval of the run (a care plan's sign-off)
         ours = await _queue_runs(client, queue)
-        pending = [p for p in await list_pending_approvals(client) if p.workflow_id in ours]
+        pending = [p for p in await list_pending_approvals(ApprovalItems(store.db)) if p.workflow_id in ours]
         if not pending:
             break
         by_tool: dict[str, list] = {}
@@ -205,11 +210,16 @@ async def main(count: int, connections: int, timeout: float, database_url: str |
                "CARELOOM_LOG_FORMAT": "json", "CARELOOM_CONTACT_WINDOW_START_HOUR": "0",
                "CARELOOM_CONTACT_WINDOW_END_HOUR": "24",
                "CARELOOM_PSEUDONYM_SALT": settings.pseudonym_salt.get_secret_value(),
+               # The embedded stack encrypts payloads with the state folder's development key; the worker
+               # processes reach Temporal by address, so they are given the same key explicitly.
+               "CARELOOM_PAYLOAD_KEYS": development_keys(settings.state_dir / DEVELOPMENT_KEY_FILE),
                **({"CARELOOM_DATABASE_URL": settings.database_url} if settings.database_url else {})}
         workers = [WorkerProcess(env, "worker-1"), WorkerProcess(env, "worker-2")]
         server = await serve_adt(ours, client, store, host="127.0.0.1", port=0)
         host, port = server.sockets[0].getsockname()[:2]
-        messages = [adt("A03", m, v) for m, v in people]
+        # PV1-4 as a hospital's feed sends it: mostly emergency and urgent admissions, some elective and routine.
+        kinds = [ADMISSION_TYPES[n % len(ADMISSION_TYPES)] for n in range(count)]
+        messages = [adt("A03", m, v, admission_type=k) for (m, v), k in zip(people, kinds, strict=True)]
         acks: Counter[str] = Counter()
         progress = [0]
         print(f"sending {count} ADT^A03 over {connections} MLLP connections to 2 worker processes ...", flush=True)
@@ -227,7 +237,9 @@ async def main(count: int, connections: int, timeout: float, database_url: str |
         for sender in senders:
             sender.exception()  # surface a sender failure
         settled = await _wait_settled(client, queue, count, timeout) + acked
-        approved, approve_s = await _approve_all(client, settings, queue, workers[1], timeout)
+        automated = await _count(client, f"TaskQueue = '{queue}' AND CareloomStatus = 'completed'")
+        parked = await _count(client, f"TaskQueue = '{queue}' AND CareloomStatus = 'awaiting_approval'")
+        approved, approve_s = await _approve_all(client, settings, store, queue, workers[1], timeout)
         rss = [_rss_mb(w.proc.pid) for w in workers]
         cpu = sum(w.cpu() for w in workers)
         server.close()
@@ -268,6 +280,8 @@ async def main(count: int, connections: int, timeout: float, database_url: str |
     print(f"{'history bytes per run':<28}{size:>10.0f}{bare['bytes']:>10.0f}{size / bare['bytes']:>8.2f}")
     print(f"worker CPU per run           {1000 * cpu / count:9.1f} ms (both workers, the killed one included)")
     print(f"worker RSS                   {', '.join(f'{r:.0f} MB' for r in rss)}")
+    print(f"completed without a human    {automated / count:9.1%}   ({automated} of {count}; {parked} parked for "
+          f"a person before the approvals; PV1-4 mix {dict(Counter(ADMISSION_TYPES))} per {len(ADMISSION_TYPES)})")
     print(f"\nactions approved             {approved}   (every run out of awaiting_approval {approve_s:.0f} s later)")
     print(f"runs lost                    {lost}")
     print(f"runs failed                  {failed_runs}")
