@@ -17,6 +17,7 @@ from cli import eval as eval_cli
 from cli import gaps as gaps_cli
 from cli import history as history_cli
 from cli import listen as listen_cli
+from cli import model as model_cli
 from cli import monitor as monitor_cli
 from cli import outreach as outreach_cli
 from cli import prior_auth as prior_auth_cli
@@ -48,6 +49,7 @@ app.add_typer(monitor_cli.app, name="monitor")
 app.add_typer(eval_cli.app, name="eval")
 app.add_typer(db_cli.app, name="db")
 app.add_typer(gaps_cli.app, name="gaps")
+app.add_typer(model_cli.app, name="model")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 # cli.demo imports every workflow and LangGraph (~0.5-2 s): loaded by the commands that run one, not by all.

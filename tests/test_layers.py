@@ -14,9 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LINT = Path(sys.executable).parent / "lint-imports"
-PACKAGES = ("runtime", "store", "tools", "guardrails", "agents", "workflows", "feeds", "history", "evaluation",
-            "bench", "api", "cli")
-BELOW_WORKER = ("runtime", "store", "tools", "guardrails", "agents", "workflows", "feeds")
+PACKAGES = ("runtime", "store", "tools", "learning", "guardrails", "agents", "workflows", "feeds", "history",
+            "evaluation", "bench", "api", "cli")
+BELOW_WORKER = ("runtime", "store", "tools", "learning", "guardrails", "agents", "workflows", "feeds")
 ABOVE_WORKER = ("history", "evaluation", "bench", "api", "cli")
 LEAF_LAYERS = ("runtime", "store", "tools", "guardrails")
 

@@ -1,0 +1,39 @@
+"""``careloom model data|train|validate`` as a user runs them (a real process), and their refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.cli import careloom, clean_env
+
+
+def test_data_train_validate_and_a_tampered_model(tmp_path: Path) -> None:
+    env = clean_env(CARELOOM_STATE_DIR=str(tmp_path / "state"))
+    data = tmp_path / "data"
+    made = careloom(env, "model", "data", "--members", "300", "--seed", "3", "--out", str(data), "--json")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["rows"] == 300 and (data / "records.db").is_file()
+    trained = careloom(env, "model", "train", "--data", str(data), "--seed", "3", "--version", "cli-1", "--json")
+    assert trained.returncode == 0, trained.stderr
+    manifest = json.loads(trained.stdout)["manifest"]
+    assert manifest["version"] == "cli-1" and (data / "model" / "manifest.json").is_file()
+    checked = careloom(env, "model", "validate", "--data", str(data), "--json")
+    assert checked.returncode == 0, checked.stderr
+    figures = json.loads(checked.stdout)
+    assert figures["model"]["model_sha256"] == manifest["model_file"]["sha256"]
+    assert set(figures["auc"]) == {"model", "lace"}
+    table = careloom(env, "model", "validate", "--data", str(data))
+    assert table.returncode == 0 and "largest subgroup AUC gap" in table.stdout
+    with (data / "model" / "model.joblib").open("ab") as handle:
+        handle.write(b"tampered")
+    refused = careloom(env, "model", "validate", "--data", str(data))
+    assert refused.returncode == 1
+    assert "does not match its manifest" in refused.stderr
+
+
+def test_train_without_data_names_the_fix(tmp_path: Path) -> None:
+    env = clean_env(CARELOOM_STATE_DIR=str(tmp_path / "state"))
+    refused = careloom(env, "model", "train", "--data", str(tmp_path / "nothing"))
+    assert refused.returncode == 1
+    assert "careloom model data" in refused.stderr
