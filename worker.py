@@ -52,6 +52,7 @@ from feeds.pas_notify import PasNotificationWorkflow
 from feeds.pas_notify_activities import PasNotifyActivities
 from feeds.sweep import DischargeSweepWorkflow
 from feeds.sweep_activities import SweepActivities
+from agents.planner_calibration import PlannerCalibration
 from guardrails.approval_check import ApprovalCheck
 from guardrails.configured import check_deployment, decision_signatures
 from runtime.errors import ConfigurationError
@@ -78,6 +79,7 @@ from workflows.programs_plugin import ProgramsPlugin
 
 if TYPE_CHECKING:
     from agents.model_client import ModelConfig
+    from tools.risk import RiskModelScorer
 
 __all__ = ["ACTIVITY_THREADS", "GRACEFUL_SHUTDOWN", "RESOURCE_TUNER_MAX_ACTIVITIES", "WORKFLOWS", "Hosts", "Stack",
            "WorkerMetrics", "build_hosts", "build_worker", "build_workers", "deployment_config_for", "main",
@@ -185,17 +187,19 @@ def planner_for(settings: Settings, store: SqlCareRecordStore | None = None) -> 
     return OpenAIPlanner(config, identifiers=StoreIdentifiers(store) if store is not None else None)
 
 
-def recommender_for(settings: Settings, store: SqlCareRecordStore | None = None) -> RecommenderActivity:
+def recommender_for(settings: Settings, store: SqlCareRecordStore | None = None, *,
+                    calibration: PlannerCalibration | None = None) -> RecommenderActivity:
     """The determination recommender: the model when ``CARELOOM_MODEL`` is set, else the offline rules. With
-    ``store`` the model's explanation is checked against each member's own identifiers (agents.generated_text)."""
+    ``store`` the model's explanation is checked against each member's own identifiers (agents.generated_text);
+    with ``calibration`` its confidence is calibrated (docs/calibration.md)."""
     config = model_config_for(settings)
     if config is None:
-        return RecommenderActivity()
+        return RecommenderActivity(calibration=calibration)
     from agents.generated_text import StoreIdentifiers
     from agents.prior_auth_model import ModelDeterminationRecommender
 
     return RecommenderActivity(ModelDeterminationRecommender(
-        config, identifiers=StoreIdentifiers(store) if store is not None else None))
+        config, identifiers=StoreIdentifiers(store) if store is not None else None), calibration=calibration)
 
 
 class Hosts(NamedTuple):
@@ -215,20 +219,34 @@ class Hosts(NamedTuple):
         return [self.planner, self.recommender, self.gap_planner]
 
 
+def risk_scorer_for(settings: Settings) -> RiskModelScorer:
+    """The learned readmission-risk scorer: the model registry's champion and challenger under the state folder
+    (``<state_dir>/mlflow.db``), verified at start; with none (or a refused one) the risk tool scores LACE alone
+    and says why in every RiskScore (learning/serving.py)."""
+    from learning.serving import scorer_from_registry
+
+    return scorer_from_registry(settings.state_dir)
+
+
 def build_hosts(settings: Settings, store: SqlCareRecordStore, *, planner: Planner | None = None,
-                recommender: RecommenderActivity | None = None) -> Hosts:
+                recommender: RecommenderActivity | None = None, scorer: RiskModelScorer | None = None) -> Hosts:
     """The tool hosts: the keys approvals must be signed with come from this worker's configuration, never from a
-    run's input (every write passes the same :class:`guardrails.approval_check.ApprovalCheck`)."""
+    run's input (every write passes the same :class:`guardrails.approval_check.ApprovalCheck`). ``scorer``: the
+    learned risk model injected into the risk tool (default: :func:`risk_scorer_for`)."""
     keys = decision_signatures(settings).keys
     gate = ApprovalCheck(keys)
+    # Confidence calibrators installed under <state_dir>/calibration/current apply to every planner's output;
+    # with none installed the planners' raw confidence is used, as before (docs/calibration.md).
+    calibration = PlannerCalibration.for_state_dir(settings.state_dir)
     return Hosts(
-        care=CareTools(store, settings, gate),
+        care=CareTools(store, settings, gate, scorer=scorer if scorer is not None else risk_scorer_for(settings)),
         prior_auth=PriorAuthTools(store, criteria_for(settings), gate),
-        planner=PlannerActivity(planner or planner_for(settings, store), fallback=OfflinePlanner()),
-        recommender=recommender or recommender_for(settings, store),
+        planner=PlannerActivity(planner or planner_for(settings, store), fallback=OfflinePlanner(),
+                                calibration=calibration),
+        recommender=recommender or recommender_for(settings, store, calibration=calibration),
         ledger=LedgerActivities(DecisionLedger(store.db), keys),
         care_gaps=CareGapTools(store, list(shipped_measures())),
-        gap_planner=GapPlannerActivity(),
+        gap_planner=GapPlannerActivity(calibration=calibration),
     )
 
 

@@ -24,11 +24,12 @@ messages only: 1.0 with a channel and a known time zone, 0.6 with a defaulted zo
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field, field_validator
 from temporalio import activity
 
-from agents.planner import HEARTBEAT_TIMEOUT_SECONDS, PlannerOutput, heartbeating
+from agents.planner import HEARTBEAT_TIMEOUT_SECONDS, PlannerOutput, calibrated, heartbeating
 from guardrails.actions import ConfidenceSignal, ProposedAction
 from guardrails.facts import CareGapFacts
 from tools.care_gap_models import GapStatus
@@ -36,6 +37,9 @@ from tools.member import Channel, MemberProfile
 from tools.outreach import SendOutreachArgs
 from tools.registry import ToolSpec
 from tools.tasks import CreateTaskArgs
+
+if TYPE_CHECKING:  # workflows import this module (in the sandbox): the calibration code stays worker-side
+    from agents.planner_calibration import PlannerCalibration
 
 __all__ = ["GAP_REMINDER_MESSAGE", "PCP_QUEUE", "PLAN_CARE_GAPS", "PLAN_GAPS_ACTIVITY", "SCHEDULING_DAYS",
            "SCHEDULING_QUEUE", "GapPlannerActivity", "GapPlannerInput", "OfflineGapRules", "gap_signals",
@@ -193,8 +197,10 @@ class OfflineGapRules:
 class GapPlannerActivity:
     """Exposes the care-gap planner (the offline rules) as the ``agents.plan_care_gaps`` activity."""
 
-    def __init__(self, planner: OfflineGapRules | None = None) -> None:
+    def __init__(self, planner: OfflineGapRules | None = None,
+                 calibration: PlannerCalibration | None = None) -> None:
         self._planner = planner or OfflineGapRules()
+        self._calibration = calibration  # the worker's (agents.planner_calibration); None: raw confidence
 
     def activities(self) -> list[object]:
         return [self.plan_care_gaps]
@@ -202,7 +208,7 @@ class GapPlannerActivity:
     @activity.defn(name=PLAN_GAPS_ACTIVITY)
     async def plan_care_gaps(self, data: GapPlannerInput) -> PlannerOutput:
         async with heartbeating():  # a model planner may stand here later; the offline rules return at once
-            return self._planner.plan(data)
+            return calibrated(self._planner.plan(data), self._calibration)
 
 
 PLAN_CARE_GAPS = ToolSpec(PLAN_GAPS_ACTIVITY, "planner", GapPlannerInput, PlannerOutput,

@@ -105,7 +105,8 @@ async def gather_facts(state: OutreachState, config: RunnableConfig) -> Command[
                                                          also_on=rt.now().date())),
         rt.call_tool(SCORE_READMISSION_RISK, RiskInput(
             length_of_stay_days=stay.length_of_stay_days, acute_admission=stay.acute_admission,
-            condition_codes=clinical.condition_codes, ed_visits_6mo=clinical.ed_visits_6mo)),
+            condition_codes=clinical.condition_codes, ed_visits_6mo=clinical.ed_visits_6mo,
+            member_id=req.member_id, encounter_id=req.encounter_id)),
     )
     policy = req.policy
     due = None

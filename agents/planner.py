@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, Field, model_validator
 from temporalio import activity
@@ -25,7 +25,11 @@ from guardrails.actions import ProposedAction
 from guardrails.facts import RunFacts
 from tools.registry import ToolSpec
 
-__all__ = ["HEARTBEAT_TIMEOUT_SECONDS", "MODEL_ENDPOINT_ERROR", "PLAN_ACTIVITY", "PLAN_OUTREACH", "heartbeating", "ModelUsage", "Planner", "PlannerActivity", "PlannerInput", "PlannerOutput"]
+if TYPE_CHECKING:  # workflows import this module (in the sandbox): the calibration code stays worker-side
+    from agents.planner_calibration import PlannerCalibration
+
+__all__ = ["HEARTBEAT_TIMEOUT_SECONDS", "MODEL_ENDPOINT_ERROR", "PLAN_ACTIVITY", "PLAN_OUTREACH", "heartbeating", "ModelUsage", "Planner", "PlannerActivity", "PlannerInput", "PlannerOutput",
+           "calibrated"]
 
 PLAN_ACTIVITY = "agents.plan_outreach"
 MODEL_ENDPOINT_ERROR = "ModelEndpointError"
@@ -116,18 +120,31 @@ class PlannerActivity:
 
     ``fallback`` (the offline rules) plans when the workflow asks for it with ``fallback_reason``: the
     model could not plan, and every proposal goes to a human with that reason.
+
+    ``calibration`` (the worker's :class:`PlannerCalibration`, ``<state_dir>/calibration/current``) turns each
+    proposal's raw confidence into its kind's calibrated one before it leaves the activity, whichever planner
+    planned; the raw value stays on the action as the ``raw_confidence`` signal. None: no calibration step.
     """
 
-    def __init__(self, planner: Planner, fallback: ReviewPlanner) -> None:
+    def __init__(self, planner: Planner, fallback: ReviewPlanner,
+                 calibration: PlannerCalibration | None = None) -> None:
         self._planner = planner
         self._fallback = fallback
+        self._calibration = calibration
 
     @activity.defn(name=PLAN_ACTIVITY)
     async def plan_outreach(self, data: PlannerInput) -> PlannerOutput:
         if data.fallback_reason is not None:
-            return self._fallback.plan_for_review(data, data.fallback_reason)
+            return calibrated(self._fallback.plan_for_review(data, data.fallback_reason), self._calibration)
         async with heartbeating():
-            return await self._planner.plan(data)
+            return calibrated(await self._planner.plan(data), self._calibration)
+
+
+def calibrated(output: PlannerOutput, calibration: PlannerCalibration | None) -> PlannerOutput:
+    """``output`` with its proposals' confidence calibrated (raw kept as a signal); as is without a calibration."""
+    if calibration is None or not output.proposals:
+        return output
+    return output.model_copy(update={"proposals": calibration.apply(output.proposals)})
 
 
 PLAN_OUTREACH = ToolSpec(PLAN_ACTIVITY, "planner", PlannerInput, PlannerOutput,

@@ -18,17 +18,20 @@ Deny, partial and pend are recommendations: the guardrails send them to an MD
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel
 from temporalio import activity
 
-from agents.planner import HEARTBEAT_TIMEOUT_SECONDS, PlannerOutput, heartbeating
+from agents.planner import HEARTBEAT_TIMEOUT_SECONDS, PlannerOutput, calibrated, heartbeating
 from guardrails.actions import ConfidenceSignal, ProposedAction
 from guardrails.facts import PriorAuthFacts
 from tools.determination import IssueDeterminationArgs, ItemDecision
 from tools.evidence_review import ServiceReview
 from tools.registry import ToolSpec
+
+if TYPE_CHECKING:  # workflows import this module (in the sandbox): the calibration code stays worker-side
+    from agents.planner_calibration import PlannerCalibration
 
 __all__ = ["OfflineDeterminationRules", "RecommendInput", "Recommender", "RecommenderActivity"]
 
@@ -129,19 +132,20 @@ class RecommenderActivity:
     """The configured recommender as the ``agents.recommend_determination`` activity: the offline rules, or a
     model when one is configured (it falls back to the rules, flagged for review, when it cannot answer)."""
 
-    def __init__(self, model: Recommender | None = None) -> None:
+    def __init__(self, model: Recommender | None = None, calibration: PlannerCalibration | None = None) -> None:
         self._model = model
         self._rules = OfflineDeterminationRules()
+        self._calibration = calibration  # the worker's (agents.planner_calibration); None: raw confidence
 
     @activity.defn(name="agents.recommend_determination")
     async def recommend_determination(self, data: RecommendInput) -> PlannerOutput:
         if self._model is None:
-            return self._rules.recommend(data)
+            return calibrated(self._rules.recommend(data), self._calibration)
         info = activity.info()
         limit = info.retry_policy.maximum_attempts if info.retry_policy else 0
         final = info.attempt >= min(FALLBACK_AFTER_ATTEMPTS, limit or FALLBACK_AFTER_ATTEMPTS)
         async with heartbeating():  # a model call may take minutes: a dead worker is noticed in seconds
-            return await self._model.recommend(data, final_attempt=final)
+            return calibrated(await self._model.recommend(data, final_attempt=final), self._calibration)
 
 
 RECOMMEND_DETERMINATION = ToolSpec("agents.recommend_determination", "planner", RecommendInput, PlannerOutput,

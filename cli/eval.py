@@ -124,6 +124,10 @@ def _print(document: object) -> None:
         ("expected_calibration_error", m.expected_calibration_error, f"{m.calibrated_actions} labelled actions"),
     ):
         table.add_row(*map(plain, (name, _fmt(value), over)))
+    from evaluation.report import calibration_rows
+
+    for name, value, over in calibration_rows(m):
+        table.add_row(*map(plain, (name, _fmt(value), over)))
     for trigger, rate in m.automation_by_trigger.items():
         table.add_row(*map(plain, (f"automation_rate: {trigger}", _fmt(rate),
                                    f"{m.may_auto_by_trigger.get(trigger, 0)} may_auto actions")))

@@ -20,13 +20,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.output import console, fail, plain, print_json, say
+from cli import calibration as calibration_cli
+from cli.output import console, err_console, fail, plain, print_json, say
 from runtime.errors import CareloomError
 
 __all__ = ["app"]
 
-app = typer.Typer(help="The learned readmission-risk model: training data, training, validation.",
+app = typer.Typer(help="The learned readmission-risk model (training data, training, validation, registry, "
+                       "promotion, compare) and the routing confidence's calibrators (`calibrate`).",
                   no_args_is_help=True)
+app.add_typer(calibration_cli.app, name="calibrate")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
@@ -159,3 +162,195 @@ def validate(
     gap = figures["largest_subgroup_auc_gap"]
     say(f"AUC difference model − LACE, 95 % CI: {_ci(figures['auc_ci95']['difference'])}; largest subgroup "
         f"AUC gap {_num(gap['gap'])} ({gap['attribute']}); model card in {artifact}")
+
+
+# --- the registry (issue 26, second part) -----------------------------------------------------------------------
+
+def _registry() -> Any:  # noqa: ANN401 - learning.registry.ModelRegistry, imported late (MLflow is slow to load)
+    from cli.common import settings
+    from learning.registry import ModelRegistry
+    from runtime.state_dir import private_state_dir
+
+    return ModelRegistry(private_state_dir(settings().state_dir))
+
+
+def _quiet_mlflow() -> None:
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _version_row(v: Any) -> dict[str, Any]:  # noqa: ANN401
+    return {"name": v.name, "version": v.version, "aliases": list(v.aliases), "label": v.label,
+            "model_sha256": v.digest, "manifest_sha256": v.manifest_digest, "source": str(v.source),
+            "created_at": v.created_at.isoformat() if v.created_at else None,
+            "gate": v.tags.get("careloom.gate"), "validation_auc": v.tags.get("careloom.validation.auc"),
+            "lace_auc": v.tags.get("careloom.validation.lace_auc")}
+
+
+@app.command()
+def register(
+    artifact: Annotated[Path, typer.Argument(help="Artifact folder (model.joblib + manifest.json).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Register an artifact as a new version in the model registry (MLflow, <state_dir>/mlflow.db): verified,
+    copied into the registry's folder, its digests and manifest facts as tags."""
+    _quiet_mlflow()
+    registry = _registry()
+    try:
+        version = registry.register(artifact)
+    except CareloomError as err:
+        fail(str(err))
+        return
+    if as_json:
+        print_json(_version_row(version))
+        return
+    say(f"registered {version.name} version {version.version} ({version.label}), model sha256 "
+        f"{version.digest[:16]}…, in {registry.path}")
+
+
+@app.command("list")
+def list_(as_json: JsonFlag = False) -> None:
+    """The registered versions with their aliases (champion, challenger) and digests."""
+    _quiet_mlflow()
+    registry = _registry()
+    rows = [_version_row(v) for name in registry.names() for v in registry.versions(name)]
+    if as_json:
+        print_json({"registry": str(registry.path), "versions": rows})
+        return
+    if not rows:
+        say(f"no registered model versions in {registry.path}; `careloom model register DIR` adds one")
+        return
+    table = Table(title=f"model registry {registry.path}")
+    for column in ("model", "version", "aliases", "label", "model sha256", "gate", "AUC (LACE)", "registered"):
+        table.add_column(column)
+    for r in rows:
+        auc = f"{r['validation_auc']} ({r['lace_auc']})" if r["validation_auc"] else "not validated"
+        table.add_row(*(plain(v) for v in (r["name"], r["version"], ", ".join(r["aliases"]) or "-", r["label"],
+                                           r["model_sha256"][:16], r["gate"] or "-", auc, r["created_at"] or "")))
+    console.print(table)
+
+
+def evaluation_gate(_candidate: Any) -> Any:  # noqa: ANN401 - RegisteredVersion -> GateResult
+    """The evaluation gate, as ``careloom eval run --planner offline`` runs it: the shipped scenario suite on a
+    fresh stack of its own; passes when every safety gate passes, no case errored and every case was judged.
+
+    The candidate is not the scorer inside the suite's stack (the suite builds its own workers under a temporary
+    state folder, with no registry): the gate is the suite's gate at promotion time. The learned score does not
+    enter routing (LACE's rules route), so no suite figure depends on the candidate."""
+    from cli.common import run
+    from cli.eval import SHIPPED_SUITE
+    from evaluation.metrics import compute
+    from evaluation.runner import run_suite
+    from evaluation.scenarios import load_suite
+    from learning.registry import GateResult
+
+    loaded = load_suite(SHIPPED_SUITE)
+    result = run(run_suite(_settings(), loaded, "offline"))
+    metrics = compute(result.results, skipped=len(loaded.skipped), not_applicable=len(result.not_applicable),
+                      allow_skipped=False)
+    failed = [g.metric for g in metrics.gates if not g.passed]
+    passed = metrics.passed and not metrics.infrastructure_errors
+    summary = (f"suite {loaded.digest[:12]}: {len(result.results)} cases, gates "
+               f"{len(metrics.gates) - len(failed)}/{len(metrics.gates)} passed"
+               + (f", failed: {', '.join(failed)}" if failed else "")
+               + (f", {metrics.infrastructure_errors} case(s) not judged" if metrics.infrastructure_errors else ""))
+    return GateResult(passed=passed, summary=summary)
+
+
+def _settings() -> Any:  # noqa: ANN401
+    from cli.common import settings
+
+    return settings()
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="Registry version number (`careloom model list`).")],
+    shadow: Annotated[bool, typer.Option("--shadow", help="Make it the challenger (shadow mode: scores beside "
+                                                          "the champion in every run, affecting nothing); "
+                                                          "no gate.")] = False,
+    name: Annotated[str | None, typer.Option(help="Registered model name; default the readmission model.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Make a version the champion after the evaluation gate passes (refused otherwise), or the challenger with
+    --shadow. Workers load the champion and challenger when they start."""
+    from learning.model import MODEL_NAME
+
+    _quiet_mlflow()
+    registry = _registry()
+    if not shadow:
+        err_console.print("running the evaluation gate (the scenario suite, offline planner) before promoting…")
+    try:
+        promoted, gate = registry.promote(name or MODEL_NAME, version, gate=evaluation_gate, shadow=shadow)
+    except CareloomError as err:
+        fail(str(err))
+        return
+    if as_json:
+        print_json({**_version_row(promoted), "gate_passed": gate.passed if gate else None,
+                    "gate_summary": gate.summary if gate else None})
+        return
+    role = "challenger (shadow)" if shadow else "champion"
+    say(f"{promoted.name} version {promoted.version} is now the {role}"
+        + (f"; gate passed: {gate.summary}" if gate else "") + "; restart the workers to serve it")
+
+
+@app.command()
+def compare(
+    data_path: Annotated[Path | None, typer.Option("--data", help="Data folder with a dataset.csv (from `model "
+                                                                  "data`), ideally one neither model trained "
+                                                                  "on.")] = None,
+    name: Annotated[str | None, typer.Option(help="Registered model name; default the readmission model.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Champion vs challenger (and LACE) on one data table: AUC and Brier score of each on every stay of the
+    table. The production form, on the shadow scores recorded in run histories and the outcomes that follow,
+    is not built yet."""
+    from learning.model import MODEL_NAME
+
+    _quiet_mlflow()
+    registry = _registry()
+    try:
+        figures = compare_on_table(registry, name or MODEL_NAME, _data_dir(data_path))
+    except CareloomError as err:
+        fail(str(err))
+        return
+    if as_json:
+        print_json(figures)
+        return
+    table = Table(title=f"{figures['stays']} stays, {figures['readmissions']} readmissions "
+                        f"(table sha256 {figures['dataset_sha256'][:12]}…)")
+    for column in ("score", "version", "AUC", "Brier"):
+        table.add_column(column)
+    for row in figures["scores"]:
+        table.add_row(*(plain(v) for v in (row["role"], row.get("version") or "-", _num(row["auc"]),
+                                           _num(row["brier"]))))
+    console.print(table)
+
+
+def compare_on_table(registry: Any, name: str, data: Path) -> dict[str, Any]:  # noqa: ANN401
+    """AUC and Brier of the champion, the challenger (each verified against the registry) and LACE (AUC only:
+    LACE is a points score) on every stay of ``data``'s table."""
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
+    from learning.dataset import LABEL, load_dataset
+    from learning.registry import CHALLENGER, CHAMPION, RegistryError
+
+    frame, digest = load_dataset(data)
+    y = frame[LABEL].to_numpy(dtype=int)
+    if y.sum() == 0 or y.sum() == len(y):
+        raise RegistryError("the table has only one outcome class: AUC is undefined; use a larger table")
+    scores: list[dict[str, Any]] = []
+    for alias in (CHAMPION, CHALLENGER):
+        registered = registry.by_alias(name, alias)
+        if registered is None:
+            raise RegistryError(f"no {alias} of {name} in the registry: compare needs both (`careloom model "
+                                f"promote V` and `promote V --shadow`)")
+        p = registry.verify(registered).score_frame(frame)
+        scores.append({"role": alias, "version": registered.version, "label": registered.label,
+                       "auc": float(roc_auc_score(y, p)), "brier": float(brier_score_loss(y, p))})
+    scores.append({"role": "LACE", "version": None, "auc": float(roc_auc_score(y, frame["lace_total"])),
+                   "brier": None})
+    return {"dataset_sha256": digest, "stays": len(frame), "readmissions": int(y.sum()), "scores": scores,
+            "note": "on every stay of the given table; the production form on recorded shadow scores is not built"}

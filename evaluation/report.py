@@ -12,7 +12,7 @@ from evaluation.metrics import Metrics
 from evaluation.oracle import CaseResult
 from evaluation.scenarios import SkippedCase
 
-__all__ = ["FORMAT", "EvalReport", "render_html", "write_report"]
+__all__ = ["FORMAT", "EvalReport", "calibration_rows", "render_html", "write_report"]
 
 FORMAT = "careloom-eval-report/1"
 
@@ -50,6 +50,20 @@ def write_report(report: EvalReport, folder: Path) -> tuple[Path, Path]:
     return json_path, html_path
 
 
+def calibration_rows(m: Metrics) -> list[tuple[str, float | None, str]]:
+    """(metric, value, over) rows for ECE before and after calibration on the held-out split (console table and
+    HTML figures); none when the run had too few labelled actions to split."""
+    c = m.calibration_held_out
+    if c is None:
+        return []
+    kinds = ", ".join(c.kinds_calibrated) or "no kind"
+    return [
+        ("ece_held_out_raw", c.ece_raw, f"{c.held_out_actions} held-out labelled actions (seed {c.seed})"),
+        ("ece_held_out_calibrated", c.ece_calibrated,
+         f"same actions, {c.method} per kind fitted on {c.fit_actions} others ({kinds})"),
+    ]
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
@@ -76,6 +90,7 @@ def render_html(report: EvalReport) -> str:
         ["verdict_accuracy", m.verdict_accuracy, f"{m.actions} actions"],
         ["outcome_accuracy", m.outcome_accuracy, f"{m.cases_run} cases"],
         ["expected_calibration_error", m.expected_calibration_error, f"{m.calibrated_actions} labelled actions"],
+        *[list(row) for row in calibration_rows(m)],
     ]))
     if m.per_kind_accuracy:
         kinds = sorted(m.per_kind_accuracy)
@@ -87,6 +102,19 @@ def render_html(report: EvalReport) -> str:
                  f"proposed, 0 edited or rejected). ECE = {m.expected_calibration_error}.</p>")
     parts.append(reliability_diagram(m.reliability, title="Reliability diagram"))
     parts.append(html_table(["mean confidence", "approved as proposed", "actions"], m.reliability))
+    if m.calibration_held_out is not None:
+        c = m.calibration_held_out
+        parts.append(
+            f"<h3>Calibrated confidence (held out)</h3><p>Calibrators per action kind ({html.escape(c.method)}, "
+            f"learning.calibration) fitted on {c.fit_actions} labelled actions, measured on the other "
+            f"{c.held_out_actions} (seed {c.seed}): ECE {c.ece_raw} raw, {c.ece_calibrated} calibrated. "
+            + (f"Kept raw: {html.escape('; '.join(c.refused.values()))}. " if c.refused else "")
+            + (html.escape(c.note) if c.note else "") + "</p>")
+        if c.reliability_calibrated:
+            parts.append(reliability_diagram(c.reliability_calibrated,
+                                             title="Reliability diagram, calibrated (held out)"))
+            parts.append(html_table(["mean calibrated confidence", "approved as proposed", "actions"],
+                                    c.reliability_calibrated))
     parts.append("<h2>Subgroups</h2>")
     if m.largest_gap:
         g = m.largest_gap

@@ -52,3 +52,6 @@ class LedgerEntry(BaseModel):
         "keys and the run; False (with the reason) for one it could not, or any entry another run appended — "
         "recorded as claimed and reported by `careloom ledger verify`."))
     unverified_reason: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    confidence: float | None = Field(default=None, exclude_if=lambda v: v is None, description=(
+        "On ``requested`` entries: the action's confidence as the planner gave it (what confidence calibrators "
+        "are fitted on against the decision that follows; docs/calibration.md)."))

@@ -35,8 +35,10 @@ def _bind() -> structlog.typing.FilteringBoundLogger:
 class CareTools:
     """The read and write tools, bound to one store."""
 
-    def __init__(self, store: CareRecordStore, settings: Settings, gate: WriteGate) -> None:
+    def __init__(self, store: CareRecordStore, settings: Settings, gate: WriteGate, *,
+                 scorer: risk.RiskModelScorer | None = None) -> None:
         self._store = store
+        self._scorer = scorer  # the learned risk model (the worker builds it from the registry), or LACE alone
         self._salt = settings.pseudonym_salt.get_secret_value()
         self._plan_zone = settings.plan_time_zone  # a member's zone only when their address gives none
         self._gate = gate  # verifies each write's approval before it writes (guardrails.approval_check)
@@ -76,7 +78,24 @@ class CareTools:
     @activity.defn(name="tools.score_readmission_risk")
     def score_readmission_risk(self, data: risk.RiskInput) -> risk.RiskScore:
         result = risk.score_readmission_risk(data)
-        _bind().info("tool.score_readmission_risk", status=result.status, lace=result.lace)
+        if self._scorer is None:
+            outcome = risk.ModelOutcome(model_reason="no learned risk model on this worker: LACE alone")
+        elif not (data.member_id and data.encounter_id):
+            outcome = risk.ModelOutcome(model_reason="the run passed no member and stay to read the model's "
+                                                     "features from: LACE alone")
+        else:
+            try:
+                outcome = self._scorer.score(self._store, data.member_id, data.encounter_id)
+            except Exception as err:  # noqa: BLE001 - a scorer must never fail the run: LACE stands
+                outcome = risk.ModelOutcome(model_reason=f"the learned model failed ({err.__class__.__name__}): "
+                                                         "LACE alone")
+        result = result.model_copy(update={"model": outcome.model, "shadow": outcome.shadow,
+                                           "model_reason": outcome.model_reason,
+                                           "shadow_reason": outcome.shadow_reason})
+        _bind().info("tool.score_readmission_risk", status=result.status, lace=result.lace,
+                     model_version=outcome.model.version if outcome.model else None,
+                     shadow_version=outcome.shadow.version if outcome.shadow else None,
+                     model_reason=outcome.model_reason)
         return result
 
     # --- write tools --------------------------------------------------------

@@ -2,17 +2,25 @@
 
 Missing inputs give ``insufficient_data`` naming what is missing; nothing is
 imputed. The score prioritises outreach; it never decides coverage.
+
+A learned model can score beside LACE (issue 26): the worker injects a :class:`RiskModelScorer` (built from
+the model registry's champion and challenger by ``learning.serving``; this module never imports ``learning``)
+and :class:`RiskScore` then carries the champion's :class:`ModelScore` (``model``), the challenger's
+(``shadow``, affecting nothing) or why there is none (``model_reason``, ``shadow_reason``: LACE alone). LACE is
+always computed and returned; routing reads LACE.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from store.records import CareRecordStore
 from tools.charlson import charlson_categories, charlson_index
 
-__all__ = ["LaceComponents", "RiskInput", "RiskScore", "lace", "lace_components", "score_readmission_risk"]
+__all__ = ["LaceComponents", "ModelOutcome", "ModelScore", "RiskInput", "RiskModelScorer", "RiskScore", "lace",
+           "lace_components", "score_readmission_risk"]
 
 
 def _los_points(days: int) -> int:
@@ -60,6 +68,36 @@ class RiskInput(BaseModel):
     acute_admission: bool | None
     condition_codes: list[str] | None = Field(description="ICD-10 codes known at discharge; None if unknown.")
     ed_visits_6mo: int | None = Field(ge=0)
+    member_id: str | None = Field(default=None, description="The member, for a learned model's features (read "
+                                                            "from the records store at the discharge).")
+    encounter_id: str | None = Field(default=None, description="The index stay, for a learned model's features.")
+
+
+class ModelScore(BaseModel):
+    """One learned model's readmission probability for the stay, and which model computed it."""
+
+    name: str = Field(description="Registered model name.")
+    version: str = Field(description="Registry version number.")
+    label: str = Field(description="The artifact's own version label (its manifest).")
+    digest: str = Field(description="sha256 of the model file, verified against the registry and the manifest.")
+    alias: str = Field(description="The registry alias it was served under: champion or challenger.")
+    probability: float = Field(ge=0.0, le=1.0, description="30-day readmission probability.")
+
+
+class ModelOutcome(BaseModel):
+    """What a :class:`RiskModelScorer` returns: the champion's and the challenger's scores, or why not."""
+
+    model: ModelScore | None = None
+    shadow: ModelScore | None = None
+    model_reason: str | None = None
+    shadow_reason: str | None = None
+
+
+class RiskModelScorer(Protocol):
+    """A learned readmission-risk scorer injected by the worker. ``score`` never raises: a problem is a
+    reason in the outcome, and the run keeps LACE."""
+
+    def score(self, store: CareRecordStore, member_id: str, encounter_id: str) -> ModelOutcome: ...
 
 
 class RiskScore(BaseModel):
@@ -69,6 +107,12 @@ class RiskScore(BaseModel):
     charlson_index: int | None = None
     charlson_categories: list[str] = Field(default_factory=list)
     missing: list[str] = Field(default_factory=list, description="Inputs that were missing (never imputed).")
+    model: ModelScore | None = Field(default=None, description="The promoted (champion) learned model's score: "
+                                     "prioritisation only, never a coverage decision.")
+    shadow: ModelScore | None = Field(default=None, description="The challenger's score beside it (shadow mode: "
+                                      "recorded, affecting nothing).")
+    model_reason: str | None = Field(default=None, description="Why no learned model scored (LACE alone).")
+    shadow_reason: str | None = Field(default=None, description="Why the challenger did not score.")
 
 
 def score_readmission_risk(data: RiskInput) -> RiskScore:

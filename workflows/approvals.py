@@ -165,7 +165,8 @@ class ApprovalBook:
         for item in items:
             self._pending[item.approval_id] = item
             self._note_role(item)
-            self._record(item, "requested", "system", now, reason="; ".join(item.reasons))
+            self._record(item, "requested", "system", now, reason="; ".join(item.reasons),
+                         confidence=_raw_confidence(item))
 
     def tick(self, now: datetime) -> list[LedgerEntry]:
         """Record reminders; escalate items past their deadline; expire them when the chain ends."""
@@ -391,11 +392,12 @@ class ApprovalBook:
 
     def _record(self, item: PendingApproval, event: LedgerEvent, actor: str, now: datetime, *,
                 role: str | None = None, reason: str | None = None, digest: str | None = None,
-                key_id: str | None = None, proof: ApprovalDecision | None = None) -> None:
+                key_id: str | None = None, proof: ApprovalDecision | None = None,
+                confidence: float | None = None) -> None:
         entry = self._append(LedgerEntry(
             event_id="", workflow_id=item.workflow_id, approval_id=item.approval_id, event=event, actor=actor,
             role=role, at=now, digest=digest or item.digest, queue=item.queue, tool=item.tool, reason=reason,
-            policy_id=item.policy_id, key_id=key_id))
+            policy_id=item.policy_id, key_id=key_id, confidence=confidence))
         if proof is not None:
             self._proofs[entry.event_id] = proof
 
@@ -410,6 +412,12 @@ class ApprovalBook:
                                             "run_id": self._run_id or None})
         self._ledger.append(numbered)
         return numbered
+
+
+def _raw_confidence(item: PendingApproval) -> float:
+    """The planner's own confidence: the ``raw_confidence`` signal when a calibrator changed it, else the item's."""
+    raw = next((s.value for s in item.signals if s.name == "raw_confidence"), None)
+    return round(float(raw if raw is not None else item.confidence), 4)
 
 
 def _key_id(decision: ApprovalDecision) -> str | None:
