@@ -80,6 +80,18 @@ class RegisteredVersion:
         return self.tags.get(TAG_LABEL, "")
 
 
+def _give_back_logging() -> None:
+    """MLflow's store setup gives the ``alembic`` logger its own handler and stops it propagating: careloom's
+    log stream (runtime.logging, one root handler, PHI redaction) would no longer see alembic's warnings. Put
+    it back as careloom configures it (store/schema.py: WARNING, through the root handler)."""
+    import logging
+
+    alembic = logging.getLogger("alembic")
+    alembic.handlers.clear()
+    alembic.propagate = True
+    alembic.setLevel(logging.WARNING)
+
+
 def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -123,7 +135,10 @@ class ModelRegistry:
             from mlflow import MlflowClient
 
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            self._client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+            client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+            client.search_registered_models(max_results=1)  # open (and migrate) the store now...
+            _give_back_logging()  # ...and undo what opening it did to the process's logging
+            self._client = client
         return self._client
 
     # --- reading ------------------------------------------------------------------------------------------

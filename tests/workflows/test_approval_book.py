@@ -86,12 +86,12 @@ def test_open_records_a_requested_entry_per_item_with_increasing_event_ids() -> 
         LedgerEntry(event_id=f"{WORKFLOW_ID}/1", workflow_id=WORKFLOW_ID, approval_id="a2-task.1",
                     event="requested", tool="create_task", actor="system", role=None, at=MONDAY, digest=first.digest,
                     queue="care-coordination", reason="confidence below policy minimum",
-                    policy_id=POLICY.policy_id),
+                    policy_id=POLICY.policy_id, confidence=first.confidence),
         LedgerEntry(event_id=f"{WORKFLOW_ID}/2", workflow_id=WORKFLOW_ID, approval_id="a3-care-plan.1",
                     event="requested", tool="draft_care_plan", actor="system", role=None, at=MONDAY,
                     digest=second.digest,
                     queue="clinical-review", reason="confidence below policy minimum",
-                    policy_id=POLICY.policy_id),
+                    policy_id=POLICY.policy_id, confidence=second.confidence),
     ]
     assert expected == book.take_ledger().entries
 
