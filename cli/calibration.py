@@ -48,8 +48,9 @@ def _ledger_decisions() -> tuple[list[Any], str]:
         read = decisions_from_ledger(ledger.entries())
     finally:
         ledger.close()
-    note = (f"ledger: {len(read.decisions)} decisions with a raw confidence, {read.without_confidence} decided items "
-            f"without one (the ledger's requested entries do not record it), {read.undecided} undecided")
+    note = (f"ledger: {len(read.decisions)} verified decisions with a raw confidence, {read.without_confidence} "
+            f"decided items without one (requested before the ledger recorded it), {read.unverified} unverified "
+            f"decisions not used, {read.undecided} undecided")
     return read.decisions, note
 
 

@@ -74,6 +74,8 @@ class LedgerDecisions:
     without_confidence: int = 0
     without_kind: int = 0
     undecided: int = 0
+    unverified: int = 0
+    """Decisions the worker could not verify (unsigned, or appended by another run): never fitted on."""
 
 
 def decisions_from_ledger(entries: Iterable[LedgerEntry],
@@ -83,7 +85,9 @@ def decisions_from_ledger(entries: Iterable[LedgerEntry],
 
     The raw confidence comes from ``confidences`` ((workflow id, approval id) → value), else from a
     ``confidence`` attribute of the item's ``requested`` entry when the ledger records one. Items with no
-    decision (pending, expired, withdrawn) or no raw confidence are counted, not used."""
+    decision (pending, expired, withdrawn) or no raw confidence are counted, not used. Only decisions the worker
+    verified (``verified`` true: a person's signed decision, checked against the worker's keys and the run) are
+    labels: a run started through Temporal cannot feed the calibrator decisions nobody made."""
     requested: dict[tuple[str, str], LedgerEntry] = {}
     final: dict[tuple[str, str], LedgerEntry] = {}
     for entry in entries:
@@ -92,8 +96,10 @@ def decisions_from_ledger(entries: Iterable[LedgerEntry],
             requested.setdefault(key, entry)
         elif entry.event in ("approved", "edited", "rejected"):
             final[key] = entry
-    out = LedgerDecisions(decisions=[])
-    out.undecided = sum(1 for key in requested if key not in final)
+    unverified = {key for key, entry in final.items() if entry.verified is not True}
+    final = {key: entry for key, entry in final.items() if key not in unverified}
+    out = LedgerDecisions(decisions=[], unverified=len(unverified))
+    out.undecided = sum(1 for key in requested if key not in final and key not in unverified)
     for key, decision in final.items():
         asked = requested.get(key)
         kind = decision.tool or (asked.tool if asked is not None else None)

@@ -80,9 +80,13 @@ def test_a_kind_under_the_minimum_is_refused_by_name_and_keeps_raw() -> None:
         fit_calibrators(decisions, method="beta")
 
 
-def _entry(seq: int, workflow: str, approval: str, event: str, tool: str = "send_outreach") -> LedgerEntry:
+def _entry(seq: int, workflow: str, approval: str, event: str, tool: str = "send_outreach",
+           verified: bool | None = None) -> LedgerEntry:
+    """An entry; a decision entry is verified (as the worker marks a signed decision) unless ``verified`` says."""
+    decision = event in ("approved", "edited", "rejected", "signed_off")
     return LedgerEntry(event_id=f"{workflow}/{seq}", workflow_id=workflow, approval_id=approval, event=event,
-                       tool=tool, actor="u1", at=DUE, digest="0" * 64, policy_id="p/1")
+                       tool=tool, actor="u1", at=DUE, digest="0" * 64, policy_id="p/1",
+                       verified=verified if verified is not None else (True if decision else None))
 
 
 def test_ledger_decisions_label_final_outcomes_and_need_the_raw_confidence() -> None:
@@ -95,6 +99,11 @@ def test_ledger_decisions_label_final_outcomes_and_need_the_raw_confidence() -> 
     read = decisions_from_ledger(entries, {("w1", "a1"): 0.9, ("w2", "a1"): 0.8, ("w3", "a1"): 0.7})
     assert sorted((d.confidence, d.label) for d in read.decisions) == [(0.7, 1), (0.8, 0), (0.9, 1)]
     assert read.without_confidence == 1 and read.undecided == 1
+    # a decision the worker could not verify (a run started through Temporal, no signed decision) is no label
+    forged = [_entry(12, "w6", "a1", "requested"), _entry(13, "w6", "a1", "approved", verified=False)]
+    read = decisions_from_ledger([*entries, *forged], {("w1", "a1"): 0.9, ("w2", "a1"): 0.8, ("w3", "a1"): 0.7,
+                                                       ("w6", "a1"): 0.2})
+    assert (3, 1) == (len(read.decisions), read.unverified)
     # the ledger alone does not carry the raw confidence: a clear refusal, not a silent empty fit
     with pytest.raises(CalibrationError, match="carry no raw confidence"):
         fit_calibrators(entries)
