@@ -50,7 +50,7 @@ from runtime.plugin import CareloomPlugin  # noqa: E402
 from runtime.search_attributes import ALL_KEYS  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
 from runtime.temporal_server import temporal_binary  # noqa: E402
-from store.approval_items import ApprovalItems, ItemChange, apply_change  # noqa: E402
+from store.approval_items import ApprovalItems, ItemChange, ItemQuery, apply_change  # noqa: E402
 from store.connect import configured_database  # noqa: E402
 from store.sql_records import SqlCareRecordStore  # noqa: E402
 from tests.deciding import TEST_SIGNER, TEST_SIGNING_KEYS  # noqa: E402
@@ -94,7 +94,7 @@ async def _timed(repeat: int, call) -> tuple[dict[str, float], Any]:  # noqa: AN
 
 def _fill(items: ApprovalItems, real: list[PendingApproval], target: int) -> int:
     """Copies of the real items under synthetic run ids until the projection holds ``target`` rows; how many."""
-    have = items.page(_all(), limit=1).total_items
+    have = items.page(ItemQuery(), limit=1).total_items
     need, made, now, batch = max(0, target - have), 0, datetime.now(UTC), []
     while made < need:
         source = real[made % len(real)]
@@ -109,12 +109,6 @@ def _fill(items: ApprovalItems, real: list[PendingApproval], target: int) -> int
                                                                now) for r in rows])
             batch.clear()
     return made
-
-
-def _all():  # noqa: ANN202
-    from store.approval_items import ItemQuery
-
-    return ItemQuery()
 
 
 async def main(runs: int, target: int, repeat: int, database_url: str | None, as_json: bool) -> None:

@@ -14,8 +14,8 @@ from typing import Annotated
 import typer
 
 from cli.common import run, settings
-from cli.output import fail, print_json, say
-from cli.schedule import JsonFlag, act, client
+from cli.output import fail, say
+from cli.schedule import JsonFlag, act, client, print_schedule
 from runtime.errors import CareloomError
 
 __all__ = ["app"]
@@ -62,17 +62,8 @@ def show(as_json: JsonFlag = False) -> None:
     from feeds.schedule import describe_schedule
 
     async def go() -> None:
-        found = await describe_schedule(await client(), _id())
-        if as_json:
-            print_json(found)
-            return
-        say(f"{found['id']}: {', '.join(found['cron'])} ({found['time_zone']})"
-            f"{' PAUSED: ' + (found['note'] or '') if found['paused'] else ''}")
-        say(f"next: {', '.join(found['next_runs']) or '-'}")
-        for recent in found["recent_runs"]:
-            say(f"ran: {recent['started']} {recent['workflow_id']}")
-        for running in found["running"]:
-            say(f"running: {running}  (careloom gaps campaign status {running})")
+        print_schedule(await describe_schedule(await client(), _id()), as_json,
+                       follow="careloom gaps campaign status")
 
     run(go())
 

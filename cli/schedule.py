@@ -11,7 +11,7 @@ from cli.common import run, settings
 from cli.output import fail, print_json, say
 from runtime.errors import CareloomError
 
-__all__ = ["JsonFlag", "act", "app", "client"]
+__all__ = ["JsonFlag", "act", "app", "client", "print_schedule"]
 
 app = typer.Typer(help="The daily discharge sweep's Temporal Schedule: every discharge without an outreach run "
                        "gets one.", no_args_is_help=True)
@@ -88,19 +88,24 @@ def show(as_json: JsonFlag = False) -> None:
     from feeds.schedule import describe_schedule
 
     async def go() -> None:
-        found = await describe_schedule(await client())
-        if as_json:
-            print_json(found)
-            return
-        say(f"{found['id']}: {', '.join(found['cron'])} ({found['time_zone']})"
-            f"{' PAUSED: ' + (found['note'] or '') if found['paused'] else ''}")
-        say(f"next: {', '.join(found['next_runs']) or '-'}")
-        for recent in found["recent_runs"]:
-            say(f"ran: {recent['started']} {recent['workflow_id']}")
-        for running in found["running"]:
-            say(f"running: {running}  (careloom schedule progress {running})")
+        print_schedule(await describe_schedule(await client()), as_json, follow="careloom schedule progress")
 
     run(go())
+
+
+def print_schedule(found: dict[str, Any], as_json: bool, *, follow: str) -> None:
+    """A schedule's description (:func:`feeds.schedule.describe_schedule`); ``follow``: the command that shows a
+    running workflow's progress."""
+    if as_json:
+        print_json(found)
+        return
+    say(f"{found['id']}: {', '.join(found['cron'])} ({found['time_zone']})"
+        f"{' PAUSED: ' + (found['note'] or '') if found['paused'] else ''}")
+    say(f"next: {', '.join(found['next_runs']) or '-'}")
+    for recent in found["recent_runs"]:
+        say(f"ran: {recent['started']} {recent['workflow_id']}")
+    for running in found["running"]:
+        say(f"running: {running}  ({follow} {running})")
 
 
 @app.command("progress")

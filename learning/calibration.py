@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from learning.model import code_version, sha256_file
+from learning.model import code_version, read_artifact_manifest, sha256_file, verified_artifact_file
 from runtime.errors import CareloomError
 from store.ledger_entries import LedgerEntry
 
@@ -292,16 +292,9 @@ def save_calibrators(fitted: FittedCalibrators, out: Path, *, version: str | Non
 
 def read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST_FILE
-    if not path.is_file():
-        raise CalibratorIntegrityError(f"no {MANIFEST_FILE} in {folder}: not a calibrator artifact (fit one with "
-                                       "`careloom model calibrate fit`)")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise CalibratorIntegrityError(f"{path} is not readable JSON ({err.__class__.__name__})") from None
-    for key in ("name", "version", "method", "kinds", "calibrator_file"):
-        if key not in manifest:
-            raise CalibratorIntegrityError(f"{path} lacks {key!r}: the calibrator artifact is incomplete; refit it")
+    manifest = read_artifact_manifest(folder, required=("name", "version", "method", "kinds", "calibrator_file"),
+                                      error=CalibratorIntegrityError, what="calibrator",
+                                      redo="fit one with `careloom model calibrate fit`")
     if manifest["name"] != CALIBRATOR_NAME:
         raise CalibratorIntegrityError(f"{path} describes {manifest['name']!r}, not a {CALIBRATOR_NAME}")
     return manifest
@@ -330,15 +323,9 @@ def load_calibrators(path: Path) -> LoadedCalibrators:
 
     folder = path.parent if path.name == MANIFEST_FILE else path
     manifest = read_manifest(folder)
-    file = folder / manifest["calibrator_file"].get("name", CALIBRATOR_FILE)
-    if not file.is_file():
-        raise CalibratorIntegrityError(f"calibrator file {file} is missing; the manifest names it")
-    expected, found = manifest["calibrator_file"].get("sha256"), sha256_file(file)
-    if expected != found:
-        raise CalibratorIntegrityError(
-            f"calibrator file {file} does not match its manifest: sha256 {found[:16]}… but the manifest records "
-            f"{str(expected)[:16]}…; the file was changed or replaced, refusing to load it (refit, or restore the "
-            "file the manifest describes)")
+    file = verified_artifact_file(folder, manifest, key="calibrator_file", default=CALIBRATOR_FILE,
+                                  error=CalibratorIntegrityError,
+                                  redo="refit, or restore the file the manifest describes")
     estimators = joblib.load(file)  # noqa: S301 - digest verified above
     if not isinstance(estimators, dict) or sorted(estimators) != sorted(manifest["kinds"]):
         raise CalibratorIntegrityError(f"calibrator file {file} holds other kinds than its manifest lists "

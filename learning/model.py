@@ -140,19 +140,40 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
+def read_artifact_manifest(folder: Path, *, required: tuple[str, ...], error: type[Exception], what: str,
+                           redo: str) -> dict[str, Any]:
+    """An artifact folder's manifest (a model's, a calibrator's): readable JSON with the ``required`` keys, else
+    ``error`` naming the problem and ``redo`` (how to make a new one)."""
     path = folder / MANIFEST_FILE
     if not path.is_file():
-        raise ModelIntegrityError(f"no {MANIFEST_FILE} in {folder}: not a model artifact (train one with "
-                                  "`careloom model train`)")
+        raise error(f"no {MANIFEST_FILE} in {folder}: not a {what} artifact ({redo})")
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise ModelIntegrityError(f"{path} is not readable JSON ({err.__class__.__name__})") from None
-    for key in ("name", "version", "features", "model_file"):
+        raise error(f"{path} is not readable JSON ({err.__class__.__name__})") from None
+    for key in required:
         if key not in manifest:
-            raise ModelIntegrityError(f"{path} lacks {key!r}: the artifact is incomplete; retrain it")
+            raise error(f"{path} lacks {key!r}: the {what} artifact is incomplete ({redo})")
     return manifest
+
+
+def verified_artifact_file(folder: Path, manifest: dict[str, Any], *, key: str, default: str,
+                           error: type[Exception], redo: str) -> Path:
+    """The artifact's file named by ``manifest[key]``, after checking its sha256 against the manifest: a mismatch
+    is refused (``error``) before anything unpickles the file."""
+    path = folder / manifest[key].get("name", default)
+    if not path.is_file():
+        raise error(f"{path.name} file {path} is missing; the manifest names it")
+    expected, found = manifest[key].get("sha256"), sha256_file(path)
+    if expected != found:
+        raise error(f"{path.name} file {path} does not match its manifest: sha256 {found[:16]}… but the manifest "
+                    f"records {str(expected)[:16]}…; the file was changed or replaced, refusing to load it ({redo})")
+    return path
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    return read_artifact_manifest(folder, required=("name", "version", "features", "model_file"),
+                                  error=ModelIntegrityError, what="model", redo="train one with `careloom model train`")
 
 
 @dataclass
@@ -189,15 +210,9 @@ def load_model(path: Path) -> LoadedModel:
 
     folder = path.parent if path.name == MANIFEST_FILE else path
     manifest = read_manifest(folder)
-    model_path = folder / manifest["model_file"].get("name", MODEL_FILE)
-    if not model_path.is_file():
-        raise ModelIntegrityError(f"model file {model_path} is missing; the manifest names it")
-    expected, found = manifest["model_file"].get("sha256"), sha256_file(model_path)
-    if expected != found:
-        raise ModelIntegrityError(
-            f"model file {model_path} does not match its manifest: sha256 {found[:16]}… but the manifest "
-            f"records {str(expected)[:16]}…; the file was changed or replaced, refusing to load it "
-            "(retrain, or restore the file the manifest describes)")
+    model_path = verified_artifact_file(folder, manifest, key="model_file", default=MODEL_FILE,
+                                        error=ModelIntegrityError,
+                                        redo="retrain, or restore the file the manifest describes")
     estimator = joblib.load(model_path)  # noqa: S301 - digest verified above
     if getattr(estimator, "n_features_in_", len(manifest["features"])) != len(manifest["features"]):
         raise ModelIntegrityError(f"model file {model_path} expects {estimator.n_features_in_} features, the "

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict
 from store.fhir_validation import validate_resource
 from tools.quality_measures import MeasureDefinition, MemberResult
 
-__all__ = ["CAREGAP_CODE", "GAP_STATUSES", "GAP_STATUS_EXTENSION", "CareGapReportError", "GapStatus",
+__all__ = ["CAREGAP_CODE", "GAP_STATUSES", "GAP_STATUS_EXTENSION", "GAP_STATUS_SYSTEM", "CareGapReportError", "GapStatus",
            "MeasureSummary", "care_gaps_bundle", "care_gaps_parameters", "detected_issue", "gap_status",
            "measure_canonical", "measure_report", "population_summary"]
 
@@ -47,7 +47,7 @@ GAP_STATUSES: tuple[GapStatus, ...] = ("open-gap", "closed-gap")
 """The DEQM ``status`` values of ``$care-gaps`` careloom answers."""
 
 GAP_STATUS_EXTENSION = "http://hl7.org/fhir/us/davinci-deqm/StructureDefinition/extension-gapStatus"
-_GAP_STATUS_SYSTEM = "http://hl7.org/fhir/us/davinci-deqm/CodeSystem/gaps-status"
+GAP_STATUS_SYSTEM = "http://hl7.org/fhir/us/davinci-deqm/CodeSystem/gaps-status"
 CAREGAP_CODE = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "CAREGAP",
                 "display": "Care Gaps"}
 _POPULATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/measure-population"
@@ -147,7 +147,7 @@ def detected_issue(measure: MeasureDefinition, result: MemberResult, report: dic
         "resourceType": "DetectedIssue",
         "id": _id("DetectedIssue", report["id"]),
         "extension": [{"url": GAP_STATUS_EXTENSION, "valueCodeableConcept": {
-            "coding": [{"system": _GAP_STATUS_SYSTEM, "code": "open-gap"}]}}],
+            "coding": [{"system": GAP_STATUS_SYSTEM, "code": "open-gap"}]}}],
         "status": "preliminary", "code": {"coding": [dict(CAREGAP_CODE)]},
         "patient": {"reference": f"Patient/{result.member_id}"}, "identifiedDateTime": _instant(now),
         "author": _AUTHOR, "implicated": [_ref(report)],

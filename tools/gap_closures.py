@@ -26,7 +26,7 @@ from typing import Any
 import structlog
 from store.sql_records import SqlCareRecordStore
 from tools.care_gap_models import ClosureRecord, RecordClosuresInput
-from tools.care_gap_report import gap_status
+from tools.care_gap_report import CAREGAP_CODE, GAP_STATUS_EXTENSION, GAP_STATUS_SYSTEM, gap_status
 from tools.measure_data import member_resources
 from tools.quality_measures import MeasureDefinition, MemberResult, evaluate_member, measurement_period
 
@@ -36,9 +36,6 @@ __all__ = ["AFTER_OUTREACH_EXTENSION", "OUTREACH_TASK_KINDS", "closed_after_outr
 AFTER_OUTREACH_EXTENSION = "urn:careloom:extension/closed-after-outreach"
 OUTREACH_TASK_KINDS = frozenset({"gap-closure-scheduling", "pcp-gap-notification"})
 """The Task kinds that are care-gap outreach (a coordinator calls the member; the PCP's office is told)."""
-_GAP_STATUS = "http://hl7.org/fhir/us/davinci-deqm/StructureDefinition/extension-gapStatus"
-_GAP_STATUS_SYSTEM = "http://hl7.org/fhir/us/davinci-deqm/CodeSystem/gaps-status"
-_CAREGAP = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "CAREGAP", "display": "Care Gaps"}
 _PROGRAM = "care-gap closure"
 _IDS = uuid.UUID("0b5f4f7e-9b1e-4c53-8f53-2f3c5e7a1d10")
 
@@ -77,11 +74,11 @@ def closure_issue(member_id: str, measure: MeasureDefinition, period_start: date
         "resourceType": "DetectedIssue",
         "id": str(uuid.uuid5(_IDS, f"{workflow_id}|{measure.id}|{period_start}|{period_end}")),
         "extension": [
-            {"url": _GAP_STATUS, "valueCodeableConcept": {"coding": [{"system": _GAP_STATUS_SYSTEM,
+            {"url": GAP_STATUS_EXTENSION, "valueCodeableConcept": {"coding": [{"system": GAP_STATUS_SYSTEM,
                                                                       "code": "closed-gap"}]}},
             {"url": AFTER_OUTREACH_EXTENSION, "valueBoolean": bool(contacts)},
         ],
-        "status": "final", "code": {"coding": [dict(_CAREGAP)]},
+        "status": "final", "code": {"coding": [dict(CAREGAP_CODE)]},
         "patient": {"reference": f"Patient/{member_id}"},
         "identifiedDateTime": now.astimezone(UTC).isoformat(timespec="seconds"),
         "author": {"display": "careloom"},

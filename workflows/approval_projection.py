@@ -2,9 +2,8 @@
 
 - :func:`item_change` turns a run's :class:`~workflows.approvals.ItemChanges` into the rows the ledger activity
   writes with its entries (keyed by the activity's own workflow id, run id and workflow type);
-- :func:`projection_page` is an inbox page: one indexed SQL query (filters, due-time order, keyset cursor), no
-  Temporal call; the items are the PendingApprovals as the runs last recorded them (opening one reads it from its
-  run, :func:`workflows.inbox.get_approval`);
+- :func:`query_of` turns the inbox's filters into the projection's query (:func:`workflows.inbox.list_inbox`
+  pages with it: one indexed SQL query, no Temporal call; opening an item reads it from its run);
 - :func:`check` compares the projection with Temporal (visibility lists the running runs with pending approvals;
   each is asked for its items): rows whose run is closed or whose item is no longer pending (``stale``), pending
   items with no row (``missing``), rows of an earlier run of the workflow id (``other_run``);
@@ -28,7 +27,7 @@ from store.approval_items import ApprovalItems, ItemChange, ItemQuery, ItemRow, 
 from workflows.agent_run import AgentRun
 from workflows.approvals import ItemChanges
 
-__all__ = ["ProjectionCheck", "check", "item_change", "item_row", "projection_page", "query_of", "rebuild"]
+__all__ = ["ProjectionCheck", "check", "item_change", "item_row", "query_of", "rebuild"]
 
 
 def item_row(item: PendingApproval, *, run_id: str, program: str) -> ItemRow:
@@ -54,22 +53,6 @@ def query_of(*, queue: str | None = None, role: str | None = None, max_role: str
 
 
 @dataclass
-class ProjectionPageItems:
-    items: list[PendingApproval]
-    total_items: int
-    total_runs: int
-    next_cursor: str | None
-
-
-def projection_page(items: ApprovalItems, query: ItemQuery, *, page_size: int, cursor: str | None
-                    ) -> ProjectionPageItems:
-    page = items.page(query, limit=page_size, cursor=cursor)
-    return ProjectionPageItems(items=[PendingApproval.model_validate_json(i) for i in page.items],
-                               total_items=page.total_items, total_runs=page.total_runs,
-                               next_cursor=page.next_cursor)
-
-
-@dataclass
 class ProjectionCheck:
     runs: int = 0
     """Running runs with pending approvals, per visibility."""
@@ -79,7 +62,8 @@ class ProjectionCheck:
     other_run: list[tuple[str, str]] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)
     """Runs that did not answer (no worker polling): not compared."""
-    _pending: dict[str, tuple[str, list[PendingApproval]]] = field(default_factory=dict, repr=False)
+    _pending: dict[str, tuple[str, str, list[PendingApproval]]] = field(default_factory=dict, repr=False)
+    """workflow id -> (run id, workflow type, its pending items), for the rebuild."""
 
     @property
     def consistent(self) -> bool:
@@ -111,7 +95,7 @@ async def check(client: Client, items: ApprovalItems, *, concurrency: int = 16) 
     result = ProjectionCheck(runs=len(running), rows=len(rows))
     gate = asyncio.Semaphore(concurrency)
 
-    async def ask(workflow_id: str, run_id: str) -> None:
+    async def ask(workflow_id: str, run_id: str, workflow_type: str) -> None:
         async with gate:
             try:
                 pending = await client.get_workflow_handle(workflow_id, run_id=run_id).query(
@@ -123,20 +107,20 @@ async def check(client: Client, items: ApprovalItems, *, concurrency: int = 16) 
                     result.unavailable.append(workflow_id)
                     return
                 pending = []
-        result._pending[workflow_id] = (run_id, pending)
+        result._pending[workflow_id] = (run_id, workflow_type, pending)
 
-    await asyncio.gather(*(ask(w, r) for w, (r, _) in running.items()))
+    await asyncio.gather(*(ask(w, r, t) for w, (r, t) in running.items()))
     asked = set(result._pending)
     for (workflow_id, approval_id), row_run in sorted(rows.items()):
         if workflow_id in result.unavailable:
             continue
         run = result._pending.get(workflow_id)
-        if run is None or approval_id not in {p.approval_id for p in run[1]}:
+        if run is None or approval_id not in {p.approval_id for p in run[2]}:
             result.stale.append((workflow_id, approval_id))
         elif row_run != run[0]:
             result.other_run.append((workflow_id, approval_id))
     for workflow_id in sorted(asked):
-        run_id, pending = result._pending[workflow_id]
+        _, _, pending = result._pending[workflow_id]
         result.missing += [(workflow_id, p.approval_id) for p in pending if (workflow_id, p.approval_id) not in rows]
     result.unavailable.sort()
     return result
@@ -145,10 +129,8 @@ async def check(client: Client, items: ApprovalItems, *, concurrency: int = 16) 
 async def rebuild(client: Client, items: ApprovalItems) -> ProjectionCheck:
     """Make the projection match the running runs (per :func:`check`); what was found before the repair."""
     found = await check(client, items)
-    running = await _running_with_pending(client)
     now = datetime.now(UTC)
-    for workflow_id, (run_id, pending) in found._pending.items():
-        program = running.get(workflow_id, (run_id, ""))[1] or ""
+    for workflow_id, (run_id, program, pending) in found._pending.items():
         items.replace_run(workflow_id, [item_row(p, run_id=run_id, program=program) for p in pending], now)
     closed = {w for w, _ in found.stale if w not in found._pending and w not in found.unavailable}
     items.remove_runs(sorted(closed))

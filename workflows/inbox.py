@@ -23,7 +23,7 @@ from guardrails.signing import DecisionSigner
 from runtime.errors import DecisionRefused
 from store.approval_items import ApprovalItems
 from workflows.agent_run import AgentRun
-from workflows.approval_projection import projection_page, query_of
+from workflows.approval_projection import query_of
 
 
 __all__ = ["BulkItem", "BulkItemResult", "DecisionRejected", "InboxFilter", "InboxPage", "decide", "decide_bulk",
@@ -63,9 +63,9 @@ async def list_inbox(items: ApprovalItems, filters: InboxFilter | None = None, *
     filters = filters or InboxFilter()
     query = query_of(queue=filters.queue, role=filters.role, max_role=filters.max_role, priority=filters.priority,
                      due_before=filters.due_before, member=filters.member)
-    page = await asyncio.to_thread(projection_page, items, query, page_size=page_size, cursor=cursor)
-    return InboxPage(items=page.items, total_runs=page.total_runs, total_items=page.total_items,
-                     next_cursor=page.next_cursor)
+    page = await asyncio.to_thread(items.page, query, limit=page_size, cursor=cursor)
+    return InboxPage(items=[PendingApproval.model_validate_json(i) for i in page.items], total_runs=page.total_runs,
+                     total_items=page.total_items, next_cursor=page.next_cursor)
 
 
 async def _pending_of(client: Client, workflow_id: str, **kwargs: Any) -> list[PendingApproval]:
