@@ -309,10 +309,11 @@ class Harness:
                 record = self.store.get(rtype, rid)
                 if record is None:
                     continue
-                if want.not_written and _holds(json.dumps(record), want.not_written):
+                words = _written_words(record)
+                if want.not_written and _holds(words, want.not_written):
                     leaks.append(f"{rtype} written by {prefix}{action.action_id}")
                 elif (want.not_in_messages and rtype == "Communication"
-                      and _holds(json.dumps(record), want.not_in_messages)):
+                      and _holds(words, want.not_in_messages)):
                     leaks.append(f"{rtype} (a message to the member) written by {prefix}{action.action_id}")
                 kind = ((record.get("code") or {}).get("coding") or [{}])[0].get("code")
                 if (want.task_priority and rtype == "Task" and kind == "tcm-interactive-contact"
@@ -529,7 +530,7 @@ class Harness:
     async def _review(self, case: Case, workflow_id: str, item: PendingApproval, reviews: dict[str, str],
                       prefix: str = "") -> None:
         kind = item.arguments.tool
-        if _holds(item.arguments.model_dump_json(), case.expect.outcome.not_written):
+        if _holds(_written_words(item.arguments.model_dump(mode="json")), case.expect.outcome.not_written):
             place = f"approval item {prefix}{item.action_id}"
             if place not in self._shown.setdefault(case.id, []):
                 self._shown[case.id].append(place)
@@ -549,10 +550,24 @@ class Harness:
                 raise
 
 
+_KEYS_NOT_WORDS = frozenset({"id", "reference", "system", "url", "fullUrl", "identifier", "meta"})
+"""Keys whose values are identifiers, not words anyone reads: a hex id may hold "a1c" by chance."""
+
+
+def _written_words(record: Any) -> str:  # noqa: ANN401
+    """Every string a person could read in ``record`` (texts, codes, displays, dates), without its identifiers."""
+    if isinstance(record, dict):
+        return "\n".join(_written_words(v) for k, v in record.items()
+                         if k not in _KEYS_NOT_WORDS and not k.endswith(("_id", "_key")))
+    if isinstance(record, list):
+        return "\n".join(_written_words(v) for v in record)
+    return record if isinstance(record, str) else ""
+
+
 def _holds(text: str, forbidden: tuple[str, ...]) -> bool:
-    """Whether ``text`` (a JSON dump) holds any forbidden string, as written or JSON-escaped, in any case."""
+    """Whether ``text`` (:func:`_written_words`) holds any forbidden string, in any case."""
     lowered = text.lower()
-    return any(f.lower() in lowered or json.dumps(f)[1:-1].lower() in lowered for f in forbidden)
+    return any(f.lower() in lowered for f in forbidden)
 
 
 def _edited(arguments: Any) -> Any:  # noqa: ANN401
