@@ -33,6 +33,7 @@ MEMBER_PATHS: dict[str, tuple[str, ...]] = {
     "Procedure": ("subject",),
     "QuestionnaireResponse": ("subject",),
     "DetectedIssue": ("patient",),
+    "RiskAssessment": ("subject",),
 }
 
 
@@ -72,6 +73,8 @@ def period_of(resource: dict[str, Any]) -> tuple[str | None, str | None]:
         return resource.get("sent"), None
     if rtype == "Task":
         return resource.get("authoredOn"), None
+    if rtype == "RiskAssessment":  # an instant: its start and end, so scores are found by when they were made
+        return resource.get("occurrenceDateTime"), resource.get("occurrenceDateTime")
     return None, None
 
 

@@ -92,6 +92,10 @@ class CareTools:
         result = result.model_copy(update={"model": outcome.model, "shadow": outcome.shadow,
                                            "model_reason": outcome.model_reason,
                                            "shadow_reason": outcome.shadow_reason})
+        if data.member_id and data.encounter_id and (outcome.model or outcome.shadow):
+            # The scores on record (RiskAssessment): compare and drift monitoring read them, not histories.
+            self._store.put_many(risk.risk_assessments(result, data.member_id, data.encounter_id,
+                                                       datetime.now(UTC).replace(microsecond=0)))
         _bind().info("tool.score_readmission_risk", status=result.status, lace=result.lace,
                      model_version=outcome.model.version if outcome.model else None,
                      shadow_version=outcome.shadow.version if outcome.shadow else None,

@@ -12,15 +12,20 @@ always computed and returned; routing reads LACE.
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from datetime import datetime
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
 from store.records import CareRecordStore
 from tools.charlson import charlson_categories, charlson_index
 
-__all__ = ["LaceComponents", "ModelOutcome", "ModelScore", "RiskInput", "RiskModelScorer", "RiskScore", "lace",
-           "lace_components", "score_readmission_risk"]
+__all__ = ["RISK_MODEL_SYSTEM", "FeatureContribution", "LaceComponents", "ModelOutcome", "ModelScore", "RiskInput", "RiskModelScorer", "RiskScore", "lace",
+           "lace_components", "risk_assessments", "score_readmission_risk"]
+
+RISK_MODEL_SYSTEM = "urn:careloom:risk-model"
+"""``RiskAssessment.method`` coding system: code ``<model name>/<registry version>``."""
+READMISSION_OUTCOME = "30-day inpatient readmission"
 
 
 def _los_points(days: int) -> int:
@@ -73,6 +78,15 @@ class RiskInput(BaseModel):
     encounter_id: str | None = Field(default=None, description="The index stay, for a learned model's features.")
 
 
+class FeatureContribution(BaseModel):
+    """One feature's part in a score (SHAP, on the probability scale), in words a nurse reads."""
+
+    feature: str = Field(description="The model's input column, e.g. ed_visits_6mo.")
+    value: float = Field(description="The stay's value of it.")
+    contribution: float = Field(description="Its share of (score - base rate), in probability points.")
+    words: str = Field(description='e.g. "3 ED visits in the 6 months before: +0.12".')
+
+
 class ModelScore(BaseModel):
     """One learned model's readmission probability for the stay, and which model computed it."""
 
@@ -82,6 +96,16 @@ class ModelScore(BaseModel):
     digest: str = Field(description="sha256 of the model file, verified against the registry and the manifest.")
     alias: str = Field(description="The registry alias it was served under: champion or challenger.")
     probability: float = Field(ge=0.0, le=1.0, description="30-day readmission probability.")
+    base_probability: float | None = Field(default=None, description=(
+        "The model's base rate (its expected score over the training data), where the contributions start."))
+    contributions: list[FeatureContribution] = Field(default_factory=list, description=(
+        "The largest feature contributions (SHAP), largest first; the champion's only."))
+    explanation_reason: str | None = Field(default=None, description="Why there is no explanation, if none.")
+
+    def words(self) -> str:
+        """``name vversion (sha256 abcd…): 0.23 30-day readmission``."""
+        return (f"{self.name} v{self.version} (sha256 {self.digest[:12]}…): {self.probability:.2f} "
+                "30-day readmission")
 
 
 class ModelOutcome(BaseModel):
@@ -129,3 +153,33 @@ def score_readmission_risk(data: RiskInput) -> RiskScore:
         charlson_index=cci,
         charlson_categories=sorted(charlson_categories(codes)),
     )
+
+
+def risk_assessments(result: RiskScore, member_id: str, encounter_id: str, at: datetime) -> list[dict[str, Any]]:
+    """FHIR R4 ``RiskAssessment`` records of the learned scores in ``result`` (the champion's and the shadow's):
+    which model (name, version, digest, alias), the probability, when. ``careloom model compare`` pairs the
+    champion's and the challenger's with the outcomes that follow; the monitoring report reads them for drift.
+    One record per stay and model version (a retried activity rewrites it)."""
+    import hashlib
+
+    records = []
+    for score in (result.model, result.shadow):
+        if score is None:
+            continue
+        rid = hashlib.sha256(f"{encounter_id}|{score.name}|{score.version}".encode()).hexdigest()[:32]
+        records.append({
+            "resourceType": "RiskAssessment",
+            "id": f"risk-{rid}",
+            "status": "final",
+            "subject": {"reference": f"Patient/{member_id}"},
+            "encounter": {"reference": f"Encounter/{encounter_id}"},
+            "occurrenceDateTime": at.isoformat(),
+            "method": {"coding": [{"system": RISK_MODEL_SYSTEM, "code": f"{score.name}/{score.version}",
+                                   "display": score.label}],
+                       "text": score.alias},
+            "prediction": [{"outcome": {"text": READMISSION_OUTCOME}, "probabilityDecimal": score.probability}],
+            "identifier": [{"system": f"{RISK_MODEL_SYSTEM}/sha256", "value": score.digest}],
+            "note": [{"text": ("champion: prioritises outreach, never a coverage decision" if score.alias == "champion"
+                               else "challenger in shadow mode: recorded, affecting nothing")}],
+        })
+    return records
