@@ -116,6 +116,14 @@ def show(workflow_id: WorkflowArg, approval_id: ApprovalArg, as_json: JsonFlag =
         console.print(f"evidence: {safe(', '.join(item.evidence))}", soft_wrap=True)
         console.print(f"confidence: {item.confidence:.2f} ("
                       + safe(", ".join(f"{s.name}={s.value:.2f}x{s.weight:.2f}" for s in item.signals)) + ")")
+        risk_model = getattr(item.context, "risk_model", None)
+        if risk_model:
+            console.print(f"readmission model: {safe(risk_model)} (prioritises outreach, never a coverage decision)",
+                          soft_wrap=True, highlight=False)
+            for line in getattr(item.context, "risk_explanation", []):
+                console.print(f"  {safe(line)}", soft_wrap=True, highlight=False)
+        elif getattr(item.context, "risk_model_note", None):
+            console.print(f"readmission model: {safe(item.context.risk_model_note)}", soft_wrap=True)
         if item.signoffs:
             console.print("signed off by: " + safe(", ".join(f"{s.approver} ({s.role})" for s in item.signoffs)))
         console.print_json(item.arguments.model_dump_json())

@@ -46,6 +46,14 @@ class ReviewContext(BaseModel):
     tcm_contact_due: datetime | None
     age_years: int | None
     preferred_channel: str | None
+    risk_model: str | None = Field(default=None, description=(
+        "The learned readmission model that scored the stay: name, version, digest and probability "
+        "(prioritisation only, never a coverage decision); None when LACE scored alone."))
+    risk_explanation: list[str] = Field(default_factory=list, description=(
+        'Its largest feature contributions in words, e.g. "3 ED visits in the 6 months before: +0.12".'))
+    risk_model_note: str | None = Field(default=None, description="Why no learned model scored (LACE alone).")
+    risk_model_ref: str | None = Field(default=None, description=(
+        "``<name>/<version> sha256:<model file digest>``: what the decision ledger records."))
 
 
 class CareGapReviewContext(BaseModel):

@@ -64,7 +64,18 @@ def _summary(name: str, value: Any) -> str:  # noqa: ANN401
         return (f"LOS {stay.length_of_stay_days} d, acute={stay.acute_admission}, disposition "
                 f"{stay.discharge_disposition}, {len(value.condition_codes)} conditions, {value.ed_visits_6mo} ED visits")
     if name == SCORE_READMISSION_RISK.name:
-        return f"LACE {value.lace}" if value.status == "scored" else f"insufficient_data: {', '.join(value.missing)}"
+        text = f"LACE {value.lace}" if value.status == "scored" else f"insufficient_data: {', '.join(value.missing)}"
+        model = getattr(value, "model", None)  # histories from before learned models carry none
+        if model is not None:
+            text += f"; model {model.words()}"
+            if model.contributions:
+                text += " — " + "; ".join(c.words for c in model.contributions)
+        elif getattr(value, "model_reason", None):
+            text += f"; model: {value.model_reason}"
+        shadow = getattr(value, "shadow", None)
+        if shadow is not None:
+            text += f"; shadow {shadow.name} v{shadow.version} (sha256 {shadow.digest[:12]}…): {shadow.probability:.2f}"
+        return text
     if name == EVALUATE_GAPS.name:
         return (f"{len(value.open_gaps)} open gap(s) of {len(value.gaps)} measure(s): "
                 f"{', '.join(g.measure_id for g in value.open_gaps) or 'none'} ({value.measures_version})")
@@ -124,6 +135,17 @@ def audit(record: RunRecord, ledger: DecisionLedger | None = None) -> AuditRepor
             at=call.scheduled_at, kind="ledger" if call.name == LEDGER_APPEND.name else "tool",
             summary=f"{call.name}({_args(call.name, call.input)}) -> "
                     + (f"FAILED: {call.failure}" if call.failure else _summary(call.name, call.result))))
+        model = getattr(call.result, "model", None) if call.name == SCORE_READMISSION_RISK.name else None
+        if model is not None:
+            entries.append(AuditEntry(
+                at=call.finished_at, kind="risk_model",
+                summary=f"readmission model {model.words()} (prioritises outreach, never a coverage decision)"
+                        + (": " + "; ".join(c.words for c in model.contributions) if model.contributions else ""),
+                details={"model": model.ref(), "alias": model.alias, "probability": model.probability,
+                         "base_probability": model.base_probability,
+                         "explanation": [c.model_dump() for c in model.contributions],
+                         "shadow": call.result.shadow.ref() if call.result.shadow else None,
+                         "shadow_probability": call.result.shadow.probability if call.result.shadow else None}))
         if call.name in PLANNER_ACTIVITIES and call.result is not None:
             for proposal in call.result.proposals:
                 entries.append(AuditEntry(
@@ -141,7 +163,8 @@ def audit(record: RunRecord, ledger: DecisionLedger | None = None) -> AuditRepor
                 entries.append(AuditEntry(at=e.at, kind="approval",
                                           summary=f"{e.approval_id} {e.event} by {who} in {e.queue}, digest "
                                                   f"{e.digest[:12]}" + (f": {e.reason}" if e.reason else ""),
-                                          details={"policy_id": e.policy_id}))
+                                          details={"policy_id": e.policy_id,
+                                                   **({"risk_model": e.risk_model} if e.risk_model else {})}))
     for decision in record.decisions:
         d = decision.decision
         entries.append(AuditEntry(at=decision.at, kind="decision",

@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from learning.explain import Explainer
 from learning.features import MissingFeature, stay_features
 from learning.model import MODEL_NAME, LoadedModel
 from learning.registry import CHALLENGER, CHAMPION, ModelRegistry, RegisteredVersion
@@ -60,12 +61,22 @@ class ServedModel:
     registered: RegisteredVersion
     model: LoadedModel
     alias: str
+    explainer: Explainer | None = None  # the champion's (SHAP); a shadow score is not shown to anyone
+    explainer_reason: str | None = None
 
     def score(self, features: dict[str, object]) -> ModelScore:
         with _one_openmp_thread():
             probability = self.model.score(features)
+            contributions, reason, base = [], self.explainer_reason, None
+            if self.explainer is not None:
+                try:
+                    contributions = self.explainer.contributions(features, probability)
+                    base = round(self.explainer.base_probability, 6)
+                except Exception as err:  # noqa: BLE001 - the score stands without its explanation
+                    reason = f"the explanation failed ({err.__class__.__name__})"
         return ModelScore(name=self.registered.name, version=self.registered.version, label=self.registered.label,
-                          digest=self.registered.digest, alias=self.alias, probability=round(probability, 6))
+                          digest=self.registered.digest, alias=self.alias, probability=round(probability, 6),
+                          base_probability=base, contributions=contributions, explanation_reason=reason)
 
 
 @dataclass(frozen=True)
@@ -133,7 +144,15 @@ def _load(registry: ModelRegistry, name: str, alias: str) -> tuple[ServedModel |
         log.warning("risk_model.refused", alias=alias, name=name, version=registered.version, error=str(err))
         return None, (f"{alias} {name} version {registered.version} refused at load: "
                       f"{_short(err)}; LACE alone")
-    return ServedModel(registered=registered, model=model, alias=alias), None
+    explainer, explainer_reason = None, None
+    if alias == CHAMPION:
+        try:
+            explainer = Explainer(model.estimator, model.features)
+        except Exception as err:  # noqa: BLE001 - scores without explanations, and says so
+            log.warning("risk_model.no_explainer", name=name, version=registered.version, error=type(err).__name__)
+            explainer_reason = f"no explanation: SHAP could not explain this model ({err.__class__.__name__})"
+    return ServedModel(registered=registered, model=model, alias=alias, explainer=explainer,
+                       explainer_reason=explainer_reason), None
 
 
 def _short(err: Exception) -> str:

@@ -55,3 +55,6 @@ class LedgerEntry(BaseModel):
     confidence: float | None = Field(default=None, exclude_if=lambda v: v is None, description=(
         "On ``requested`` entries: the action's confidence as the planner gave it (what confidence calibrators "
         "are fitted on against the decision that follows; docs/calibration.md)."))
+    risk_model: str | None = Field(default=None, exclude_if=lambda v: v is None, description=(
+        "On ``requested`` entries of a post-discharge run scored by a learned readmission model: "
+        "``<name>/<version> sha256:<digest>`` (the model that scored the stay the reviewer saw)."))

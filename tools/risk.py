@@ -102,6 +102,10 @@ class ModelScore(BaseModel):
         "The largest feature contributions (SHAP), largest first; the champion's only."))
     explanation_reason: str | None = Field(default=None, description="Why there is no explanation, if none.")
 
+    def ref(self) -> str:
+        """``<name>/<version> sha256:<digest>``: the model, exactly (ledger entries carry it)."""
+        return f"{self.name}/{self.version} sha256:{self.digest}"
+
     def words(self) -> str:
         """``name vversion (sha256 abcd…): 0.23 30-day readmission``."""
         return (f"{self.name} v{self.version} (sha256 {self.digest[:12]}…): {self.probability:.2f} "

@@ -166,7 +166,8 @@ class ApprovalBook:
             self._pending[item.approval_id] = item
             self._note_role(item)
             self._record(item, "requested", "system", now, reason="; ".join(item.reasons),
-                         confidence=_raw_confidence(item))
+                         confidence=_raw_confidence(item),
+                         risk_model=getattr(item.context, "risk_model_ref", None))
 
     def tick(self, now: datetime) -> list[LedgerEntry]:
         """Record reminders; escalate items past their deadline; expire them when the chain ends."""
@@ -393,11 +394,11 @@ class ApprovalBook:
     def _record(self, item: PendingApproval, event: LedgerEvent, actor: str, now: datetime, *,
                 role: str | None = None, reason: str | None = None, digest: str | None = None,
                 key_id: str | None = None, proof: ApprovalDecision | None = None,
-                confidence: float | None = None) -> None:
+                confidence: float | None = None, risk_model: str | None = None) -> None:
         entry = self._append(LedgerEntry(
             event_id="", workflow_id=item.workflow_id, approval_id=item.approval_id, event=event, actor=actor,
             role=role, at=now, digest=digest or item.digest, queue=item.queue, tool=item.tool, reason=reason,
-            policy_id=item.policy_id, key_id=key_id, confidence=confidence))
+            policy_id=item.policy_id, key_id=key_id, confidence=confidence, risk_model=risk_model))
         if proof is not None:
             self._proofs[entry.event_id] = proof
 

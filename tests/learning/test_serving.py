@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from learning.features import stay_features
@@ -122,6 +123,58 @@ def test_the_risk_activity_adds_the_model_to_lace(trained: tuple, records: tuple
     assert bare.lace == scored.lace == 4 + 3 + 1 + 1
     assert bare.model is None and "passed no member" in (bare.model_reason or "")
     assert scored.model is not None and scored.model.version == "1" and scored.shadow is not None
+    # Both scores are on record as FHIR RiskAssessments (what compare and drift monitoring read).
+    recorded = store.find_for_member("RiskAssessment", stays[0][0])
+    by_alias = {r["method"]["text"]: r for r in recorded if r["encounter"]["reference"] == f"Encounter/{stays[0][1]}"}
+    assert set(by_alias) == {"champion", "challenger"}
+    assert by_alias["champion"]["prediction"][0]["probabilityDecimal"] == scored.model.probability
+    assert by_alias["champion"]["identifier"][0]["value"] == scored.model.digest
+    assert by_alias["challenger"]["method"]["coding"][0]["code"] == f"readmission-30d-hgb/{scored.shadow.version}"
+
+
+def test_the_champion_score_is_explained_in_words(trained: tuple, records: tuple, tmp_path: Path) -> None:
+    """SHAP contributions on the probability scale, largest first, worded from the stay's values; they add up
+    to the score minus the base rate; the shadow score carries none."""
+    from learning.explain import Explainer
+
+    _, artifacts = trained
+    store, stays = records
+    _promoted(tmp_path, artifacts)
+    scorer = scorer_from_registry(tmp_path)
+    assert scorer.champion is not None
+    explained = 0
+    for member_id, encounter_id in stays[:40]:
+        outcome = scorer.score(store, member_id, encounter_id)
+        assert outcome.model is not None and outcome.shadow is not None
+        assert outcome.shadow.contributions == []
+        model = outcome.model
+        assert model.base_probability is not None and 0 < model.base_probability < 1
+        sizes = [abs(c.contribution) for c in model.contributions]
+        assert sizes == sorted(sizes, reverse=True) and len(sizes) <= 5
+        for c in model.contributions:
+            assert c.words.endswith(f"{c.contribution:+.2f}") and member_id not in c.words
+        explained += bool(model.contributions)
+        features = stay_features(store, member_id, encounter_id)
+        every = Explainer(scorer.champion.model.estimator, scorer.champion.model.features)
+        row = np.asarray([[float(features[f]) for f in every.features]])
+        parts = every._explainer.shap_values(row)
+        raw = float(scorer.champion.model.estimator.decision_function(row)[0])
+        assert abs(float(parts.sum()) + every.base_value - raw) < 1e-6  # SHAP: base + parts = the model's output
+        everything = every.contributions(features, model.probability, top=len(every.features))
+        assert abs(sum(c.contribution for c in everything) - (model.probability - model.base_probability)) \
+            <= 0.005 * (len(every.features) - len(everything)) + 1e-3
+    assert explained >= 30  # nearly every stay has something to say
+
+
+def test_feature_words_read_like_a_chart() -> None:
+    from learning.explain import feature_words
+
+    assert feature_words("ed_visits_6mo", 3) == "3 ED visits in the 6 months before"
+    assert feature_words("ed_visits_6mo", 1) == "1 ED visit in the 6 months before"
+    assert feature_words("charlson_congestive_heart_failure", 1) == "congestive heart failure on record"
+    assert feature_words("disposition_snf", 1) == "discharged to a skilled nursing facility"
+    assert feature_words("plan_medicaid", 0) == "not a Medicaid plan"
+    assert feature_words("age_band", 2) == "age band 65-74"
 
 
 def test_scoring_cost(trained: tuple, records: tuple, tmp_path: Path) -> None:

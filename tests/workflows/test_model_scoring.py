@@ -93,3 +93,51 @@ async def test_a_refused_champion_leaves_lace_and_the_reason_in_history(client: 
     [risk] = await risk_results(client, workflow_id)
     assert risk.lace == 5 and risk.model is None and risk.shadow is None
     assert risk.model_reason is not None and "LACE alone" in risk.model_reason
+
+
+async def test_the_reviewer_and_the_audit_see_the_model_and_its_explanation(
+        client: Client, settings: Settings, store: SqlCareRecordStore, registry_state: Path) -> None:
+    """A high-risk discharge parks for a nurse: the approval item names the champion (version, digest) with its
+    explanation in words; the ledger's requested entry records the model; the audit timeline shows both; the
+    scores are on record as RiskAssessments."""
+    from guardrails.approvals import ApprovalDecision
+    from history.audit import audit
+    from history.events import read_run
+    from store.ledger import DecisionLedger
+    from store.connect import configured_database
+    from tests.conftest import wait_for_status
+    from tests.deciding import decide, ledger_entries
+    from tests.fhir_factory import HIGH_RISK
+
+    champion = ModelRegistry(registry_state).by_alias("readmission-30d-hgb", "champion")
+    assert champion is not None
+    queue = f"test-{uuid.uuid4().hex[:12]}"
+    hosts = build_hosts(settings, store, scorer=scorer_from_registry(registry_state))
+    member = make_member(store, **HIGH_RISK)
+    async with build_worker(client, settings, store, task_queue=queue, hosts=hosts):
+        handle, _ = await start_outreach(
+            client, member_id=member.member_id, encounter_id=member.encounter_id, policy=OPEN_WINDOW,
+            task_queue=queue, initiated_by="care-ops-bot", tool_attempts=1,
+            salt=settings.pseudonym_salt.get_secret_value())
+        [item] = (await wait_for_status(handle, lambda s: len(s.pending_approvals) == 1)).pending_approvals
+        context = item.context
+        assert context.risk_model is not None and context.risk_model.startswith(
+            f"readmission-30d-hgb v1 (sha256 {champion.digest[:12]}…)")
+        assert context.risk_model_ref == f"readmission-30d-hgb/1 sha256:{champion.digest}"
+        assert context.risk_explanation and all(": " in line and line[-5] in "+-" for line in context.risk_explanation)
+        assert member.member_id not in " ".join(context.risk_explanation)
+        await decide(client, handle.id, ApprovalDecision(approval_id=item.approval_id, digest=item.digest,
+                                                         decision="approve", approver="rn.kim", role="rn"))
+        await handle.result()
+    ledger = DecisionLedger(configured_database(settings))
+    [requested] = [e for e in await ledger_entries(ledger, handle.id, "approved") if e.event == "requested"]
+    assert requested.risk_model == context.risk_model_ref
+    report = audit(read_run(await handle.fetch_history()), ledger)
+    [model_entry] = [e for e in report.entries if e.kind == "risk_model"]
+    assert model_entry.details["model"] == context.risk_model_ref
+    assert [c["words"] for c in model_entry.details["explanation"]] == context.risk_explanation
+    assert context.risk_explanation[0] in model_entry.summary
+    assert any(e.kind == "approval" and e.details.get("risk_model") == context.risk_model_ref for e in report.entries)
+    assert report.ledger_mismatches == []
+    recorded = {r["method"]["text"] for r in store.find_for_member("RiskAssessment", member.member_id)}
+    assert recorded == {"champion", "challenger"}
