@@ -14,6 +14,13 @@ nothing. The gate's outcome is recorded on the version as tags.
 
 MLflow is imported only when a registry is opened (it takes seconds); a worker whose state folder has no
 ``mlflow.db`` never imports it. MLflow's usage telemetry is switched off before the import.
+
+``CARELOOM_MODEL_REGISTRY_URI`` may put the registry in a PostgreSQL database instead (a database of its own:
+MLflow and the records store would share one ``alembic_version`` table), and ``CARELOOM_MODEL_ARTIFACTS_DIR``
+the registered copies in a shared folder (:meth:`ModelRegistry.from_settings`). On PostgreSQL, :meth:`exists`
+asks the server whether MLflow's registry tables are there, in one short connection that creates nothing; a
+server that cannot be reached is "no registry" with a reason (:attr:`ModelRegistry.absence`), never an error,
+so a worker keeps LACE. The URL's password never appears in a message (:attr:`ModelRegistry.location`).
 """
 
 from __future__ import annotations
@@ -27,11 +34,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.engine import make_url
+
 from learning.model import MANIFEST_FILE, LoadedModel, ModelIntegrityError, load_model, sha256_file
-from runtime.errors import CareloomError
+from runtime.errors import CareloomError, ConfigurationError
+from runtime.settings import REGISTRY_SETTING, registry_sqlalchemy_url
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+    from runtime.settings import Settings
 
 __all__ = ["CHALLENGER", "CHAMPION", "REGISTRY_FILE", "GateResult", "ModelRegistry", "PromotionRefused",
            "RegisteredVersion", "RegistryError"]
@@ -42,6 +54,9 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 TAG_DIGEST = "careloom.model_sha256"
 TAG_MANIFEST = "careloom.manifest_sha256"
 TAG_LABEL = "careloom.version_label"
+REGISTRY_TABLES = frozenset({"alembic_version", "registered_models", "model_versions", "registered_model_aliases"})
+"""MLflow's tables a server database must hold to be a registry (MLflow creates them all at once)."""
+CONNECT_TIMEOUT_SECONDS = 5
 
 
 class RegistryError(CareloomError):
@@ -115,27 +130,100 @@ def _tags(manifest: dict[str, Any], manifest_digest: str) -> dict[str, str]:
 
 
 class ModelRegistry:
-    """MLflow's model registry (tracking and registry URI ``sqlite:///<state_dir>/mlflow.db``)."""
+    """MLflow's model registry: tracking and registry URI ``sqlite:///<state_dir>/mlflow.db``, or ``uri`` (a
+    ``sqlite:///PATH`` or PostgreSQL URL, :func:`runtime.settings.registry_sqlalchemy_url`); registered copies
+    under ``artifacts`` (default ``<state_dir>/model-registry``)."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, uri: str | None = None, artifacts: Path | None = None) -> None:
         self.state_dir = Path(state_dir)
-        self.path = self.state_dir / REGISTRY_FILE
-        self.artifacts = self.state_dir / ARTIFACTS_FOLDER
-        self.uri = f"sqlite:///{self.path.resolve()}"
+        self.artifacts = Path(artifacts) if artifacts is not None else self.state_dir / ARTIFACTS_FOLDER
+        self.path: Path | None
+        if uri is None:
+            self.path = self.state_dir / REGISTRY_FILE
+            self._connect_uri = f"sqlite:///{self.path.resolve()}"
+        else:
+            try:
+                self._connect_uri = registry_sqlalchemy_url(uri)
+            except ValueError as err:
+                raise ConfigurationError(str(err)) from None
+            parsed = make_url(self._connect_uri)
+            self.path = Path(parsed.database or "").resolve() if parsed.get_backend_name() == "sqlite" else None
+            if self.path is not None:
+                self._connect_uri = f"sqlite:///{self.path}"
+        self.uri = make_url(self._connect_uri).render_as_string(hide_password=True)
+        """The registry's URL, its password (if any) masked: safe to show and log."""
+        self.absence: str | None = None
+        """Why :meth:`exists` last found no registry (no file, no tables, a server that cannot be reached)."""
+        self._tables_seen = False
         self._client: MlflowClient | None = None
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelRegistry:
+        """The registry ``CARELOOM_MODEL_REGISTRY_URI`` and ``CARELOOM_MODEL_ARTIFACTS_DIR`` name (unset: the
+        SQLite file and the copies under the state folder)."""
+        return cls(settings.state_dir, uri=settings.model_registry_uri, artifacts=settings.model_artifacts_dir)
+
+    @property
+    def location(self) -> str:
+        """Where the registry is, for messages: the SQLite file's path, or the server URL without its password."""
+        return str(self.path) if self.path is not None else self.uri
+
+    def __repr__(self) -> str:
+        return f"ModelRegistry({self.location!r}, artifacts={str(self.artifacts)!r})"
+
     def exists(self) -> bool:
-        return self.path.is_file()
+        """Whether there is a registry to read: the SQLite file, or MLflow's tables in the server database.
+        Creates nothing and never raises; when False, :attr:`absence` says why."""
+        if self._client is not None or self._tables_seen:
+            return True
+        if self.path is not None:
+            found = self.path.is_file()
+            self.absence = None if found else f"no model registry at {self.path}"
+            return found
+        self.absence = self._server_problem(need_tables=True)
+        self._tables_seen = self.absence is None
+        return self._tables_seen
+
+    def _server_problem(self, *, need_tables: bool) -> str | None:
+        """None when the server database answers (and, with ``need_tables``, holds MLflow's registry tables);
+        otherwise why not, naming the error class only (a driver's message could carry the host's details)."""
+        from sqlalchemy import create_engine, inspect
+        from sqlalchemy.pool import NullPool
+
+        url = make_url(self._connect_uri)
+        pg8000 = url.drivername.endswith("pg8000")
+        timeout = {"timeout" if pg8000 else "connect_timeout": CONNECT_TIMEOUT_SECONDS}
+        try:
+            engine = create_engine(url, poolclass=NullPool, connect_args=timeout)
+        except Exception as err:  # noqa: BLE001 - a driver that will not load: no registry, and say why
+            return f"the model registry at {self.uri} cannot be opened ({err.__class__.__name__})"
+        try:
+            with engine.connect() as conn:
+                tables = set(inspect(conn).get_table_names())
+        except Exception as err:  # noqa: BLE001 - unreachable, refused credentials, no such database
+            return (f"the model registry at {self.uri} cannot be reached ({err.__class__.__name__}); check "
+                    f"{REGISTRY_SETTING} and the server")
+        finally:
+            engine.dispose()
+        if need_tables and not REGISTRY_TABLES <= tables:
+            return (f"no model registry in {self.uri} yet (MLflow's tables are not there; `careloom model "
+                    "register` creates them)")
+        return None
 
     @property
     def client(self) -> MlflowClient:
         if self._client is None:
+            if self.path is None:  # MLflow retries an unreachable server for about 100 s: ask once, quickly
+                problem = self._server_problem(need_tables=False)
+                if problem is not None:
+                    raise RegistryError(problem)
             os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
             os.environ.setdefault("DO_NOT_TRACK", "true")
             from mlflow import MlflowClient
 
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            client = MlflowClient(tracking_uri=self._connect_uri, registry_uri=self._connect_uri)
             client.search_registered_models(max_results=1)  # open (and migrate) the store now...
             _give_back_logging()  # ...and undo what opening it did to the process's logging
             self._client = client
@@ -175,7 +263,7 @@ class ModelRegistry:
         for found in self.versions(name):
             if found.version == str(version):
                 return found
-        raise RegistryError(f"{name} has no version {version} in the registry {self.path} "
+        raise RegistryError(f"{name} has no version {version} in the registry {self.location} "
                             "(`careloom model list` shows the versions)")
 
     def by_alias(self, name: str, alias: str) -> RegisteredVersion | None:
@@ -191,6 +279,7 @@ class ModelRegistry:
         model = load_model(artifact)  # refuses a model file whose digest is not the manifest's
         manifest = model.manifest
         name, digest = manifest["name"], manifest["model_file"]["sha256"]
+        client = self.client  # opened (created) first: a server that cannot be reached refuses before any copy
         for existing in self.versions(name):
             if existing.digest == digest:
                 raise RegistryError(f"this model file (sha256 {digest[:16]}…) is already {name} version "
@@ -205,11 +294,11 @@ class ModelRegistry:
         from mlflow.exceptions import MlflowException
 
         try:
-            self.client.get_registered_model(name)
+            client.get_registered_model(name)
         except MlflowException:
-            self.client.create_registered_model(
+            client.create_registered_model(
                 name, description="30-day readmission risk: prioritises outreach, never a coverage decision")
-        created = self.client.create_model_version(
+        created = client.create_model_version(
             name, source=str(target.resolve()), tags=_tags(manifest, manifest_digest),
             description=f"{manifest.get('estimator', '')} {manifest['version']}")
         return self.get(name, str(created.version))

@@ -164,12 +164,13 @@ def _short(err: Exception) -> str:
 
 def scorer_from_registry(state_dir: Path, name: str = MODEL_NAME, *,
                          registry: ModelRegistry | None = None) -> RegistryScorer:
-    """The champion and challenger of ``name`` in the registry under ``state_dir``; never raises."""
+    """The champion and challenger of ``name`` in the registry (``registry``, default the SQLite file under
+    ``state_dir``); never raises."""
     registry = registry or ModelRegistry(state_dir)
     if not registry.exists():
-        reason = ("no model registry in the state folder: LACE alone (register and promote a model with "
-                  "`careloom model register|promote`)")
-        scorer = RegistryScorer(None, None, reason, "no model registry in the state folder")
+        absent = registry.absence or "no model registry in the state folder"
+        reason = f"{absent}: LACE alone (register and promote a model with `careloom model register|promote`)"
+        scorer = RegistryScorer(None, None, reason, absent)
     else:
         champion, champion_reason = _load(registry, name, CHAMPION)
         challenger, challenger_reason = _load(registry, name, CHALLENGER)

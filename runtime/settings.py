@@ -16,10 +16,11 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from runtime.database_url import check_url
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["ARTIFACTS_SETTING", "REGISTRY_SETTING", "Settings", "get_settings", "registry_sqlalchemy_url"]
 
 _PLACEHOLDER_SALT = "careloom-development-pseudonym-salt"
 Role = Literal["care_coordinator", "rn", "md"]
@@ -71,6 +72,19 @@ class Settings(BaseSettings):
         description="The care records database (records, idempotency keys, decision ledger, access log): "
         "sqlite:///PATH, or postgresql://USER[:PASSWORD]@HOST:5432/DATABASE for several worker hosts sharing one "
         "store. Unset means <state_dir>/records.db.",
+    )
+    model_registry_uri: str | None = Field(
+        default=None,
+        description="The model registry's database (MLflow's tracking and registry URI): sqlite:///PATH, or "
+        "postgresql://USER[:PASSWORD]@HOST:5432/DATABASE (psycopg, as the records database; "
+        "postgresql+pg8000:// for pg8000), a database of its own on the project's server, never the records "
+        "database. Unset means <state_dir>/mlflow.db.",
+    )
+    model_artifacts_dir: Path | None = Field(
+        default=None,
+        description="Folder of the registered model copies (what workers load); shared storage mounted at the "
+        "same path on every host when several hosts share a PostgreSQL registry. Unset means "
+        "<state_dir>/model-registry.",
     )
     database_pool_size: int = Field(default=16, ge=1, le=200, description=(
         "PostgreSQL connections each process keeps (plus 4 overflow): match the worker's activity threads "
@@ -274,6 +288,21 @@ class Settings(BaseSettings):
             check_url(value)
         return value
 
+    @field_validator("model_registry_uri")
+    @classmethod
+    def _known_registry(cls, value: str | None) -> str | None:
+        if value is not None:
+            registry_sqlalchemy_url(value)
+        return value
+
+    @field_validator("model_artifacts_dir")
+    @classmethod
+    def _a_folder(cls, value: Path | None) -> Path | None:
+        if value is not None and value.exists() and not value.is_dir():
+            raise ValueError(f"{ARTIFACTS_SETTING}: {value} is a file; give a folder (created on the first "
+                             "`careloom model register`)")
+        return value
+
     @field_validator("um_criteria_file", "approval_routing_file")
     @classmethod
     def _readable(cls, value: Path | None) -> Path | None:
@@ -321,6 +350,10 @@ class Settings(BaseSettings):
         if self.oidc_issuer and self.auth_mode != "jwt":
             raise ValueError("CARELOOM_OIDC_ISSUER needs CARELOOM_AUTH_MODE=jwt: sign-in and API tokens come "
                              "from the same identity provider")
+        if self.model_registry_uri is not None and _same_database(self.model_registry_uri, self.database_location):
+            raise ValueError(f"{REGISTRY_SETTING} names the care records database: MLflow and careloom both keep "
+                             "their schema version in its alembic_version table; give the registry a database of "
+                             "its own on the same server (e.g. createdb careloom_registry)")
         if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
             raise ValueError("set both CARELOOM_TEMPORAL_TLS_CERT and CARELOOM_TEMPORAL_TLS_KEY, or neither")
         return self
@@ -353,6 +386,44 @@ class Settings(BaseSettings):
     @property
     def target_host(self) -> str:
         return self.temporal_address or f"127.0.0.1:{self.embedded_port}"
+
+
+REGISTRY_SETTING = "CARELOOM_MODEL_REGISTRY_URI"
+ARTIFACTS_SETTING = "CARELOOM_MODEL_ARTIFACTS_DIR"
+_REGISTRY_FORMS = ("use sqlite:///PATH or postgresql://USER@HOST:5432/DATABASE (postgresql+psycopg:// and "
+                   "postgresql+pg8000:// name the driver)")
+_REGISTRY_DRIVERS = {"postgresql": "postgresql+psycopg", "postgresql+psycopg": "postgresql+psycopg",
+                     "postgresql+pg8000": "postgresql+pg8000", "sqlite": "sqlite", "sqlite+pysqlite": "sqlite"}
+
+
+def registry_sqlalchemy_url(uri: str) -> str:
+    """The SQLAlchemy URL MLflow opens for a ``CARELOOM_MODEL_REGISTRY_URI``: a plain ``postgresql://`` names
+    psycopg (the records database's driver; SQLAlchemy's own default, psycopg2, is not installed). ValueError
+    naming the setting and the accepted forms; the message never carries the URL (it may hold a password)."""
+    try:
+        parsed = make_url(uri)
+    except ArgumentError:
+        raise ValueError(f"{REGISTRY_SETTING} is not a database URL; {_REGISTRY_FORMS}") from None
+    driver = _REGISTRY_DRIVERS.get(parsed.drivername)
+    if driver is None:
+        raise ValueError(f"{REGISTRY_SETTING}: unknown scheme {parsed.drivername!r}; {_REGISTRY_FORMS}")
+    if driver == "sqlite" and (not parsed.database or parsed.database == ":memory:"):
+        raise ValueError(f"{REGISTRY_SETTING}: sqlite:/// needs a file path (an in-memory registry keeps "
+                         f"nothing); {_REGISTRY_FORMS}")
+    if driver != "sqlite" and not (parsed.host and parsed.database):
+        raise ValueError(f"{REGISTRY_SETTING}: a PostgreSQL URL needs a host and a database; {_REGISTRY_FORMS}")
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def _same_database(registry_uri: str, records: str | Path) -> bool:
+    """Whether the registry's URL names the care records database (one SQLite file, or one server database)."""
+    registry = make_url(registry_uri)
+    if isinstance(records, Path):
+        return registry.get_backend_name() == "sqlite" and Path(registry.database or "").resolve() == records.resolve()
+    other = make_url(records)
+    return (registry.get_backend_name() == other.get_backend_name() == "postgresql"
+            and (registry.host, registry.port or 5432, registry.database)
+            == (other.host, other.port or 5432, other.database))
 
 
 @lru_cache(maxsize=1)
