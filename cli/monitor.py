@@ -1,8 +1,9 @@
-"""``careloom monitor report``: human overrides, SLA, clocks, quality findings and drift (evaluation/monitor.py)."""
+"""``careloom monitor report``: human overrides, SLA, clocks, quality findings and drift (evaluation/monitor.py),
+and the promoted risk model's drift and realised outcomes (evaluation/model_drift.py)."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -39,9 +40,15 @@ def report(
                                                             "against.")] = 1,
     html: Annotated[Path | None, typer.Option(help=f"Write a self-contained {REPORT_FILE} into this folder.")]
     = None,
+    model_window_days: Annotated[int, typer.Option(min=1, help="Risk model drift: the champion's scores of the "
+                                                               "last N days.")] = 30,
+    outcome_window_days: Annotated[int, typer.Option(min=1, help="Risk model outcomes: the champion's scores of "
+                                                                 "the last N days whose 30-day window has "
+                                                                 "closed.")] = 90,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")] = False,
 ) -> None:
     """Approval, edit and reject rates, time to decision against SLA, escalations, expiries, quality findings;
+    the promoted risk model's feature and score drift (PSI against its training split) and realised outcomes;
     with --histories also confidence and LACE drift (PSI per ISO week), planner fallbacks and model errors."""
     from store.connect import configured_database
     from evaluation.monitor import monitor_report, render_html
@@ -58,8 +65,11 @@ def report(
              f"--out {histories} --query ...`", code=2)
     cfg = settings()
     records = _records(histories) if histories is not None else None
-    result = monitor_report(DecisionLedger(configured_database(cfg)).entries(), records, since=start,
-                            baseline_weeks=baseline_weeks, now=datetime.now(UTC))
+    now = datetime.now(UTC)
+    database = configured_database(cfg)
+    risk = _risk_model(database, cfg, now, model_window_days, outcome_window_days)
+    result = monitor_report(DecisionLedger(database).entries(), records, since=start,
+                            baseline_weeks=baseline_weeks, now=now, risk_model=risk)
     written = None
     if html is not None:
         try:
@@ -76,8 +86,68 @@ def report(
         console.print(safe(f"HTML report: {written}"), soft_wrap=True, highlight=False)
 
 
+def _risk_model(database, cfg, now: datetime, drift_days: int, outcome_days: int):  # noqa: ANN001, ANN202
+    """The registry's champion: drift over the last ``drift_days``, outcomes over the last ``outcome_days``."""
+    from evaluation.model_drift import risk_model_figures
+    from evaluation.monitor import RiskModelFigures
+    from learning.registry import ModelRegistry
+    from runtime.errors import CareloomError
+    from store.sql_records import SqlCareRecordStore
+
+    try:
+        registry = ModelRegistry.from_settings(cfg)
+    except CareloomError as err:  # a registry setting that cannot be used: the rest of the report still stands
+        return RiskModelFigures(message=f"{err}: no risk model to monitor")
+    return risk_model_figures(SqlCareRecordStore(database), registry, since=now - timedelta(days=drift_days),
+                              until=now, now=now, outcome_since=now - timedelta(days=outcome_days))
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _print_risk_model(risk) -> None:  # noqa: ANN001
+    """The risk model section: what is monitored (or why nothing), alerts, the largest PSI, outcomes."""
+    if risk is None:
+        return
+    if risk.message is not None:
+        console.print(safe(f"risk model: {risk.message}"), soft_wrap=True, highlight=False)
+        return
+    console.print(safe(f"risk model: champion {risk.name} version {risk.version} ({risk.label}, sha256 "
+                       f"{(risk.digest or '')[:16]}…): {risk.scored} stay(s) scored from {risk.drift_since:%Y-%m-%d}"
+                       f" to {risk.until:%Y-%m-%d}, {risk.unreadable} whose features could not be read"),
+                  soft_wrap=True, highlight=False)
+    for earlier in risk.earlier_versions:
+        console.print(safe(f"  {earlier.scored} champion score(s) by {earlier.model} (sha256 {earlier.digest}…), "
+                           "an earlier champion: not in these figures"), soft_wrap=True, highlight=False)
+    if risk.drift_note:
+        console.print(safe(f"  {risk.drift_note}"), soft_wrap=True, highlight=False)
+    lines = ([risk.score] if risk.score else []) + sorted(risk.features, key=lambda f: -(f.psi or 0.0))
+    if lines and any(f.psi is not None for f in lines):
+        table = Table(title="risk model drift against the training split (score, then features by PSI)")
+        for column in ("", "n", "training mean", "window mean", "PSI", "reading"):
+            table.add_column(column)
+        for f in lines[:11]:
+            table.add_row(*map(plain, (f.name, str(f.n), _num(f.reference_mean), _num(f.mean), _num(f.psi, 4),
+                                       f.level or "-")))
+        console.print(table)
+    out = risk.outcomes
+    if out is not None:
+        ci = out.observed_rate_ci95
+        console.print(safe(
+            f"risk model outcomes (scored from {risk.outcome_since:%Y-%m-%d}): {out.labelled} labelled, "
+            f"{out.awaiting_label} awaiting their 30-day window, {out.unlabelled} without a readable label; "
+            f"{out.readmissions} readmission(s), observed {_pct(out.observed_rate)}"
+            + (f" (95% CI {_pct(ci[0])}–{_pct(ci[1])})" if ci else "")
+            + f", mean predicted {_pct(out.mean_predicted)}, training rate {_pct(out.training_rate)}; AUC "
+            f"{_num(out.auc)} (validation {_num(out.validation_auc)}), Brier {_num(out.brier, 4)}"
+            + (f"; {out.note}" if out.note else "")), soft_wrap=True, highlight=False)
+    for alert in risk.alerts:
+        console.print(safe(f"ALERT risk model: {alert}"), soft_wrap=True, highlight=False)
 
 
 def _print(result) -> None:  # noqa: ANN001
@@ -103,6 +173,7 @@ def _print(result) -> None:  # noqa: ANN001
     q = led.quality.total
     console.print(f"quality sampling: {q.sampled} sampled, {q.reviewed} reviewed, {q.appropriate} appropriate, "
                   f"{q.inappropriate} inappropriate; audited precision {_pct(q.precision)}", soft_wrap=True)
+    _print_risk_model(result.risk_model)
     hist = result.histories
     if hist is None:
         return

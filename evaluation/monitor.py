@@ -1,9 +1,11 @@
 """The monitoring report: human overrides, SLA, clocks, quality findings and drift, from the ledger and histories.
 
 Pure functions: decision-ledger entries (and, optionally, runs decoded from
-exported histories) in, a :class:`MonitorReport` out, then JSON or a
-self-contained HTML page. ``careloom monitor report`` is the thin command over
-them, and the API's ``/metrics`` serves :func:`ledger_figures` as gauges.
+exported histories, and the promoted risk model's figures that
+:mod:`evaluation.model_drift` reads from the records store) in, a
+:class:`MonitorReport` out, then JSON or a self-contained HTML page.
+``careloom monitor report`` is the thin command over them, and the API's
+``/metrics`` serves :func:`ledger_figures` as gauges.
 Definitions of every figure: docs/monitoring.md.
 """
 
@@ -24,9 +26,10 @@ from store.ledger_entries import LedgerEntry
 if TYPE_CHECKING:
     from history.events import RunRecord
 
-__all__ = ["CONFIDENCE_EDGES", "LACE_BINS", "DecisionRates", "DriftReport", "HistoryFigures", "LedgerFigures",
-           "MonitorReport", "QualityFigures", "QualityLine", "SlaLine", "WeekDrift", "drift_level",
-           "history_figures", "iso_week", "ledger_figures", "monitor_report", "psi", "render_html"]
+__all__ = ["CONFIDENCE_EDGES", "LACE_BINS", "DecisionRates", "DriftReport", "FeatureDrift", "HistoryFigures",
+           "LedgerFigures", "MonitorReport", "QualityFigures", "QualityLine", "RealisedOutcomes", "RiskModelFigures",
+           "SlaLine", "VersionCount", "WeekDrift", "drift_level", "history_figures", "iso_week", "ledger_figures",
+           "monitor_report", "psi", "render_html"]
 
 CONFIDENCE_EDGES: tuple[float, ...] = tuple(float(x) for x in np.linspace(0.0, 1.0, 11))
 """Ten fixed bins of width 0.1 on [0, 1] (the last one includes 1.0)."""
@@ -342,6 +345,75 @@ def history_figures(records: Iterable[RunRecord], since: date | None = None, *,
         lace=_drift("LACE at discharge", "lace", lace, baseline_weeks))
 
 
+# --- the risk model: drift against its training reference, realised outcomes (evaluation/model_drift.py) ---
+
+class FeatureDrift(BaseModel):
+    """One feature (or the score) in the window against the training split's bins in the model's manifest."""
+
+    name: str
+    n: int = Field(description="Values compared: scored stays (for a feature, those whose features could be read).")
+    reference_mean: float = Field(description="Mean on the training split.")
+    mean: float | None = Field(description="Mean in the window (None with no values).")
+    reference_shares: list[float] = Field(description="Training split's share per bin.")
+    counts: list[int] = Field(description="Window's values per bin.")
+    psi: float | None = Field(description="PSI against the training split; None below the minimum count.")
+    level: DriftLevel | None
+
+
+class VersionCount(BaseModel):
+    """Champion scores in the window made by another model version (an earlier champion): not in the figures."""
+
+    model: str = Field(description="The RiskAssessment's method code, <name>/<registry version>.")
+    digest: str = Field(description="First 16 hex digits of the model file's sha256.")
+    scored: int
+
+
+class RealisedOutcomes(BaseModel):
+    """The champion's scores against the readmissions that followed (stays whose 30-day window has closed)."""
+
+    scored: int = Field(description="Champion scores (this version) in the outcome window.")
+    labelled: int = Field(description="Of them, stays whose 30-day window had closed by the report time.")
+    awaiting_label: int = Field(description="Stays whose 30-day window is still open.")
+    unlabelled: int = Field(description="Stays whose label could not be read (no discharge on record).")
+    readmissions: int
+    observed_rate: float | None
+    observed_rate_ci95: list[float] | None = Field(description="Wilson 95 % interval of the observed rate.")
+    mean_predicted: float | None
+    calibration_gap: float | None = Field(description="Mean predicted − observed rate.")
+    auc: float | None = Field(description="Realised AUC (needs the minimum count and both outcomes).")
+    brier: float | None
+    training_rate: float | None = Field(description="Readmission rate of the training split (manifest).")
+    validation_auc: float | None = Field(description="Held-out AUC from the model's validation (manifest).")
+    validation_auc_ci95: list[float] | None
+    note: str | None = Field(default=None, description="Why AUC, Brier or calibration are not judged.")
+
+
+class RiskModelFigures(BaseModel):
+    """The promoted (champion) readmission-risk model: drift and realised performance, or why none."""
+
+    message: str | None = Field(default=None, description="Why there is nothing to monitor (no registry, "
+                                                          "no champion, an unreadable manifest).")
+    name: str | None = None
+    version: str | None = None
+    label: str | None = None
+    digest: str | None = Field(default=None, description="sha256 of the monitored model file.")
+    drift_since: datetime | None = None
+    until: datetime | None = None
+    outcome_since: datetime | None = None
+    min_stays: int = 0
+    scored: int = Field(default=0, description="Champion scores by this version in the drift window.")
+    unreadable: int = Field(default=0, description="Of them, stays whose features could not be read now "
+                                                   "(counted, never imputed; left out of the feature PSI).")
+    unreadable_reasons: dict[str, int] = Field(default_factory=dict)
+    malformed: int = Field(default=0, description="RiskAssessments without a model, probability or stay.")
+    earlier_versions: list[VersionCount] = Field(default_factory=list)
+    drift_note: str | None = Field(default=None, description="No reference in the manifest, or too few stays.")
+    score: FeatureDrift | None = None
+    features: list[FeatureDrift] = Field(default_factory=list)
+    outcomes: RealisedOutcomes | None = None
+    alerts: list[str] = Field(default_factory=list, description="What crossed a threshold (docs/metrics.md).")
+
+
 # --- the report ---------------------------------------------------------------------------------
 
 class MonitorReport(BaseModel):
@@ -349,17 +421,71 @@ class MonitorReport(BaseModel):
     since: date | None
     ledger: LedgerFigures
     histories: HistoryFigures | None = None
+    risk_model: RiskModelFigures | None = None
 
 
 def monitor_report(entries: Iterable[LedgerEntry], records: Iterable[RunRecord] | None = None, *,
-                   since: date | None = None, baseline_weeks: int = 1, now: datetime) -> MonitorReport:
+                   since: date | None = None, baseline_weeks: int = 1, now: datetime,
+                   risk_model: RiskModelFigures | None = None) -> MonitorReport:
     return MonitorReport(generated_at=now, since=since, ledger=ledger_figures(entries, since),
                          histories=None if records is None else history_figures(records, since,
-                                                                                baseline_weeks=baseline_weeks))
+                                                                                baseline_weeks=baseline_weeks),
+                         risk_model=risk_model)
 
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _risk_model_html(risk: RiskModelFigures) -> str:
+    """The risk model section: what is monitored, alerts, score and feature PSI, realised outcomes."""
+    import html
+
+    from evaluation.plots import bar_chart, html_table
+
+    parts = ["<h2>Risk model: drift and realised outcomes</h2>"]
+    if risk.message is not None:
+        return parts[0] + f"<p>{html.escape(risk.message)}</p>"
+    parts.append(f"<p>Champion {html.escape(str(risk.name))} version {html.escape(str(risk.version))} "
+                 f"({html.escape(str(risk.label))}, model sha256 {html.escape(str(risk.digest)[:16])}…). Drift: "
+                 f"{risk.scored} scored stays from {risk.drift_since:%Y-%m-%d} to {risk.until:%Y-%m-%d}, "
+                 f"{risk.unreadable} whose features could not be read (not imputed), against the training split. "
+                 "PSI &lt; 0.1 stable, 0.1–0.25 moderate, &gt; 0.25 significant.</p>")
+    if risk.earlier_versions:
+        parts.append(html_table(["scored by an earlier champion (not in these figures)", "model sha256", "stays"],
+                                [[v.model, v.digest, v.scored] for v in risk.earlier_versions]))
+    parts.append("<h3>Alerts</h3>" + ("<ul>" + "".join(f"<li>{html.escape(a)}</li>" for a in risk.alerts)
+                                       + "</ul>" if risk.alerts else "<p>None.</p>"))
+    if risk.drift_note:
+        parts.append(f"<p>{html.escape(risk.drift_note)}</p>")
+    lines = ([risk.score] if risk.score else []) + sorted(risk.features, key=lambda f: -(f.psi or 0.0))
+    if lines:
+        parts.append(html_table(["", "n", "training mean", "window mean", "PSI", "reading"],
+                                [[f.name, f.n, _num(f.reference_mean), _num(f.mean), _num(f.psi, 4),
+                                  f.level or "-"] for f in lines]))
+        top = [f for f in lines if f.psi is not None][:12]
+        if top:
+            parts.append(bar_chart([f.name for f in top], [f.psi or 0.0 for f in top],
+                                   title="PSI against the training split (largest)", ylabel="PSI"))
+    out = risk.outcomes
+    if out is not None:
+        parts.append(f"<h3>Realised outcomes (scored from {risk.outcome_since:%Y-%m-%d})</h3>")
+        parts.append(html_table(
+            ["scored", "labelled", "awaiting label", "label unreadable", "readmissions", "observed rate (95 % CI)",
+             "mean predicted", "training rate", "AUC", "validation AUC (95 % CI)", "Brier"],
+            [[out.scored, out.labelled, out.awaiting_label, out.unlabelled, out.readmissions,
+              _pct(out.observed_rate) + (f" ({_pct(out.observed_rate_ci95[0])}–{_pct(out.observed_rate_ci95[1])})"
+                                         if out.observed_rate_ci95 else ""),
+              _pct(out.mean_predicted), _pct(out.training_rate), _num(out.auc),
+              _num(out.validation_auc) + (f" ({_num(out.validation_auc_ci95[0])}–{_num(out.validation_auc_ci95[1])})"
+                                          if out.validation_auc_ci95 else ""), _num(out.brier, 4)]]))
+        if out.note:
+            parts.append(f"<p>{html.escape(out.note)}</p>")
+    return "".join(parts)
 
 
 def render_html(report: MonitorReport) -> str:
@@ -421,4 +547,6 @@ def render_html(report: MonitorReport) -> str:
                 parts.append(line_chart([w.week for w in drift.weeks],
                                         {"PSI": [w.psi or 0.0 for w in drift.weeks]},
                                         title=f"PSI of {drift.name}", ylabel="PSI"))
+    if report.risk_model is not None:
+        parts.append(_risk_model_html(report.risk_model))
     return html_page("careloom monitoring report", "".join(parts))

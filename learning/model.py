@@ -2,9 +2,15 @@
 
 The artifact is a folder: ``model.joblib`` (the fitted scikit-learn estimator, joblib) and ``manifest.json``
 (name, version, the feature list in input order, the training data's sha256, the code version, the seed, the
-split, the parameters, metrics, the LACE-to-probability fit, and the sha256 of ``model.joblib``). A later
-registry, serving, shadow scoring and drift monitoring read the manifest; :func:`load_model` refuses a model
-file whose digest is not the manifest's, before unpickling it.
+split, the parameters, metrics, the LACE-to-probability fit, the ``reference`` distributions drift monitoring
+compares with, and the sha256 of ``model.joblib``). A later registry, serving, shadow scoring and drift
+monitoring read the manifest; :func:`load_model` refuses a model file whose digest is not the manifest's, before
+unpickling it.
+
+``reference`` (:func:`reference_distributions`) holds, from the TRAINING split only: per feature, the interior
+edges of its bins and the share of training stays in each bin; the same for the model's own training-split scores;
+and the training-split readmission rate. A value ``x`` falls in bin ``i`` where ``edges[i-1] < x <= edges[i]``
+(the first bin is everything up to the first edge, the last everything above the last): :func:`bin_counts`.
 """
 
 from __future__ import annotations
@@ -27,8 +33,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-__all__ = ["MANIFEST_FILE", "MODEL_FILE", "MODEL_NAME", "LoadedModel", "ModelIntegrityError", "code_version",
-           "load_model", "split", "train"]
+__all__ = ["MANIFEST_FILE", "MODEL_FILE", "MODEL_NAME", "REFERENCE_BINS", "LoadedModel", "ModelIntegrityError",
+           "bin_counts", "code_version", "load_model", "reference_distributions", "split", "train"]
 
 MODEL_NAME = "readmission-30d-hgb"
 MODEL_FILE, MANIFEST_FILE = "model.joblib", "manifest.json"
@@ -36,6 +42,8 @@ TEST_FRACTION = 0.3
 PARAMS: dict[str, Any] = {"max_iter": 150, "learning_rate": 0.05, "max_depth": 3, "min_samples_leaf": 50,
                           "l2_regularization": 1.0, "early_stopping": False}
 _ROOT = Path(__file__).resolve().parent.parent
+REFERENCE_BINS = 10
+"""Deciles: at most this many bins per feature and for the score in the manifest's ``reference``."""
 
 
 class ModelIntegrityError(CareloomError):
@@ -79,6 +87,47 @@ def split(frame: pd.DataFrame, seed: int, test_fraction: float = TEST_FRACTION) 
 
 def _ids_digest(frame: pd.DataFrame, rows: np.ndarray) -> str:
     return hashlib.sha256("\n".join(frame["encounter_id"].iloc[rows]).encode()).hexdigest()
+
+
+def _edges(values: np.ndarray, *, binary: bool) -> list[float]:
+    """Interior edges of right-closed bins: 0 for a 0/1 feature (two bins), else the training deciles (observed
+    values, so no bin is empty in training), deduplicated, without the maximum."""
+    import numpy as np
+
+    if binary:
+        return [0.0]
+    quantiles = np.quantile(values, np.linspace(0.0, 1.0, REFERENCE_BINS + 1)[1:-1], method="lower")
+    top = float(values.max())
+    return [float(q) for q in np.unique(quantiles) if q < top]
+
+
+def bin_counts(values: Any, edges: list[float]) -> list[int]:  # noqa: ANN401 - an array-like of numbers
+    """How many ``values`` fall in each of the ``len(edges) + 1`` right-closed bins the interior edges make."""
+    import numpy as np
+
+    positions = np.searchsorted(np.asarray(edges, dtype=float), np.asarray(values, dtype=float), side="left")
+    return [int(n) for n in np.bincount(positions, minlength=len(edges) + 1)]
+
+
+def _distribution(values: np.ndarray, *, binary: bool = False) -> dict[str, Any]:
+    edges = _edges(values, binary=binary)
+    counts = bin_counts(values, edges)
+    return {"edges": edges, "shares": [n / len(values) for n in counts], "mean": float(values.mean())}
+
+
+def reference_distributions(x: np.ndarray, scores: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """The manifest's ``reference``: the training split's distribution of each feature (``x``'s columns, in
+    :data:`FEATURES` order) and of the model's scores, and its readmission rate."""
+    import numpy as np
+
+    features = {}
+    for i, name in enumerate(FEATURES):
+        column = x[:, i]
+        features[name] = _distribution(column, binary=bool(np.isin(column, (0.0, 1.0)).all()))
+    return {"source": "training split", "stays": len(y),
+            "bins": f"deciles: at most {REFERENCE_BINS} bins, two for a 0/1 feature; edges are the interior cut "
+                    "points (deduplicated); a value x is in bin i when edges[i-1] < x <= edges[i]",
+            "features": features, "score": _distribution(scores), "readmission_rate": float(y.mean())}
 
 
 def train(data: Path, out: Path, *, seed: int, version: str | None = None) -> dict[str, Any]:
@@ -131,6 +180,7 @@ def train(data: Path, out: Path, *, seed: int, version: str | None = None) -> di
                               "brier": float(brier_score_loss(y[train_rows], fitted)),
                               "train_seconds": round(train_seconds, 3)}},
         "model_file": {"name": MODEL_FILE, "sha256": sha256_file(model_path), "format": "joblib"},
+        "reference": reference_distributions(x[train_rows], fitted, y[train_rows]),
     }
     write_manifest(out, manifest)
     return manifest
