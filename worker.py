@@ -220,12 +220,13 @@ class Hosts(NamedTuple):
 
 
 def risk_scorer_for(settings: Settings) -> RiskModelScorer:
-    """The learned readmission-risk scorer: the model registry's champion and challenger under the state folder
-    (``<state_dir>/mlflow.db``), verified at start; with none (or a refused one) the risk tool scores LACE alone
-    and says why in every RiskScore (learning/serving.py)."""
+    """The learned readmission-risk scorer: the model registry's champion and challenger (``<state_dir>/mlflow.db``,
+    or ``CARELOOM_MODEL_REGISTRY_URI``), verified at start; with none (or a refused one) the risk tool scores LACE
+    alone and says why in every RiskScore (learning/serving.py)."""
+    from learning.registry import ModelRegistry
     from learning.serving import scorer_from_registry
 
-    return scorer_from_registry(settings.state_dir)
+    return scorer_from_registry(settings.state_dir, registry=ModelRegistry.from_settings(settings))
 
 
 def build_hosts(settings: Settings, store: SqlCareRecordStore, *, planner: Planner | None = None,
@@ -302,11 +303,12 @@ def build_worker(
 
 def build_workers(client: Client, settings: Settings, store: SqlCareRecordStore, *,
                   planner: Planner | None = None, recommender: RecommenderActivity | None = None,
-                  graceful_shutdown: timedelta = timedelta(0)) -> list[Worker]:
+                  graceful_shutdown: timedelta = timedelta(0),
+                  scorer: RiskModelScorer | None = None) -> list[Worker]:
     """The main worker and the rate-limited queues' workers, as ``python worker.py`` runs them (what an
     in-process stack should run too: a run started with queues from settings needs their pollers), sharing
-    one set of hosts."""
-    hosts = build_hosts(settings, store, planner=planner, recommender=recommender)
+    one set of hosts. ``scorer``: the learned risk model (default: the registry's, :func:`risk_scorer_for`)."""
+    hosts = build_hosts(settings, store, planner=planner, recommender=recommender, scorer=scorer)
     return [build_worker(client, settings, store, hosts=hosts, graceful_shutdown=graceful_shutdown),
             *rate_limited_workers(client, settings, store, hosts=hosts, graceful_shutdown=graceful_shutdown)]
 
@@ -364,9 +366,12 @@ class Stack:
 
 
 @asynccontextmanager
-async def running_stack(settings: Settings, *, with_worker: bool = True) -> AsyncIterator[Stack]:
+async def running_stack(settings: Settings, *, with_worker: bool = True,
+                        scorer: RiskModelScorer | None = None) -> AsyncIterator[Stack]:
     """Start what is needed (``careloom up``, ``careloom demo``, the evaluation), yield it, and stop it all in
-    reverse order; with ``TEMPORAL_ADDRESS`` set nothing is started but the workers."""
+    reverse order; with ``TEMPORAL_ADDRESS`` set nothing is started but the workers. ``scorer``: the learned
+    risk model the workers serve (default: the registry's under the state folder; the promotion gate gives
+    the candidate)."""
     async with contextlib.AsyncExitStack() as stack:
         private_state_dir(settings.state_dir)  # 0700; member data and histories live here
         server = None
@@ -378,7 +383,7 @@ async def running_stack(settings: Settings, *, with_worker: bool = True) -> Asyn
         private_state_dir(settings.state_dir)  # a records database a process without careloom's umask just made
         if with_worker:
             # The rate-limited queues' workers too: runs started with queues from settings need their pollers.
-            for worker in build_workers(client, settings, store):
+            for worker in build_workers(client, settings, store, scorer=scorer):
                 await stack.enter_async_context(worker)
         yield Stack(client=client, store=store, server=server)
 

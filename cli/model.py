@@ -9,6 +9,13 @@ model on the stratified 70 % split and writes the artifact folder (``model.jobli
 intervals, Brier, calibration, subgroup figures) and writes the model card. Defaults live under the state folder
 (``<state_dir>/learning``); nothing is written into the repository. A bad input (a model file whose digest is not
 its manifest's, a table that is not the one trained on, a missing feature) exits 1 naming the problem.
+
+``register|list|promote|compare`` (issue 26, second part): the MLflow registry; ``promote V`` makes a version the
+champion only after the evaluation gate passes WITH it (the scenario suite on a fresh stack whose workers serve
+the candidate as the champion: every safety gate passes, the candidate scores stays and never fails);
+``promote V --shadow`` makes it the challenger. ``compare`` pairs the champion's and the challenger's scores
+recorded by runs (FHIR RiskAssessments in the records store) with the outcomes that followed
+(:mod:`learning.compare`); ``compare --data`` compares them on a data table instead.
 """
 
 from __future__ import annotations
@@ -171,7 +178,9 @@ def _registry() -> Any:  # noqa: ANN401 - learning.registry.ModelRegistry, impor
     from learning.registry import ModelRegistry
     from runtime.state_dir import private_state_dir
 
-    return ModelRegistry(private_state_dir(settings().state_dir))
+    config = settings()
+    private_state_dir(config.state_dir)
+    return ModelRegistry.from_settings(config)  # CARELOOM_MODEL_REGISTRY_URI, else the SQLite file there
 
 
 def _quiet_mlflow() -> None:
@@ -207,7 +216,7 @@ def register(
         print_json(_version_row(version))
         return
     say(f"registered {version.name} version {version.version} ({version.label}), model sha256 "
-        f"{version.digest[:16]}…, in {registry.path}")
+        f"{version.digest[:16]}…, in {registry.location}")
 
 
 @app.command("list")
@@ -217,12 +226,12 @@ def list_(as_json: JsonFlag = False) -> None:
     registry = _registry()
     rows = [_version_row(v) for name in registry.names() for v in registry.versions(name)]
     if as_json:
-        print_json({"registry": str(registry.path), "versions": rows})
+        print_json({"registry": str(registry.location), "versions": rows})
         return
     if not rows:
-        say(f"no registered model versions in {registry.path}; `careloom model register DIR` adds one")
+        say(f"no registered model versions in {registry.location}; `careloom model register DIR` adds one")
         return
-    table = Table(title=f"model registry {registry.path}")
+    table = Table(title=f"model registry {registry.location}")
     for column in ("model", "version", "aliases", "label", "model sha256", "gate", "AUC (LACE)", "registered"):
         table.add_column(column)
     for r in rows:
@@ -232,22 +241,100 @@ def list_(as_json: JsonFlag = False) -> None:
     console.print(table)
 
 
-def evaluation_gate(_candidate: Any) -> Any:  # noqa: ANN401 - RegisteredVersion -> GateResult
-    """The evaluation gate, as ``careloom eval run --planner offline`` runs it: the shipped scenario suite on a
-    fresh stack of its own; passes when every safety gate passes, no case errored and every case was judged.
+class CandidateScorer:
+    """The candidate served as the champion in the gate's stack (the production scorer,
+    :class:`learning.serving.RegistryScorer`, with the candidate and no challenger), counting what each stay's
+    scoring came to: ``scored``; ``missing_feature`` (the stay's records lack a feature the model needs: reported,
+    never imputed, not the candidate's failure); ``failed`` (the scorer raised, or the stay's features were
+    complete and the candidate still gave no score, e.g. a model whose features are not the ones served);
+    ``no_model`` (no candidate to score with). Thread-safe: the worker's activity threads share it. Reasons kept
+    name models and features, never a member or a stay."""
 
-    The candidate is not the scorer inside the suite's stack (the suite builds its own workers under a temporary
-    state folder, with no registry): the gate is the suite's gate at promotion time. The learned score does not
-    enter routing (LACE's rules route), so no suite figure depends on the candidate."""
+    def __init__(self, inner: Any) -> None:  # noqa: ANN401 - learning.serving.RegistryScorer
+        import threading
+
+        self.inner = inner
+        self.counts = {"scored": 0, "missing_feature": 0, "failed": 0, "no_model": 0}
+        self.failure: str | None = None
+        self._lock = threading.Lock()
+
+    def _count(self, outcome: str, reason: str | None = None) -> None:
+        with self._lock:
+            self.counts[outcome] += 1
+            if outcome == "failed" and self.failure is None:
+                self.failure = reason
+
+    def score(self, store: Any, member_id: str, encounter_id: str) -> Any:  # noqa: ANN401 - ModelOutcome
+        try:
+            outcome = self.inner.score(store, member_id, encounter_id)
+        except Exception as err:
+            self._count("failed", f"the scorer raised {err.__class__.__name__}")
+            raise  # the risk activity keeps LACE and says so
+        if outcome.model is not None:
+            self._count("scored")
+        elif self.inner.champion is None:
+            self._count("no_model")
+        else:
+            self._count(self._why_unscored(store, member_id, encounter_id), outcome.model_reason)
+        return outcome
+
+    @staticmethod
+    def _why_unscored(store: Any, member_id: str, encounter_id: str) -> str:  # noqa: ANN401
+        from learning.features import MissingFeature, stay_features
+
+        try:
+            stay_features(store, member_id, encounter_id)
+        except MissingFeature:
+            return "missing_feature"
+        except Exception:  # noqa: BLE001 - features that cannot be read are a failure of the scoring path
+            return "failed"
+        return "failed"  # complete features, and still no score: the candidate failed
+
+    def words(self) -> str:
+        c = self.counts
+        return (f"{c['scored']} stay(s) scored, {c['missing_feature']} missing a feature, {c['failed']} failed, "
+                f"{c['no_model']} without a model" + (f" (first failure: {self.failure})" if self.failure else ""))
+
+
+def candidate_scorer(registry: Any, candidate: Any) -> CandidateScorer:  # noqa: ANN401
+    """The candidate verified against the registry (:meth:`ModelRegistry.verify`: a mismatch raises) and served
+    as the champion, counted."""
+    from learning.registry import CHAMPION
+    from learning.serving import RegistryScorer, ServedModel
+
+    model = registry.verify(candidate)
+    served = ServedModel(registered=candidate, model=model, alias=CHAMPION)
+    return CandidateScorer(RegistryScorer(served, None, None, "the evaluation gate serves the candidate alone"))
+
+
+def evaluation_gate(candidate: Any, registry: Any = None) -> Any:  # noqa: ANN401 - RegisteredVersion -> GateResult
+    """The evaluation gate, as ``careloom eval run --planner offline`` runs it, WITH the candidate: the shipped
+    scenario suite on a fresh stack of its own whose workers serve the candidate (verified against ``registry``,
+    default the configured one) as the champion in the risk step. Passes when every safety gate passes, no case
+    errored, every case was judged, the candidate scored at least one stay and it never failed (raised, or gave
+    no score for a stay whose features were complete). A stay missing a feature is reported, not a failure.
+
+    ``candidate`` None runs the suite alone (no learned model: LACE), a check of the suite itself; ``promote``
+    always gives the version it promotes."""
     from cli.common import run
     from cli.eval import SHIPPED_SUITE
     from evaluation.metrics import compute
     from evaluation.runner import run_suite
     from evaluation.scenarios import load_suite
+    from learning.model import ModelIntegrityError
     from learning.registry import GateResult
 
+    scorer = None
+    if candidate is not None:
+        try:
+            scorer = candidate_scorer(registry if registry is not None else _registry(), candidate)
+        except ModelIntegrityError as err:
+            return GateResult(passed=False, summary=f"the candidate does not verify: {err}")
+        except Exception as err:  # noqa: BLE001 - a copy that will not load fails the gate, saying why
+            return GateResult(passed=False, summary=f"the candidate does not load ({err.__class__.__name__}: "
+                                                    f"{err}); retrain and register it again")
     loaded = load_suite(SHIPPED_SUITE)
-    result = run(run_suite(_settings(), loaded, "offline"))
+    result = run(run_suite(_settings(), loaded, "offline", scorer=scorer))
     metrics = compute(result.results, skipped=len(loaded.skipped), not_applicable=len(result.not_applicable),
                       allow_skipped=False)
     failed = [g.metric for g in metrics.gates if not g.passed]
@@ -256,6 +343,14 @@ def evaluation_gate(_candidate: Any) -> Any:  # noqa: ANN401 - RegisteredVersion
                f"{len(metrics.gates) - len(failed)}/{len(metrics.gates)} passed"
                + (f", failed: {', '.join(failed)}" if failed else "")
                + (f", {metrics.infrastructure_errors} case(s) not judged" if metrics.infrastructure_errors else ""))
+    if scorer is None:
+        return GateResult(passed=passed, summary=summary + "; no candidate (the suite alone)")
+    summary += f"; candidate {candidate.name} version {candidate.version}: {scorer.words()}"
+    if scorer.counts["scored"] == 0:
+        summary += "; refused: the candidate scored no stay"
+    if scorer.counts["failed"]:
+        summary += "; refused: the candidate failed to score"
+    passed = passed and scorer.counts["scored"] > 0 and scorer.counts["failed"] == 0
     return GateResult(passed=passed, summary=summary)
 
 
@@ -274,14 +369,16 @@ def promote(
     name: Annotated[str | None, typer.Option(help="Registered model name; default the readmission model.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Make a version the champion after the evaluation gate passes (refused otherwise), or the challenger with
-    --shadow. Workers load the champion and challenger when they start."""
+    """Make a version the champion after the evaluation gate passes with it (the scenario suite with the candidate
+    scoring as the champion; refused otherwise), or the challenger with --shadow. Workers load the champion and
+    challenger when they start."""
     from learning.model import MODEL_NAME
 
     _quiet_mlflow()
     registry = _registry()
     if not shadow:
-        err_console.print("running the evaluation gate (the scenario suite, offline planner) before promoting…")
+        err_console.print("running the evaluation gate (the scenario suite, offline planner, the candidate scoring "
+                          "every stay) before promoting…")
     try:
         promoted, gate = registry.promote(name or MODEL_NAME, version, gate=evaluation_gate, shadow=shadow)
     except CareloomError as err:
@@ -296,23 +393,94 @@ def promote(
         + (f"; gate passed: {gate.summary}" if gate else "") + "; restart the workers to serve it")
 
 
+def _when(value: str | None, option: str, *, end_of_day: bool = False) -> Any:  # noqa: ANN401 - datetime | None
+    """An ISO date or date-time option as an aware UTC time (a date alone: its midnight, or the next midnight for
+    an inclusive end); a bad value exits 1 naming the option and the form."""
+    from datetime import UTC, date, datetime, timedelta
+
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value) + timedelta(days=1 if end_of_day else 0)
+            return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"{option} {value!r} is not an ISO date or time: give YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][+HH:MM]")
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
 @app.command()
 def compare(
-    data_path: Annotated[Path | None, typer.Option("--data", help="Data folder with a dataset.csv (from `model "
-                                                                  "data`), ideally one neither model trained "
-                                                                  "on.")] = None,
+    since: Annotated[str | None, typer.Option(help="Scores recorded from this date or time (ISO, UTC unless "
+                                                    "it names a zone); default a year before now.")] = None,
+    until: Annotated[str | None, typer.Option(help="Scores recorded before this time, or through this date "
+                                                    "(ISO); default now.")] = None,
+    data_path: Annotated[Path | None, typer.Option("--data", help="Instead: compare on a data folder's "
+                                                                  "dataset.csv (from `model data`), ideally one "
+                                                                  "neither model trained on.")] = None,
     name: Annotated[str | None, typer.Option(help="Registered model name; default the readmission model.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Champion vs challenger (and LACE) on one data table: AUC and Brier score of each on every stay of the
-    table. The production form, on the shadow scores recorded in run histories and the outcomes that follow,
-    is not built yet."""
+    """Champion vs challenger (and LACE) on the scores recorded in runs (shadow mode) and the outcomes that
+    followed: per (champion version, challenger version), the stays both scored, those whose 30-day window has
+    closed with their readmission outcome, AUC, Brier and mean score; stays still in their window are pending.
+    With --data, on every stay of one data table instead."""
     from learning.model import MODEL_NAME
 
+    if data_path is not None:
+        _compare_table(name or MODEL_NAME, data_path, as_json)
+        return
+    _compare_recorded(name or MODEL_NAME, _when(since, "--since"), _when(until, "--until", end_of_day=True),
+                      as_json)
+
+
+def _compare_recorded(name: str, since: Any, until: Any, as_json: bool) -> None:  # noqa: ANN401
+    from datetime import UTC, datetime
+
+    from learning.compare import compare_recorded, default_window
+    from store.connect import configured_database
+    from store.sql_records import SqlCareRecordStore
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    start, end = default_window(now)
+    store = SqlCareRecordStore(configured_database(_settings()))
+    try:
+        figures = compare_recorded(store, name, since or start, until or end, now)
+    except CareloomError as err:
+        fail(str(err))
+        return
+    if figures.message:
+        fail(figures.message)
+        return
+    if as_json:
+        print_json(figures.as_dict())
+        return
+    for pair in figures.comparisons:
+        table = Table(title=f"{name}: champion v{pair.champion_version} vs challenger v{pair.challenger_version} "
+                            f"on {pair.stays} stays scored by both ({pair.pending} pending, "
+                            f"{pair.no_outcome} without an outcome)")
+        for column in ("score", "version", "stays scored", "with outcome", "readmissions", "AUC", "Brier",
+                       "mean score"):
+            table.add_column(column)
+        for m in pair.models:
+            table.add_row(*(plain(v) for v in (m.role, m.version or "-", m.stays_scored, m.stays_with_outcome,
+                                               m.readmissions, _num(m.auc), _num(m.brier), _num(m.mean_score))))
+        console.print(table)
+        if pair.auc_difference is not None:
+            say(f"AUC challenger − champion: {pair.auc_difference:+.3f} on the same {pair.models[0].readmissions} "
+                f"readmission(s) in {pair.models[0].stays_with_outcome} stays")
+    say(f"{figures.scores_read} scores of {name} recorded from {figures.since} to {figures.until}; outcomes as of "
+        f"{figures.now}; stays scored by one model only: {figures.unpaired['champion_only']} champion, "
+        f"{figures.unpaired['challenger_only']} challenger")
+
+
+def _compare_table(name: str, data_path: Path, as_json: bool) -> None:
     _quiet_mlflow()
     registry = _registry()
     try:
-        figures = compare_on_table(registry, name or MODEL_NAME, _data_dir(data_path))
+        figures = compare_on_table(registry, name, _data_dir(data_path))
     except CareloomError as err:
         fail(str(err))
         return
@@ -353,4 +521,5 @@ def compare_on_table(registry: Any, name: str, data: Path) -> dict[str, Any]:  #
     scores.append({"role": "LACE", "version": None, "auc": float(roc_auc_score(y, frame["lace_total"])),
                    "brier": None})
     return {"dataset_sha256": digest, "stays": len(frame), "readmissions": int(y.sum()), "scores": scores,
-            "note": "on every stay of the given table; the production form on recorded shadow scores is not built"}
+            "note": "on every stay of the given table; without --data, `careloom model compare` compares the "
+                    "scores recorded in runs with the outcomes that followed"}

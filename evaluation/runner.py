@@ -66,6 +66,7 @@ from store.importer import import_path
 from store.ledger import DecisionLedger
 from store.sql_records import SqlCareRecordStore
 from tools.criteria import criteria_for
+from tools.risk import RiskModelScorer
 from worker import running_stack
 from workflows.agent_run import activity_queues
 from workflows.care_gap import CareGapWorkflow
@@ -141,8 +142,11 @@ def _model_server(planner: Planner) -> contextlib.AbstractContextManager[Scripte
 
 async def run_suite(base: Settings, suite: Suite, planner: Planner, *, concurrency: int = 16,
                     case_timeout: float = 240.0, rpc_retry: RpcRetry = RpcRetry(),
-                    progress: Callable[[CaseResult], None] | None = None) -> EvalRun:
-    """Run every applicable case; cases with a model reply need ``planner='scripted'``."""
+                    progress: Callable[[CaseResult], None] | None = None,
+                    scorer: RiskModelScorer | None = None) -> EvalRun:
+    """Run every applicable case; cases with a model reply need ``planner='scripted'``. ``scorer``: the learned
+    risk model the stack's workers serve (the promotion gate's candidate); default the registry's under the
+    evaluation's temporary state folder (none: LACE alone)."""
     started = datetime.now(UTC).replace(microsecond=0)
     run = EvalRun(planner=planner, started_at=started)
     plain = [c for c in suite.cases if c.model is None]
@@ -154,7 +158,7 @@ async def run_suite(base: Settings, suite: Suite, planner: Planner, *, concurren
     with tempfile.TemporaryDirectory(prefix="careloom-eval-") as folder, _model_server(planner) as model:
         settings = evaluation_settings(base, Path(folder), planner, model.url if model else None)
         run.policy_ids = [outreach_policy(settings).policy_id, prior_auth_policy(settings).policy_id]
-        async with running_stack(settings) as stack:
+        async with running_stack(settings, scorer=scorer) as stack:
             listener = None
             if any(c.data.start == "adt" for c in [*plain, *scripted]):
                 listener = await serve_adt(adt_listener_settings(settings), stack.client, stack.store,

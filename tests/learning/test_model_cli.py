@@ -25,6 +25,7 @@ def test_data_train_validate_and_a_tampered_model(tmp_path: Path) -> None:
     assert set(figures["auc"]) == {"model", "lace"}
     table = careloom(env, "model", "validate", "--data", str(data))
     assert table.returncode == 0 and "largest subgroup AUC gap" in table.stdout
+    _compare_on_the_table(env, tmp_path, data)
     with (data / "model" / "model.joblib").open("ab") as handle:
         handle.write(b"tampered")
     refused = careloom(env, "model", "validate", "--data", str(data))
@@ -37,3 +38,25 @@ def test_train_without_data_names_the_fix(tmp_path: Path) -> None:
     refused = careloom(env, "model", "train", "--data", str(tmp_path / "nothing"))
     assert refused.returncode == 1
     assert "careloom model data" in refused.stderr
+
+
+def _compare_on_the_table(env: dict[str, str], tmp_path: Path, data: Path) -> None:
+    """``compare --data`` keeps the table comparison; without it, ``compare`` reads the recorded scores (none in a
+    new state folder: it says how to get them)."""
+    from learning.registry import GateResult, ModelRegistry
+
+    other = careloom(env, "model", "train", "--data", str(data), "--seed", "4", "--version", "cli-2", "--out",
+                     str(tmp_path / "other"))
+    assert other.returncode == 0, other.stderr
+    registry = ModelRegistry(tmp_path / "state")
+    registry.register(data / "model")
+    registry.register(tmp_path / "other")
+    registry.promote("readmission-30d-hgb", "1", gate=lambda _: GateResult(True, "test"))
+    registry.promote("readmission-30d-hgb", "2", shadow=True)
+    table = careloom(env, "model", "compare", "--data", str(data), "--json")
+    assert table.returncode == 0, table.stderr
+    assert [(s["role"], s["version"]) for s in json.loads(table.stdout)["scores"]] == [
+        ("champion", "1"), ("challenger", "2"), ("LACE", None)]
+    recorded = careloom(env, "model", "compare")
+    assert recorded.returncode == 1
+    assert "no scores of readmission-30d-hgb recorded" in recorded.stderr and "--shadow" in recorded.stderr
