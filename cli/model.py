@@ -377,6 +377,11 @@ def promote(
     _quiet_mlflow()
     registry = _registry()
     if not shadow:
+        from cli.common import settings
+        from runtime.logging import configure_logging
+
+        # The suite's runs log every step at INFO; the gate's outcome is what this command reports (as eval run).
+        configure_logging("ERROR", settings().log_format)
         err_console.print("running the evaluation gate (the scenario suite, offline planner, the candidate scoring "
                           "every stay) before promoting…")
     try:
