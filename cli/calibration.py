@@ -117,21 +117,38 @@ def fit(
     state = _state_dir()
     folder = out or state / CALIBRATION_DIR / "versions" / label
     manifest = save_calibrators(fitted, folder, version=label, source=f"{kind}: {note}")
-    installed = None
+    installed, gate = None, None
     if install:
+        # Installing changes routing (confidence against the policy's minimum): the evaluation gate runs with the
+        # new calibrator first, as a model's promotion does; a failed gate leaves the installed one in place.
+        from cli.common import settings
+        from cli.eval import suite_gate
+        from runtime.logging import configure_logging
+
+        configure_logging("ERROR", settings().log_format)
+        err_console.print("running the evaluation gate (the scenario suite, offline planner) with the new "
+                          "calibrator before installing it…")
+        try:
+            passed, gate = suite_gate(calibration=folder)
+        except CareloomError as err:
+            fail(f"the calibrator was written to {folder} but not installed: {err}")
+            return
+        if not passed:
+            fail(f"the calibrator was written to {folder} but not installed: the evaluation gate failed with it "
+                 f"({gate}); the planners keep the calibrator installed before (or their raw confidence)")
         try:
             installed = install_calibrators(folder, state)
         except (CareloomError, OSError) as err:
             fail(f"the calibrator was written to {folder} but not installed: {err}")
     if as_json:
         print_json({"artifact": str(folder), "installed": str(installed) if installed else None,
-                    "manifest": manifest})
+                    "gate": gate, "manifest": manifest})
         return
     for why in fitted.refused.values():
         err_console.print(f"[yellow]refused[/] {safe(why)}", soft_wrap=True, highlight=False)
     _print_manifest(manifest)
-    say(f"artifact: {folder}" + (f"\ninstalled: {installed} (planner activities pick it up on their next plan)"
-                                 if installed else ""))
+    say(f"artifact: {folder}" + (f"\ninstalled: {installed} (planner activities pick it up on their next plan); "
+                                 f"gate passed: {gate}" if installed else ""))
 
 
 @app.command()

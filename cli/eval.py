@@ -19,6 +19,48 @@ app = typer.Typer(help="The scenario suite: safety, calibration and subgroup fig
 SHIPPED_SUITE = Path(__file__).resolve().parent.parent / "evaluation" / "suite"
 
 
+def calibration_for(choice: str, state_dir: Path) -> Path | None:
+    """The calibrator the evaluation applies: ``installed`` (default) the worker's ``<state_dir>/calibration/current``
+    when there is one, ``none`` the raw confidence, else an artifact folder (which must exist)."""
+    from learning.calibration import current_path
+
+    if choice == "none":
+        return None
+    if choice == "installed":
+        current = current_path(state_dir)
+        return current if current.exists() else None
+    path = Path(choice)
+    if not path.is_dir():
+        fail(f"--calibration {choice!r} is not a calibrator folder: pass installed, none or the folder of "
+             "`careloom model calibrate fit --out DIR`", code=2)
+    return path
+
+
+def suite_gate(*, scorer: object = None, calibration: Path | None = None) -> tuple[bool, str]:
+    """The evaluation gate as ``careloom eval run --planner offline`` runs it (the shipped suite on a fresh stack
+    of its own, the offline planner): (passed, summary). ``scorer``: a learned risk model the stack serves;
+    ``calibration``: a confidence calibrator its planners apply. Passes when every safety gate passes, no case
+    errored and every case was judged. Used by the promotion of a model and the installation of a calibrator."""
+    from evaluation.metrics import compute
+    from evaluation.runner import run_suite
+    from evaluation.scenarios import load_suite
+
+    loaded = load_suite(SHIPPED_SUITE)
+    result = run(run_suite(settings(), loaded, "offline", scorer=scorer, calibration=calibration))  # type: ignore[arg-type]
+    metrics = compute(result.results, skipped=len(loaded.skipped), not_applicable=len(result.not_applicable),
+                      allow_skipped=False)
+    failed = [g.metric for g in metrics.gates if not g.passed]
+    passed = metrics.passed and not metrics.infrastructure_errors
+    summary = (f"suite {loaded.digest[:12]}: {len(result.results)} cases, gates "
+               f"{len(metrics.gates) - len(failed)}/{len(metrics.gates)} passed"
+               + (f", failed: {', '.join(failed)}" if failed else "")
+               + (f", {metrics.infrastructure_errors} case(s) not judged" if metrics.infrastructure_errors else "")
+               + (f"; calibrator {result.calibrator}" if result.calibrator else ""))
+    if metrics.expected_calibration_error is not None:
+        summary += f"; ECE {metrics.expected_calibration_error:.3f}"
+    return passed, summary
+
+
 @app.command("run")
 def run_(
     suite: Annotated[Path, typer.Option(help="Folder of careloom-scenario/1 files.")] = SHIPPED_SUITE,
@@ -32,6 +74,9 @@ def run_(
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Cases in flight at once.")] = 16,
     allow_skipped: Annotated[bool, typer.Option(help="Do not fail the gate for scenario files that did not "
                                                      "load (they are still listed).")] = False,
+    calibration: Annotated[str, typer.Option(help="The confidence calibrator the planners apply: installed (the "
+                                                  "worker's, <state_dir>/calibration/current, if any), none, or "
+                                                  "an artifact folder.")] = "installed",
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON.")] = False,
 ) -> None:
     """Run every case as real workflow runs on a fresh embedded stack (or the configured cluster) with a
@@ -42,6 +87,7 @@ def run_(
     from evaluation.report import EvalReport, SuiteInfo, write_report
     from evaluation.runner import EvalUsageError, check_planner, run_suite
     from evaluation.scenarios import load_suite
+    from learning.calibration import CalibrationError
 
     if planner not in ("offline", "model", "scripted"):
         fail(f"--planner must be offline, model or scripted, not {planner!r}", code=2)
@@ -54,6 +100,7 @@ def run_(
              + (f" ({len(loaded.skipped)} files skipped: {loaded.skipped[0].file}: {loaded.skipped[0].reason})"
                 if loaded.skipped else "") + "; pass --suite DIR with careloom-scenario/1 files", code=2)
     cfg = settings()
+    calibrator = calibration_for(calibration, cfg.state_dir)
     configure_logging("ERROR", cfg.log_format)  # the runs' own lines (refused model answers...) are the cases
     for skipped in loaded.skipped:
         err_console.print(f"[yellow]skipped[/] {safe(skipped.file)}: {safe(skipped.reason)}")
@@ -65,13 +112,18 @@ def run_(
         fail(str(err), code=2)
     with Progress(console=err_console, transient=True) as progress:
         task = progress.add_task(f"{applicable} cases ({mode} planner)", total=applicable)
-        result = run(run_suite(cfg, loaded, mode, concurrency=concurrency,
-                               progress=lambda _: progress.advance(task)))
+        try:
+            result = run(run_suite(cfg, loaded, mode, concurrency=concurrency, calibration=calibrator,
+                                   progress=lambda _: progress.advance(task)))
+        except CalibrationError as err:
+            fail(f"the calibrator {calibrator} cannot be applied: {err}", code=2)
     metrics = compute(result.results, skipped=len(loaded.skipped), not_applicable=len(result.not_applicable),
                       allow_skipped=allow_skipped)
     document = EvalReport(
-        label=label or f"{mode} planner, {', '.join(result.policy_ids)}", planner=mode, policy_ids=result.policy_ids,
-        started_at=result.started_at, duration_seconds=result.duration_seconds,
+        label=label or f"{mode} planner, {', '.join(result.policy_ids)}"
+        + (f", calibrator {result.calibrator}" if result.calibrator else ""), planner=mode,
+        policy_ids=result.policy_ids, started_at=result.started_at, duration_seconds=result.duration_seconds,
+        calibrator=result.calibrator,
         suite=SuiteInfo(root=str(suite), digest=loaded.digest, cases=len(loaded.cases), skipped=loaded.skipped,
                         not_applicable=result.not_applicable),
         metrics=metrics, cases=sorted(result.results, key=lambda c: c.id))

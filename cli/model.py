@@ -316,11 +316,7 @@ def evaluation_gate(candidate: Any, registry: Any = None) -> Any:  # noqa: ANN40
 
     ``candidate`` None runs the suite alone (no learned model: LACE), a check of the suite itself; ``promote``
     always gives the version it promotes."""
-    from cli.common import run
-    from cli.eval import SHIPPED_SUITE
-    from evaluation.metrics import compute
-    from evaluation.runner import run_suite
-    from evaluation.scenarios import load_suite
+    from cli.eval import calibration_for, suite_gate
     from learning.model import ModelIntegrityError
     from learning.registry import GateResult
 
@@ -333,16 +329,8 @@ def evaluation_gate(candidate: Any, registry: Any = None) -> Any:  # noqa: ANN40
         except Exception as err:  # noqa: BLE001 - a copy that will not load fails the gate, saying why
             return GateResult(passed=False, summary=f"the candidate does not load ({err.__class__.__name__}: "
                                                     f"{err}); retrain and register it again")
-    loaded = load_suite(SHIPPED_SUITE)
-    result = run(run_suite(_settings(), loaded, "offline", scorer=scorer))
-    metrics = compute(result.results, skipped=len(loaded.skipped), not_applicable=len(result.not_applicable),
-                      allow_skipped=False)
-    failed = [g.metric for g in metrics.gates if not g.passed]
-    passed = metrics.passed and not metrics.infrastructure_errors
-    summary = (f"suite {loaded.digest[:12]}: {len(result.results)} cases, gates "
-               f"{len(metrics.gates) - len(failed)}/{len(metrics.gates)} passed"
-               + (f", failed: {', '.join(failed)}" if failed else "")
-               + (f", {metrics.infrastructure_errors} case(s) not judged" if metrics.infrastructure_errors else ""))
+    # As production runs: with the confidence calibrator the workers apply, if one is installed.
+    passed, summary = suite_gate(scorer=scorer, calibration=calibration_for("installed", _settings().state_dir))
     if scorer is None:
         return GateResult(passed=passed, summary=summary + "; no candidate (the suite alone)")
     summary += f"; candidate {candidate.name} version {candidate.version}: {scorer.words()}"

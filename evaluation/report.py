@@ -32,6 +32,8 @@ class EvalReport(BaseModel):
     policy_ids: list[str]
     started_at: datetime
     duration_seconds: float
+    calibrator: str | None = Field(default=None, description=(
+        "The confidence calibrator the planners applied (version, method, digest); None: raw confidence."))
     suite: SuiteInfo
     metrics: Metrics
     cases: list[CaseResult]

@@ -62,6 +62,7 @@ from guardrails.configured import prior_auth_policy
 from guardrails.configured import signer
 from runtime.errors import CareloomError, DecisionRefused
 from runtime.settings import Settings
+from learning.calibration import install_calibrators, load_calibrators
 from store.importer import import_path
 from store.ledger import DecisionLedger
 from store.sql_records import SqlCareRecordStore
@@ -103,6 +104,7 @@ class EvalRun:
     not_applicable: list[str] = field(default_factory=list)
     duration_seconds: float = 0.0
     policy_ids: list[str] = field(default_factory=list)
+    calibrator: str | None = None  # the confidence calibrator the planners applied: version and digest
 
 
 def _free_port() -> int:
@@ -143,10 +145,13 @@ def _model_server(planner: Planner) -> contextlib.AbstractContextManager[Scripte
 async def run_suite(base: Settings, suite: Suite, planner: Planner, *, concurrency: int = 16,
                     case_timeout: float = 240.0, rpc_retry: RpcRetry = RpcRetry(),
                     progress: Callable[[CaseResult], None] | None = None,
-                    scorer: RiskModelScorer | None = None) -> EvalRun:
+                    scorer: RiskModelScorer | None = None, calibration: Path | None = None) -> EvalRun:
     """Run every applicable case; cases with a model reply need ``planner='scripted'``. ``scorer``: the learned
     risk model the stack's workers serve (the promotion gate's candidate); default the registry's under the
-    evaluation's temporary state folder (none: LACE alone)."""
+    evaluation's temporary state folder (none: LACE alone). ``calibration``: a confidence-calibrator artifact
+    installed in that folder before the stack starts, so every planner activity applies it as a worker would
+    (the installed one, or a candidate before it is installed); a calibrator that does not verify raises
+    :class:`learning.calibration.CalibrationError` before anything starts."""
     started = datetime.now(UTC).replace(microsecond=0)
     run = EvalRun(planner=planner, started_at=started)
     plain = [c for c in suite.cases if c.model is None]
@@ -158,6 +163,10 @@ async def run_suite(base: Settings, suite: Suite, planner: Planner, *, concurren
     with tempfile.TemporaryDirectory(prefix="careloom-eval-") as folder, _model_server(planner) as model:
         settings = evaluation_settings(base, Path(folder), planner, model.url if model else None)
         run.policy_ids = [outreach_policy(settings).policy_id, prior_auth_policy(settings).policy_id]
+        if calibration is not None:
+            installed = load_calibrators(install_calibrators(calibration, settings.state_dir))
+            digest = installed.manifest["calibrator_file"].get("sha256", "")
+            run.calibrator = f"{installed.version} ({installed.manifest['method']}, sha256 {digest[:12]}…)"
         async with running_stack(settings, scorer=scorer) as stack:
             listener = None
             if any(c.data.start == "adt" for c in [*plain, *scripted]):

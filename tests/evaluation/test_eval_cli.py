@@ -172,3 +172,29 @@ def test_the_issue_21_cases_pass_every_gate_on_the_scripted_model(tmp_path: Path
     assert all(cases[f"old-discharge-{k}"]["actions"] == [] for k in (1, 2, 3, 4))
     assert ["not_started", "not_started", "ineligible", "ineligible"] == [
         cases[f"old-discharge-{k}"]["status"] for k in (1, 2, 3, 4)]
+
+
+def test_eval_run_applies_the_installed_calibrator(tmp_path: Path, env: dict[str, str]) -> None:
+    """By default the planners apply the worker's installed calibrator (<state_dir>/calibration/current), as in
+    production; --calibration none measures the raw confidence; a folder that is not a calibrator exits 2."""
+    from learning.calibration import Decision, fit_calibrators, install_calibrators, save_calibrators
+
+    decisions = [Decision(kind, c / 100, int(c % 3 != 0)) for kind in ("create_task", "send_outreach",
+                                                                        "draft_care_plan") for c in range(30, 100)]
+    artifact = tmp_path / "calibrator"
+    save_calibrators(fit_calibrators(decisions, min_decisions=20, method="isotonic"), artifact, version="cli-1",
+                     source="test")
+    install_calibrators(artifact, tmp_path / "state")
+    suite = write_suite(tmp_path / "suite")
+    (suite / "bad.yaml").unlink()
+    applied = careloom(env, "eval", "run", "--suite", str(suite), "--json")
+    assert 0 == applied.returncode, applied.stderr[-3000:]
+    report = json.loads(applied.stdout)
+    assert report["calibrator"].startswith("cli-1 (isotonic, sha256 ") and "calibrator cli-1" in report["label"]
+    raw = careloom(env, "eval", "run", "--suite", str(suite), "--json", "--calibration", "none")
+    assert 0 == raw.returncode and json.loads(raw.stdout)["calibrator"] is None
+    confidences = {json.dumps(sorted(a["confidence"] for c in r["cases"] for a in c["actions"]))
+                   for r in (report, json.loads(raw.stdout))}
+    assert len(confidences) == 2  # the calibrator changed what the planners said
+    missing = careloom(env, "eval", "run", "--suite", str(suite), "--calibration", str(tmp_path / "nowhere"))
+    assert 2 == missing.returncode and "is not a calibrator folder" in missing.stderr

@@ -210,7 +210,9 @@ def test_evaluation_reports_ece_before_and_after_on_held_out_actions() -> None:
     assert first is not None and compute(list(reversed(cases))).calibration_held_out == first
 
 
-def test_cli_fit_and_show(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_fit_and_show(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_suite: Path) -> None:
+    """fit runs the evaluation gate WITH the new calibrator before installing it (here on four shipped cases:
+    the gate's own code path, the real stack), then show verifies the installed one."""
     from cli.calibration import app
 
     monkeypatch.setenv("CARELOOM_STATE_DIR", str(tmp_path / "state"))
@@ -222,7 +224,9 @@ def test_cli_fit_and_show(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     fitted = runner.invoke(app, ["fit", "--from", "eval-report", "--report", str(report), "--version", "t1",
                                  "--json"])
     assert fitted.exit_code == 0, fitted.output
-    assert json.loads(fitted.stdout)["manifest"]["version"] == "t1"
+    answer = json.loads(fitted.stdout)
+    assert answer["manifest"]["version"] == "t1" and answer["installed"]
+    assert "4 cases, gates" in answer["gate"] and "calibrator t1 (isotonic" in answer["gate"]
     shown = runner.invoke(app, ["show"])
     assert shown.exit_code == 0, shown.output
     assert "routing-confidence-calibrator t1" in shown.stdout and "send_outreach" in shown.stdout
@@ -236,3 +240,21 @@ def test_cli_fit_and_show(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         handle.write(b"x")
     tampered = runner.invoke(app, ["show"])
     assert tampered.exit_code == 1 and "does not match its manifest" in tampered.stderr
+
+
+def test_cli_fit_refuses_to_install_when_the_gate_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A calibrator whose evaluation gate fails is written but not installed; the installed one stays."""
+    import cli.eval
+    from cli.calibration import app
+
+    monkeypatch.setenv("CARELOOM_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr(cli.eval, "suite_gate", lambda **_: (False, "gates 11/12 passed, failed: missed_blocks"))
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"format": "careloom-eval-report/1", "label": "synthetic", "cases": [
+        {"actions": [{"kind": d.kind, "confidence": d.confidence, "label": d.label}
+                     for d in _synthetic(250, seed=9)]}]}))
+    refused = CliRunner().invoke(app, ["fit", "--from", "eval-report", "--report", str(report), "--version", "t2"])
+    assert refused.exit_code == 1
+    assert "written to" in refused.stderr and "not installed" in refused.stderr and "missed_blocks" in refused.stderr
+    assert not current_path(tmp_path / "state").exists()
+    assert (tmp_path / "state" / "calibration" / "versions" / "t2").is_dir()

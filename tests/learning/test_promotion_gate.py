@@ -39,19 +39,6 @@ def _counts(summary: str) -> dict[str, int]:
     return dict(zip(("scored", "missing_feature", "failed", "no_model"), map(int, found.groups()), strict=True))
 
 
-@pytest.fixture
-def small_suite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Four outreach cases of the shipped suite (the gate's own code path, in seconds)."""
-    suite = tmp_path / "suite"
-    suite.mkdir()
-    cases = sorted(p for p in (cli.eval.SHIPPED_SUITE / "outreach").glob("*.yaml")
-                   if not p.name.startswith(("adt-", "bundle-")))[:4]
-    for case in cases:
-        shutil.copy(case, suite / case.name)
-    monkeypatch.setattr(cli.eval, "SHIPPED_SUITE", suite)
-    return suite
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_promote_runs_the_shipped_suite_with_the_candidate_scoring(candidates: list[Path], tmp_path: Path,
