@@ -224,7 +224,8 @@ def campaign_status(workflow_id: CampaignId = None, period: PeriodOption = None,
         say(f"{target}: evaluated {found.evaluated}, open {found.open}, started {found.started}, existing "
             f"{found.existing}, failed {found.failed}, errors {found.errors}; continued {found.continued}x; "
             f"cursor {found.cursor or '-'}" + ("; PAUSED" if found.paused else "")
-            + ("; cancelled" if found.cancelled else "") + ("; done" if found.done else ""))
+            + ("; cancelled" if found.cancelled else "") + ("; done" if found.done else "")
+            + (f"; REFUSED: {found.refused}" if found.refused else ""))
         for failure in found.failures:
             say(f"  failed: {failure}")
 

@@ -90,6 +90,9 @@ class CareGapCampaignWorkflow:
                 workflow.logger.info("gap campaign cancelled after the page in flight")
                 raise
             handled += page.read
+            if page.refused is not None:  # nothing can be evaluated: the outcome says why (never a FAILED run)
+                progress.refused = page.refused
+                break
             if not page.more:
                 break
             if handled >= data.batch:

@@ -28,7 +28,7 @@ import structlog
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from feeds.gap_campaign import CareGapCampaignWorkflow
 from feeds.gap_campaign_models import (
@@ -60,9 +60,8 @@ from tools.quality_measures import (
 from workflows.agent_run import activity_queues
 from workflows.care_gap_client import start_care_gap
 
-__all__ = ["EVALUATION_FAILED_QUEUE", "UNKNOWN_MEASURE", "GapCampaignActivities", "campaign_workflow_id", "patient_page", "start_gap_campaign"]
+__all__ = ["EVALUATION_FAILED_QUEUE", "GapCampaignActivities", "campaign_workflow_id", "patient_page", "start_gap_campaign"]
 
-UNKNOWN_MEASURE = "UnknownMeasure"
 PROGRAM = "care-gap-closure"
 EVALUATION_FAILED_QUEUE = "care-gaps/run-review"
 """Where a member the campaign could not evaluate goes (the care-gap runs' own follow-ups go there too)."""
@@ -90,18 +89,26 @@ class GapCampaignActivities:
         self._store = store
         self._measures = {m.id: m for m in (measures if measures is not None else shipped_measures())}
 
-    def _chosen(self, measure_ids: list[str]) -> list[MeasureDefinition]:
+    def _unknown(self, measure_ids: list[str]) -> str | None:
+        """Why these measure ids cannot be evaluated (ids this worker does not ship), or None."""
         unknown = [m for m in measure_ids if m not in self._measures]
-        if unknown:
-            raise ApplicationError(
-                f"no measure {', '.join(unknown)} among {', '.join(self._measures)}: start the campaign with "
-                "shipped measure ids (`careloom gaps report` lists them)", type=UNKNOWN_MEASURE, non_retryable=True)
-        return [self._measures[m] for m in dict.fromkeys(measure_ids)] or list(self._measures.values())
+        if not unknown:
+            return None
+        return (f"no measure {', '.join(sorted(unknown))[:300]} among {', '.join(self._measures)}: start the "
+                "campaign with shipped measure ids (`careloom gaps report` lists them)")
 
     @activity.defn(name=EVALUATE_PAGE)
     def evaluate_page(self, data: EvaluatePageInput) -> EvaluatePageResult:
-        """The next page of members after the cursor, evaluated; the ids of those with an open gap, and counts."""
-        measures = self._chosen(data.measure_ids)
+        """The next page of members after the cursor, evaluated; the ids of those with an open gap, and counts.
+
+        Measure ids this worker does not ship (a campaign started through Temporal, not by the CLI or the
+        schedule, which check them) evaluate no one: the result says so (``refused``) and the campaign ends with
+        it as its outcome, logged at ERROR, rather than failing with nobody told."""
+        refused = self._unknown(data.measure_ids)
+        if refused is not None:
+            log.error("gap_campaign.refused", reason=refused)
+            return EvaluatePageResult(open=[], evaluated=0, last=None, more=False, refused=refused)
+        measures = [self._measures[m] for m in dict.fromkeys(data.measure_ids)] or list(self._measures.values())
         period = measurement_period(f"{data.period_start.isoformat()}/{data.period_end.isoformat()}")
         members = patient_page(self._store, after=data.after, limit=data.limit)
         found: list[MemberGaps] = []

@@ -56,6 +56,9 @@ class EvaluatePageResult(BaseModel):
                                                                   "members whose evaluation failed.")
     last: str | None = Field(description="Cursor: the last Patient id read; None on an empty page.")
     more: bool = Field(description="Whether there may be more after ``last`` (the page was full).")
+    refused: str | None = Field(default=None, description=(
+        "Why the campaign cannot evaluate anyone (e.g. a measure id the worker does not ship): it ends with this "
+        "as its outcome instead of failing."))
 
     @property
     def read(self) -> int:
@@ -96,6 +99,8 @@ class CampaignProgress(BaseModel):
     paused: bool = False
     cancelled: bool = False
     done: bool = False
+    refused: str | None = Field(default=None, description=(
+        "Why the campaign evaluated no one and ended (a measure id the worker does not ship): its outcome."))
     failures: list[str] = Field(default_factory=list, description="The first failures, for operators.")
 
 

@@ -165,6 +165,23 @@ async def test_a_campaign_starts_a_run_for_each_open_gap_and_none_twice(client: 
     assert (6, 3, 0, 3, 0) == (again.evaluated, again.open, again.started, again.existing, again.failed)
 
 
+async def test_a_campaign_started_through_temporal_with_an_unknown_measure_ends_with_the_reason(
+        client: Client, settings: Settings, population: Population) -> None:
+    """The CLI and the schedule check measure ids; a campaign started straight through Temporal with one the worker
+    does not ship evaluates no one and starts nothing, and ends COMPLETED with the reason as its outcome (it used
+    to fail non-retryably with nobody told)."""
+    data = CampaignInput(**PERIOD, measure_ids=[CMS122, "cms999-no-such-measure"], page=2, batch=4)
+    handle = await client.start_workflow(CareGapCampaignWorkflow.run, data, id=f"gaps-{uuid.uuid4().hex[:8]}",
+                                         task_queue=population.queue)
+    result = await asyncio.wait_for(handle.result(), 60)
+    assert result.done and result.refused is not None
+    assert "no measure cms999-no-such-measure" in result.refused and "careloom gaps report" in result.refused
+    assert (0, 0, 0) == (result.evaluated, result.open, result.started)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+    for member_id in population.open:
+        assert not await _has_run(client, settings, member_id), member_id
+
+
 async def test_a_campaign_paused_from_its_start_evaluates_nothing_until_resumed(client: Client,
                                                                                population: Population) -> None:
     handle = await client.start_workflow(
