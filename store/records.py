@@ -7,7 +7,7 @@ member it is about, its period). No I/O here, so model modules that name the sto
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal, Protocol
 
 __all__ = ["MEMBER_PATHS", "CareRecordStore", "PutOutcome", "member_of", "period_of"]
@@ -96,6 +96,11 @@ class CareRecordStore(Protocol):
 
     def create_once(
         self, resources: list[dict[str, Any]], idempotency_key: str
+    ) -> tuple[list[dict[str, Any]], bool]: ...
+
+    def create_once_guarded(
+        self, resources: list[dict[str, Any]], idempotency_key: str, *, lock: str,
+        guard: Callable[[Callable[[str, str], list[dict[str, Any]]]], None] | None = None,
     ) -> tuple[list[dict[str, Any]], bool]: ...
 
     def by_idempotency_key(self, idempotency_key: str) -> dict[str, Any] | None: ...

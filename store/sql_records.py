@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -176,6 +176,52 @@ class SqlCareRecordStore:
             if (existing := self._written_under(idempotency_key)) is not None:
                 return existing, False
             raise
+        return resources, True
+
+    def create_once_guarded(
+        self, resources: list[dict[str, Any]], idempotency_key: str, *, lock: str,
+        guard: Callable[[Callable[[str, str], list[dict[str, Any]]]], None] | None = None,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """:meth:`create_once`, serialised with every other guarded write under the same ``lock`` (e.g. one member's
+        contacts) and with ``guard`` run inside the same transaction, before the insert: ``guard(find)`` reads
+        with ``find(resource_type, member_id)`` what the transaction sees and raises to refuse (nothing is
+        written). Two hosts checking a budget at the same moment can then not both find room.
+
+        PostgreSQL: a transaction-scoped advisory lock on ``lock``'s hash; SQLite: write transactions are
+        IMMEDIATE, so writers are serialised already."""
+        for resource in resources:
+            validate_resource(resource)
+        if (existing := self._written_under(idempotency_key)) is not None:
+            return existing, False
+        keys = [idempotency_key] + [f"{idempotency_key}#{i}" for i in range(1, len(resources))]
+        now = datetime.now(UTC).isoformat()
+
+        def insert(db: Rows) -> list[dict[str, Any]] | None:
+            if self.db.dialect == "postgresql":
+                db.rows("SELECT pg_advisory_xact_lock(hashtext(:k))", {"k": lock})
+            found = db.rows("SELECT content FROM resources WHERE idempotency_key = :k OR (idempotency_key > :lo "
+                            "AND idempotency_key < :hi) ORDER BY idempotency_key",
+                            {"k": idempotency_key, "lo": f"{idempotency_key}#", "hi": f"{idempotency_key}$"})
+            if found:  # written while this waited for the lock
+                return [json.loads(row[0]) for row in found]
+            if guard is not None:
+                guard(lambda rtype, member: [json.loads(r[0]) for r in db.rows(
+                    "SELECT content FROM resources WHERE member_id = :m AND resource_type = :t ORDER BY date_start, id",
+                    {"m": member, "t": rtype})])
+            for resource, key in zip(resources, keys, strict=True):
+                db.rows("INSERT INTO resources (resource_type, id, member_id, date_start, date_end, idempotency_key, "
+                        "content, content_sha256, updated_at) VALUES (:t, :i, :m, :s, :e, :k, :c, :h, :now)",
+                        {**_params(self._row(resource)), "k": key, "now": now})
+            return None
+
+        try:
+            existing = self.db.write(insert)
+        except DuplicateKey:
+            if (existing := self._written_under(idempotency_key)) is not None:
+                return existing, False
+            raise
+        if existing is not None:
+            return existing, False
         return resources, True
 
     def discard_created(self, idempotency_key: str) -> int:

@@ -31,6 +31,7 @@ minute and tries again, every minute, and the contact day is the wrong date.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -136,8 +137,13 @@ NOTICE_CATEGORY = "urn:careloom:notice-kind"  # = tools.notice.NOTICE_CATEGORY_S
 def member_contacts(store: CareRecordStore, member_id: str, since: datetime) -> list[datetime]:
     """When careloom contacted the member since ``since``, in any program: its messages and its notices, from the
     records store (not from any one run's state)."""
+    return contacts_in(store.find_for_member("Communication", member_id), since)
+
+
+def contacts_in(communications: list[dict[str, Any]], since: datetime) -> list[datetime]:
+    """When careloom's messages and notices among ``communications`` were sent, since ``since``, in order."""
     sent = []
-    for communication in store.find_for_member("Communication", member_id):
+    for communication in communications:
         categories = communication.get("category") or []
         ours = any(c.get("text") in CONTACT_CATEGORIES or any(
             coding.get("system") == NOTICE_CATEGORY for coding in c.get("coding") or []) for c in categories)
@@ -149,10 +155,9 @@ def member_contacts(store: CareRecordStore, member_id: str, since: datetime) -> 
     return sorted(sent)
 
 
-def _check_budget(store: CareRecordStore, data: SendOutreachInput, now: datetime, zone: str) -> None:
+def _check_budget(contacts: list[datetime], data: SendOutreachInput, now: datetime, zone: str) -> None:
     """A lower-priority message (``program`` set) waits while the member was contacted today (member-local) or
-    ``max_contacts_per_week`` times in the last 7 days, by any program."""
-    contacts = member_contacts(store, data.member_id, now - timedelta(days=7))
+    ``max_contacts_per_week`` times in the last 7 days, by any program (``contacts``: the last 7 days')."""
     today = now.astimezone(ZoneInfo(zone)).date()
     if any(at.astimezone(ZoneInfo(zone)).date() == today for at in contacts):
         raise tool_error(CONTACT_BUDGET_SPENT, "the member was already contacted today; a lower-priority message "
@@ -161,6 +166,11 @@ def _check_budget(store: CareRecordStore, data: SendOutreachInput, now: datetime
         raise tool_error(CONTACT_BUDGET_SPENT, f"the member was contacted {len(contacts)} time(s) in the last 7 days"
                                                f" (the plan's cap is {data.max_contacts_per_week}); this message "
                                                "waits for room")
+
+
+def contact_lock(member_id: str) -> str:
+    """The lock every message to one member is written under: budget checks and writes are serialised per member."""
+    return f"member-contacts/{member_id}"
 
 
 def send_outreach(store: CareRecordStore, data: SendOutreachInput, *, now: datetime,
@@ -187,11 +197,20 @@ def send_outreach(store: CareRecordStore, data: SendOutreachInput, *, now: datet
         opening = next_contact_time(now, zone, start=data.contact_window_start, end=data.contact_window_end)
         if opening is not None:
             raise tool_error(OUTSIDE_CONTACT_HOURS, f"outside TCPA contact hours; next opening {opening.isoformat()}")
+    week_ago = now - timedelta(days=7)
+
+    def guard(find: Callable[[str, str], list[dict[str, Any]]]) -> None:
+        # Again inside the write's transaction, under the member's lock: two hosts sending to one member at the
+        # same moment (or across a day boundary) cannot both find room in the budget.
+        _check_budget(contacts_in(find("Communication", data.member_id), week_ago), data, now, zone)
+
     if data.program is not None:
-        _check_budget(store, data, now, zone)
+        _check_budget(member_contacts(store, data.member_id, week_ago), data, now, zone)  # early, with the reason
     day = now.astimezone(ZoneInfo(zone)).date()
-    stored, created = store.create_once([build_communication(data, now)],
-                                        contact_day_key(data.member_id, day, data.program or PROGRAM))
+    stored, created = store.create_once_guarded([build_communication(data, now)],
+                                                contact_day_key(data.member_id, day, data.program or PROGRAM),
+                                                lock=contact_lock(data.member_id),
+                                                guard=guard if data.program is not None else None)
     reference = f"Communication/{stored[0]['id']}"
     if not created and stored[0]["id"] != own_id:
         # Another run (or another action of this one) contacted the member today: fold into that contact, and

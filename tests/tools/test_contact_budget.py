@@ -70,3 +70,52 @@ def test_the_weekly_cap_counts_every_program_and_notices(store) -> None:
     # A bigger cap lets it go; a week later the oldest contact no longer counts either.
     assert send_outreach(store, _message(member, "gap-3b", program=GAP, cap=4), now=NOON_NY).created
     assert send_outreach(store, _message(member, "gap-3c", program=GAP), now=NOON_NY + timedelta(days=5)).created
+
+
+def test_the_budget_check_and_the_write_are_one_step_per_member(store) -> None:  # noqa: ANN001
+    """Another host writes a contact for the member while this reminder is on its way: the reminder's early check
+    (outside the write) still finds room, but the write waits for the member's lock (PostgreSQL: an advisory
+    lock; SQLite: the single writer), checks again inside its transaction, sees the new contact and refuses.
+    Nothing half-written: only the other host's message is there."""
+    import threading
+
+    from store.sql_records import SqlCareRecordStore, _params
+    from tools.outreach import build_communication, contact_day_key, contact_lock
+
+    assert isinstance(store, SqlCareRecordStore)
+    member = make_member(store)
+    other = build_communication(_message(member, "outreach-other-host"), NOON_NY - timedelta(minutes=1))
+    entered, release = threading.Event(), threading.Event()
+
+    def other_host(db) -> None:  # noqa: ANN001 - the other host's write transaction, held open
+        if store.db.dialect == "postgresql":
+            db.rows("SELECT pg_advisory_xact_lock(hashtext(:k))", {"k": contact_lock(member.member_id)})
+        db.rows("INSERT INTO resources (resource_type, id, member_id, date_start, date_end, idempotency_key, "
+                "content, content_sha256, updated_at) VALUES (:t, :i, :m, :s, :e, :k, :c, :h, :now)",
+                {**_params(store._row(other)), "now": NOON_NY.isoformat(),
+                 "k": contact_day_key(member.member_id, NOON_NY.date())})
+        entered.set()
+        assert release.wait(20)
+
+    holder = threading.Thread(target=store.db.write, args=(other_host,))
+    holder.start()
+    assert entered.wait(20)
+    outcome: dict[str, object] = {}
+
+    def reminder() -> None:
+        try:
+            outcome["result"] = send_outreach(store, _message(member, "gap-race", program=GAP), now=NOON_NY)
+        except ApplicationError as err:
+            outcome["refused"] = err
+
+    sender = threading.Thread(target=reminder)
+    sender.start()
+    sender.join(1.0)
+    assert sender.is_alive()  # waiting for the member's lock, not writing past it
+    release.set()
+    holder.join(20)
+    sender.join(30)
+    refused = outcome.get("refused")
+    assert isinstance(refused, ApplicationError) and refused.type == CONTACT_BUDGET_SPENT, outcome
+    assert "already contacted today" in refused.message
+    assert [c["id"] for c in store.find_for_member("Communication", member.member_id)] == [other["id"]]
