@@ -255,7 +255,7 @@ def _pending(state: OutreachState, record: ActionRecord, reasons: list[str], rol
             preferred_channel=facts.member.preferred_channel,
             risk_model=facts.risk.model.words() if facts.risk.model else None,
             risk_explanation=[c.words for c in facts.risk.model.contributions] if facts.risk.model else [],
-            risk_model_note=None if facts.risk.model else facts.risk.model_reason,
+            risk_model_note=(facts.risk.model.explanation_reason if facts.risk.model else facts.risk.model_reason),
             risk_model_ref=facts.risk.model.ref() if facts.risk.model else None,
         ),
     )

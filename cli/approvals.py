@@ -122,6 +122,8 @@ def show(workflow_id: WorkflowArg, approval_id: ApprovalArg, as_json: JsonFlag =
                           soft_wrap=True, highlight=False)
             for line in getattr(item.context, "risk_explanation", []):
                 console.print(f"  {safe(line)}", soft_wrap=True, highlight=False)
+            if not getattr(item.context, "risk_explanation", []) and item.context.risk_model_note:
+                console.print(f"  {safe(item.context.risk_model_note)}", soft_wrap=True, highlight=False)
         elif getattr(item.context, "risk_model_note", None):
             console.print(f"readmission model: {safe(item.context.risk_model_note)}", soft_wrap=True)
         if item.signoffs:

@@ -121,11 +121,8 @@ def fit(
     if install:
         # Installing changes routing (confidence against the policy's minimum): the evaluation gate runs with the
         # new calibrator first, as a model's promotion does; a failed gate leaves the installed one in place.
-        from cli.common import settings
         from cli.eval import suite_gate
-        from runtime.logging import configure_logging
 
-        configure_logging("ERROR", settings().log_format)
         err_console.print("running the evaluation gate (the scenario suite, offline planner) with the new "
                           "calibrator before installing it…")
         try:

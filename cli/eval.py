@@ -46,7 +46,12 @@ def suite_gate(*, scorer: object = None, calibration: Path | None = None) -> tup
     from evaluation.scenarios import load_suite
 
     loaded = load_suite(SHIPPED_SUITE)
-    result = run(run_suite(settings(), loaded, "offline", scorer=scorer, calibration=calibration))  # type: ignore[arg-type]
+    cfg = settings()
+    configure_logging("ERROR", cfg.log_format)  # the suite's runs log every step; the gate's outcome is the news
+    try:
+        result = run(run_suite(cfg, loaded, "offline", scorer=scorer, calibration=calibration))  # type: ignore[arg-type]
+    finally:
+        configure_logging(cfg.log_level, cfg.log_format)  # the caller's logging as it was configured
     metrics = compute(result.results, skipped=len(loaded.skipped), not_applicable=len(result.not_applicable),
                       allow_skipped=False)
     failed = [g.metric for g in metrics.gates if not g.passed]

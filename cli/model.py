@@ -246,7 +246,8 @@ class CandidateScorer:
     :class:`learning.serving.RegistryScorer`, with the candidate and no challenger), counting what each stay's
     scoring came to: ``scored``; ``missing_feature`` (the stay's records lack a feature the model needs: reported,
     never imputed, not the candidate's failure); ``failed`` (the scorer raised, or the stay's features were
-    complete and the candidate still gave no score, e.g. a model whose features are not the ones served);
+    complete and the candidate still gave no score, e.g. a model whose features are not the ones served; or it
+    scored without an explanation: a nurse would see a number without its reasons);
     ``no_model`` (no candidate to score with). Thread-safe: the worker's activity threads share it. Reasons kept
     name models and features, never a member or a stay."""
 
@@ -270,7 +271,10 @@ class CandidateScorer:
         except Exception as err:
             self._count("failed", f"the scorer raised {err.__class__.__name__}")
             raise  # the risk activity keeps LACE and says so
-        if outcome.model is not None:
+        if outcome.model is not None and outcome.model.explanation_reason:
+            # It scores but cannot be explained: the nurse would see a number without its reasons.
+            self._count("failed", f"the score could not be explained ({outcome.model.explanation_reason})")
+        elif outcome.model is not None:
             self._count("scored")
         elif self.inner.champion is None:
             self._count("no_model")
@@ -300,10 +304,9 @@ def candidate_scorer(registry: Any, candidate: Any) -> CandidateScorer:  # noqa:
     """The candidate verified against the registry (:meth:`ModelRegistry.verify`: a mismatch raises) and served
     as the champion, counted."""
     from learning.registry import CHAMPION
-    from learning.serving import RegistryScorer, ServedModel
+    from learning.serving import RegistryScorer, served_model
 
-    model = registry.verify(candidate)
-    served = ServedModel(registered=candidate, model=model, alias=CHAMPION)
+    served = served_model(candidate, registry.verify(candidate), CHAMPION)  # as a worker serves it: explained
     return CandidateScorer(RegistryScorer(served, None, None, "the evaluation gate serves the candidate alone"))
 
 
@@ -365,11 +368,6 @@ def promote(
     _quiet_mlflow()
     registry = _registry()
     if not shadow:
-        from cli.common import settings
-        from runtime.logging import configure_logging
-
-        # The suite's runs log every step at INFO; the gate's outcome is what this command reports (as eval run).
-        configure_logging("ERROR", settings().log_format)
         err_console.print("running the evaluation gate (the scenario suite, offline planner, the candidate scoring "
                           "every stay) before promoting…")
     try:

@@ -98,8 +98,11 @@ def _risk_model(database, cfg, now: datetime, drift_days: int, outcome_days: int
         registry = ModelRegistry.from_settings(cfg)
     except CareloomError as err:  # a registry setting that cannot be used: the rest of the report still stands
         return RiskModelFigures(message=f"{err}: no risk model to monitor")
-    return risk_model_figures(SqlCareRecordStore(database), registry, since=now - timedelta(days=drift_days),
-                              until=now, now=now, outcome_since=now - timedelta(days=outcome_days))
+    try:
+        return risk_model_figures(SqlCareRecordStore(database), registry, since=now - timedelta(days=drift_days),
+                                  until=now, now=now, outcome_since=now - timedelta(days=outcome_days))
+    except Exception as err:  # noqa: BLE001 - the model section fails alone: the ledger figures still print
+        return RiskModelFigures(message=f"the risk model could not be monitored ({err.__class__.__name__})")
 
 
 def _pct(value: float | None) -> str:

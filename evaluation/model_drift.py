@@ -172,7 +172,7 @@ def _outcomes(store: SqlCareRecordStore, scores: list[_Score], model: MonitoredM
             continue
         try:
             labels.append(int(readmitted_within_30_days(store, score.member_id, score.encounter_id)))
-        except (CareloomError, ApplicationError):
+        except Exception:  # noqa: BLE001 - one unreadable record is counted, never the end of the report
             unlabelled += 1
             continue
         predicted.append(score.probability)
@@ -282,7 +282,7 @@ def _drift(store: SqlCareRecordStore, figures: RiskModelFigures, reference: dict
     for score in scores:
         try:
             row = stay_features(store, score.member_id, score.encounter_id)
-        except (CareloomError, ApplicationError) as err:
+        except Exception as err:  # noqa: BLE001 - counted by reason (never the member), the report goes on
             reasons[_why(err)] += 1
             continue
         for name, found in values.items():

@@ -125,7 +125,9 @@ def evaluation_settings(base: Settings, state_dir: Path, planner: Planner, model
     check_planner(base, planner)
     update: dict[str, Any] = {"state_dir": state_dir, "database_url": None, "users_file": None,
                               "task_queue": f"careloom-eval-{secrets.token_hex(4)}", "worker_metrics_port": None,
-                              "model_task_queue": None, "messages_task_queue": None}
+                              "model_task_queue": None, "messages_task_queue": None,
+                              # its own (empty) registry under the temporary folder: never the deployment's
+                              "model_registry_uri": None, "model_artifacts_dir": None}
     if base.embedded:
         update |= {"embedded_port": _free_port(), "embedded_ui_port": _free_port(), "embedded_ui": False}
     if planner == "offline":

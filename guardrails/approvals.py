@@ -51,7 +51,8 @@ class ReviewContext(BaseModel):
         "(prioritisation only, never a coverage decision); None when LACE scored alone."))
     risk_explanation: list[str] = Field(default_factory=list, description=(
         'Its largest feature contributions in words, e.g. "3 ED visits in the 6 months before: +0.12".'))
-    risk_model_note: str | None = Field(default=None, description="Why no learned model scored (LACE alone).")
+    risk_model_note: str | None = Field(default=None, description=(
+        "Why no learned model scored (LACE alone), or why its score has no explanation."))
     risk_model_ref: str | None = Field(default=None, description=(
         "``<name>/<version> sha256:<model file digest>``: what the decision ledger records."))
 

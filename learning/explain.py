@@ -34,9 +34,13 @@ def _plural(n: float, one: str, many: str | None = None) -> str:
 
 _PLAN_WORDS = {"medicare_advantage": "Medicare Advantage plan", "dual": "dual Medicare-Medicaid plan",
                "medicaid": "Medicaid plan", "commercial": "commercial plan", "other": "other plan type"}
-_DISPOSITION_WORDS = {"home": "home", "home_health": "home with home health", "snf": "a skilled nursing facility",
-                      "rehab": "inpatient rehabilitation", "aadvice": "left against medical advice",
-                      "other": "another setting"}
+_DISPOSITION_WORDS = {"home": ("discharged home", "not discharged home"),
+                      "home_health": ("discharged home with home health", "not discharged home with home health"),
+                      "snf": ("discharged to a skilled nursing facility",
+                              "not discharged to a skilled nursing facility"),
+                      "rehab": ("discharged to inpatient rehabilitation", "not discharged to inpatient rehabilitation"),
+                      "aadvice": ("left against medical advice", "did not leave against medical advice"),
+                      "other": ("discharged to another setting", "not discharged to another setting")}
 
 _WORDS: dict[str, Callable[[float], str]] = {
     "lace_l": lambda v: f"LACE length-of-stay points {int(v)}",
@@ -59,8 +63,7 @@ for _category in CHARLSON_CATEGORIES:
 for _plan in PLAN_TYPES:
     _WORDS[f"plan_{_plan}"] = lambda v, p=_PLAN_WORDS[_plan]: p if v else f"not a {p}"
 for _disposition in DISPOSITIONS:
-    _WORDS[f"disposition_{_disposition}"] = (
-        lambda v, d=_DISPOSITION_WORDS[_disposition]: f"discharged to {d}" if v else f"not discharged to {d}")
+    _WORDS[f"disposition_{_disposition}"] = lambda v, d=_DISPOSITION_WORDS[_disposition]: d[0] if v else d[1]
 
 
 def feature_words(feature: str, value: float) -> str:

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
     from runtime.settings import Settings
 
-__all__ = ["CHALLENGER", "CHAMPION", "REGISTRY_FILE", "GateResult", "ModelRegistry", "PromotionRefused",
+__all__ = ["CHALLENGER", "CHAMPION", "REGISTRY_FILE", "TAG_GATE", "GateResult", "ModelRegistry", "PromotionRefused",
            "RegisteredVersion", "RegistryError"]
 
 REGISTRY_FILE = "mlflow.db"
@@ -54,6 +54,7 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 TAG_DIGEST = "careloom.model_sha256"
 TAG_MANIFEST = "careloom.manifest_sha256"
 TAG_LABEL = "careloom.version_label"
+TAG_GATE = "careloom.gate"  # "passed" or "failed": the evaluation gate's outcome at promotion
 REGISTRY_TABLES = frozenset({"alembic_version", "registered_models", "model_versions", "registered_model_aliases"})
 """MLflow's tables a server database must hold to be a registry (MLflow creates them all at once)."""
 CONNECT_TIMEOUT_SECONDS = 5
@@ -306,7 +307,15 @@ class ModelRegistry:
     def verify(self, registered: RegisteredVersion) -> LoadedModel:
         """The registered copy loaded, after checking its manifest and model file against the registry's tags
         (and the model file against the manifest, :func:`load_model`); :class:`ModelIntegrityError` names a
-        mismatch."""
+        mismatch. The copy must be where :meth:`register` puts it (``<artifacts>/<name>/<model sha256[:16]>``):
+        a version whose ``source`` was pointed elsewhere (by anyone who can write the registry's database) is
+        refused before any file of it is read, let alone unpickled."""
+        expected = (self.artifacts / registered.name / registered.digest[:16]).resolve()
+        if not registered.digest or registered.source.resolve() != expected:
+            raise ModelIntegrityError(
+                f"{registered.name} version {registered.version}: its registered copy is not in this registry's "
+                f"artifacts folder ({self.artifacts}); refusing to load it (register the artifact again with "
+                "`careloom model register`)")
         manifest_path = registered.source / MANIFEST_FILE
         if not manifest_path.is_file():
             raise ModelIntegrityError(f"{registered.name} version {registered.version}: its registered copy "
@@ -342,7 +351,7 @@ class ModelRegistry:
         if gate is None:
             raise PromotionRefused("promotion refused: no evaluation gate was given")
         result = gate(registered)
-        self.client.set_model_version_tag(name, registered.version, "careloom.gate",
+        self.client.set_model_version_tag(name, registered.version, TAG_GATE,
                                           "passed" if result.passed else "failed")
         self.client.set_model_version_tag(name, registered.version, "careloom.gate_summary", result.summary[:4000])
         self.client.set_model_version_tag(name, registered.version, "careloom.gate_at", now)

@@ -26,11 +26,11 @@ import structlog
 from learning.explain import Explainer
 from learning.features import MissingFeature, stay_features
 from learning.model import MODEL_NAME, LoadedModel
-from learning.registry import CHALLENGER, CHAMPION, ModelRegistry, RegisteredVersion
+from learning.registry import CHALLENGER, CHAMPION, TAG_GATE, ModelRegistry, RegisteredVersion
 from store.records import CareRecordStore
 from tools.risk import ModelOutcome, ModelScore
 
-__all__ = ["RegistryScorer", "ServedModel", "scorer_from_registry"]
+__all__ = ["RegistryScorer", "ServedModel", "scorer_from_registry", "served_model"]
 
 log = structlog.get_logger(__name__)
 
@@ -138,21 +138,33 @@ def _load(registry: ModelRegistry, name: str, alias: str) -> tuple[ServedModel |
         return None, f"the model registry could not be read ({err.__class__.__name__}): LACE alone"
     if registered is None:
         return None, f"no {alias} of {name} in the model registry" + (": LACE alone" if alias == CHAMPION else "")
+    if alias == CHAMPION and registered.tags.get(TAG_GATE) != "passed":
+        # Only `promote` sets the champion, after its gate; an alias set in the registry's database by other
+        # means (anyone who can write it) serves nothing.
+        log.warning("risk_model.refused", alias=alias, name=name, version=registered.version, error="no gate")
+        return None, (f"{alias} {name} version {registered.version} refused at load: it has not passed the "
+                      "evaluation gate (promote it with `careloom model promote`); LACE alone")
     try:
         model = registry.verify(registered)
     except Exception as err:  # noqa: BLE001 - a digest mismatch or a broken copy: LACE, and say so
         log.warning("risk_model.refused", alias=alias, name=name, version=registered.version, error=str(err))
         return None, (f"{alias} {name} version {registered.version} refused at load: "
                       f"{_short(err)}; LACE alone")
+    return served_model(registered, model, alias), None
+
+
+def served_model(registered: RegisteredVersion, model: LoadedModel, alias: str) -> ServedModel:
+    """A verified model as served under ``alias``: the champion with its SHAP explainer (or why none)."""
     explainer, explainer_reason = None, None
     if alias == CHAMPION:
         try:
             explainer = Explainer(model.estimator, model.features)
         except Exception as err:  # noqa: BLE001 - scores without explanations, and says so
-            log.warning("risk_model.no_explainer", name=name, version=registered.version, error=type(err).__name__)
+            log.warning("risk_model.no_explainer", name=registered.name, version=registered.version,
+                        error=type(err).__name__)
             explainer_reason = f"no explanation: SHAP could not explain this model ({err.__class__.__name__})"
     return ServedModel(registered=registered, model=model, alias=alias, explainer=explainer,
-                       explainer_reason=explainer_reason), None
+                       explainer_reason=explainer_reason)
 
 
 def _short(err: Exception) -> str:

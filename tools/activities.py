@@ -93,9 +93,13 @@ class CareTools:
                                            "model_reason": outcome.model_reason,
                                            "shadow_reason": outcome.shadow_reason})
         if data.member_id and data.encounter_id and (outcome.model or outcome.shadow):
-            # The scores on record (RiskAssessment): compare and drift monitoring read them, not histories.
-            self._store.put_many(risk.risk_assessments(result, data.member_id, data.encounter_id,
-                                                       datetime.now(UTC).replace(microsecond=0)))
+            # The scores on record (RiskAssessment): compare and drift monitoring read them, not histories. A
+            # failed write costs the record, never the member's run: LACE and the score stand, and it is logged.
+            try:
+                risk.record_assessments(self._store, result, data.member_id, data.encounter_id,
+                                        datetime.now(UTC).replace(microsecond=0))
+            except Exception as err:  # noqa: BLE001 - a monitoring side-record must not fail the risk step
+                _bind().warning("tool.score_readmission_risk.not_recorded", error=type(err).__name__)
         _bind().info("tool.score_readmission_risk", status=result.status, lace=result.lace,
                      model_version=outcome.model.version if outcome.model else None,
                      shadow_version=outcome.shadow.version if outcome.shadow else None,

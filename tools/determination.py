@@ -17,6 +17,7 @@ from store.records import CareRecordStore, member_of
 from tools.criteria import CriteriaSet, load_criteria
 from tools.errors import tool_error
 from tools.notice import NOTICE_OUTCOMES, build_notice, reviewers_of, reviewers_on_record
+from tools.outreach import contact_lock
 from tools.writes import ServiceEffect
 from tools.writes import SignedApproval, WriteResult, resource_id
 
@@ -340,7 +341,13 @@ def write_claim_response(store: CareRecordStore, data: WriteDeterminationInput,
     if data.arguments.outcome in NOTICE_OUTCOMES:
         resources.append(build_notice(data, claim, coverage, resources[0]["id"],
                                       criteria if criteria is not None else load_criteria()))
-    stored, created = store.create_once(resources, data.idempotency_key)
+    if data.arguments.outcome in NOTICE_OUTCOMES:
+        # A notice is a contact: written under the member's contact lock, so a reminder's budget check cannot
+        # miss it while it is being written (tools.outreach).
+        stored, created = store.create_once_guarded(resources, data.idempotency_key,
+                                                    lock=contact_lock(data.member_id))
+    else:
+        stored, created = store.create_once(resources, data.idempotency_key)
     return WriteResult(
         reference=f"ClaimResponse/{stored[0]['id']}",
         created=created,

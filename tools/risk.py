@@ -21,7 +21,7 @@ from store.records import CareRecordStore
 from tools.charlson import charlson_categories, charlson_index
 
 __all__ = ["RISK_MODEL_SYSTEM", "FeatureContribution", "LaceComponents", "ModelOutcome", "ModelScore", "RiskInput", "RiskModelScorer", "RiskScore", "lace",
-           "lace_components", "risk_assessments", "score_readmission_risk"]
+           "lace_components", "record_assessments", "risk_assessments", "score_readmission_risk"]
 
 RISK_MODEL_SYSTEM = "urn:careloom:risk-model"
 """``RiskAssessment.method`` coding system: code ``<model name>/<registry version>``."""
@@ -163,14 +163,14 @@ def risk_assessments(result: RiskScore, member_id: str, encounter_id: str, at: d
     """FHIR R4 ``RiskAssessment`` records of the learned scores in ``result`` (the champion's and the shadow's):
     which model (name, version, digest, alias), the probability, when. ``careloom model compare`` pairs the
     champion's and the challenger's with the outcomes that follow; the monitoring report reads them for drift.
-    One record per stay and model version (a retried activity rewrites it)."""
+    One record per stay, model version and alias (:func:`record_assessments` writes each once)."""
     import hashlib
 
     records = []
     for score in (result.model, result.shadow):
         if score is None:
             continue
-        rid = hashlib.sha256(f"{encounter_id}|{score.name}|{score.version}".encode()).hexdigest()[:32]
+        rid = hashlib.sha256(f"{encounter_id}|{score.name}|{score.version}|{score.alias}".encode()).hexdigest()[:32]
         records.append({
             "resourceType": "RiskAssessment",
             "id": f"risk-{rid}",
@@ -187,3 +187,14 @@ def risk_assessments(result: RiskScore, member_id: str, encounter_id: str, at: d
                                else "challenger in shadow mode: recorded, affecting nothing")}],
         })
     return records
+
+
+def record_assessments(store: CareRecordStore, result: RiskScore, member_id: str, encounter_id: str,
+                       at: datetime) -> int:
+    """Store :func:`risk_assessments`, each once: a stay scored again by the same version under the same alias (a
+    retried activity, a second run for the stay) keeps its first record and time. Returns how many were new."""
+    fresh = [r for r in risk_assessments(result, member_id, encounter_id, at)
+             if store.get("RiskAssessment", r["id"]) is None]
+    if fresh:
+        store.put_many(fresh)
+    return len(fresh)

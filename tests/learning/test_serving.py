@@ -175,6 +175,8 @@ def test_feature_words_read_like_a_chart() -> None:
     assert feature_words("disposition_snf", 1) == "discharged to a skilled nursing facility"
     assert feature_words("plan_medicaid", 0) == "not a Medicaid plan"
     assert feature_words("age_band", 2) == "age band 65-74"
+    assert feature_words("disposition_aadvice", 1) == "left against medical advice"
+    assert feature_words("disposition_home", 0) == "not discharged home"
 
 
 def test_scoring_cost(trained: tuple, records: tuple, tmp_path: Path) -> None:
@@ -201,3 +203,64 @@ def test_scoring_cost(trained: tuple, records: tuple, tmp_path: Path) -> None:
     print(f"\nscoring cost over {len(sample)} stays: {wall:.2f} ms wall, {cpu:.2f} ms CPU per score "
           f"(champion + challenger), {champion_cpu:.2f} ms CPU with the champion alone, of which features "
           f"{features_ms:.2f} ms wall")
+
+
+def test_a_champion_set_outside_promote_or_pointing_elsewhere_is_refused(trained: tuple, records: tuple,
+                                                                         tmp_path: Path) -> None:
+    """Anyone who can write the registry's database could set the champion alias without the gate, or point a
+    version's source at files of their own: neither is served (LACE, with the reason), nothing is unpickled."""
+    from dataclasses import replace
+
+    from learning.model import ModelIntegrityError
+
+    _, artifacts = trained
+    registry = ModelRegistry(tmp_path)
+    for artifact in artifacts:
+        registry.register(artifact)
+    registry.client.set_registered_model_alias("readmission-30d-hgb", "champion", "2")  # no gate ran
+    scorer = scorer_from_registry(tmp_path)
+    assert scorer.champion is None and "has not passed the evaluation gate" in (scorer.champion_reason or "")
+    version = registry.get("readmission-30d-hgb", "1")
+    elsewhere = replace(version, source=artifacts[0])  # the same, verified files, but outside the registry
+    with pytest.raises(ModelIntegrityError, match="not in this registry's artifacts folder"):
+        registry.verify(elsewhere)
+
+
+def test_the_scores_are_recorded_once_and_a_failed_record_keeps_the_score(trained: tuple, records: tuple,
+                                                                         tmp_path: Path) -> None:
+    """A stay scored again by the same version keeps its first RiskAssessment; a store that refuses the record
+    costs the record only: the risk step still returns LACE and the model's score."""
+    from unittest import mock
+
+    from runtime.settings import Settings
+    from store.database import StoreError
+    from tools.activities import CareTools
+    from tools.risk import record_assessments
+
+    _, artifacts = trained
+    store, stays = records
+    _promoted(tmp_path, artifacts)
+    scorer = scorer_from_registry(tmp_path)
+    member_id, encounter_id = stays[3]
+    data = RiskInput(length_of_stay_days=4, acute_admission=True, condition_codes=["I50.9"], ed_visits_6mo=1,
+                     member_id=member_id, encounter_id=encounter_id)
+
+    class RefusingStore(SqlCareRecordStore):
+        def put_many(self, resources):  # noqa: ANN001, ANN202
+            raise StoreError("the care records database refused the write: disk full")
+
+    refusing = RefusingStore(store.db)
+    tools = CareTools(refusing, Settings(state_dir=tmp_path, _env_file=None), gate=mock.Mock(), scorer=scorer)
+    with mock.patch("tools.activities._bind"):
+        scored = tools.score_readmission_risk(data)
+    assert scored.lace == 9 and scored.model is not None and scored.shadow is not None
+    assert [r for r in store.find_for_member("RiskAssessment", member_id)
+            if r["encounter"]["reference"] == f"Encounter/{encounter_id}"] == []
+    from datetime import UTC, datetime, timedelta
+
+    first = datetime(2026, 12, 1, tzinfo=UTC)
+    assert record_assessments(store, scored, member_id, encounter_id, first) == 2
+    assert record_assessments(store, scored, member_id, encounter_id, first + timedelta(days=3)) == 0
+    kept = [r for r in store.find_for_member("RiskAssessment", member_id)
+            if r["encounter"]["reference"] == f"Encounter/{encounter_id}"]
+    assert len(kept) == 2 and {r["occurrenceDateTime"] for r in kept} == {first.isoformat()}

@@ -40,6 +40,10 @@ class SlowWrites(SqlCareRecordStore):
         time.sleep(WRITE_SECONDS)
         return super().create_once(resources, idempotency_key)
 
+    def create_once_guarded(self, resources: Any, idempotency_key: str, **lock: Any) -> Any:  # noqa: ANN401
+        time.sleep(WRITE_SECONDS)  # messages and notices (written under the member's contact lock)
+        return super().create_once_guarded(resources, idempotency_key, **lock)
+
 
 def _events(history: Any) -> list[Any]:  # noqa: ANN401
     return list(history.events)
