@@ -438,7 +438,8 @@ def _compare_recorded(name: str, since: Any, until: Any, as_json: bool) -> None:
     start, end = default_window(now)
     store = SqlCareRecordStore(configured_database(_settings()))
     try:
-        figures = compare_recorded(store, name, since or start, until or end, now)
+        digests = {v.version: v.digest for v in _registry().versions(name)}  # only the registry's own models
+        figures = compare_recorded(store, name, since or start, until or end, now, digests=digests)
     except CareloomError as err:
         fail(str(err))
         return
@@ -464,7 +465,9 @@ def _compare_recorded(name: str, since: Any, until: Any, as_json: bool) -> None:
                 f"readmission(s) in {pair.models[0].stays_with_outcome} stays")
     say(f"{figures.scores_read} scores of {name} recorded from {figures.since} to {figures.until}; outcomes as of "
         f"{figures.now}; stays scored by one model only: {figures.unpaired['champion_only']} champion, "
-        f"{figures.unpaired['challenger_only']} challenger")
+        f"{figures.unpaired['challenger_only']} challenger"
+        + (f"; left out {figures.not_from_registry} record(s) whose model digest is not the registry's"
+           if figures.not_from_registry else ""))
 
 
 def _compare_table(name: str, data_path: Path, as_json: bool) -> None:

@@ -91,6 +91,7 @@ class RecordedComparison:
     unpaired: dict[str, int]
     comparisons: list[PairComparison]
     message: str | None = None
+    not_from_registry: int = 0  # records whose model digest is not the registry's for their version: left out
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -230,9 +231,12 @@ def _compare_pair(store: SqlCareRecordStore, versions: tuple[str, str], stays: l
 
 
 def compare_recorded(store: SqlCareRecordStore, name: str, since: datetime, until: datetime,
-                     now: datetime) -> RecordedComparison:
+                     now: datetime, *, digests: dict[str, str] | None = None) -> RecordedComparison:
     """The champion's and the challenger's recorded scores of ``name`` made in ``[since, until)``, paired per stay
-    and per (champion version, challenger version), with the outcomes known at ``now`` (all times aware)."""
+    and per (champion version, challenger version), with the outcomes known at ``now`` (all times aware).
+
+    ``digests`` (registry version → model sha256): a record whose digest is not its version's (an imported or
+    hand-made RiskAssessment claiming careloom's model system) is left out and counted."""
     for label, value in (("since", since), ("until", until), ("now", now)):
         if value.tzinfo is None:
             raise CompareError(f"{label} {value.isoformat()} has no time zone: give an aware time (UTC)")
@@ -240,15 +244,22 @@ def compare_recorded(store: SqlCareRecordStore, name: str, since: datetime, unti
         raise CompareError(f"the window ends ({until.isoformat()}) before it starts ({since.isoformat()}): "
                            "give --since earlier than --until")
     scores = list(recorded_scores(store, name, since, until))
+    foreign = 0
+    if digests is not None:
+        kept = [s for s in scores if digests.get(s.version) == s.digest]
+        foreign, scores = len(scores) - len(kept), kept
     pairs, unpaired = _pairs(scores)
     comparisons = [_compare_pair(store, versions, stays, now) for versions, stays in sorted(pairs.items())]
     message = None
     if not comparisons:
         found = (f"{len(scores)} score(s) of {name} recorded, none of a challenger beside the champion on the "
                  "same stay" if scores else f"no scores of {name} recorded")
+        if foreign:
+            found += f" ({foreign} record(s) left out: their model digest is not the registry's for their version)"
         message = f"{found} between {since.isoformat()} and {until.isoformat()}: {NO_SHADOW_SCORES}"
     return RecordedComparison(name=name, since=since.isoformat(), until=until.isoformat(), now=now.isoformat(),
-                              scores_read=len(scores), unpaired=unpaired, comparisons=comparisons, message=message)
+                              scores_read=len(scores), unpaired=unpaired, comparisons=comparisons, message=message,
+                              not_from_registry=foreign)
 
 
 def default_window(now: datetime, days: int = 365) -> tuple[datetime, datetime]:

@@ -216,7 +216,8 @@ def test_champion_scores_alone_are_not_a_comparison(tmp_path: Path, recorded: Re
 
 
 def test_the_cli_compares_recorded_scores(recorded: Recorded, tmp_path: Path) -> None:
-    env = clean_env(CARELOOM_STATE_DIR=str(tmp_path / "state"),
+    registry_state = recorded.database.parent.parent / "registry"  # the registry whose models scored the runs
+    env = clean_env(CARELOOM_STATE_DIR=str(registry_state),
                     CARELOOM_DATABASE_URL=f"sqlite:///{recorded.database.resolve()}")
     since = recorded.since.isoformat()
     out = careloom(env, "model", "compare", "--since", since, "--json")
@@ -234,3 +235,22 @@ def test_the_cli_compares_recorded_scores(recorded: Recorded, tmp_path: Path) ->
     assert none.returncode == 1 and "--shadow" in none.stderr and "no scores" in none.stderr
     bad = careloom(env, "model", "compare", "--since", "last week")
     assert bad.returncode == 1 and "--since" in bad.stderr and "YYYY-MM-DD" in bad.stderr
+    # Another registry (another deployment's models): none of the records is its models', so none is compared.
+    other = careloom({**env, "CARELOOM_STATE_DIR": str(tmp_path / "state")}, "model", "compare", "--since", since)
+    assert other.returncode == 1 and "digest is not the registry's" in other.stderr
+
+
+def test_records_whose_digest_is_not_the_registrys_are_left_out(recorded: Recorded) -> None:
+    """An imported or hand-made RiskAssessment claiming careloom's model system cannot skew the comparison: with
+    the registry's digests, records of a version whose digest is not the registered one are counted and left out."""
+    now = datetime.now(UTC)
+    everything = compare_recorded(recorded.store, NAME, recorded.since, recorded.until, now)
+    digests = {c.champion_version: next(m.digest for m in c.models if m.role == "champion")
+               for c in everything.comparisons}
+    assert set(digests) == {"1", "2"}
+    trusted = compare_recorded(recorded.store, NAME, recorded.since, recorded.until, now, digests=digests)
+    assert trusted.not_from_registry == 0 and trusted.scores_read == everything.scores_read
+    forged = compare_recorded(recorded.store, NAME, recorded.since, recorded.until, now,
+                              digests={**digests, "2": "0" * 64})
+    assert forged.not_from_registry == len(recorded.first) + len(recorded.second)  # every version-2 record
+    assert forged.comparisons == [] and forged.message is not None
