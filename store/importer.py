@@ -65,7 +65,7 @@ from typing import Any
 
 from runtime.errors import ImportFailure
 from store.fhir_validation import InvalidResource, validate_resource
-from store.records import CareRecordStore, member_of
+from store.records import RISK_MODEL_SYSTEM, CareRecordStore, member_of
 
 __all__ = ["IMPORTED_BUNDLE_TYPES", "MEASURE_DATA_TYPES", "ImportReport", "LineProblem", "import_bundles", "import_ndjson",
            "import_path"]
@@ -191,7 +191,19 @@ def _parse_line(raw: str, expected: str) -> dict[str, Any]:
         )
     if not isinstance(resource.get("id"), str) or not resource["id"]:
         raise InvalidResource("the resource has no id; bulk data resources must carry one")
-    return validate_resource(resource)
+    return _importable(resource)
+
+
+def _importable(resource: dict[str, Any]) -> dict[str, Any]:
+    """A valid resource an import may bring: careloom's own model scores are refused (its risk activity writes
+    them; an imported one could skew `careloom model compare` and drift monitoring)."""
+    validate_resource(resource)
+    if resource.get("resourceType") == "RiskAssessment" and any(
+            coding.get("system") == RISK_MODEL_SYSTEM
+            for coding in ((resource.get("method") or {}).get("coding") or [])):
+        raise InvalidResource(f"RiskAssessment with method {RISK_MODEL_SYSTEM} is careloom's own learned score, "
+                              "written by its risk activity only; remove it from the export")
+    return resource
 
 
 def _files(source: Path, pattern: str, *, folder_of: str, expected: str) -> list[Path]:
@@ -578,7 +590,7 @@ def _bundle_resources(path: Path, report: ImportReport) -> list[tuple[int, dict[
                 entry=number, resource_type=rtype))
             continue
         try:
-            resources.append((number, validate_resource(resource)))
+            resources.append((number, _importable(resource)))
         except InvalidResource as err:
             report.problems.append(LineProblem(name, None, str(err), entry=number, resource_type=rtype))
     return resources

@@ -10,7 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, Protocol
 
-__all__ = ["MEMBER_PATHS", "CareRecordStore", "PutOutcome", "member_of", "period_of"]
+__all__ = ["MEMBER_PATHS", "RISK_MODEL_SYSTEM", "CareRecordStore", "PutOutcome", "member_of", "period_of"]
+
+RISK_MODEL_SYSTEM = "urn:careloom:risk-model"
+"""``RiskAssessment.method`` coding system of careloom's own learned scores (code ``<model name>/<version>``):
+written by its risk activity only, never imported (store/importer.py refuses them)."""
 
 PutOutcome = Literal["inserted", "updated", "unchanged"]
 

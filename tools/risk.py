@@ -17,14 +17,12 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from store.records import CareRecordStore
+from store.records import RISK_MODEL_SYSTEM, CareRecordStore
 from tools.charlson import charlson_categories, charlson_index
 
 __all__ = ["RISK_MODEL_SYSTEM", "FeatureContribution", "LaceComponents", "ModelOutcome", "ModelScore", "RiskInput", "RiskModelScorer", "RiskScore", "lace",
            "lace_components", "record_assessments", "risk_assessments", "score_readmission_risk"]
 
-RISK_MODEL_SYSTEM = "urn:careloom:risk-model"
-"""``RiskAssessment.method`` coding system: code ``<model name>/<registry version>``."""
 READMISSION_OUTCOME = "30-day inpatient readmission"
 
 

@@ -184,3 +184,35 @@ def test_the_same_id_with_other_content_in_one_ndjson_import_is_refused_naming_b
             "the same id with different content in one import") == str(problem)[:len(str(problem).split(";")[0])]
     assert ("1950-01-01", 1) == (store.get("Patient", "p1")["birthDate"], report.conflicts)
     assert {"inserted": 2, "unchanged": 1} == report.as_dict()["by_type"]["Patient"]
+
+
+def test_careloom_model_scores_are_never_imported(store, tmp_path):
+    """A RiskAssessment claiming careloom's model system (what `model compare` and drift monitoring read) is
+    refused by name, as an NDJSON line and as a Bundle entry; another organisation's RiskAssessment imports."""
+    from store.importer import import_bundles
+    from store.records import RISK_MODEL_SYSTEM
+
+    def assessment(rid: str, system: str) -> dict:
+        return {"resourceType": "RiskAssessment", "id": rid, "status": "final",
+                "subject": {"reference": "Patient/p-risk"},
+                "method": {"coding": [{"system": system, "code": "readmission-30d-hgb/1"}]},
+                "prediction": [{"probabilityDecimal": 0.9}]}
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "RiskAssessment.ndjson").write_text(
+        json.dumps(assessment("forged", RISK_MODEL_SYSTEM)) + "\n"
+        + json.dumps(assessment("theirs", "http://example.org/their-model")) + "\n", encoding="utf-8")
+    report = import_ndjson(store, folder)
+    assert dict(report.counts) == {("RiskAssessment", "inserted"): 1}
+    [problem] = report.problems
+    assert problem.line == 1 and "careloom's own learned score" in problem.message
+    assert store.get("RiskAssessment", "forged") is None and store.get("RiskAssessment", "theirs") is not None
+
+    bundle = tmp_path / "bundle.json"
+    bundle.write_text(json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:1", "resource": assessment("forged-2", RISK_MODEL_SYSTEM),
+         "request": {"method": "PUT", "url": "RiskAssessment/forged-2"}}]}), encoding="utf-8")
+    bundled = import_bundles(store, bundle)
+    assert store.get("RiskAssessment", "forged-2") is None
+    assert any("careloom's own learned score" in p.message for p in bundled.problems)
