@@ -157,26 +157,7 @@ class SqlCareRecordStore:
         constraint makes a retried write tool return what it already made, even when the retry runs on
         another worker host at the same moment (the loser's insert is refused, and it reads the winner's).
         """
-        for resource in resources:
-            validate_resource(resource)
-        if (existing := self._written_under(idempotency_key)) is not None:
-            return existing, False
-        keys = [idempotency_key] + [f"{idempotency_key}#{i}" for i in range(1, len(resources))]
-        now = datetime.now(UTC).isoformat()
-
-        def insert(db: Rows) -> None:
-            for resource, key in zip(resources, keys, strict=True):
-                db.rows("INSERT INTO resources (resource_type, id, member_id, date_start, date_end, idempotency_key, "
-                        "content, content_sha256, updated_at) VALUES (:t, :i, :m, :s, :e, :k, :c, :h, :now)",
-                        {**_params(self._row(resource)), "k": key, "now": now})
-
-        try:
-            self.db.write(insert)
-        except DuplicateKey:
-            if (existing := self._written_under(idempotency_key)) is not None:
-                return existing, False
-            raise
-        return resources, True
+        return self._create(resources, idempotency_key)
 
     def create_once_guarded(
         self, resources: list[dict[str, Any]], idempotency_key: str, *, lock: str,
@@ -189,6 +170,12 @@ class SqlCareRecordStore:
 
         PostgreSQL: a transaction-scoped advisory lock on ``lock``'s hash; SQLite: write transactions are
         IMMEDIATE, so writers are serialised already."""
+        return self._create(resources, idempotency_key, lock=lock, guard=guard)
+
+    def _create(
+        self, resources: list[dict[str, Any]], idempotency_key: str, *, lock: str | None = None,
+        guard: Callable[[Callable[[str, str], list[dict[str, Any]]]], None] | None = None,
+    ) -> tuple[list[dict[str, Any]], bool]:
         for resource in resources:
             validate_resource(resource)
         if (existing := self._written_under(idempotency_key)) is not None:
@@ -197,13 +184,14 @@ class SqlCareRecordStore:
         now = datetime.now(UTC).isoformat()
 
         def insert(db: Rows) -> list[dict[str, Any]] | None:
-            if self.db.dialect == "postgresql":
-                db.rows("SELECT pg_advisory_xact_lock(hashtext(:k))", {"k": lock})
-            found = db.rows("SELECT content FROM resources WHERE idempotency_key = :k OR (idempotency_key > :lo "
-                            "AND idempotency_key < :hi) ORDER BY idempotency_key",
-                            {"k": idempotency_key, "lo": f"{idempotency_key}#", "hi": f"{idempotency_key}$"})
-            if found:  # written while this waited for the lock
-                return [json.loads(row[0]) for row in found]
+            if lock is not None:
+                if self.db.dialect == "postgresql":
+                    db.rows("SELECT pg_advisory_xact_lock(hashtext(:k))", {"k": lock})
+                found = db.rows("SELECT content FROM resources WHERE idempotency_key = :k OR (idempotency_key > :lo "
+                                "AND idempotency_key < :hi) ORDER BY idempotency_key",
+                                {"k": idempotency_key, "lo": f"{idempotency_key}#", "hi": f"{idempotency_key}$"})
+                if found:  # written while this waited for the lock
+                    return [json.loads(row[0]) for row in found]
             if guard is not None:
                 guard(lambda rtype, member: [json.loads(r[0]) for r in db.rows(
                     "SELECT content FROM resources WHERE member_id = :m AND resource_type = :t ORDER BY date_start, id",
